@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "dna-swift",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "DNA", targets: ["DNA"]),
+        .executable(name: "dna", targets: ["DNACommand"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // The system SQLite (libsqlite3-dev), used directly through its C API.
+        .systemLibrary(
+            name: "CSQLite",
+            path: "Sources/CSQLite",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        // Layer 3: the store protocol and its engines (SQLite, in-memory for unit tests).
+        .target(
+            name: "DNAStore",
+            dependencies: [
+                "CSQLite",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Layers 1-2: the actor API and the runtime (mailbox, batches, output gate, node).
+        .target(
+            name: "DNA",
+            dependencies: [
+                "DNAStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Layer 5: the `dna` command line (bench).
+        .executableTarget(
+            name: "DNACommand",
+            dependencies: [
+                "DNA",
+                "CSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "DNAStoreTests", dependencies: ["DNAStore"]),
+        .testTarget(name: "DNATests", dependencies: ["DNA"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,117 @@
+import Synchronization
+
+/// What an activation gets from the runtime: its name, its storage modules, messages to
+/// itself, and a way to ask to be deactivated. One per activation; valid only inside the
+/// actor's initialiser and handlers.
+public final class ActorContext {
+    /// This actor's name.
+    public let id: ActorID
+    let log = WriteLog()
+    let timers: TimerSet
+    private let rowsByModule: [String: ArraySlice<ModuleRow>]
+    private var declaredModules: Set<String> = []
+    private unowned let node: Node
+    var deactivationRequested = false
+
+    init(id: ActorID, rows: [ModuleRow], node: Node, timers: TimerSet) {
+        self.id = id
+        self.node = node
+        self.timers = timers
+        var grouped: [String: ArraySlice<ModuleRow>] = [:]
+        var start = 0
+        // Rows arrive sorted by module, then key.
+        while start < rows.count {
+            var end = start + 1
+            while end < rows.count && rows[end].module == rows[start].module { end += 1 }
+            grouped[rows[start].module] = rows[start..<end]
+            start = end
+        }
+        rowsByModule = grouped
+    }
+
+    private func declare(_ name: String) throws(DNAError) {
+        guard !name.isEmpty, name.utf8.count <= 64 else {
+            throw DNAError(.invalidArgument, "module name must be 1 to 64 bytes, got '\(name)'")
+        }
+        guard declaredModules.insert(name).inserted else {
+            throw DNAError(.invalidArgument, "module '\(name)' is declared twice in \(id.kind)")
+        }
+    }
+
+    /// Declares a key-value module named `name` and returns it with its stored data.
+    public func kv<Key, Value>(_ name: String, of: (Key.Type, Value.Type) = (Key.self, Value.self)) throws(DNAError) -> KV<Key, Value> {
+        try declare(name)
+        return try KV(name: name, rows: rowsByModule[name] ?? [], log: log)
+    }
+
+    /// Declares a single-document module named `name`, holding `default` until first set.
+    public func value<Document>(_ name: String, default defaultValue: Document) throws(DNAError) -> Value<Document> {
+        try declare(name)
+        return try Value(name: name, rows: rowsByModule[name] ?? [], default: defaultValue, log: log)
+    }
+
+    /// A reference to this actor, to hand to others.
+    public func ref<A: DurableActor>(as type: A.Type = A.self) throws -> ActorRef<A> {
+        try node.ref(A.self, key: id.key, namespace: id.namespace)
+    }
+
+    /// Puts `message` at the end of this actor's own mailbox (an info message): it is
+    /// handled after the messages already queued, as if cast by someone else.
+    public func tell<R: ActorRequest>(_ message: R) throws {
+        try node.cast(message, to: id)
+    }
+
+    /// Delivers `message` to this actor's own mailbox after `delay` (a timer). Pending
+    /// timers keep the activation from being passivated; they end with the activation.
+    @discardableResult
+    public func schedule<R: ActorRequest>(_ message: R, after delay: Duration) -> ScheduledMessage {
+        let node = self.node
+        let id = self.id
+        return timers.start(after: delay) { try? node.cast(message, to: id) }
+    }
+
+    /// Asks the runtime to deactivate this actor once the current batch is committed. The
+    /// next message activates it again from its stored data.
+    public func deactivate() { deactivationRequested = true }
+}
+
+/// A message scheduled with ``ActorContext/schedule(_:after:)``.
+public struct ScheduledMessage: Sendable {
+    let id: Int
+    let timers: TimerSet
+
+    /// Cancels delivery if it has not happened yet.
+    public func cancel() { timers.cancel(id) }
+}
+
+/// The pending timers of one activation.
+final class TimerSet: Sendable {
+    private let state = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
+
+    var isEmpty: Bool { state.withLock { $0.tasks.isEmpty } }
+
+    func start(after delay: Duration, _ fire: @escaping @Sendable () -> Void) -> ScheduledMessage {
+        state.withLock { state in
+            let id = state.next
+            state.next += 1
+            state.tasks[id] = Task { [weak self] in
+                try? await Task.sleep(for: delay)
+                guard let self, self.state.withLock({ $0.tasks.removeValue(forKey: id) }) != nil else { return }
+                fire()
+            }
+            return ScheduledMessage(id: id, timers: self)
+        }
+    }
+
+    func cancel(_ id: Int) {
+        state.withLock { $0.tasks.removeValue(forKey: id) }?.cancel()
+    }
+
+    func cancelAll() {
+        let tasks = state.withLock { state in
+            defer { state.tasks = [:] }
+            return state.tasks.values
+        }
+        for task in tasks { task.cancel() }
+    }
+}

@@ -1,0 +1,61 @@
+/// An error from the DNA runtime, with a stable ``Code``.
+public struct DNAError: Error, Sendable, CustomStringConvertible {
+    /// A stable error code; new codes may be added.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let name: String
+        public init(_ name: String) { self.name = name }
+        public var description: String { name }
+
+        /// The actor name breaks the naming rules (see `ActorID`).
+        public static let invalidName = Code("invalidName")
+        /// The actor type was not given to the node.
+        public static let unknownActorKind = Code("unknownActorKind")
+        /// The actor has no handler for this request type.
+        public static let unhandledRequest = Code("unhandledRequest")
+        /// An argument is out of range (for example a list limit).
+        public static let invalidArgument = Code("invalidArgument")
+        /// A key or value could not be encoded for storage.
+        public static let encodingFailed = Code("encodingFailed")
+        /// Stored data could not be decoded as the module's type.
+        public static let decodingFailed = Code("decodingFailed")
+        /// The batch could not be committed before the commit timeout; the activation went
+        /// back to its last durable state. Retryable.
+        public static let commitFailed = Code("commitFailed")
+        /// The activation lost its name to a newer owner. Retryable.
+        public static let fenced = Code("fenced")
+        /// The actor could not be activated (store unavailable, or its initialiser threw).
+        public static let activationFailed = Code("activationFailed")
+        /// The actor's mailbox is at capacity. Retryable.
+        public static let mailboxFull = Code("mailboxFull")
+        /// The node is shutting down or stopped.
+        public static let nodeStopped = Code("nodeStopped")
+        /// Another live node owns the actor (single-node runtime). Retryable.
+        public static let ownedElsewhere = Code("ownedElsewhere")
+    }
+
+    public var code: Code
+    public var message: String
+    /// The error underneath, if any (for example a ``StoreError``).
+    public var underlying: (any Error)?
+
+    public init(_ code: Code, _ message: String, underlying: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.underlying = underlying
+    }
+
+    /// Whether the same call may succeed if tried again later.
+    public var isRetryable: Bool {
+        switch code {
+        case .commitFailed, .fenced, .mailboxFull, .ownedElsewhere: return true
+        case .activationFailed: return (underlying as? StoreError)?.isRetryable ?? false
+        default: return false
+        }
+    }
+
+    public var description: String {
+        var text = "DNAError.\(code): \(message)"
+        if let underlying { text += " (\(underlying))" }
+        return text
+    }
+}

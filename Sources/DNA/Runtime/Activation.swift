@@ -1,0 +1,356 @@
+import DequeModule
+import Logging
+import Synchronization
+
+/// The node's view of an activation, whatever its actor type.
+protocol AnyActivation: AnyObject, Sendable {
+    var id: ActorID { get }
+    func enqueue(_ envelope: Envelope) -> EnqueueResult
+    /// Marks the activation stopped if it is idle (no task, empty mailbox, no timers) since
+    /// before `cutoff`. Called with the node's directory locked.
+    func stopIfIdle(since cutoff: ContinuousClock.Instant?) -> Bool
+    /// After ``stopIfIdle(since:)`` said yes: gives the name back and frees the instance.
+    func finishStop() async
+    /// Waits until the activation has no task running (its mailbox handled and committed).
+    func waitUntilIdle() async
+}
+
+enum EnqueueResult {
+    case accepted
+    case stopped
+    case full
+}
+
+/// The life of one actor instance on this node: its mailbox, the task that handles it in
+/// batches, the staging of writes, the output gate and the commit pipeline.
+///
+/// Ownership: the mailbox state is behind a lock; everything else (`instance`, `context`,
+/// `registration`, `inFlight`) belongs to the one drain task, which the mailbox state
+/// machine guarantees never runs twice at once.
+final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
+    struct MailboxState {
+        var queue = Deque<Envelope>()
+        /// A drain task exists.
+        var running = false
+        var stopped = false
+        var lastActivity = ContinuousClock.now
+        var idleWaiters: [UnsafeContinuation<Void, Never>] = []
+    }
+
+    let id: ActorID
+    private let kind: KindRuntime<A>
+    private unowned let node: Node
+    private let mailbox = Mutex(MailboxState())
+    private let timers = TimerSet()
+
+    // Owned by the drain task.
+    private var instance: A?
+    private var context: ActorContext?
+    private var registration: Registration?
+    private var inFlight: InFlightCommit?
+
+    init(id: ActorID, kind: KindRuntime<A>, node: Node) {
+        self.id = id
+        self.kind = kind
+        self.node = node
+    }
+
+    // MARK: Mailbox
+
+    func enqueue(_ envelope: Envelope) -> EnqueueResult {
+        let capacity = node.configuration.mailboxCapacity
+        let (result, start): (EnqueueResult, Bool) = mailbox.withLock { state in
+            if state.stopped { return (.stopped, false) }
+            if state.queue.count >= capacity { return (.full, false) }
+            state.queue.append(envelope)
+            if state.running { return (.accepted, false) }
+            state.running = true
+            return (.accepted, true)
+        }
+        if start { Task { await self.drain() } }
+        return result
+    }
+
+    func stopIfIdle(since cutoff: ContinuousClock.Instant?) -> Bool {
+        mailbox.withLock { state in
+            guard !state.stopped, !state.running, state.queue.isEmpty, cutoff == nil || timers.isEmpty else { return false }
+            if let cutoff, state.lastActivity > cutoff { return false }
+            state.stopped = true
+            return true
+        }
+    }
+
+    func finishStop() async {
+        timers.cancelAll()
+        let registration = self.registration
+        instance = nil
+        context = nil
+        self.registration = nil
+        if let registration {
+            do { try await node.store.release(registration) } catch {
+                // The name stays ours until the failure timeout; nothing is lost.
+                node.logger.debug("could not release name", metadata: ["actor": "\(id)", "error": "\(error)"])
+            }
+        }
+        node.metrics.passivations.increment()
+    }
+
+    func waitUntilIdle() async {
+        await withUnsafeContinuation { continuation in
+            let idle = mailbox.withLock { state in
+                if !state.running { return true }
+                state.idleWaiters.append(continuation)
+                return false
+            }
+            if idle { continuation.resume() }
+        }
+    }
+
+    /// Takes the next batch; when there is none and nothing is in flight, ends the task.
+    private func nextBatch() -> [Envelope]? {
+        let maxBatch = node.configuration.maxBatch
+        let hasInFlight = inFlight != nil
+        let (batch, waiters): ([Envelope]?, [UnsafeContinuation<Void, Never>]) = mailbox.withLock { state in
+            let count = min(state.queue.count, maxBatch)
+            if count == 0 {
+                if hasInFlight { return ([], []) }
+                state.running = false
+                state.lastActivity = .now
+                defer { state.idleWaiters = [] }
+                return (nil, state.idleWaiters)
+            }
+            var batch: [Envelope] = []
+            batch.reserveCapacity(count)
+            for _ in 0..<count { batch.append(state.queue.removeFirst()) }
+            return (batch, [])
+        }
+        for waiter in waiters { waiter.resume() }
+        return batch
+    }
+
+    // MARK: Drain task
+
+    private func drain() async {
+        while true {
+            guard let batch = nextBatch() else { return }
+            if batch.isEmpty {
+                // Nothing queued, a commit in flight: see it through before going idle.
+                if let commit = inFlight {
+                    inFlight = nil
+                    await settle(commit)
+                    if isStopped { return }
+                }
+                continue
+            }
+            if instance == nil, let failure = await activate() {
+                for envelope in batch { envelope.reply?.resume(throwing: failure) }
+                return
+            }
+            await handle(batch)
+            if isStopped { return }
+        }
+    }
+
+    private var isStopped: Bool { mailbox.withLock { $0.stopped } }
+
+    private func handle(_ batch: [Envelope]) async {
+        guard let instance, let context, let registration else { return }
+        var held: [HeldReply] = []
+        for envelope in batch {
+            guard let handler = kind.handlers.entries[envelope.requestType] else {
+                // Checked when sent; kept as a guard against a handler table mismatch.
+                envelope.reply?.resume(throwing: DNAError(.unhandledRequest, "\(A.kind) has no handler for this request"))
+                continue
+            }
+            let result: Result<any Sendable, any Error>
+            do {
+                result = .success(try await handler.invoke(instance, envelope.message, context))
+                context.log.endMessage()
+            } catch {
+                context.log.rollbackMessage()
+                result = .failure(error)
+                if envelope.reply == nil {
+                    node.logger.debug(
+                        "cast handler threw; its writes were discarded",
+                        metadata: ["actor": "\(id)", "request": "\(handler.requestName)", "error": "\(error)"])
+                }
+            }
+            if let reply = envelope.reply {
+                if handler.timing == .immediate {
+                    reply.resume(with: result)
+                } else {
+                    held.append(HeldReply(continuation: reply, result: result))
+                }
+            }
+        }
+        node.metrics.messages.increment(by: batch.count)
+        let operations = context.log.take()
+
+        // No batch is committed on top of one that has not succeeded.
+        if let previous = inFlight {
+            inFlight = nil
+            if let failure = await settle(previous) {
+                for reply in held { reply.continuation.resume(throwing: failure) }
+                return
+            }
+        }
+        if operations.isEmpty {
+            for reply in held { reply.release() }
+        } else {
+            let commit = InFlightCommit(batch: CommitBatch(registration: registration, operations: operations), held: held)
+            inFlight = commit
+            node.metrics.batches.increment()
+            node.store.commit(commit.batch) { commit.complete($0) }
+        }
+        if context.deactivationRequested {
+            await deactivate()
+        }
+    }
+
+    /// Waits for a commit; retries it with backoff if it failed. Returns `nil` when it is
+    /// durable (its replies released), or the error its callers got when it could not be.
+    @discardableResult
+    private func settle(_ commit: InFlightCommit) async -> DNAError? {
+        let error: StoreError
+        switch await commit.wait() {
+        case .success: return nil
+        case .failure(let failure): error = failure
+        }
+        node.metrics.commitFailures.increment()
+        if error.code == .fenced { return fence(commit.held, error) }
+        node.logger.warning("commit failed; retrying", metadata: ["actor": "\(id)", "error": "\(error)"])
+        switch await commitWithRetry(commit.batch, firstError: error) {
+        case .success:
+            for reply in commit.held { reply.release() }
+            return nil
+        case .failure(let final):
+            if final.code == .fenced { return fence(commit.held, final) }
+            let failure = DNAError(
+                .commitFailed,
+                "\(id): batch not committed within \(node.configuration.commitTimeout); the actor went back to its last durable state",
+                underlying: final)
+            node.logger.error("commit timed out; resetting activation", metadata: ["actor": "\(id)", "error": "\(final)"])
+            for reply in commit.held { reply.continuation.resume(throwing: failure) }
+            // Back to the last durable state: the next message re-activates from the store.
+            timers.cancelAll()
+            instance = nil
+            context = nil
+            registration = nil
+            return failure
+        }
+    }
+
+    /// Commits `batch`, retrying with backoff until the commit timeout.
+    private func commitWithRetry(_ batch: CommitBatch, firstError: StoreError? = nil) async -> Result<Void, StoreError> {
+        let clock = ContinuousClock()
+        let deadline = clock.now + node.configuration.commitTimeout
+        var delay = Duration.milliseconds(5)
+        var lastError = firstError
+        if firstError == nil {
+            do { try await node.store.commit(batch); return .success(()) } catch { lastError = error }
+        }
+        while true {
+            guard let error = lastError, error.isRetryable, error.code != .fenced else { break }
+            if clock.now + delay > deadline { break }
+            try? await clock.sleep(for: delay)
+            delay = min(delay * 2, .seconds(1))
+            do {
+                try await node.store.commit(batch)
+                return .success(())
+            } catch {
+                lastError = error
+            }
+        }
+        return .failure(lastError ?? StoreError(.unavailable, "commit failed"))
+    }
+
+    /// The name was taken by a newer owner: this activation must never write again. Fails
+    /// held and queued callers with a retryable error and stops.
+    private func fence(_ held: [HeldReply], _ error: StoreError) -> DNAError {
+        let failure = DNAError(.fenced, "\(id) was taken over by a newer activation", underlying: error)
+        node.logger.warning("activation fenced; stopping", metadata: ["actor": "\(id)"])
+        for reply in held { reply.continuation.resume(throwing: failure) }
+        stop(failingQueuedWith: failure)
+        timers.cancelAll()
+        instance = nil
+        context = nil
+        registration = nil
+        return failure
+    }
+
+    /// Marks the activation stopped, removes it from the node and fails what is queued.
+    private func stop(failingQueuedWith error: DNAError) {
+        let (queued, waiters) = node.removeFromDirectory(self) {
+            mailbox.withLock { state -> (Deque<Envelope>, [UnsafeContinuation<Void, Never>]) in
+                state.stopped = true
+                state.running = false
+                defer {
+                    state.queue = []
+                    state.idleWaiters = []
+                }
+                return (state.queue, state.idleWaiters)
+            }
+        }
+        for envelope in queued { envelope.reply?.resume(throwing: error) }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Claims the name, loads the data, runs the initialiser and commits its writes.
+    private func activate() async -> DNAError? {
+        let started = ContinuousClock.now
+        do {
+            let outcome = try await node.store.activate(
+                ActivationRequest(actor: id, node: node.id, failureTimeout: node.configuration.failureTimeout))
+            guard case .granted(let granted, let rows) = outcome else {
+                if case .ownedElsewhere(let owner) = outcome {
+                    throw DNAError(.ownedElsewhere, "\(id) is active on node \(owner)")
+                }
+                return DNAError(.activationFailed, "\(id): unexpected activation outcome")
+            }
+            registration = granted
+            let context = ActorContext(id: id, rows: rows, node: node, timers: timers)
+            let instance = try await A(context: context)
+            let operations = context.log.take()
+            context.log.endMessage()
+            if !operations.isEmpty {
+                try await commitWithRetry(CommitBatch(registration: granted, operations: operations)).get()
+            }
+            self.instance = instance
+            self.context = context
+            node.metrics.activations.increment()
+            node.metrics.activationDuration.record(duration: ContinuousClock.now - started)
+            return nil
+        } catch {
+            let failure: DNAError
+            if let error = error as? DNAError, error.code == .ownedElsewhere {
+                failure = error
+            } else {
+                failure = DNAError(.activationFailed, "\(id) could not be activated", underlying: error)
+            }
+            node.logger.warning("activation failed", metadata: ["actor": "\(id)", "error": "\(error)"])
+            stop(failingQueuedWith: failure)
+            timers.cancelAll()
+            if let registration {
+                try? await node.store.release(registration)
+                self.registration = nil
+            }
+            return failure
+        }
+    }
+
+    /// Ends this activation at the actor's request, once its last batch is durable. The
+    /// activation stays in the directory; its next message activates a fresh instance.
+    private func deactivate() async {
+        if let commit = inFlight {
+            inFlight = nil
+            guard await settle(commit) == nil else { return }
+        }
+        timers.cancelAll()
+        let registration = self.registration
+        instance = nil
+        context = nil
+        self.registration = nil
+        if let registration { try? await node.store.release(registration) }
+        node.metrics.passivations.increment()
+    }
+}

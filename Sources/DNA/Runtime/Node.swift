@@ -1,0 +1,240 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A DNA node: hosts activations of the actor types it was given, and runs them against a
+/// store.
+///
+/// ```swift
+/// let node = try await Node(configuration: .init(store: .sqlite(path: "dna.db")), actors: [Bench.self])
+/// let bench = try node.ref(Bench.self, key: "bench-1")
+/// try bench.cast(Put(key: "a", value: "b"))
+/// try await bench.call(Put(key: "c", value: "d"))   // returns once durable
+/// ```
+///
+/// References work as soon as the node is made. Its background duties (heartbeats,
+/// passivation of idle activations) run in ``run()``: run the node as a
+/// swift-service-lifecycle `Service`, whose graceful shutdown lets every activation finish
+/// and commit, gives its names back and closes the store. ``shutdown()`` does the same
+/// without a service group.
+public final class Node: Service, Sendable {
+    /// This node's generational identity.
+    public let id: NodeID
+    public let configuration: Configuration
+    let store: any ActorStore
+    let logger: Logger
+    let metrics = NodeMetrics()
+    private let ownsStore: Bool
+    private let kinds: [String: any AnyKindRuntime]
+
+    private struct Directory {
+        var activations: [ActorID: any AnyActivation] = [:]
+        var accepting = true
+        var shutdownWaiters: [UnsafeContinuation<Bool, Never>] = []
+        var shutDown = false
+    }
+
+    private let directory = Mutex(Directory())
+
+    /// Opens the store, joins the cluster and gets ready to host `actors`.
+    ///
+    /// - Throws: ``StoreError`` if the store cannot be opened (not a DNA database, damaged,
+    ///   in use by another node), ``DNAError`` for an invalid configuration or two actor
+    ///   types with one kind.
+    public init(configuration: Configuration, actors: [any DurableActor.Type]) async throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.logger = configuration.logger
+        self.id = NodeID.random()
+        var kinds: [String: any AnyKindRuntime] = [:]
+        for type in actors {
+            let kind = Self.kindRuntime(type)
+            try ActorID.validateSegment(kind.name, what: "kind")
+            guard kinds.updateValue(kind, forKey: kind.name) == nil else {
+                throw DNAError(.invalidArgument, "two actor types have the kind '\(kind.name)'")
+            }
+        }
+        self.kinds = kinds
+        var exclusive = false
+        switch configuration.store {
+        case .sqlite(let path):
+            store = try SQLiteStore(configuration: .init(path: path))
+            ownsStore = true
+            exclusive = true
+        case .sqliteConfiguration(let sqlite):
+            store = try SQLiteStore(configuration: sqlite)
+            ownsStore = true
+            exclusive = sqlite.sharing == .exclusive
+        case .custom(let custom):
+            store = custom
+            ownsStore = false
+        }
+        do {
+            try await store.join(node: id, cluster: configuration.cluster, address: configuration.advertisedAddress)
+            if exclusive {
+                // We hold the file alone: every other node recorded in it is dead.
+                try await store.evictOtherNodes(cluster: configuration.cluster, keeping: id)
+            }
+            try await store.heartbeat(node: id, state: .up, activations: 0)
+        } catch {
+            if ownsStore { await store.close() }
+            throw error
+        }
+        logger.info("node up", metadata: ["node": "\(id)", "cluster": "\(configuration.cluster)"])
+    }
+
+    private static func kindRuntime<A: DurableActor>(_ type: A.Type) -> any AnyKindRuntime { KindRuntime(type) }
+
+    /// A reference to the actor of type `A` named `key` (in ``Configuration/namespace``
+    /// unless `namespace` is given).
+    ///
+    /// - Throws: ``DNAError/Code/invalidName`` for an empty or too long name (see
+    ///   ``ActorID``), ``DNAError/Code/unknownActorKind`` if `A` was not given to the node.
+    public func ref<A: DurableActor>(_ type: A.Type, key: String, namespace: String? = nil) throws(DNAError) -> ActorRef<A> {
+        let id = ActorID(namespace: namespace ?? configuration.namespace, kind: A.kind.name, key: key)
+        do { try id.validate() } catch { throw DNAError(.invalidName, error.message, underlying: error) }
+        guard let kind = kinds[A.kind.name] as? KindRuntime<A> else {
+            throw DNAError(.unknownActorKind, "actor type \(A.self) (kind '\(A.kind)') was not given to this node")
+        }
+        return ActorRef(id: id, node: self, kind: kind)
+    }
+
+    /// The number of activations on this node now.
+    public var activationCount: Int { directory.withLock { $0.activations.count } }
+
+    // MARK: Delivery
+
+    func deliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime) throws(DNAError) {
+        while true {
+            let activation: any AnyActivation = try directory.withLock { directory throws(DNAError) in
+                guard directory.accepting else { throw DNAError(.nodeStopped, "node \(self.id) is shutting down") }
+                if let existing = directory.activations[id] { return existing }
+                let created = kind.makeActivation(id: id, node: self)
+                directory.activations[id] = created
+                return created
+            }
+            switch activation.enqueue(envelope) {
+            case .accepted: return
+            case .full: throw DNAError(.mailboxFull, "\(id) has \(configuration.mailboxCapacity) messages queued")
+            case .stopped: continue  // it just stopped and left the directory: make a new one
+            }
+        }
+    }
+
+    /// Casts to an actor known only by name (used for messages an actor sends itself).
+    func cast<R: ActorRequest>(_ request: R, to id: ActorID) throws(DNAError) {
+        guard let kind = kinds[id.kind] else { throw DNAError(.unknownActorKind, "no actor kind '\(id.kind)' on this node") }
+        guard kind.handles(ObjectIdentifier(R.self)) else {
+            throw DNAError(.unhandledRequest, "actor kind '\(id.kind)' has no handler for \(R.requestName)")
+        }
+        try deliver(Envelope(requestType: ObjectIdentifier(R.self), message: request, reply: nil), to: id, kind: kind)
+    }
+
+    /// Runs `body` (which marks the activation stopped) with the directory locked, and
+    /// removes the activation.
+    func removeFromDirectory<T>(_ activation: any AnyActivation, _ body: () -> T) -> T {
+        directory.withLock { directory in
+            let result = body()
+            if let current = directory.activations[activation.id], current === activation {
+                directory.activations[activation.id] = nil
+            }
+            return result
+        }
+    }
+
+    // MARK: Background duties
+
+    /// Writes heartbeats and passivates idle activations until graceful shutdown or
+    /// cancellation; then shuts the node down (see ``shutdown()``).
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown { () async throws -> Void in
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.heartbeatLoop() }
+                group.addTask { await self.passivationLoop() }
+            }
+        }
+        await shutdown()
+    }
+
+    private func heartbeatLoop() async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: configuration.heartbeatInterval) } catch { return }
+            do {
+                try await store.heartbeat(node: id, state: .up, activations: Int64(activationCount))
+            } catch {
+                logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func passivationLoop() async {
+        let interval = min(max(configuration.idleTimeout / 4, .milliseconds(10)), .seconds(5))
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            await passivateIdle(olderThan: configuration.idleTimeout)
+        }
+    }
+
+    /// Passivates every activation idle for longer than `idleTime`: frees its memory and
+    /// gives its name back. Its data stays in the store.
+    public func passivateIdle(olderThan idleTime: Duration) async {
+        let cutoff = ContinuousClock.now - idleTime
+        let candidates = directory.withLock { Array($0.activations.values) }
+        for activation in candidates {
+            if stop(activation, since: cutoff) { await activation.finishStop() }
+        }
+    }
+
+    private func stop(_ activation: any AnyActivation, since cutoff: ContinuousClock.Instant?) -> Bool {
+        directory.withLock { directory in
+            guard activation.stopIfIdle(since: cutoff) else { return false }
+            if let current = directory.activations[activation.id], current === activation {
+                directory.activations[activation.id] = nil
+            }
+            return true
+        }
+    }
+
+    /// Stops taking messages, lets every activation handle what it has and commit, gives
+    /// the names back, marks the node `left` and closes the store it opened. Safe to call
+    /// more than once; later calls wait for the first to finish.
+    public func shutdown() async {
+        let first: Bool = await withUnsafeContinuation { continuation in
+            let first = directory.withLock { directory -> Bool? in
+                if directory.shutDown { return nil }
+                if !directory.accepting {
+                    directory.shutdownWaiters.append(continuation)
+                    return false
+                }
+                directory.accepting = false
+                return true
+            }
+            switch first {
+            case .some(let value):
+                if value { continuation.resume(returning: true) }
+            case .none:
+                continuation.resume(returning: false)
+            }
+        }
+        guard first else { return }
+        while true {
+            let remaining = directory.withLock { Array($0.activations.values) }
+            if remaining.isEmpty { break }
+            for activation in remaining {
+                await activation.waitUntilIdle()
+                if stop(activation, since: nil) { await activation.finishStop() }
+            }
+        }
+        do { try await store.heartbeat(node: id, state: .left, activations: 0) } catch {
+            logger.warning("could not record leaving", metadata: ["error": "\(error)"])
+        }
+        if ownsStore { await store.close() }
+        logger.info("node stopped", metadata: ["node": "\(id)"])
+        let waiters = directory.withLock { directory in
+            directory.shutDown = true
+            defer { directory.shutdownWaiters = [] }
+            return directory.shutdownWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: false) }
+    }
+}

@@ -1,0 +1,158 @@
+/// A key-value storage module: `Codable` keys and values, kept in memory for the activation
+/// and in the store, listed in key order.
+///
+/// Reads see every write staged before them, also in the same batch; all writes of a batch,
+/// across all of the actor's modules, commit in one transaction. Keys sort by their encoded
+/// bytes: UTF-8 for `String`, numerically for integers (see the README).
+public final class KV<Key: Hashable & Codable & Sendable, Value: Codable & Sendable>: UndoableModule {
+    /// The default number of entries ``list(after:limit:)`` returns.
+    public static var defaultListLimit: Int { 100 }
+    /// The most entries one ``list(after:limit:)`` may return.
+    public static var maxListLimit: Int { 1000 }
+
+    let name: String
+    private let log: WriteLog
+    private var entries: [Key: Value]
+    private var undoEntries: [(Key, Value?)] = []
+    private var index: SortedKeyIndex<Key>?
+
+    init(name: String, rows: ArraySlice<ModuleRow>, log: WriteLog) throws(DNAError) {
+        self.name = name
+        self.log = log
+        var entries: [Key: Value] = [:]
+        entries.reserveCapacity(rows.count)
+        for row in rows {
+            entries[try StorageCoding.decode(Key.self, from: row.key)] = try StorageCoding.decode(Value.self, from: row.value)
+        }
+        self.entries = entries
+    }
+
+    /// The number of keys.
+    public var count: Int { entries.count }
+
+    /// The value stored for `key`, including writes not yet committed.
+    public func read(_ key: Key) -> Value? { entries[key] }
+
+    /// Stores `value` for `key`; committed with the current batch.
+    /// - Throws: ``DNAError/Code/encodingFailed`` if the key or value cannot be encoded.
+    public func write(_ value: Value, for key: Key) throws(DNAError) {
+        let operation = StorageOperation(
+            module: name, key: try StorageCoding.encode(key), value: try StorageCoding.encode(value))
+        let previous = entries.updateValue(value, forKey: key)
+        if previous == nil { index?.inserted(key, encoded: operation.key) }
+        record(key, previous, operation)
+    }
+
+    /// Removes `key`; committed with the current batch.
+    public func delete(_ key: Key) throws(DNAError) {
+        guard let previous = entries.removeValue(forKey: key) else { return }
+        index?.removed()
+        record(key, previous, StorageOperation(module: name, key: try StorageCoding.encode(key), value: nil))
+    }
+
+    private func record(_ key: Key, _ previous: Value?, _ operation: StorageOperation) {
+        let first = undoEntries.isEmpty
+        undoEntries.append((key, previous))
+        log.append(operation, from: self, firstTouch: first)
+    }
+
+    /// Up to `limit` entries in key order, starting after `after` when given.
+    /// - Throws: ``DNAError/Code/invalidArgument`` if `limit` is not in 1...``maxListLimit``.
+    public func list(after: Key? = nil, limit: Int = defaultListLimit) throws(DNAError) -> [(key: Key, value: Value)] {
+        try list(prefix: [], after: after, limit: limit)
+    }
+
+    func list(prefix: [UInt8], after: Key?, limit: Int) throws(DNAError) -> [(key: Key, value: Value)] {
+        guard (1...Self.maxListLimit).contains(limit) else {
+            throw DNAError(.invalidArgument, "list limit \(limit) is out of range 1...\(Self.maxListLimit)")
+        }
+        if index == nil {
+            var built = SortedKeyIndex<Key>()
+            for key in entries.keys { built.inserted(key, encoded: try StorageCoding.encode(key)) }
+            index = built
+        }
+        let afterBytes = try after.map { key throws(DNAError) in try StorageCoding.encode(key) }
+        let entries = self.entries
+        let keys = index!.keys(prefix: prefix, after: afterBytes, limit: limit) { entries[$0] != nil }
+        return keys.map { ($0, entries[$0]!) }
+    }
+
+    func undo() {
+        for (key, previous) in undoEntries.reversed() {
+            if let previous {
+                if entries.updateValue(previous, forKey: key) == nil, let encoded = try? StorageCoding.encode(key) {
+                    index?.inserted(key, encoded: encoded)
+                }
+            } else {
+                entries.removeValue(forKey: key)
+                index?.removed()
+            }
+        }
+        undoEntries.removeAll(keepingCapacity: true)
+    }
+
+    func forgetUndo() { undoEntries.removeAll(keepingCapacity: true) }
+}
+
+extension KV where Key == String {
+    /// Up to `limit` entries whose keys start with `prefix`, in key order, starting after
+    /// `after` when given.
+    public func list(prefix: String, after: String? = nil, limit: Int = defaultListLimit) throws(DNAError) -> [(key: Key, value: Value)] {
+        try list(prefix: Array(prefix.utf8), after: after, limit: limit)
+    }
+}
+
+/// The keys of a module in encoded-byte order, built on the first `list` and kept up to
+/// date cheaply: new keys are sorted in on the next `list`; removed keys are skipped and
+/// swept out when they pile up.
+struct SortedKeyIndex<Key: Hashable> {
+    private var sorted: [(encoded: [UInt8], key: Key)] = []
+    private var added: [(encoded: [UInt8], key: Key)] = []
+    private var removedSinceSweep = 0
+
+    mutating func inserted(_ key: Key, encoded: [UInt8]) { added.append((encoded, key)) }
+
+    mutating func removed() { removedSinceSweep += 1 }
+
+    mutating func keys(prefix: [UInt8], after: [UInt8]?, limit: Int, isPresent: (Key) -> Bool) -> [Key] {
+        if !added.isEmpty || removedSinceSweep > sorted.count / 2 {
+            added.sort { $0.encoded.lexicographicallyPrecedes($1.encoded) }
+            var merged: [(encoded: [UInt8], key: Key)] = []
+            merged.reserveCapacity(sorted.count + added.count)
+            var i = 0
+            var j = 0
+            while i < sorted.count || j < added.count {
+                let next: (encoded: [UInt8], key: Key)
+                if j == added.count || (i < sorted.count && !added[j].encoded.lexicographicallyPrecedes(sorted[i].encoded)) {
+                    next = sorted[i]
+                    i += 1
+                } else {
+                    next = added[j]
+                    j += 1
+                }
+                if isPresent(next.key), merged.last?.encoded != next.encoded { merged.append(next) }
+            }
+            sorted = merged
+            added = []
+            removedSinceSweep = 0
+        }
+        // First position at or after the prefix, and strictly after `after`.
+        var low = 0
+        var high = sorted.count
+        while low < high {
+            let mid = (low + high) / 2
+            let encoded = sorted[mid].encoded
+            let before = encoded.lexicographicallyPrecedes(prefix) || (after.map { !$0.lexicographicallyPrecedes(encoded) } ?? false)
+            if before { low = mid + 1 } else { high = mid }
+        }
+        var result: [Key] = []
+        var position = low
+        while position < sorted.count && result.count < limit {
+            let entry = sorted[position]
+            guard entry.encoded.starts(with: prefix) else { break }
+            if isPresent(entry.key) { result.append(entry.key) }
+            position += 1
+        }
+        return result
+    }
+}

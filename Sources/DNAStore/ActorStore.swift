@@ -1,0 +1,54 @@
+/// The one interface between the runtime and a database: node membership, name
+/// registration with epochs, module data, and fenced atomic batch commits.
+///
+/// Engines: ``SQLiteStore`` (embedded, the default) and ``InMemoryStore`` (unit tests only).
+/// Every engine gives the same guarantees:
+/// - ``activate(_:)`` applies ``ClaimDecision`` atomically: of concurrent claimants
+///   exactly one wins a name at a given epoch.
+/// - ``commit(_:completion:)`` checks, in the same transaction as the writes, that the
+///   batch's registration (owner and epoch) is still the current one; if not, nothing is
+///   written and the error is ``StoreError/Code/fenced``.
+/// - Liveness is judged by the store's own clock.
+public protocol ActorStore: Sendable {
+    // MARK: Membership
+
+    /// Adds a node row in state `joining` with a heartbeat at the store's `now`.
+    func join(node: NodeID, cluster: String, address: String) async throws(StoreError)
+    /// Records a heartbeat (store clock), the node's state and its number of activations.
+    /// Throws ``StoreError/Code/fenced`` if the node's row says `left` or is gone: a node
+    /// declared gone must not come back under the same identity.
+    func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError)
+    /// The nodes of a cluster, with heartbeat ages by the store's clock.
+    func nodes(cluster: String) async throws(StoreError) -> [NodeRecord]
+    /// Marks every other node of the cluster `left` and releases their names: used by an
+    /// embedded node that holds the database exclusively, so others are certainly dead.
+    func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError)
+
+    // MARK: Registration
+
+    /// Claims the name for `request.node` (see ``ClaimDecision``) and, when granted,
+    /// returns the actor's stored module data.
+    func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome
+    /// Gives the name up if `registration` still holds it, so any node may claim it at once.
+    func release(_ registration: Registration) async throws(StoreError)
+    /// Registered names, optionally of one kind (`dna status --actors`).
+    func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord]
+
+    // MARK: Data
+
+    /// Commits a batch atomically and fenced; calls `completion` once, on any thread.
+    func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void)
+
+    /// Flushes, stops background work and closes the database.
+    func close() async
+}
+
+extension ActorStore {
+    /// Commits a batch atomically and fenced (see ``commit(_:completion:)``).
+    public func commit(_ batch: CommitBatch) async throws(StoreError) {
+        let result: Result<Void, StoreError> = await withUnsafeContinuation { continuation in
+            commit(batch) { continuation.resume(returning: $0) }
+        }
+        try result.get()
+    }
+}

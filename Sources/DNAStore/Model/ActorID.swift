@@ -1,0 +1,60 @@
+/// The name of one durable actor: unique across the cluster.
+///
+/// A name has three parts: a `namespace` (an application or tenant), the actor's `kind`
+/// (its type, see `DurableActor.kind`) and its `key` (which one of that kind).
+///
+/// Limits, checked by ``validate()``:
+/// - `namespace` and `kind`: 1 to ``maxSegmentBytes`` bytes of `A-Z a-z 0-9 _ . - :`.
+/// - `key`: 1 to ``maxKeyBytes`` bytes of UTF-8, without control characters.
+public struct ActorID: Hashable, Sendable, CustomStringConvertible {
+    /// The longest namespace or kind, in UTF-8 bytes.
+    public static let maxSegmentBytes = 64
+    /// The longest key, in UTF-8 bytes.
+    public static let maxKeyBytes = 512
+
+    public var namespace: String
+    public var kind: String
+    public var key: String
+
+    public init(namespace: String, kind: String, key: String) {
+        self.namespace = namespace
+        self.kind = kind
+        self.key = key
+    }
+
+    public var description: String { "\(namespace)/\(kind)/\(key)" }
+
+    /// Checks the limits above; throws ``StoreError/Code/invalidName`` with the reason.
+    public func validate() throws(StoreError) {
+        try Self.validateSegment(namespace, what: "namespace")
+        try Self.validateSegment(kind, what: "kind")
+        let bytes = key.utf8.count
+        guard bytes > 0 else {
+            throw StoreError(.invalidName, "actor key is empty (in \(namespace)/\(kind))")
+        }
+        guard bytes <= Self.maxKeyBytes else {
+            throw StoreError(.invalidName, "actor key is \(bytes) bytes; the maximum is \(Self.maxKeyBytes)")
+        }
+        if key.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            throw StoreError(.invalidName, "actor key contains a control character")
+        }
+    }
+
+    public static func validateSegment(_ value: String, what: String) throws(StoreError) {
+        let bytes = value.utf8.count
+        guard bytes > 0 else { throw StoreError(.invalidName, "actor \(what) is empty") }
+        guard bytes <= maxSegmentBytes else {
+            throw StoreError(.invalidName, "actor \(what) is \(bytes) bytes; the maximum is \(maxSegmentBytes)")
+        }
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                UInt8(ascii: "-"), UInt8(ascii: ":"):
+                continue
+            default:
+                throw StoreError(.invalidName, "actor \(what) '\(value)' may hold only A-Z a-z 0-9 _ . - :")
+            }
+        }
+    }
+}

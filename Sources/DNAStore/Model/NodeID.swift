@@ -1,0 +1,70 @@
+/// A node's generational identity: a new one on every start, so a restarted process is a
+/// new member and can never be confused with the one that ran before it.
+public struct NodeID: Hashable, Sendable, CustomStringConvertible, Codable {
+    public var rawValue: String
+
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// A fresh random identity (128 bits, hex).
+    public static func random() -> NodeID {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        func hex(_ value: UInt64) -> String {
+            let digits = String(value, radix: 16)
+            return String(repeating: "0", count: 16 - digits.count) + digits
+        }
+        return NodeID(rawValue: hex(high) + hex(low))
+    }
+
+    public var description: String { rawValue }
+}
+
+/// Where a node is in its life.
+public enum NodeState: String, Sendable, Codable, CaseIterable {
+    /// Registered, not yet serving.
+    case joining
+    /// Serving.
+    case up
+    /// Serving the activations it has, taking no new ones.
+    case draining
+    /// Gone on purpose; its names may be taken at once.
+    case left
+}
+
+/// A row of the node table, as the store sees it now.
+public struct NodeRecord: Sendable, Equatable {
+    public var id: NodeID
+    public var cluster: String
+    public var address: String
+    public var state: NodeState
+    /// Milliseconds since the node's last heartbeat, by the store's clock.
+    public var heartbeatAgeMilliseconds: Int64
+    /// Activations the node reported with its last heartbeat.
+    public var activations: Int64
+
+    public init(
+        id: NodeID, cluster: String, address: String, state: NodeState,
+        heartbeatAgeMilliseconds: Int64, activations: Int64
+    ) {
+        self.id = id
+        self.cluster = cluster
+        self.address = address
+        self.state = state
+        self.heartbeatAgeMilliseconds = heartbeatAgeMilliseconds
+        self.activations = activations
+    }
+
+    /// Whether the node counts as alive for a claimant that uses `failureTimeout`.
+    public func isAlive(failureTimeout: Duration) -> Bool {
+        state != .left && heartbeatAgeMilliseconds < failureTimeout.milliseconds
+    }
+}
+
+extension Duration {
+    /// This duration in whole milliseconds (rounded down).
+    public var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

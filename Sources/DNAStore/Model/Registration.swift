@@ -1,0 +1,91 @@
+/// The right of one activation to write for one actor name: the owner and the epoch that
+/// the store granted. Every commit is checked against it in the same transaction.
+public struct Registration: Sendable, Hashable {
+    public var actor: ActorID
+    /// The store's surrogate key for the name; module data is keyed by it.
+    public var rowID: Int64
+    public var owner: NodeID
+    /// Grows by one on every grant of the name.
+    public var epoch: Int64
+
+    public init(actor: ActorID, rowID: Int64, owner: NodeID, epoch: Int64) {
+        self.actor = actor
+        self.rowID = rowID
+        self.owner = owner
+        self.epoch = epoch
+    }
+}
+
+/// A row of the registration table, as `dna status --actors` shows it.
+public struct RegistrationRecord: Sendable, Equatable {
+    public var actor: ActorID
+    public var owner: NodeID?
+    public var epoch: Int64
+
+    public init(actor: ActorID, owner: NodeID?, epoch: Int64) {
+        self.actor = actor
+        self.owner = owner
+        self.epoch = epoch
+    }
+}
+
+/// One stored row of a storage module.
+public struct ModuleRow: Sendable, Equatable {
+    public var module: String
+    public var key: [UInt8]
+    public var value: [UInt8]
+
+    public init(module: String, key: [UInt8], value: [UInt8]) {
+        self.module = module
+        self.key = key
+        self.value = value
+    }
+}
+
+/// What a node asks for when it activates an actor.
+public struct ActivationRequest: Sendable {
+    public var actor: ActorID
+    public var node: NodeID
+    /// How long the claimant waits after an owner's last heartbeat before taking its names.
+    public var failureTimeout: Duration
+
+    public init(actor: ActorID, node: NodeID, failureTimeout: Duration) {
+        self.actor = actor
+        self.node = node
+        self.failureTimeout = failureTimeout
+    }
+}
+
+/// What the store answered to an ``ActivationRequest``.
+public enum ActivationOutcome: Sendable {
+    /// The name is ours at this epoch; here is the actor's stored data, in key order per module.
+    case granted(Registration, rows: [ModuleRow])
+    /// A live node owns the name.
+    case ownedElsewhere(NodeID)
+}
+
+/// One write of a batch.
+public struct StorageOperation: Sendable, Equatable {
+    public var module: String
+    public var key: [UInt8]
+    /// `nil` deletes the key.
+    public var value: [UInt8]?
+
+    public init(module: String, key: [UInt8], value: [UInt8]?) {
+        self.module = module
+        self.key = key
+        self.value = value
+    }
+}
+
+/// All writes of one batch of one activation, committed atomically and fenced by
+/// `registration`: applied in order (so the last write to a key wins), or not at all.
+public struct CommitBatch: Sendable {
+    public var registration: Registration
+    public var operations: [StorageOperation]
+
+    public init(registration: Registration, operations: [StorageOperation]) {
+        self.registration = registration
+        self.operations = operations
+    }
+}

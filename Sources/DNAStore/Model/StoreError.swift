@@ -1,0 +1,42 @@
+/// An error from a store, with a stable ``Code``.
+public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// A stable error code; new codes may be added.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let name: String
+        public init(_ name: String) { self.name = name }
+        public var description: String { name }
+
+        /// The activation lost its name: another owner or a newer epoch holds it. Retryable.
+        public static let fenced = Code("fenced")
+        /// The database could not do it now (locked, busy, I/O error, full, read-only,
+        /// gone away). Retryable.
+        public static let unavailable = Code("unavailable")
+        /// The file is not a DNA database (another application's data, or not a database).
+        public static let notADNADatabase = Code("notADNADatabase")
+        /// The database is damaged.
+        public static let corrupt = Code("corrupt")
+        /// The database was written by a newer version of DNA.
+        public static let schemaTooNew = Code("schemaTooNew")
+        /// An actor name breaks the naming rules of ``ActorID``.
+        public static let invalidName = Code("invalidName")
+        /// Another node process holds the embedded database in exclusive mode.
+        public static let inUse = Code("inUse")
+        /// The store was closed.
+        public static let closed = Code("closed")
+        /// The caller asked for something the store cannot do (a programming error).
+        public static let invalidArgument = Code("invalidArgument")
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// Whether trying the same thing again later may succeed.
+    public var isRetryable: Bool { code == .fenced || code == .unavailable }
+
+    public var description: String { "StoreError.\(code): \(message)" }
+}

@@ -1,0 +1,103 @@
+/// The SQLite schema (documented in `docs/schema.md`), and the check that a file is ours.
+public enum SQLiteSchema {
+    /// The schema version this build writes and reads.
+    public static let version = 1
+
+    /// The store clock: milliseconds since 1970 by the database's `now`.
+    static let nowMilliseconds = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+
+    /// The table that holds every storage module's rows (also used by the benchmark baseline).
+    public static let moduleDataTable = """
+        CREATE TABLE IF NOT EXISTS dna_module_data (
+            actor_id INTEGER NOT NULL,
+            module   TEXT    NOT NULL,
+            key      BLOB    NOT NULL,
+            value    BLOB    NOT NULL,
+            PRIMARY KEY (actor_id, module, key)
+        ) WITHOUT ROWID;
+        """
+
+    /// The upsert of one module row (also used by the benchmark baseline).
+    public static let upsertModuleRow = """
+        INSERT INTO dna_module_data (actor_id, module, key, value) VALUES (?1, ?2, ?3, ?4)
+        ON CONFLICT (actor_id, module, key) DO UPDATE SET value = excluded.value
+        """
+
+    static let tables = """
+        CREATE TABLE dna_meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE dna_nodes (
+            node_id      TEXT PRIMARY KEY,
+            cluster      TEXT    NOT NULL,
+            address      TEXT    NOT NULL,
+            state        TEXT    NOT NULL,
+            started_ms   INTEGER NOT NULL,
+            heartbeat_ms INTEGER NOT NULL,
+            activations  INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE dna_actors (
+            actor_id  INTEGER PRIMARY KEY,
+            namespace TEXT    NOT NULL,
+            kind      TEXT    NOT NULL,
+            name      TEXT    NOT NULL,
+            owner     TEXT,
+            epoch     INTEGER NOT NULL,
+            UNIQUE (namespace, kind, name)
+        );
+        CREATE INDEX dna_actors_owner ON dna_actors (owner);
+        \(moduleDataTable)
+        INSERT INTO dna_meta (key, value) VALUES ('format', 'dna'), ('schema_version', '\(version)');
+        """
+
+    /// Sets the connection up (WAL, durability, busy timeout).
+    public static func configure(
+        _ connection: SQLiteConnection, synchronous: SQLiteStore.Configuration.Synchronous, busyTimeout: Duration
+    ) throws(StoreError) {
+        try connection.execute("PRAGMA busy_timeout = \(busyTimeout.milliseconds)")
+        let journal = try connection.prepare("PRAGMA journal_mode = WAL")
+        _ = try journal.step()
+        let mode = journal.string(0)
+        journal.reset()
+        guard mode.lowercased() == "wal" else {
+            throw StoreError(.unavailable, "cannot switch the database to WAL mode (got '\(mode)')")
+        }
+        try connection.execute("PRAGMA synchronous = \(synchronous.rawValue); PRAGMA cache_size = -65536")
+    }
+
+    /// Creates the schema in an empty database, or checks that an existing one is ours and
+    /// of a version this build understands.
+    static func prepare(_ connection: SQLiteConnection, path: String) throws(StoreError) {
+        try connection.execute("BEGIN IMMEDIATE")
+        do throws(StoreError) {
+            let tables = try connection.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            var names: Set<String> = []
+            while try tables.step() { names.insert(tables.string(0)) }
+            tables.reset()
+            if names.isEmpty {
+                try connection.execute(Self.tables)
+            } else {
+                guard names.contains("dna_meta") else {
+                    throw StoreError(
+                        .notADNADatabase,
+                        "\(path) holds tables of another application (\(names.sorted().prefix(5).joined(separator: ", "))); refusing to use it")
+                }
+                let meta = try connection.prepare("SELECT key, value FROM dna_meta")
+                var values: [String: String] = [:]
+                while try meta.step() { values[meta.string(0)] = meta.string(1) }
+                meta.reset()
+                guard values["format"] == "dna", let versionText = values["schema_version"], let found = Int(versionText) else {
+                    throw StoreError(.notADNADatabase, "\(path) has a dna_meta table without DNA's format marker")
+                }
+                guard found <= version else {
+                    throw StoreError(.schemaTooNew, "\(path) has schema version \(found); this build reads up to \(version)")
+                }
+            }
+            try connection.execute("COMMIT")
+        } catch {
+            try? connection.execute("ROLLBACK")
+            throw error
+        }
+    }
+}

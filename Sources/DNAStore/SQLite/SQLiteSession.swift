@@ -1,0 +1,212 @@
+/// The connection of an ``SQLiteStore`` with its prepared statements, and the store's
+/// operations as run inside the worker's transaction. Used only on the worker thread.
+final class SQLiteSession {
+    let connection: SQLiteConnection
+    private let now = SQLiteSchema.nowMilliseconds
+
+    private lazy var insertNode = prepared("""
+        INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms)
+        VALUES (?1, ?2, ?3, 'joining', \(now), \(now))
+        """)
+    private lazy var updateHeartbeat = prepared("""
+        UPDATE dna_nodes SET heartbeat_ms = \(now), state = ?2, activations = ?3
+        WHERE node_id = ?1 AND state <> 'left'
+        """)
+    private lazy var selectNodes = prepared("""
+        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations
+        FROM dna_nodes WHERE cluster = ?1 ORDER BY node_id
+        """)
+    private lazy var selectNode = prepared("""
+        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations
+        FROM dna_nodes WHERE node_id = ?1
+        """)
+    private lazy var releaseOthersNames = prepared("""
+        UPDATE dna_actors SET owner = NULL
+        WHERE owner IN (SELECT node_id FROM dna_nodes WHERE cluster = ?1 AND node_id <> ?2)
+        """)
+    private lazy var markOthersLeft = prepared("""
+        UPDATE dna_nodes SET state = 'left' WHERE cluster = ?1 AND node_id <> ?2 AND state <> 'left'
+        """)
+    private lazy var selectName = prepared("""
+        SELECT actor_id, owner, epoch FROM dna_actors WHERE namespace = ?1 AND kind = ?2 AND name = ?3
+        """)
+    private lazy var insertName = prepared("""
+        INSERT INTO dna_actors (namespace, kind, name, owner, epoch) VALUES (?1, ?2, ?3, ?4, ?5)
+        """)
+    private lazy var takeOverName = prepared("""
+        UPDATE dna_actors SET owner = ?2, epoch = ?3 WHERE actor_id = ?1 AND epoch = ?4
+        """)
+    private lazy var releaseName = prepared("""
+        UPDATE dna_actors SET owner = NULL WHERE actor_id = ?1 AND owner = ?2 AND epoch = ?3
+        """)
+    private lazy var selectModuleRows = prepared("""
+        SELECT module, key, value FROM dna_module_data WHERE actor_id = ?1 ORDER BY module, key
+        """)
+    private lazy var selectFence = prepared("SELECT owner, epoch FROM dna_actors WHERE actor_id = ?1")
+    private lazy var upsertRow = prepared(SQLiteSchema.upsertModuleRow)
+    private lazy var deleteRow = prepared("""
+        DELETE FROM dna_module_data WHERE actor_id = ?1 AND module = ?2 AND key = ?3
+        """)
+    private lazy var selectRegistrations = prepared("""
+        SELECT namespace, kind, name, owner, epoch FROM dna_actors
+        WHERE ?1 IS NULL OR kind = ?1 ORDER BY namespace, kind, name LIMIT ?2
+        """)
+
+    /// Statements are prepared once, eagerly, so a bad schema fails at open, not later.
+    init(_ connection: SQLiteConnection) throws(StoreError) {
+        self.connection = connection
+        _ = try connection.prepare(SQLiteSchema.upsertModuleRow)
+    }
+
+    private func prepared(_ sql: String) -> SQLiteStatement {
+        // The schema was checked at open, so preparing cannot fail short of corruption,
+        // which the first step then reports.
+        do { return try connection.prepare(sql) } catch { fatalError("DNA SQLite statement failed to prepare: \(error)") }
+    }
+
+    func join(node: NodeID, cluster: String, address: String) throws(StoreError) {
+        insertNode.bind(1, node.rawValue)
+        insertNode.bind(2, cluster)
+        insertNode.bind(3, address)
+        try insertNode.run()
+    }
+
+    func heartbeat(node: NodeID, state: NodeState, activations: Int64) throws(StoreError) {
+        updateHeartbeat.bind(1, node.rawValue)
+        updateHeartbeat.bind(2, state.rawValue)
+        updateHeartbeat.bind(3, activations)
+        try updateHeartbeat.run()
+        if connection.changes == 0 { throw StoreError(.fenced, "node \(node) was declared gone") }
+    }
+
+    private func readNode(_ statement: SQLiteStatement) -> NodeRecord {
+        NodeRecord(
+            id: NodeID(rawValue: statement.string(0)), cluster: statement.string(1), address: statement.string(2),
+            state: NodeState(rawValue: statement.string(3)) ?? .left,
+            heartbeatAgeMilliseconds: statement.int64(4), activations: statement.int64(5))
+    }
+
+    func nodes(cluster: String) throws(StoreError) -> [NodeRecord] {
+        defer { selectNodes.reset() }
+        selectNodes.bind(1, cluster)
+        var result: [NodeRecord] = []
+        while try selectNodes.step() { result.append(readNode(selectNodes)) }
+        return result
+    }
+
+    func evictOtherNodes(cluster: String, keeping node: NodeID) throws(StoreError) {
+        for statement in [releaseOthersNames, markOthersLeft] {
+            statement.bind(1, cluster)
+            statement.bind(2, node.rawValue)
+            try statement.run()
+        }
+    }
+
+    func activate(_ request: ActivationRequest) throws(StoreError) -> ActivationOutcome {
+        let actor = request.actor
+        selectName.bind(1, actor.namespace)
+        selectName.bind(2, actor.kind)
+        selectName.bind(3, actor.key)
+        var rowID: Int64 = 0
+        var current: ClaimDecision.Current?
+        if try selectName.step() {
+            rowID = selectName.int64(0)
+            let owner = selectName.isNull(1) ? nil : NodeID(rawValue: selectName.string(1))
+            current = ClaimDecision.Current(owner: owner, epoch: selectName.int64(2), ownerNode: nil)
+        }
+        selectName.reset()
+        if let owner = current?.owner, owner != request.node {
+            defer { selectNode.reset() }
+            selectNode.bind(1, owner.rawValue)
+            if try selectNode.step() { current?.ownerNode = readNode(selectNode) }
+        }
+        let epoch: Int64
+        switch ClaimDecision.decide(current: current, claimant: request.node, failureTimeout: request.failureTimeout) {
+        case .ownedElsewhere(let owner):
+            return .ownedElsewhere(owner)
+        case .insert(let newEpoch):
+            insertName.bind(1, actor.namespace)
+            insertName.bind(2, actor.kind)
+            insertName.bind(3, actor.key)
+            insertName.bind(4, request.node.rawValue)
+            insertName.bind(5, newEpoch)
+            try insertName.run()
+            rowID = connection.lastInsertRowID
+            epoch = newEpoch
+        case .takeOver(let newEpoch):
+            takeOverName.bind(1, rowID)
+            takeOverName.bind(2, request.node.rawValue)
+            takeOverName.bind(3, newEpoch)
+            takeOverName.bind(4, newEpoch - 1)
+            try takeOverName.run()
+            guard connection.changes == 1 else {
+                throw StoreError(.unavailable, "registration of \(actor) changed during the claim")
+            }
+            epoch = newEpoch
+        }
+        var rows: [ModuleRow] = []
+        if current != nil {
+            defer { selectModuleRows.reset() }
+            selectModuleRows.bind(1, rowID)
+            while try selectModuleRows.step() {
+                rows.append(
+                    ModuleRow(module: selectModuleRows.string(0), key: selectModuleRows.bytes(1), value: selectModuleRows.bytes(2)))
+            }
+        }
+        return .granted(Registration(actor: actor, rowID: rowID, owner: request.node, epoch: epoch), rows: rows)
+    }
+
+    func release(_ registration: Registration) throws(StoreError) {
+        releaseName.bind(1, registration.rowID)
+        releaseName.bind(2, registration.owner.rawValue)
+        releaseName.bind(3, registration.epoch)
+        try releaseName.run()
+    }
+
+    func registrations(kind: String?, limit: Int) throws(StoreError) -> [RegistrationRecord] {
+        defer { selectRegistrations.reset() }
+        selectRegistrations.bind(1, kind)
+        selectRegistrations.bind(2, Int64(limit))
+        var result: [RegistrationRecord] = []
+        while try selectRegistrations.step() {
+            let s = selectRegistrations
+            result.append(
+                RegistrationRecord(
+                    actor: ActorID(namespace: s.string(0), kind: s.string(1), key: s.string(2)),
+                    owner: s.isNull(3) ? nil : NodeID(rawValue: s.string(3)), epoch: s.int64(4)))
+        }
+        return result
+    }
+
+    /// The fence check and the writes of one batch. Throws ``StoreError/Code/fenced``
+    /// before writing anything if the registration is no longer current.
+    func commit(_ batch: CommitBatch) throws(StoreError) {
+        let registration = batch.registration
+        selectFence.bind(1, registration.rowID)
+        let holds: Bool
+        if try selectFence.step() {
+            holds = !selectFence.isNull(0) && selectFence.string(0) == registration.owner.rawValue
+                && selectFence.int64(1) == registration.epoch
+        } else {
+            holds = false
+        }
+        selectFence.reset()
+        guard holds else {
+            throw StoreError(.fenced, "\(registration.actor) is no longer held by \(registration.owner) at epoch \(registration.epoch)")
+        }
+        for operation in batch.operations {
+            if let value = operation.value {
+                upsertRow.bind(1, registration.rowID)
+                upsertRow.bind(2, operation.module)
+                upsertRow.bind(3, bytes: operation.key)
+                upsertRow.bind(4, bytes: value)
+                try upsertRow.run()
+            } else {
+                deleteRow.bind(1, registration.rowID)
+                deleteRow.bind(2, operation.module)
+                deleteRow.bind(3, bytes: operation.key)
+                try deleteRow.run()
+            }
+        }
+    }
+}

@@ -1,0 +1,268 @@
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The embedded store: one SQLite file in WAL mode. The default engine; nothing to set up.
+///
+/// One worker thread owns the connection and runs every operation. Operations that queue
+/// up while a transaction runs are grouped into the next transaction (group commit), so
+/// many actors committing at once cost one transaction, not one each.
+public final class SQLiteStore: ActorStore {
+    /// How an ``SQLiteStore`` opens its file.
+    public struct Configuration: Sendable {
+        /// SQLite's `synchronous` setting in WAL mode.
+        public enum Synchronous: String, Sendable {
+            /// Durable across a crash of the process; the last transactions may be lost if
+            /// the machine loses power. SQLite's recommended setting for WAL.
+            case normal = "NORMAL"
+            /// Also durable across power loss: an fsync on every commit.
+            case full = "FULL"
+        }
+
+        /// Who may use the file at the same time.
+        public enum Sharing: Sendable {
+            /// One node process holds the file (checked with a file lock); any other node
+            /// recorded in it is certainly dead, so its names are taken at once on start.
+            case exclusive
+            /// Several node processes on this machine share the file (a local cluster).
+            case shared
+        }
+
+        /// The database file; created if missing.
+        public var path: String
+        /// Default ``Synchronous/normal``.
+        public var synchronous: Synchronous = .normal
+        /// Default ``Sharing/exclusive``.
+        public var sharing: Sharing = .exclusive
+        /// How long one statement waits for another process's lock before failing with
+        /// ``StoreError/Code/unavailable`` (the runtime then retries). Default 200 ms.
+        public var busyTimeout: Duration = .milliseconds(200)
+        /// The most storage operations grouped into one transaction. Default 50,000.
+        public var maxOperationsPerTransaction = 50_000
+
+        public init(path: String) { self.path = path }
+    }
+
+    public let configuration: Configuration
+    private let worker: SQLiteWorker
+    private let lockFileDescriptor: Int32
+
+    /// Opens the file, checks it is a DNA database of a known version (creating the schema
+    /// in a new file) and starts the worker thread.
+    ///
+    /// - Throws: ``StoreError/Code/notADNADatabase`` for another application's database
+    ///   or a file that is not a database, ``StoreError/Code/corrupt``,
+    ///   ``StoreError/Code/schemaTooNew``, ``StoreError/Code/inUse`` when another process
+    ///   holds the file in exclusive mode.
+    public init(configuration: Configuration, logger: Logger = Logger(label: "dna.store.sqlite")) throws(StoreError) {
+        self.configuration = configuration
+        let connection = try SQLiteConnection(path: configuration.path)
+        try SQLiteSchema.configure(connection, synchronous: configuration.synchronous, busyTimeout: configuration.busyTimeout)
+        try SQLiteSchema.prepare(connection, path: configuration.path)
+        lockFileDescriptor = open(configuration.path, O_RDWR | O_CLOEXEC)
+        guard lockFileDescriptor >= 0 else {
+            throw StoreError(.unavailable, "cannot open \(configuration.path) to lock it (errno \(errno))")
+        }
+        let lockMode = configuration.sharing == .exclusive ? LOCK_EX : LOCK_SH
+        if flock(lockFileDescriptor, lockMode | LOCK_NB) != 0 {
+            Glibc.close(lockFileDescriptor)
+            throw StoreError(
+                .inUse,
+                configuration.sharing == .exclusive
+                    ? "\(configuration.path) is in use by another DNA node; use shared mode for several nodes on one file"
+                    : "\(configuration.path) is held exclusively by another DNA node")
+        }
+        worker = SQLiteWorker(
+            session: try SQLiteSession(connection), maxOperations: configuration.maxOperationsPerTransaction, logger: logger)
+    }
+
+    deinit {
+        worker.stop()
+        Glibc.close(lockFileDescriptor)
+    }
+
+    private func perform<T: Sendable>(
+        weight: Int = 1, _ body: @escaping (SQLiteSession) throws(StoreError) -> T
+    ) async throws(StoreError) -> T {
+        let result: Result<T, StoreError> = await withUnsafeContinuation { continuation in
+            worker.submit(
+                SQLiteWorker.Job(
+                    weight: weight,
+                    body: { session throws(StoreError) in
+                        let value = try body(session)
+                        return { continuation.resume(returning: .success(value)) }
+                    },
+                    fail: { continuation.resume(returning: .failure($0)) }))
+        }
+        return try result.get()
+    }
+
+    public func join(node: NodeID, cluster: String, address: String) async throws(StoreError) {
+        try await perform { session throws(StoreError) in
+            try session.join(node: node, cluster: cluster, address: address)
+        }
+    }
+
+    public func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
+        try await perform { session throws(StoreError) in
+            try session.heartbeat(node: node, state: state, activations: activations)
+        }
+    }
+
+    public func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] {
+        try await perform { session throws(StoreError) in try session.nodes(cluster: cluster) }
+    }
+
+    public func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
+        try await perform { session throws(StoreError) in try session.evictOtherNodes(cluster: cluster, keeping: node) }
+    }
+
+    public func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome {
+        try request.actor.validate()
+        return try await perform { session throws(StoreError) in try session.activate(request) }
+    }
+
+    public func release(_ registration: Registration) async throws(StoreError) {
+        try await perform { session throws(StoreError) in try session.release(registration) }
+    }
+
+    public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
+        try await perform { session throws(StoreError) in try session.registrations(kind: kind, limit: limit) }
+    }
+
+    public func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+        worker.submit(
+            SQLiteWorker.Job(
+                weight: batch.operations.count + 1,
+                body: { session throws(StoreError) in
+                    do throws(StoreError) {
+                        try session.commit(batch)
+                    } catch where error.code == .fenced {
+                        // Nothing was written for this batch; the others in the group go on.
+                        return { completion(.failure(error)) }
+                    }
+                    return { completion(.success(())) }
+                },
+                fail: { completion(.failure($0)) }))
+    }
+
+    public func close() async {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            worker.stop { continuation.resume() }
+        }
+    }
+}
+
+/// The thread that owns the connection. Jobs queue up; each turn takes what is queued (up
+/// to the operation limit) and runs it in one transaction.
+final class SQLiteWorker: @unchecked Sendable {
+    struct Job {
+        var weight: Int
+        /// Runs inside the transaction; returns what to do once the transaction committed.
+        var body: (SQLiteSession) throws(StoreError) -> () -> Void
+        var fail: (StoreError) -> Void
+    }
+
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var queue: [Job] = []
+    private var stopping = false
+    private var stopped = false
+    private var onStopped: [() -> Void] = []
+
+    private let maxOperations: Int
+    private let logger: Logger
+
+    init(session: SQLiteSession, maxOperations: Int, logger: Logger) {
+        self.maxOperations = maxOperations
+        self.logger = logger
+        let box = UncheckedBox(session)
+        let thread = Thread { [self] in self.loop(box.value) }
+        thread.name = "dna-sqlite"
+        thread.start()
+    }
+
+    func submit(_ job: Job) {
+        condition.lock()
+        if stopping {
+            condition.unlock()
+            job.fail(StoreError(.closed, "the store is closed"))
+            return
+        }
+        queue.append(job)
+        if queue.count == 1 { condition.signal() }
+        condition.unlock()
+    }
+
+    func stop(_ completion: (() -> Void)? = nil) {
+        condition.lock()
+        stopping = true
+        if stopped {
+            condition.unlock()
+            completion?()
+            return
+        }
+        if let completion { onStopped.append(completion) }
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func loop(_ session: SQLiteSession) {
+        var session: SQLiteSession? = session
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if queue.isEmpty && stopping {
+                stopped = true
+                let callbacks = onStopped
+                onStopped = []
+                condition.unlock()
+                session = nil  // closes the connection on this thread
+                callbacks.forEach { $0() }
+                return
+            }
+            var taken = 0
+            var weight = 0
+            while taken < queue.count && (taken == 0 || weight + queue[taken].weight <= maxOperations) {
+                weight += queue[taken].weight
+                taken += 1
+            }
+            let group = Array(queue[..<taken])
+            queue.removeFirst(taken)
+            condition.unlock()
+            run(group, in: session!)
+        }
+    }
+
+    private func run(_ group: [Job], in session: SQLiteSession) {
+        var completions: [() -> Void] = []
+        completions.reserveCapacity(group.count)
+        do throws(StoreError) {
+            try session.connection.execute("BEGIN IMMEDIATE")
+            for job in group { completions.append(try job.body(session)) }
+            try session.connection.execute("COMMIT")
+        } catch {
+            if session.connection.isInTransaction { try? session.connection.execute("ROLLBACK") }
+            // A job that fails on its own must not fail the others with it; a database that
+            // is unavailable fails them all alike, so there is no point splitting then.
+            if group.count > 1 && error.code != .unavailable {
+                for job in group { run([job], in: session) }
+            } else {
+                logger.debug("sqlite transaction failed", metadata: ["error": "\(error)", "jobs": "\(group.count)"])
+                for job in group { job.fail(error) }
+            }
+            return
+        }
+        for completion in completions { completion() }
+    }
+}
+
+struct UncheckedBox<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}
