@@ -41,17 +41,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // malloc's count of heap in use, for `dna bench --scenario memory`.
+        .target(name: "CHeapInfo"),
+        // The built-in example actors (the KV actor that `dna bench` drives).
+        .target(name: "DNAExamples", dependencies: ["DNA"]),
         // Layer 5: the `dna` command line (bench).
         .executableTarget(
             name: "DNACommand",
             dependencies: [
                 "DNA",
-                "CSQLite",
+                "DNAExamples",
+                "CHeapInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "DNAStoreTests", dependencies: ["DNAStore"]),
-        .testTarget(name: "DNATests", dependencies: ["DNA"]),
+        .testTarget(name: "DNATests", dependencies: ["DNA", "DNAExamples"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,10 +1,14 @@
-/// A reference to an actor by name. Cheap to make and to copy; the actor is activated on
-/// its first message.
+import Synchronization
+
+/// A reference to an actor by name. Cheap to copy; the actor is activated on its first
+/// message.
 public struct ActorRef<A: DurableActor>: Sendable {
+    @usableFromInline let target: ActorTarget
+
+    init(target: ActorTarget) { self.target = target }
+
     /// The actor's name.
-    public let id: ActorID
-    let node: Node
-    let kind: KindRuntime<A>
+    public var id: ActorID { target.id }
 
     /// Sends `request` and waits for the response. Unless the handler replies
     /// ``ReplyTiming/immediate``, the response comes once every write the actor staged up to
@@ -12,12 +16,11 @@ public struct ActorRef<A: DurableActor>: Sendable {
     ///
     /// - Throws: the handler's error, or a ``DNAError`` (``DNAError/isRetryable`` tells
     ///   whether trying again may help).
+    @inlinable
     public func call<R: ActorRequest>(_ request: R) async throws -> R.Response {
-        try kind.checkHandles(R.self)
-        let response = try await withUnsafeThrowingContinuation { (continuation: ReplyContinuation) in
+        let response = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<any Sendable, any Error>) in
             do {
-                try node.deliver(
-                    Envelope(requestType: ObjectIdentifier(R.self), message: request, reply: continuation), to: id, kind: kind)
+                try target.send(R.self, MessageBox(request), reply: continuation)
             } catch {
                 continuation.resume(throwing: error)
             }
@@ -29,9 +32,45 @@ public struct ActorRef<A: DurableActor>: Sendable {
     ///
     /// - Throws: only what is known at once: ``DNAError/Code/unhandledRequest``,
     ///   ``DNAError/Code/mailboxFull``, ``DNAError/Code/nodeStopped``.
-    public func cast<R: ActorRequest>(_ request: R) throws {
-        try kind.checkHandles(R.self)
-        try node.deliver(Envelope(requestType: ObjectIdentifier(R.self), message: request, reply: nil), to: id, kind: kind)
+    @inlinable
+    public func cast<R: ActorRequest>(_ request: R) throws(DNAError) {
+        try target.send(R.self, MessageBox(request), reply: nil)
+    }
+}
+
+/// Where an ``ActorRef`` sends: the actor's name and kind, and the activation it last
+/// reached, so repeated sends skip the node's directory.
+@usableFromInline
+final class ActorTarget: Sendable {
+    let id: ActorID
+    let node: Node
+    let kind: any AnyKindRuntime
+    private let activation = Mutex<(any AnyActivation)?>(nil)
+
+    init(id: ActorID, node: Node, kind: any AnyKindRuntime) {
+        self.id = id
+        self.node = node
+        self.kind = kind
+    }
+
+    @usableFromInline
+    func send(
+        _ requestType: any ActorRequest.Type, _ message: any AnyObject & Sendable, reply: UnsafeContinuation<any Sendable, any Error>?
+    ) throws(DNAError) {
+        let type = ObjectIdentifier(requestType)
+        guard kind.handles(type) else {
+            throw DNAError(.unhandledRequest, "actor kind '\(kind.name)' has no handler for \(requestType.requestName)")
+        }
+        let envelope = Envelope(requestType: type, message: message, reply: reply)
+        if let cached = activation.withLock({ $0 }), node.isAccepting {
+            switch cached.enqueue(envelope) {
+            case .accepted: return
+            case .full: throw node.mailboxFull(id)
+            case .stopped: break
+            }
+        }
+        let reached = try node.deliver(envelope, to: id, kind: kind)
+        activation.withLock { $0 = reached }
     }
 }
 
@@ -53,13 +92,7 @@ final class KindRuntime<A: DurableActor>: AnyKindRuntime {
         self.handlers = handlers
     }
 
-    func handles(_ requestType: ObjectIdentifier) -> Bool { handlers.entries[requestType] != nil }
-
-    func checkHandles<R: ActorRequest>(_ type: R.Type) throws(DNAError) {
-        guard handlers.entries[ObjectIdentifier(type)] != nil else {
-            throw DNAError(.unhandledRequest, "actor kind '\(name)' has no handler for \(R.requestName)")
-        }
-    }
+    func handles(_ requestType: ObjectIdentifier) -> Bool { handlers.entries.index(forKey: requestType) != nil }
 
     func makeActivation(id: ActorID, node: Node) -> any AnyActivation {
         Activation(id: id, kind: self, node: node)

@@ -1,13 +1,8 @@
 /// The table of request handlers of an actor type, built once per node by
 /// ``DurableActor/handlers(_:)``.
 public struct Handlers<Actor: DurableActor>: Sendable {
-    struct Entry: Sendable {
-        var timing: ReplyTiming
-        var requestName: String
-        var invoke: @Sendable (Actor, any Sendable, ActorContext) async throws -> any Sendable
-    }
-
-    var entries: [ObjectIdentifier: Entry] = [:]
+    @usableFromInline
+    var entries: [ObjectIdentifier: HandlerEntry] = [:]
 
     init() {}
 
@@ -18,12 +13,47 @@ public struct Handlers<Actor: DurableActor>: Sendable {
     ///   - body: runs with the actor, the request and the actor's context. Writes it makes
     ///     to storage modules commit with its batch; if it throws, its writes are discarded
     ///     and the caller gets the error.
+    @inlinable
     public mutating func on<R: ActorRequest>(
         _ type: R.Type, reply: ReplyTiming = .afterCommit,
         _ body: @escaping @Sendable (Actor, R, ActorContext) async throws -> R.Response
     ) {
-        entries[ObjectIdentifier(type)] = Entry(
+        entries[ObjectIdentifier(type)] = HandlerEntry(
             timing: reply, requestName: R.requestName,
-            invoke: { actor, message, context in try await body(actor, message as! R, context) })
+            invoke: { actor, message, context in
+                // The activation holds an `Actor`, and the envelope's request type was
+                // matched to R before the call.
+                try await body(
+                    unsafeDowncast(actor, to: Actor.self), unsafeDowncast(message, to: MessageBox<R>.self).value, context)
+            })
     }
+}
+
+/// One handler, with the actor and the request type erased (so the handler table is one
+/// concrete dictionary type, fast to look up).
+@usableFromInline
+struct HandlerEntry: Sendable {
+    @usableFromInline var timing: ReplyTiming
+    @usableFromInline var requestName: String
+    @usableFromInline var invoke: @Sendable (AnyObject, any AnyObject & Sendable, ActorContext) async throws -> any Sendable
+
+    @inlinable
+    init(
+        timing: ReplyTiming, requestName: String,
+        invoke: @escaping @Sendable (AnyObject, any AnyObject & Sendable, ActorContext) async throws -> any Sendable
+    ) {
+        self.timing = timing
+        self.requestName = requestName
+        self.invoke = invoke
+    }
+}
+
+/// A request on its way through a mailbox. A class, so the handler can take the value out
+/// without a dynamic cast.
+@usableFromInline
+final class MessageBox<Message: Sendable>: Sendable {
+    @usableFromInline let value: Message
+
+    @inlinable
+    init(_ value: Message) { self.value = value }
 }

@@ -47,7 +47,9 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     private var instance: A?
     private var context: ActorContext?
     private var registration: Registration?
-    private var inFlight: InFlightCommit?
+    /// Batches handed to the store and not yet seen through, oldest first.
+    private var inFlight = Deque<InFlightCommit>()
+    private var lastSequence: Int64 = 0
 
     init(id: ActorID, kind: KindRuntime<A>, node: Node) {
         self.id = id
@@ -109,7 +111,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     /// Takes the next batch; when there is none and nothing is in flight, ends the task.
     private func nextBatch() -> [Envelope]? {
         let maxBatch = node.configuration.maxBatch
-        let hasInFlight = inFlight != nil
+        let hasInFlight = !inFlight.isEmpty
         let (batch, waiters): ([Envelope]?, [UnsafeContinuation<Void, Never>]) = mailbox.withLock { state in
             let count = min(state.queue.count, maxBatch)
             if count == 0 {
@@ -119,9 +121,13 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 defer { state.idleWaiters = [] }
                 return (nil, state.idleWaiters)
             }
-            var batch: [Envelope] = []
-            batch.reserveCapacity(count)
-            for _ in 0..<count { batch.append(state.queue.removeFirst()) }
+            // Short critical section: senders are waiting on this lock.
+            if count == state.queue.count {
+                defer { state.queue = Deque(minimumCapacity: min(count, maxBatch)) }
+                return (Array(state.queue), [])
+            }
+            let batch = Array(state.queue[..<count])
+            state.queue.removeFirst(count)
             return (batch, [])
         }
         for waiter in waiters { waiter.resume() }
@@ -134,12 +140,9 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         while true {
             guard let batch = nextBatch() else { return }
             if batch.isEmpty {
-                // Nothing queued, a commit in flight: see it through before going idle.
-                if let commit = inFlight {
-                    inFlight = nil
-                    await settle(commit)
-                    if isStopped { return }
-                }
+                // Nothing queued, commits in flight: see them through before going idle.
+                await settleAll()
+                if isStopped { return }
                 continue
             }
             if instance == nil, let failure = await activate() {
@@ -186,19 +189,26 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         node.metrics.messages.increment(by: batch.count)
         let operations = context.log.take()
 
-        // No batch is committed on top of one that has not succeeded.
-        if let previous = inFlight {
-            inFlight = nil
-            if let failure = await settle(previous) {
+        // Up to `commitPipelineDepth` batches go to the store at once; the store applies them
+        // in sequence, so none is committed on top of one that failed.
+        while inFlight.count >= node.configuration.commitPipelineDepth {
+            if let failure = await settleOldest() {
                 for reply in held { reply.continuation.resume(throwing: failure) }
                 return
             }
         }
         if operations.isEmpty {
-            for reply in held { reply.release() }
+            if inFlight.isEmpty {
+                for reply in held { reply.release() }
+            } else {
+                // Released with the last batch in flight: these replies may have seen its writes.
+                inFlight[inFlight.count - 1].append(held)
+            }
         } else {
-            let commit = InFlightCommit(batch: CommitBatch(registration: registration, operations: operations), held: held)
-            inFlight = commit
+            lastSequence += 1
+            let commit = InFlightCommit(
+                batch: CommitBatch(registration: registration, sequence: lastSequence, operations: operations), held: held)
+            inFlight.append(commit)
             node.metrics.batches.increment()
             node.store.commit(commit.batch) { commit.complete($0) }
         }
@@ -207,30 +217,44 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         }
     }
 
-    /// Waits for a commit; retries it with backoff if it failed. Returns `nil` when it is
-    /// durable (its replies released), or the error its callers got when it could not be.
+    /// Sees every commit in flight through; `nil` when all are durable.
     @discardableResult
-    private func settle(_ commit: InFlightCommit) async -> DNAError? {
+    private func settleAll() async -> DNAError? {
+        while !inFlight.isEmpty {
+            if let failure = await settleOldest() { return failure }
+        }
+        return nil
+    }
+
+    /// Waits for the oldest commit in flight; retries it with backoff if it failed. Returns
+    /// `nil` when it is durable (its replies released), or the error its callers got when it
+    /// could not be made durable; then every later batch in flight failed with it and the
+    /// activation went back to its last durable state (or stopped, if fenced).
+    private func settleOldest() async -> DNAError? {
+        let commit = inFlight.removeFirst()
         let error: StoreError
         switch await commit.wait() {
         case .success: return nil
         case .failure(let failure): error = failure
         }
         node.metrics.commitFailures.increment()
-        if error.code == .fenced { return fence(commit.held, error) }
-        node.logger.warning("commit failed; retrying", metadata: ["actor": "\(id)", "error": "\(error)"])
+        if error.code == .fenced { return fence(error, failing: commit) }
+        if error.code != .predecessorMissing {
+            node.logger.warning("commit failed; retrying", metadata: ["actor": "\(id)", "error": "\(error)"])
+        }
         switch await commitWithRetry(commit.batch, firstError: error) {
         case .success:
-            for reply in commit.held { reply.release() }
+            commit.releaseHeld()
             return nil
         case .failure(let final):
-            if final.code == .fenced { return fence(commit.held, final) }
+            if final.code == .fenced { return fence(final, failing: commit) }
             let failure = DNAError(
                 .commitFailed,
                 "\(id): batch not committed within \(node.configuration.commitTimeout); the actor went back to its last durable state",
                 underlying: final)
             node.logger.error("commit timed out; resetting activation", metadata: ["actor": "\(id)", "error": "\(final)"])
-            for reply in commit.held { reply.continuation.resume(throwing: failure) }
+            commit.fail(failure)
+            failInFlight(failure)
             // Back to the last durable state: the next message re-activates from the store.
             timers.cancelAll()
             instance = nil
@@ -238,6 +262,12 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             registration = nil
             return failure
         }
+    }
+
+    /// Fails the held replies of every batch still in flight (they can no longer commit:
+    /// their predecessor did not).
+    private func failInFlight(_ failure: DNAError) {
+        while let commit = inFlight.popFirst() { commit.fail(failure) }
     }
 
     /// Commits `batch`, retrying with backoff until the commit timeout.
@@ -265,11 +295,12 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     }
 
     /// The name was taken by a newer owner: this activation must never write again. Fails
-    /// held and queued callers with a retryable error and stops.
-    private func fence(_ held: [HeldReply], _ error: StoreError) -> DNAError {
+    /// held, in-flight and queued callers with a retryable error and stops.
+    private func fence(_ error: StoreError, failing commit: InFlightCommit) -> DNAError {
         let failure = DNAError(.fenced, "\(id) was taken over by a newer activation", underlying: error)
         node.logger.warning("activation fenced; stopping", metadata: ["actor": "\(id)"])
-        for reply in held { reply.continuation.resume(throwing: failure) }
+        commit.fail(failure)
+        failInFlight(failure)
         stop(failingQueuedWith: failure)
         timers.cancelAll()
         instance = nil
@@ -308,12 +339,14 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 return DNAError(.activationFailed, "\(id): unexpected activation outcome")
             }
             registration = granted
+            lastSequence = 0
             let context = ActorContext(id: id, rows: rows, node: node, timers: timers)
             let instance = try await A(context: context)
             let operations = context.log.take()
             context.log.endMessage()
             if !operations.isEmpty {
-                try await commitWithRetry(CommitBatch(registration: granted, operations: operations)).get()
+                lastSequence = 1
+                try await commitWithRetry(CommitBatch(registration: granted, sequence: 1, operations: operations)).get()
             }
             self.instance = instance
             self.context = context
@@ -341,10 +374,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     /// Ends this activation at the actor's request, once its last batch is durable. The
     /// activation stays in the directory; its next message activates a fresh instance.
     private func deactivate() async {
-        if let commit = inFlight {
-            inFlight = nil
-            guard await settle(commit) == nil else { return }
-        }
+        guard await settleAll() == nil else { return }
         timers.cancelAll()
         let registration = self.registration
         instance = nil

@@ -35,6 +35,7 @@ public final class Node: Service, Sendable {
     }
 
     private let directory = Mutex(Directory())
+    private let accepting = Atomic<Bool>(true)
 
     /// Opens the store, joins the cluster and gets ready to host `actors`.
     ///
@@ -96,7 +97,7 @@ public final class Node: Service, Sendable {
         guard let kind = kinds[A.kind.name] as? KindRuntime<A> else {
             throw DNAError(.unknownActorKind, "actor type \(A.self) (kind '\(A.kind)') was not given to this node")
         }
-        return ActorRef(id: id, node: self, kind: kind)
+        return ActorRef(target: ActorTarget(id: id, node: self, kind: kind))
     }
 
     /// The number of activations on this node now.
@@ -104,7 +105,17 @@ public final class Node: Service, Sendable {
 
     // MARK: Delivery
 
-    func deliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime) throws(DNAError) {
+    /// Whether the node takes messages (it does until shutdown begins).
+    var isAccepting: Bool { accepting.load(ordering: .relaxed) }
+
+    func mailboxFull(_ id: ActorID) -> DNAError {
+        DNAError(.mailboxFull, "\(id) has \(configuration.mailboxCapacity) messages queued")
+    }
+
+    /// Puts `envelope` in the mailbox of the activation of `id`, making one if needed;
+    /// returns the activation that took it.
+    @discardableResult
+    func deliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime) throws(DNAError) -> any AnyActivation {
         while true {
             let activation: any AnyActivation = try directory.withLock { directory throws(DNAError) in
                 guard directory.accepting else { throw DNAError(.nodeStopped, "node \(self.id) is shutting down") }
@@ -114,8 +125,8 @@ public final class Node: Service, Sendable {
                 return created
             }
             switch activation.enqueue(envelope) {
-            case .accepted: return
-            case .full: throw DNAError(.mailboxFull, "\(id) has \(configuration.mailboxCapacity) messages queued")
+            case .accepted: return activation
+            case .full: throw mailboxFull(id)
             case .stopped: continue  // it just stopped and left the directory: make a new one
             }
         }
@@ -127,7 +138,7 @@ public final class Node: Service, Sendable {
         guard kind.handles(ObjectIdentifier(R.self)) else {
             throw DNAError(.unhandledRequest, "actor kind '\(id.kind)' has no handler for \(R.requestName)")
         }
-        try deliver(Envelope(requestType: ObjectIdentifier(R.self), message: request, reply: nil), to: id, kind: kind)
+        try deliver(Envelope(requestType: ObjectIdentifier(R.self), message: MessageBox(request), reply: nil), to: id, kind: kind)
     }
 
     /// Runs `body` (which marks the activation stopped) with the directory locked, and
@@ -207,6 +218,7 @@ public final class Node: Service, Sendable {
                     return false
                 }
                 directory.accepting = false
+                accepting.store(false, ordering: .relaxed)
                 return true
             }
             switch first {

@@ -25,6 +25,9 @@ extension Node {
         /// chosen by `dna bench` (see the README): larger batches gain little throughput
         /// and hold calls longer.
         public var maxBatch: Int = 256
+        /// How many batches of one activation may be on their way to the store at once, so
+        /// the actor handles the next batch while earlier ones commit. Default 4.
+        public var commitPipelineDepth: Int = 4
         /// The most messages a mailbox holds; a send beyond that fails with
         /// ``DNAError/Code/mailboxFull``. Default 10,000,000.
         public var mailboxCapacity: Int = 10_000_000
@@ -46,6 +49,7 @@ extension Node {
 
         func validate() throws(DNAError) {
             guard maxBatch >= 1 else { throw DNAError(.invalidArgument, "maxBatch must be at least 1") }
+            guard commitPipelineDepth >= 1 else { throw DNAError(.invalidArgument, "commitPipelineDepth must be at least 1") }
             guard mailboxCapacity >= 1 else { throw DNAError(.invalidArgument, "mailboxCapacity must be at least 1") }
             guard failureTimeout > heartbeatInterval * 2 else {
                 throw DNAError(.invalidArgument, "failureTimeout must be more than twice the heartbeatInterval")

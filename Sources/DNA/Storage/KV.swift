@@ -10,11 +10,15 @@ public final class KV<Key: Hashable & Codable & Sendable, Value: Codable & Senda
     /// The most entries one ``list(after:limit:)`` may return.
     public static var maxListLimit: Int { 1000 }
 
-    let name: String
-    private let log: WriteLog
-    private var entries: [Key: Value]
-    private var undoEntries: [(Key, Value?)] = []
-    private var index: SortedKeyIndex<Key>?
+    @usableFromInline let name: String
+    @usableFromInline let log: WriteLog
+    @usableFromInline var entries: [Key: Value]
+    /// Previous values of the keys written in this batch, and where the current message's
+    /// entries begin.
+    @usableFromInline var undoEntries: [(Key, Value?)] = []
+    @usableFromInline var undoMark = 0
+    @usableFromInline var undoMessageNumber = -1
+    @usableFromInline var index: SortedKeyIndex<Key>?
 
     init(name: String, rows: ArraySlice<ModuleRow>, log: WriteLog) throws(DNAError) {
         self.name = name
@@ -31,10 +35,12 @@ public final class KV<Key: Hashable & Codable & Sendable, Value: Codable & Senda
     public var count: Int { entries.count }
 
     /// The value stored for `key`, including writes not yet committed.
+    @inlinable
     public func read(_ key: Key) -> Value? { entries[key] }
 
     /// Stores `value` for `key`; committed with the current batch.
     /// - Throws: ``DNAError/Code/encodingFailed`` if the key or value cannot be encoded.
+    @inlinable
     public func write(_ value: Value, for key: Key) throws(DNAError) {
         let operation = StorageOperation(
             module: name, key: try StorageCoding.encode(key), value: try StorageCoding.encode(value))
@@ -44,16 +50,22 @@ public final class KV<Key: Hashable & Codable & Sendable, Value: Codable & Senda
     }
 
     /// Removes `key`; committed with the current batch.
+    @inlinable
     public func delete(_ key: Key) throws(DNAError) {
         guard let previous = entries.removeValue(forKey: key) else { return }
         index?.removed()
         record(key, previous, StorageOperation(module: name, key: try StorageCoding.encode(key), value: nil))
     }
 
-    private func record(_ key: Key, _ previous: Value?, _ operation: StorageOperation) {
-        let first = undoEntries.isEmpty
+    @inlinable
+    func record(_ key: Key, _ previous: Value?, _ operation: StorageOperation) {
+        if undoMessageNumber != log.message {
+            undoMessageNumber = log.message
+            log.touched(self, firstInBatch: undoEntries.isEmpty)
+            undoMark = undoEntries.count
+        }
         undoEntries.append((key, previous))
-        log.append(operation, from: self, firstTouch: first)
+        log.append(operation)
     }
 
     /// Up to `limit` entries in key order, starting after `after` when given.
@@ -77,8 +89,9 @@ public final class KV<Key: Hashable & Codable & Sendable, Value: Codable & Senda
         return keys.map { ($0, entries[$0]!) }
     }
 
-    func undo() {
-        for (key, previous) in undoEntries.reversed() {
+    @usableFromInline
+    func undoMessage() {
+        for (key, previous) in undoEntries[undoMark...].reversed() {
             if let previous {
                 if entries.updateValue(previous, forKey: key) == nil, let encoded = try? StorageCoding.encode(key) {
                     index?.inserted(key, encoded: encoded)
@@ -88,10 +101,15 @@ public final class KV<Key: Hashable & Codable & Sendable, Value: Codable & Senda
                 index?.removed()
             }
         }
-        undoEntries.removeAll(keepingCapacity: true)
+        undoEntries.removeSubrange(undoMark...)
+        undoMessageNumber = -1
     }
 
-    func forgetUndo() { undoEntries.removeAll(keepingCapacity: true) }
+    @usableFromInline
+    func forgetUndo() {
+        undoEntries.removeAll(keepingCapacity: true)
+        undoMessageNumber = -1
+    }
 }
 
 extension KV where Key == String {
@@ -105,13 +123,16 @@ extension KV where Key == String {
 /// The keys of a module in encoded-byte order, built on the first `list` and kept up to
 /// date cheaply: new keys are sorted in on the next `list`; removed keys are skipped and
 /// swept out when they pile up.
+@usableFromInline
 struct SortedKeyIndex<Key: Hashable> {
     private var sorted: [(encoded: [UInt8], key: Key)] = []
     private var added: [(encoded: [UInt8], key: Key)] = []
     private var removedSinceSweep = 0
 
+    @usableFromInline
     mutating func inserted(_ key: Key, encoded: [UInt8]) { added.append((encoded, key)) }
 
+    @usableFromInline
     mutating func removed() { removedSinceSweep += 1 }
 
     mutating func keys(prefix: [UInt8], after: [UInt8]?, limit: Int, isPresent: (Key) -> Bool) -> [Key] {

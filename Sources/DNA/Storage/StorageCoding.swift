@@ -11,14 +11,17 @@ import Foundation
 ///   keys sort numerically.
 /// - `[UInt8]`: the bytes themselves.
 /// - anything else `Codable`: JSON (keys then sort by their JSON bytes).
+@usableFromInline
 enum StorageCoding {
-    private static let encoder: JSONEncoder = {
+    @usableFromInline
+    static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return encoder
     }()
     private static let decoder = JSONDecoder()
 
+    @inlinable
     static func encode<T: Encodable>(_ value: T) throws(DNAError) -> [UInt8] {
         switch value {
         case let string as String: return Array(string.utf8)
@@ -56,7 +59,8 @@ enum StorageCoding {
         }
     }
 
-    private static func orderedBytes(_ number: Int64) -> [UInt8] {
+    @inlinable
+    static func orderedBytes(_ number: Int64) -> [UInt8] {
         withUnsafeBytes(of: (UInt64(bitPattern: number) ^ (1 << 63)).bigEndian) { Array($0) }
     }
 }

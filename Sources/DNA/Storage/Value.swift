@@ -8,7 +8,10 @@ public final class Value<Document: Codable & Sendable>: UndoableModule {
     let name: String
     private let log: WriteLog
     private var current: Document
-    private var undoStack: [Document] = []
+    /// The document before the current message's first write, if it wrote.
+    private var beforeMessage: Document?
+    private var touchedMessage = -1
+    private var touchedInBatch = false
     private static var key: [UInt8] { [] }
 
     init(name: String, rows: ArraySlice<ModuleRow>, default defaultValue: Document, log: WriteLog) throws(DNAError) {
@@ -28,10 +31,14 @@ public final class Value<Document: Codable & Sendable>: UndoableModule {
     /// - Throws: ``DNAError/Code/encodingFailed`` if it cannot be encoded.
     public func set(_ newValue: Document) throws(DNAError) {
         let encoded = try StorageCoding.encode(newValue)
-        let first = undoStack.isEmpty
-        undoStack.append(current)
+        if touchedMessage != log.message {
+            touchedMessage = log.message
+            log.touched(self, firstInBatch: !touchedInBatch)
+            touchedInBatch = true
+            beforeMessage = current
+        }
         current = newValue
-        log.append(StorageOperation(module: name, key: Self.key, value: encoded), from: self, firstTouch: first)
+        log.append(StorageOperation(module: name, key: Self.key, value: encoded))
     }
 
     /// Changes the document in place; committed with the current batch.
@@ -41,10 +48,17 @@ public final class Value<Document: Codable & Sendable>: UndoableModule {
         try set(copy)
     }
 
-    func undo() {
-        if let original = undoStack.first { current = original }
-        undoStack.removeAll(keepingCapacity: true)
+    @usableFromInline
+    func undoMessage() {
+        if let beforeMessage { current = beforeMessage }
+        beforeMessage = nil
+        touchedMessage = -1
     }
 
-    func forgetUndo() { undoStack.removeAll(keepingCapacity: true) }
+    @usableFromInline
+    func forgetUndo() {
+        beforeMessage = nil
+        touchedMessage = -1
+        touchedInBatch = false
+    }
 }

@@ -1,36 +1,50 @@
 /// The writes an activation staged since its last commit, in order, across all of its
 /// modules; and the undo of the message being handled, so a handler that throws leaves
 /// nothing behind.
+///
+/// Modules keep their own undo entries for the whole batch and mark where the current
+/// message began (``message``), so a successful message costs no bookkeeping.
+@usableFromInline
 final class WriteLog {
     private(set) var operations: [StorageOperation] = []
     private var messageStart = 0
-    private var touched: [any UndoableModule] = []
+    /// Modules written in the current message, and in the batch so far.
+    private var touchedInMessage: [any UndoableModule] = []
+    private var touchedInBatch: [any UndoableModule] = []
+    /// Numbers the messages of an activation, so a module can tell its first write in one.
+    @usableFromInline private(set) var message = 0
 
-    func append(_ operation: StorageOperation, from module: any UndoableModule, firstTouch: Bool) {
+    @usableFromInline
+    func append(_ operation: StorageOperation) {
         operations.append(operation)
-        if firstTouch { touched.append(module) }
     }
 
-    var hasWrites: Bool { !operations.isEmpty }
+    /// A module's first write in the current message.
+    @usableFromInline
+    func touched(_ module: any UndoableModule, firstInBatch: Bool) {
+        touchedInMessage.append(module)
+        if firstInBatch { touchedInBatch.append(module) }
+    }
 
     /// The message succeeded: its writes stay staged.
     func endMessage() {
-        if !touched.isEmpty {
-            for module in touched { module.forgetUndo() }
-            touched.removeAll(keepingCapacity: true)
-        }
+        if !touchedInMessage.isEmpty { touchedInMessage.removeAll(keepingCapacity: true) }
         messageStart = operations.count
+        message &+= 1
     }
 
     /// The message failed: its writes are undone.
     func rollbackMessage() {
-        for module in touched.reversed() { module.undo() }
-        touched.removeAll(keepingCapacity: true)
+        for module in touchedInMessage.reversed() { module.undoMessage() }
+        touchedInMessage.removeAll(keepingCapacity: true)
         operations.removeSubrange(messageStart...)
+        message &+= 1
     }
 
-    /// Takes everything staged, for a commit.
+    /// Takes everything staged, for a commit; the modules forget their undo entries.
     func take() -> [StorageOperation] {
+        for module in touchedInBatch { module.forgetUndo() }
+        touchedInBatch.removeAll(keepingCapacity: true)
         defer {
             operations = []
             messageStart = 0
@@ -40,7 +54,10 @@ final class WriteLog {
 }
 
 /// A storage module that can undo the current message's writes.
+@usableFromInline
 protocol UndoableModule: AnyObject {
-    func undo()
+    /// Undoes the writes of the current message.
+    func undoMessage()
+    /// Forgets every undo entry (the batch is being committed).
     func forgetUndo()
 }

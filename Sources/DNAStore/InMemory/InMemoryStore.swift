@@ -16,6 +16,7 @@ public final class InMemoryStore: ActorStore {
         var rowID: Int64
         var owner: NodeID?
         var epoch: Int64
+        var sequence: Int64 = 0
     }
 
     private struct State {
@@ -160,6 +161,10 @@ public final class InMemoryStore: ActorStore {
                 else {
                     throw StoreError(.fenced, "\(registration.actor) is no longer held at epoch \(registration.epoch)")
                 }
+                guard name.sequence == batch.sequence - 1 else {
+                    throw StoreError(.predecessorMissing, "\(registration.actor): batch \(batch.sequence) follows \(name.sequence)")
+                }
+                state.names[registration.actor]?.sequence = batch.sequence
                 var modules = state.data[registration.rowID] ?? [:]
                 for operation in batch.operations {
                     modules[operation.module, default: [:]][operation.key] = operation.value

@@ -80,12 +80,18 @@ public struct StorageOperation: Sendable, Equatable {
 
 /// All writes of one batch of one activation, committed atomically and fenced by
 /// `registration`: applied in order (so the last write to a key wins), or not at all.
+///
+/// `sequence` numbers the batches of one registration 1, 2, 3, …: the store applies batch
+/// `n` only right after batch `n - 1`, so an activation may hand over several batches
+/// at once and none is ever committed on top of one that failed.
 public struct CommitBatch: Sendable {
     public var registration: Registration
+    public var sequence: Int64
     public var operations: [StorageOperation]
 
-    public init(registration: Registration, operations: [StorageOperation]) {
+    public init(registration: Registration, sequence: Int64, operations: [StorageOperation]) {
         self.registration = registration
+        self.sequence = sequence
         self.operations = operations
     }
 }

@@ -8,6 +8,9 @@ public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
 
         /// The activation lost its name: another owner or a newer epoch holds it. Retryable.
         public static let fenced = Code("fenced")
+        /// The batch before this one (of the same registration) is not committed: it failed
+        /// and must be committed first. Retryable, after its predecessor.
+        public static let predecessorMissing = Code("predecessorMissing")
         /// The database could not do it now (locked, busy, I/O error, full, read-only,
         /// gone away). Retryable.
         public static let unavailable = Code("unavailable")
@@ -36,7 +39,7 @@ public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
     }
 
     /// Whether trying the same thing again later may succeed.
-    public var isRetryable: Bool { code == .fenced || code == .unavailable }
+    public var isRetryable: Bool { code == .fenced || code == .unavailable || code == .predecessorMissing }
 
     public var description: String { "StoreError.\(code): \(message)" }
 }

@@ -44,6 +44,7 @@ public enum SQLiteSchema {
             name      TEXT    NOT NULL,
             owner     TEXT,
             epoch     INTEGER NOT NULL,
+            batch_seq INTEGER NOT NULL DEFAULT 0,
             UNIQUE (namespace, kind, name)
         );
         CREATE INDEX dna_actors_owner ON dna_actors (owner);

@@ -34,7 +34,7 @@ final class SQLiteSession {
         INSERT INTO dna_actors (namespace, kind, name, owner, epoch) VALUES (?1, ?2, ?3, ?4, ?5)
         """)
     private lazy var takeOverName = prepared("""
-        UPDATE dna_actors SET owner = ?2, epoch = ?3 WHERE actor_id = ?1 AND epoch = ?4
+        UPDATE dna_actors SET owner = ?2, epoch = ?3, batch_seq = 0 WHERE actor_id = ?1 AND epoch = ?4
         """)
     private lazy var releaseName = prepared("""
         UPDATE dna_actors SET owner = NULL WHERE actor_id = ?1 AND owner = ?2 AND epoch = ?3
@@ -42,7 +42,8 @@ final class SQLiteSession {
     private lazy var selectModuleRows = prepared("""
         SELECT module, key, value FROM dna_module_data WHERE actor_id = ?1 ORDER BY module, key
         """)
-    private lazy var selectFence = prepared("SELECT owner, epoch FROM dna_actors WHERE actor_id = ?1")
+    private lazy var selectFence = prepared("SELECT owner, epoch, batch_seq FROM dna_actors WHERE actor_id = ?1")
+    private lazy var updateSequence = prepared("UPDATE dna_actors SET batch_seq = ?2 WHERE actor_id = ?1")
     private lazy var upsertRow = prepared(SQLiteSchema.upsertModuleRow)
     private lazy var deleteRow = prepared("""
         DELETE FROM dna_module_data WHERE actor_id = ?1 AND module = ?2 AND key = ?3
@@ -183,17 +184,23 @@ final class SQLiteSession {
     func commit(_ batch: CommitBatch) throws(StoreError) {
         let registration = batch.registration
         selectFence.bind(1, registration.rowID)
-        let holds: Bool
+        var holds = false
+        var lastSequence: Int64 = 0
         if try selectFence.step() {
             holds = !selectFence.isNull(0) && selectFence.string(0) == registration.owner.rawValue
                 && selectFence.int64(1) == registration.epoch
-        } else {
-            holds = false
+            lastSequence = selectFence.int64(2)
         }
         selectFence.reset()
         guard holds else {
             throw StoreError(.fenced, "\(registration.actor) is no longer held by \(registration.owner) at epoch \(registration.epoch)")
         }
+        guard lastSequence == batch.sequence - 1 else {
+            throw StoreError(.predecessorMissing, "\(registration.actor): batch \(batch.sequence) follows \(lastSequence)")
+        }
+        updateSequence.bind(1, registration.rowID)
+        updateSequence.bind(2, batch.sequence)
+        try updateSequence.run()
         for operation in batch.operations {
             if let value = operation.value {
                 upsertRow.bind(1, registration.rowID)

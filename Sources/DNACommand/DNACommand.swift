@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct DNACommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dna",
+        abstract: "DNA: durable named actors.",
+        subcommands: [Bench.self]
+    )
+}
