@@ -1,0 +1,71 @@
+import DNAStore
+import Testing
+
+@Suite("ClaimDecision (pure registration rule)")
+struct ClaimDecisionTests {
+    let me = NodeID(rawValue: "me")
+    let other = NodeID(rawValue: "other")
+
+    func node(_ id: NodeID, state: NodeState = .up, age: Int64) -> NodeRecord {
+        NodeRecord(id: id, cluster: "c", address: "a", state: state, heartbeatAgeMilliseconds: age, activations: 0)
+    }
+
+    @Test func newNameIsInsertedAtEpochOne() {
+        #expect(ClaimDecision.decide(current: nil, claimant: me, failureTimeout: .seconds(5)) == .insert(epoch: 1))
+    }
+
+    @Test func releasedNameIsTakenAtNextEpoch() {
+        let current = ClaimDecision.Current(owner: nil, epoch: 7, ownerNode: nil)
+        #expect(ClaimDecision.decide(current: current, claimant: me, failureTimeout: .seconds(5)) == .takeOver(epoch: 8))
+    }
+
+    @Test func ownNameIsGrantedAgainAtNextEpoch() {
+        let current = ClaimDecision.Current(owner: me, epoch: 3, ownerNode: node(me, age: 0))
+        #expect(ClaimDecision.decide(current: current, claimant: me, failureTimeout: .seconds(5)) == .takeOver(epoch: 4))
+    }
+
+    @Test func liveOwnerKeepsTheName() {
+        let current = ClaimDecision.Current(owner: other, epoch: 3, ownerNode: node(other, age: 4_999))
+        #expect(ClaimDecision.decide(current: current, claimant: me, failureTimeout: .seconds(5)) == .ownedElsewhere(other))
+    }
+
+    @Test func silentOwnerLosesTheNameAfterTheFailureTimeout() {
+        let current = ClaimDecision.Current(owner: other, epoch: 3, ownerNode: node(other, age: 5_000))
+        #expect(ClaimDecision.decide(current: current, claimant: me, failureTimeout: .seconds(5)) == .takeOver(epoch: 4))
+    }
+
+    @Test func ownerThatLeftLosesTheNameAtOnce() {
+        let current = ClaimDecision.Current(owner: other, epoch: 3, ownerNode: node(other, state: .left, age: 0))
+        #expect(ClaimDecision.decide(current: current, claimant: me, failureTimeout: .seconds(5)) == .takeOver(epoch: 4))
+    }
+
+    @Test func ownerWithoutNodeRowLosesTheName() {
+        let current = ClaimDecision.Current(owner: other, epoch: 1, ownerNode: nil)
+        #expect(ClaimDecision.decide(current: current, claimant: me, failureTimeout: .seconds(5)) == .takeOver(epoch: 2))
+    }
+}
+
+@Suite("ActorID naming rules")
+struct ActorIDTests {
+    @Test func validNamePasses() throws {
+        try ActorID(namespace: "app", kind: "room", key: "lobby 1 ✓").validate()
+    }
+
+    @Test(arguments: [
+        ActorID(namespace: "app", kind: "room", key: ""),
+        ActorID(namespace: "app", kind: "room", key: String(repeating: "x", count: ActorID.maxKeyBytes + 1)),
+        ActorID(namespace: "", kind: "room", key: "k"),
+        ActorID(namespace: "app", kind: "", key: "k"),
+        ActorID(namespace: "a b", kind: "room", key: "k"),
+        ActorID(namespace: "app", kind: String(repeating: "k", count: 65), key: "k"),
+        ActorID(namespace: "app", kind: "room", key: "line\nbreak"),
+    ])
+    func invalidNameIsRejected(id: ActorID) {
+        #expect(throws: StoreError.self) { try id.validate() }
+        do { try id.validate() } catch { #expect(error.code == .invalidName) }
+    }
+
+    @Test func longestKeyPasses() throws {
+        try ActorID(namespace: "app", kind: "room", key: String(repeating: "x", count: ActorID.maxKeyBytes)).validate()
+    }
+}

@@ -1,0 +1,78 @@
+import DNAStore
+import Foundation
+import Testing
+
+@Suite("SQLite file checks")
+struct SQLiteFileTests {
+    func temporaryPath() throws -> (String, () -> Void) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dna-file-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return (directory.appendingPathComponent("file.db").path, { try? FileManager.default.removeItem(at: directory) })
+    }
+
+    @Test func anotherApplicationsDatabaseIsRefused() throws {
+        let (path, cleanup) = try temporaryPath()
+        defer { cleanup() }
+        let other = try SQLiteConnection(path: path)
+        try other.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices VALUES (1, 9.5)")
+        let error = #expect(throws: StoreError.self) { _ = try SQLiteStore(configuration: .init(path: path)) }
+        #expect(error?.code == .notADNADatabase)
+        // Nothing of theirs was touched.
+        let count = try other.prepare("SELECT count(*) FROM invoices")
+        #expect(try count.step())
+        #expect(count.int64(0) == 1)
+    }
+
+    @Test func garbageFileIsRefused() throws {
+        let (path, cleanup) = try temporaryPath()
+        defer { cleanup() }
+        try Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }).write(to: URL(fileURLWithPath: path))
+        let error = #expect(throws: StoreError.self) { _ = try SQLiteStore(configuration: .init(path: path)) }
+        #expect(error?.code == .notADNADatabase)
+    }
+
+    @Test func newerSchemaIsRefused() throws {
+        let (path, cleanup) = try temporaryPath()
+        defer { cleanup() }
+        do {
+            let store = try SQLiteStore(configuration: .init(path: path))
+            _ = store
+        }
+        let connection = try SQLiteConnection(path: path)
+        try connection.execute("UPDATE dna_meta SET value = '99' WHERE key = 'schema_version'")
+        let error = #expect(throws: StoreError.self) { _ = try SQLiteStore(configuration: .init(path: path)) }
+        #expect(error?.code == .schemaTooNew)
+    }
+
+    @Test func exclusiveFileCannotBeOpenedTwice() throws {
+        let (path, cleanup) = try temporaryPath()
+        defer { cleanup() }
+        let first = try SQLiteStore(configuration: .init(path: path))
+        let error = #expect(throws: StoreError.self) { _ = try SQLiteStore(configuration: .init(path: path)) }
+        #expect(error?.code == .inUse)
+        _ = first
+    }
+
+    @Test func lockedDatabaseFailsCommitsAsUnavailableThenRecovers() async throws {
+        let (path, cleanup) = try temporaryPath()
+        defer { cleanup() }
+        var configuration = SQLiteStore.Configuration(path: path)
+        configuration.busyTimeout = .milliseconds(10)
+        let store = try SQLiteStore(configuration: configuration)
+        let node = NodeID(rawValue: "n")
+        try await store.join(node: node, cluster: "c", address: "x")
+        guard case .granted(let registration, _) = try await store.activate(
+            ActivationRequest(actor: ActorID(namespace: "t", kind: "k", key: "a"), node: node, failureTimeout: .seconds(5)))
+        else { Issue.record("not granted"); return }
+        let blocker = try SQLiteConnection(path: path)
+        try blocker.execute("BEGIN EXCLUSIVE")
+        let batch = CommitBatch(
+            registration: registration, sequence: 1, operations: [StorageOperation(module: "kv", key: [1], value: [2])])
+        let error = await #expect(throws: StoreError.self) { try await store.commit(batch) }
+        #expect(error?.code == .unavailable)
+        #expect(error?.isRetryable == true)
+        try blocker.execute("ROLLBACK")
+        try await store.commit(batch)
+        await store.close()
+    }
+}

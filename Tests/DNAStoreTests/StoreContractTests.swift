@@ -1,0 +1,214 @@
+import DNAStore
+import Foundation
+import Testing
+
+/// The engines under test: every contract test runs on each.
+enum Engine: String, CaseIterable, CustomTestStringConvertible {
+    case sqlite
+    case inMemory
+
+    var testDescription: String { rawValue }
+
+    func make() throws -> (store: any ActorStore, cleanup: () -> Void) {
+        switch self {
+        case .inMemory:
+            return (InMemoryStore(), {})
+        case .sqlite:
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dna-store-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            var configuration = SQLiteStore.Configuration(path: directory.appendingPathComponent("test.db").path)
+            configuration.sharing = .shared
+            return (try SQLiteStore(configuration: configuration), { try? FileManager.default.removeItem(at: directory) })
+        }
+    }
+}
+
+func granted(_ outcome: ActivationOutcome) throws -> (Registration, [ModuleRow]) {
+    guard case .granted(let registration, let rows) = outcome else {
+        Issue.record("expected a grant, got \(outcome)")
+        throw StoreError(.invalidArgument, "not granted")
+    }
+    return (registration, rows)
+}
+
+func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+@Suite("Store contract (SQLite and in-memory)")
+struct StoreContractTests {
+    let actor = ActorID(namespace: "test", kind: "kv", key: "a")
+    let nodeA = NodeID(rawValue: "node-a")
+    let nodeB = NodeID(rawValue: "node-b")
+
+    func request(_ node: NodeID, timeout: Duration = .seconds(5)) -> ActivationRequest {
+        ActivationRequest(actor: actor, node: node, failureTimeout: timeout)
+    }
+
+    func setUp(_ engine: Engine) async throws -> (any ActorStore, () -> Void) {
+        let (store, cleanup) = try engine.make()
+        for node in [nodeA, nodeB] {
+            try await store.join(node: node, cluster: "c", address: node.rawValue)
+            try await store.heartbeat(node: node, state: .up, activations: 0)
+        }
+        return (store, cleanup)
+    }
+
+    @Test(arguments: Engine.allCases)
+    func claimsFollowTheRegistrationRule(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let (first, rows) = try granted(try await store.activate(request(nodeA)))
+        #expect(first.epoch == 1)
+        #expect(rows.isEmpty)
+        guard case .ownedElsewhere(let owner) = try await store.activate(request(nodeB)) else {
+            Issue.record("a live owner must keep its name")
+            return
+        }
+        #expect(owner == nodeA)
+        let (again, _) = try granted(try await store.activate(request(nodeA)))
+        #expect(again.epoch == 2)
+        #expect(again.rowID == first.rowID)
+        try await store.release(again)
+        let (taken, _) = try granted(try await store.activate(request(nodeB)))
+        #expect(taken.epoch == 3)
+        #expect(taken.owner == nodeB)
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
+    func deadOwnerIsTakenOverByTheStoreClock(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        _ = try granted(try await store.activate(request(nodeA)))
+        // With a tiny failure timeout the owner's last heartbeat is already too old.
+        try await Task.sleep(for: .milliseconds(20))
+        let (taken, _) = try granted(try await store.activate(request(nodeB, timeout: .milliseconds(10))))
+        #expect(taken.epoch == 2)
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
+    func commitIsAtomicOrderedAndReadBackSorted(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let (registration, _) = try granted(try await store.activate(request(nodeA)))
+        try await store.commit(
+            CommitBatch(
+                registration: registration, sequence: 1,
+                operations: [
+                    StorageOperation(module: "kv", key: bytes("b"), value: bytes("1")),
+                    StorageOperation(module: "kv", key: bytes("a"), value: bytes("1")),
+                    StorageOperation(module: "kv", key: bytes("a"), value: bytes("2")),  // last write wins
+                    StorageOperation(module: "kv", key: bytes("gone"), value: bytes("x")),
+                    StorageOperation(module: "kv", key: bytes("gone"), value: nil),  // write then delete
+                    StorageOperation(module: "state", key: [], value: bytes("{}")),
+                ]))
+        let (_, rows) = try granted(try await store.activate(request(nodeA)))
+        #expect(
+            rows == [
+                ModuleRow(module: "kv", key: bytes("a"), value: bytes("2")),
+                ModuleRow(module: "kv", key: bytes("b"), value: bytes("1")),
+                ModuleRow(module: "state", key: [], value: bytes("{}")),
+            ])
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
+    func staleEpochIsFencedAndWritesNothing(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let (old, _) = try granted(try await store.activate(request(nodeA)))
+        let (current, _) = try granted(try await store.activate(request(nodeA)))
+        let error = await #expect(throws: StoreError.self) {
+            try await store.commit(
+                CommitBatch(
+                    registration: old, sequence: 1,
+                    operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("stale"))]))
+        }
+        #expect(error?.code == .fenced)
+        #expect(error?.isRetryable == true)
+        let (_, rows) = try granted(try await store.activate(request(nodeA)))
+        #expect(rows.isEmpty)
+        _ = current
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
+    func batchesApplyOnlyInSequence(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let (registration, _) = try granted(try await store.activate(request(nodeA)))
+        let write = [StorageOperation(module: "kv", key: bytes("k"), value: bytes("2"))]
+        let error = await #expect(throws: StoreError.self) {
+            try await store.commit(CommitBatch(registration: registration, sequence: 2, operations: write))
+        }
+        #expect(error?.code == .predecessorMissing)
+        try await store.commit(
+            CommitBatch(registration: registration, sequence: 1, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("1"))]))
+        try await store.commit(CommitBatch(registration: registration, sequence: 2, operations: write))
+        let (_, rows) = try granted(try await store.activate(request(nodeA)))
+        #expect(rows == [ModuleRow(module: "kv", key: bytes("k"), value: bytes("2"))])
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
+    func ofConcurrentClaimantsExactlyOneWins(engine: Engine) async throws {
+        let (store, cleanup) = try engine.make()
+        defer { cleanup() }
+        let nodes = (0..<5).map { NodeID(rawValue: "n\($0)") }
+        for node in nodes {
+            try await store.join(node: node, cluster: "c", address: "x")
+            try await store.heartbeat(node: node, state: .up, activations: 0)
+        }
+        let target = ActorID(namespace: "test", kind: "kv", key: "contended")
+        let winners = try await withThrowingTaskGroup(of: Registration?.self) { group in
+            for attempt in 0..<50 {
+                let node = nodes[attempt % nodes.count]
+                group.addTask {
+                    if case .granted(let registration, _) = try await store.activate(
+                        ActivationRequest(actor: target, node: node, failureTimeout: .seconds(30)))
+                    {
+                        return registration
+                    }
+                    return nil
+                }
+            }
+            var winners: [Registration] = []
+            for try await winner in group { if let winner { winners.append(winner) } }
+            return winners
+        }
+        // One node wins; it may be granted again (new epochs), no other node ever is.
+        #expect(Set(winners.map(\.owner)).count == 1)
+        #expect(Set(winners.map(\.epoch)).count == winners.count)
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
+    func evictedNodeCannotHeartbeatAndLosesItsNames(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        _ = try granted(try await store.activate(request(nodeA)))
+        try await store.evictOtherNodes(cluster: "c", keeping: nodeB)
+        let error = await #expect(throws: StoreError.self) {
+            try await store.heartbeat(node: nodeA, state: .up, activations: 1)
+        }
+        #expect(error?.code == .fenced)
+        let (taken, _) = try granted(try await store.activate(request(nodeB)))
+        #expect(taken.owner == nodeB)
+        let nodes = try await store.nodes(cluster: "c")
+        #expect(nodes.first { $0.id == nodeA }?.state == .left)
+        #expect(try await store.registrations(kind: "kv", limit: 10) == [RegistrationRecord(actor: actor, owner: nodeB, epoch: 2)])
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
+    func invalidNameIsRejected(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let error = await #expect(throws: StoreError.self) {
+            _ = try await store.activate(
+                ActivationRequest(actor: ActorID(namespace: "test", kind: "kv", key: ""), node: nodeA, failureTimeout: .seconds(5)))
+        }
+        #expect(error?.code == .invalidName)
+        await store.close()
+    }
+}
