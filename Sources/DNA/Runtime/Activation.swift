@@ -35,6 +35,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         var stopped = false
         var lastActivity = ContinuousClock.now
         var idleWaiters: [UnsafeContinuation<Void, Never>] = []
+        /// The drain task, parked until a message arrives or a commit completes.
+        var parked: UnsafeContinuation<Void, Never>?
     }
 
     let id: ActorID
@@ -61,15 +63,20 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
 
     func enqueue(_ envelope: Envelope) -> EnqueueResult {
         let capacity = node.configuration.mailboxCapacity
-        let (result, start): (EnqueueResult, Bool) = mailbox.withLock { state in
-            if state.stopped { return (.stopped, false) }
-            if state.queue.count >= capacity { return (.full, false) }
+        let (result, start, parked): (EnqueueResult, Bool, UnsafeContinuation<Void, Never>?) = mailbox.withLock { state in
+            if state.stopped { return (.stopped, false, nil) }
+            if state.queue.count >= capacity { return (.full, false, nil) }
             state.queue.append(envelope)
-            if state.running { return (.accepted, false) }
+            if state.running {
+                let parked = state.parked
+                state.parked = nil
+                return (.accepted, false, parked)
+            }
             state.running = true
-            return (.accepted, true)
+            return (.accepted, true, nil)
         }
         if start { Task { await self.drain() } }
+        parked?.resume()
         return result
     }
 
@@ -140,9 +147,14 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         while true {
             guard let batch = nextBatch() else { return }
             if batch.isEmpty {
-                // Nothing queued, commits in flight: see them through before going idle.
-                await settleAll()
-                if isStopped { return }
+                // Nothing queued, commits in flight: settle those that completed, else wait
+                // for a commit to complete or a message to arrive, whichever comes first.
+                if inFlight[0].isComplete {
+                    await settleOldest()
+                    if isStopped { return }
+                } else {
+                    await park()
+                }
                 continue
             }
             if instance == nil, let failure = await activate() {
@@ -155,6 +167,29 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     }
 
     private var isStopped: Bool { mailbox.withLock { $0.stopped } }
+
+    /// Suspends the drain task until a message arrives or the oldest commit completes.
+    private func park() async {
+        let oldest = inFlight.first
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            let resumeNow: Bool = mailbox.withLock { state in
+                if !state.queue.isEmpty || oldest?.isComplete == true { return true }
+                state.parked = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    /// Called when a commit completes, on the store's thread.
+    private func wake() {
+        let parked: UnsafeContinuation<Void, Never>? = mailbox.withLock { state in
+            let parked = state.parked
+            state.parked = nil
+            return parked
+        }
+        parked?.resume()
+    }
 
     private func handle(_ batch: [Envelope]) async {
         guard let instance, let context, let registration else { return }
@@ -210,7 +245,10 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 batch: CommitBatch(registration: registration, sequence: lastSequence, operations: operations), held: held)
             inFlight.append(commit)
             node.metrics.batches.increment()
-            node.store.commit(commit.batch) { commit.complete($0) }
+            node.store.commit(commit.batch) { [self] result in
+                commit.complete(result)
+                wake()
+            }
         }
         if context.deactivationRequested {
             await deactivate()
@@ -230,6 +268,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     /// `nil` when it is durable (its replies released), or the error its callers got when it
     /// could not be made durable; then every later batch in flight failed with it and the
     /// activation went back to its last durable state (or stopped, if fenced).
+    @discardableResult
     private func settleOldest() async -> DNAError? {
         let commit = inFlight.removeFirst()
         let error: StoreError
@@ -281,9 +320,11 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         }
         while true {
             guard let error = lastError, error.isRetryable, error.code != .fenced else { break }
-            if clock.now + delay > deadline { break }
-            try? await clock.sleep(for: delay)
-            delay = min(delay * 2, .seconds(1))
+            let now = clock.now
+            if now >= deadline { break }
+            let remaining: Duration = deadline - now
+            try? await clock.sleep(for: delay < remaining ? delay : remaining)
+            delay = delay * 2 > .seconds(1) ? .seconds(1) : delay * 2
             do {
                 try await node.store.commit(batch)
                 return .success(())

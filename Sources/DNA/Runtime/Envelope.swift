@@ -40,6 +40,14 @@ final class InFlightCommit: Sendable {
         self.state = Mutex(State(held: held))
     }
 
+    /// Whether the store has answered.
+    var isComplete: Bool {
+        state.withLock { (state: inout State) -> Bool in
+            if case .none = state.result { return false }
+            return true
+        }
+    }
+
     /// Adds replies to release with this batch (or at once, if it is already durable).
     func append(_ replies: [HeldReply]) {
         let releaseNow = state.withLock { state -> Bool in

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -54,7 +55,8 @@ public final class SQLiteStore: ActorStore {
 
     public let configuration: Configuration
     private let worker: SQLiteWorker
-    private let lockFileDescriptor: Int32
+    /// The open file that holds the `flock`; -1 once closed.
+    private let lockFileDescriptor: Mutex<Int32>
 
     /// Opens the file, checks it is a DNA database of a known version (creating the schema
     /// in a new file) and starts the worker thread.
@@ -68,19 +70,20 @@ public final class SQLiteStore: ActorStore {
         let connection = try SQLiteConnection(path: configuration.path)
         try SQLiteSchema.configure(connection, synchronous: configuration.synchronous, busyTimeout: configuration.busyTimeout)
         try SQLiteSchema.prepare(connection, path: configuration.path)
-        lockFileDescriptor = open(configuration.path, O_RDWR | O_CLOEXEC)
-        guard lockFileDescriptor >= 0 else {
+        let descriptor = open(configuration.path, O_RDWR | O_CLOEXEC)
+        guard descriptor >= 0 else {
             throw StoreError(.unavailable, "cannot open \(configuration.path) to lock it (errno \(errno))")
         }
         let lockMode = configuration.sharing == .exclusive ? LOCK_EX : LOCK_SH
-        if flock(lockFileDescriptor, lockMode | LOCK_NB) != 0 {
-            Glibc.close(lockFileDescriptor)
+        if flock(descriptor, lockMode | LOCK_NB) != 0 {
+            Glibc.close(descriptor)
             throw StoreError(
                 .inUse,
                 configuration.sharing == .exclusive
                     ? "\(configuration.path) is in use by another DNA node; use shared mode for several nodes on one file"
                     : "\(configuration.path) is held exclusively by another DNA node")
         }
+        lockFileDescriptor = Mutex(descriptor)
         var checkpointer: SQLiteCheckpointer?
         if let rows = configuration.backgroundCheckpointRows {
             try connection.execute("PRAGMA wal_autocheckpoint = 0")
@@ -93,7 +96,14 @@ public final class SQLiteStore: ActorStore {
 
     deinit {
         worker.stop()
-        Glibc.close(lockFileDescriptor)
+        unlock()
+    }
+
+    private func unlock() {
+        lockFileDescriptor.withLock { descriptor in
+            if descriptor >= 0 { Glibc.close(descriptor) }
+            descriptor = -1
+        }
     }
 
     private func perform<T: Sendable>(
@@ -165,6 +175,7 @@ public final class SQLiteStore: ActorStore {
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
             worker.stop { continuation.resume() }
         }
+        unlock()
     }
 }
 

@@ -1,0 +1,167 @@
+import DNA
+import Foundation
+import Synchronization
+import Testing
+
+/// A one-shot gate: `wait()` suspends until `open()`.
+final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let open = state.withLock { state in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if open { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { state in
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// Test-controlled hooks the test actors look up by their key.
+enum TestHooks {
+    private static let gates = Mutex<[String: Gate]>([:])
+    private static let events = Mutex<[String: AsyncStream<String>.Continuation]>([:])
+
+    /// The initialiser of the actor with this key waits on `gate`.
+    static func holdActivation(of key: String, until gate: Gate) { gates.withLock { $0[key] = gate } }
+    static func activationGate(for key: String) -> Gate? { gates.withLock { $0[key] } }
+
+    /// A stream of the events the actor with this key reports.
+    static func events(of key: String) -> AsyncStream<String> {
+        let (stream, continuation) = AsyncStream<String>.makeStream()
+        events.withLock { $0[key] = continuation }
+        return stream
+    }
+
+    static func report(_ event: String, from key: String) {
+        _ = events.withLock { $0[key] }?.yield(event)
+    }
+}
+
+struct TestFailure: Error, Equatable {
+    var reason: String
+}
+
+/// A value whose encoding always fails.
+struct Unencodable: Codable, Sendable {
+    init() {}
+    init(from decoder: any Decoder) throws {}
+    func encode(to encoder: any Encoder) throws {
+        throw EncodingError.invalidValue(0, .init(codingPath: [], debugDescription: "refuses to be encoded"))
+    }
+}
+
+/// A fresh directory, removed when the test ends.
+final class TemporaryDirectory {
+    let path: String
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("dna-test-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    var databasePath: String { path + "/dna.db" }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+func makeNode(
+    _ store: Node.StoreChoice, maxBatch: Int = 256, idleTimeout: Duration = .seconds(300),
+    commitTimeout: Duration = .seconds(10), actors: [any DurableActor.Type] = [Recorder.self]
+) async throws -> Node {
+    var configuration = Node.Configuration(store: store)
+    configuration.maxBatch = maxBatch
+    configuration.idleTimeout = idleTimeout
+    configuration.commitTimeout = commitTimeout
+    configuration.namespace = "test"
+    return try await Node(configuration: configuration, actors: actors)
+}
+
+/// A store that can hold commits back (to observe the output gate) and counts them.
+final class GatedStore: ActorStore {
+    let inner: any ActorStore
+    private struct State {
+        var holding = false
+        var held: [(CommitBatch, @Sendable (Result<Void, StoreError>) -> Void)] = []
+        var heldWaiters: [CheckedContinuation<Void, Never>] = []
+        var committed: [Int] = []  // operation counts of committed batches
+    }
+    private let state = Mutex(State())
+
+    init(_ inner: any ActorStore) { self.inner = inner }
+
+    func hold() { state.withLock { $0.holding = true } }
+
+    /// Lets every held commit through and stops holding.
+    func release() {
+        let held = state.withLock { state in
+            state.holding = false
+            defer { state.held = [] }
+            return state.held
+        }
+        for (batch, completion) in held { forward(batch, completion) }
+    }
+
+    /// Waits until at least one commit is held.
+    func waitForHeldCommit() async {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state in
+                if !state.held.isEmpty { return true }
+                state.heldWaiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    var committedBatchSizes: [Int] { state.withLock { $0.committed } }
+
+    private func forward(_ batch: CommitBatch, _ completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+        inner.commit(batch) { [self] result in
+            if case .success = result { state.withLock { $0.committed.append(batch.operations.count) } }
+            completion(result)
+        }
+    }
+
+    func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+        let waiters: [CheckedContinuation<Void, Never>]? = state.withLock { state in
+            guard state.holding else { return nil }
+            state.held.append((batch, completion))
+            defer { state.heldWaiters = [] }
+            return state.heldWaiters
+        }
+        if let waiters {
+            for waiter in waiters { waiter.resume() }
+        } else {
+            forward(batch, completion)
+        }
+    }
+
+    func join(node: NodeID, cluster: String, address: String) async throws(StoreError) {
+        try await inner.join(node: node, cluster: cluster, address: address)
+    }
+    func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
+        try await inner.heartbeat(node: node, state: state, activations: activations)
+    }
+    func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] { try await inner.nodes(cluster: cluster) }
+    func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
+        try await inner.evictOtherNodes(cluster: cluster, keeping: node)
+    }
+    func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome { try await inner.activate(request) }
+    func release(_ registration: Registration) async throws(StoreError) { try await inner.release(registration) }
+    func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
+        try await inner.registrations(kind: kind, limit: limit)
+    }
+    func close() async { await inner.close() }
+}
