@@ -1,5 +1,5 @@
 #include "heap_info.h"
-#if defined(__GLIBC__)
+#if defined(__linux__)
 #include <malloc.h>
 size_t dna_heap_bytes_in_use(void) { return mallinfo2().uordblks; }
 #else

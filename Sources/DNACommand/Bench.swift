@@ -38,6 +38,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Directory for the database files (default: a new temporary directory, removed after).")
     var directory: String?
 
+    @Option(name: .customLong("repeat"), help: "Runs of each scenario; the run with the median result is printed, with the spread.")
+    var repetitions: Int = 1
+
     @Flag(help: "Print one JSON object per scenario.")
     var json = false
 
@@ -55,16 +58,20 @@ struct Bench: AsyncParsableCommand {
             throw ValidationError("--synchronous must be normal or full")
         }
         let bench = BenchRunner(root: root, maxBatch: maxBatch, pipelineDepth: pipelineDepth, synchronous: sync)
+        guard repetitions >= 1 else { throw ValidationError("--repeat must be at least 1") }
         for scenario in scenarios {
-            let report: BenchReport
-            switch scenario {
-            case .seed: report = try await bench.seed(messages: messages ?? 1_000_000)
-            case .manyActors: report = try await bench.manyActors(actors: actors ?? 10_000, putsPerActor: 100)
-            case .callLatency: report = try await bench.callLatency(calls: messages ?? 10_000)
-            case .activation: report = try await bench.activation(actors: actors ?? 10_000)
-            case .memory: report = try await bench.memory(actors: actors ?? 100_000)
-            case .all: continue
+            var runs: [BenchReport] = []
+            for _ in 0..<repetitions {
+                switch scenario {
+                case .seed: runs.append(try await bench.seed(messages: messages ?? 1_000_000))
+                case .manyActors: runs.append(try await bench.manyActors(actors: actors ?? 10_000, putsPerActor: 100))
+                case .callLatency: runs.append(try await bench.callLatency(calls: messages ?? 10_000))
+                case .activation: runs.append(try await bench.activation(actors: actors ?? 10_000))
+                case .memory: runs.append(try await bench.memory(actors: actors ?? 100_000))
+                case .all: continue
+                }
             }
+            let report = BenchReport.median(of: runs)
             print(json ? report.json() : report.text())
         }
     }

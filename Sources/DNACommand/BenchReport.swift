@@ -7,6 +7,26 @@ struct BenchReport {
 
     mutating func set(_ key: String, _ value: Any) { fields.append((key, value)) }
 
+    func number(_ key: String) -> Double? { fields.first { $0.0 == key }?.1 as? Double }
+
+    /// The headline figure of a scenario: what the median is taken of.
+    var headline: String {
+        for key in ["ratio", "p50_us", "activations_per_second", "bytes_per_activation"] where number(key) != nil { return key }
+        return "seconds"
+    }
+
+    /// The run with the median headline figure, with the spread of all runs added.
+    static func median(of runs: [BenchReport]) -> BenchReport {
+        guard runs.count > 1 else { return runs[0] }
+        let key = runs[0].headline
+        let sorted = runs.sorted { ($0.number(key) ?? 0) < ($1.number(key) ?? 0) }
+        var report = sorted[sorted.count / 2]
+        report.set("runs", runs.count)
+        report.set("\(key)_min", sorted.first?.number(key) ?? 0)
+        report.set("\(key)_max", sorted.last?.number(key) ?? 0)
+        return report
+    }
+
     func json() -> String {
         var object: [String: Any] = ["scenario": scenario]
         for (key, value) in fields { object[key] = value }

@@ -31,13 +31,10 @@ struct SQLiteFileTests {
         #expect(error?.code == .notADNADatabase)
     }
 
-    @Test func newerSchemaIsRefused() throws {
+    @Test func newerSchemaIsRefused() async throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }
-        do {
-            let store = try SQLiteStore(configuration: .init(path: path))
-            _ = store
-        }
+        await try SQLiteStore(configuration: .init(path: path)).close()
         let connection = try SQLiteConnection(path: path)
         try connection.execute("UPDATE dna_meta SET value = '99' WHERE key = 'schema_version'")
         let error = #expect(throws: StoreError.self) { _ = try SQLiteStore(configuration: .init(path: path)) }
