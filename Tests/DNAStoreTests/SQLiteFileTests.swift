@@ -34,7 +34,7 @@ struct SQLiteFileTests {
     @Test func newerSchemaIsRefused() async throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }
-        await try SQLiteStore(configuration: .init(path: path)).close()
+        try await SQLiteStore(configuration: .init(path: path)).close()
         let connection = try SQLiteConnection(path: path)
         try connection.execute("UPDATE dna_meta SET value = '99' WHERE key = 'schema_version'")
         let error = #expect(throws: StoreError.self) { _ = try SQLiteStore(configuration: .init(path: path)) }

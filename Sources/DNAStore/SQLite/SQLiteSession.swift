@@ -43,7 +43,10 @@ final class SQLiteSession {
         SELECT module, key, value FROM dna_module_data WHERE actor_id = ?1 ORDER BY module, key
         """)
     private lazy var selectFence = prepared("SELECT owner, epoch, batch_seq FROM dna_actors WHERE actor_id = ?1")
-    private lazy var updateSequence = prepared("UPDATE dna_actors SET batch_seq = ?2 WHERE actor_id = ?1")
+    private lazy var advanceSequence = prepared("""
+        UPDATE dna_actors SET batch_seq = ?2
+        WHERE actor_id = ?1 AND owner = ?3 AND epoch = ?4 AND batch_seq = ?2 - 1
+        """)
     private lazy var upsertRow = prepared(SQLiteSchema.upsertModuleRow)
     private lazy var deleteRow = prepared("""
         DELETE FROM dna_module_data WHERE actor_id = ?1 AND module = ?2 AND key = ?3
@@ -183,24 +186,28 @@ final class SQLiteSession {
     /// before writing anything if the registration is no longer current.
     func commit(_ batch: CommitBatch) throws(StoreError) {
         let registration = batch.registration
-        selectFence.bind(1, registration.rowID)
-        var holds = false
-        var lastSequence: Int64 = 0
-        if try selectFence.step() {
-            holds = !selectFence.isNull(0) && selectFence.string(0) == registration.owner.rawValue
-                && selectFence.int64(1) == registration.epoch
-            lastSequence = selectFence.int64(2)
-        }
-        selectFence.reset()
-        guard holds else {
-            throw StoreError(.fenced, "\(registration.actor) is no longer held by \(registration.owner) at epoch \(registration.epoch)")
-        }
-        guard lastSequence == batch.sequence - 1 else {
+        // One statement on the common path: advance the batch sequence where owner, epoch
+        // and predecessor all match. Only when it matches nothing, find out which did not.
+        advanceSequence.bind(1, registration.rowID)
+        advanceSequence.bind(2, batch.sequence)
+        advanceSequence.bind(3, registration.owner.rawValue)
+        advanceSequence.bind(4, registration.epoch)
+        try advanceSequence.run()
+        if connection.changes != 1 {
+            var holds = false
+            var lastSequence: Int64 = 0
+            selectFence.bind(1, registration.rowID)
+            if try selectFence.step() {
+                holds = !selectFence.isNull(0) && selectFence.string(0) == registration.owner.rawValue
+                    && selectFence.int64(1) == registration.epoch
+                lastSequence = selectFence.int64(2)
+            }
+            selectFence.reset()
+            guard holds else {
+                throw StoreError(.fenced, "\(registration.actor) is no longer held by \(registration.owner) at epoch \(registration.epoch)")
+            }
             throw StoreError(.predecessorMissing, "\(registration.actor): batch \(batch.sequence) follows \(lastSequence)")
         }
-        updateSequence.bind(1, registration.rowID)
-        updateSequence.bind(2, batch.sequence)
-        try updateSequence.run()
         for operation in batch.operations {
             if let value = operation.value {
                 upsertRow.bind(1, registration.rowID)
