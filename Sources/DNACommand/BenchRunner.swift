@@ -85,7 +85,12 @@ struct BenchRunner {
 
     func manyActors(actors: Int, putsPerActor: Int) async throws -> BenchReport {
         let total = actors * putsPerActor
+        // The baseline stores the same rows in the order DNA receives them (round by round,
+        // every actor once per round); the same rows sorted by actor are reported too.
         let baselineRate = try baseline(rows: total, batch: maxBatch) { index in
+            (Int64(index % actors + 1), String(index / actors))
+        }
+        let sortedBaselineRate = try baseline(rows: total, batch: maxBatch) { index in
             (Int64(index / putsPerActor + 1), String(index % putsPerActor))
         }
         let node = try await node("many")
@@ -112,6 +117,8 @@ struct BenchRunner {
         report.set("puts_per_second", rate)
         report.set("baseline_rows_per_second", baselineRate)
         report.set("ratio", rate / baselineRate)
+        report.set("baseline_sorted_rows_per_second", sortedBaselineRate)
+        report.set("ratio_to_sorted", rate / sortedBaselineRate)
         return report
     }
 

@@ -1,5 +1,6 @@
 import DNAStore
 import Foundation
+import Synchronization
 import Testing
 
 /// The engines under test: every contract test runs on each.
@@ -109,6 +110,40 @@ struct StoreContractTests {
                 ModuleRow(module: "kv", key: bytes("b"), value: bytes("1")),
                 ModuleRow(module: "state", key: [], value: bytes("{}")),
             ])
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
+    func batchesHandedOverTogetherApplyInOrderAndAreReadBack(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let (registration, _) = try granted(try await store.activate(request(nodeA)))
+        let other = ActorID(namespace: "test", kind: "kv", key: "b")
+        guard case .granted(let otherRegistration, _) = try await store.activate(
+            ActivationRequest(actor: other, node: nodeA, failureTimeout: .seconds(5)))
+        else { Issue.record("not granted"); return }
+        // Handed over without waiting, so the SQLite worker takes them in one transaction,
+        // with the activation behind them.
+        let results = Mutex<[Result<Void, StoreError>]>([])
+        func put(_ registration: Registration, _ sequence: Int64, _ pairs: [(String, String?)]) {
+            store.commit(
+                CommitBatch(
+                    registration: registration, sequence: sequence,
+                    operations: pairs.map { StorageOperation(module: "kv", key: bytes($0.0), value: $0.1.map(bytes)) })
+            ) { result in results.withLock { $0.append(result) } }
+        }
+        put(registration, 1, [("z", "1"), ("k", "1"), ("gone", "1")])
+        put(otherRegistration, 1, [("k", "other")])
+        put(registration, 2, [("k", "2"), ("a", "2"), ("gone", nil)])
+        let (_, rows) = try granted(try await store.activate(request(nodeA)))
+        #expect(
+            rows == [
+                ModuleRow(module: "kv", key: bytes("a"), value: bytes("2")),
+                ModuleRow(module: "kv", key: bytes("k"), value: bytes("2")),
+                ModuleRow(module: "kv", key: bytes("z"), value: bytes("1")),
+            ])
+        #expect(results.withLock { $0.count } == 3)
+        #expect(results.withLock { $0.allSatisfy { if case .success = $0 { true } else { false } } })
         await store.close()
     }
 

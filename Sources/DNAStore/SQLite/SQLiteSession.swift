@@ -1,7 +1,10 @@
+import Foundation
+
 /// The connection of an ``SQLiteStore`` with its prepared statements, and the store's
 /// operations as run inside the worker's transaction. Used only on the worker thread.
 final class SQLiteSession {
     let connection: SQLiteConnection
+    private var pendingWrites: [PendingWrite] = []
     private let now = SQLiteSchema.nowMilliseconds
 
     private lazy var insertNode = prepared("""
@@ -182,8 +185,9 @@ final class SQLiteSession {
         return result
     }
 
-    /// The fence check and the writes of one batch. Throws ``StoreError/Code/fenced``
-    /// before writing anything if the registration is no longer current.
+    /// The fence and sequence check of one batch; its writes wait in `pendingWrites` for
+    /// ``flushWrites()`` (in the same transaction). Throws ``StoreError/Code/fenced`` or
+    /// ``StoreError/Code/predecessorMissing`` and keeps nothing if the check fails.
     func commit(_ batch: CommitBatch) throws(StoreError) {
         let registration = batch.registration
         // One statement on the common path: advance the batch sequence where owner, epoch
@@ -209,17 +213,60 @@ final class SQLiteSession {
             throw StoreError(.predecessorMissing, "\(registration.actor): batch \(batch.sequence) follows \(lastSequence)")
         }
         for operation in batch.operations {
+            pendingWrites.append(PendingWrite(rowID: registration.rowID, order: pendingWrites.count, operation: operation))
+        }
+    }
+
+    /// Applies the writes of the checked batches, sorted by primary key so the B-tree is
+    /// walked in order (same-key writes keep their order, so the last one still wins).
+    func flushWrites() throws(StoreError) {
+        guard !pendingWrites.isEmpty else { return }
+        defer { pendingWrites.removeAll(keepingCapacity: true) }
+        if pendingWrites.count > 1 { pendingWrites.sort(by: PendingWrite.precedes) }
+        for write in pendingWrites {
+            let operation = write.operation
             if let value = operation.value {
-                upsertRow.bind(1, registration.rowID)
+                upsertRow.bind(1, write.rowID)
                 upsertRow.bind(2, operation.module)
                 upsertRow.bind(3, bytes: operation.key)
                 upsertRow.bind(4, bytes: value)
                 try upsertRow.run()
             } else {
-                deleteRow.bind(1, registration.rowID)
+                deleteRow.bind(1, write.rowID)
                 deleteRow.bind(2, operation.module)
                 deleteRow.bind(3, bytes: operation.key)
                 try deleteRow.run()
+            }
+        }
+    }
+
+    /// Forgets checked batches whose transaction failed.
+    func discardWrites() { pendingWrites.removeAll(keepingCapacity: true) }
+}
+
+/// A write of a checked batch, waiting for ``SQLiteSession/flushWrites()``.
+struct PendingWrite {
+    var rowID: Int64
+    var order: Int
+    var operation: StorageOperation
+
+    static func precedes(_ a: PendingWrite, _ b: PendingWrite) -> Bool {
+        if a.rowID != b.rowID { return a.rowID < b.rowID }
+        if a.operation.module != b.operation.module { return a.operation.module < b.operation.module }
+        let order = compareBytes(a.operation.key, b.operation.key)
+        if order != 0 { return order < 0 }
+        return a.order < b.order
+    }
+
+    private static func compareBytes(_ a: [UInt8], _ b: [UInt8]) -> Int32 {
+        a.withUnsafeBufferPointer { x in
+            b.withUnsafeBufferPointer { y in
+                let common = min(x.count, y.count)
+                if common > 0, let p = x.baseAddress, let q = y.baseAddress {
+                    let result = memcmp(p, q, common)
+                    if result != 0 { return result }
+                }
+                return x.count < y.count ? -1 : (x.count > y.count ? 1 : 0)
             }
         }
     }

@@ -159,6 +159,7 @@ public final class SQLiteStore: ActorStore {
         worker.submit(
             SQLiteWorker.Job(
                 weight: batch.operations.count + 1,
+                isCommit: true,
                 body: { session throws(StoreError) in
                     do throws(StoreError) {
                         try session.commit(batch)
@@ -184,6 +185,8 @@ public final class SQLiteStore: ActorStore {
 final class SQLiteWorker: @unchecked Sendable {
     struct Job {
         var weight: Int
+        /// A batch commit: its writes are applied with the group's other commits, sorted.
+        var isCommit = false
         /// Runs inside the transaction; returns what to do once the transaction committed.
         var body: (SQLiteSession) throws(StoreError) -> () -> Void
         var fail: (StoreError) -> Void
@@ -269,9 +272,15 @@ final class SQLiteWorker: @unchecked Sendable {
         completions.reserveCapacity(group.count)
         do throws(StoreError) {
             try session.connection.execute("BEGIN IMMEDIATE")
-            for job in group { completions.append(try job.body(session)) }
+            for job in group {
+                // Anything else may read what the commits before it wrote.
+                if !job.isCommit { try session.flushWrites() }
+                completions.append(try job.body(session))
+            }
+            try session.flushWrites()
             try session.connection.execute("COMMIT")
         } catch {
+            session.discardWrites()
             if session.connection.isInTransaction { try? session.connection.execute("ROLLBACK") }
             // A job that fails on its own must not fail the others with it; a database that
             // is unavailable fails them all alike, so there is no point splitting then.
