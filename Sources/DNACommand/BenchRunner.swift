@@ -61,14 +61,18 @@ struct BenchRunner {
     }
 
     func seed(messages: Int) async throws -> BenchReport {
+        let baselineCPU = ProcessCPU.now()
         let baselineRate = try baseline(rows: messages + 1, batch: maxBatch) { (1, String($0)) }
+        let baselineCPUSeconds = ProcessCPU.now() - baselineCPU
         let node = try await node("seed")
+        let dnaCPU = ProcessCPU.now()
         let actor = try node.ref(KVActor.self, key: "bench-\(UInt32.random(in: 0...UInt32.max))")
         let start = clock.now
         for i in 0..<messages { try actor.cast(KVActor.Put(key: String(i), value: "test")) }
         let castsDone = seconds(clock.now - start)
         try await actor.call(KVActor.Put(key: String(messages), value: "test"))
         let elapsed = seconds(clock.now - start)
+        let dnaCPUSeconds = ProcessCPU.now() - dnaCPU
         await node.shutdown()
         let rate = Double(messages) / elapsed
         var report = BenchReport(scenario: "seed")
@@ -79,6 +83,9 @@ struct BenchRunner {
         report.set("ratio", rate / baselineRate)
         report.set("max_batch", maxBatch)
         report.set("casts_enqueued_seconds", castsDone)
+        // CPU time of the whole process (all threads), steadier than wall time here.
+        report.set("baseline_cpu_seconds", baselineCPUSeconds)
+        report.set("cpu_seconds", dnaCPUSeconds)
         report.set("original_puts_per_second", 337_868)
         return report
     }
@@ -232,5 +239,15 @@ struct MemoryReading {
             if parts.count > 1, let pages = Int(parts[1]) { resident = pages * Int(sysconf(Int32(_SC_PAGESIZE))) }
         }
         return MemoryReading(heapBytes: heap, residentBytes: resident)
+    }
+}
+
+/// CPU time (user + system) of the whole process so far, in seconds.
+enum ProcessCPU {
+    static func now() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 }
