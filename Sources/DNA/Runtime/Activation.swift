@@ -90,18 +90,27 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     }
 
     func finishStop() async {
+        await release(dropInstance())
+        node.metrics.passivations.increment()
+    }
+
+    /// Drops the actor instance, its context and its timers; returns the registration it
+    /// held. The next message activates the actor afresh from the store.
+    private func dropInstance() -> Registration? {
         timers.cancelAll()
-        let registration = self.registration
         instance = nil
         context = nil
-        self.registration = nil
-        if let registration {
-            do { try await node.store.release(registration) } catch {
-                // The name stays ours until the failure timeout; nothing is lost.
-                node.logger.debug("could not release name", metadata: ["actor": "\(id)", "error": "\(error)"])
-            }
+        defer { registration = nil }
+        return registration
+    }
+
+    /// Gives the name back, so any node may claim it at once.
+    private func release(_ registration: Registration?) async {
+        guard let registration else { return }
+        do { try await node.store.release(registration) } catch {
+            // The name stays ours until the failure timeout; nothing is lost.
+            node.logger.debug("could not release name", metadata: ["actor": "\(id)", "error": "\(error)"])
         }
-        node.metrics.passivations.increment()
     }
 
     func waitUntilIdle() async {
@@ -295,10 +304,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             commit.fail(failure)
             failInFlight(failure)
             // Back to the last durable state: the next message re-activates from the store.
-            timers.cancelAll()
-            instance = nil
-            context = nil
-            registration = nil
+            _ = dropInstance()
             return failure
         }
     }
@@ -343,10 +349,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         commit.fail(failure)
         failInFlight(failure)
         stop(failingQueuedWith: failure)
-        timers.cancelAll()
-        instance = nil
-        context = nil
-        registration = nil
+        _ = dropInstance()
         return failure
     }
 
@@ -403,11 +406,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             }
             node.logger.warning("activation failed", metadata: ["actor": "\(id)", "error": "\(error)"])
             stop(failingQueuedWith: failure)
-            timers.cancelAll()
-            if let registration {
-                try? await node.store.release(registration)
-                self.registration = nil
-            }
+            await release(dropInstance())
             return failure
         }
     }
@@ -416,12 +415,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     /// activation stays in the directory; its next message activates a fresh instance.
     private func deactivate() async {
         guard await settleAll() == nil else { return }
-        timers.cancelAll()
-        let registration = self.registration
-        instance = nil
-        context = nil
-        self.registration = nil
-        if let registration { try? await node.store.release(registration) }
+        await release(dropInstance())
         node.metrics.passivations.increment()
     }
 }
