@@ -203,8 +203,15 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     private func handle(_ batch: [Envelope]) async {
         guard let instance, let context, let registration else { return }
         var held: [HeldReply] = []
+        // Batches are mostly of one request type: look its handler up once.
+        var lastType: ObjectIdentifier?
+        var lastHandler: HandlerEntry?
         for envelope in batch {
-            guard let handler = kind.handlers.entries[envelope.requestType] else {
+            if envelope.requestType != lastType {
+                lastType = envelope.requestType
+                lastHandler = kind.handlers.entries[envelope.requestType]
+            }
+            guard let handler = lastHandler else {
                 // Checked when sent; kept as a guard against a handler table mismatch.
                 envelope.reply?.resume(throwing: DNAError(.unhandledRequest, "\(A.kind) has no handler for this request"))
                 continue

@@ -222,7 +222,12 @@ final class SQLiteSession {
     func flushWrites() throws(StoreError) {
         guard !pendingWrites.isEmpty else { return }
         defer { pendingWrites.removeAll(keepingCapacity: true) }
-        if pendingWrites.count > 1 { pendingWrites.sort(by: PendingWrite.precedes) }
+        // Often already in order (one batch of ascending keys): then sorting is skipped.
+        if pendingWrites.count > 1, !pendingWrites.indices.dropFirst().allSatisfy({ index in
+            PendingWrite.precedes(pendingWrites[index - 1], pendingWrites[index])
+        }) {
+            pendingWrites.sort(by: PendingWrite.precedes)
+        }
         for write in pendingWrites {
             let operation = write.operation
             if let value = operation.value {
