@@ -218,6 +218,20 @@ struct RuntimeSemanticsTests {
         await reopened.shutdown()
     }
 
+    @Test func aBatchTheStoreRefusesFailsItsCallersWithoutInvitingRetries() async throws {
+        let store = InMemoryStore()
+        let node = try await makeNode(.custom(store), commitTimeout: .seconds(30))
+        let ref = try node.ref(Recorder.self, key: "refused")
+        try await ref.call(Recorder.Put(key: "warm", value: "w"))
+        store.setUnavailable(StoreError(.invalidArgument, "refused by test"))
+        let error = await #expect(throws: DNAError.self) { try await ref.call(Recorder.Put(key: "k", value: "v")) }
+        #expect(error?.code == .commitFailed)
+        #expect(error?.isRetryable == false)
+        store.setUnavailable(nil)
+        #expect(try await ref.call(Recorder.List()) == ["warm=w"])
+        await node.shutdown()
+    }
+
     @Test func anUnavailableStoreFailsActivationWithARetryableError() async throws {
         let store = InMemoryStore()
         let node = try await makeNode(.custom(store), commitTimeout: .milliseconds(100))

@@ -18,8 +18,9 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
         public static let encodingFailed = Code("encodingFailed")
         /// Stored data could not be decoded as the module's type.
         public static let decodingFailed = Code("decodingFailed")
-        /// The batch could not be committed before the commit timeout; the activation went
-        /// back to its last durable state. Retryable.
+        /// The batch could not be committed (before the commit timeout, or the store refused
+        /// it); the activation went back to its last durable state. Retryable unless the
+        /// store's error (``underlying``) says otherwise.
         public static let commitFailed = Code("commitFailed")
         /// The activation lost its name to a newer owner. Retryable.
         public static let fenced = Code("fenced")
@@ -47,7 +48,8 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
     /// Whether the same call may succeed if tried again later.
     public var isRetryable: Bool {
         switch code {
-        case .commitFailed, .fenced, .mailboxFull, .ownedElsewhere: return true
+        case .fenced, .mailboxFull, .ownedElsewhere: return true
+        case .commitFailed: return (underlying as? StoreError)?.isRetryable ?? true
         case .activationFailed: return (underlying as? StoreError)?.isRetryable ?? false
         default: return false
         }

@@ -166,6 +166,14 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 }
                 continue
             }
+            // Commits the store has answered are seen through first: a failure is retried
+            // now, not only once the mailbox runs dry.
+            while let oldest = inFlight.first, oldest.isComplete {
+                if let failure = await settleOldest(), isStopped {
+                    for envelope in batch { envelope.reply?.resume(throwing: failure) }
+                    return
+                }
+            }
             if instance == nil, let failure = await activate() {
                 for envelope in batch { envelope.reply?.resume(throwing: failure) }
                 return
@@ -305,13 +313,16 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             if final.code == .fenced { return fence(final, failing: commit) }
             let failure = DNAError(
                 .commitFailed,
-                "\(id): batch not committed within \(node.configuration.commitTimeout); the actor went back to its last durable state",
+                final.isRetryable
+                    ? "\(id): batch not committed within \(node.configuration.commitTimeout); the actor went back to its last durable state"
+                    : "\(id): the store refused the batch; the actor went back to its last durable state",
                 underlying: final)
-            node.logger.error("commit timed out; resetting activation", metadata: ["actor": "\(id)", "error": "\(final)"])
+            node.logger.error("commit failed for good; resetting activation", metadata: ["actor": "\(id)", "error": "\(final)"])
             commit.fail(failure)
             failInFlight(failure)
             // Back to the last durable state: the next message re-activates from the store.
-            _ = dropInstance()
+            // The name is given back (fenced by epoch, so harmless if we claim it again).
+            await release(dropInstance())
             return failure
         }
     }
@@ -387,7 +398,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 if case .ownedElsewhere(let owner) = outcome {
                     throw DNAError(.ownedElsewhere, "\(id) is active on node \(owner)")
                 }
-                return DNAError(.activationFailed, "\(id): unexpected activation outcome")
+                throw DNAError(.activationFailed, "\(id): unexpected activation outcome")
             }
             registration = granted
             lastSequence = 0

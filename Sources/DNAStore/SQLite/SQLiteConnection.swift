@@ -54,7 +54,7 @@ public final class SQLiteConnection {
         switch rc & 0xFF {
         case SQLITE_CORRUPT: return StoreError(.corrupt, "database is damaged: \(message)")
         case SQLITE_NOTADB: return StoreError(.notADNADatabase, "file is not a database: \(message)")
-        case SQLITE_MISUSE, SQLITE_RANGE, SQLITE_MISMATCH, SQLITE_TOOBIG:
+        case SQLITE_MISUSE, SQLITE_RANGE, SQLITE_MISMATCH, SQLITE_TOOBIG, SQLITE_CONSTRAINT:
             return StoreError(.invalidArgument, "sqlite: \(message)")
         default: return StoreError(.unavailable, "sqlite (code \(rc)): \(message)")
         }
@@ -86,7 +86,13 @@ public final class SQLiteStatement {
         if let value { bind(index, value) } else { sqlite3_bind_null(handle, index) }
     }
 
+    /// Binds a blob. One longer than SQLite can take is bound as NULL, which the schema's
+    /// NOT NULL constraints then refuse with an error (not a crash).
     public func bind(_ index: Int32, bytes: [UInt8]) {
+        guard bytes.count <= Int(Int32.max) else {
+            sqlite3_bind_null(handle, index)
+            return
+        }
         bytes.withUnsafeBufferPointer { buffer in
             // A zero-length blob must not be bound as NULL: give SQLite a valid pointer.
             _ = sqlite3_bind_blob(handle, index, buffer.baseAddress ?? UnsafePointer(bitPattern: 1), Int32(buffer.count), dna_sqlite_transient())

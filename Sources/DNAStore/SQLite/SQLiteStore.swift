@@ -67,12 +67,12 @@ public final class SQLiteStore: ActorStore {
     ///   holds the file in exclusive mode.
     public init(configuration: Configuration, logger: Logger = Logger(label: "dna.store.sqlite")) throws(StoreError) {
         self.configuration = configuration
-        let connection = try SQLiteConnection(path: configuration.path)
-        try SQLiteSchema.configure(connection, synchronous: configuration.synchronous, busyTimeout: configuration.busyTimeout)
-        try SQLiteSchema.prepare(connection, path: configuration.path)
-        let descriptor = open(configuration.path, O_RDWR | O_CLOEXEC)
+        // The lock is taken on a file of its own beside the database: closing a descriptor
+        // of the database file itself would drop SQLite's POSIX locks on it.
+        let lockPath = configuration.path + "-lock"
+        let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
-            throw StoreError(.unavailable, "cannot open \(configuration.path) to lock it (errno \(errno))")
+            throw StoreError(.unavailable, "cannot open \(lockPath) (errno \(errno))")
         }
         let lockMode = configuration.sharing == .exclusive ? LOCK_EX : LOCK_SH
         if flock(descriptor, lockMode | LOCK_NB) != 0 {
@@ -83,15 +83,22 @@ public final class SQLiteStore: ActorStore {
                     ? "\(configuration.path) is in use by another DNA node; use shared mode for several nodes on one file"
                     : "\(configuration.path) is held exclusively by another DNA node")
         }
+        var opened = false
+        defer { if !opened { Glibc.close(descriptor) } }
+        let connection = try SQLiteConnection(path: configuration.path)
+        try SQLiteSchema.configure(connection, synchronous: configuration.synchronous, busyTimeout: configuration.busyTimeout)
+        try SQLiteSchema.prepare(connection, path: configuration.path)
         lockFileDescriptor = Mutex(descriptor)
+        let session = try SQLiteSession(connection)
         var checkpointer: SQLiteCheckpointer?
         if let rows = configuration.backgroundCheckpointRows {
             try connection.execute("PRAGMA wal_autocheckpoint = 0")
             checkpointer = try SQLiteCheckpointer(path: configuration.path, threshold: rows)
         }
         worker = SQLiteWorker(
-            session: try SQLiteSession(connection), maxOperations: configuration.maxOperationsPerTransaction,
+            session: session, maxOperations: configuration.maxOperationsPerTransaction,
             checkpointer: checkpointer, logger: logger)
+        opened = true
     }
 
     deinit {
