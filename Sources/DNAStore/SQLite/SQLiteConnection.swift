@@ -5,8 +5,15 @@ import CSQLite
 public final class SQLiteConnection {
     let handle: OpaquePointer
 
+    /// Process-wide SQLite settings, applied once before the first connection.
+    private static let configured: Bool = {
+        _ = dna_sqlite_disable_memory_statistics()
+        return true
+    }()
+
     /// Opens (creating if needed) the database at `path`.
     public init(path: String) throws(StoreError) {
+        _ = Self.configured
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
