@@ -60,6 +60,18 @@ struct BenchRunner {
         return Double(rows) / seconds(clock.now - start)
     }
 
+    /// The fields every throughput scenario reports: its rate and its ratio to the baseline.
+    private func throughputReport(_ scenario: String, messages: Int, seconds elapsed: Double, baselineRate: Double) -> BenchReport {
+        let rate = Double(messages) / elapsed
+        var report = BenchReport(scenario: scenario)
+        report.set("messages", messages)
+        report.set("seconds", elapsed)
+        report.set("puts_per_second", rate)
+        report.set("baseline_rows_per_second", baselineRate)
+        report.set("ratio", rate / baselineRate)
+        return report
+    }
+
     func seed(messages: Int) async throws -> BenchReport {
         let baselineCPU = ProcessCPU.now()
         let baselineRate = try baseline(rows: messages + 1, batch: maxBatch) { (1, String($0)) }
@@ -74,13 +86,7 @@ struct BenchRunner {
         let elapsed = seconds(clock.now - start)
         let dnaCPUSeconds = ProcessCPU.now() - dnaCPU
         await node.shutdown()
-        let rate = Double(messages) / elapsed
-        var report = BenchReport(scenario: "seed")
-        report.set("messages", messages)
-        report.set("seconds", elapsed)
-        report.set("puts_per_second", rate)
-        report.set("baseline_rows_per_second", baselineRate)
-        report.set("ratio", rate / baselineRate)
+        var report = throughputReport("seed", messages: messages, seconds: elapsed, baselineRate: baselineRate)
         report.set("max_batch", maxBatch)
         report.set("casts_enqueued_seconds", castsDone)
         // CPU time of the whole process (all threads), steadier than wall time here.
@@ -116,16 +122,10 @@ struct BenchRunner {
         }
         let elapsed = seconds(clock.now - start)
         await node.shutdown()
-        let rate = Double(total) / elapsed
-        var report = BenchReport(scenario: "many-actors")
+        var report = throughputReport("many-actors", messages: total, seconds: elapsed, baselineRate: baselineRate)
         report.set("actors", actors)
-        report.set("messages", total)
-        report.set("seconds", elapsed)
-        report.set("puts_per_second", rate)
-        report.set("baseline_rows_per_second", baselineRate)
-        report.set("ratio", rate / baselineRate)
         report.set("baseline_sorted_rows_per_second", sortedBaselineRate)
-        report.set("ratio_to_sorted", rate / sortedBaselineRate)
+        report.set("ratio_to_sorted", Double(total) / elapsed / sortedBaselineRate)
         return report
     }
 

@@ -135,10 +135,7 @@ public final class Node: Service, Sendable {
     /// Casts to an actor known only by name (used for messages an actor sends itself).
     func cast<R: ActorRequest>(_ request: R, to id: ActorID) throws(DNAError) {
         guard let kind = kinds[id.kind] else { throw DNAError(.unknownActorKind, "no actor kind '\(id.kind)' on this node") }
-        guard kind.handles(ObjectIdentifier(R.self)) else {
-            throw DNAError(.unhandledRequest, "actor kind '\(id.kind)' has no handler for \(R.requestName)")
-        }
-        try deliver(Envelope(requestType: ObjectIdentifier(R.self), message: MessageBox(request), reply: nil), to: id, kind: kind)
+        try ActorTarget(id: id, node: self, kind: kind).send(R.self, MessageBox(request), reply: nil)
     }
 
     /// Runs `body` (which marks the activation stopped) with the directory locked, and

@@ -26,7 +26,6 @@ public final class InMemoryStore: ActorStore {
         /// rowID → module → encoded key → value.
         var data: [Int64: [String: [[UInt8]: [UInt8]]]] = [:]
         var unavailable: StoreError?
-        var commits = 0
     }
 
     private let state = Mutex(State())
@@ -37,14 +36,6 @@ public final class InMemoryStore: ActorStore {
     /// While set, every operation fails with this error (e.g. ``StoreError/Code/unavailable``).
     public func setUnavailable(_ error: StoreError?) {
         state.withLock { $0.unavailable = error }
-    }
-
-    /// How many batches were committed so far.
-    public var committedBatches: Int { state.withLock { $0.commits } }
-
-    /// The stored value of one module key, for assertions in tests.
-    public func storedValue(_ rowID: Int64, module: String, key: [UInt8]) -> [UInt8]? {
-        state.withLock { $0.data[rowID]?[module]?[key] }
     }
 
     private func record(_ id: NodeID, _ node: Node, now: ContinuousClock.Instant) -> NodeRecord {
@@ -170,7 +161,6 @@ public final class InMemoryStore: ActorStore {
                     modules[operation.module, default: [:]][operation.key] = operation.value
                 }
                 state.data[registration.rowID] = modules
-                state.commits += 1
             }
         }
         completion(result)
