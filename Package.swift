@@ -14,6 +14,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // The system SQLite (libsqlite3-dev), used directly through its C API.
@@ -30,11 +34,34 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The PostgreSQL engine of the store protocol (postgres-nio), and a private
+        // PostgreSQL server for tests and benchmarks.
+        .target(
+            name: "DNAPostgres",
+            dependencies: [
+                "DNAStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Layer 4: node-to-node frames, the authenticated handshake and connections (SwiftNIO).
+        .target(
+            name: "DNATransport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Layers 1-2: the actor API and the runtime (mailbox, batches, output gate, node).
         .target(
             name: "DNA",
             dependencies: [
                 "DNAStore",
+                "DNAPostgres",
+                "DNATransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -55,7 +82,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "DNAStoreTests", dependencies: ["DNAStore"]),
+        .testTarget(name: "DNAStoreTests", dependencies: ["DNAStore", "DNAPostgres"]),
+        .testTarget(name: "DNATransportTests", dependencies: ["DNATransport"]),
         .testTarget(name: "DNATests", dependencies: ["DNA", "DNAExamples"]),
     ],
     swiftLanguageModes: [.v6]

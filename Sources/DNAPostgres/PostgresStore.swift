@@ -1,0 +1,1 @@
+// The PostgreSQL store lands here.
