@@ -93,8 +93,8 @@ extension Node {
             return ids.compactMap { pending.removeValue(forKey: $0) }
         }
         let owners = Set(cluster.nodes(at: peer)).union(failed.map(\.owner))
-        directory.withLock { directory in
-            directory.locations = directory.locations.filter { !owners.contains($0.value) }
+        locations.withLock { locations in
+            if locations.values.contains(where: owners.contains) { locations = locations.filter { !owners.contains($0.value) } }
         }
         if !failed.isEmpty {
             logger.warning(
@@ -113,8 +113,8 @@ extension Node {
     }
 
     private func forgetLocation(of actor: ActorID, ifAt owner: NodeID) {
-        directory.withLock { directory in
-            if directory.locations[actor] == owner { directory.locations[actor] = nil }
+        locations.withLock { locations in
+            if locations[actor] == owner { locations[actor] = nil }
         }
     }
 
@@ -128,10 +128,8 @@ extension Node {
             let ids = pending.compactMap { dead.contains($0.value.owner) ? $0.key : nil }
             return ids.compactMap { pending.removeValue(forKey: $0) }
         }
-        directory.withLock { directory in
-            if directory.locations.values.contains(where: dead.contains) {
-                directory.locations = directory.locations.filter { !dead.contains($0.value) }
-            }
+        locations.withLock { locations in
+            if locations.values.contains(where: dead.contains) { locations = locations.filter { !dead.contains($0.value) } }
         }
         for call in failed {
             call.reply.resume(throwing: DNAError(.nodeUnreachable, "node \(call.owner) stopped heartbeating; \(call.actor) will move"))
@@ -162,7 +160,7 @@ extension Node {
             if let current = directory.activations[activation.id], current === activation {
                 directory.activations[activation.id] = nil
             }
-            directory.locations[activation.id] = owner
+            locations.withLock { $0[activation.id] = owner }
             for envelope in batch + queued {
                 do { try sendRemote(envelope, to: activation.id, kind: kind, owner: owner, address: address) } catch {
                     envelope.reply?.resume(throwing: error)

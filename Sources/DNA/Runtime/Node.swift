@@ -42,14 +42,16 @@ public final class Node: Service, Sendable {
 
     struct Directory {
         var activations: [ActorID: any AnyActivation] = [:]
-        /// Where actors active on other nodes were last found.
-        var locations: [ActorID: NodeID] = [:]
         var accepting = true
         var shutdownWaiters: [UnsafeContinuation<Bool, Never>] = []
         var shutDown = false
     }
 
     let directory = Mutex(Directory())
+    /// Where actors active on other nodes were last found. Read and written with the
+    /// directory locked (taken after it); the transport's callbacks take only this lock,
+    /// so the directory may stay locked while sending.
+    let locations = Mutex<[ActorID: NodeID]>([:])
     private let accepting = Atomic<Bool>(true)
 
     /// Opens the store, joins the cluster and gets ready to host `actors`.
@@ -175,7 +177,7 @@ public final class Node: Service, Sendable {
                 guard directory.accepting else { throw DNAError(.nodeStopped, "node \(self.id) is shutting down") }
                 if let existing = directory.activations[id] { return .local(existing) }
                 if transport != nil {
-                    if let owner = directory.locations[id], let address = cluster.address(of: owner) {
+                    if let owner = locations.withLock({ $0[id] }), let address = cluster.address(of: owner) {
                         return .remote(owner, address)
                     }
                     if configuration.placement == .consistentHash, let (owner, address) = cluster.placement(of: id, this: self.id) {
