@@ -26,6 +26,16 @@ func bootstrapLogging(_ level: String) throws {
     }
 }
 
+/// `HOST:PORT` to listen on; unlike a peer's address, port 0 (pick a free one) is allowed.
+func listenAddress(_ text: String) throws -> PeerAddress {
+    if text.hasSuffix(":0") {
+        let host = String(text.dropLast(2))
+        _ = try PeerAddress(parsing: host + ":1")  // validates the host part
+        return PeerAddress(host: host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host, port: 0)
+    }
+    return try PeerAddress(parsing: text)
+}
+
 struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node",
@@ -59,7 +69,7 @@ struct NodeCommand: AsyncParsableCommand {
         try bootstrapLogging(logLevel)
         var configuration = Node.Configuration(store: Node.Configuration.store(parsing: store))
         configuration.cluster = cluster
-        configuration.listen = try PeerAddress(parsing: listen)
+        configuration.listen = try listenAddress(listen)
         if let advertise { configuration.advertisedAddress = advertise }
         configuration.secret = try clusterSecret()
         configuration.heartbeatInterval = .milliseconds(Int64(heartbeatInterval * 1000))

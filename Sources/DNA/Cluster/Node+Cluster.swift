@@ -97,7 +97,8 @@ extension Node {
             if locations.values.contains(where: owners.contains) { locations = locations.filter { !owners.contains($0.value) } }
         }
         if !failed.isEmpty {
-            logger.warning(
+            // The transport logs the failure itself, once; this repeats while it backs off.
+            logger.debug(
                 "link to a node failed; failing its calls", metadata: ["peer": "\(peer)", "calls": "\(failed.count)", "error": "\(error)"])
         }
         let failure = DNAError(.nodeUnreachable, "node at \(peer) could not be reached: \(error.message)", underlying: error)

@@ -52,6 +52,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     /// Batches handed to the store and not yet seen through, oldest first.
     private var inFlight = Deque<InFlightCommit>()
     private var lastSequence: Int64 = 0
+    /// The node's lease this activation was made under (see ``Node/holdsLease(since:)``).
+    private var leaseGeneration: UInt64 = 0
 
     init(id: ActorID, kind: KindRuntime<A>, node: Node) {
         self.id = id
@@ -188,7 +190,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                     for envelope in batch { envelope.reply?.resume(throwing: failure) }
                     return
                 }
-            } else if !node.holdsLease {
+            } else if !node.holdsLease(since: leaseGeneration) {
                 stopServing(batch)
                 return
             }
@@ -444,6 +446,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 // Claim only while the node's heartbeat is fresh, or it would stop serving at once.
                 try await node.renewLease()
             }
+            leaseGeneration = node.currentLeaseGeneration
             let outcome = try await node.store.activate(
                 ActivationRequest(actor: id, node: node.id, failureTimeout: node.configuration.failureTimeout))
             guard case .granted(let granted, let rows) = outcome else {

@@ -39,6 +39,9 @@ public final class Node: Service, Sendable {
     private let clockOrigin = ContinuousClock.now
     /// Nanoseconds after `clockOrigin` until which the node may serve its activations.
     private let leaseDeadline = Atomic<Int64>(0)
+    /// Grows each time a heartbeat is sent after the lease ran out: activations made under
+    /// an older lease may have lost their names meanwhile and must not serve again.
+    private let leaseGeneration = Atomic<UInt64>(0)
 
     struct Directory {
         var activations: [ActorID: any AnyActivation] = [:]
@@ -261,16 +264,31 @@ public final class Node: Service, Sendable {
     /// that no other node can have taken its names (see ``Configuration/failureTimeout``).
     var holdsLease: Bool {
         guard leaseEnforced else { return true }
-        return (ContinuousClock.now - clockOrigin).nanoseconds < leaseDeadline.load(ordering: .relaxed)
+        return (ContinuousClock.now - clockOrigin).nanoseconds < leaseDeadline.load(ordering: .acquiring)
+    }
+
+    /// The lease an activation made now serves under.
+    var currentLeaseGeneration: UInt64 { leaseGeneration.load(ordering: .acquiring) }
+
+    /// Whether an activation made under lease `generation` may serve: the lease is fresh
+    /// and did not run out since.
+    func holdsLease(since generation: UInt64) -> Bool {
+        guard leaseEnforced else { return true }
+        return holdsLease && leaseGeneration.load(ordering: .acquiring) == generation
     }
 
     /// Writes a heartbeat; on success the node may serve until 80% of the failure timeout
     /// after the moment it was sent (other nodes measure from when the store wrote it, later).
     func renewLease(state: NodeState = .up) async throws(StoreError) {
         let sentAt = (ContinuousClock.now - clockOrigin).nanoseconds
+        if sentAt >= leaseDeadline.load(ordering: .acquiring) {
+            // The lease ran out (a pause, or the store was unreachable): whatever was active
+            // may have been taken over, so it must not serve even once the lease is back.
+            leaseGeneration.add(1, ordering: .releasing)
+        }
         try await store.heartbeat(node: id, state: state, activations: Int64(activationCount))
         let lease = configuration.failureTimeout.nanoseconds * 4 / 5
-        leaseDeadline.store(sentAt + lease, ordering: .relaxed)
+        leaseDeadline.store(sentAt + lease, ordering: .releasing)
     }
 
     private func passivationLoop() async {
