@@ -19,7 +19,9 @@ extension Node {
         guard let handler = kind.handler(for: envelope.requestType) else {
             throw DNAError(.unhandledRequest, "actor kind '\(kind.name)' has no handler for this request")
         }
-        let payload = try handler.codec.encodeRequest(envelope.message)
+        let payload =
+            envelope.isEncoded
+            ? unsafeDowncast(envelope.message, to: EncodedRequest.self).bytes : try handler.codec.encodeRequest(envelope.message)
         var requestID: UInt64 = 0
         if let reply = envelope.reply {
             requestID = cluster.makeRequestID()
@@ -52,12 +54,13 @@ extension Node {
         guard let (requestType, handler) = kind.handler(named: request.requestName) else {
             return refuse(DNAError(.unhandledRequest, "actor kind '\(request.kind)' has no handler for \(request.requestName)"))
         }
-        let message: any AnyObject & Sendable
-        do { message = try handler.codec.decodeRequest(request.payload) } catch { return refuse(error) }
+        // Decoded by the activation, on its own thread: the network thread only routes.
         let reply: Reply? =
             request.expectsReply
             ? .remote(RemoteReply(sink: sink, requestID: request.id, encode: handler.codec.encodeResponse)) : nil
-        let envelope = Envelope(requestType: requestType, message: message, reply: reply, hops: request.hops &+ 1)
+        let envelope = Envelope(
+            requestType: requestType, message: EncodedRequest(request.payload), reply: reply, hops: request.hops &+ 1,
+            isEncoded: true)
         do { try deliver(envelope, to: actor, kind: kind) } catch { refuse(error) }
     }
 
