@@ -31,6 +31,9 @@ public struct TransportConfiguration: Sendable {
     /// Longest wait between reconnection attempts. Default 2 s.
     public var reconnectMaxDelay: Duration = .seconds(2)
     public var logger: Logger = Logger(label: "dna.transport")
+    /// TLS for every connection, listener and outgoing; `nil` (the default) is plain TCP.
+    /// The DNA handshake runs inside TLS either way.
+    public var tls: TransportTLSConfiguration? = nil
 
     public init(cluster: String, nodeID: String, secret: [UInt8]) {
         self.cluster = cluster
@@ -215,7 +218,7 @@ public final class ClusterTransport: Sendable {
     /// Makes the transport; it holds `delegate` until ``shutdown()``.
     ///
     /// Throws ``TransportError/Code/invalidConfiguration`` if the secret is shorter than 16
-    /// bytes, or a size or duration is out of range.
+    /// bytes, a size or duration is out of range, or the TLS configuration is unusable.
     public init(configuration: TransportConfiguration, delegate: any ClusterTransportDelegate) throws(TransportError) {
         guard configuration.secret.count >= 16 else {
             throw TransportError(.invalidConfiguration, "the cluster secret must be at least 16 bytes")
@@ -233,7 +236,8 @@ public final class ClusterTransport: Sendable {
         guard durations.allSatisfy({ $0 > .zero }) else {
             throw TransportError(.invalidConfiguration, "timeouts and reconnection delays must be positive")
         }
-        core = TransportCore(configuration: configuration, delegate: delegate)
+        let tls = try configuration.tls.map { (tls) throws(TransportError) in try TransportTLSContexts(tls) }
+        core = TransportCore(configuration: configuration, delegate: delegate, tls: tls)
     }
 
     /// Starts listening; returns the bound port.
@@ -257,6 +261,9 @@ public final class ClusterTransport: Sendable {
             .childChannelInitializer { channel in
                 do {
                     try core.register(channel)
+                    if let tls = core.tls {
+                        try channel.pipeline.syncOperations.addHandler(tls.serverHandler())
+                    }
                     try channel.pipeline.syncOperations.addHandler(InboundConnectionHandler(core: core))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {

@@ -17,6 +17,8 @@ final class TransportCore: Sendable {
     /// Frames before authentication are small: an unauthenticated peer must not make us
     /// buffer up to `maxFrameSize`.
     let handshakeMaxFrameSize: Int
+    /// `nil`: plain TCP.
+    let tls: TransportTLSContexts?
 
     struct State {
         var isShutDown = false
@@ -27,7 +29,8 @@ final class TransportCore: Sendable {
 
     let state = Mutex(State())
 
-    init(configuration: TransportConfiguration, delegate: any ClusterTransportDelegate) {
+    init(configuration: TransportConfiguration, delegate: any ClusterTransportDelegate, tls: TransportTLSContexts?) {
+        self.tls = tls
         self.configuration = configuration
         self.proofs = HandshakeProofs(secret: configuration.secret)
         self.delegate = DelegateReference(delegate)
