@@ -291,11 +291,11 @@ public final class ClusterTransport: Sendable {
     /// If the link fails, ``ClusterTransportDelegate/transport(linkFailed:error:)`` says so.
     public func send(_ request: WireRequest, to peer: PeerAddress) {
         let core = self.core
-        let link = core.state.withLock { state -> OutgoingLink? in
-            guard !state.isShutDown else { return nil }
-            if let link = state.links[peer] { return link }
+        let link = core.links.withLock { links -> OutgoingLink? in
+            guard links != nil else { return nil }
+            if let link = links![peer] { return link }
             let link = OutgoingLink(peer: peer, core: core)
-            state.links[peer] = link
+            links![peer] = link
             return link
         }
         guard let link else {
@@ -311,15 +311,17 @@ public final class ClusterTransport: Sendable {
     /// Closes the listener and every connection; later sends are dropped (the delegate
     /// hears `linkFailed` with ``TransportError/Code/shutDown``).
     public func shutdown() async {
-        let (server, channels, links) = core.state.withLock { state in
-            state.isShutDown = true
-            defer {
-                state.serverChannel = nil
-                state.links = [:]
-            }
-            return (state.serverChannel, Array(state.channels.values), Array(state.links.values))
+        let links = core.links.withLock { links in
+            defer { links = nil }
+            return links.map { Array($0.values) } ?? []
         }
+        // Links first: from here on, sends fail with `shutDown` and new connections are refused.
         for link in links { link.shutDown() }
+        let (server, channels) = core.state.withLock { state in
+            state.isShutDown = true
+            defer { state.serverChannel = nil }
+            return (state.serverChannel, Array(state.channels.values))
+        }
         if let server { try? await server.close() }
         for channel in channels { channel.close(promise: nil) }
         for channel in channels { try? await channel.closeFuture.get() }

@@ -24,10 +24,12 @@ final class TransportCore: Sendable {
         var isShutDown = false
         var serverChannel: (any Channel)?
         var channels: [ObjectIdentifier: any Channel] = [:]
-        var links: [PeerAddress: OutgoingLink] = [:]
     }
 
     let state = Mutex(State())
+    /// The outgoing links, apart from `state` so that sends do not contend with channels
+    /// opening and closing. `nil` once shut down.
+    let links = Mutex<[PeerAddress: OutgoingLink]?>([:])
 
     init(configuration: TransportConfiguration, delegate: any ClusterTransportDelegate, tls: TransportTLSContexts?) {
         self.tls = tls
