@@ -83,7 +83,7 @@ struct HostilePeerTests {
         #expect(try await Fixtures.roundTrip(before, beforeLog, to: address, id: 1).result == .success([1, 2, 3]))
 
         let start = ContinuousClock.now
-        let frames = try await RawConnection.session(port: address.port, timeout: .seconds(5)) { connection in
+        let frames = try await RawConnection.session(port: address.port, timeout: .seconds(15)) { connection in
             try await hostile.play(&connection)
         }
         let refusals = frames.compactMap { frame -> String? in
