@@ -266,37 +266,56 @@ enum ResponseStatus {
 }
 
 /// Reads a frame body field by field, naming the field that is missing or broken.
+///
+/// Field names are `StaticString`s so that nothing is formatted unless a frame is broken
+/// (this runs for every field of every request).
 private struct BodyReader {
     let type: FrameType
     var buffer: ByteBuffer
 
-    mutating func integer<T: FixedWidthInteger>(_: T.Type, _ field: String) throws(FrameError) -> T {
+    mutating func integer<T: FixedWidthInteger>(_: T.Type, _ field: StaticString) throws(FrameError) -> T {
         guard let value = buffer.readInteger(as: T.self) else { throw .malformed(type, "truncated \(field)") }
         return value
     }
 
-    mutating func bytes(count: Int, _ field: String) throws(FrameError) -> [UInt8] {
+    mutating func bytes(count: Int, _ field: StaticString) throws(FrameError) -> [UInt8] {
         guard let bytes = buffer.readBytes(length: count) else { throw .malformed(type, "truncated \(field)") }
         return bytes
     }
 
-    mutating func lengthPrefixedBytes(_ field: String) throws(FrameError) -> [UInt8] {
-        let length = Int(try integer(UInt32.self, "\(field) length"))
-        guard length <= buffer.readableBytes else {
+    /// A `UInt32` length that must fit in what is left of the frame.
+    private mutating func length(_ field: StaticString) throws(FrameError) -> Int {
+        guard let length = buffer.readInteger(as: UInt32.self) else {
+            throw .malformed(type, "truncated \(field) length")
+        }
+        guard Int(length) <= buffer.readableBytes else {
             throw .malformed(type, "\(field) length \(length) runs past the end of the frame")
         }
+        return Int(length)
+    }
+
+    mutating func lengthPrefixedBytes(_ field: StaticString) throws(FrameError) -> [UInt8] {
+        let length = try length(field)
         return buffer.readBytes(length: length)!
     }
 
-    mutating func string(_ field: String) throws(FrameError) -> String {
-        let length = Int(try integer(UInt32.self, "\(field) length"))
-        guard length <= buffer.readableBytes else {
-            throw .malformed(type, "\(field) length \(length) runs past the end of the frame")
+    mutating func string(_ field: StaticString) throws(FrameError) -> String {
+        let length = try length(field)
+        let string = buffer.withUnsafeReadableBytes { bytes in
+            Self.validatedUTF8(UnsafeRawBufferPointer(rebasing: bytes[..<length]))
         }
-        do {
-            return try buffer.readUTF8ValidatedString(length: length)!
-        } catch {
-            throw .malformed(type, "\(field) is not valid UTF-8")
-        }
+        guard let string else { throw .malformed(type, "\(field) is not valid UTF-8") }
+        buffer.moveReaderIndex(forwardBy: length)
+        return string
+    }
+
+    /// Names and keys are nearly always ASCII: check that with a loop the compiler
+    /// vectorises, and only validate (slowly, generically) when a byte is not.
+    private static func validatedUTF8(_ raw: UnsafeRawBufferPointer) -> String? {
+        let bytes = raw.assumingMemoryBound(to: UInt8.self)
+        var union: UInt8 = 0
+        for byte in bytes { union |= byte }
+        if union < 0x80 { return String(decoding: bytes, as: UTF8.self) }
+        return String(validating: bytes, as: UTF8.self)
     }
 }
