@@ -208,37 +208,48 @@ enum FrameCodec {
     }
 
     /// Appends a request frame to `buffer` (the hot path: no intermediate `Frame`).
+    ///
+    /// Writes through one raw pointer: a `ByteBuffer` write per field costs a capacity and
+    /// an exclusivity check each, a third of the encoding time for small requests.
     static func encode(_ request: WireRequest, into buffer: inout ByteBuffer) {
         let length = frameLength(of: request)
-        buffer.reserveCapacity(minimumWritableBytes: lengthPrefixSize + length)
-        buffer.writeInteger(UInt32(length))
-        buffer.writeInteger(FrameType.request.rawValue)
-        buffer.writeInteger(request.id)
-        buffer.writeInteger(request.expectsReply ? RequestFlags.expectsReply : 0)
-        buffer.writeInteger(request.hops)
-        writeString(request.namespace, into: &buffer)
-        writeString(request.kind, into: &buffer)
-        writeString(request.key, into: &buffer)
-        writeString(request.requestName, into: &buffer)
-        writeBytes(request.payload, into: &buffer)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: lengthPrefixSize + length) { raw in
+            var writer = RawFrameWriter(raw.baseAddress!)
+            writer.integer(UInt32(length))
+            writer.integer(FrameType.request.rawValue)
+            writer.integer(request.id)
+            writer.integer(request.expectsReply ? RequestFlags.expectsReply : 0)
+            writer.integer(request.hops)
+            writer.string(request.namespace)
+            writer.string(request.kind)
+            writer.string(request.key)
+            writer.string(request.requestName)
+            writer.bytes(request.payload)
+            assert(writer.written == lengthPrefixSize + length, "frameLength(of:) disagrees with the encoding")
+            return writer.written
+        }
     }
 
     /// Appends a response frame to `buffer`.
     static func encode(_ response: WireResponse, into buffer: inout ByteBuffer) {
         let length = frameLength(of: response)
-        buffer.reserveCapacity(minimumWritableBytes: lengthPrefixSize + length)
-        buffer.writeInteger(UInt32(length))
-        buffer.writeInteger(FrameType.response.rawValue)
-        buffer.writeInteger(response.id)
-        switch response.result {
-        case .success(let payload):
-            buffer.writeInteger(ResponseStatus.success)
-            writeBytes(payload, into: &buffer)
-        case .failure(let error):
-            buffer.writeInteger(ResponseStatus.failure)
-            writeString(error.code, into: &buffer)
-            writeString(error.message, into: &buffer)
-            buffer.writeInteger(error.retryable ? UInt8(1) : 0)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: lengthPrefixSize + length) { raw in
+            var writer = RawFrameWriter(raw.baseAddress!)
+            writer.integer(UInt32(length))
+            writer.integer(FrameType.response.rawValue)
+            writer.integer(response.id)
+            switch response.result {
+            case .success(let payload):
+                writer.integer(ResponseStatus.success)
+                writer.bytes(payload)
+            case .failure(let error):
+                writer.integer(ResponseStatus.failure)
+                writer.string(error.code)
+                writer.string(error.message)
+                writer.integer(error.retryable ? UInt8(1) : 0)
+            }
+            assert(writer.written == lengthPrefixSize + length, "frameLength(of:) disagrees with the encoding")
+            return writer.written
         }
     }
 
@@ -250,6 +261,42 @@ enum FrameCodec {
     private static func writeBytes(_ bytes: [UInt8], into buffer: inout ByteBuffer) {
         buffer.writeInteger(UInt32(bytes.count))
         buffer.writeBytes(bytes)
+    }
+}
+
+/// Writes big-endian integers, strings and byte arrays at a raw pointer; the caller has
+/// reserved the room (the frame's precomputed length).
+private struct RawFrameWriter {
+    private let start: UnsafeMutableRawPointer
+    private var cursor: UnsafeMutableRawPointer
+
+    init(_ start: UnsafeMutableRawPointer) {
+        self.start = start
+        self.cursor = start
+    }
+
+    var written: Int { cursor - start }
+
+    mutating func integer<T: FixedWidthInteger>(_ value: T) {
+        cursor.storeBytes(of: value.bigEndian, as: T.self)  // unaligned stores are fine (SE-0349)
+        cursor += MemoryLayout<T>.size
+    }
+
+    mutating func string(_ string: String) {
+        var string = string
+        string.withUTF8 { utf8 in
+            integer(UInt32(utf8.count))
+            if let base = utf8.baseAddress { cursor.copyMemory(from: base, byteCount: utf8.count) }
+            cursor += utf8.count
+        }
+    }
+
+    mutating func bytes(_ bytes: [UInt8]) {
+        integer(UInt32(bytes.count))
+        bytes.withUnsafeBytes { raw in
+            if let base = raw.baseAddress { cursor.copyMemory(from: base, byteCount: raw.count) }
+        }
+        cursor += bytes.count
     }
 }
 
