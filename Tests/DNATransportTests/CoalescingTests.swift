@@ -37,3 +37,26 @@ struct CoalescingTests {
         _ = try channel.finish()
     }
 }
+
+@Suite("Reconnection back-off")
+struct BackoffTests {
+    @Test("delays double from the initial one up to the maximum, and start over after a reset")
+    func doubling() {
+        var backoff = Backoff(initial: .milliseconds(50), maximum: .seconds(2))
+        let delays = (0..<9).map { _ in backoff.next().nanoseconds / 1_000_000 }
+        #expect(delays == [50, 100, 200, 400, 800, 1600, 2000, 2000, 2000])
+        backoff.reset()
+        #expect(backoff.next() == .milliseconds(50))
+    }
+
+    @Test("huge delays do not overflow, and a maximum below the initial delay is the initial delay")
+    func extremes() {
+        var huge = Backoff(initial: .nanoseconds(.max / 3), maximum: .nanoseconds(.max))
+        _ = huge.next()
+        #expect(huge.next() == .nanoseconds(.max / 3 * 2))
+        #expect(huge.next() == .nanoseconds(.max))
+        var inverted = Backoff(initial: .seconds(1), maximum: .milliseconds(10))
+        #expect(inverted.next() == .seconds(1))
+        #expect(inverted.next() == .seconds(1))
+    }
+}
