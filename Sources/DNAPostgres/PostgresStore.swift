@@ -1,48 +1,392 @@
 import DNAStore
 import Logging
-
-// API SKETCH — the implementation lands in the pg-store branch. Signatures here are what
-// the runtime and `dna` code against: keep them.
+import PostgresNIO
+import Synchronization
 
 /// The PostgreSQL engine of ``ActorStore`` (postgres-nio), for clusters: several nodes
 /// share one database. Same semantics as ``SQLiteStore``.
+///
+/// A pool of connections (``Configuration/maximumConnections``) serves every operation;
+/// commits of different actors run concurrently, each one statement. Batches of one actor
+/// that are handed over while an earlier one is still in flight wait for it and are then
+/// merged into one statement (see ``commit(_:completion:)``). The pool reconnects by
+/// itself after the server went away; meanwhile operations fail with
+/// ``StoreError/Code/unavailable``.
 public final class PostgresStore: ActorStore {
-    public struct Configuration: Sendable {
-        /// Parses `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `postgresql://`).
-        /// Throws ``StoreError/Code/invalidArgument`` if malformed.
-        public init(url: String) throws(StoreError) { fatalError("unimplemented") }
-        public var logger: Logger = Logger(label: "dna.store.postgres")
-    }
+    public let configuration: Configuration
+    private let client: PostgresClient
+    private let runTask: Task<Void, Never>
+    private let gate = OperationGate()
+    private let commits: CommitQueue
+    private var logger: Logger { configuration.logger }
 
     /// Connects, creates the schema if the database has none, and checks it is DNA's.
-    public init(configuration: Configuration) async throws(StoreError) { fatalError("unimplemented") }
+    ///
+    /// - Throws: ``StoreError/Code/notADNADatabase`` for a database that holds other
+    ///   tables but no DNA schema, ``StoreError/Code/schemaTooNew``,
+    ///   ``StoreError/Code/unavailable`` when the server cannot be reached.
+    public init(configuration: Configuration) async throws(StoreError) {
+        self.configuration = configuration
+        let logger = configuration.logger
+        // The schema is checked on a connection of its own, outside the pool: a wrong
+        // password or an unreachable server is reported now, plainly, rather than as a
+        // lease that times out.
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(
+                configuration: try configuration.connectionConfiguration(), id: 0, logger: logger)
+        } catch {
+            throw PostgresErrors.map(error, "connecting to \(configuration.redactedURL)")
+        }
+        do {
+            try await PostgresSchema.prepare(connection, logger: logger, database: configuration.database)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try? await connection.close()
 
-    public func join(node: NodeID, cluster: String, address: String) async throws(StoreError) { fatalError() }
-    public func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) { fatalError() }
-    public func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] { fatalError() }
-    public func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) { fatalError() }
-    public func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome { fatalError() }
-    public func release(_ registration: Registration) async throws(StoreError) { fatalError() }
-    public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] { fatalError() }
-    public func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) { fatalError() }
-    public func close() async { fatalError() }
+        let client = PostgresClient(configuration: try configuration.clientConfiguration(), backgroundLogger: logger)
+        self.client = client
+        runTask = Task { await client.run() }
+        commits = CommitQueue(maxOperations: configuration.maxOperationsPerStatement)
+        logger.debug("opened PostgreSQL store", metadata: ["url": "\(configuration.redactedURL)"])
+    }
+
+    deinit {
+        runTask.cancel()
+    }
+
+    /// How many commit statements were started; batches merged into one count once.
+    var commitStatementCount: Int { commits.statementCount }
+
+    // MARK: Running operations
+
+    /// Runs `body` on a pooled connection; fails with ``StoreError/Code/unavailable`` if
+    /// no connection is had within ``Configuration/leaseTimeout`` (the pool itself would
+    /// queue the request for a minute while the server is down).
+    private func withConnection<T: Sendable>(
+        _ context: @autoclosure () -> String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StoreError) -> T {
+        guard gate.enter() else { throw StoreError(.closed, "the store is closed") }
+        defer { gate.leave() }
+        return try await pooled(context(), body)
+    }
+
+    /// ``withConnection(_:_:)`` for callers that entered the gate already (commits, which
+    /// enter when handed over so that ``close()`` waits for queued ones too).
+    private func pooled<T: Sendable>(
+        _ context: @autoclosure () -> String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StoreError) -> T {
+        let client = client
+        let timeout = configuration.leaseTimeout
+        do {
+            return try await withThrowingTaskGroup(of: T?.self) { group in
+                let flag = LeaseFlag()
+                group.addTask {
+                    try await client.withConnection { connection in
+                        flag.set()
+                        return try await body(connection)
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    if flag.isSet { return nil }
+                    throw StoreError(.unavailable, "no connection to PostgreSQL within \(timeout)")
+                }
+                while let result = try await group.next() {
+                    if let value = result {
+                        group.cancelAll()
+                        return value
+                    }
+                }
+                throw StoreError(.unavailable, "operation ended without a result")
+            }
+        } catch {
+            if gate.isClosing, !(error is StoreError) { throw StoreError(.closed, "the store is closed") }
+            throw PostgresErrors.map(error, context())
+        }
+    }
+
+    /// Runs `body` in a transaction on a pooled connection.
+    private func inTransaction<T: Sendable>(
+        _ context: @autoclosure () -> String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StoreError) -> T {
+        let logger = logger
+        return try await withConnection(context()) { connection in
+            try await connection.run("BEGIN", logger: logger)
+            do {
+                let value = try await body(connection)
+                try await connection.run("COMMIT", logger: logger)
+                return value
+            } catch {
+                do {
+                    try await connection.run("ROLLBACK", logger: logger)
+                } catch {
+                    // A connection left inside a failed transaction must not go back to
+                    // the pool.
+                    try? await connection.close()
+                }
+                throw error
+            }
+        }
+    }
+
+    // MARK: Membership
+
+    public func join(node: NodeID, cluster: String, address: String) async throws(StoreError) {
+        let logger = logger
+        try await withConnection("joining node \(node)") { connection in
+            try await connection.run(
+                """
+                INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms)
+                VALUES (\(node.rawValue), \(cluster), \(address), 'joining', \(unescaped: Self.now), \(unescaped: Self.now))
+                """, logger: logger)
+        }
+    }
+
+    public func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
+        let logger = logger
+        let updated = try await withConnection("heartbeat of node \(node)") { connection in
+            try await connection.query(
+                """
+                UPDATE dna_nodes SET heartbeat_ms = \(unescaped: Self.now), state = \(state.rawValue), activations = \(activations)
+                WHERE node_id = \(node.rawValue) AND state <> 'left' RETURNING 1
+                """, logger: logger
+            ).collect().count
+        }
+        if updated == 0 { throw StoreError(.fenced, "node \(node) was declared gone") }
+    }
+
+    private static let now = PostgresSchema.nowMilliseconds
+    private static let nodeColumns = "node_id, cluster, address, state, \(now) - heartbeat_ms, activations"
+    private static let ownerNodeColumns = "n.node_id, n.cluster, n.address, n.state, \(now) - n.heartbeat_ms, n.activations"
+
+    public func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] {
+        let logger = logger
+        return try await withConnection("reading the nodes of \(cluster)") { connection in
+            var result: [NodeRecord] = []
+            for try await row in try await connection.query(
+                "SELECT \(unescaped: Self.nodeColumns) FROM dna_nodes WHERE cluster = \(cluster) ORDER BY node_id",
+                logger: logger)
+            {
+                let (id, cluster, address, state, age, activations) = try row.decode(
+                    (String, String, String, String, Int64, Int64).self)
+                result.append(
+                    NodeRecord(
+                        id: NodeID(rawValue: id), cluster: cluster, address: address, state: NodeState(rawValue: state) ?? .left,
+                        heartbeatAgeMilliseconds: age, activations: activations))
+            }
+            return result
+        }
+    }
+
+    public func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
+        let logger = logger
+        // One statement: both parts see the same snapshot and commit together.
+        try await withConnection("evicting the other nodes of \(cluster)") { connection in
+            try await connection.run(
+                """
+                WITH gone AS (
+                    UPDATE dna_nodes SET state = 'left'
+                    WHERE cluster = \(cluster) AND node_id <> \(node.rawValue) AND state <> 'left')
+                UPDATE dna_actors SET owner = NULL
+                WHERE owner IN (SELECT node_id FROM dna_nodes WHERE cluster = \(cluster) AND node_id <> \(node.rawValue))
+                """, logger: logger)
+        }
+    }
+
+    // MARK: Registration
+
+    public func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome {
+        try request.actor.validate()
+        await commits.whenIdle(request.actor)
+        let logger = logger
+        return try await inTransaction("activating \(request.actor)") { connection in
+            try await Self.activate(request, on: connection, logger: logger)
+        }
+    }
+
+    /// The claim, inside the caller's transaction: the name's row is locked (`FOR UPDATE`)
+    /// so the decision and its write cannot interleave with another claimant's.
+    private static func activate(
+        _ request: ActivationRequest, on connection: PostgresConnection, logger: Logger
+    ) async throws -> ActivationOutcome {
+        let actor = request.actor
+        // Twice at most: a claimant that loses the race to insert a new name reads the
+        // winner's row the second time.
+        for _ in 0..<2 {
+            var current: ClaimDecision.Current?
+            var rowID: Int64 = 0
+            for try await row in try await connection.query(
+                """
+                SELECT a.actor_id, a.owner, a.epoch, \(unescaped: ownerNodeColumns)
+                FROM dna_actors a LEFT JOIN dna_nodes n ON n.node_id = a.owner
+                WHERE a.namespace = \(actor.namespace) AND a.kind = \(actor.kind) AND a.name = \(actor.key)
+                FOR UPDATE OF a
+                """, logger: logger)
+            {
+                let (id, owner, epoch, nodeID, cluster, address, state, age, activations) = try row.decode(
+                    (Int64, String?, Int64, String?, String?, String?, String?, Int64?, Int64?).self)
+                rowID = id
+                var ownerNode: NodeRecord?
+                if let nodeID, let cluster, let address, let state, let age, let activations {
+                    ownerNode = NodeRecord(
+                        id: NodeID(rawValue: nodeID), cluster: cluster, address: address,
+                        state: NodeState(rawValue: state) ?? .left, heartbeatAgeMilliseconds: age, activations: activations)
+                }
+                current = ClaimDecision.Current(owner: owner.map(NodeID.init(rawValue:)), epoch: epoch, ownerNode: ownerNode)
+            }
+            let epoch: Int64
+            switch ClaimDecision.decide(current: current, claimant: request.node, failureTimeout: request.failureTimeout) {
+            case .ownedElsewhere(let owner):
+                return .ownedElsewhere(owner)
+            case .insert(let newEpoch):
+                let inserted = try await connection.query(
+                    """
+                    INSERT INTO dna_actors (namespace, kind, name, owner, epoch)
+                    VALUES (\(actor.namespace), \(actor.kind), \(actor.key), \(request.node.rawValue), \(newEpoch))
+                    ON CONFLICT (namespace, kind, name) DO NOTHING RETURNING actor_id
+                    """, logger: logger
+                ).collect()
+                guard let row = inserted.first else { continue }  // another claimant inserted it first
+                let id = try row.decode(Int64.self)
+                return .granted(Registration(actor: actor, rowID: id, owner: request.node, epoch: newEpoch), rows: [])
+            case .takeOver(let newEpoch):
+                let updated = try await connection.query(
+                    """
+                    UPDATE dna_actors SET owner = \(request.node.rawValue), epoch = \(newEpoch), batch_seq = 0
+                    WHERE actor_id = \(rowID) AND epoch = \(newEpoch - 1) RETURNING 1
+                    """, logger: logger
+                ).collect()
+                guard updated.count == 1 else {
+                    throw StoreError(.unavailable, "registration of \(actor) changed during the claim")
+                }
+                epoch = newEpoch
+            }
+            var rows: [ModuleRow] = []
+            for try await (module, key, value) in try await connection.query(
+                "SELECT module, key, value FROM dna_module_data WHERE actor_id = \(rowID) ORDER BY module, key",
+                logger: logger
+            ).decode((String, ByteBuffer, ByteBuffer).self) {
+                rows.append(ModuleRow(module: module, key: key.bytes, value: value.bytes))
+            }
+            return .granted(Registration(actor: actor, rowID: rowID, owner: request.node, epoch: epoch), rows: rows)
+        }
+        throw StoreError(.unavailable, "registration of \(actor) changed during the claim")
+    }
+
+    public func release(_ registration: Registration) async throws(StoreError) {
+        await commits.whenIdle(registration.actor)
+        let logger = logger
+        try await withConnection("releasing \(registration.actor)") { connection in
+            try await connection.run(
+                """
+                UPDATE dna_actors SET owner = NULL
+                WHERE actor_id = \(registration.rowID) AND owner = \(registration.owner.rawValue) AND epoch = \(registration.epoch)
+                """, logger: logger)
+        }
+    }
+
+    public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
+        let logger = logger
+        return try await withConnection("reading registrations") { connection in
+            var result: [RegistrationRecord] = []
+            for try await (namespace, kind, name, owner, epoch) in try await connection.query(
+                """
+                SELECT namespace, kind, name, owner, epoch FROM dna_actors
+                WHERE \(kind)::text IS NULL OR kind = \(kind) ORDER BY namespace, kind, name LIMIT \(Int64(limit))
+                """, logger: logger
+            ).decode((String, String, String, String?, Int64).self) {
+                result.append(
+                    RegistrationRecord(
+                        actor: ActorID(namespace: namespace, kind: kind, key: name), owner: owner.map(NodeID.init(rawValue:)),
+                        epoch: epoch))
+            }
+            return result
+        }
+    }
+
+    // MARK: Data
+
+    /// Commits a batch atomically and fenced; calls `completion` once, on any thread.
+    ///
+    /// One statement checks owner, epoch and `batch_seq == sequence - 1`, writes the rows
+    /// and advances `batch_seq`. While a statement for the same actor is in flight, later
+    /// batches wait; when it finishes, those waiting with consecutive sequences are merged
+    /// into one statement. A merged group succeeds or fails as a whole, every batch in it
+    /// with the same result.
+    public func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+        guard gate.enter() else {
+            completion(.failure(StoreError(.closed, "the store is closed")))
+            return
+        }
+        if let group = commits.submit(CommitQueue.Pending(batch: batch, completion: completion)) {
+            start(group)
+        }
+    }
+
+    private func start(_ group: [CommitQueue.Pending]) {
+        Task {
+            let result: Result<Void, StoreError>
+            do throws(StoreError) {
+                try await self.run(group.map(\.batch))
+                result = .success(())
+            } catch {
+                result = .failure(error)
+            }
+            if let next = self.commits.finished(group[0].batch.registration.actor) {
+                self.start(next)
+            }
+            for pending in group {
+                pending.completion(result)
+                self.gate.leave()
+            }
+        }
+    }
+
+    /// The fenced write of consecutive batches of one registration, as one statement.
+    private func run(_ batches: [CommitBatch]) async throws(StoreError) {
+        let registration = batches[0].registration
+        let statement = CommitStatement(
+            registration: registration, first: batches[0].sequence, last: batches[batches.count - 1].sequence,
+            operations: batches.lazy.flatMap(\.operations))
+        let logger = logger
+        let matched = try await pooled("committing \(registration.actor)") { connection in
+            var matched: Int64 = 0
+            for try await count in try await connection.execute(statement, logger: logger) { matched = count }
+            return matched
+        }
+        if matched == 1 { return }
+        // Nothing was written. Tell why: the registration is gone, or a predecessor is.
+        let fence = try await pooled("committing \(registration.actor)") { connection in
+            var fence: (String?, Int64, Int64)?
+            for try await row in try await connection.query(
+                "SELECT owner, epoch, batch_seq FROM dna_actors WHERE actor_id = \(registration.rowID)", logger: logger
+            ).decode((String?, Int64, Int64).self) {
+                fence = row
+            }
+            return fence
+        }
+        guard let fence, fence.0 == registration.owner.rawValue, fence.1 == registration.epoch else {
+            throw StoreError(
+                .fenced, "\(registration.actor) is no longer held by \(registration.owner) at epoch \(registration.epoch)")
+        }
+        throw StoreError(.predecessorMissing, "\(registration.actor): batch \(batches[0].sequence) follows \(fence.2)")
+    }
+
+    /// Waits for operations in flight, then closes every connection. Operations started
+    /// afterwards fail with ``StoreError/Code/closed``.
+    public func close() async {
+        await gate.close()
+        runTask.cancel()
+        await runTask.value
+    }
 }
 
-/// A private PostgreSQL server in a temporary directory on a free port, for tests and
-/// benchmarks (`initdb` + `pg_ctl` from `/usr/lib/postgresql/<v>/bin`; as root, run as the
-/// `postgres` user). Or, when `DNA_POSTGRES_URL` is set, that server instead.
-public final class LocalPostgresServer: Sendable {
-    /// `postgres://…` of the server.
-    public var url: String { fatalError() }
-    /// Whether PostgreSQL binaries exist here (else tests skip loudly).
-    public static var isAvailable: Bool { fatalError() }
-    /// Starts a fresh server (or uses `DNA_POSTGRES_URL`).
-    public static func start() async throws -> LocalPostgresServer { fatalError() }
-    /// A new empty database on this server; returns its URL.
-    public func createDatabase(named name: String) async throws -> String { fatalError() }
-    /// Stops the server (fast shutdown) without deleting its data; ``resume()`` starts it again.
-    public func pause() async throws { fatalError() }
-    public func resume() async throws { fatalError() }
-    /// Stops the server and removes its directory.
-    public func stop() async { fatalError() }
+/// Whether a connection was leased (set once, read by the lease timer).
+private final class LeaseFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }

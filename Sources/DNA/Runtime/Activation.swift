@@ -52,6 +52,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     /// Batches handed to the store and not yet seen through, oldest first.
     private var inFlight = Deque<InFlightCommit>()
     private var lastSequence: Int64 = 0
+    /// The node's lease this activation was made under (see ``Node/holdsLease(since:)``).
+    private var leaseGeneration: UInt64 = 0
 
     init(id: ActorID, kind: KindRuntime<A>, node: Node) {
         self.id = id
@@ -174,8 +176,22 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                     return
                 }
             }
-            if instance == nil, let failure = await activate() {
-                for envelope in batch { envelope.reply?.resume(throwing: failure) }
+            if instance == nil {
+                switch await activate() {
+                case .ready:
+                    break
+                case .failed(let failure):
+                    for envelope in batch { envelope.reply?.resume(throwing: failure) }
+                    return
+                case .ownedElsewhere(let owner):
+                    if await node.relocate(self, kind: kind, batch: batch, to: owner, takingQueue: stopTakingQueue) { return }
+                    let failure = DNAError(.ownedElsewhere, "\(id) is active on node \(owner), which this node cannot reach")
+                    stop(failingQueuedWith: failure)
+                    for envelope in batch { envelope.reply?.resume(throwing: failure) }
+                    return
+                }
+            } else if !node.holdsLease(since: leaseGeneration) {
+                stopServing(batch)
                 return
             }
             await handle(batch)
@@ -241,7 +257,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 if handler.timing == .immediate {
                     reply.resume(with: result)
                 } else {
-                    held.append(HeldReply(continuation: reply, result: result))
+                    held.append(HeldReply(reply: reply, result: result))
                 }
             }
         }
@@ -252,7 +268,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         // in sequence, so none is committed on top of one that failed.
         while inFlight.count >= node.configuration.commitPipelineDepth {
             if let failure = await settleOldest() {
-                for reply in held { reply.continuation.resume(throwing: failure) }
+                for reply in held { reply.reply.resume(throwing: failure) }
                 return
             }
         }
@@ -388,16 +404,53 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// The node lost its lease (no heartbeat for most of the failure timeout): another node
+    /// may own the name by now, so this activation answers nothing more, not even reads.
+    /// Commits already handed to the store stay fenced by the epoch.
+    private func stopServing(_ batch: [Envelope]) {
+        let failure = DNAError(
+            .fenced, "node \(node.id) has not reached the store within the failure timeout; \(id) stopped here, retry to reach its owner")
+        node.logger.warning("lease lost; activation stops serving", metadata: ["actor": "\(id)"])
+        for envelope in batch { envelope.reply?.resume(throwing: failure) }
+        failInFlight(failure)
+        stop(failingQueuedWith: failure)
+        _ = dropInstance()
+    }
+
+    /// Marks the activation stopped and hands its queued messages over (to be forwarded).
+    private func stopTakingQueue() -> [Envelope] {
+        let (queued, waiters) = mailbox.withLock { state -> (Deque<Envelope>, [UnsafeContinuation<Void, Never>]) in
+            state.stopped = true
+            state.running = false
+            defer {
+                state.queue = []
+                state.idleWaiters = []
+            }
+            return (state.queue, state.idleWaiters)
+        }
+        for waiter in waiters { waiter.resume() }
+        return Array(queued)
+    }
+
+    private enum ActivationResult {
+        case ready
+        case failed(DNAError)
+        case ownedElsewhere(NodeID)
+    }
+
     /// Claims the name, loads the data, runs the initialiser and commits its writes.
-    private func activate() async -> DNAError? {
+    private func activate() async -> ActivationResult {
         let started = ContinuousClock.now
         do {
+            if !node.holdsLease {
+                // Claim only while the node's heartbeat is fresh, or it would stop serving at once.
+                try await node.renewLease()
+            }
+            leaseGeneration = node.currentLeaseGeneration
             let outcome = try await node.store.activate(
                 ActivationRequest(actor: id, node: node.id, failureTimeout: node.configuration.failureTimeout))
             guard case .granted(let granted, let rows) = outcome else {
-                if case .ownedElsewhere(let owner) = outcome {
-                    throw DNAError(.ownedElsewhere, "\(id) is active on node \(owner)")
-                }
+                if case .ownedElsewhere(let owner) = outcome { return .ownedElsewhere(owner) }
                 throw DNAError(.activationFailed, "\(id): unexpected activation outcome")
             }
             registration = granted
@@ -414,18 +467,13 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             self.context = context
             node.metrics.activations.increment()
             node.metrics.activationDuration.record(duration: ContinuousClock.now - started)
-            return nil
+            return .ready
         } catch {
-            let failure: DNAError
-            if let error = error as? DNAError, error.code == .ownedElsewhere {
-                failure = error
-            } else {
-                failure = DNAError(.activationFailed, "\(id) could not be activated", underlying: error)
-            }
+            let failure = DNAError(.activationFailed, "\(id) could not be activated", underlying: error)
             node.logger.warning("activation failed", metadata: ["actor": "\(id)", "error": "\(error)"])
             stop(failingQueuedWith: failure)
             await release(dropInstance())
-            return failure
+            return .failed(failure)
         }
     }
 

@@ -1,0 +1,125 @@
+import DNAStore
+import Foundation
+import Logging
+import PostgresNIO
+
+extension PostgresStore {
+    /// How a ``PostgresStore`` reaches its database, and how hard it uses it.
+    public struct Configuration: Sendable {
+        /// Host name or IP address of the server.
+        public var host: String
+        /// TCP port of the server. Default 5432.
+        public var port: Int = 5432
+        public var username: String
+        /// `nil` when the URL has none. Never logged and never put into an error message.
+        public var password: String?
+        public var database: String
+        /// Whether to talk TLS to the server, from the URL's `sslmode` (`disable`, the
+        /// default here; `prefer`; `require`; `verify-ca` and `verify-full` are taken as
+        /// `require` with certificate verification).
+        public var tls: TLSMode = .disable
+        /// The most connections the store opens to the server. Default 8: commits of
+        /// different actors run concurrently, one statement per connection.
+        public var maximumConnections = 8
+        /// How long opening one connection may take. Default 10 s.
+        public var connectTimeout: Duration = .seconds(10)
+        /// How long an operation waits for a connection (all busy, or the server gone)
+        /// before failing with ``StoreError/Code/unavailable``. Default 10 s.
+        public var leaseTimeout: Duration = .seconds(10)
+        /// The most storage operations that pipelined batches of one actor are merged into
+        /// for one statement. Default 20,000.
+        public var maxOperationsPerStatement = 20_000
+        public var logger: Logger = Logger(label: "dna.store.postgres")
+
+        /// TLS use, as libpq's `sslmode` names it.
+        public enum TLSMode: String, Sendable {
+            case disable
+            case prefer
+            case require
+        }
+
+        /// Parses `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `postgresql://`).
+        /// User and password may be percent-encoded. Of the query parameters only
+        /// `sslmode` is read; others are ignored.
+        /// Throws ``StoreError/Code/invalidArgument`` if malformed.
+        public init(url: String) throws(StoreError) {
+            func invalid(_ why: String) -> StoreError {
+                StoreError(.invalidArgument, "invalid PostgreSQL URL \(Self.redacted(url)): \(why)")
+            }
+            guard let components = URLComponents(string: url) else { throw invalid("not a URL") }
+            guard let scheme = components.scheme?.lowercased(), scheme == "postgres" || scheme == "postgresql" else {
+                throw invalid("the scheme must be postgres:// or postgresql://")
+            }
+            guard let host = components.host, !host.isEmpty else { throw invalid("no host") }
+            guard let user = components.user, !user.isEmpty else { throw invalid("no user") }
+            let database = String(components.path.drop(while: { $0 == "/" }))
+            guard !database.isEmpty, !database.contains("/") else { throw invalid("no database (…/DATABASE)") }
+            if let port = components.port {
+                guard (1...65535).contains(port) else { throw invalid("port out of range") }
+                self.port = port
+            }
+            self.host = host
+            self.username = user
+            self.password = components.password
+            self.database = database
+            for item in components.queryItems ?? [] where item.name == "sslmode" {
+                switch item.value ?? "" {
+                case "disable", "allow": tls = .disable
+                case "prefer": tls = .prefer
+                case "require", "verify-ca", "verify-full": tls = .require
+                default: throw invalid("unknown sslmode")
+                }
+            }
+        }
+
+        /// The URL without its password, for logs and messages.
+        public var redactedURL: String {
+            "postgres://\(username)\(password == nil ? "" : ":***")@\(host):\(port)/\(database)"
+        }
+
+        /// `url` with anything between `://` and `@` after a colon replaced, so a
+        /// malformed URL can be shown without its password.
+        static func redacted(_ url: String) -> String {
+            guard let schemeEnd = url.range(of: "://"), let at = url.range(of: "@", options: .backwards),
+                at.lowerBound > schemeEnd.upperBound
+            else { return url.contains("@") ? "(hidden)" : url }
+            let userInfo = url[schemeEnd.upperBound..<at.lowerBound]
+            guard let colon = userInfo.firstIndex(of: ":") else { return url }
+            return String(url[..<colon]) + ":***" + String(url[at.lowerBound...])
+        }
+
+        func clientConfiguration() throws(StoreError) -> PostgresClient.Configuration {
+            var configuration = PostgresClient.Configuration(
+                host: host, port: port, username: username, password: password, database: database,
+                tls: try clientTLS())
+            configuration.options.maximumConnections = maximumConnections
+            configuration.options.connectTimeout = connectTimeout
+            return configuration
+        }
+
+        private func clientTLS() throws(StoreError) -> PostgresClient.Configuration.TLS {
+            switch tls {
+            case .disable: return .disable
+            case .prefer: return .prefer(.makeClientConfiguration())
+            case .require: return .require(.makeClientConfiguration())
+            }
+        }
+
+        func connectionConfiguration() throws(StoreError) -> PostgresConnection.Configuration {
+            let connectionTLS: PostgresConnection.Configuration.TLS
+            do {
+                switch tls {
+                case .disable: connectionTLS = .disable
+                case .prefer: connectionTLS = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+                case .require: connectionTLS = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+                }
+            } catch {
+                throw StoreError(.invalidArgument, "cannot set up TLS: \(error)")
+            }
+            var configuration = PostgresConnection.Configuration(
+                host: host, port: port, username: username, password: password, database: database, tls: connectionTLS)
+            configuration.options.connectTimeout = .milliseconds(connectTimeout.milliseconds)
+            return configuration
+        }
+    }
+}
