@@ -107,7 +107,6 @@ public final class PostgresStore: ActorStore {
                 throw StoreError(.unavailable, "operation ended without a result")
             }
         } catch {
-            if gate.isClosing, !(error is StoreError) { throw StoreError(.closed, "the store is closed") }
             throw PostgresErrors.map(error, context())
         }
     }

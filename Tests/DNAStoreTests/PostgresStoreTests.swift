@@ -89,6 +89,12 @@ struct PostgresStoreTests {
         #expect(completed.withLock { $0 } == Array(1...8))
         // The first batch runs alone; the seven behind it are merged.
         #expect(store.commitStatementCount - before < 8)
+        // The sequence went on to 8: an empty batch 9 follows it, batch 9 again does not.
+        try await store.commit(CommitBatch(registration: registration, sequence: 9, operations: []))
+        let again = await #expect(throws: StoreError.self) {
+            try await store.commit(CommitBatch(registration: registration, sequence: 9, operations: [put("late", "x")]))
+        }
+        #expect(again?.code == .predecessorMissing)
         let (_, rows) = try granted(
             try await store.activate(
                 ActivationRequest(actor: registration.actor, node: node, failureTimeout: .seconds(5))))
@@ -96,7 +102,8 @@ struct PostgresStoreTests {
         expected += (3...8).map { ModuleRow(module: "kv", key: bytes("k\($0)"), value: bytes("v\($0)")) }
         expected.append(ModuleRow(module: "kv", key: bytes("shared"), value: bytes("8")))
         #expect(rows == expected)
-        // The sequence went on to 8: batch 9 follows, batch 8 again does not.
+        #expect(try await store.registrations(kind: nil, limit: 10).map(\.actor) == [registration.actor])
+        #expect(try await store.registrations(kind: "other", limit: 10).isEmpty)
         await store.close()
     }
 
@@ -173,6 +180,7 @@ struct PostgresStoreTests {
         #expect(whileDown?.code == .unavailable)
         if let whileDown { failures.append(whileDown) }
         #expect(!failures.isEmpty)
+        print("pause test: \(acknowledged.count) commits acknowledged, then \(failures.map { "\($0.code)" })")
         for failure in failures {
             #expect(failure.isRetryable, "\(failure)")
             #expect(failure.code == .unavailable || failure.code == .predecessorMissing, "\(failure)")
