@@ -278,35 +278,51 @@ public final class LocalPostgresServer: Sendable {
 
     /// Runs a PostgreSQL command (as the `postgres` user when we are root), its output
     /// going to `log`; throws with that output if it fails.
+    ///
+    /// `posix_spawn` and `waitpid` rather than Foundation's `Process`: `pg_ctl start`
+    /// leaves the postmaster running with whatever descriptors it inherited, and `Process`
+    /// would not report the end of `pg_ctl` until the server itself is gone.
     @discardableResult
     private static func run(_ executable: String, _ arguments: [String], log: String) async throws -> String {
-        let process = Process()
+        var command = [executable] + arguments
         if geteuid() == 0 {
             let runuser = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"].first {
                 FileManager.default.isExecutableFile(atPath: $0)
             }
             guard let runuser else { throw Failure(description: "running as root, but runuser is missing") }
-            process.executableURL = URL(fileURLWithPath: runuser)
-            process.arguments = ["-u", "postgres", "--", executable] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
+            command = [runuser, "-u", "postgres", "--"] + command
         }
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        guard let output = FileHandle(forWritingAtPath: log) else { throw Failure(description: "cannot write \(log)") }
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
+        let pid = try spawn(command, log: log)
+        var status: Int32 = 0
+        while true {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid { break }
+            if result < 0 && errno != EINTR { throw Failure(description: "waitpid failed (errno \(errno))") }
+            // Polling a child process that takes seconds: a few wake-ups are cheap.
+            try? await Task.sleep(for: .milliseconds(20))
         }
-        try? output.close()
+        let exitCode = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1
         let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        guard status == 0 else {
+        guard exitCode == 0 else {
             let name = (executable as NSString).lastPathComponent
-            throw Failure(description: "\(name) \(arguments.joined(separator: " ")) failed (exit \(status)):\n\(text)")
+            throw Failure(description: "\(name) \(arguments.joined(separator: " ")) failed (exit \(exitCode)):\n\(text)")
         }
         return text
+    }
+
+    /// Starts `command` with standard input from /dev/null and its output to `log`.
+    private static func spawn(_ command: [String], log: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
+        defer { for argument in argv { free(argument) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, command[0], &actions, nil, argv, environ)
+        guard result == 0 else { throw Failure(description: "cannot start \(command[0]) (errno \(result))") }
+        return pid
     }
 }

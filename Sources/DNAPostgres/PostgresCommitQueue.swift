@@ -218,8 +218,6 @@ final class OperationGate: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    var isClosing: Bool { state.withLock { $0.closing } }
-
     /// Turns new operations away and returns once the ones in flight are done.
     func close() async {
         await withCheckedContinuation { continuation in

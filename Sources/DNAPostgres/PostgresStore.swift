@@ -46,7 +46,11 @@ public final class PostgresStore: ActorStore {
         }
         try? await connection.close()
 
-        let client = PostgresClient(configuration: try configuration.clientConfiguration(), backgroundLogger: logger)
+        // The pool logs every failed connection attempt at `info`; while a server is down
+        // that is a line per back-off step, so its background log starts at `notice`.
+        var backgroundLogger = logger
+        backgroundLogger.logLevel = max(logger.logLevel, .notice)
+        let client = PostgresClient(configuration: try configuration.clientConfiguration(), backgroundLogger: backgroundLogger)
         self.client = client
         runTask = Task { await client.run() }
         commits = CommitQueue(maxOperations: configuration.maxOperationsPerStatement)
@@ -103,7 +107,6 @@ public final class PostgresStore: ActorStore {
                 throw StoreError(.unavailable, "operation ended without a result")
             }
         } catch {
-            if gate.isClosing, !(error is StoreError) { throw StoreError(.closed, "the store is closed") }
             throw PostgresErrors.map(error, context())
         }
     }

@@ -31,6 +31,9 @@ public struct TransportConfiguration: Sendable {
     /// Longest wait between reconnection attempts. Default 2 s.
     public var reconnectMaxDelay: Duration = .seconds(2)
     public var logger: Logger = Logger(label: "dna.transport")
+    /// TLS for every connection, listener and outgoing; `nil` (the default) is plain TCP.
+    /// The DNA handshake runs inside TLS either way.
+    public var tls: TransportTLSConfiguration? = nil
 
     public init(cluster: String, nodeID: String, secret: [UInt8]) {
         self.cluster = cluster
@@ -215,7 +218,7 @@ public final class ClusterTransport: Sendable {
     /// Makes the transport; it holds `delegate` until ``shutdown()``.
     ///
     /// Throws ``TransportError/Code/invalidConfiguration`` if the secret is shorter than 16
-    /// bytes, or a size or duration is out of range.
+    /// bytes, a size or duration is out of range, or the TLS configuration is unusable.
     public init(configuration: TransportConfiguration, delegate: any ClusterTransportDelegate) throws(TransportError) {
         guard configuration.secret.count >= 16 else {
             throw TransportError(.invalidConfiguration, "the cluster secret must be at least 16 bytes")
@@ -233,7 +236,8 @@ public final class ClusterTransport: Sendable {
         guard durations.allSatisfy({ $0 > .zero }) else {
             throw TransportError(.invalidConfiguration, "timeouts and reconnection delays must be positive")
         }
-        core = TransportCore(configuration: configuration, delegate: delegate)
+        let tls = try configuration.tls.map { (tls) throws(TransportError) in try TransportTLSContexts(tls) }
+        core = TransportCore(configuration: configuration, delegate: delegate, tls: tls)
     }
 
     /// Starts listening; returns the bound port.
@@ -257,6 +261,9 @@ public final class ClusterTransport: Sendable {
             .childChannelInitializer { channel in
                 do {
                     try core.register(channel)
+                    if let tls = core.tls {
+                        try channel.pipeline.syncOperations.addHandler(tls.serverHandler())
+                    }
                     try channel.pipeline.syncOperations.addHandler(InboundConnectionHandler(core: core))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
@@ -284,11 +291,11 @@ public final class ClusterTransport: Sendable {
     /// If the link fails, ``ClusterTransportDelegate/transport(linkFailed:error:)`` says so.
     public func send(_ request: WireRequest, to peer: PeerAddress) {
         let core = self.core
-        let link = core.state.withLock { state -> OutgoingLink? in
-            guard !state.isShutDown else { return nil }
-            if let link = state.links[peer] { return link }
+        let link = core.links.withLock { links -> OutgoingLink? in
+            guard links != nil else { return nil }
+            if let link = links![peer] { return link }
             let link = OutgoingLink(peer: peer, core: core)
-            state.links[peer] = link
+            links![peer] = link
             return link
         }
         guard let link else {
@@ -304,15 +311,17 @@ public final class ClusterTransport: Sendable {
     /// Closes the listener and every connection; later sends are dropped (the delegate
     /// hears `linkFailed` with ``TransportError/Code/shutDown``).
     public func shutdown() async {
-        let (server, channels, links) = core.state.withLock { state in
-            state.isShutDown = true
-            defer {
-                state.serverChannel = nil
-                state.links = [:]
-            }
-            return (state.serverChannel, Array(state.channels.values), Array(state.links.values))
+        let links = core.links.withLock { links in
+            defer { links = nil }
+            return links.map { Array($0.values) } ?? []
         }
+        // Links first: from here on, sends fail with `shutDown` and new connections are refused.
         for link in links { link.shutDown() }
+        let (server, channels) = core.state.withLock { state in
+            state.isShutDown = true
+            defer { state.serverChannel = nil }
+            return (state.serverChannel, Array(state.channels.values))
+        }
         if let server { try? await server.close() }
         for channel in channels { channel.close(promise: nil) }
         for channel in channels { try? await channel.closeFuture.get() }

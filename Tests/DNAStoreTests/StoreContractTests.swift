@@ -1,3 +1,4 @@
+import DNAPostgres
 import DNAStore
 import Foundation
 import Synchronization
@@ -7,11 +8,21 @@ import Testing
 enum Engine: String, CaseIterable, CustomTestStringConvertible {
     case sqlite
     case inMemory
+    case postgres
+
+    /// Every engine that can run here: PostgreSQL only where its binaries (or
+    /// `DNA_POSTGRES_URL`) are, else it is skipped with a loud message.
+    static var allCases: [Engine] {
+        PostgresTestServer.isAvailable ? [.sqlite, .inMemory, .postgres] : [.sqlite, .inMemory]
+    }
 
     var testDescription: String { rawValue }
 
-    func make() throws -> (store: any ActorStore, cleanup: () -> Void) {
+    func make() async throws -> (store: any ActorStore, cleanup: () -> Void) {
         switch self {
+        case .postgres:
+            let url = try await PostgresTestServer.freshDatabase()
+            return (try await PostgresStore(configuration: try PostgresStore.Configuration(url: url)), {})
         case .inMemory:
             return (InMemoryStore(), {})
         case .sqlite:
@@ -34,7 +45,7 @@ func granted(_ outcome: ActivationOutcome) throws -> (Registration, [ModuleRow])
 
 func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
-@Suite("Store contract (SQLite and in-memory)")
+@Suite("Store contract (SQLite, in-memory and PostgreSQL)")
 struct StoreContractTests {
     let actor = ActorID(namespace: "test", kind: "kv", key: "a")
     let nodeA = NodeID(rawValue: "node-a")
@@ -45,7 +56,7 @@ struct StoreContractTests {
     }
 
     func setUp(_ engine: Engine) async throws -> (any ActorStore, () -> Void) {
-        let (store, cleanup) = try engine.make()
+        let (store, cleanup) = try await engine.make()
         for node in [nodeA, nodeB] {
             try await store.join(node: node, cluster: "c", address: node.rawValue)
             try await store.heartbeat(node: node, state: .up, activations: 0)
@@ -187,7 +198,7 @@ struct StoreContractTests {
 
     @Test(arguments: Engine.allCases)
     func ofConcurrentClaimantsExactlyOneWins(engine: Engine) async throws {
-        let (store, cleanup) = try engine.make()
+        let (store, cleanup) = try await engine.make()
         defer { cleanup() }
         let nodes = (0..<5).map { NodeID(rawValue: "n\($0)") }
         for node in nodes {

@@ -122,7 +122,8 @@ struct HandshakeStateMachineTests {
         guard case .refuse = second.receive(proof) else { Issue.record("replayed proof accepted"); return }
 
         var third = Self.server()
-        guard case .send(.challenge) = third.receive(Self.client().start()) else { Issue.record("no challenge"); return }
+        var client3 = Self.client()
+        guard case .send(.challenge) = third.receive(client3.start()) else { Issue.record("no challenge"); return }
         guard case .refuse = third.receive(.proof(Proof(clientProof: challenge2.serverProof))) else {
             Issue.record("reflected proof accepted"); return
         }

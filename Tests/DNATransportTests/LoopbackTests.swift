@@ -76,7 +76,7 @@ struct LoopbackTests {
     @Test("a request over maxFrameSize is not sent; the caller gets a payloadTooLarge response")
     func requestTooLarge() async throws {
         let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server")
-        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client") { $0.maxFrameSize = 1024 }
+        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: { $0.maxFrameSize = 1024 })
         client.send(Fixtures.request(1, payload: Array(repeating: 0, count: 2000)), to: address)
         client.send(Fixtures.request(2), to: address)
         let log = try await clientLog.wait(for: "both responses") { $0.responseIDs.isSuperset(of: [1, 2]) }
@@ -96,7 +96,7 @@ struct LoopbackTests {
     func responseTooLarge() async throws {
         let (server, _, address) = try await Fixtures.transport(nodeID: "server", reply: { request, sink in
             sink.send(WireResponse(id: request.id, result: .success(Array(repeating: 0, count: request.id == 1 ? 5000 : 10))))
-        }) { $0.maxFrameSize = 4096 }
+        }, configure: { $0.maxFrameSize = 4096 })
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
         client.send(Fixtures.request(1), to: address)
         client.send(Fixtures.request(2), to: address)
@@ -115,9 +115,9 @@ struct LoopbackTests {
         // A port that was just bound and released: nothing listens there.
         let (gone, _, address) = try await Fixtures.transport(nodeID: "gone")
         await gone.shutdown()
-        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client") {
+        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: {
             $0.reconnectInitialDelay = .seconds(30)
-        }
+        })
         let start = ContinuousClock.now
         client.send(Fixtures.request(1), to: address)
         let log = try await clientLog.wait(for: "linkFailed", timeout: .seconds(3)) { !$0.failures.isEmpty }

@@ -28,7 +28,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        logger[metadataKey: "peer.address"] = "\(context.remoteAddress.map { "\($0)" } ?? "unknown")"
+        logger[metadataKey: "peer.address"] = "\(Self.describe(context.remoteAddress))"
         logger[metadataKey: "connection"] = "inbound"
         if context.channel.isActive { armTimeout(context: context) }
     }
@@ -115,6 +115,14 @@ final class InboundConnectionHandler: ChannelInboundHandler {
         writer?.close()
         logger.warning("closing inbound connection", metadata: ["reason": "\(reason)", "error.code": "\(code)"])
         context.close(promise: nil)
+    }
+
+    /// `host:port` rather than NIO's `[IPv4]host/host:port`.
+    private static func describe(_ address: SocketAddress?) -> String {
+        guard let address else { return "unknown" }
+        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+        if case .v6 = address { return "[\(ip)]:\(port)" }
+        return "\(ip):\(port)"
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -94,7 +94,8 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
         guard !closing else { return }
         closing = true
         timeout?.cancel()
-        logger.warning(
+        // The link logs the failure as a warning (once per attempt); this is the detail.
+        logger.debug(
             "closing outbound connection", metadata: ["reason": "\(error.message)", "error.code": "\(error.code)"])
         link.failed(attempt: attempt, error: error)
         context.close(promise: nil)

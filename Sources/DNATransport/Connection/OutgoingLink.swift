@@ -32,7 +32,7 @@ final class OutgoingLink: Sendable {
         var pending: ByteBuffer?
         var flushScheduled = false
         var lastAttempt: UInt64 = 0
-        var nextDelay: TimeAmount
+        var backoff: Backoff
     }
 
     private let state: Mutex<State>
@@ -40,7 +40,10 @@ final class OutgoingLink: Sendable {
     init(peer: PeerAddress, core: TransportCore) {
         self.peer = peer
         self.core = core
-        self.state = Mutex(State(nextDelay: TimeAmount(clamping: core.configuration.reconnectInitialDelay)))
+        let backoff = Backoff(
+            initial: TimeAmount(clamping: core.configuration.reconnectInitialDelay),
+            maximum: TimeAmount(clamping: core.configuration.reconnectMaxDelay))
+        self.state = Mutex(State(backoff: backoff))
     }
 
     private enum SendOutcome {
@@ -150,6 +153,9 @@ final class OutgoingLink: Sendable {
             .channelInitializer { channel in
                 do {
                     try core.register(channel)
+                    if let tls = core.tls {
+                        try channel.pipeline.syncOperations.addHandler(tls.clientHandler(for: self.peer))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         OutboundConnectionHandler(link: self, attempt: attempt, core: core))
                     return channel.eventLoop.makeSucceededVoidFuture()
@@ -170,11 +176,10 @@ final class OutgoingLink: Sendable {
     /// queued while connecting, in order. Returns `false` if this attempt is stale (the
     /// caller closes the channel).
     func handshakeCompleted(attempt: UInt64, channel: any Channel) -> Bool {
-        let initialDelay = TimeAmount(clamping: core.configuration.reconnectInitialDelay)
         let result = state.withLock { state -> (accepted: Bool, pending: ByteBuffer?) in
             guard case .connecting(let current) = state.phase, current == attempt else { return (false, nil) }
             state.phase = .connected(attempt: attempt, channel: channel)
-            state.nextDelay = initialDelay
+            state.backoff.reset()
             state.flushScheduled = false
             defer { state.pending = nil }
             return (true, state.pending)
@@ -188,13 +193,11 @@ final class OutgoingLink: Sendable {
     /// The attempt failed (connect, handshake) or its connection broke: drop the queue,
     /// back off, tell the delegate. Only the first report of an attempt counts.
     func failed(attempt: UInt64, error: TransportError) {
-        let maxDelay = TimeAmount(clamping: core.configuration.reconnectMaxDelay)
         let delay = state.withLock { state -> TimeAmount? in
             switch state.phase {
             case .connecting(let current) where current == attempt, .connected(let current, _) where current == attempt:
-                let delay = state.nextDelay
+                let delay = state.backoff.next()
                 state.phase = .backingOff(until: .now() + delay)
-                state.nextDelay = Swift.min(delay * 2, maxDelay)
                 state.pending = nil
                 state.flushScheduled = false
                 return delay

@@ -17,17 +17,22 @@ final class TransportCore: Sendable {
     /// Frames before authentication are small: an unauthenticated peer must not make us
     /// buffer up to `maxFrameSize`.
     let handshakeMaxFrameSize: Int
+    /// `nil`: plain TCP.
+    let tls: TransportTLSContexts?
 
     struct State {
         var isShutDown = false
         var serverChannel: (any Channel)?
         var channels: [ObjectIdentifier: any Channel] = [:]
-        var links: [PeerAddress: OutgoingLink] = [:]
     }
 
     let state = Mutex(State())
+    /// The outgoing links, apart from `state` so that sends do not contend with channels
+    /// opening and closing. `nil` once shut down.
+    let links = Mutex<[PeerAddress: OutgoingLink]?>([:])
 
-    init(configuration: TransportConfiguration, delegate: any ClusterTransportDelegate) {
+    init(configuration: TransportConfiguration, delegate: any ClusterTransportDelegate, tls: TransportTLSContexts?) {
+        self.tls = tls
         self.configuration = configuration
         self.proofs = HandshakeProofs(secret: configuration.secret)
         self.delegate = DelegateReference(delegate)
