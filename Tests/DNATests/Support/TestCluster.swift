@@ -53,11 +53,11 @@ final class TestCluster {
     static func start(
         _ backend: Backend, count: Int = 3, placement: Node.Placement = .firstReceiver,
         heartbeatInterval: Duration = .milliseconds(200), failureTimeout: Duration = .seconds(1),
-        maxFrameSize: Int = 16 << 20, actors: [any DurableActor.Type] = [Recorder.self]
+        maxFrameSize: Int = 16 << 20, actors: [any DurableActor.Type] = [Recorder.self], postgresURL: String? = nil
     ) async throws -> TestCluster? {
         let directory = try TemporaryDirectory()
-        var postgresURL: String?
-        if backend == .postgres {
+        var postgresURL = postgresURL
+        if backend == .postgres, postgresURL == nil {
             guard let url = try await TestPostgres.freshDatabase() else { return nil }
             postgresURL = url
         }
