@@ -80,11 +80,12 @@ let package = Package(
                 "DNAExamples",
                 "CHeapInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(name: "DNAStoreTests", dependencies: ["DNAStore", "DNAPostgres"]),
         .testTarget(name: "DNATransportTests", dependencies: ["DNATransport"]),
-        .testTarget(name: "DNATests", dependencies: ["DNA", "DNAExamples"]),
+        .testTarget(name: "DNATests", dependencies: ["DNA", "DNAExamples", "DNAPostgres", "DNACommand"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,1 +1,4 @@
 @_exported import DNAStore
+@_exported import struct DNATransport.PeerAddress
+@_exported import struct DNATransport.TransportError
+@_exported import class DNAPostgres.PostgresStore

@@ -1,12 +1,13 @@
 import ArgumentParser
 import DNA
 import DNAExamples
+import DNAPostgres
 import Foundation
 import Logging
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure DNA on the embedded SQLite store against raw SQLite in the same run.")
+        abstract: "Measure DNA against raw SQLite or PostgreSQL in the same run, and a cluster on loopback.")
 
     enum Scenario: String, ExpressibleByArgument, CaseIterable {
         case seed
@@ -14,11 +15,19 @@ struct Bench: AsyncParsableCommand {
         case callLatency = "call-latency"
         case activation
         case memory
+        case remoteCalls = "remote-calls"
+        case failover
         case all
     }
 
-    @Option(help: "seed | many-actors | call-latency | activation | memory | all")
+    @Option(help: "seed | many-actors | call-latency | activation | memory | remote-calls | failover | all")
     var scenario: Scenario = .seed
+
+    @Option(
+        help: """
+            The store for seed and failover: sqlite (embedded, the default), postgres (a private             PostgreSQL server started for the run), or postgres://USER@HOST:PORT/DB.
+            """)
+    var store: String = "sqlite"
 
     @Option(help: "Messages for seed (default 1,000,000), calls for call-latency (default 10,000).")
     var messages: Int?
@@ -50,7 +59,20 @@ struct Bench: AsyncParsableCommand {
             handler.logLevel = .error
             return handler
         }
-        let scenarios: [Scenario] = scenario == .all ? [.seed, .manyActors, .callLatency, .activation, .memory] : [scenario]
+        let scenarios: [Scenario] =
+            scenario == .all ? [.seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .failover] : [scenario]
+        var postgresServer: LocalPostgresServer?
+        var postgresURL: String?
+        if store == "postgres" {
+            let server = try await LocalPostgresServer.start()
+            postgresServer = server
+            postgresURL = try await server.createDatabase(named: "dna_bench")
+        } else if store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") {
+            postgresURL = store
+        } else if store != "sqlite" {
+            throw ValidationError("--store must be sqlite, postgres or postgres://…")
+        }
+
         let root = directory ?? NSTemporaryDirectory() + "dna-bench-\(getpid())"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { if directory == nil { try? FileManager.default.removeItem(atPath: root) } }
@@ -59,11 +81,29 @@ struct Bench: AsyncParsableCommand {
         }
         let bench = BenchRunner(root: root, maxBatch: maxBatch, pipelineDepth: pipelineDepth, synchronous: sync)
         guard repetitions >= 1 else { throw ValidationError("--repeat must be at least 1") }
+        do {
+            try await run(scenarios, bench: bench, postgresURL: postgresURL)
+        } catch {
+            await postgresServer?.stop()
+            throw error
+        }
+        await postgresServer?.stop()
+    }
+
+    private func run(_ scenarios: [Scenario], bench: BenchRunner, postgresURL: String?) async throws {
         for scenario in scenarios {
             var runs: [BenchReport] = []
             for _ in 0..<repetitions {
                 switch scenario {
-                case .seed: runs.append(try await bench.seed(messages: messages ?? 1_000_000))
+                case .seed:
+                    if let postgresURL {
+                        runs.append(try await bench.seedPostgres(messages: messages ?? 1_000_000, url: postgresURL))
+                    } else {
+                        runs.append(try await bench.seed(messages: messages ?? 1_000_000))
+                    }
+                case .remoteCalls:
+                    runs.append(try await bench.remoteCalls(calls: 10_000, casts: messages ?? 1_000_000))
+                case .failover: runs.append(try await bench.failover(store: postgresURL))
                 case .manyActors: runs.append(try await bench.manyActors(actors: actors ?? 10_000, putsPerActor: 100))
                 case .callLatency: runs.append(try await bench.callLatency(calls: messages ?? 10_000))
                 case .activation: runs.append(try await bench.activation(actors: actors ?? 10_000))

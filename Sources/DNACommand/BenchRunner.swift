@@ -10,7 +10,7 @@ struct BenchRunner {
     var maxBatch: Int
     var pipelineDepth: Int
     var synchronous: SQLiteStore.Configuration.Synchronous
-    private let clock = ContinuousClock()
+    let clock = ContinuousClock()
 
     init(root: String, maxBatch: Int, pipelineDepth: Int, synchronous: SQLiteStore.Configuration.Synchronous) {
         self.root = root

@@ -1,8 +1,9 @@
 import Logging
 import NIOCore
+import NIOPosix
 
-// API SKETCH — the implementation (bodies marked `fatalError("unimplemented")`) lands in
-// the transport branch. Signatures here are what the runtime codes against: keep them.
+// The public API the runtime codes against. Framing is in `Framing/`, the handshake in
+// `Handshake/`, connections in `Connection/`.
 
 /// How a node's transport listens, authenticates and connects. Every setting has a
 /// documented default.
@@ -30,6 +31,9 @@ public struct TransportConfiguration: Sendable {
     /// Longest wait between reconnection attempts. Default 2 s.
     public var reconnectMaxDelay: Duration = .seconds(2)
     public var logger: Logger = Logger(label: "dna.transport")
+    /// TLS for every connection, listener and outgoing; `nil` (the default) is plain TCP.
+    /// The DNA handshake runs inside TLS either way.
+    public var tls: TransportTLSConfiguration? = nil
 
     public init(cluster: String, nodeID: String, secret: [UInt8]) {
         self.cluster = cluster
@@ -49,7 +53,30 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Parses `host:port` (IPv6 as `[::1]:port`); throws ``TransportError`` if malformed.
-    public init(parsing text: String) throws(TransportError) { fatalError("unimplemented") }
+    public init(parsing text: String) throws(TransportError) {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                throw TransportError(.invalidAddress, "malformed address \"\(text)\": expected [host]:port")
+            }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else {
+                throw TransportError(.invalidAddress, "malformed address \"\(text)\": expected host:port")
+            }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, !host.contains(where: \.isWhitespace) else {
+            throw TransportError(.invalidAddress, "malformed address \"\(text)\": empty host")
+        }
+        guard !portText.isEmpty, portText.allSatisfy({ $0 >= "0" && $0 <= "9" }), let port = Int(portText), (1...65535).contains(port) else {
+            throw TransportError(.invalidAddress, "malformed address \"\(text)\": port must be 1...65535")
+        }
+        self.init(host: String(host), port: port)
+    }
 
     public var description: String { "\(host):\(port)" }
 }
@@ -143,12 +170,23 @@ public struct TransportError: Error, Sendable, CustomStringConvertible, Equatabl
 
 /// Where a received request's response goes: back on the connection it came in on.
 /// Safe to use from any thread; at most one response per request.
+///
+/// One sink serves every request of a connection. A response larger than
+/// ``TransportConfiguration/maxFrameSize`` is replaced by a `payloadTooLarge` ``WireError``.
 public final class ResponseSink: Sendable {
+    private let writer: InboundWriter
+    private let authenticatedPeer: String
+
+    init(writer: InboundWriter, peerNodeID: String) {
+        self.writer = writer
+        self.authenticatedPeer = peerNodeID
+    }
+
     /// The authenticated peer's node id (from the handshake).
-    public var peerNodeID: String { fatalError("unimplemented") }
+    public var peerNodeID: String { authenticatedPeer }
     /// Queues `response`; writes are coalesced per event-loop tick. Dropped if the
     /// connection has closed.
-    public func send(_ response: WireResponse) { fatalError("unimplemented") }
+    public func send(_ response: WireResponse) { writer.send(response) }
 }
 
 /// What the transport hands to its owner (the node). Called on event-loop threads: do
@@ -165,21 +203,128 @@ public protocol ClusterTransportDelegate: AnyObject, Sendable {
 
 /// The node-to-node transport: a listener for peers' connections and one outgoing,
 /// authenticated connection per peer address, with requests pipelined by id.
+///
+/// Connections run on `MultiThreadedEventLoopGroup.singleton` (NIO's process-wide event
+/// loops): the transport starts no threads of its own and has none to shut down.
+///
+/// A request whose frame would exceed ``TransportConfiguration/maxFrameSize`` is never sent;
+/// if it expects a reply, the delegate receives a synthetic failed ``WireResponse`` with
+/// code `"payloadTooLarge"` (not retryable) through
+/// ``ClusterTransportDelegate/transport(didReceive:from:)`` — the link itself is fine, so
+/// `linkFailed` is not called.
 public final class ClusterTransport: Sendable {
+    private let core: TransportCore
+
     /// Makes the transport; it holds `delegate` until ``shutdown()``.
+    ///
+    /// Throws ``TransportError/Code/invalidConfiguration`` if the secret is shorter than 16
+    /// bytes, a size or duration is out of range, or the TLS configuration is unusable.
     public init(configuration: TransportConfiguration, delegate: any ClusterTransportDelegate) throws(TransportError) {
-        fatalError("unimplemented")
+        guard configuration.secret.count >= 16 else {
+            throw TransportError(.invalidConfiguration, "the cluster secret must be at least 16 bytes")
+        }
+        guard configuration.maxFrameSize >= 64, configuration.maxFrameSize <= Int(UInt32.max) else {
+            throw TransportError(.invalidConfiguration, "maxFrameSize must be 64...\(UInt32.max) bytes")
+        }
+        guard configuration.port >= 0, configuration.port <= 65535 else {
+            throw TransportError(.invalidConfiguration, "port must be 0...65535")
+        }
+        let durations = [
+            configuration.handshakeTimeout, configuration.connectTimeout, configuration.reconnectInitialDelay,
+            configuration.reconnectMaxDelay,
+        ]
+        guard durations.allSatisfy({ $0 > .zero }) else {
+            throw TransportError(.invalidConfiguration, "timeouts and reconnection delays must be positive")
+        }
+        let tls = try configuration.tls.map { (tls) throws(TransportError) in try TransportTLSContexts(tls) }
+        core = TransportCore(configuration: configuration, delegate: delegate, tls: tls)
     }
 
     /// Starts listening; returns the bound port.
-    public func start() async throws -> Int { fatalError("unimplemented") }
+    ///
+    /// Throws ``TransportError`` with ``TransportError/Code/shutDown`` after ``shutdown()``,
+    /// ``TransportError/Code/invalidConfiguration`` if already started; NIO's error if the
+    /// address can not be bound.
+    public func start() async throws -> Int {
+        let core = self.core
+        let starting = core.state.withLock { state -> TransportError? in
+            if state.isShutDown { return TransportError(.shutDown, "the transport is shut down") }
+            if state.serverChannel != nil { return TransportError(.invalidConfiguration, "already started") }
+            return nil
+        }
+        if let starting { throw starting }
+        let channel = try await ServerBootstrap(group: core.group)
+            .serverChannelOption(.backlog, value: 256)
+            // A restarted node must get its port back while old connections sit in TIME_WAIT.
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                do {
+                    try core.register(channel)
+                    if let tls = core.tls {
+                        try channel.pipeline.syncOperations.addHandler(tls.serverHandler())
+                    }
+                    try channel.pipeline.syncOperations.addHandler(InboundConnectionHandler(core: core))
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+            .bind(host: core.configuration.host, port: core.configuration.port)
+            .get()
+        let accepted = core.state.withLock { state -> Bool in
+            guard !state.isShutDown, state.serverChannel == nil else { return false }
+            state.serverChannel = channel
+            return true
+        }
+        guard accepted else {
+            try? await channel.close()
+            throw TransportError(.shutDown, "the transport was shut down or started concurrently")
+        }
+        let port = channel.localAddress?.port ?? core.configuration.port
+        core.logger.info("listening", metadata: ["address": "\(core.configuration.host):\(port)"])
+        return port
+    }
 
     /// Sends `request` to the node at `peer`, connecting (and authenticating) first if
     /// needed. Never blocks; requests to one peer are written in the order of the calls.
     /// If the link fails, ``ClusterTransportDelegate/transport(linkFailed:error:)`` says so.
-    public func send(_ request: WireRequest, to peer: PeerAddress) { fatalError("unimplemented") }
+    public func send(_ request: WireRequest, to peer: PeerAddress) {
+        let core = self.core
+        let link = core.links.withLock { links -> OutgoingLink? in
+            guard links != nil else { return nil }
+            if let link = links![peer] { return link }
+            let link = OutgoingLink(peer: peer, core: core)
+            links![peer] = link
+            return link
+        }
+        guard let link else {
+            let delegate = core.delegate
+            core.onEventLoop {
+                delegate.current?.transport(linkFailed: peer, error: TransportError(.shutDown, "the transport is shut down"))
+            }
+            return
+        }
+        link.send(request)
+    }
 
     /// Closes the listener and every connection; later sends are dropped (the delegate
     /// hears `linkFailed` with ``TransportError/Code/shutDown``).
-    public func shutdown() async { fatalError("unimplemented") }
+    public func shutdown() async {
+        let links = core.links.withLock { links in
+            defer { links = nil }
+            return links.map { Array($0.values) } ?? []
+        }
+        // Links first: from here on, sends fail with `shutDown` and new connections are refused.
+        for link in links { link.shutDown() }
+        let (server, channels) = core.state.withLock { state in
+            state.isShutDown = true
+            defer { state.serverChannel = nil }
+            return (state.serverChannel, Array(state.channels.values))
+        }
+        if let server { try? await server.close() }
+        for channel in channels { channel.close(promise: nil) }
+        for channel in channels { try? await channel.closeFuture.get() }
+        core.delegate.release()
+    }
 }

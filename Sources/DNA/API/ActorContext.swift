@@ -50,6 +50,9 @@ public final class ActorContext {
         return try Value(name: name, rows: rowsByModule[name] ?? [], default: defaultValue, log: log)
     }
 
+    /// The node this activation runs on.
+    public var nodeID: NodeID { node.id }
+
     /// A reference to this actor, to hand to others.
     public func ref<A: DurableActor>(as type: A.Type = A.self) throws -> ActorRef<A> {
         try node.ref(A.self, key: id.key, namespace: id.namespace)

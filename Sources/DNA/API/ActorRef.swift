@@ -20,7 +20,7 @@ public struct ActorRef<A: DurableActor>: Sendable {
     public func call<R: ActorRequest>(_ request: R) async throws -> R.Response {
         let response = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<any Sendable, any Error>) in
             do {
-                try target.send(R.self, MessageBox(request), reply: continuation)
+                try target.send(R.self, MessageBox(request), reply: .local(continuation))
             } catch {
                 continuation.resume(throwing: error)
             }
@@ -55,7 +55,7 @@ final class ActorTarget: Sendable {
 
     @usableFromInline
     func send(
-        _ requestType: any ActorRequest.Type, _ message: any AnyObject & Sendable, reply: UnsafeContinuation<any Sendable, any Error>?
+        _ requestType: any ActorRequest.Type, _ message: any AnyObject & Sendable, reply: Reply?
     ) throws(DNAError) {
         let type = ObjectIdentifier(requestType)
         guard kind.handles(type) else {
@@ -78,21 +78,31 @@ final class ActorTarget: Sendable {
 protocol AnyKindRuntime: Sendable {
     var name: String { get }
     func handles(_ requestType: ObjectIdentifier) -> Bool
+    /// The handler of a request type.
+    func handler(for requestType: ObjectIdentifier) -> HandlerEntry?
+    /// The handler registered for a request type's wire name: a node decodes only these.
+    func handler(named requestName: String) -> (ObjectIdentifier, HandlerEntry)?
     func makeActivation(id: ActorID, node: Node) -> any AnyActivation
 }
 
 final class KindRuntime<A: DurableActor>: AnyKindRuntime {
     let name: String
     let handlers: Handlers<A>
+    private let byName: [String: (ObjectIdentifier, HandlerEntry)]
 
     init(_ type: A.Type) {
         name = A.kind.name
         var handlers = Handlers<A>()
         A.handlers(&handlers)
         self.handlers = handlers
+        var byName: [String: (ObjectIdentifier, HandlerEntry)] = [:]
+        for (type, entry) in handlers.entries { byName[entry.requestName] = (type, entry) }
+        self.byName = byName
     }
 
     func handles(_ requestType: ObjectIdentifier) -> Bool { handlers.entries.index(forKey: requestType) != nil }
+    func handler(for requestType: ObjectIdentifier) -> HandlerEntry? { handlers.entries[requestType] }
+    func handler(named requestName: String) -> (ObjectIdentifier, HandlerEntry)? { byName[requestName] }
 
     func makeActivation(id: ActorID, node: Node) -> any AnyActivation {
         Activation(id: id, kind: self, node: node)

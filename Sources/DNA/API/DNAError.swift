@@ -1,3 +1,5 @@
+import DNATransport
+
 /// An error from the DNA runtime, with a stable ``Code``.
 public struct DNAError: Error, Sendable, CustomStringConvertible {
     /// A stable error code; new codes may be added.
@@ -30,8 +32,20 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
         public static let mailboxFull = Code("mailboxFull")
         /// The node is shutting down or stopped.
         public static let nodeStopped = Code("nodeStopped")
-        /// Another live node owns the actor (single-node runtime). Retryable.
+        /// Another live node owns the actor and this node cannot forward to it (it runs
+        /// without a cluster transport, or the owner's address is unknown). Retryable.
         public static let ownedElsewhere = Code("ownedElsewhere")
+        /// The handler on another node threw; ``message`` holds the error's description
+        /// (a local call gets the handler's own error instead).
+        public static let handlerFailed = Code("handlerFailed")
+        /// The node hosting the actor could not be reached, or the connection to it broke
+        /// before the answer came. The request may or may not have been handled. Retryable.
+        public static let nodeUnreachable = Code("nodeUnreachable")
+        /// The request was forwarded ``Node/Configuration/maxHops`` times without reaching
+        /// the actor's owner (the nodes' views of the cluster disagree for a moment). Retryable.
+        public static let routingFailed = Code("routingFailed")
+        /// The encoded request or response is larger than the transport's maximum frame.
+        public static let payloadTooLarge = Code("payloadTooLarge")
     }
 
     public var code: Code
@@ -47,8 +61,9 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
 
     /// Whether the same call may succeed if tried again later.
     public var isRetryable: Bool {
+        if let remote = underlying as? WireError { return remote.retryable }
         switch code {
-        case .fenced, .mailboxFull, .ownedElsewhere: return true
+        case .fenced, .mailboxFull, .ownedElsewhere, .nodeUnreachable, .routingFailed: return true
         case .commitFailed: return (underlying as? StoreError)?.isRetryable ?? true
         case .activationFailed: return (underlying as? StoreError)?.isRetryable ?? false
         default: return false

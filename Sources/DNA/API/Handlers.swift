@@ -19,7 +19,7 @@ public struct Handlers<Actor: DurableActor>: Sendable {
         _ body: @escaping @Sendable (Actor, R, ActorContext) async throws -> R.Response
     ) {
         entries[ObjectIdentifier(type)] = HandlerEntry(
-            timing: reply, requestName: R.requestName,
+            timing: reply, requestName: R.requestName, codec: RemoteCodec(for: R.self),
             invoke: { actor, message, context in
                 // The activation holds an `Actor`, and the envelope's request type was
                 // matched to R before the call.
@@ -35,15 +35,18 @@ public struct Handlers<Actor: DurableActor>: Sendable {
 struct HandlerEntry: Sendable {
     @usableFromInline var timing: ReplyTiming
     @usableFromInline var requestName: String
+    /// How the request and its response cross the network.
+    @usableFromInline var codec: RemoteCodec
     @usableFromInline var invoke: @Sendable (AnyObject, any AnyObject & Sendable, ActorContext) async throws -> any Sendable
 
     @inlinable
     init(
-        timing: ReplyTiming, requestName: String,
+        timing: ReplyTiming, requestName: String, codec: RemoteCodec,
         invoke: @escaping @Sendable (AnyObject, any AnyObject & Sendable, ActorContext) async throws -> any Sendable
     ) {
         self.timing = timing
         self.requestName = requestName
+        self.codec = codec
         self.invoke = invoke
     }
 }

@@ -35,8 +35,11 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         var stopped = false
         var lastActivity = ContinuousClock.now
         var idleWaiters: [UnsafeContinuation<Void, Never>] = []
-        /// The drain task, parked until a message arrives or a commit completes.
+        /// The drain task, parked until `wakeAt` messages are queued or a commit completes.
         var parked: UnsafeContinuation<Void, Never>?
+        /// How many queued messages wake the parked drain task: 1 when it waits for work,
+        /// a full batch when it lets a partial batch grow while a commit is in flight.
+        var wakeAt = 1
     }
 
     let id: ActorID
@@ -52,6 +55,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     /// Batches handed to the store and not yet seen through, oldest first.
     private var inFlight = Deque<InFlightCommit>()
     private var lastSequence: Int64 = 0
+    /// The node's lease this activation was made under (see ``Node/holdsLease(since:)``).
+    private var leaseGeneration: UInt64 = 0
 
     init(id: ActorID, kind: KindRuntime<A>, node: Node) {
         self.id = id
@@ -68,6 +73,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             if state.queue.count >= capacity { return (.full, false, nil) }
             state.queue.append(envelope)
             if state.running {
+                guard state.queue.count >= state.wakeAt else { return (.accepted, false, nil) }
                 let parked = state.parked
                 state.parked = nil
                 return (.accepted, false, parked)
@@ -128,8 +134,18 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     private func nextBatch() -> [Envelope]? {
         let maxBatch = node.configuration.maxBatch
         let hasInFlight = !inFlight.isEmpty
+        // While two batches are committing, a partial batch waits to grow (until it is full
+        // or the oldest commit completes): under a stream of messages arriving one by one,
+        // batches grow with the load instead of becoming one commit per message. With one
+        // batch committing, the next is handled at once (reads are not held up by a commit).
+        let accumulate = inFlight.count >= 2 && !inFlight[0].isComplete
         let (batch, waiters): ([Envelope]?, [UnsafeContinuation<Void, Never>]) = mailbox.withLock { state in
             let count = min(state.queue.count, maxBatch)
+            if accumulate && count < maxBatch && instance != nil {
+                state.wakeAt = maxBatch
+                return ([], [])
+            }
+            state.wakeAt = 1
             if count == 0 {
                 if hasInFlight { return ([], []) }
                 state.running = false
@@ -174,8 +190,22 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                     return
                 }
             }
-            if instance == nil, let failure = await activate() {
-                for envelope in batch { envelope.reply?.resume(throwing: failure) }
+            if instance == nil {
+                switch await activate() {
+                case .ready:
+                    break
+                case .failed(let failure):
+                    for envelope in batch { envelope.reply?.resume(throwing: failure) }
+                    return
+                case .ownedElsewhere(let owner):
+                    if await node.relocate(self, kind: kind, batch: batch, to: owner, takingQueue: stopTakingQueue) { return }
+                    let failure = DNAError(.ownedElsewhere, "\(id) is active on node \(owner), which this node cannot reach")
+                    stop(failingQueuedWith: failure)
+                    for envelope in batch { envelope.reply?.resume(throwing: failure) }
+                    return
+                }
+            } else if !node.holdsLease(since: leaseGeneration) {
+                stopServing(batch)
                 return
             }
             await handle(batch)
@@ -190,7 +220,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         let oldest = inFlight.first
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
             let resumeNow: Bool = mailbox.withLock { state in
-                if !state.queue.isEmpty || oldest?.isComplete == true { return true }
+                if state.queue.count >= state.wakeAt || oldest?.isComplete == true { return true }
                 state.parked = continuation
                 return false
             }
@@ -224,9 +254,16 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 envelope.reply?.resume(throwing: DNAError(.unhandledRequest, "\(A.kind) has no handler for this request"))
                 continue
             }
+            var message = envelope.message
+            if envelope.isEncoded {
+                do { message = try handler.codec.decodeRequest(unsafeDowncast(message, to: EncodedRequest.self).bytes) } catch {
+                    envelope.reply?.resume(throwing: error)
+                    continue
+                }
+            }
             let result: Result<any Sendable, any Error>
             do {
-                result = .success(try await handler.invoke(instance, envelope.message, context))
+                result = .success(try await handler.invoke(instance, message, context))
                 context.log.endMessage()
             } catch {
                 context.log.rollbackMessage()
@@ -241,7 +278,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 if handler.timing == .immediate {
                     reply.resume(with: result)
                 } else {
-                    held.append(HeldReply(continuation: reply, result: result))
+                    held.append(HeldReply(reply: reply, result: result))
                 }
             }
         }
@@ -252,7 +289,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         // in sequence, so none is committed on top of one that failed.
         while inFlight.count >= node.configuration.commitPipelineDepth {
             if let failure = await settleOldest() {
-                for reply in held { reply.continuation.resume(throwing: failure) }
+                for reply in held { reply.reply.resume(throwing: failure) }
                 return
             }
         }
@@ -388,16 +425,53 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// The node lost its lease (no heartbeat for most of the failure timeout): another node
+    /// may own the name by now, so this activation answers nothing more, not even reads.
+    /// Commits already handed to the store stay fenced by the epoch.
+    private func stopServing(_ batch: [Envelope]) {
+        let failure = DNAError(
+            .fenced, "node \(node.id) has not reached the store within the failure timeout; \(id) stopped here, retry to reach its owner")
+        node.logger.warning("lease lost; activation stops serving", metadata: ["actor": "\(id)"])
+        for envelope in batch { envelope.reply?.resume(throwing: failure) }
+        failInFlight(failure)
+        stop(failingQueuedWith: failure)
+        _ = dropInstance()
+    }
+
+    /// Marks the activation stopped and hands its queued messages over (to be forwarded).
+    private func stopTakingQueue() -> [Envelope] {
+        let (queued, waiters) = mailbox.withLock { state -> (Deque<Envelope>, [UnsafeContinuation<Void, Never>]) in
+            state.stopped = true
+            state.running = false
+            defer {
+                state.queue = []
+                state.idleWaiters = []
+            }
+            return (state.queue, state.idleWaiters)
+        }
+        for waiter in waiters { waiter.resume() }
+        return Array(queued)
+    }
+
+    private enum ActivationResult {
+        case ready
+        case failed(DNAError)
+        case ownedElsewhere(NodeID)
+    }
+
     /// Claims the name, loads the data, runs the initialiser and commits its writes.
-    private func activate() async -> DNAError? {
+    private func activate() async -> ActivationResult {
         let started = ContinuousClock.now
         do {
+            if !node.holdsLease {
+                // Claim only while the node's heartbeat is fresh, or it would stop serving at once.
+                try await node.renewLease()
+            }
+            leaseGeneration = node.currentLeaseGeneration
             let outcome = try await node.store.activate(
                 ActivationRequest(actor: id, node: node.id, failureTimeout: node.configuration.failureTimeout))
             guard case .granted(let granted, let rows) = outcome else {
-                if case .ownedElsewhere(let owner) = outcome {
-                    throw DNAError(.ownedElsewhere, "\(id) is active on node \(owner)")
-                }
+                if case .ownedElsewhere(let owner) = outcome { return .ownedElsewhere(owner) }
                 throw DNAError(.activationFailed, "\(id): unexpected activation outcome")
             }
             registration = granted
@@ -414,18 +488,13 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             self.context = context
             node.metrics.activations.increment()
             node.metrics.activationDuration.record(duration: ContinuousClock.now - started)
-            return nil
+            return .ready
         } catch {
-            let failure: DNAError
-            if let error = error as? DNAError, error.code == .ownedElsewhere {
-                failure = error
-            } else {
-                failure = DNAError(.activationFailed, "\(id) could not be activated", underlying: error)
-            }
+            let failure = DNAError(.activationFailed, "\(id) could not be activated", underlying: error)
             node.logger.warning("activation failed", metadata: ["actor": "\(id)", "error": "\(error)"])
             stop(failingQueuedWith: failure)
             await release(dropInstance())
-            return failure
+            return .failed(failure)
         }
     }
 

@@ -1,7 +1,27 @@
 import Synchronization
 
-/// Where a call's answer goes.
+/// A local caller's continuation.
+@usableFromInline
 typealias ReplyContinuation = UnsafeContinuation<any Sendable, any Error>
+
+/// Where a call's answer goes: a caller on this node, or a caller on another node (the
+/// answer is encoded and sent back on the connection the request came in on).
+@usableFromInline
+enum Reply: Sendable {
+    case local(ReplyContinuation)
+    case remote(RemoteReply)
+
+    @inline(__always)
+    func resume(with result: Result<any Sendable, any Error>) {
+        switch self {
+        case .local(let continuation): continuation.resume(with: result)
+        case .remote(let remote): remote.send(result)
+        }
+    }
+
+    @inline(__always)
+    func resume(throwing error: any Error) { resume(with: .failure(error)) }
+}
 
 /// One message in a mailbox.
 struct Envelope: Sendable {
@@ -9,16 +29,28 @@ struct Envelope: Sendable {
     /// A ``MessageBox`` of the request type.
     var message: any AnyObject & Sendable
     /// `nil` for a cast.
-    var reply: ReplyContinuation?
+    var reply: Reply?
+    /// How many network links the message has crossed (0 when sent on this node).
+    var hops: UInt8 = 0
+    /// `message` is an ``EncodedRequest`` from another node, decoded only by the activation
+    /// that handles it (off the network thread), or passed on as it is if forwarded.
+    var isEncoded = false
+}
+
+/// A request as it came over the network: its registered type was checked, its bytes
+/// not yet decoded.
+final class EncodedRequest: Sendable {
+    let bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
 }
 
 /// A response waiting behind the output gate.
 struct HeldReply: Sendable {
-    var continuation: ReplyContinuation
+    var reply: Reply
     var result: Result<any Sendable, any Error>
 
     func release() {
-        continuation.resume(with: result)
+        reply.resume(with: result)
     }
 }
 
@@ -89,7 +121,7 @@ final class InFlightCommit: Sendable {
             defer { state.held = [] }
             return state.held
         }
-        for reply in replies { reply.continuation.resume(throwing: error) }
+        for reply in replies { reply.reply.resume(throwing: error) }
     }
 
     func wait() async -> Result<Void, StoreError> {

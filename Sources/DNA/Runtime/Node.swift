@@ -1,3 +1,5 @@
+import DNAPostgres
+import DNATransport
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -21,20 +23,38 @@ public final class Node: Service, Sendable {
     /// This node's generational identity.
     public let id: NodeID
     public let configuration: Configuration
+    /// The address other nodes reach this one at (`"local"` for a single node).
+    public let advertisedAddress: String
     let store: any ActorStore
+    /// The connections to other nodes; `nil` for a single node.
+    let transport: ClusterTransport?
+    let cluster = ClusterState()
     let logger: Logger
     let metrics = NodeMetrics()
     private let ownsStore: Bool
-    private let kinds: [String: any AnyKindRuntime]
+    let kinds: [String: any AnyKindRuntime]
+    /// Whether the node serves only while its heartbeats are fresh: in a cluster, other
+    /// nodes take its names once they stop, so it must stop serving before they can.
+    private let leaseEnforced: Bool
+    private let clockOrigin = ContinuousClock.now
+    /// Nanoseconds after `clockOrigin` until which the node may serve its activations.
+    private let leaseDeadline = Atomic<Int64>(0)
+    /// Grows each time a heartbeat is sent after the lease ran out: activations made under
+    /// an older lease may have lost their names meanwhile and must not serve again.
+    private let leaseGeneration = Atomic<UInt64>(0)
 
-    private struct Directory {
+    struct Directory {
         var activations: [ActorID: any AnyActivation] = [:]
         var accepting = true
         var shutdownWaiters: [UnsafeContinuation<Bool, Never>] = []
         var shutDown = false
     }
 
-    private let directory = Mutex(Directory())
+    let directory = Mutex(Directory())
+    /// Where actors active on other nodes were last found. Read and written with the
+    /// directory locked (taken after it); the transport's callbacks take only this lock,
+    /// so the directory may stay locked while sending.
+    let locations = Mutex<[ActorID: NodeID]>([:])
     private let accepting = Atomic<Bool>(true)
 
     /// Opens the store, joins the cluster and gets ready to host `actors`.
@@ -59,9 +79,14 @@ public final class Node: Service, Sendable {
         var exclusive = false
         switch configuration.store {
         case .sqlite(let path):
-            store = try SQLiteStore(configuration: .init(path: path))
+            var sqlite = SQLiteStore.Configuration(path: path)
+            if configuration.listen != nil { sqlite.sharing = .shared }
+            store = try SQLiteStore(configuration: sqlite)
             ownsStore = true
-            exclusive = true
+            exclusive = sqlite.sharing == .exclusive
+        case .postgres(let url):
+            store = try await PostgresStore(configuration: .init(url: url))
+            ownsStore = true
         case .sqliteConfiguration(let sqlite):
             store = try SQLiteStore(configuration: sqlite)
             ownsStore = true
@@ -70,18 +95,44 @@ public final class Node: Service, Sendable {
             store = custom
             ownsStore = false
         }
+        leaseEnforced = configuration.listen != nil
+        let proxy = TransportDelegateProxy()
+        var advertisedAddress = configuration.advertisedAddress
         do {
-            try await store.join(node: id, cluster: configuration.cluster, address: configuration.advertisedAddress)
-            if exclusive {
-                // We hold the file alone: every other node recorded in it is dead.
-                try await store.evictOtherNodes(cluster: configuration.cluster, keeping: id)
+            if let listen = configuration.listen, let secret = configuration.secret {
+                var settings = TransportConfiguration(cluster: configuration.cluster, nodeID: id.rawValue, secret: secret)
+                settings.host = listen.host
+                settings.port = listen.port
+                settings.maxFrameSize = configuration.maxFrameSize
+                settings.logger = configuration.logger
+                let transport = try ClusterTransport(configuration: settings, delegate: proxy)
+                let port = try await transport.start()
+                if advertisedAddress == "local" { advertisedAddress = PeerAddress(host: listen.host, port: port).description }
+                self.transport = transport
+            } else {
+                transport = nil
             }
-            try await store.heartbeat(node: id, state: .up, activations: 0)
         } catch {
             if ownsStore { await store.close() }
             throw error
         }
-        logger.info("node up", metadata: ["node": "\(id)", "cluster": "\(configuration.cluster)"])
+        self.advertisedAddress = advertisedAddress
+        proxy.weakNode.withLock { $0.value = self }
+        do {
+            try await store.join(node: id, cluster: configuration.cluster, address: advertisedAddress)
+            if exclusive {
+                // We hold the file alone: every other node recorded in it is dead.
+                try await store.evictOtherNodes(cluster: configuration.cluster, keeping: id)
+            }
+            try await renewLease(state: .up)
+            if transport != nil { try await refreshMembers() }
+        } catch {
+            await transport?.shutdown()
+            if ownsStore { await store.close() }
+            throw error
+        }
+        logger.info(
+            "node up", metadata: ["node": "\(id)", "cluster": "\(configuration.cluster)", "address": "\(advertisedAddress)"])
     }
 
     private static func kindRuntime<A: DurableActor>(_ type: A.Type) -> any AnyKindRuntime { KindRuntime(type) }
@@ -112,22 +163,44 @@ public final class Node: Service, Sendable {
         DNAError(.mailboxFull, "\(id) has \(configuration.mailboxCapacity) messages queued")
     }
 
-    /// Puts `envelope` in the mailbox of the activation of `id`, making one if needed;
-    /// returns the activation that took it.
+    private enum Route {
+        case local(any AnyActivation)
+        case remote(NodeID, PeerAddress)
+    }
+
+    /// Puts `envelope` in the mailbox of the activation of `id`, making one if needed, or
+    /// sends it to the node where the actor is active. Returns the local activation that
+    /// took it, or `nil` if it went to another node.
+    ///
+    /// - Throws: only if the envelope was neither queued nor sent (its reply untouched).
     @discardableResult
-    func deliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime) throws(DNAError) -> any AnyActivation {
+    func deliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime) throws(DNAError) -> (any AnyActivation)? {
         while true {
-            let activation: any AnyActivation = try directory.withLock { directory throws(DNAError) in
+            let route: Route = try directory.withLock { directory throws(DNAError) in
                 guard directory.accepting else { throw DNAError(.nodeStopped, "node \(self.id) is shutting down") }
-                if let existing = directory.activations[id] { return existing }
+                if let existing = directory.activations[id] { return .local(existing) }
+                if transport != nil {
+                    if let owner = locations.withLock({ $0[id] }), let address = cluster.address(of: owner) {
+                        return .remote(owner, address)
+                    }
+                    if configuration.placement == .consistentHash, let (owner, address) = cluster.placement(of: id, this: self.id) {
+                        return .remote(owner, address)
+                    }
+                }
                 let created = kind.makeActivation(id: id, node: self)
                 directory.activations[id] = created
-                return created
+                return .local(created)
             }
-            switch activation.enqueue(envelope) {
-            case .accepted: return activation
-            case .full: throw mailboxFull(id)
-            case .stopped: continue  // it just stopped and left the directory: make a new one
+            switch route {
+            case .local(let activation):
+                switch activation.enqueue(envelope) {
+                case .accepted: return activation
+                case .full: throw mailboxFull(id)
+                case .stopped: continue  // it just stopped and left the directory: look again
+                }
+            case .remote(let owner, let address):
+                try sendRemote(envelope, to: id, kind: kind, owner: owner, address: address)
+                return nil
             }
         }
     }
@@ -168,11 +241,54 @@ public final class Node: Service, Sendable {
         while !Task.isCancelled {
             do { try await Task.sleep(for: configuration.heartbeatInterval) } catch { return }
             do {
-                try await store.heartbeat(node: id, state: .up, activations: Int64(activationCount))
+                try await renewLease(state: .up)
             } catch {
-                logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+                if error.code == .fenced {
+                    logger.error("the store says this node left the cluster; it serves nothing more", metadata: ["error": "\(error)"])
+                } else {
+                    logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+                }
+                continue
+            }
+            if transport != nil {
+                do { try await refreshMembers() } catch {
+                    logger.warning("could not read the cluster's nodes", metadata: ["error": "\(error)"])
+                }
             }
         }
+    }
+
+    // MARK: Lease
+
+    /// Whether the node may serve its activations: it wrote a heartbeat recently enough
+    /// that no other node can have taken its names (see ``Configuration/failureTimeout``).
+    var holdsLease: Bool {
+        guard leaseEnforced else { return true }
+        return (ContinuousClock.now - clockOrigin).nanoseconds < leaseDeadline.load(ordering: .acquiring)
+    }
+
+    /// The lease an activation made now serves under.
+    var currentLeaseGeneration: UInt64 { leaseGeneration.load(ordering: .acquiring) }
+
+    /// Whether an activation made under lease `generation` may serve: the lease is fresh
+    /// and did not run out since.
+    func holdsLease(since generation: UInt64) -> Bool {
+        guard leaseEnforced else { return true }
+        return holdsLease && leaseGeneration.load(ordering: .acquiring) == generation
+    }
+
+    /// Writes a heartbeat; on success the node may serve until 80% of the failure timeout
+    /// after the moment it was sent (other nodes measure from when the store wrote it, later).
+    func renewLease(state: NodeState = .up) async throws(StoreError) {
+        let sentAt = (ContinuousClock.now - clockOrigin).nanoseconds
+        if sentAt >= leaseDeadline.load(ordering: .acquiring) {
+            // The lease ran out (a pause, or the store was unreachable): whatever was active
+            // may have been taken over, so it must not serve even once the lease is back.
+            leaseGeneration.add(1, ordering: .releasing)
+        }
+        try await store.heartbeat(node: id, state: state, activations: Int64(activationCount))
+        let lease = configuration.failureTimeout.nanoseconds * 4 / 5
+        leaseDeadline.store(sentAt + lease, ordering: .releasing)
     }
 
     private func passivationLoop() async {
@@ -237,6 +353,8 @@ public final class Node: Service, Sendable {
         do { try await store.heartbeat(node: id, state: .left, activations: 0) } catch {
             logger.warning("could not record leaving", metadata: ["error": "\(error)"])
         }
+        await transport?.shutdown()
+        failAllPendingCalls(DNAError(.nodeStopped, "node \(id) stopped before the answer came"))
         if ownsStore { await store.close() }
         logger.info("node stopped", metadata: ["node": "\(id)"])
         let waiters = directory.withLock { directory in

@@ -1,10 +1,18 @@
+import DNAPostgres
+import DNATransport
 import Logging
 
 extension Node {
     /// Which store a node uses.
     public enum StoreChoice: Sendable {
-        /// The embedded SQLite file at `path` (created if missing), exclusive to this node.
+        /// The embedded SQLite file at `path` (created if missing). A single node (no
+        /// ``Configuration/listen``) holds it exclusively; nodes of a cluster on one machine
+        /// share it (a local development cluster: SQLite serialises their transactions and
+        /// the store's clock is the one machine's clock, so every guarantee holds).
         case sqlite(path: String)
+        /// A PostgreSQL database, `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`: the
+        /// store for clusters of several machines.
+        case postgres(url: String)
         /// The embedded SQLite store with every setting spelled out.
         case sqliteConfiguration(SQLiteStore.Configuration)
         /// A store made elsewhere (for example an ``InMemoryStore`` in unit tests).
@@ -19,8 +27,27 @@ extension Node {
         public var cluster: String = "local"
         /// The namespace of references made without one. Default `"default"`.
         public var namespace: String = "default"
-        /// The address other nodes reach this one at. Default `"local"` (single node).
+        /// Where this node listens for other nodes of its cluster (`nil`: a single node with
+        /// no transport). Port 0 picks a free port. Default `nil`.
+        public var listen: PeerAddress? = nil
+        /// The address other nodes reach this one at, `host:port`. Default `"local"`, which
+        /// means the ``listen`` host and the port actually bound (set it when nodes must use
+        /// another address, for example behind NAT or when listening on `0.0.0.0`).
         public var advertisedAddress: String = "local"
+        /// The cluster's shared secret, at least 16 bytes; required with ``listen``. Nodes
+        /// prove they know it in the handshake (HMAC-SHA256 challenge-response); it never
+        /// crosses the network and is never logged. Default `nil`.
+        public var secret: [UInt8]? = nil
+        /// Where an actor that is active nowhere gets activated. Default
+        /// ``Placement/firstReceiver``.
+        public var placement: Placement = .firstReceiver
+        /// The most network links a request may cross while nodes forward it to the actor's
+        /// owner; then the caller gets ``DNAError/Code/routingFailed`` (retryable). Default 3,
+        /// enough for caller → stale owner → new owner with one link to spare.
+        public var maxHops: Int = 3
+        /// The largest frame the transport sends or accepts, in bytes: bounds the size of an
+        /// encoded request or response. Default 16 MiB.
+        public var maxFrameSize: Int = 16 << 20
         /// The most messages one batch takes from a mailbox before committing. Default 256,
         /// chosen by `dna bench` (see the README): larger batches gain little throughput
         /// and hold calls longer.
@@ -40,12 +67,22 @@ extension Node {
         /// How often the node writes its heartbeat. Default 1 s.
         public var heartbeatInterval: Duration = .seconds(1)
         /// How long after a node's last heartbeat (by the store's clock) its names may be
-        /// taken over. Default 5 s.
+        /// taken over. Default 5 s. A node that has not written a heartbeat for 80% of this
+        /// time stops serving its activations until it writes one again (its lease), so a
+        /// paused or partitioned node never answers for a name another node may hold.
         public var failureTimeout: Duration = .seconds(5)
         /// The node's logger.
         public var logger: Logger = Logger(label: "dna.node")
 
         public init(store: StoreChoice) { self.store = store }
+
+        /// Parses a store given as text, as `dna` takes it: `sqlite:PATH` (or a bare path)
+        /// or `postgres://…`.
+        public static func store(parsing text: String) -> StoreChoice {
+            if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") { return .postgres(url: text) }
+            if text.hasPrefix("sqlite:") { return .sqlite(path: String(text.dropFirst("sqlite:".count))) }
+            return .sqlite(path: text)
+        }
 
         func validate() throws(DNAError) {
             guard maxBatch >= 1 else { throw DNAError(.invalidArgument, "maxBatch must be at least 1") }
@@ -57,6 +94,27 @@ extension Node {
             do throws(StoreError) { try ActorID.validateSegment(namespace, what: "namespace") } catch {
                 throw DNAError(.invalidName, error.message, underlying: error)
             }
+            guard maxHops >= 1, maxHops <= 16 else { throw DNAError(.invalidArgument, "maxHops must be 1 to 16") }
+            if listen != nil {
+                guard let secret, secret.count >= 16 else {
+                    throw DNAError(.invalidArgument, "a node that listens needs a cluster secret of at least 16 bytes")
+                }
+            }
+            if case .consistentHash = placement, listen == nil {
+                throw DNAError(.invalidArgument, "consistent-hash placement needs a cluster (set listen)")
+            }
         }
+    }
+}
+
+extension Node {
+    /// Where an actor that is active nowhere gets activated.
+    public enum Placement: Sendable, Equatable {
+        /// On the node that receives its first message, as the original DNA does: no extra
+        /// hop for an actor mostly used from one node.
+        case firstReceiver
+        /// On the live node chosen by the actor's name (rendezvous hashing over the nodes
+        /// in state `up`), so names spread evenly whoever sends first.
+        case consistentHash
     }
 }

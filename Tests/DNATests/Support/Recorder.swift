@@ -78,6 +78,10 @@ final class Recorder: DurableActor {
     struct Unhandled: ActorRequest {
         typealias Response = Void
     }
+    /// The node hosting the activation.
+    struct Host: ActorRequest {
+        typealias Response = String
+    }
 
     let kv: KV<String, String>
     let activations: Value<Int>
@@ -143,6 +147,7 @@ final class Recorder: DurableActor {
             try actor.kv.list(limit: 1000).map { "\($0.key)=\($0.value)" }
         }
         h.on(Count.self) { actor, _, _ in actor.kv.count }
+        h.on(Host.self) { _, _, context in context.nodeID.rawValue }
     }
 
     /// Runs `body` with a suspension inside, noting if another handler ever ran meanwhile.

@@ -96,12 +96,16 @@ final class GatedStore: ActorStore {
         var held: [(CommitBatch, @Sendable (Result<Void, StoreError>) -> Void)] = []
         var heldWaiters: [CheckedContinuation<Void, Never>] = []
         var committed: [Int] = []  // operation counts of committed batches
+        var heartbeatsFail = false
     }
     private let state = Mutex(State())
 
     init(_ inner: any ActorStore) { self.inner = inner }
 
     func hold() { state.withLock { $0.holding = true } }
+
+    /// While set, heartbeats fail as if the database were unreachable from this node.
+    func failHeartbeats(_ fail: Bool) { state.withLock { $0.heartbeatsFail = fail } }
 
     /// Lets every held commit through and stops holding.
     func release() {
@@ -152,6 +156,7 @@ final class GatedStore: ActorStore {
         try await inner.join(node: node, cluster: cluster, address: address)
     }
     func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
+        if self.state.withLock({ $0.heartbeatsFail }) { throw StoreError(.unavailable, "heartbeats blocked by the test") }
         try await inner.heartbeat(node: node, state: state, activations: activations)
     }
     func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] { try await inner.nodes(cluster: cluster) }
@@ -164,4 +169,15 @@ final class GatedStore: ActorStore {
         try await inner.registrations(kind: kind, limit: limit)
     }
     func close() async { await inner.close() }
+}
+
+/// A value shared between a test and the tasks it starts.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: Value) { mutex = Mutex(value) }
+
+    func withLock<Result: Sendable>(_ body: (inout Value) -> Result) -> Result {
+        mutex.withLock { value in body(&value) }
+    }
 }

@@ -1,0 +1,128 @@
+import DNATransport
+import Synchronization
+
+/// A call sent to another node, waiting for its answer.
+struct PendingCall: Sendable {
+    var reply: Reply
+    var decode: @Sendable ([UInt8]) throws(DNAError) -> any Sendable
+    var peer: PeerAddress
+    var owner: NodeID
+    var actor: ActorID
+}
+
+/// What a node knows of its cluster: the other nodes (as last read from the store) and
+/// the calls it sent that are not answered yet.
+final class ClusterState: Sendable {
+    struct Member: Sendable {
+        var record: NodeRecord
+        var address: PeerAddress?
+        var alive: Bool
+        var servesNewActors: Bool { record.state == .up && alive }
+    }
+
+    private let members = Mutex<[NodeID: Member]>([:])
+    let pending = Mutex<[UInt64: PendingCall]>([:])
+    private let nextRequestID = Atomic<UInt64>(1)
+
+    func makeRequestID() -> UInt64 { nextRequestID.wrappingAdd(1, ordering: .relaxed).oldValue }
+
+    /// Replaces the membership with the store's view; returns the nodes that died since the
+    /// last view (left, or no heartbeat within the failure timeout).
+    func update(_ records: [NodeRecord], failureTimeout: Duration) -> Set<NodeID> {
+        var updated: [NodeID: Member] = [:]
+        for record in records {
+            updated[record.id] = Member(
+                record: record, address: try? PeerAddress(parsing: record.address),
+                alive: record.isAlive(failureTimeout: failureTimeout))
+        }
+        return members.withLock { members in
+            var died: Set<NodeID> = []
+            for (node, member) in updated where !member.alive && members[node]?.alive != false {
+                died.insert(node)
+            }
+            members = updated
+            return died
+        }
+    }
+
+    func address(of node: NodeID) -> PeerAddress? { members.withLock { $0[node]?.address } }
+
+    func knows(_ node: NodeID) -> Bool { members.withLock { $0[node] != nil } }
+
+    /// The nodes now serving at `address` (a node restarted on the same address is a new id).
+    func nodes(at address: PeerAddress) -> [NodeID] {
+        members.withLock { members in members.compactMap { $0.value.address == address ? $0.key : nil } }
+    }
+
+    /// The node that consistent-hash placement picks for `actor`, if it is not `this` one:
+    /// the live node with the highest hash of (node, actor) — rendezvous hashing, so a
+    /// node joining or leaving moves only the names it wins or held.
+    func placement(of actor: ActorID, this: NodeID) -> (NodeID, PeerAddress)? {
+        members.withLock { members in
+            var best: (score: UInt64, node: NodeID, address: PeerAddress?)?
+            for (node, member) in members where member.servesNewActors || node == this {
+                let score = Self.score(node: node, actor: actor)
+                if best == nil || score > best!.score || (score == best!.score && node.rawValue > best!.node.rawValue) {
+                    best = (score, node, member.address)
+                }
+            }
+            guard let best, best.node != this, let address = best.address else { return nil }
+            return (best.node, address)
+        }
+    }
+
+    /// FNV-1a over the node id and the actor's name, then a final mix: stable across
+    /// processes and versions (Swift's `Hasher` is seeded per process).
+    static func score(node: NodeID, actor: ActorID) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ text: String) {
+            for byte in text.utf8 {
+                hash ^= UInt64(byte)
+                hash = hash &* 0x100_0000_01b3
+            }
+            hash ^= 0xff
+            hash = hash &* 0x100_0000_01b3
+        }
+        mix(node.rawValue)
+        mix(actor.namespace)
+        mix(actor.kind)
+        mix(actor.key)
+        hash ^= hash >> 33
+        hash = hash &* 0xff51_afd7_ed55_8ccd
+        hash ^= hash >> 33
+        return hash
+    }
+}
+
+/// Hands the transport's callbacks to the node (the transport is made before the node is
+/// whole, and must not keep it alive).
+final class TransportDelegateProxy: ClusterTransportDelegate {
+    struct WeakNode: @unchecked Sendable {
+        // A weak reference to a Sendable class, only read under the mutex.
+        weak var value: Node?
+    }
+
+    let weakNode = Mutex(WeakNode())
+
+    private var node: Node? { weakNode.withLock { $0.value } }
+
+    func transport(didReceive request: WireRequest, sink: ResponseSink) {
+        node?.receive(request, sink: sink)
+    }
+
+    func transport(didReceive response: WireResponse, from peer: PeerAddress) {
+        node?.receive(response, from: peer)
+    }
+
+    func transport(linkFailed peer: PeerAddress, error: TransportError) {
+        node?.linkFailed(peer, error: error)
+    }
+}
+
+extension Duration {
+    /// This duration in whole nanoseconds.
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

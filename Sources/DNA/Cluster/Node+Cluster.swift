@@ -1,0 +1,177 @@
+import DNATransport
+import Logging
+
+/// Routing between nodes: sending to actors active elsewhere, handling what other nodes
+/// send, and following an actor to the node that owns it.
+extension Node {
+    /// Sends `envelope` to `owner`. Registers the reply (if any) to be resumed when the
+    /// answer comes or the link fails.
+    ///
+    /// - Throws: only if nothing was sent; then the reply is untouched.
+    func sendRemote(
+        _ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime, owner: NodeID, address: PeerAddress
+    ) throws(DNAError) {
+        guard let transport else { throw DNAError(.ownedElsewhere, "\(id) is active on node \(owner)") }
+        guard Int(envelope.hops) < configuration.maxHops else {
+            throw DNAError(
+                .routingFailed, "\(id): gave up after \(envelope.hops) forwards without reaching its owner (maxHops \(configuration.maxHops))")
+        }
+        guard let handler = kind.handler(for: envelope.requestType) else {
+            throw DNAError(.unhandledRequest, "actor kind '\(kind.name)' has no handler for this request")
+        }
+        let payload =
+            envelope.isEncoded
+            ? unsafeDowncast(envelope.message, to: EncodedRequest.self).bytes : try handler.codec.encodeRequest(envelope.message)
+        var requestID: UInt64 = 0
+        if let reply = envelope.reply {
+            requestID = cluster.makeRequestID()
+            let call = PendingCall(reply: reply, decode: handler.codec.decodeResponse, peer: address, owner: owner, actor: id)
+            cluster.pending.withLock { $0[requestID] = call }
+        }
+        transport.send(
+            WireRequest(
+                id: requestID, expectsReply: envelope.reply != nil, hops: envelope.hops, namespace: id.namespace,
+                kind: id.kind, key: id.key, requestName: handler.requestName, payload: payload),
+            to: address)
+    }
+
+    /// A request from another node: decoded only if its kind and request type are registered
+    /// here, then delivered like a local send (which may forward it again).
+    func receive(_ request: WireRequest, sink: ResponseSink) {
+        func refuse(_ error: DNAError) {
+            if request.expectsReply {
+                sink.send(WireResponse(id: request.id, result: .failure(WireError(error))))
+            } else {
+                logger.warning(
+                    "dropped a cast from another node", metadata: ["peer": "\(sink.peerNodeID)", "error": "\(error)"])
+            }
+        }
+        guard let kind = kinds[request.kind] else {
+            return refuse(DNAError(.unknownActorKind, "no actor kind '\(request.kind)' on node \(id)"))
+        }
+        let actor = ActorID(namespace: request.namespace, kind: request.kind, key: request.key)
+        do { try actor.validate() } catch { return refuse(DNAError(.invalidName, error.message, underlying: error)) }
+        guard let (requestType, handler) = kind.handler(named: request.requestName) else {
+            return refuse(DNAError(.unhandledRequest, "actor kind '\(request.kind)' has no handler for \(request.requestName)"))
+        }
+        // Decoded by the activation, on its own thread: the network thread only routes.
+        let reply: Reply? =
+            request.expectsReply
+            ? .remote(RemoteReply(sink: sink, requestID: request.id, encode: handler.codec.encodeResponse)) : nil
+        let envelope = Envelope(
+            requestType: requestType, message: EncodedRequest(request.payload), reply: reply, hops: request.hops &+ 1,
+            isEncoded: true)
+        do { try deliver(envelope, to: actor, kind: kind) } catch { refuse(error) }
+    }
+
+    /// The answer to a call this node sent.
+    func receive(_ response: WireResponse, from peer: PeerAddress) {
+        guard let call = cluster.pending.withLock({ $0.removeValue(forKey: response.id) }) else { return }
+        switch response.result {
+        case .success(let bytes):
+            switch call.reply {
+            case .local(let continuation):
+                do { continuation.resume(returning: try call.decode(bytes)) } catch { continuation.resume(throwing: error) }
+            case .remote(let upstream):
+                upstream.sendEncoded(.success(bytes))
+            }
+        case .failure(let wire):
+            // The owner did not serve the call itself: next time, look the name up afresh.
+            let routingCodes: Set<DNAError.Code> = [
+                .fenced, .nodeUnreachable, .ownedElsewhere, .nodeStopped, .activationFailed, .routingFailed,
+            ]
+            if routingCodes.contains(DNAError.Code(wire.code)) { forgetLocation(of: call.actor, ifAt: call.owner) }
+            switch call.reply {
+            case .local(let continuation): continuation.resume(throwing: DNAError(wire))
+            case .remote(let upstream): upstream.sendEncoded(.failure(wire))
+            }
+        }
+    }
+
+    /// The link to `peer` failed: its unanswered calls get a retryable error, and actors
+    /// believed to be there will be looked up afresh.
+    func linkFailed(_ peer: PeerAddress, error: TransportError) {
+        let failed = cluster.pending.withLock { pending in
+            let ids = pending.compactMap { $0.value.peer == peer ? $0.key : nil }
+            return ids.compactMap { pending.removeValue(forKey: $0) }
+        }
+        let owners = Set(cluster.nodes(at: peer)).union(failed.map(\.owner))
+        locations.withLock { locations in
+            if locations.values.contains(where: owners.contains) { locations = locations.filter { !owners.contains($0.value) } }
+        }
+        if !failed.isEmpty {
+            // The transport logs the failure itself, once; this repeats while it backs off.
+            logger.debug(
+                "link to a node failed; failing its calls", metadata: ["peer": "\(peer)", "calls": "\(failed.count)", "error": "\(error)"])
+        }
+        let failure = DNAError(.nodeUnreachable, "node at \(peer) could not be reached: \(error.message)", underlying: error)
+        for call in failed { call.reply.resume(throwing: failure) }
+    }
+
+    func failAllPendingCalls(_ error: DNAError) {
+        let calls = cluster.pending.withLock { pending in
+            defer { pending = [:] }
+            return Array(pending.values)
+        }
+        for call in calls { call.reply.resume(throwing: error) }
+    }
+
+    private func forgetLocation(of actor: ActorID, ifAt owner: NodeID) {
+        locations.withLock { locations in
+            if locations[actor] == owner { locations[actor] = nil }
+        }
+    }
+
+    /// Reads the cluster's nodes from the store. Calls waiting on a node the store now
+    /// counts as dead fail with a retryable error (a paused node would otherwise hold them
+    /// until it resumes), and actors believed to be there are looked up afresh.
+    func refreshMembers() async throws(StoreError) {
+        let dead = cluster.update(try await store.nodes(cluster: configuration.cluster), failureTimeout: configuration.failureTimeout)
+        guard !dead.isEmpty else { return }
+        let failed = cluster.pending.withLock { pending in
+            let ids = pending.compactMap { dead.contains($0.value.owner) ? $0.key : nil }
+            return ids.compactMap { pending.removeValue(forKey: $0) }
+        }
+        locations.withLock { locations in
+            if locations.values.contains(where: dead.contains) { locations = locations.filter { !dead.contains($0.value) } }
+        }
+        for call in failed {
+            call.reply.resume(throwing: DNAError(.nodeUnreachable, "node \(call.owner) stopped heartbeating; \(call.actor) will move"))
+        }
+    }
+
+    /// The address of `node`, reading the membership again if it is not known yet.
+    func address(of node: NodeID) async -> PeerAddress? {
+        if let address = cluster.address(of: node) { return address }
+        guard transport != nil else { return nil }
+        try? await refreshMembers()
+        return cluster.address(of: node)
+    }
+
+    /// An activation found that `owner` holds its name: it leaves the directory, and its
+    /// batch and queued messages go to the owner, in order, before any later send can
+    /// (the location is recorded under the same lock).
+    ///
+    /// - Returns: `false` if the owner cannot be reached from here (no transport, or its
+    ///   address unknown); then nothing was done.
+    func relocate(
+        _ activation: any AnyActivation, kind: any AnyKindRuntime, batch: [Envelope], to owner: NodeID,
+        takingQueue: () -> [Envelope]
+    ) async -> Bool {
+        guard transport != nil, let address = await address(of: owner) else { return false }
+        directory.withLock { directory in
+            let queued = takingQueue()
+            if let current = directory.activations[activation.id], current === activation {
+                directory.activations[activation.id] = nil
+            }
+            locations.withLock { $0[activation.id] = owner }
+            for envelope in batch + queued {
+                do { try sendRemote(envelope, to: activation.id, kind: kind, owner: owner, address: address) } catch {
+                    envelope.reply?.resume(throwing: error)
+                }
+            }
+        }
+        logger.debug("actor is active elsewhere; forwarding", metadata: ["actor": "\(activation.id)", "owner": "\(owner)"])
+        return true
+    }
+}

@@ -1,0 +1,211 @@
+import ArgumentParser
+import DNA
+import DNAExamples
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The cluster secret, from `DNA_CLUSTER_SECRET` (never from the command line, where `ps`
+/// would show it).
+func clusterSecret() throws -> [UInt8] {
+    guard let secret = ProcessInfo.processInfo.environment["DNA_CLUSTER_SECRET"], !secret.isEmpty else {
+        throw ValidationError("set DNA_CLUSTER_SECRET to the cluster's shared secret (at least 16 bytes)")
+    }
+    guard secret.utf8.count >= 16 else { throw ValidationError("DNA_CLUSTER_SECRET must be at least 16 bytes") }
+    return Array(secret.utf8)
+}
+
+func bootstrapLogging(_ level: String) throws {
+    guard let level = Logger.Level(rawValue: level) else {
+        throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}
+
+/// `HOST:PORT` to listen on; unlike a peer's address, port 0 (pick a free one) is allowed.
+func listenAddress(_ text: String) throws -> PeerAddress {
+    if text.hasSuffix(":0") {
+        let host = String(text.dropLast(2))
+        _ = try PeerAddress(parsing: host + ":1")  // validates the host part
+        return PeerAddress(host: host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host, port: 0)
+    }
+    return try PeerAddress(parsing: text)
+}
+
+struct NodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node",
+        abstract: "Run a node hosting the built-in example actors (kind 'kv'); the secret comes from DNA_CLUSTER_SECRET.")
+
+    @Option(help: "The store: postgres://USER@HOST:PORT/DB, or sqlite:PATH (shared by the nodes of this machine).")
+    var store: String
+
+    @Option(help: "The cluster name.")
+    var cluster: String = "local"
+
+    @Option(help: "Where to listen for other nodes, HOST:PORT (port 0 picks one).")
+    var listen: String
+
+    @Option(help: "The address other nodes use to reach this one, HOST:PORT (default: the listen host and bound port).")
+    var advertise: String?
+
+    @Option(help: "Seconds between heartbeats.")
+    var heartbeatInterval: Double = 1
+
+    @Option(help: "Seconds without a heartbeat after which a node's actors may move.")
+    var failureTimeout: Double = 5
+
+    @Option(help: "Placement of new actors: first-receiver or consistent-hash.")
+    var placement: String = "first-receiver"
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        try bootstrapLogging(logLevel)
+        var configuration = Node.Configuration(store: Node.Configuration.store(parsing: store))
+        configuration.cluster = cluster
+        configuration.listen = try listenAddress(listen)
+        if let advertise { configuration.advertisedAddress = advertise }
+        configuration.secret = try clusterSecret()
+        configuration.heartbeatInterval = .milliseconds(Int64(heartbeatInterval * 1000))
+        configuration.failureTimeout = .milliseconds(Int64(failureTimeout * 1000))
+        switch placement {
+        case "first-receiver": configuration.placement = .firstReceiver
+        case "consistent-hash": configuration.placement = .consistentHash
+        default: throw ValidationError("--placement must be first-receiver or consistent-hash")
+        }
+        configuration.logger = Logger(label: "dna.node")
+        let node = try await Node(configuration: configuration, actors: [KVActor.self, CounterActor.self])
+        // Scripts and tests wait for this line.
+        FileHandle.standardOutput.write(Data("node \(node.id) listening on \(node.advertisedAddress)\n".utf8))
+        let group = ServiceGroup(
+            configuration: .init(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: configuration.logger))
+        try await group.run()
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Print a cluster's nodes, and with --actors the registered names of a kind.")
+
+    @Option(help: "The store: postgres://… or sqlite:PATH.")
+    var store: String
+
+    @Option(help: "The cluster name.")
+    var cluster: String = "local"
+
+    @Option(help: "Also list the registered names of this actor kind, with owner and epoch.")
+    var actors: String?
+
+    @Option(help: "The most names to list.")
+    var limit: Int = 1000
+
+    func run() async throws {
+        try bootstrapLogging("error")
+        let store: any ActorStore
+        switch Node.Configuration.store(parsing: self.store) {
+        case .postgres(let url):
+            store = try await PostgresStore(configuration: .init(url: url))
+        case .sqlite(let path):
+            guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("no database at \(path)") }
+            var configuration = SQLiteStore.Configuration(path: path)
+            configuration.sharing = .shared
+            store = try SQLiteStore(configuration: configuration)
+        default:
+            throw ValidationError("unsupported store")
+        }
+        let nodes = try await store.nodes(cluster: cluster)
+        print("cluster \(cluster): \(nodes.count) node(s)")
+        print(pad("NODE", 34) + pad("ADDRESS", 24) + pad("HEARTBEAT AGE", 15) + pad("STATE", 9) + "ACTIVATIONS")
+        for node in nodes.sorted(by: { $0.heartbeatAgeMilliseconds < $1.heartbeatAgeMilliseconds }) {
+            let age = String(format: "%.1fs", Double(node.heartbeatAgeMilliseconds) / 1000)
+            print(pad(node.id.rawValue, 34) + pad(node.address, 24) + pad(age, 15) + pad(node.state.rawValue, 9) + "\(node.activations)")
+        }
+        if let kind = actors {
+            let names = try await store.registrations(kind: kind, limit: limit)
+            print("\nactors of kind \(kind): \(names.count)\(names.count == limit ? " (limit reached)" : "")")
+            print(pad("NAMESPACE", 16) + pad("KEY", 40) + pad("OWNER", 34) + "EPOCH")
+            for name in names {
+                print(pad(name.actor.namespace, 16) + pad(name.actor.key, 40) + pad(name.owner?.rawValue ?? "-", 34) + "\(name.epoch)")
+            }
+        }
+        await store.close()
+    }
+
+    private func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+}
+
+struct KVCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kv",
+        abstract: "Talk to a KV actor through any node: put KEY VALUE, get KEY, list [PREFIX]. Secret from DNA_CLUSTER_SECRET.")
+
+    enum Operation: String, ExpressibleByArgument {
+        case put, get, list
+    }
+
+    @Argument(help: "put, get or list.")
+    var operation: Operation
+
+    @Option(help: "A node of the cluster, HOST:PORT.")
+    var node: String
+
+    @Option(help: "The KV actor's name (key).")
+    var actor: String
+
+    @Option(help: "The cluster name.")
+    var cluster: String = "local"
+
+    @Option(help: "The actor's namespace.")
+    var namespace: String = "default"
+
+    @Argument(help: "The key (put, get) or prefix (list).")
+    var key: String?
+
+    @Argument(help: "The value (put).")
+    var value: String?
+
+    @Option(help: "The most entries list prints (1 to 1000).")
+    var limit: Int = 100
+
+    func run() async throws {
+        try bootstrapLogging("error")
+        let client = try ClusterClient(cluster: cluster, secret: try clusterSecret(), node: try PeerAddress(parsing: node))
+        do {
+            switch operation {
+            case .put:
+                guard let key, let value else { throw ValidationError("put needs KEY and VALUE") }
+                try await client.call(KVActor.Put(key: key, value: value), kind: "kv", key: actor, namespace: namespace)
+                print("OK")
+            case .get:
+                guard let key else { throw ValidationError("get needs KEY") }
+                if let value = try await client.call(KVActor.Get(key: key), kind: "kv", key: actor, namespace: namespace) {
+                    print(value)
+                } else {
+                    print("(nil)")
+                    await client.shutdown()
+                    throw ExitCode(1)
+                }
+            case .list:
+                let entries = try await client.call(
+                    KVActor.List(prefix: key ?? "", limit: limit), kind: "kv", key: actor, namespace: namespace)
+                for entry in entries { print("\(entry.key)\t\(entry.value)") }
+            }
+        } catch let error as DNAError {
+            await client.shutdown()
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(error.isRetryable ? 75 : 1)  // 75: EX_TEMPFAIL, try again
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+        await client.shutdown()
+    }
+}

@@ -1,0 +1,253 @@
+@testable import DNA
+import DNAExamples
+import Foundation
+import Synchronization
+import Testing
+
+/// Several nodes in this process sharing one store (SQLite file, or PostgreSQL), talking
+/// over loopback TCP.
+@Suite("Cluster in one process", .serialized)
+struct ClusterTests {
+    @Test(arguments: Backend.allCases)
+    func everyNodeReachesTheOneActivation(backend: Backend) async throws {
+        guard let cluster = try await TestCluster.start(backend) else { return }
+        let a = try cluster.nodes[0].ref(Recorder.self, key: "shared")
+        try await a.call(Recorder.Put(key: "k", value: "v"))
+        for node in cluster.nodes {
+            let ref = try node.ref(Recorder.self, key: "shared")
+            #expect(try await ref.call(Recorder.Get(key: "k")) == "v")
+            #expect(try await ref.call(Recorder.Host()) == cluster.nodes[0].id.rawValue)
+            #expect(try await ref.call(Recorder.Activations()) == 1)
+        }
+        #expect(cluster.nodes.map(\.activationCount) == [1, 0, 0])
+        await cluster.shutdown()
+    }
+
+    @Test(arguments: Backend.allCases)
+    func concurrentFirstCallsFromThreeNodesMakeOneActivation(backend: Backend) async throws {
+        guard let cluster = try await TestCluster.start(backend) else { return }
+        let hosts = try await withThrowingTaskGroup(of: String.self) { group in
+            for (index, node) in cluster.nodes.enumerated() {
+                let ref = try node.ref(Recorder.self, key: "contended")
+                for call in 0..<100 {
+                    group.addTask {
+                        try await ref.call(Recorder.Put(key: "n\(index)-\(call)", value: "x"))
+                        return try await ref.call(Recorder.Host())
+                    }
+                }
+            }
+            var hosts: Set<String> = []
+            for try await host in group { hosts.insert(host) }
+            return hosts
+        }
+        #expect(hosts.count == 1, "one activation answered every call")
+        let ref = try cluster.nodes[2].ref(Recorder.self, key: "contended")
+        #expect(try await ref.call(Recorder.Activations()) == 1)
+        #expect(try await ref.call(Recorder.Count()) == 300)
+        #expect(cluster.nodes.map(\.activationCount).reduce(0, +) == 1)
+        await cluster.shutdown()
+    }
+
+    @Test func castsToARemoteActorKeepTheirOrder() async throws {
+        guard let cluster = try await TestCluster.start(.sqlite) else { return }
+        _ = try await cluster.nodes[0].ref(Recorder.self, key: "ordered").call(Recorder.Activations())
+        let remote = try cluster.nodes[1].ref(Recorder.self, key: "ordered")
+        for number in 0..<5_000 { try remote.cast(Recorder.Seq(number: number)) }
+        #expect(try await remote.call(Recorder.SeqReport()) == [4_999, 0, 5_000])
+        #expect(cluster.nodes[1].activationCount == 0)
+        await cluster.shutdown()
+    }
+
+    @Test func errorsFromAnotherNodeKeepTheirCode() async throws {
+        guard let cluster = try await TestCluster.start(.sqlite) else { return }
+        _ = try await cluster.nodes[0].ref(Recorder.self, key: "errors").call(Recorder.Activations())
+        let remote = try cluster.nodes[1].ref(Recorder.self, key: "errors")
+        do {
+            try await remote.call(Recorder.PutThenFail(key: "x", value: "y"))
+            Issue.record("the handler's error must reach the caller")
+        } catch let error as DNAError {
+            #expect(error.code == .handlerFailed)
+            #expect(error.message.contains("refused x"))
+            #expect(!error.isRetryable)
+        }
+        #expect(try await remote.call(Recorder.Get(key: "x")) == nil, "the failed handler's write was discarded")
+        await #expect(throws: DNAError.self) { try await remote.call(Recorder.Unhandled()) }
+
+        let client = try ClusterClient(cluster: "test", secret: TestCluster.secret, node: try cluster.address(0))
+        await expectCode(.unknownActorKind) { try await client.call(Recorder.Get(key: "x"), kind: "nope", key: "k", namespace: "test") }
+        await expectCode(.unhandledRequest) { try await client.call(KVActor.Get(key: "x"), kind: "recorder", key: "k", namespace: "test") }
+        await expectCode(.invalidName) { try await client.call(Recorder.Get(key: "x"), kind: "recorder", key: "", namespace: "test") }
+        #expect(try await client.call(Recorder.Get(key: "x"), kind: "recorder", key: "errors", namespace: "test") == nil)
+        await client.shutdown()
+        await cluster.shutdown()
+    }
+
+    @Test func aClientWithTheWrongSecretIsRefusedAndOthersAreServed() async throws {
+        guard let cluster = try await TestCluster.start(.sqlite, count: 1) else { return }
+        let intruder = try ClusterClient(cluster: "test", secret: Array("not-the-cluster-secret-at-all".utf8), node: try cluster.address(0))
+        await expectCode(.nodeUnreachable) { try await intruder.call(Recorder.Put(key: "a", value: "b"), kind: "recorder", key: "k", namespace: "test") }
+        await intruder.shutdown()
+        let wrongCluster = try ClusterClient(cluster: "other", secret: TestCluster.secret, node: try cluster.address(0))
+        await expectCode(.nodeUnreachable) { try await wrongCluster.call(Recorder.Put(key: "a", value: "b"), kind: "recorder", key: "k", namespace: "test") }
+        await wrongCluster.shutdown()
+        let client = try ClusterClient(cluster: "test", secret: TestCluster.secret, node: try cluster.address(0))
+        try await client.call(Recorder.Put(key: "a", value: "b"), kind: "recorder", key: "k", namespace: "test")
+        #expect(try await cluster.nodes[0].ref(Recorder.self, key: "k").call(Recorder.Get(key: "a")) == "b")
+        #expect(try await cluster.nodes[0].ref(Recorder.self, key: "k").call(Recorder.Get(key: "a")) == "b")
+        await client.shutdown()
+        await cluster.shutdown()
+    }
+
+    @Test func anOversizedRequestGetsAClearErrorAndNothingElseBreaks() async throws {
+        guard let cluster = try await TestCluster.start(.sqlite, count: 2, maxFrameSize: 64 << 10) else { return }
+        _ = try await cluster.nodes[0].ref(Recorder.self, key: "big").call(Recorder.Activations())
+        let remote = try cluster.nodes[1].ref(Recorder.self, key: "big")
+        await expectCode(.payloadTooLarge) { try await remote.call(Recorder.Put(key: "a", value: String(repeating: "x", count: 100_000))) }
+        try await remote.call(Recorder.Put(key: "a", value: "small"))
+        #expect(try await remote.call(Recorder.Get(key: "a")) == "small")
+        await cluster.shutdown()
+    }
+
+    @Test func aNodeThatShutsDownHandsItsActorsOver() async throws {
+        guard let cluster = try await TestCluster.start(.sqlite) else { return }
+        let viaB = try cluster.nodes[1].ref(Recorder.self, key: "moving")
+        _ = try await cluster.nodes[0].ref(Recorder.self, key: "moving").call(Recorder.Activations())
+        for index in 0..<100 { try await viaB.call(Recorder.Put(key: "k\(index)", value: "v\(index)")) }
+        await cluster.nodes[0].shutdown()
+        let viaC = try cluster.nodes[2].ref(Recorder.self, key: "moving")
+        let (count, _) = try await retrying { try await viaC.call(Recorder.Count()) }
+        #expect(count == 100)
+        #expect(try await viaC.call(Recorder.Host()) != cluster.nodes[0].id.rawValue)
+        #expect(try await viaC.call(Recorder.Activations()) == 2)
+        await cluster.shutdown()
+    }
+
+    @Test func aNodeThatCannotHeartbeatStopsServingAndItsActorsMove() async throws {
+        guard let cluster = try await TestCluster.start(.sqlite) else { return }
+        let (a, b) = (cluster.nodes[0], cluster.nodes[1])
+        let onA = try a.ref(Recorder.self, key: "leased")
+        try await onA.call(Recorder.Put(key: "k", value: "old"))
+        cluster.stores[0].failHeartbeats(true)
+        // A's lease runs out (80% of the 1 s failure timeout): it must stop answering, even reads.
+        let deadline = ContinuousClock.now + .seconds(10)
+        var refused: DNAError?
+        while refused == nil, ContinuousClock.now < deadline {
+            do { _ = try await onA.call(Recorder.Peek(key: "k")) } catch let error as DNAError { refused = error }
+            if refused == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(refused?.isRetryable == true, "a node without a lease refuses with a retryable error")
+        // B takes the name over once A's heartbeat is older than the failure timeout.
+        let viaB = try b.ref(Recorder.self, key: "leased")
+        let (_, errors) = try await retrying { try await viaB.call(Recorder.Put(key: "k", value: "new")) }
+        #expect(errors.allSatisfy { $0.isRetryable })
+        #expect(try await viaB.call(Recorder.Host()) != a.id.rawValue)
+        #expect(try await viaB.call(Recorder.Activations()) == 2)
+        // While cut off, A still answers nothing for the name.
+        await #expect(throws: DNAError.self) { try await onA.call(Recorder.Peek(key: "k")) }
+        cluster.stores[0].failHeartbeats(false)
+        // Back in touch, A forwards to the new owner and never shows the old value.
+        let (value, _) = try await retrying { try await onA.call(Recorder.Get(key: "k")) }
+        #expect(value == "new")
+        await cluster.shutdown()
+    }
+
+    @Test func consistentHashPlacementSpreadsNamesOverTheNodes() async throws {
+        guard let cluster = try await TestCluster.start(.sqlite, placement: .consistentHash) else { return }
+        var hosts: [String: Int] = [:]
+        for index in 0..<30 {
+            let host = try await cluster.nodes[0].ref(Recorder.self, key: "spread-\(index)").call(Recorder.Host())
+            hosts[host, default: 0] += 1
+            // Whoever asks, the name lives on the node its hash picked.
+            #expect(try await cluster.nodes[2].ref(Recorder.self, key: "spread-\(index)").call(Recorder.Host()) == host)
+        }
+        #expect(hosts.count == 3, "30 names land on all 3 nodes: \(hosts)")
+        #expect(cluster.nodes.map(\.activationCount).reduce(0, +) == 30)
+        await cluster.shutdown()
+    }
+}
+
+func expectCode<T>(_ code: DNAError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> T) async {
+    do {
+        _ = try await body()
+        Issue.record("expected DNAError.\(code)", sourceLocation: sourceLocation)
+    } catch let error as DNAError {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected DNAError.\(code), got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite("PostgreSQL outage", .serialized)
+struct PostgresOutageTests {
+    @Test func aClusterRidesOutAPostgreSQLRestartWithoutLosingAcknowledgedWrites() async throws {
+        guard let server = try await TestPostgres.server() else { return }
+        guard ProcessInfo.processInfo.environment["DNA_POSTGRES_URL"] == nil else {
+            print("⚠️  SKIPPED: cannot stop an external PostgreSQL (DNA_POSTGRES_URL is set)")
+            return
+        }
+        guard let cluster = try await TestCluster.start(.postgres, count: 2, failureTimeout: .seconds(2)) else { return }
+        let (a, b) = (cluster.nodes[0], cluster.nodes[1])
+        _ = try await a.ref(Recorder.self, key: "outage").call(Recorder.Activations())
+        let acknowledged = Locked<Set<String>>([])
+        let failures = Locked<[String]>([])
+        let stop = Locked(false)
+        let load = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<8 {
+                    let node = lane.isMultiple(of: 2) ? a : b
+                    let ref = try node.ref(Recorder.self, key: lane < 4 ? "outage" : "outage-\(lane)")
+                    group.addTask {
+                        var index = 0
+                        while !stop.withLock({ $0 }) {
+                            let key = "l\(lane)-\(index)"
+                            index += 1
+                            do {
+                                try await ref.call(Recorder.Put(key: key, value: "v"))
+                                acknowledged.withLock { _ = $0.insert("\(ref.id.key)/\(key)") }
+                            } catch let error as DNAError {
+                                failures.withLock { $0.append("\(error.code)") }
+                                try await Task.sleep(for: .milliseconds(20))  // back off while the store is away
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        func acknowledgedCount() -> Int { acknowledged.withLock { $0.count } }
+        try await waitUntil { acknowledgedCount() >= 200 }
+        try await server.pause()
+        try await Task.sleep(for: .seconds(3))  // the outage itself
+        try await server.resume()
+        let atResume = acknowledgedCount()
+        // The cluster recovers by itself: writes are acknowledged again.
+        try await waitUntil(timeout: .seconds(60)) { acknowledgedCount() >= atResume + 200 }
+        stop.withLock { $0 = true }
+        try await load.value
+        #expect(!failures.withLock { $0 }.isEmpty, "the outage was seen by callers")
+        // Every acknowledged write is there.
+        let acked = acknowledged.withLock { $0 }
+        var byActor: [String: [String]] = [:]
+        for entry in acked {
+            let parts = entry.split(separator: "/", maxSplits: 1)
+            byActor[String(parts[0]), default: []].append(String(parts[1]))
+        }
+        for (actor, keys) in byActor {
+            let ref = try b.ref(Recorder.self, key: actor)
+            for key in keys {
+                let value = try await retrying { try await ref.call(Recorder.Get(key: key)) }.value
+                #expect(value == "v", "\(actor)/\(key) was acknowledged but is missing")
+            }
+        }
+        await cluster.shutdown()
+    }
+}
+
+/// Waits until `condition` holds, checking every 10 ms, or fails after `timeout`.
+func waitUntil(timeout: Duration = .seconds(30), _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        guard ContinuousClock.now < deadline else { throw TestFailure(reason: "condition not met within \(timeout)") }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}

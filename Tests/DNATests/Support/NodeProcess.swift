@@ -1,0 +1,92 @@
+import DNA
+import Foundation
+import Synchronization
+
+/// A `dna node` process of the package's own build, for tests that kill and pause nodes.
+final class NodeProcess: @unchecked Sendable {
+    // `process` is only touched by the test that owns this object.
+    let process: Process
+    let id: String
+    let address: PeerAddress
+
+    /// The `dna` executable next to the test bundle (`swift build` / `swift test` build it).
+    static var executable: String {
+        let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [bundleDirectory, bundleDirectory.deletingLastPathComponent()] {
+            let path = candidate.appendingPathComponent("dna").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return bundleDirectory.appendingPathComponent("dna").path
+    }
+
+    /// Starts a node and waits until it prints that it listens.
+    static func start(
+        store: String, cluster: String = "test", heartbeatInterval: Double = 0.2, failureTimeout: Double = 1.5
+    ) async throws -> NodeProcess {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = [
+            "node", "--store", store, "--cluster", cluster, "--listen", "127.0.0.1:0",
+            "--heartbeat-interval", "\(heartbeatInterval)", "--failure-timeout", "\(failureTimeout)", "--log-level", "warning",
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        environment["DNA_CLUSTER_SECRET"] = String(decoding: TestCluster.secret, as: UTF8.self)
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        // The first line: "node <id> listening on <host:port>".
+        let line: String = try await withCheckedThrowingContinuation { continuation in
+            let handle = output.fileHandleForReading
+            DispatchQueue.global().async {
+                var data = Data()
+                while !data.contains(UInt8(ascii: "\n")) {
+                    let chunk = handle.availableData
+                    if chunk.isEmpty { break }
+                    data.append(chunk)
+                }
+                guard let text = String(data: data, encoding: .utf8), text.hasPrefix("node ") else {
+                    continuation.resume(throwing: TestFailure(reason: "dna node did not start: \(String(decoding: data, as: UTF8.self))"))
+                    return
+                }
+                continuation.resume(returning: String(text.prefix(while: { $0 != "\n" })))
+            }
+        }
+        let words = line.split(separator: " ")
+        guard words.count == 5 else { throw TestFailure(reason: "unexpected first line: \(line)") }
+        return NodeProcess(process: process, id: String(words[1]), address: try PeerAddress(parsing: String(words[4])))
+    }
+
+    private init(process: Process, id: String, address: PeerAddress) {
+        self.process = process
+        self.id = id
+        self.address = address
+    }
+
+    func signal(_ signal: Int32) { Foundation.kill(process.processIdentifier, signal) }
+
+    /// SIGKILL, and waits until the process is gone.
+    func kill() {
+        signal(SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Asks the node to shut down gracefully (SIGTERM) and waits.
+    func stop() {
+        guard process.isRunning else { return }
+        signal(SIGCONT)
+        signal(SIGTERM)
+        process.waitUntilExit()
+    }
+
+    func client() throws -> ClusterClient {
+        try ClusterClient(cluster: "test", secret: TestCluster.secret, node: address)
+    }
+
+    deinit {
+        if process.isRunning {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}

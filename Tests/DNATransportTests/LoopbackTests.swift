@@ -1,0 +1,188 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import DNATransport
+
+@Suite("Transport on loopback")
+struct LoopbackTests {
+    @Test("10,000 requests arrive in order and every response comes back with its id")
+    func tenThousandInOrder() async throws {
+        let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server")
+        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
+        let count = 10_000
+        // From two threads' worth of tasks would reorder by design; order is per caller, so
+        // one caller sends all of them.
+        for id in 1...UInt64(count) {
+            client.send(Fixtures.request(id, payload: Array(repeating: UInt8(truncatingIfNeeded: id), count: 16)), to: address)
+        }
+        let log = try await clientLog.wait(for: "\(count) responses") { $0.responses.count >= count }
+        #expect(log.responses.map(\.id) == Array(1...UInt64(count)))
+        #expect(log.responses.allSatisfy { $0.result == .success(Array(repeating: UInt8(truncatingIfNeeded: $0.id), count: 16)) })
+        #expect(log.failures.isEmpty)
+        let received = serverLog.log
+        #expect(received.requests.map(\.id) == Array(1...UInt64(count)))
+        #expect(received.requests.first == Fixtures.request(1, payload: Array(repeating: 1, count: 16)))
+        #expect(received.peerNodeIDs == ["client"])
+        await client.shutdown()
+        await server.shutdown()
+    }
+
+    @Test("requests from many threads all arrive and are all answered")
+    func concurrentSenders() async throws {
+        let (server, _, address) = try await Fixtures.transport(nodeID: "server")
+        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
+        await withTaskGroup(of: Void.self) { group in
+            for sender in 0..<8 {
+                group.addTask {
+                    for n in 0..<1000 { client.send(Fixtures.request(UInt64(sender * 1000 + n + 1)), to: address) }
+                }
+            }
+        }
+        let log = try await clientLog.wait(for: "8000 responses") { $0.responses.count >= 8000 }
+        #expect(log.responseIDs == Set(1...8000))
+        await client.shutdown()
+        await server.shutdown()
+    }
+
+    @Test("casts are delivered and not answered")
+    func casts() async throws {
+        let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server")
+        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
+        client.send(Fixtures.request(0, expectsReply: false), to: address)
+        client.send(Fixtures.request(5), to: address)
+        try await clientLog.wait(for: "the call's response") { $0.responseIDs.contains(5) }
+        #expect(serverLog.log.requests.map(\.id) == [0, 5])
+        #expect(clientLog.log.responses.map(\.id) == [5])
+        await client.shutdown()
+        await server.shutdown()
+    }
+
+    @Test("both directions work at once: each node is server and client")
+    func bothDirections() async throws {
+        let (a, aLog, aAddress) = try await Fixtures.transport(nodeID: "a")
+        let (b, bLog, bAddress) = try await Fixtures.transport(nodeID: "b")
+        a.send(Fixtures.request(1), to: bAddress)
+        b.send(Fixtures.request(2), to: aAddress)
+        try await aLog.wait(for: "a's response") { $0.responseIDs.contains(1) }
+        try await bLog.wait(for: "b's response") { $0.responseIDs.contains(2) }
+        #expect(aLog.log.peerNodeIDs == ["b"])
+        #expect(bLog.log.peerNodeIDs == ["a"])
+        await a.shutdown()
+        await b.shutdown()
+    }
+
+    @Test("a request over maxFrameSize is not sent; the caller gets a payloadTooLarge response")
+    func requestTooLarge() async throws {
+        let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server")
+        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: { $0.maxFrameSize = 1024 })
+        client.send(Fixtures.request(1, payload: Array(repeating: 0, count: 2000)), to: address)
+        client.send(Fixtures.request(2), to: address)
+        let log = try await clientLog.wait(for: "both responses") { $0.responseIDs.isSuperset(of: [1, 2]) }
+        guard case .failure(let error) = log.responses.first(where: { $0.id == 1 })?.result else {
+            Issue.record("no failure for the oversized request"); return
+        }
+        #expect(error.code == "payloadTooLarge")
+        #expect(error.retryable == false)
+        #expect(log.responses.first(where: { $0.id == 2 })?.result == .success([1, 2, 3]))
+        #expect(log.failures.isEmpty)
+        #expect(serverLog.log.requests.map(\.id) == [2])
+        await client.shutdown()
+        await server.shutdown()
+    }
+
+    @Test("a response over maxFrameSize is replaced by a payloadTooLarge error")
+    func responseTooLarge() async throws {
+        let (server, _, address) = try await Fixtures.transport(nodeID: "server", reply: { request, sink in
+            sink.send(WireResponse(id: request.id, result: .success(Array(repeating: 0, count: request.id == 1 ? 5000 : 10))))
+        }, configure: { $0.maxFrameSize = 4096 })
+        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
+        client.send(Fixtures.request(1), to: address)
+        client.send(Fixtures.request(2), to: address)
+        let log = try await clientLog.wait(for: "both responses") { $0.responses.count >= 2 }
+        #expect(log.responses.map(\.id) == [1, 2])
+        guard case .failure(let error) = log.responses[0].result else { Issue.record("big response sent"); return }
+        #expect(error.code == "payloadTooLarge")
+        #expect(!error.retryable)
+        #expect(log.responses[1].result == .success(Array(repeating: 0, count: 10)))
+        await client.shutdown()
+        await server.shutdown()
+    }
+
+    @Test("a closed port gives linkFailed(unreachable) promptly; a send while backing off fails fast")
+    func unreachablePeer() async throws {
+        // A port that was just bound and released: nothing listens there.
+        let (gone, _, address) = try await Fixtures.transport(nodeID: "gone")
+        await gone.shutdown()
+        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: {
+            $0.reconnectInitialDelay = .seconds(30)
+        })
+        let start = ContinuousClock.now
+        client.send(Fixtures.request(1), to: address)
+        let log = try await clientLog.wait(for: "linkFailed", timeout: .seconds(3)) { !$0.failures.isEmpty }
+        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(log.failures[0].peer == address)
+        #expect(log.failures[0].error.code == .unreachable)
+        client.send(Fixtures.request(2), to: address)
+        let second = try await clientLog.wait(for: "fail-fast linkFailed", timeout: .seconds(3)) { $0.failures.count >= 2 }
+        #expect(second.failures[1].error.code == .unreachable)
+        #expect(second.failures[1].error.message.contains("backing off"))
+        #expect(second.responses.isEmpty)
+        await client.shutdown()
+    }
+
+    @Test("after the server restarts on the same port, a later send reconnects and succeeds")
+    func serverRestart() async throws {
+        let (server, _, address) = try await Fixtures.transport(nodeID: "server")
+        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
+        #expect(try await Fixtures.roundTrip(client, clientLog, to: address, id: 1).result == .success([1, 2, 3]))
+        await server.shutdown()
+        let log = try await clientLog.wait(for: "linkFailed after the server stopped") { !$0.failures.isEmpty }
+        #expect(log.failures[0].error.code == .unreachable)
+
+        let (restarted, restartedLog, _) = try await Fixtures.transport(nodeID: "server-2", port: address.port)
+        // The caller's retry policy: try again until it works (back-off makes early tries fail fast).
+        var id: UInt64 = 100
+        var response: WireResponse?
+        let deadline = ContinuousClock.now + .seconds(10)
+        while response == nil, ContinuousClock.now < deadline {
+            id += 1
+            response = try? await Fixtures.roundTrip(client, clientLog, to: address, id: id)
+            if response == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(response?.result == .success([1, 2, 3]))
+        #expect(restartedLog.log.peerNodeIDs == ["client"])
+        await client.shutdown()
+        await restarted.shutdown()
+    }
+
+    @Test("after shutdown, sends fail with shutDown and the port is closed")
+    func sendAfterShutdown() async throws {
+        let (server, _, address) = try await Fixtures.transport(nodeID: "server")
+        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
+        _ = try await Fixtures.roundTrip(client, clientLog, to: address, id: 1)
+        await client.shutdown()
+        client.send(Fixtures.request(2), to: address)
+        let log = try await clientLog.wait(for: "linkFailed(shutDown)") { !$0.failures.isEmpty }
+        #expect(log.failures.map(\.error.code) == [.shutDown])
+        await server.shutdown()
+        await #expect(throws: (any Error).self) {
+            _ = try await RawConnection.session(port: address.port) { _ in true }
+        }
+        await #expect(throws: TransportError.self) { _ = try await server.start() }
+    }
+
+    @Test("a secret shorter than 16 bytes is refused by init")
+    func shortSecret() {
+        #expect(throws: TransportError(.invalidConfiguration, "the cluster secret must be at least 16 bytes")) {
+            _ = try ClusterTransport(
+                configuration: Fixtures.configuration(nodeID: "n", secret: Array("too short".utf8)), delegate: Recorder())
+        }
+        #expect(throws: Never.self) {
+            _ = try ClusterTransport(
+                configuration: Fixtures.configuration(nodeID: "n", secret: Array(repeating: 1, count: 16)),
+                delegate: Recorder())
+        }
+    }
+}
