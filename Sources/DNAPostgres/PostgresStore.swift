@@ -13,6 +13,7 @@ import Synchronization
 /// itself after the server went away; meanwhile operations fail with
 /// ``StoreError/Code/unavailable``.
 public final class PostgresStore: ActorStore {
+    /// What the store was opened with.
     public let configuration: Configuration
     private let client: PostgresClient
     private let runTask: Task<Void, Never>
@@ -26,6 +27,9 @@ public final class PostgresStore: ActorStore {
     ///   tables but no DNA schema, ``StoreError/Code/schemaTooNew``,
     ///   ``StoreError/Code/unavailable`` when the server cannot be reached.
     public init(configuration: Configuration) async throws(StoreError) {
+        guard configuration.maximumConnections >= 1, configuration.maxOperationsPerStatement >= 1 else {
+            throw StoreError(.invalidArgument, "maximumConnections and maxOperationsPerStatement must be at least 1")
+        }
         self.configuration = configuration
         let logger = configuration.logger
         // The schema is checked on a connection of its own, outside the pool: a wrong
