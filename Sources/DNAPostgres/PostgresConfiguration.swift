@@ -26,6 +26,11 @@ extension PostgresStore {
         /// How long an operation waits for a connection (all busy, or the server gone)
         /// before failing with ``StoreError/Code/unavailable``. Default 10 s.
         public var leaseTimeout: Duration = .seconds(10)
+        /// How long one operation (a connection and its statements) may take in all before
+        /// it fails with ``StoreError/Code/unavailable``, whatever the driver is waiting
+        /// for. A commit that timed out may still have been applied: the next batch's
+        /// sequence check tells. Default 20 s.
+        public var operationTimeout: Duration = .seconds(20)
         /// The most storage operations that pipelined batches of one actor are merged into
         /// for one statement. Default 20,000.
         public var maxOperationsPerStatement = 20_000

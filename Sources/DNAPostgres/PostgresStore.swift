@@ -87,28 +87,19 @@ public final class PostgresStore: ActorStore {
         _ context: @autoclosure () -> String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreError) -> T {
         let client = client
-        let timeout = configuration.leaseTimeout
+        let leaseTimeout = configuration.leaseTimeout
+        let operationTimeout = configuration.operationTimeout
         do {
-            return try await withThrowingTaskGroup(of: T?.self) { group in
-                let flag = LeaseFlag()
-                group.addTask {
+            // Raced rather than in a task group: a group waits for all of its tasks, and a
+            // driver call that never returns (a connection lost at the wrong moment) would
+            // hold the caller, and the actor behind it, forever.
+            return try await Deadline.race(operationTimeout) { flag in
+                try await Deadline.race(leaseTimeout, unlessSet: flag) { _ in
                     try await client.withConnection { connection in
                         flag.set()
                         return try await body(connection)
                     }
                 }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    if flag.isSet { return nil }
-                    throw StoreError(.unavailable, "no connection to PostgreSQL within \(timeout)")
-                }
-                while let result = try await group.next() {
-                    if let value = result {
-                        group.cancelAll()
-                        return value
-                    }
-                }
-                throw StoreError(.unavailable, "operation ended without a result")
             }
         } catch {
             throw PostgresErrors.map(error, context())
@@ -391,8 +382,55 @@ public final class PostgresStore: ActorStore {
     }
 }
 
+/// Runs an operation against a deadline without waiting for it to give up: the caller
+/// gets ``StoreError/Code/unavailable`` when the time is up, and the operation is
+/// cancelled and left to end on its own.
+enum Deadline {
+    /// Who answers first: the operation or the timer.
+    private final class Race<T: Sendable>: Sendable {
+        private let slot = Mutex<CheckedContinuation<T, any Error>?>(nil)
+        private let work = Mutex<Task<Void, Never>?>(nil)
+
+        func arm(_ continuation: CheckedContinuation<T, any Error>) { slot.withLock { $0 = continuation } }
+        func track(_ task: Task<Void, Never>) { work.withLock { $0 = task } }
+        func cancelWork() { work.withLock { $0 }?.cancel() }
+
+        /// Resumes the caller unless the other side already did; says whether it did.
+        func finish(_ result: Result<T, any Error>) -> Bool {
+            let continuation = slot.withLock { slot -> CheckedContinuation<T, any Error>? in
+                defer { slot = nil }
+                return slot
+            }
+            continuation?.resume(with: result)
+            return continuation != nil
+        }
+    }
+
+    static func race<T: Sendable>(
+        _ timeout: Duration, unlessSet outerFlag: LeaseFlag? = nil, _ body: @escaping @Sendable (LeaseFlag) async throws -> T
+    ) async throws -> T {
+        let flag = outerFlag ?? LeaseFlag()
+        let race = Race<T>()
+        return try await withCheckedThrowingContinuation { continuation in
+            race.arm(continuation)
+            race.track(
+                Task {
+                    do { _ = race.finish(.success(try await body(flag))) } catch { _ = race.finish(.failure(error)) }
+                })
+            Task {
+                try? await Task.sleep(for: timeout)
+                // The lease deadline no longer applies once a connection was had.
+                if outerFlag != nil, flag.isSet { return }
+                if race.finish(.failure(StoreError(.unavailable, "PostgreSQL did not answer within \(timeout)"))) {
+                    race.cancelWork()
+                }
+            }
+        }
+    }
+}
+
 /// Whether a connection was leased (set once, read by the lease timer).
-private final class LeaseFlag: Sendable {
+final class LeaseFlag: Sendable {
     private let value = Atomic<Bool>(false)
     func set() { value.store(true, ordering: .releasing) }
     var isSet: Bool { value.load(ordering: .acquiring) }

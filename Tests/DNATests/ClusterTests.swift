@@ -199,6 +199,7 @@ struct PostgresOutageTests {
         let acknowledged = Locked<Set<String>>([])
         let failures = Locked<[String]>([])
         let stop = Locked(false)
+        let inCall = Locked<[Int: String]>([:])
         let load = Task {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for lane in 0..<8 {
@@ -209,6 +210,8 @@ struct PostgresOutageTests {
                         while !stop.withLock({ $0 }) {
                             let key = "l\(lane)-\(index)"
                             index += 1
+                            inCall.withLock { $0[lane] = key }
+                            defer { inCall.withLock { $0[lane] = nil } }
                             do {
                                 try await ref.call(Recorder.Put(key: key, value: "v"))
                                 acknowledged.withLock { _ = $0.insert("\(ref.id.key)/\(key)") }
@@ -224,14 +227,24 @@ struct PostgresOutageTests {
         }
         func acknowledgedCount() -> Int { acknowledged.withLock { $0.count } }
         try await waitUntil { acknowledgedCount() >= 200 }
+        print("outage test: pausing PostgreSQL after \(acknowledgedCount()) acknowledged writes")
         try await server.pause()
         try await Task.sleep(for: .seconds(3))  // the outage itself
+        print("outage test: resuming PostgreSQL")
         try await server.resume()
+        print("outage test: PostgreSQL is back")
         let atResume = acknowledgedCount()
         // The cluster recovers by itself: writes are acknowledged again.
         try await waitUntil(timeout: .seconds(60)) { acknowledgedCount() >= atResume + 200 }
         stop.withLock { $0 = true }
+        print("outage test: recovered; stopping the load")
+        // Every caller gets an answer (success or an error) within the store's operation
+        // timeout plus the commit timeout: none is left waiting for ever.
+        for _ in 0..<600 where !inCall.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(inCall.withLock { $0.isEmpty }, "callers still waiting a minute after the outage: \(inCall.withLock { $0 })")
+        guard inCall.withLock({ $0.isEmpty }) else { return }
         try await load.value
+        print("outage test: load stopped; reading back \(acknowledged.withLock { $0.count }) writes")
         #expect(!failures.withLock { $0 }.isEmpty, "the outage was seen by callers")
         // Every acknowledged write is there.
         let acked = acknowledged.withLock { $0 }
