@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 /// Nodes as separate `dna node` processes: killed, paused and resumed for real.
-@Suite("Cluster of dna node processes", .serialized)
+@Suite("Cluster of dna node processes", .serialized, .timeLimit(.minutes(3)))
 struct ProcessClusterTests {
     /// The store the processes share: a fresh PostgreSQL database if PostgreSQL exists here,
     /// else a shared SQLite file.

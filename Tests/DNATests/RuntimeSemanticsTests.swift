@@ -76,8 +76,15 @@ struct RuntimeSemanticsTests {
         gate.open()
         // Overlaps writes nothing, so whichever batch it lands in, the commits are the same.
         #expect(try await ref.call(Recorder.Overlaps()) == 0)
-        // The initialiser's commit, then 9 batches of 10 puts, then 5 puts with the call.
-        #expect(store.committedBatchSizes == [1] + Array(repeating: 10, count: 9) + [5])
+        // The initialiser's commit, then batches of at most 10 puts, one commit each. The
+        // first batch is whatever was queued when the activation started (it waits in the
+        // initialiser with it), so only the batches after it are certainly full.
+        let sizes = store.committedBatchSizes
+        #expect(sizes.first == 1)
+        #expect(sizes.dropFirst().allSatisfy { $0 >= 1 && $0 <= 10 }, "\(sizes)")
+        #expect(sizes.reduce(0, +) == 96)
+        #expect(sizes.count <= 12, "one commit per batch of up to 10: \(sizes)")
+        #expect(sizes.dropFirst(2).dropLast().allSatisfy { $0 == 10 }, "\(sizes)")
         await node.shutdown()
     }
 

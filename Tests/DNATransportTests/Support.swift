@@ -117,6 +117,25 @@ enum Fixtures {
     }
 
     /// A started transport and its recorder.
+    /// A free port below the kernel's ephemeral range (32768 and up), so that no other test
+    /// binding port 0 can be handed it while a test relies on it being closed or reusable.
+    static func unusedLowPort() -> Int {
+        while true {
+            let port = Int.random(in: 20_000..<30_000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound == 0 { return port }
+        }
+    }
+
     static func transport(
         nodeID: String, cluster: String = "test", secret: [UInt8] = secret, port: Int = 0,
         reply: (@Sendable (WireRequest, ResponseSink) -> Void)? = Recorder.echo,

@@ -15,10 +15,14 @@ public final class ClusterClient: Sendable {
     private let delegate: ClientDelegate
     private let node: PeerAddress
     private let nextID = Atomic<UInt64>(1)
+    /// How long a call waits for its answer before failing with a retryable
+    /// ``DNAError/Code/nodeUnreachable`` (the node may still handle it). Default 30 s.
+    public let callTimeout: Duration
 
     /// - Throws: ``TransportError`` if the secret is shorter than 16 bytes.
-    public init(cluster: String, secret: [UInt8], node: PeerAddress) throws(TransportError) {
+    public init(cluster: String, secret: [UInt8], node: PeerAddress, callTimeout: Duration = .seconds(30)) throws(TransportError) {
         self.node = node
+        self.callTimeout = callTimeout
         delegate = ClientDelegate()
         transport = try ClusterTransport(
             configuration: TransportConfiguration(cluster: cluster, nodeID: "client-" + NodeID.random().rawValue, secret: secret),
@@ -33,8 +37,16 @@ public final class ClusterClient: Sendable {
         let codec = RemoteCodec(for: R.self)
         let payload = try codec.encodeRequest(MessageBox(request))
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let delegate = delegate
+        let timeout = callTimeout
+        let node = node
         let bytes: [UInt8] = try await withCheckedThrowingContinuation { continuation in
             delegate.pending.withLock { $0[id] = continuation }
+            Task {
+                try? await Task.sleep(for: timeout)
+                delegate.pending.withLock { $0.removeValue(forKey: id) }?.resume(
+                    throwing: DNAError(.nodeUnreachable, "no answer from \(node) within \(timeout); the request may or may not have been handled"))
+            }
             transport.send(
                 WireRequest(
                     id: id, expectsReply: true, hops: 0, namespace: namespace, kind: kind, key: key, requestName: R.requestName,

@@ -35,11 +35,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         var stopped = false
         var lastActivity = ContinuousClock.now
         var idleWaiters: [UnsafeContinuation<Void, Never>] = []
-        /// The drain task, parked until `wakeAt` messages are queued or a commit completes.
+        /// The drain task, parked until a message arrives or a commit completes.
         var parked: UnsafeContinuation<Void, Never>?
-        /// How many queued messages wake the parked drain task: 1 when it waits for work,
-        /// a full batch when it lets a partial batch grow while a commit is in flight.
-        var wakeAt = 1
     }
 
     let id: ActorID
@@ -73,7 +70,6 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             if state.queue.count >= capacity { return (.full, false, nil) }
             state.queue.append(envelope)
             if state.running {
-                guard state.queue.count >= state.wakeAt else { return (.accepted, false, nil) }
                 let parked = state.parked
                 state.parked = nil
                 return (.accepted, false, parked)
@@ -134,18 +130,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     private func nextBatch() -> [Envelope]? {
         let maxBatch = node.configuration.maxBatch
         let hasInFlight = !inFlight.isEmpty
-        // While two batches are committing, a partial batch waits to grow (until it is full
-        // or the oldest commit completes): under a stream of messages arriving one by one,
-        // batches grow with the load instead of becoming one commit per message. With one
-        // batch committing, the next is handled at once (reads are not held up by a commit).
-        let accumulate = inFlight.count >= 2 && !inFlight[0].isComplete
         let (batch, waiters): ([Envelope]?, [UnsafeContinuation<Void, Never>]) = mailbox.withLock { state in
             let count = min(state.queue.count, maxBatch)
-            if accumulate && count < maxBatch && instance != nil {
-                state.wakeAt = maxBatch
-                return ([], [])
-            }
-            state.wakeAt = 1
             if count == 0 {
                 if hasInFlight { return ([], []) }
                 state.running = false
@@ -220,7 +206,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         let oldest = inFlight.first
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
             let resumeNow: Bool = mailbox.withLock { state in
-                if state.queue.count >= state.wakeAt || oldest?.isComplete == true { return true }
+                if !state.queue.isEmpty || oldest?.isComplete == true { return true }
                 state.parked = continuation
                 return false
             }

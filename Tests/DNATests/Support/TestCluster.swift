@@ -52,7 +52,7 @@ final class TestCluster {
     /// when the backend does not exist here.
     static func start(
         _ backend: Backend, count: Int = 3, placement: Node.Placement = .firstReceiver,
-        heartbeatInterval: Duration = .milliseconds(200), failureTimeout: Duration = .seconds(1),
+        heartbeatInterval: Duration = .milliseconds(250), failureTimeout: Duration = .seconds(2),
         maxFrameSize: Int = 16 << 20, actors: [any DurableActor.Type] = [Recorder.self], postgresURL: String? = nil
     ) async throws -> TestCluster? {
         let directory = try TemporaryDirectory()
