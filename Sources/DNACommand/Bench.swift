@@ -54,11 +54,7 @@ struct Bench: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .error
-            return handler
-        }
+        try bootstrapLogging("error")
         let scenarios: [Scenario] =
             scenario == .all ? [.seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .failover] : [scenario]
         var postgresServer: LocalPostgresServer?
