@@ -78,6 +78,7 @@ let package = Package(
             dependencies: [
                 "DNA",
                 "DNAExamples",
+                "DNATransport",
                 "CHeapInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -16,11 +16,12 @@ struct Bench: AsyncParsableCommand {
         case activation
         case memory
         case remoteCalls = "remote-calls"
+        case transport
         case failover
         case all
     }
 
-    @Option(help: "seed | many-actors | call-latency | activation | memory | remote-calls | failover | all")
+    @Option(help: "seed | many-actors | call-latency | activation | memory | remote-calls | transport | failover | all")
     var scenario: Scenario = .seed
 
     @Option(
@@ -56,7 +57,7 @@ struct Bench: AsyncParsableCommand {
     func run() async throws {
         try bootstrapLogging("error")
         let scenarios: [Scenario] =
-            scenario == .all ? [.seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .failover] : [scenario]
+            scenario == .all ? [.seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .transport, .failover] : [scenario]
         var postgresServer: LocalPostgresServer?
         var postgresURL: String?
         if store == "postgres" {
@@ -99,6 +100,7 @@ struct Bench: AsyncParsableCommand {
                     }
                 case .remoteCalls:
                     runs.append(try await bench.remoteCalls(calls: 10_000, casts: messages ?? 1_000_000))
+                case .transport: runs.append(try await bench.transport(requests: messages ?? 200_000))
                 case .failover: runs.append(try await bench.failover(store: postgresURL))
                 case .manyActors: runs.append(try await bench.manyActors(actors: actors ?? 10_000, putsPerActor: 100))
                 case .callLatency: runs.append(try await bench.callLatency(calls: messages ?? 10_000))

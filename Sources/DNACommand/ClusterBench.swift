@@ -1,6 +1,7 @@
 import DNA
 import DNAExamples
 import DNAPostgres
+import DNATransport
 import Foundation
 
 /// The cluster scenarios of `dna bench`: calls between two nodes, failover after SIGKILL,
@@ -34,16 +35,19 @@ extension BenchRunner {
         try await nodeB.ref(KVActor.self, key: "remote-casts").call(KVActor.Put(key: "warm", value: "up"))
         try await nodeB.ref(KVActor.self, key: "local-casts").call(KVActor.Put(key: "warm", value: "up"))
 
-        let latencyRef = try nodeA.ref(KVActor.self, key: "remote-latency")
-        for i in 0..<100 { try await latencyRef.call(KVActor.Put(key: "warm-\(i)", value: "test")) }
-        var samples: [Double] = []
-        samples.reserveCapacity(calls)
-        for i in 0..<calls {
-            let before = clock.now
-            try await latencyRef.call(KVActor.Put(key: String(i), value: "test"))
-            samples.append(seconds(clock.now - before) * 1e6)
+        func latencies(_ ref: ActorRef<KVActor>) async throws -> [Double] {
+            for i in 0..<100 { try await ref.call(KVActor.Put(key: "warm-\(i)", value: "test")) }
+            var samples: [Double] = []
+            samples.reserveCapacity(calls)
+            for i in 0..<calls {
+                let before = clock.now
+                try await ref.call(KVActor.Put(key: String(i), value: "test"))
+                samples.append(seconds(clock.now - before) * 1e6)
+            }
+            return samples.sorted()
         }
-        samples.sort()
+        let localSamples = try await latencies(try nodeB.ref(KVActor.self, key: "remote-latency"))
+        let samples = try await latencies(try nodeA.ref(KVActor.self, key: "remote-latency"))
 
         func castRun(_ ref: ActorRef<KVActor>) async throws -> Double {
             let start = clock.now
@@ -63,12 +67,26 @@ extension BenchRunner {
         report.set("p50_us", percentile(samples, 0.5))
         report.set("p99_us", percentile(samples, 0.99))
         report.set("p999_us", percentile(samples, 0.999))
+        report.set("local_p50_us", percentile(localSamples, 0.5))
         report.set("puts_per_second", remoteRate)
         report.set("baseline_rows_per_second", localRate)
         report.set("baseline", "the same casts sent on the hosting node")
         report.set("ratio", remoteRate / localRate)
         report.set("all_hosted_on_b", remoteHosted)
         report.set("seconds", Double(casts + 1) / remoteRate)
+        return report
+    }
+
+    /// The transport alone on loopback (no actors, no store): the floor under `remote-calls`.
+    func transport(requests: Int) async throws -> BenchReport {
+        let result = try await TransportBenchmark.run(requests: requests)
+        var report = BenchReport(scenario: "transport")
+        report.set("messages", result.requests)
+        report.set("payload_bytes", result.payloadSize)
+        report.set("seconds", Double(result.requests) / result.requestsPerSecond)
+        report.set("requests_per_second", result.requestsPerSecond)
+        report.set("p50_us", result.p50Microseconds)
+        report.set("p99_us", result.p99Microseconds)
         return report
     }
 

@@ -16,7 +16,7 @@ struct HandshakeStateMachineTests {
         ServerHandshakeStateMachine(cluster: cluster, nodeID: "server-1", proofs: proofs, nonce: nonce)
     }
 
-    static func client(cluster: String = "prod", proofs: HandshakeProofs = proofs, version: UInt16 = 1)
+    static func client(cluster: String = "prod", proofs: HandshakeProofs = proofs, version: UInt16 = Hello.currentProtocolVersion)
         -> ClientHandshakeStateMachine
     {
         ClientHandshakeStateMachine(
@@ -60,12 +60,12 @@ struct HandshakeStateMachineTests {
 
     @Test("the server refuses a wrong protocol version")
     func wrongVersion() {
-        var client = Self.client(version: 2)
+        var client = Self.client(version: Hello.currentProtocolVersion + 1)
         var server = Self.server()
         guard case .refuse(.refuse(let refuse), let reason) = server.receive(client.start()) else {
             Issue.record("not refused"); return
         }
-        #expect(reason.contains("unsupported protocol version 2"))
+        #expect(reason.contains("unsupported protocol version \(Hello.currentProtocolVersion + 1)"))
         #expect(refuse.reason == reason)
         // The client reports the refusal as its failure.
         #expect(client.receive(.refuse(refuse)) == .fail(reason: "refused by the server: \(reason)"))
@@ -84,7 +84,7 @@ struct HandshakeStateMachineTests {
     @Test("the server closes on a bad magic without answering")
     func badMagic() {
         var server = Self.server()
-        let hello = Hello(magic: Array("HTTP".utf8), protocolVersion: 1, cluster: "prod", nodeID: "x", nonce: Self.clientNonce)
+        let hello = Hello(magic: Array("HTTP".utf8), protocolVersion: Hello.currentProtocolVersion, cluster: "prod", nodeID: "x", nonce: Self.clientNonce)
         #expect(server.receive(.hello(hello)) == .close(reason: "bad magic: not a DNA peer"))
     }
 

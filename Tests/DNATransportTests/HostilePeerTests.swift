@@ -30,7 +30,7 @@ struct HostilePeerTests {
             case .badMagic:
                 try await connection.write(hello(magic: Array("DNA\u{2}".utf8)))
             case .wrongProtocolVersion:
-                try await connection.write(hello(version: 2))
+                try await connection.write(hello(version: Hello.currentProtocolVersion + 1))
             case .wrongCluster:
                 try await connection.write(hello(cluster: "another-cluster"))
             case .forgedProof:
@@ -63,7 +63,7 @@ struct HostilePeerTests {
         /// What the server must have sent before closing (besides a Challenge).
         var expectedRefusal: String? {
             switch self {
-            case .wrongProtocolVersion: "unsupported protocol version 2"
+            case .wrongProtocolVersion: "unsupported protocol version \(Hello.currentProtocolVersion + 1)"
             case .wrongCluster: "wrong cluster"
             case .forgedProof: "authentication failed"
             default: nil

@@ -236,7 +236,7 @@ func encoded(_ frame: Frame) -> ByteBuffer {
     return buffer
 }
 
-func hello(cluster: String = "test", version: UInt16 = 1, magic: [UInt8] = Hello.magic, nonce: [UInt8] = HandshakeNonce.random())
+func hello(cluster: String = "test", version: UInt16 = Hello.currentProtocolVersion, magic: [UInt8] = Hello.magic, nonce: [UInt8] = HandshakeNonce.random())
     -> Frame
 {
     .hello(Hello(magic: magic, protocolVersion: version, cluster: cluster, nodeID: "raw", nonce: nonce))

@@ -1,7 +1,6 @@
-import Foundation
-
-/// How one request type and its response cross the network: JSON of the `Codable`
-/// request, and of the response when its type is `Codable` (`Void` is sent as nothing).
+/// How one request type and its response cross the network: the `Codable` request in the
+/// compact binary format (``CompactValue``), and the response the same way when its type
+/// is `Codable` (`Void` is sent as nothing).
 /// Built for every registered handler, so a node decodes only request types it registered.
 @usableFromInline
 struct RemoteCodec: Sendable {
@@ -14,14 +13,14 @@ struct RemoteCodec: Sendable {
     init<R: ActorRequest>(for type: R.Type) {
         encodeRequest = { box throws(DNAError) in
             do {
-                return Array(try JSONEncoder().encode(unsafeDowncast(box, to: MessageBox<R>.self).value))
+                return try CompactEncoder.encode(unsafeDowncast(box, to: MessageBox<R>.self).value)
             } catch {
                 throw DNAError(.encodingFailed, "\(R.requestName) could not be encoded: \(error)", underlying: error)
             }
         }
         decodeRequest = { bytes throws(DNAError) in
             do {
-                return MessageBox(try JSONDecoder().decode(R.self, from: Data(bytes)))
+                return MessageBox(try CompactDecoder.decode(R.self, from: bytes))
             } catch {
                 throw DNAError(.decodingFailed, "\(R.requestName) could not be decoded: \(error)", underlying: error)
             }
@@ -35,8 +34,8 @@ struct RemoteCodec: Sendable {
         guard let encodable = Response.self as? any Encodable.Type else {
             throw DNAError(.encodingFailed, "the response type \(Response.self) is not Codable, so it cannot be sent to another node")
         }
-        func encode<T: Encodable>(_: T.Type) throws -> Data { try JSONEncoder().encode(value as! T) }
-        do { return Array(try encode(encodable)) } catch {
+        func encode<T: Encodable>(_: T.Type) throws -> [UInt8] { try CompactEncoder.encode(value as! T) }
+        do { return try encode(encodable) } catch {
             throw DNAError(.encodingFailed, "a \(Response.self) response could not be encoded: \(error)", underlying: error)
         }
     }
@@ -46,7 +45,7 @@ struct RemoteCodec: Sendable {
         guard let decodable = Response.self as? any Decodable.Type else {
             throw DNAError(.decodingFailed, "the response type \(Response.self) is not Codable")
         }
-        func decode<T: Decodable>(_: T.Type) throws -> Any { try JSONDecoder().decode(T.self, from: Data(bytes)) }
+        func decode<T: Decodable>(_: T.Type) throws -> Any { try CompactDecoder.decode(T.self, from: bytes) }
         do { return try decode(decodable) as! Response } catch {
             throw DNAError(.decodingFailed, "a \(Response.self) response could not be decoded: \(error)", underlying: error)
         }

@@ -1,0 +1,164 @@
+@testable import DNA
+import Foundation
+import Testing
+
+@Suite("Compact binary coding of requests and responses")
+struct CompactCodingTests {
+    enum Shape: Codable, Equatable {
+        case circle(radius: Double)
+        case polygon([Point])
+        case empty
+    }
+
+    struct Point: Codable, Equatable {
+        var x: Int32
+        var y: Int32
+    }
+
+    struct Everything: Codable, Equatable {
+        var string = "héllo, 世界 🌍"
+        var empty = ""
+        var bool = true
+        var int = Int.min
+        var int8 = Int8.min
+        var int16 = Int16.max
+        var int32 = Int32.min
+        var int64 = Int64.max
+        var uint = UInt.max
+        var uint8 = UInt8.max
+        var uint16 = UInt16.max
+        var uint32 = UInt32.max
+        var uint64 = UInt64.max
+        var double = -1.5e300
+        var float: Float = 3.25
+        var optionalPresent: String? = "here"
+        var optionalAbsent: Int? = nil
+        var array = [1, 2, 3]
+        var nested = [[Point(x: 1, y: -1)], []]
+        var dictionary = ["b": 2, "a": 1]
+        var intKeyed = [7: "seven", -1: "minus one"]
+        var shapes: [Shape] = [.circle(radius: 2), .polygon([Point(x: 0, y: 0), Point(x: 3, y: 4)]), .empty]
+        var date = Date(timeIntervalSince1970: 1_700_000_000.25)
+        var data = Data([0, 1, 254, 255])
+        var url = URL(string: "https://example.com/a?b=c")!
+        var uuid = UUID()
+        var set: Set<String> = ["x", "y"]
+    }
+
+    func roundTrip<T: Codable & Equatable>(_ value: T) throws -> T {
+        try CompactDecoder.decode(T.self, from: CompactEncoder.encode(value))
+    }
+
+    @Test func everyKindOfValueRoundTrips() throws {
+        let value = Everything()
+        #expect(try roundTrip(value) == value)
+    }
+
+    @Test func topLevelPrimitivesAndCollectionsRoundTrip() throws {
+        #expect(try roundTrip("just a string") == "just a string")
+        #expect(try roundTrip(42) == 42)
+        #expect(try roundTrip(Optional<Int>.none) == nil)
+        #expect(try roundTrip([String: [Int]]()) == [:])
+        #expect(try roundTrip([Point(x: 1, y: 2)]) == [Point(x: 1, y: 2)])
+        #expect(try roundTrip(Double.infinity) == .infinity)
+    }
+
+    @Test func smallValuesAreSmallerThanJSON() throws {
+        struct Put: Codable { var key: String; var value: String }
+        let compact = try CompactEncoder.encode(Put(key: "12345", value: "test"))
+        let json = try JSONEncoder().encode(Put(key: "12345", value: "test"))
+        #expect(compact.count < json.count)
+    }
+
+    @Test func fieldsDecodeInAnyOrderAndAbsentOptionalsAreNil() throws {
+        struct Written: Codable { var b: Int; var a: String; var extra: Bool }
+        struct Read: Codable, Equatable { var a: String; var b: Int; var missing: Double? }
+        let bytes = try CompactEncoder.encode(Written(b: 2, a: "one", extra: true))
+        #expect(try CompactDecoder.decode(Read.self, from: bytes) == Read(a: "one", b: 2, missing: nil))
+    }
+
+    @Test func classHierarchiesWithSuperEncodersRoundTrip() throws {
+        class Base: Codable {
+            var id = 0
+            init(id: Int) { self.id = id }
+        }
+        final class Derived: Base {
+            var name = ""
+            init(id: Int, name: String) {
+                self.name = name
+                super.init(id: id)
+            }
+            enum CodingKeys: String, CodingKey { case name }
+            required init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                name = try container.decode(String.self, forKey: .name)
+                try super.init(from: container.superDecoder())
+            }
+            override func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(name, forKey: .name)
+                try super.encode(to: container.superEncoder())
+            }
+        }
+        let decoded = try CompactDecoder.decode(Derived.self, from: CompactEncoder.encode(Derived(id: 7, name: "seven")))
+        #expect(decoded.id == 7)
+        #expect(decoded.name == "seven")
+    }
+
+    @Test func wrongTypesAndMissingKeysAreDecodingErrors() throws {
+        struct Wide: Codable { var n: Int; var s: String }
+        struct Narrow: Codable { var n: UInt8; var s: String }
+        struct Other: Codable { var n: String }
+        struct Missing: Codable { var absent: Int }
+        let bytes = try CompactEncoder.encode(Wide(n: 300, s: "x"))
+        #expect(throws: DecodingError.self) { try CompactDecoder.decode(Narrow.self, from: bytes) }
+        #expect(throws: DecodingError.self) { try CompactDecoder.decode(Other.self, from: bytes) }
+        #expect(throws: DecodingError.self) { try CompactDecoder.decode(Missing.self, from: bytes) }
+        #expect(throws: DecodingError.self) { try CompactDecoder.decode([Int].self, from: bytes) }
+        #expect(throws: DecodingError.self) { try CompactDecoder.decode(UInt.self, from: CompactEncoder.encode(-1)) }
+    }
+
+    @Test func malformedBytesAreDecodingErrorsNotCrashes() throws {
+        struct Put: Codable { var key: String; var value: String }
+        let good = try CompactEncoder.encode(Put(key: "key", value: "value"))
+        // Every truncation, and every single-byte corruption, either decodes or throws.
+        for length in 0..<good.count {
+            #expect(throws: DecodingError.self) { try CompactDecoder.decode(Put.self, from: Array(good[..<length])) }
+        }
+        for index in good.indices {
+            for byte: UInt8 in [0x00, 0x07, 0x7f, 0x80, 0xff] {
+                var bad = good
+                bad[index] = byte
+                _ = try? CompactDecoder.decode(Put.self, from: bad)
+            }
+        }
+        let hostile: [[UInt8]] = [
+            [],
+            [0xee],  // unknown tag
+            good + [0],  // trailing bytes
+            [7, 0xff, 0xff, 0xff, 0xff, 0x0f],  // string longer than the input
+            [9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],  // count longer than the input
+            [4, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],  // varint over 64 bits
+            [7, 2, 0xc3, 0x28],  // invalid UTF-8
+            Array(repeating: 9, count: 10_000).flatMap { [$0, 1] },  // nested 10,000 deep
+        ]
+        for bytes in hostile {
+            #expect(throws: DecodingError.self) { try CompactDecoder.decode([Int].self, from: bytes) }
+        }
+    }
+
+    @Test func nestingUpToTheLimitDecodes() throws {
+        var bytes: [UInt8] = []
+        // maximumDepth containers, one inside the other.
+        for _ in 1..<CompactValue.maximumDepth { bytes += [9, 1] }
+        bytes += [9, 0]
+        struct Nest: Decodable {
+            init(from decoder: any Decoder) throws {
+                var container = try decoder.unkeyedContainer()
+                if !container.isAtEnd { _ = try container.decode(Nest.self) }
+            }
+        }
+        _ = try CompactDecoder.decode(Nest.self, from: bytes)
+        #expect(throws: DecodingError.self) { try CompactDecoder.decode(Nest.self, from: [9, 1] + bytes) }
+    }
+}
