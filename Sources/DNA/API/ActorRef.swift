@@ -38,14 +38,15 @@ public struct ActorRef<A: DurableActor>: Sendable {
     }
 }
 
-/// Where an ``ActorRef`` sends: the actor's name and kind, and the activation it last
-/// reached, so repeated sends skip the node's directory.
+/// Where an ``ActorRef`` sends: the actor's name and kind, and the route it last took (the
+/// local activation, or the owner on another node), so repeated sends skip the node's
+/// directory.
 @usableFromInline
 final class ActorTarget: Sendable {
     let id: ActorID
     let node: Node
     let kind: any AnyKindRuntime
-    private let activation = Mutex<(any AnyActivation)?>(nil)
+    private let route = Mutex<CachedRoute?>(nil)
 
     init(id: ActorID, node: Node, kind: any AnyKindRuntime) {
         self.id = id
@@ -62,15 +63,23 @@ final class ActorTarget: Sendable {
             throw DNAError(.unhandledRequest, "actor kind '\(kind.name)' has no handler for \(requestType.requestName)")
         }
         let envelope = Envelope(requestType: type, message: message, reply: reply)
-        if let cached = activation.withLock({ $0 }), node.isAccepting {
-            switch cached.enqueue(envelope) {
-            case .accepted: return
-            case .full: throw node.mailboxFull(id)
-            case .stopped: break
+        if let cached = route.withLock({ $0 }), node.isAccepting {
+            switch cached {
+            case .local(let activation):
+                switch activation.enqueue(envelope) {
+                case .accepted: return
+                case .full: throw node.mailboxFull(id)
+                case .stopped: break
+                }
+            case .remote(let owner, let address, let generation?) where generation == node.locations.generation:
+                try node.sendRemote(envelope, to: id, kind: kind, owner: owner, address: address)
+                return
+            case .remote:
+                break
             }
         }
-        let reached = try node.deliver(envelope, to: id, kind: kind)
-        activation.withLock { $0 = reached }
+        let taken = try node.deliver(envelope, to: id, kind: kind)
+        route.withLock { $0 = taken }
     }
 }
 

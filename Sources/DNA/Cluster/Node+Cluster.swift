@@ -19,9 +19,7 @@ extension Node {
         guard let handler = kind.handler(for: envelope.requestType) else {
             throw DNAError(.unhandledRequest, "actor kind '\(kind.name)' has no handler for this request")
         }
-        let payload =
-            envelope.isEncoded
-            ? unsafeDowncast(envelope.message, to: EncodedRequest.self).bytes : try handler.codec.encodeRequest(envelope.message)
+        let payload = try handler.codec.encodeRequest(envelope.message)
         var requestID: UInt64 = 0
         if let reply = envelope.reply {
             requestID = cluster.makeRequestID()
@@ -54,13 +52,14 @@ extension Node {
         guard let (requestType, handler) = kind.handler(named: request.requestName) else {
             return refuse(DNAError(.unhandledRequest, "actor kind '\(request.kind)' has no handler for \(request.requestName)"))
         }
-        // Decoded by the activation, on its own thread: the network thread only routes.
+        // Decoded here, on the network thread, in parallel with the activation (the serial
+        // stage); a payload that does not decode is refused before it reaches the mailbox.
+        let message: any AnyObject & Sendable
+        do { message = try handler.codec.decodeRequest(request.payload) } catch { return refuse(error) }
         let reply: Reply? =
             request.expectsReply
             ? .remote(RemoteReply(sink: sink, requestID: request.id, encode: handler.codec.encodeResponse)) : nil
-        let envelope = Envelope(
-            requestType: requestType, message: EncodedRequest(request.payload), reply: reply, hops: request.hops &+ 1,
-            isEncoded: true)
+        let envelope = Envelope(requestType: requestType, message: message, reply: reply, hops: request.hops &+ 1)
         do { try deliver(envelope, to: actor, kind: kind) } catch { refuse(error) }
     }
 
@@ -96,9 +95,7 @@ extension Node {
             return ids.compactMap { pending.removeValue(forKey: $0) }
         }
         let owners = Set(cluster.nodes(at: peer)).union(failed.map(\.owner))
-        locations.withLock { locations in
-            if locations.values.contains(where: owners.contains) { locations = locations.filter { !owners.contains($0.value) } }
-        }
+        locations.forget(owners: owners)
         if !failed.isEmpty {
             // The transport logs the failure itself, once; this repeats while it backs off.
             logger.debug(
@@ -117,9 +114,7 @@ extension Node {
     }
 
     private func forgetLocation(of actor: ActorID, ifAt owner: NodeID) {
-        locations.withLock { locations in
-            if locations[actor] == owner { locations[actor] = nil }
-        }
+        locations.forget(actor, ifAt: owner)
     }
 
     /// Reads the cluster's nodes from the store. Calls waiting on a node the store now
@@ -132,9 +127,7 @@ extension Node {
             let ids = pending.compactMap { dead.contains($0.value.owner) ? $0.key : nil }
             return ids.compactMap { pending.removeValue(forKey: $0) }
         }
-        locations.withLock { locations in
-            if locations.values.contains(where: dead.contains) { locations = locations.filter { !dead.contains($0.value) } }
-        }
+        locations.forget(owners: dead)
         for call in failed {
             call.reply.resume(throwing: DNAError(.nodeUnreachable, "node \(call.owner) stopped heartbeating; \(call.actor) will move"))
         }
@@ -164,7 +157,7 @@ extension Node {
             if let current = directory.activations[activation.id], current === activation {
                 directory.activations[activation.id] = nil
             }
-            locations.withLock { $0[activation.id] = owner }
+            locations.record(owner, for: activation.id)
             for envelope in batch + queued {
                 do { try sendRemote(envelope, to: activation.id, kind: kind, owner: owner, address: address) } catch {
                     envelope.reply?.resume(throwing: error)

@@ -240,16 +240,9 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 envelope.reply?.resume(throwing: DNAError(.unhandledRequest, "\(A.kind) has no handler for this request"))
                 continue
             }
-            var message = envelope.message
-            if envelope.isEncoded {
-                do { message = try handler.codec.decodeRequest(unsafeDowncast(message, to: EncodedRequest.self).bytes) } catch {
-                    envelope.reply?.resume(throwing: error)
-                    continue
-                }
-            }
             let result: Result<any Sendable, any Error>
             do {
-                result = .success(try await handler.invoke(instance, message, context))
+                result = .success(try await handler.invoke(instance, envelope.message, context))
                 context.log.endMessage()
             } catch {
                 context.log.rollbackMessage()

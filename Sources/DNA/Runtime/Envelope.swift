@@ -32,16 +32,6 @@ struct Envelope: Sendable {
     var reply: Reply?
     /// How many network links the message has crossed (0 when sent on this node).
     var hops: UInt8 = 0
-    /// `message` is an ``EncodedRequest`` from another node, decoded only by the activation
-    /// that handles it (off the network thread), or passed on as it is if forwarded.
-    var isEncoded = false
-}
-
-/// A request as it came over the network: its registered type was checked, its bytes
-/// not yet decoded.
-final class EncodedRequest: Sendable {
-    let bytes: [UInt8]
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
 }
 
 /// A response waiting behind the output gate.

@@ -52,9 +52,9 @@ public final class Node: Service, Sendable {
 
     let directory = Mutex(Directory())
     /// Where actors active on other nodes were last found. Read and written with the
-    /// directory locked (taken after it); the transport's callbacks take only this lock,
+    /// directory locked (taken after it); the transport's callbacks take only its lock,
     /// so the directory may stay locked while sending.
-    let locations = Mutex<[ActorID: NodeID]>([:])
+    let locations = LocationCache()
     private let accepting = Atomic<Bool>(true)
 
     /// Opens the store, joins the cluster and gets ready to host `actors`.
@@ -163,28 +163,26 @@ public final class Node: Service, Sendable {
         DNAError(.mailboxFull, "\(id) has \(configuration.mailboxCapacity) messages queued")
     }
 
-    private enum Route {
-        case local(any AnyActivation)
-        case remote(NodeID, PeerAddress)
-    }
-
     /// Puts `envelope` in the mailbox of the activation of `id`, making one if needed, or
-    /// sends it to the node where the actor is active. Returns the local activation that
-    /// took it, or `nil` if it went to another node.
+    /// sends it to the node where the actor is active. Returns the route it took, for the
+    /// sender to remember.
     ///
     /// - Throws: only if the envelope was neither queued nor sent (its reply untouched).
     @discardableResult
-    func deliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime) throws(DNAError) -> (any AnyActivation)? {
+    func deliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime) throws(DNAError) -> CachedRoute {
         while true {
-            let route: Route = try directory.withLock { directory throws(DNAError) in
+            let route: CachedRoute = try directory.withLock { directory throws(DNAError) in
                 guard directory.accepting else { throw DNAError(.nodeStopped, "node \(self.id) is shutting down") }
                 if let existing = directory.activations[id] { return .local(existing) }
                 if transport != nil {
-                    if let owner = locations.withLock({ $0[id] }), let address = cluster.address(of: owner) {
-                        return .remote(owner, address)
+                    // Read before the location: a change after this read shows as a new generation.
+                    let generation = locations.generation
+                    if let owner = locations.owner(of: id), let address = cluster.address(of: owner) {
+                        return .remote(owner: owner, address: address, generation: generation)
                     }
                     if configuration.placement == .consistentHash, let (owner, address) = cluster.placement(of: id, this: self.id) {
-                        return .remote(owner, address)
+                        // No generation, so not remembered: placement changes with the membership.
+                        return .remote(owner: owner, address: address, generation: nil)
                     }
                 }
                 let created = kind.makeActivation(id: id, node: self)
@@ -194,13 +192,13 @@ public final class Node: Service, Sendable {
             switch route {
             case .local(let activation):
                 switch activation.enqueue(envelope) {
-                case .accepted: return activation
+                case .accepted: return route
                 case .full: throw mailboxFull(id)
                 case .stopped: continue  // it just stopped and left the directory: look again
                 }
-            case .remote(let owner, let address):
+            case .remote(let owner, let address, _):
                 try sendRemote(envelope, to: id, kind: kind, owner: owner, address: address)
-                return nil
+                return route
             }
         }
     }

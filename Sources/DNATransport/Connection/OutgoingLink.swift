@@ -31,11 +31,13 @@ final class OutgoingLink: Sendable {
         /// Encoded frames not yet handed to the channel.
         var pending: ByteBuffer?
         var flushScheduled = false
+        var lastFlush = NIODeadline.distantPast
         var lastAttempt: UInt64 = 0
         var backoff: Backoff
     }
 
     private let state: Mutex<State>
+    private let flushWindow: TimeAmount
 
     init(peer: PeerAddress, core: TransportCore) {
         self.peer = peer
@@ -44,12 +46,13 @@ final class OutgoingLink: Sendable {
             initial: TimeAmount(clamping: core.configuration.reconnectInitialDelay),
             maximum: TimeAmount(clamping: core.configuration.reconnectMaxDelay))
         self.state = Mutex(State(backoff: backoff))
+        self.flushWindow = TimeAmount(clamping: core.configuration.flushWindow)
     }
 
     private enum SendOutcome {
         case queued
         case connect(attempt: UInt64)
-        case flush(any Channel, attempt: UInt64)
+        case flush(any Channel, attempt: UInt64, at: NIODeadline?)
         case failFast(TransportError)
     }
 
@@ -81,7 +84,8 @@ final class OutgoingLink: Sendable {
                 Self.append(request, to: &state)
                 guard !state.flushScheduled else { return .queued }
                 state.flushScheduled = true
-                return .flush(channel, attempt: attempt)
+                let earliest = state.lastFlush + flushWindow
+                return .flush(channel, attempt: attempt, at: earliest > .now() ? earliest : nil)
             }
         }
         switch outcome {
@@ -89,8 +93,10 @@ final class OutgoingLink: Sendable {
             break
         case .connect(let attempt):
             connect(attempt: attempt)
-        case .flush(let channel, let attempt):
+        case .flush(let channel, let attempt, nil):
             channel.eventLoop.execute { self.flush(attempt: attempt) }
+        case .flush(let channel, let attempt, let deadline?):
+            channel.eventLoop.scheduleTask(deadline: deadline) { self.flush(attempt: attempt) }
         case .failFast(let error):
             let peer = self.peer
             let delegate = core.delegate
@@ -133,6 +139,7 @@ final class OutgoingLink: Sendable {
         let taken = state.withLock { state -> (any Channel, ByteBuffer?)? in
             guard case .connected(let current, let channel) = state.phase, current == attempt else { return nil }
             state.flushScheduled = false
+            state.lastFlush = .now()
             defer { state.pending = nil }
             return (channel, state.pending)
         }
