@@ -39,4 +39,40 @@ struct ClusterStateTests {
             #expect(owner != "c")
         }
     }
+
+    @Test func theLocationCacheGenerationChangesWhenALocationMayBeWrong() {
+        let cache = LocationCache(capacity: 3)
+        let (a, b) = (NodeID(rawValue: "a"), NodeID(rawValue: "b"))
+        func actor(_ key: String) -> ActorID { ActorID(namespace: "n", kind: "k", key: key) }
+        var generation = cache.generation
+        func changed() -> Bool {
+            defer { generation = cache.generation }
+            return cache.generation != generation
+        }
+        cache.record(a, for: actor("1"))
+        #expect(!changed(), "a first location invalidates nothing")
+        cache.record(a, for: actor("1"))
+        #expect(!changed())
+        cache.record(b, for: actor("1"))
+        #expect(changed(), "a new owner for a name")
+        cache.forget(actor("1"), ifAt: a)
+        #expect(!changed(), "not there any more: nothing forgotten")
+        #expect(cache.owner(of: actor("1")) == b)
+        cache.forget(actor("1"), ifAt: b)
+        #expect(changed())
+        #expect(cache.owner(of: actor("1")) == nil)
+        cache.record(a, for: actor("2"))
+        cache.record(b, for: actor("3"))
+        cache.forget(owners: [a])
+        #expect(changed(), "a node's locations dropped")
+        #expect(cache.owner(of: actor("2")) == nil && cache.owner(of: actor("3")) == b)
+        cache.forget(owners: [a])
+        #expect(!changed())
+        cache.record(a, for: actor("4"))
+        cache.record(a, for: actor("5"))
+        #expect(!changed())
+        cache.record(a, for: actor("6"))
+        #expect(changed(), "over capacity: the cache starts afresh")
+        #expect(cache.count == 1)
+    }
 }

@@ -120,6 +120,10 @@ struct ClusterTests {
         #expect(count == 100)
         #expect(try await viaC.call(Recorder.Host()) != cluster.nodes[0].id.rawValue)
         #expect(try await viaC.call(Recorder.Activations()) == 2)
+        // B's ref remembered the route to A; it must follow the actor to its new owner.
+        let (countViaB, _) = try await retrying { try await viaB.call(Recorder.Count()) }
+        #expect(countViaB == 100)
+        #expect(try await viaB.call(Recorder.Host()) != cluster.nodes[0].id.rawValue)
         await cluster.shutdown()
     }
 

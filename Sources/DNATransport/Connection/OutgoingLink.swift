@@ -6,7 +6,7 @@ import Synchronization
 /// The one outgoing connection to a peer address, and what is queued for it.
 ///
 /// Phases: idle → connecting (requests queue, in order) → connected (requests coalesce
-/// into one flush per event-loop tick) → on any failure, backing off (sends fail fast with
+/// into one flush, paced by ``FlushPacer``) → on any failure, backing off (sends fail fast with
 /// `linkFailed` until the delay elapses; the next send after it reconnects). The delay
 /// starts at `reconnectInitialDelay` and doubles to `reconnectMaxDelay`; a completed
 /// handshake resets it.
@@ -31,13 +31,12 @@ final class OutgoingLink: Sendable {
         /// Encoded frames not yet handed to the channel.
         var pending: ByteBuffer?
         var flushScheduled = false
-        var lastFlush = NIODeadline.distantPast
+        var pacer: FlushPacer
         var lastAttempt: UInt64 = 0
         var backoff: Backoff
     }
 
     private let state: Mutex<State>
-    private let flushWindow: TimeAmount
 
     init(peer: PeerAddress, core: TransportCore) {
         self.peer = peer
@@ -45,8 +44,9 @@ final class OutgoingLink: Sendable {
         let backoff = Backoff(
             initial: TimeAmount(clamping: core.configuration.reconnectInitialDelay),
             maximum: TimeAmount(clamping: core.configuration.reconnectMaxDelay))
-        self.state = Mutex(State(backoff: backoff))
-        self.flushWindow = TimeAmount(clamping: core.configuration.flushWindow)
+        let pacer = FlushPacer(window: TimeAmount(clamping: core.configuration.flushWindow))
+        self.state = Mutex(State(pacer: pacer, backoff: backoff))
+
     }
 
     private enum SendOutcome {
@@ -84,8 +84,7 @@ final class OutgoingLink: Sendable {
                 Self.append(request, to: &state)
                 guard !state.flushScheduled else { return .queued }
                 state.flushScheduled = true
-                let earliest = state.lastFlush + flushWindow
-                return .flush(channel, attempt: attempt, at: earliest > .now() ? earliest : nil)
+                return .flush(channel, attempt: attempt, at: state.pacer.flushTime(now: .now()))
             }
         }
         switch outcome {
@@ -139,7 +138,7 @@ final class OutgoingLink: Sendable {
         let taken = state.withLock { state -> (any Channel, ByteBuffer?)? in
             guard case .connected(let current, let channel) = state.phase, current == attempt else { return nil }
             state.flushScheduled = false
-            state.lastFlush = .now()
+            state.pacer.flushed(at: .now())
             defer { state.pending = nil }
             return (channel, state.pending)
         }
