@@ -85,8 +85,11 @@ let package = Package(
             ]
         ),
         .testTarget(name: "DNAStoreTests", dependencies: ["DNAStore", "DNAPostgres"]),
-        .testTarget(name: "DNATransportTests", dependencies: ["DNATransport"]),
-        .testTarget(name: "DNATests", dependencies: ["DNA", "DNAExamples", "DNAPostgres", "DNACommand"]),
+        // Certificates for the TLS tests (test-only; no product exposes it).
+        .target(name: "DNATestCertificates"),
+        .testTarget(name: "DNATransportTests", dependencies: ["DNATransport", "DNATestCertificates"]),
+        .testTarget(
+            name: "DNATests", dependencies: ["DNA", "DNAExamples", "DNAPostgres", "DNACommand", "DNATestCertificates"]),
     ],
     swiftLanguageModes: [.v6]
 )

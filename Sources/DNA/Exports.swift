@@ -1,4 +1,5 @@
 @_exported import DNAStore
 @_exported import struct DNATransport.PeerAddress
 @_exported import struct DNATransport.TransportError
+@_exported import struct DNATransport.TransportTLSConfiguration
 @_exported import class DNAPostgres.PostgresStore

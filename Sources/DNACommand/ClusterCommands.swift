@@ -36,6 +36,29 @@ func listenAddress(_ text: String) throws -> PeerAddress {
     return try PeerAddress(parsing: text)
 }
 
+/// Mutual TLS between nodes (and clients) from PEM files: all three, or none.
+struct TLSOptions: ParsableArguments {
+    @Option(help: "This node's (or client's) TLS certificate chain, PEM. With --tls-key and --tls-ca.")
+    var tlsCertificate: String?
+
+    @Option(help: "The private key of --tls-certificate, PEM.")
+    var tlsKey: String?
+
+    @Option(help: "The cluster's CA certificate(s), PEM: peers must present a certificate it signed.")
+    var tlsCa: String?
+
+    func configuration() throws -> TransportTLSConfiguration? {
+        switch (tlsCertificate, tlsKey, tlsCa) {
+        case (nil, nil, nil):
+            return nil
+        case (let certificate?, let key?, let ca?):
+            return try TransportTLSConfiguration.mutual(certificateChain: certificate, privateKey: key, trustRoots: ca)
+        default:
+            throw ValidationError("--tls-certificate, --tls-key and --tls-ca go together")
+        }
+    }
+}
+
 struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node",
@@ -65,11 +88,14 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @OptionGroup var tls: TLSOptions
+
     func run() async throws {
         try bootstrapLogging(logLevel)
         var configuration = Node.Configuration(store: Node.Configuration.store(parsing: store))
         configuration.cluster = cluster
         configuration.listen = try listenAddress(listen)
+        configuration.tls = try tls.configuration()
         if let advertise { configuration.advertisedAddress = advertise }
         configuration.secret = try clusterSecret()
         configuration.heartbeatInterval = .milliseconds(Int64(heartbeatInterval * 1000))
@@ -175,9 +201,12 @@ struct KVCommand: AsyncParsableCommand {
     @Option(help: "The most entries list prints (1 to 1000).")
     var limit: Int = 100
 
+    @OptionGroup var tls: TLSOptions
+
     func run() async throws {
         try bootstrapLogging("error")
-        let client = try ClusterClient(cluster: cluster, secret: try clusterSecret(), node: try PeerAddress(parsing: node))
+        let client = try ClusterClient(
+            cluster: cluster, secret: try clusterSecret(), node: try PeerAddress(parsing: node), tls: try tls.configuration())
         do {
             switch operation {
             case .put:

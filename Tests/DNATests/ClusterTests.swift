@@ -1,7 +1,8 @@
 @testable import DNA
-import DNAPostgres
 import DNAExamples
+import DNAPostgres
 import Foundation
+import DNATestCertificates
 import Synchronization
 import Testing
 
@@ -97,6 +98,31 @@ struct ClusterTests {
         #expect(try await cluster.nodes[0].ref(Recorder.self, key: "k").call(Recorder.Get(key: "a")) == "b")
         await client.shutdown()
         await cluster.shutdown()
+    }
+
+    @Test func nodesAndClientsTalkOverMutualTLSAndAPlainClientIsRefused() async throws {
+        let directory = try TemporaryDirectory()
+        let files = try TestCertificates.write(to: directory.path)
+        let tls = try TransportTLSConfiguration.mutual(certificateChain: files.certificate, privateKey: files.key, trustRoots: files.ca)
+        guard let cluster = try await TestCluster.start(.sqlite, count: 2, tls: tls) else { return }
+        _ = try await cluster.nodes[0].ref(Recorder.self, key: "secure").call(Recorder.Activations())
+        let remote = try cluster.nodes[1].ref(Recorder.self, key: "secure")
+        try await remote.call(Recorder.Put(key: "a", value: "over TLS"))
+        #expect(try await remote.call(Recorder.Host()) == cluster.nodes[0].id.rawValue)
+        let client = try ClusterClient(cluster: "test", secret: TestCluster.secret, node: try cluster.address(1), tls: tls)
+        #expect(try await client.call(Recorder.Get(key: "a"), kind: "recorder", key: "secure", namespace: "test") == "over TLS")
+        await client.shutdown()
+        let plain = try ClusterClient(cluster: "test", secret: TestCluster.secret, node: try cluster.address(1))
+        await expectCode(.nodeUnreachable) { try await plain.call(Recorder.Get(key: "a"), kind: "recorder", key: "secure", namespace: "test") }
+        await plain.shutdown()
+        #expect(try await remote.call(Recorder.Get(key: "a")) == "over TLS", "the cluster goes on serving")
+        await cluster.shutdown()
+        #expect(throws: TransportError.self) {
+            try TransportTLSConfiguration.mutual(certificateChain: files.certificate, privateKey: directory.path + "/missing.pem", trustRoots: files.ca)
+        }
+        #expect(throws: TransportError.self) {
+            try TransportTLSConfiguration.mutual(certificateChain: files.ca, privateKey: files.ca, trustRoots: files.ca)
+        }
     }
 
     @Test func anOversizedRequestGetsAClearErrorAndNothingElseBreaks() async throws {

@@ -19,14 +19,19 @@ public final class ClusterClient: Sendable {
     /// ``DNAError/Code/nodeUnreachable`` (the node may still handle it). Default 30 s.
     public let callTimeout: Duration
 
-    /// - Throws: ``TransportError`` if the secret is shorter than 16 bytes.
-    public init(cluster: String, secret: [UInt8], node: PeerAddress, callTimeout: Duration = .seconds(30)) throws(TransportError) {
+    /// - Parameter tls: the cluster's TLS settings, if its nodes use TLS.
+    /// - Throws: ``TransportError`` if the secret is shorter than 16 bytes or the TLS
+    ///   settings are invalid.
+    public init(
+        cluster: String, secret: [UInt8], node: PeerAddress, tls: TransportTLSConfiguration? = nil,
+        callTimeout: Duration = .seconds(30)
+    ) throws(TransportError) {
         self.node = node
         self.callTimeout = callTimeout
         delegate = ClientDelegate()
-        transport = try ClusterTransport(
-            configuration: TransportConfiguration(cluster: cluster, nodeID: "client-" + NodeID.random().rawValue, secret: secret),
-            delegate: delegate)
+        var configuration = TransportConfiguration(cluster: cluster, nodeID: "client-" + NodeID.random().rawValue, secret: secret)
+        configuration.tls = tls
+        transport = try ClusterTransport(configuration: configuration, delegate: delegate)
     }
 
     /// Calls the actor `kind`/`key` in `namespace` with `request` through the node.

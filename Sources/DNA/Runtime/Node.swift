@@ -105,6 +105,7 @@ public final class Node: Service, Sendable {
                 settings.port = listen.port
                 settings.maxFrameSize = configuration.maxFrameSize
                 settings.logger = configuration.logger
+                settings.tls = configuration.tls
                 let transport = try ClusterTransport(configuration: settings, delegate: proxy)
                 let port = try await transport.start()
                 if advertisedAddress == "local" { advertisedAddress = PeerAddress(host: listen.host, port: port).description }

@@ -38,6 +38,10 @@ extension Node {
         /// prove they know it in the handshake (HMAC-SHA256 challenge-response); it never
         /// crosses the network and is never logged. Default `nil`.
         public var secret: [UInt8]? = nil
+        /// TLS for the connections between nodes (the handshake with the secret runs inside
+        /// it); for a cluster, ``TransportTLSConfiguration/mutual(certificateChain:privateKey:trustRoots:serverHostname:)``.
+        /// All nodes of a cluster, and its ``ClusterClient``s, must agree. Default `nil`: plain TCP.
+        public var tls: TransportTLSConfiguration? = nil
         /// Where an actor that is active nowhere gets activated. Default
         /// ``Placement/firstReceiver``.
         public var placement: Placement = .firstReceiver
@@ -95,6 +99,9 @@ extension Node {
                 throw DNAError(.invalidName, error.message, underlying: error)
             }
             guard maxHops >= 1, maxHops <= 16 else { throw DNAError(.invalidArgument, "maxHops must be 1 to 16") }
+            guard tls == nil || listen != nil else {
+                throw DNAError(.invalidArgument, "tls is for the connections between nodes: it needs listen")
+            }
             if listen != nil {
                 guard let secret, secret.count >= 16 else {
                     throw DNAError(.invalidArgument, "a node that listens needs a cluster secret of at least 16 bytes")

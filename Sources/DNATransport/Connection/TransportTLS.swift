@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOSSL
 
@@ -20,6 +21,45 @@ public struct TransportTLSConfiguration: Sendable {
         self.server = server
         self.client = client
         self.serverHostname = serverHostname
+    }
+
+    /// Mutual TLS for a cluster from PEM files: every node presents `certificateChain`
+    /// (signed by the cluster's CA, for both server and client authentication) and
+    /// accepts only peers whose certificate chains to `trustRoots` — in both directions.
+    ///
+    /// - Parameters:
+    ///   - certificateChain: this node's certificate (and intermediates), PEM.
+    ///   - privateKey: its private key, PEM.
+    ///   - trustRoots: the CA certificates peers' certificates must chain to, PEM.
+    /// - Throws: ``TransportError`` (`invalidConfiguration`) naming the file that could not
+    ///   be read or parsed.
+    public static func mutual(
+        certificateChain: String, privateKey: String, trustRoots: String, serverHostname: String? = nil
+    ) throws(TransportError) -> TransportTLSConfiguration {
+        func load<T>(_ path: String, _ what: String, _ parse: ([UInt8]) throws -> T) throws(TransportError) -> T {
+            guard let contents = FileManager.default.contents(atPath: path) else {
+                throw TransportError(.invalidConfiguration, "cannot read the TLS \(what) at \(path)")
+            }
+            do { return try parse(Array(contents)) } catch {
+                throw TransportError(.invalidConfiguration, "the TLS \(what) at \(path) is not valid PEM: \(error)")
+            }
+        }
+        let chain = try load(certificateChain, "certificate chain") { try NIOSSLCertificate.fromPEMBytes($0) }
+        let key = try load(privateKey, "private key") { try NIOSSLPrivateKey(bytes: $0, format: .pem) }
+        let roots = try load(trustRoots, "trust roots") { try NIOSSLCertificate.fromPEMBytes($0) }
+        guard !chain.isEmpty, !roots.isEmpty else {
+            throw TransportError(.invalidConfiguration, "the TLS certificate chain and trust roots must each hold a certificate")
+        }
+        let sources = chain.map { NIOSSLCertificateSource.certificate($0) }
+        var server = TLSConfiguration.makeServerConfiguration(certificateChain: sources, privateKey: .privateKey(key))
+        server.trustRoots = .certificates(roots)
+        server.certificateVerification = .fullVerification
+        var client = TLSConfiguration.makeClientConfiguration()
+        client.certificateChain = sources
+        client.privateKey = .privateKey(key)
+        client.trustRoots = .certificates(roots)
+        client.certificateVerification = .fullVerification
+        return TransportTLSConfiguration(server: server, client: client, serverHostname: serverHostname)
     }
 }
 

@@ -53,7 +53,8 @@ final class TestCluster {
     static func start(
         _ backend: Backend, count: Int = 3, placement: Node.Placement = .firstReceiver,
         heartbeatInterval: Duration = .milliseconds(250), failureTimeout: Duration = .seconds(2),
-        maxFrameSize: Int = 16 << 20, actors: [any DurableActor.Type] = [Recorder.self], postgresURL: String? = nil
+        maxFrameSize: Int = 16 << 20, actors: [any DurableActor.Type] = [Recorder.self], postgresURL: String? = nil,
+        tls: TransportTLSConfiguration? = nil
     ) async throws -> TestCluster? {
         let directory = try TemporaryDirectory()
         var postgresURL = postgresURL
@@ -82,6 +83,7 @@ final class TestCluster {
             configuration.heartbeatInterval = heartbeatInterval
             configuration.failureTimeout = failureTimeout
             configuration.maxFrameSize = maxFrameSize
+            configuration.tls = tls
             nodes.append(try await Node(configuration: configuration, actors: actors))
             stores.append(store)
         }
