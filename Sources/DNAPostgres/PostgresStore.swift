@@ -107,26 +107,35 @@ public final class PostgresStore: ActorStore {
     }
 
     /// Runs `body` in a transaction on a pooled connection.
+    ///
+    /// Every write that a caller is told succeeded goes through here, even a single
+    /// statement: postgres-nio reports a statement done at its CommandComplete, and an
+    /// implicit transaction commits only afterwards (at Sync), so a connection lost in
+    /// between would acknowledge a write that was rolled back. An explicit `COMMIT`
+    /// completes only once the transaction is committed.
     private func inTransaction<T: Sendable>(
         _ context: @autoclosure () -> String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreError) -> T {
         let logger = logger
-        return try await withConnection(context()) { connection in
-            try await connection.run("BEGIN", logger: logger)
+        return try await withConnection(context()) { connection in try await Self.transaction(on: connection, logger: logger, body) }
+    }
+
+    private static func transaction<T: Sendable>(
+        on connection: PostgresConnection, logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        try await connection.run("BEGIN", logger: logger)
+        do {
+            let value = try await body(connection)
+            try await connection.run("COMMIT", logger: logger)
+            return value
+        } catch {
             do {
-                let value = try await body(connection)
-                try await connection.run("COMMIT", logger: logger)
-                return value
+                try await connection.run("ROLLBACK", logger: logger)
             } catch {
-                do {
-                    try await connection.run("ROLLBACK", logger: logger)
-                } catch {
-                    // A connection left inside a failed transaction must not go back to
-                    // the pool.
-                    try? await connection.close()
-                }
-                throw error
+                // A connection left inside a failed transaction must not go back to the pool.
+                try? await connection.close()
             }
+            throw error
         }
     }
 
@@ -134,7 +143,7 @@ public final class PostgresStore: ActorStore {
 
     public func join(node: NodeID, cluster: String, address: String) async throws(StoreError) {
         let logger = logger
-        try await withConnection("joining node \(node)") { connection in
+        try await inTransaction("joining node \(node)") { connection in
             try await connection.run(
                 """
                 INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms)
@@ -145,7 +154,7 @@ public final class PostgresStore: ActorStore {
 
     public func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
         let logger = logger
-        let updated = try await withConnection("heartbeat of node \(node)") { connection in
+        let updated = try await inTransaction("heartbeat of node \(node)") { connection in
             try await connection.query(
                 """
                 UPDATE dna_nodes SET heartbeat_ms = \(unescaped: Self.now), state = \(state.rawValue), activations = \(activations)
@@ -182,7 +191,7 @@ public final class PostgresStore: ActorStore {
     public func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
         let logger = logger
         // One statement: both parts see the same snapshot and commit together.
-        try await withConnection("evicting the other nodes of \(cluster)") { connection in
+        try await inTransaction("evicting the other nodes of \(cluster)") { connection in
             try await connection.run(
                 """
                 WITH gone AS (
@@ -277,7 +286,7 @@ public final class PostgresStore: ActorStore {
     public func release(_ registration: Registration) async throws(StoreError) {
         await commits.whenIdle(registration.actor)
         let logger = logger
-        try await withConnection("releasing \(registration.actor)") { connection in
+        try await inTransaction("releasing \(registration.actor)") { connection in
             try await connection.run(
                 """
                 UPDATE dna_actors SET owner = NULL
@@ -351,9 +360,11 @@ public final class PostgresStore: ActorStore {
             operations: batches.lazy.flatMap(\.operations))
         let logger = logger
         let matched = try await pooled("committing \(registration.actor)") { connection in
-            var matched: Int64 = 0
-            for try await count in try await connection.execute(statement, logger: logger) { matched = count }
-            return matched
+            try await Self.transaction(on: connection, logger: logger) { connection in
+                var matched: Int64 = 0
+                for try await count in try await connection.execute(statement, logger: logger) { matched = count }
+                return matched
+            }
         }
         if matched == 1 { return }
         // Nothing was written. Tell why: the registration is gone, or a predecessor is.
