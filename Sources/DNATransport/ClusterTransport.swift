@@ -296,15 +296,7 @@ public final class ClusterTransport: Sendable {
     /// needed. Never blocks; requests to one peer are written in the order of the calls.
     /// If the link fails, ``ClusterTransportDelegate/transport(linkFailed:error:)`` says so.
     public func send(_ request: WireRequest, to peer: PeerAddress) {
-        let core = self.core
-        let link = core.links.withLock { links -> OutgoingLink? in
-            guard links != nil else { return nil }
-            if let link = links![peer] { return link }
-            let link = OutgoingLink(peer: peer, core: core)
-            links![peer] = link
-            return link
-        }
-        guard let link else {
+        guard let link = link(to: peer) else {
             let delegate = core.delegate
             core.onEventLoop {
                 delegate.current?.transport(linkFailed: peer, error: TransportError(.shutDown, "the transport is shut down"))
@@ -312,6 +304,30 @@ public final class ClusterTransport: Sendable {
             return
         }
         link.send(request)
+    }
+
+    /// Opens (and authenticates) the link to `peer` now if it is not connected, so that
+    /// the first request does not wait for the connection. Does nothing if the link is
+    /// connecting, connected, still backing off after a failure, or the transport is shut
+    /// down; a failure is reported like any other (`linkFailed`).
+    public func connect(to peer: PeerAddress) {
+        link(to: peer)?.connectIfDisconnected()
+    }
+
+    /// Whether the link to `peer` is connected and authenticated.
+    public func isConnected(to peer: PeerAddress) -> Bool {
+        core.links.withLock { $0?[peer] }?.isConnected ?? false
+    }
+
+    private func link(to peer: PeerAddress) -> OutgoingLink? {
+        let core = self.core
+        return core.links.withLock { links -> OutgoingLink? in
+            guard links != nil else { return nil }
+            if let link = links![peer] { return link }
+            let link = OutgoingLink(peer: peer, core: core)
+            links![peer] = link
+            return link
+        }
     }
 
     /// Closes the listener and every connection; later sends are dropped (the delegate

@@ -50,6 +50,20 @@ struct ClusterTests {
         await cluster.shutdown()
     }
 
+    @Test func nodesConnectToTheNodesTheyDiscoverBeforeAnyCall() async throws {
+        guard let cluster = try await TestCluster.start(.sqlite) else { return }
+        // TestCluster.start ran one discovery on every node and sent nothing.
+        let addresses = try (0..<3).map { try cluster.address($0) }
+        try await waitUntil(timeout: .seconds(10)) {
+            cluster.nodes.indices.allSatisfy { index in
+                addresses.indices.allSatisfy { peer in
+                    peer == index || cluster.nodes[index].transport?.isConnected(to: addresses[peer]) == true
+                }
+            }
+        }
+        await cluster.shutdown()
+    }
+
     @Test func castsToARemoteActorKeepTheirOrder() async throws {
         guard let cluster = try await TestCluster.start(.sqlite) else { return }
         _ = try await cluster.nodes[0].ref(Recorder.self, key: "ordered").call(Recorder.Activations())

@@ -47,6 +47,13 @@ final class ClusterState: Sendable {
 
     func address(of node: NodeID) -> PeerAddress? { members.withLock { $0[node]?.address } }
 
+    /// The addresses of the live nodes other than `this` one.
+    func liveAddresses(except this: NodeID) -> [PeerAddress] {
+        members.withLock { members in
+            members.compactMap { node, member in node != this && member.alive ? member.address : nil }
+        }
+    }
+
     func knows(_ node: NodeID) -> Bool { members.withLock { $0[node] != nil } }
 
     /// The nodes now serving at `address` (a node restarted on the same address is a new id).

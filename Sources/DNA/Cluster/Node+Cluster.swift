@@ -117,11 +117,15 @@ extension Node {
         locations.forget(actor, ifAt: owner)
     }
 
-    /// Reads the cluster's nodes from the store. Calls waiting on a node the store now
-    /// counts as dead fail with a retryable error (a paused node would otherwise hold them
-    /// until it resumes), and actors believed to be there are looked up afresh.
+    /// Reads the cluster's nodes from the store and connects to live ones not connected
+    /// yet (so a first call does not wait for a connection). Calls waiting on a node the
+    /// store now counts as dead fail with a retryable error (a paused node would otherwise
+    /// hold them until it resumes), and actors believed to be there are looked up afresh.
     func refreshMembers() async throws(StoreError) {
         let dead = cluster.update(try await store.nodes(cluster: configuration.cluster), failureTimeout: configuration.failureTimeout)
+        if let transport {
+            for address in cluster.liveAddresses(except: id) { transport.connect(to: address) }
+        }
         guard !dead.isEmpty else { return }
         let failed = cluster.pending.withLock { pending in
             let ids = pending.compactMap { dead.contains($0.value.owner) ? $0.key : nil }

@@ -103,12 +103,34 @@ final class OutgoingLink: Sendable {
         }
     }
 
-    private static func startConnecting(_ state: inout State, _ request: WireRequest) -> SendOutcome {
+    private static func startConnecting(_ state: inout State, _ request: WireRequest?) -> SendOutcome {
         state.lastAttempt += 1
         state.phase = .connecting(attempt: state.lastAttempt)
         state.pending = nil
-        append(request, to: &state)
+        if let request { append(request, to: &state) }
         return .connect(attempt: state.lastAttempt)
+    }
+
+    /// Connects now if the link is idle or its back-off delay is over; otherwise leaves
+    /// it as it is.
+    func connectIfDisconnected() {
+        let attempt = state.withLock { state -> UInt64? in
+            switch state.phase {
+            case .idle: break
+            case .backingOff(let until) where NIODeadline.now() >= until: break
+            default: return nil
+            }
+            guard case .connect(let attempt) = Self.startConnecting(&state, nil) else { return nil }
+            return attempt
+        }
+        if let attempt { connect(attempt: attempt) }
+    }
+
+    var isConnected: Bool {
+        state.withLock { state in
+            if case .connected = state.phase { return true }
+            return false
+        }
     }
 
     private static func append(_ request: WireRequest, to state: inout State) {
