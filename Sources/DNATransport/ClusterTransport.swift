@@ -36,6 +36,12 @@ public struct TransportConfiguration: Sendable {
     /// in large writes instead of one wake-up and one syscall every few messages.
     /// Default 100 µs; `.zero` flushes every event-loop tick.
     public var flushWindow: Duration = .microseconds(100)
+    /// The most bytes of requests one link holds that the peer has not taken yet (queued
+    /// while connecting, or while the connection is not writable because the peer reads
+    /// slower than we send). A send past it is refused at once with
+    /// ``TransportError/Code/overloaded`` and nothing is queued, so a slow or stopped peer
+    /// cannot make a sender use unbounded memory. Default 64 MiB.
+    public var maxQueuedBytes: Int = 64 << 20
     public var logger: Logger = Logger(label: "dna.transport")
     /// TLS for every connection, listener and outgoing; `nil` (the default) is plain TCP.
     /// The DNA handshake runs inside TLS either way.
@@ -161,6 +167,9 @@ public struct TransportError: Error, Sendable, CustomStringConvertible, Equatabl
         public static let protocolViolation = Code("protocolViolation")
         public static let frameTooLarge = Code("frameTooLarge")
         public static let shutDown = Code("shutDown")
+        /// The link to the peer already holds ``TransportConfiguration/maxQueuedBytes``
+        /// not yet taken by the peer; nothing was queued. Slow down and try again.
+        public static let overloaded = Code("overloaded")
     }
 
     public var code: Code
@@ -295,7 +304,11 @@ public final class ClusterTransport: Sendable {
     /// Sends `request` to the node at `peer`, connecting (and authenticating) first if
     /// needed. Never blocks; requests to one peer are written in the order of the calls.
     /// If the link fails, ``ClusterTransportDelegate/transport(linkFailed:error:)`` says so.
-    public func send(_ request: WireRequest, to peer: PeerAddress) {
+    ///
+    /// - Throws: ``TransportError/Code/overloaded`` if the link already holds
+    ///   ``TransportConfiguration/maxQueuedBytes`` the peer has not taken; then nothing was
+    ///   queued and the delegate hears nothing of this request.
+    public func send(_ request: WireRequest, to peer: PeerAddress) throws(TransportError) {
         guard let link = link(to: peer) else {
             let delegate = core.delegate
             core.onEventLoop {
@@ -303,7 +316,7 @@ public final class ClusterTransport: Sendable {
             }
             return
         }
-        link.send(request)
+        try link.send(request)
     }
 
     /// Opens (and authenticates) the link to `peer` now if it is not connected, so that

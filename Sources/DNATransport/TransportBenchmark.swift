@@ -53,7 +53,7 @@ public enum TransportBenchmark {
             }
 
             // Warm up: connect and authenticate.
-            client.send(request(0), to: peer)
+            try client.send(request(0), to: peer)
             try await counter.wait(until: 1)
 
             let clock = ContinuousClock()
@@ -63,7 +63,7 @@ public enum TransportBenchmark {
                 let chunk = Swift.min(1_000, requests - sent)
                 for _ in 0..<chunk {
                     sent += 1
-                    client.send(request(sent), to: peer)
+                    try client.send(request(sent), to: peer)
                 }
                 if sent - (counter.received - 1) > window {
                     try await counter.wait(until: 1 + sent - window / 2)
@@ -77,7 +77,7 @@ public enum TransportBenchmark {
             samples.reserveCapacity(latencySamples)
             for n in 0..<latencySamples {
                 let before = clock.now
-                client.send(request(requests + 1 + n), to: peer)
+                try client.send(request(requests + 1 + n), to: peer)
                 try await counter.wait(until: 2 + requests + n)
                 let rtt = before.duration(to: clock.now)
                 samples.append(Double(rtt.components.seconds) * 1e6 + Double(rtt.components.attoseconds) / 1e12)

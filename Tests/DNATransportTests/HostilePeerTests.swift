@@ -116,7 +116,7 @@ struct HostilePeerTests {
     func wrongClusterTransport() async throws {
         let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server")
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", cluster: "other")
-        client.send(Fixtures.request(1), to: address)
+        try client.send(Fixtures.request(1), to: address)
         let log = try await clientLog.wait(for: "linkFailed") { !$0.failures.isEmpty }
         #expect(log.failures[0].error.code == .handshakeFailed)
         #expect(log.failures[0].error.message.contains("wrong cluster \"other\""))
@@ -132,14 +132,14 @@ struct HostilePeerTests {
         let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server")
         let (impostor, impostorLog, impostorAddress) = try await Fixtures.transport(nodeID: "impostor", secret: otherSecret)
         // The impostor as client: it finds the server's proof wrong (from its side, the server is the fake).
-        impostor.send(Fixtures.request(1), to: address)
+        try impostor.send(Fixtures.request(1), to: address)
         let log = try await impostorLog.wait(for: "linkFailed") { !$0.failures.isEmpty }
         #expect(log.failures[0].error.code == .handshakeFailed)
         #expect(log.failures[0].error.message.contains("does not know the cluster secret"))
         #expect(serverLog.log.requests.isEmpty)
         // The impostor as server (a fake server): the honest client detects it and sends nothing.
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
-        client.send(Fixtures.request(2), to: impostorAddress)
+        try client.send(Fixtures.request(2), to: impostorAddress)
         let clientFailures = try await clientLog.wait(for: "linkFailed") { !$0.failures.isEmpty }
         #expect(clientFailures.failures[0].error.code == .handshakeFailed)
         #expect(clientFailures.failures[0].error.message.contains("does not know the cluster secret"))
@@ -156,7 +156,7 @@ struct HostilePeerTests {
             $0.handshakeTimeout = .milliseconds(200)
         })
         let start = ContinuousClock.now
-        client.send(Fixtures.request(1), to: PeerAddress(host: "127.0.0.1", port: listener.port))
+        try client.send(Fixtures.request(1), to: PeerAddress(host: "127.0.0.1", port: listener.port))
         let log = try await clientLog.wait(for: "linkFailed", timeout: .seconds(5)) { !$0.failures.isEmpty }
         #expect(ContinuousClock.now - start >= .milliseconds(150))
         #expect(log.failures[0].error.code == .handshakeFailed)

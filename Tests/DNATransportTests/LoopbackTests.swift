@@ -1,3 +1,4 @@
+import Dispatch
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -7,6 +8,48 @@ import Testing
 
 @Suite("Transport on loopback")
 struct LoopbackTests {
+    @Test("a peer that stops reading: sends past maxQueuedBytes are refused, nothing accepted is lost, then sends flow again")
+    func backPressure() async throws {
+        // The server's handler blocks its event loop on the first request until released:
+        // the server stops reading, the socket buffers fill, the link stops being writable.
+        let gate = DispatchSemaphore(value: 0)
+        let blocked = Atomic<Bool>(false)
+        let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server", reply: { _, _ in
+            if !blocked.exchange(true, ordering: .relaxed) { gate.wait() }
+        })
+        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: { $0.maxQueuedBytes = 256 << 10 })
+        let payload = Array(repeating: UInt8(7), count: 4096)
+        func request(_ id: UInt64) -> WireRequest {
+            WireRequest(id: id, expectsReply: false, hops: 0, namespace: "n", kind: "k", key: "key", requestName: "Put", payload: payload)
+        }
+        try client.send(request(1), to: address)
+        try await serverLog.wait(for: "the first request") { $0.requests.count == 1 }
+        var accepted: [UInt64] = [1]
+        var refusal: TransportError?
+        // Far more than the socket buffers and maxQueuedBytes hold together.
+        for id in 2...UInt64(100_000) {
+            do {
+                try client.send(request(id), to: address)
+                accepted.append(id)
+            } catch {
+                refusal = error
+                break
+            }
+        }
+        #expect(refusal?.code == .overloaded, "a peer that does not read must not make the sender queue without bound")
+        gate.signal()
+        let caughtUp = accepted.count
+        try await serverLog.wait(for: "every accepted request") { $0.requests.count >= caughtUp }
+        #expect(serverLog.log.requests.map(\.id) == accepted, "everything accepted arrives, in order")
+        // Caught up: sends are accepted again.
+        let next = accepted.last! + 1
+        try client.send(request(next), to: address)
+        try await serverLog.wait(for: "a send after catching up") { $0.requests.last?.id == next }
+        #expect(clientLog.log.failures.isEmpty)
+        await client.shutdown()
+        await server.shutdown()
+    }
+
     @Test("10,000 requests arrive in order and every response comes back with its id")
     func tenThousandInOrder() async throws {
         let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server")
@@ -15,7 +58,7 @@ struct LoopbackTests {
         // From two threads' worth of tasks would reorder by design; order is per caller, so
         // one caller sends all of them.
         for id in 1...UInt64(count) {
-            client.send(Fixtures.request(id, payload: Array(repeating: UInt8(truncatingIfNeeded: id), count: 16)), to: address)
+            try client.send(Fixtures.request(id, payload: Array(repeating: UInt8(truncatingIfNeeded: id), count: 16)), to: address)
         }
         let log = try await clientLog.wait(for: "\(count) responses") { $0.responses.count >= count }
         #expect(log.responses.map(\.id) == Array(1...UInt64(count)))
@@ -33,12 +76,13 @@ struct LoopbackTests {
     func concurrentSenders() async throws {
         let (server, _, address) = try await Fixtures.transport(nodeID: "server")
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
-        await withTaskGroup(of: Void.self) { group in
+        try await withThrowingTaskGroup(of: Void.self) { group in
             for sender in 0..<8 {
                 group.addTask {
-                    for n in 0..<1000 { client.send(Fixtures.request(UInt64(sender * 1000 + n + 1)), to: address) }
+                    for n in 0..<1000 { try client.send(Fixtures.request(UInt64(sender * 1000 + n + 1)), to: address) }
                 }
             }
+            try await group.waitForAll()
         }
         let log = try await clientLog.wait(for: "8000 responses") { $0.responses.count >= 8000 }
         #expect(log.responseIDs == Set(1...8000))
@@ -50,8 +94,8 @@ struct LoopbackTests {
     func casts() async throws {
         let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server")
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
-        client.send(Fixtures.request(0, expectsReply: false), to: address)
-        client.send(Fixtures.request(5), to: address)
+        try client.send(Fixtures.request(0, expectsReply: false), to: address)
+        try client.send(Fixtures.request(5), to: address)
         try await clientLog.wait(for: "the call's response") { $0.responseIDs.contains(5) }
         #expect(serverLog.log.requests.map(\.id) == [0, 5])
         #expect(clientLog.log.responses.map(\.id) == [5])
@@ -63,8 +107,8 @@ struct LoopbackTests {
     func bothDirections() async throws {
         let (a, aLog, aAddress) = try await Fixtures.transport(nodeID: "a")
         let (b, bLog, bAddress) = try await Fixtures.transport(nodeID: "b")
-        a.send(Fixtures.request(1), to: bAddress)
-        b.send(Fixtures.request(2), to: aAddress)
+        try a.send(Fixtures.request(1), to: bAddress)
+        try b.send(Fixtures.request(2), to: aAddress)
         try await aLog.wait(for: "a's response") { $0.responseIDs.contains(1) }
         try await bLog.wait(for: "b's response") { $0.responseIDs.contains(2) }
         #expect(aLog.log.peerNodeIDs == ["b"])
@@ -77,8 +121,8 @@ struct LoopbackTests {
     func requestTooLarge() async throws {
         let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server")
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: { $0.maxFrameSize = 1024 })
-        client.send(Fixtures.request(1, payload: Array(repeating: 0, count: 2000)), to: address)
-        client.send(Fixtures.request(2), to: address)
+        try client.send(Fixtures.request(1, payload: Array(repeating: 0, count: 2000)), to: address)
+        try client.send(Fixtures.request(2), to: address)
         let log = try await clientLog.wait(for: "both responses") { $0.responseIDs.isSuperset(of: [1, 2]) }
         guard case .failure(let error) = log.responses.first(where: { $0.id == 1 })?.result else {
             Issue.record("no failure for the oversized request"); return
@@ -98,8 +142,8 @@ struct LoopbackTests {
             sink.send(WireResponse(id: request.id, result: .success(Array(repeating: 0, count: request.id == 1 ? 5000 : 10))))
         }, configure: { $0.maxFrameSize = 4096 })
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
-        client.send(Fixtures.request(1), to: address)
-        client.send(Fixtures.request(2), to: address)
+        try client.send(Fixtures.request(1), to: address)
+        try client.send(Fixtures.request(2), to: address)
         let log = try await clientLog.wait(for: "both responses") { $0.responses.count >= 2 }
         #expect(log.responses.map(\.id) == [1, 2])
         guard case .failure(let error) = log.responses[0].result else { Issue.record("big response sent"); return }
@@ -118,12 +162,12 @@ struct LoopbackTests {
             $0.reconnectInitialDelay = .seconds(30)
         })
         let start = ContinuousClock.now
-        client.send(Fixtures.request(1), to: address)
+        try client.send(Fixtures.request(1), to: address)
         let log = try await clientLog.wait(for: "linkFailed", timeout: .seconds(3)) { !$0.failures.isEmpty }
         #expect(ContinuousClock.now - start < .seconds(5), "a refused connection is reported at once, not after a timeout")
         #expect(log.failures[0].peer == address)
         #expect(log.failures[0].error.code == .unreachable)
-        client.send(Fixtures.request(2), to: address)
+        try client.send(Fixtures.request(2), to: address)
         let second = try await clientLog.wait(for: "fail-fast linkFailed", timeout: .seconds(3)) { $0.failures.count >= 2 }
         #expect(second.failures[1].error.code == .unreachable)
         #expect(second.failures[1].error.message.contains("backing off"))
@@ -162,7 +206,7 @@ struct LoopbackTests {
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
         _ = try await Fixtures.roundTrip(client, clientLog, to: address, id: 1)
         await client.shutdown()
-        client.send(Fixtures.request(2), to: address)
+        try client.send(Fixtures.request(2), to: address)
         let log = try await clientLog.wait(for: "linkFailed(shutDown)") { !$0.failures.isEmpty }
         #expect(log.failures.map(\.error.code) == [.shutDown])
         await server.shutdown()

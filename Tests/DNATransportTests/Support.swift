@@ -160,7 +160,7 @@ enum Fixtures {
         async throws -> WireResponse
     {
         let failuresBefore = recorder.log.failures.count
-        transport.send(request(id), to: peer)
+        try transport.send(request(id), to: peer)
         let log = try await recorder.wait(for: "response \(id)") {
             $0.responseIDs.contains(id) || $0.failures.count > failuresBefore
         }

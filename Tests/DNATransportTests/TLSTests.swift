@@ -24,12 +24,12 @@ struct TLSTests {
         let tls = try Self.tls()
         let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server", configure: { $0.tls = tls })
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: { $0.tls = tls })
-        for id in 1...UInt64(500) { client.send(Fixtures.request(id), to: address) }
+        for id in 1...UInt64(500) { try client.send(Fixtures.request(id), to: address) }
         let log = try await clientLog.wait(for: "500 responses") { $0.responses.count >= 500 }
         #expect(log.responses.map(\.id) == Array(1...500))
         #expect(serverLog.log.requests.map(\.id) == Array(1...500))
         // By name too: the certificate lists localhost.
-        client.send(Fixtures.request(501), to: PeerAddress(host: "localhost", port: address.port))
+        try client.send(Fixtures.request(501), to: PeerAddress(host: "localhost", port: address.port))
         try await clientLog.wait(for: "the response by name") { $0.responseIDs.contains(501) }
         await client.shutdown()
         await server.shutdown()
@@ -41,7 +41,7 @@ struct TLSTests {
             $0.tls = try? Self.tls(certificate: TestCertificates.other, key: TestCertificates.otherKey)
         })
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: { $0.tls = try? Self.tls() })
-        client.send(Fixtures.request(1), to: address)
+        try client.send(Fixtures.request(1), to: address)
         let log = try await clientLog.wait(for: "linkFailed") { !$0.failures.isEmpty }
         #expect(log.responses.isEmpty)
         #expect(serverLog.log.requests.isEmpty)
@@ -54,7 +54,7 @@ struct TLSTests {
         let tls = try Self.tls()
         let (server, _, address) = try await Fixtures.transport(nodeID: "server", configure: { $0.tls = tls })
         let (plain, plainLog, _) = try await Fixtures.transport(nodeID: "plain")
-        plain.send(Fixtures.request(1), to: address)
+        try plain.send(Fixtures.request(1), to: address)
         let log = try await plainLog.wait(for: "linkFailed") { !$0.failures.isEmpty }
         #expect(log.responses.isEmpty)
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: { $0.tls = tls })

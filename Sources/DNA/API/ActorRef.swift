@@ -31,7 +31,8 @@ public struct ActorRef<A: DurableActor>: Sendable {
     /// Sends `request` without waiting. Casts from one sender are handled in the order sent.
     ///
     /// - Throws: only what is known at once: ``DNAError/Code/unhandledRequest``,
-    ///   ``DNAError/Code/mailboxFull``, ``DNAError/Code/nodeStopped``.
+    ///   ``DNAError/Code/mailboxFull``, ``DNAError/Code/nodeStopped``, and for an actor on
+    ///   another node ``DNAError/Code/overloaded`` (that node is not keeping up).
     @inlinable
     public func cast<R: ActorRequest>(_ request: R) throws(DNAError) {
         try target.send(R.self, MessageBox(request), reply: nil)

@@ -46,6 +46,10 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
         public static let routingFailed = Code("routingFailed")
         /// The encoded request or response is larger than the transport's maximum frame.
         public static let payloadTooLarge = Code("payloadTooLarge")
+        /// The link to the node hosting the actor holds as many bytes as it may that the
+        /// node has not taken yet (it reads slower than this node sends); nothing was sent.
+        /// Retryable: slow down.
+        public static let overloaded = Code("overloaded")
     }
 
     public var code: Code
@@ -63,7 +67,7 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
     public var isRetryable: Bool {
         if let remote = underlying as? WireError { return remote.retryable }
         switch code {
-        case .fenced, .mailboxFull, .ownedElsewhere, .nodeUnreachable, .routingFailed: return true
+        case .fenced, .mailboxFull, .ownedElsewhere, .nodeUnreachable, .routingFailed, .overloaded: return true
         case .commitFailed: return (underlying as? StoreError)?.isRetryable ?? true
         case .activationFailed: return (underlying as? StoreError)?.isRetryable ?? false
         default: return false

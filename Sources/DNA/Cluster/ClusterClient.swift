@@ -52,11 +52,16 @@ public final class ClusterClient: Sendable {
                 delegate.pending.withLock { $0.removeValue(forKey: id) }?.resume(
                     throwing: DNAError(.nodeUnreachable, "no answer from \(node) within \(timeout); the request may or may not have been handled"))
             }
-            transport.send(
-                WireRequest(
-                    id: id, expectsReply: true, hops: 0, namespace: namespace, kind: kind, key: key, requestName: R.requestName,
-                    payload: payload),
-                to: node)
+            do throws(TransportError) {
+                try transport.send(
+                    WireRequest(
+                        id: id, expectsReply: true, hops: 0, namespace: namespace, kind: kind, key: key,
+                        requestName: R.requestName, payload: payload),
+                    to: node)
+            } catch {
+                delegate.pending.withLock { $0.removeValue(forKey: id) }?.resume(
+                    throwing: DNAError(.overloaded, error.message, underlying: error))
+            }
         }
         return try codec.decodeResponse(bytes) as! R.Response
     }

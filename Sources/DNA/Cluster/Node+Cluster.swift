@@ -26,11 +26,17 @@ extension Node {
             let call = PendingCall(reply: reply, decode: handler.codec.decodeResponse, peer: address, owner: owner, actor: id)
             cluster.pending.withLock { $0[requestID] = call }
         }
-        transport.send(
-            WireRequest(
-                id: requestID, expectsReply: envelope.reply != nil, hops: envelope.hops, namespace: id.namespace,
-                kind: id.kind, key: id.key, requestName: handler.requestName, payload: payload),
-            to: address)
+        do {
+            try transport.send(
+                WireRequest(
+                    id: requestID, expectsReply: envelope.reply != nil, hops: envelope.hops, namespace: id.namespace,
+                    kind: id.kind, key: id.key, requestName: handler.requestName, payload: payload),
+                to: address)
+        } catch {
+            // Nothing was queued: the reply goes back to the caller untouched, with the error.
+            if requestID != 0 { cluster.pending.withLock { _ = $0.removeValue(forKey: requestID) } }
+            throw DNAError(.overloaded, "\(id): \(error.message)", underlying: error)
+        }
     }
 
     /// A request from another node: decoded only if its kind and request type are registered

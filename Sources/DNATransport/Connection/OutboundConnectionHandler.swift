@@ -41,6 +41,11 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
         context.fireChannelActive()
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        link.writabilityChanged(attempt: attempt, writable: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         accumulator.append(unwrapInboundIn(data))

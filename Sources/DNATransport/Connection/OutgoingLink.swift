@@ -31,6 +31,9 @@ final class OutgoingLink: Sendable {
         /// Encoded frames not yet handed to the channel.
         var pending: ByteBuffer?
         var flushScheduled = false
+        /// The channel's writability: while the peer does not keep up, requests stay in
+        /// `pending` (bounded by `maxQueuedBytes`) instead of NIO's unbounded buffer.
+        var writable = true
         var pacer: FlushPacer
         var lastAttempt: UInt64 = 0
         var backoff: Backoff
@@ -54,16 +57,20 @@ final class OutgoingLink: Sendable {
         case connect(attempt: UInt64)
         case flush(any Channel, attempt: UInt64, at: NIODeadline?)
         case failFast(TransportError)
+        case overloaded(queued: Int)
     }
 
-    func send(_ request: WireRequest) {
+    func send(_ request: WireRequest) throws(TransportError) {
         let length = FrameCodec.frameLength(of: request)
         let max = core.configuration.maxFrameSize
         guard length <= max else {
             refuseOversized(request, length: length, max: max)
             return
         }
+        let maxQueued = core.configuration.maxQueuedBytes
         let outcome = state.withLock { state -> SendOutcome in
+            let queued = state.pending?.readableBytes ?? 0
+            if queued > 0 && queued + length > maxQueued { return .overloaded(queued: queued) }
             switch state.phase {
             case .shutDown:
                 return .failFast(TransportError(.shutDown, "the transport is shut down"))
@@ -82,7 +89,7 @@ final class OutgoingLink: Sendable {
                 return .queued
             case .connected(let attempt, let channel):
                 Self.append(request, to: &state)
-                guard !state.flushScheduled else { return .queued }
+                guard !state.flushScheduled, state.writable else { return .queued }
                 state.flushScheduled = true
                 return .flush(channel, attempt: attempt, at: state.pacer.flushTime(now: .now()))
             }
@@ -100,6 +107,9 @@ final class OutgoingLink: Sendable {
             let peer = self.peer
             let delegate = core.delegate
             core.onEventLoop { delegate.current?.transport(linkFailed: peer, error: error) }
+        case .overloaded(let queued):
+            throw TransportError(
+                .overloaded, "link to \(peer) holds \(queued) bytes the peer has not taken yet (maxQueuedBytes \(maxQueued))")
         }
     }
 
@@ -109,6 +119,17 @@ final class OutgoingLink: Sendable {
         state.pending = nil
         if let request { append(request, to: &state) }
         return .connect(attempt: state.lastAttempt)
+    }
+
+    /// Called on the channel's event loop when the connection's writability changes: once
+    /// the peer has caught up, what queued meanwhile goes out.
+    func writabilityChanged(attempt: UInt64, writable: Bool) {
+        let flushNow = state.withLock { state -> Bool in
+            guard case .connected(let current, _) = state.phase, current == attempt else { return false }
+            state.writable = writable
+            return writable && !state.flushScheduled && (state.pending?.readableBytes ?? 0) > 0
+        }
+        if flushNow { flush(attempt: attempt) }
     }
 
     /// Connects now if the link is idle or its back-off delay is over; otherwise leaves
@@ -160,6 +181,8 @@ final class OutgoingLink: Sendable {
         let taken = state.withLock { state -> (any Channel, ByteBuffer?)? in
             guard case .connected(let current, let channel) = state.phase, current == attempt else { return nil }
             state.flushScheduled = false
+            // Not writable: keep the requests here; writabilityChanged flushes them.
+            guard state.writable else { return nil }
             state.pacer.flushed(at: .now())
             defer { state.pending = nil }
             return (channel, state.pending)
@@ -209,6 +232,7 @@ final class OutgoingLink: Sendable {
             state.phase = .connected(attempt: attempt, channel: channel)
             state.backoff.reset()
             state.flushScheduled = false
+            state.writable = channel.isWritable
             defer { state.pending = nil }
             return (true, state.pending)
         }
