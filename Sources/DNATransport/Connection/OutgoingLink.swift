@@ -49,7 +49,6 @@ final class OutgoingLink: Sendable {
             maximum: TimeAmount(clamping: core.configuration.reconnectMaxDelay))
         let pacer = FlushPacer(window: TimeAmount(clamping: core.configuration.flushWindow))
         self.state = Mutex(State(pacer: pacer, backoff: backoff))
-
     }
 
     private enum SendOutcome {
