@@ -84,7 +84,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "DNAStoreTests", dependencies: ["DNAStore", "DNAPostgres"]),
+        .testTarget(
+            name: "DNAStoreTests",
+            dependencies: [
+                "DNAStore", "DNAPostgres",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
         // Certificates for the TLS tests (test-only; no product exposes it).
         .target(name: "DNATestCertificates"),
         .testTarget(name: "DNATransportTests", dependencies: ["DNATransport", "DNATestCertificates"]),
