@@ -47,7 +47,10 @@ final class ActorTarget: Sendable {
     let id: ActorID
     let node: Node
     let kind: any AnyKindRuntime
-    private let route = Mutex<CachedRoute?>(nil)
+    // Two slots rather than one enum, so the local path costs what it did before remote
+    // routes were remembered (one optional existential copied out of the lock).
+    private let activation = Mutex<(any AnyActivation)?>(nil)
+    private let remote = Mutex<(owner: NodeID, address: PeerAddress, generation: UInt64)?>(nil)
 
     init(id: ActorID, node: Node, kind: any AnyKindRuntime) {
         self.id = id
@@ -64,23 +67,24 @@ final class ActorTarget: Sendable {
             throw DNAError(.unhandledRequest, "actor kind '\(kind.name)' has no handler for \(requestType.requestName)")
         }
         let envelope = Envelope(requestType: type, message: message, reply: reply)
-        if let cached = route.withLock({ $0 }), node.isAccepting {
-            switch cached {
-            case .local(let activation):
-                switch activation.enqueue(envelope) {
-                case .accepted: return
-                case .full: throw node.mailboxFull(id)
-                case .stopped: break
-                }
-            case .remote(let owner, let address, let generation?) where generation == node.locations.generation:
-                try node.sendRemote(envelope, to: id, kind: kind, owner: owner, address: address)
-                return
-            case .remote:
-                break
+        if let cached = activation.withLock({ $0 }), node.isAccepting {
+            switch cached.enqueue(envelope) {
+            case .accepted: return
+            case .full: throw node.mailboxFull(id)
+            case .stopped: break
             }
+        } else if let route = remote.withLock({ $0 }), route.generation == node.locations.generation, node.isAccepting {
+            try node.sendRemote(envelope, to: id, kind: kind, owner: route.owner, address: route.address)
+            return
         }
-        let taken = try node.deliver(envelope, to: id, kind: kind)
-        route.withLock { $0 = taken }
+        switch try node.deliver(envelope, to: id, kind: kind) {
+        case .local(let reached):
+            activation.withLock { $0 = reached }
+            remote.withLock { $0 = nil }
+        case .remote(let owner, let address, let generation):
+            activation.withLock { $0 = nil }
+            remote.withLock { $0 = generation.map { (owner, address, $0) } }
+        }
     }
 }
 
