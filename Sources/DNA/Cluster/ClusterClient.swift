@@ -59,8 +59,9 @@ public final class ClusterClient: Sendable {
                         requestName: R.requestName, payload: payload),
                     to: node)
             } catch {
+                let code: DNAError.Code = error.code == .overloaded ? .overloaded : .nodeUnreachable
                 delegate.pending.withLock { $0.removeValue(forKey: id) }?.resume(
-                    throwing: DNAError(.overloaded, error.message, underlying: error))
+                    throwing: DNAError(code, error.message, underlying: error))
             }
         }
         return try codec.decodeResponse(bytes) as! R.Response

@@ -26,7 +26,7 @@ extension Node {
             let call = PendingCall(reply: reply, decode: handler.codec.decodeResponse, peer: address, owner: owner, actor: id)
             cluster.pending.withLock { $0[requestID] = call }
         }
-        do {
+        do throws(TransportError) {
             try transport.send(
                 WireRequest(
                     id: requestID, expectsReply: envelope.reply != nil, hops: envelope.hops, namespace: id.namespace,
@@ -35,7 +35,8 @@ extension Node {
         } catch {
             // Nothing was queued: the reply goes back to the caller untouched, with the error.
             if requestID != 0 { cluster.pending.withLock { _ = $0.removeValue(forKey: requestID) } }
-            throw DNAError(.overloaded, "\(id): \(error.message)", underlying: error)
+            let code: DNAError.Code = error.code == .overloaded ? .overloaded : .nodeUnreachable
+            throw DNAError(code, "\(id): \(error.message)", underlying: error)
         }
     }
 
