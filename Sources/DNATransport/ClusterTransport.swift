@@ -30,10 +30,10 @@ public struct TransportConfiguration: Sendable {
     public var reconnectInitialDelay: Duration = .milliseconds(50)
     /// Longest wait between reconnection attempts. Default 2 s.
     public var reconnectMaxDelay: Duration = .seconds(2)
-    /// The shortest time between two flushes of one link. A send on a link that has not
-    /// flushed for this long is flushed at once (an idle link adds no delay); a send
-    /// right after a flush waits for the rest of the window, so a stream of casts goes out
-    /// in large writes instead of one wake-up and one syscall every few messages.
+    /// The shortest time between two flushes of a link that is streaming (its last flush
+    /// carried several requests): a stream of casts goes out in large writes instead of
+    /// one wake-up and one syscall every few messages. A link whose flushes carry one
+    /// request at a time (sequential calls) flushes at once, however short the round trip.
     /// Default 100 µs; `.zero` flushes every event-loop tick.
     public var flushWindow: Duration = .microseconds(100)
     /// The most bytes of requests one link holds that the peer has not taken yet (queued

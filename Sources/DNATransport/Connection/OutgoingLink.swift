@@ -30,6 +30,8 @@ final class OutgoingLink: Sendable {
         var phase = Phase.idle
         /// Encoded frames not yet handed to the channel.
         var pending: ByteBuffer?
+        /// How many requests `pending` holds.
+        var pendingRequests = 0
         var flushScheduled = false
         /// The channel's writability: while the peer does not keep up, requests stay in
         /// `pending` (bounded by `maxQueuedBytes`) instead of NIO's unbounded buffer.
@@ -116,6 +118,7 @@ final class OutgoingLink: Sendable {
         state.lastAttempt += 1
         state.phase = .connecting(attempt: state.lastAttempt)
         state.pending = nil
+        state.pendingRequests = 0
         if let request { append(request, to: &state) }
         return .connect(attempt: state.lastAttempt)
     }
@@ -158,6 +161,7 @@ final class OutgoingLink: Sendable {
             state.pending = ByteBufferAllocator().buffer(capacity: Swift.max(1024, FrameCodec.frameLength(of: request) + 4))
         }
         FrameCodec.encode(request, into: &state.pending!)
+        state.pendingRequests += 1
     }
 
     /// A request over `maxFrameSize` is never sent. This is not a link failure (the link is
@@ -182,8 +186,11 @@ final class OutgoingLink: Sendable {
             state.flushScheduled = false
             // Not writable: keep the requests here; writabilityChanged flushes them.
             guard state.writable else { return nil }
-            state.pacer.flushed(at: .now())
-            defer { state.pending = nil }
+            state.pacer.flushed(at: .now(), requests: state.pendingRequests)
+            defer {
+                state.pending = nil
+                state.pendingRequests = 0
+            }
             return (channel, state.pending)
         }
         if let (channel, pending) = taken, let pending, pending.readableBytes > 0 {
@@ -232,7 +239,10 @@ final class OutgoingLink: Sendable {
             state.backoff.reset()
             state.flushScheduled = false
             state.writable = channel.isWritable
-            defer { state.pending = nil }
+            defer {
+                state.pending = nil
+                state.pendingRequests = 0
+            }
             return (true, state.pending)
         }
         if let pending = result.pending, pending.readableBytes > 0 {
@@ -250,6 +260,7 @@ final class OutgoingLink: Sendable {
                 let delay = state.backoff.next()
                 state.phase = .backingOff(until: .now() + delay)
                 state.pending = nil
+                state.pendingRequests = 0
                 state.flushScheduled = false
                 return delay
             default:
@@ -274,6 +285,7 @@ final class OutgoingLink: Sendable {
         state.withLock { state in
             state.phase = .shutDown
             state.pending = nil
+            state.pendingRequests = 0
             state.flushScheduled = false
         }
     }
