@@ -13,19 +13,37 @@ struct PostgresAcknowledgementTests {
     /// commits only later, at Sync. The proxy delivers the commit statement's
     /// CommandComplete and then cuts the connection before the server ever sees a Sync,
     /// so the server rolls back whatever that statement did not commit explicitly.
-    @Test(.timeLimit(.minutes(2))) func commitAcknowledgedBeforeTheConnectionIsLostIsDurable() async throws {
-        let helpers = PostgresStoreTests()
+    let helpers = PostgresStoreTests()
+
+    /// A fresh database, the proxy in front of it, and a store through the proxy holding
+    /// `key`'s registration; the proxy is shut down afterwards.
+    private func throughProxy(
+        key: String, _ adjust: @escaping @Sendable (inout PostgresStore.Configuration) -> Void = { _ in },
+        _ body: (_ proxy: SyncDroppingProxy, _ store: PostgresStore, _ registration: Registration, _ url: String) async throws -> Void
+    ) async throws {
         let url = try await PostgresTestServer.freshDatabase()
         let direct = try PostgresStore.Configuration(url: url)
         let proxy = try await SyncDroppingProxy.start(
             upstreamHost: direct.host, upstreamPort: direct.port, marker: CommitStatement.sql)
         do {
-            let store = try await helpers.openStore(url: url) { $0.port = proxy.port }
+            let store = try await helpers.openStore(url: url) {
+                $0.port = proxy.port
+                adjust(&$0)
+            }
             try await store.join(node: helpers.node, cluster: "c", address: "a")
-            let actor = ActorID(namespace: "t", kind: "kv", key: "ack")
+            let actor = ActorID(namespace: "t", kind: "kv", key: key)
             let (registration, _) = try granted(
                 try await store.activate(ActivationRequest(actor: actor, node: helpers.node, failureTimeout: .seconds(60))))
+            try await body(proxy, store, registration, url)
+        } catch {
+            try? await proxy.shutdown()
+            throw error
+        }
+        try await proxy.shutdown()
+    }
 
+    @Test(.timeLimit(.minutes(2))) func commitAcknowledgedBeforeTheConnectionIsLostIsDurable() async throws {
+        try await throughProxy(key: "ack") { proxy, store, registration, url in
             var acknowledged: [String: String] = [:]
             func batch(_ sequence: Int64) -> CommitBatch {
                 CommitBatch(
@@ -38,7 +56,7 @@ struct PostgresAcknowledgementTests {
 
             proxy.arm()
             let outcome: Result<Void, StoreError>
-            do {
+            do throws(StoreError) {
                 try await store.commit(batch(4))
                 outcome = .success(())
             } catch {
@@ -63,7 +81,7 @@ struct PostgresAcknowledgementTests {
             // Read back from the server itself, past the proxy.
             let reader = try await helpers.openStore(url: url)
             let (_, rows) = try granted(
-                try await reader.activate(ActivationRequest(actor: actor, node: helpers.node, failureTimeout: .seconds(60))))
+                try await reader.activate(ActivationRequest(actor: registration.actor, node: helpers.node, failureTimeout: .seconds(60))))
             await reader.close()
             let found = Dictionary(
                 rows.map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) }
@@ -71,11 +89,7 @@ struct PostgresAcknowledgementTests {
             for (key, value) in acknowledged.sorted(by: { $0.key < $1.key }) {
                 #expect(found[key] == value, "acknowledged \(key) was lost")
             }
-        } catch {
-            try? await proxy.shutdown()
-            throw error
         }
-        try await proxy.shutdown()
     }
 }
 
@@ -84,21 +98,11 @@ extension PostgresAcknowledgementTests {
     /// (the store gives up on it after `operationTimeout`); the connection must still not
     /// be lost to the pool. With one connection in the pool, one loss would stop the store.
     @Test(.timeLimit(.minutes(2))) func connectionsCutMidCommitAreNotLostToThePool() async throws {
-        let helpers = PostgresStoreTests()
-        let url = try await PostgresTestServer.freshDatabase()
-        let direct = try PostgresStore.Configuration(url: url)
-        let proxy = try await SyncDroppingProxy.start(
-            upstreamHost: direct.host, upstreamPort: direct.port, marker: CommitStatement.sql)
-        do {
-            let store = try await helpers.openStore(url: url) {
-                $0.port = proxy.port
-                $0.maximumConnections = 1
-                $0.operationTimeout = .seconds(5)
-            }
-            try await store.join(node: helpers.node, cluster: "c", address: "a")
-            let actor = ActorID(namespace: "t", kind: "kv", key: "pool")
-            let (registration, _) = try granted(
-                try await store.activate(ActivationRequest(actor: actor, node: helpers.node, failureTimeout: .seconds(60))))
+        let adjust: @Sendable (inout PostgresStore.Configuration) -> Void = {
+            $0.maximumConnections = 1
+            $0.operationTimeout = .seconds(5)
+        }
+        try await throughProxy(key: "pool", adjust) { proxy, store, registration, _ in
             var sequence: Int64 = 1
             for round in 0...3 {
                 if round > 0 { proxy.arm() }
@@ -110,7 +114,7 @@ extension PostgresAcknowledgementTests {
                     let batch = CommitBatch(
                         registration: registration, sequence: sequence, operations: [helpers.put("k\(sequence)", "v")])
                     var result: Result<Void, StoreError> = .success(())
-                    do { try await store.commit(batch) } catch { result = .failure(error) }
+                    do throws(StoreError) { try await store.commit(batch) } catch { result = .failure(error) }
                     switch result {
                     case .success:
                         committed = true
@@ -125,11 +129,7 @@ extension PostgresAcknowledgementTests {
                 #expect(proxy.firedCount == round, "the proxy did not cut commit \(round) off")
             }
             await store.close()
-        } catch {
-            try? await proxy.shutdown()
-            throw error
         }
-        try await proxy.shutdown()
     }
 }
 
