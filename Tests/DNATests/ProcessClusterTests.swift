@@ -104,7 +104,7 @@ struct ProcessClusterTests {
         let pausedClient = try paused.client()
         let takerClient = try taker.client()
         try await pausedClient.call(KVActor.Put(key: "k", value: "old"), kind: "kv", key: "sleeper")
-        paused.signal(SIGSTOP)
+        try await paused.pause()
         // Requests sent to the paused node wait in its socket.
         let staleRead = Task { try await pausedClient.call(KVActor.Get(key: "k"), kind: "kv", key: "sleeper") }
         let staleWrite = Task { try await pausedClient.call(KVActor.Put(key: "k2", value: "stale"), kind: "kv", key: "sleeper") }

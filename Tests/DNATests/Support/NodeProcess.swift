@@ -65,6 +65,29 @@ final class NodeProcess: @unchecked Sendable {
 
     func signal(_ signal: Int32) { Foundation.kill(process.processIdentifier, signal) }
 
+    /// SIGSTOP, and waits until every thread of the process is stopped: the signal takes
+    /// effect asynchronously, and a node still running for a moment may serve a request
+    /// sent "after" the pause.
+    func pause() async throws {
+        signal(SIGSTOP)
+        let tasks = "/proc/\(process.processIdentifier)/task"
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            let threads = try FileManager.default.contentsOfDirectory(atPath: tasks)
+            let stopped = threads.allSatisfy { thread in
+                guard let stat = try? String(contentsOfFile: "\(tasks)/\(thread)/stat", encoding: .utf8),
+                    let end = stat.lastIndex(of: ")")
+                else { return true }  // the thread is gone
+                // The state is the first field after the command name in parentheses.
+                let state = stat[stat.index(after: end)...].drop { $0 == " " }.first
+                return state == "T" || state == "t"
+            }
+            if stopped { return }
+            guard ContinuousClock.now < deadline else { throw TestFailure(reason: "node did not stop after SIGSTOP") }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
     /// SIGKILL, and waits until the process is gone.
     func kill() {
         signal(SIGKILL)
