@@ -194,46 +194,48 @@ private func mismatch(_ type: Any.Type, _ value: CompactValue, _ path: [any Codi
     .typeMismatch(type, .init(codingPath: path, debugDescription: "expected \(type), found \(value.kindDescription)"))
 }
 
-private func bool(_ value: CompactValue, _ path: [any CodingKey]) throws -> Bool {
-    guard case .bool(let bool) = value else { throw mismatch(Bool.self, value, path) }
+// The coding path is an autoclosure: building it costs an allocation per field, and it is
+// only needed for an error.
+private func bool(_ value: CompactValue, _ path: @autoclosure () -> [any CodingKey]) throws -> Bool {
+    guard case .bool(let bool) = value else { throw mismatch(Bool.self, value, path()) }
     return bool
 }
 
-private func string(_ value: CompactValue, _ path: [any CodingKey]) throws -> String {
-    guard case .string(let string) = value else { throw mismatch(String.self, value, path) }
+private func string(_ value: CompactValue, _ path: @autoclosure () -> [any CodingKey]) throws -> String {
+    guard case .string(let string) = value else { throw mismatch(String.self, value, path()) }
     return string
 }
 
-private func double(_ value: CompactValue, _ path: [any CodingKey]) throws -> Double {
+private func double(_ value: CompactValue, _ path: @autoclosure () -> [any CodingKey]) throws -> Double {
     switch value {
     case .double(let double): return double
     case .float(let float): return Double(float)
-    default: throw mismatch(Double.self, value, path)
+    default: throw mismatch(Double.self, value, path())
     }
 }
 
-private func float(_ value: CompactValue, _ path: [any CodingKey]) throws -> Float {
+private func float(_ value: CompactValue, _ path: @autoclosure () -> [any CodingKey]) throws -> Float {
     switch value {
     case .float(let float): return float
     case .double(let double):
         // Like JSONDecoder: a Double that does not fit a Float is an error, not infinity.
         guard double.isNaN || double.isInfinite || abs(double) <= Double(Float.greatestFiniteMagnitude) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: path, debugDescription: "\(double) does not fit in Float"))
+            throw DecodingError.dataCorrupted(.init(codingPath: path(), debugDescription: "\(double) does not fit in Float"))
         }
         return Float(double)
-    default: throw mismatch(Float.self, value, path)
+    default: throw mismatch(Float.self, value, path())
     }
 }
 
-private func integer<T: FixedWidthInteger>(_ value: CompactValue, _ path: [any CodingKey]) throws -> T {
+private func integer<T: FixedWidthInteger>(_ value: CompactValue, _ path: @autoclosure () -> [any CodingKey]) throws -> T {
     let converted: T?
     switch value {
     case .int(let int): converted = T(exactly: int)
     case .uint(let uint): converted = T(exactly: uint)
-    default: throw mismatch(T.self, value, path)
+    default: throw mismatch(T.self, value, path())
     }
     guard let converted else {
-        throw DecodingError.dataCorrupted(.init(codingPath: path, debugDescription: "\(value) does not fit in \(T.self)"))
+        throw DecodingError.dataCorrupted(.init(codingPath: path(), debugDescription: "\(value) does not fit in \(T.self)"))
     }
     return converted
 }
