@@ -1,3 +1,5 @@
+import DNATransport
+
 /// The compact binary format that requests and responses cross the network in.
 ///
 /// A value is a tag byte and its payload; integers are LEB128 varints (signed ones
@@ -64,6 +66,11 @@ final class KeyedValues {
     var cursor = 0
 
     init() {}
+
+    init(keys: [String], values: [CompactValue]) {
+        self.keys = keys
+        self.values = values
+    }
 
     func append(_ key: String, _ value: CompactValue) {
         keys.append(key)
@@ -140,7 +147,7 @@ extension CompactValue {
         }
     }
 
-    private static func writeVarint(_ value: UInt64, into bytes: inout [UInt8]) {
+    static func writeVarint(_ value: UInt64, into bytes: inout [UInt8]) {
         var value = value
         while value >= 0x80 {
             bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
@@ -149,7 +156,7 @@ extension CompactValue {
         bytes.append(UInt8(value))
     }
 
-    private static func writeString(_ string: String, into bytes: inout [UInt8]) {
+    static func writeString(_ string: String, into bytes: inout [UInt8]) {
         var string = string
         string.withUTF8 { utf8 in
             writeVarint(UInt64(utf8.count), into: &bytes)
@@ -213,7 +220,7 @@ extension CompactValue {
             let length = try length()
             let slice = UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + length])
             offset += length
-            guard let string = String(validating: slice.bindMemory(to: UInt8.self), as: UTF8.self) else {
+            guard let string = String(validatingUTF8Bytes: slice) else {
                 throw CompactFormatError(description: "string is not valid UTF-8 at byte \(offset - length)")
             }
             return string
@@ -249,20 +256,23 @@ extension CompactValue {
                     throw CompactFormatError(description: "nesting deeper than \(CompactValue.maximumDepth)")
                 }
                 let count = try length()
+                // Filled as locals, then handed over: appending to the containers' stored
+                // properties would check exclusive access on every element.
+                var values: [CompactValue] = []
+                values.reserveCapacity(count)
                 if tag == .unkeyed {
+                    for _ in 0..<count { values.append(try value(depth: depth + 1)) }
                     let container = UnkeyedValues()
-                    container.values.reserveCapacity(count)
-                    for _ in 0..<count { container.values.append(try value(depth: depth + 1)) }
+                    container.values = values
                     return .unkeyed(container)
                 }
-                let container = KeyedValues()
-                container.keys.reserveCapacity(count)
-                container.values.reserveCapacity(count)
+                var keys: [String] = []
+                keys.reserveCapacity(count)
                 for _ in 0..<count {
-                    let key = try string()
-                    container.append(key, try value(depth: depth + 1))
+                    keys.append(try string())
+                    values.append(try value(depth: depth + 1))
                 }
-                return .keyed(container)
+                return .keyed(KeyedValues(keys: keys, values: values))
             }
         }
     }
