@@ -21,6 +21,18 @@ enum EnqueueResult {
     case full
 }
 
+/// The mailbox of an ``Activation``, behind its lock.
+struct ActivationMailbox {
+    var queue = Deque<Envelope>()
+    /// A drain task exists.
+    var running = false
+    var stopped = false
+    var lastActivity = ContinuousClock.now
+    var idleWaiters: [UnsafeContinuation<Void, Never>] = []
+    /// The drain task, parked until a message arrives or a commit completes.
+    var parked: UnsafeContinuation<Void, Never>?
+}
+
 /// The life of one actor instance on this node: its mailbox, the task that handles it in
 /// batches, the staging of writes, the output gate and the commit pipeline.
 ///
@@ -28,21 +40,17 @@ enum EnqueueResult {
 /// `registration`, `inFlight`) belongs to the one drain task, which the mailbox state
 /// machine guarantees never runs twice at once.
 final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
-    struct MailboxState {
-        var queue = Deque<Envelope>()
-        /// A drain task exists.
-        var running = false
-        var stopped = false
-        var lastActivity = ContinuousClock.now
-        var idleWaiters: [UnsafeContinuation<Void, Never>] = []
-        /// The drain task, parked until a message arrives or a commit completes.
-        var parked: UnsafeContinuation<Void, Never>?
-    }
-
     let id: ActorID
     private let kind: KindRuntime<A>
     private unowned let node: Node
-    private let mailbox = Mutex(MailboxState())
+    // Not generic (declared outside this class): senders reach `enqueue` through
+    // `any AnyActivation`, where a type nested in a generic class costs a metadata lookup
+    // on every access.
+    private let mailbox = Mutex(ActivationMailbox())
+    // Copied from the node's configuration: reading them through `node` would copy the
+    // whole configuration on every message.
+    private let mailboxCapacity: Int
+    private let maxBatch: Int
     private let timers = TimerSet()
 
     // Owned by the drain task.
@@ -59,12 +67,14 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         self.id = id
         self.kind = kind
         self.node = node
+        mailboxCapacity = node.configuration.mailboxCapacity
+        maxBatch = node.configuration.maxBatch
     }
 
     // MARK: Mailbox
 
     func enqueue(_ envelope: Envelope) -> EnqueueResult {
-        let capacity = node.configuration.mailboxCapacity
+        let capacity = mailboxCapacity
         let (result, start, parked): (EnqueueResult, Bool, UnsafeContinuation<Void, Never>?) = mailbox.withLock { state in
             if state.stopped { return (.stopped, false, nil) }
             if state.queue.count >= capacity { return (.full, false, nil) }
@@ -128,7 +138,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
 
     /// Takes the next batch; when there is none and nothing is in flight, ends the task.
     private func nextBatch() -> [Envelope]? {
-        let maxBatch = node.configuration.maxBatch
+        let maxBatch = self.maxBatch
         let hasInFlight = !inFlight.isEmpty
         let (batch, waiters): ([Envelope]?, [UnsafeContinuation<Void, Never>]) = mailbox.withLock { state in
             let count = min(state.queue.count, maxBatch)
