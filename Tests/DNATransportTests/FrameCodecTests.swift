@@ -93,6 +93,46 @@ struct FrameCodecTests {
         #expect(accumulator.bufferedBytes == 0)
     }
 
+    @Test("a request's names that repeat the previous request's reuse its strings; any other bytes make new ones")
+    func repeatedNamesAreReused() throws {
+        func request(_ key: String, _ name: String = "Put", namespace: String = "ns") -> WireRequest {
+            WireRequest(
+                id: 1, expectsReply: false, hops: 0, namespace: namespace, kind: "kv", key: key, requestName: name, payload: [1])
+        }
+        // Same lengths, different bytes: a comparison of lengths alone would reuse wrongly.
+        let sequence = [
+            request("key-0000000000000001"), request("key-0000000000000001"), request("key-0000000000000002"),
+            request("key-0000000000000002", "Get"), request("key-0000000000000002", "Get", namespace: "nt"),
+            request("", "Get", namespace: ""), request("key-0000000000000002"),
+        ]
+        var accumulator = FrameAccumulator()
+        var previous: WireRequest?
+        for expected in sequence {
+            accumulator.append(Self.encoded(.request(expected)))
+            guard case .request(let decoded)? = try accumulator.next(maxFrameSize: 1 << 20) else {
+                Issue.record("no request decoded")
+                return
+            }
+            #expect(decoded == expected)
+            if let previous, previous.key == expected.key {
+                // Long enough to live in a heap buffer: reused means the same buffer.
+                #expect(decoded.key.utf8.withContiguousStorageIfAvailable { $0.baseAddress }
+                    == previous.key.utf8.withContiguousStorageIfAvailable { $0.baseAddress })
+            }
+            previous = decoded
+        }
+        // A broken length after a reusable name still fails as broken.
+        var broken = ByteBuffer()
+        broken.writeInteger(UInt32(1 + 8 + 1 + 1 + 4))
+        broken.writeInteger(UInt8(FrameType.request.rawValue))
+        broken.writeInteger(UInt64(1))
+        broken.writeInteger(UInt8(0))
+        broken.writeInteger(UInt8(0))
+        broken.writeInteger(UInt32(1000))  // namespace length past the end
+        accumulator.append(broken)
+        #expect(throws: FrameError.self) { try accumulator.next(maxFrameSize: 1 << 20) }
+    }
+
     @Test("an oversized length prefix is refused from its 4 bytes alone, before any body arrives")
     func oversizedPrefix() {
         var prefix = ByteBuffer()

@@ -1,5 +1,11 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The type byte that follows a frame's length prefix.
 ///
 /// Values are part of the wire protocol (version 1): never renumber them.
@@ -78,6 +84,15 @@ enum FrameCodec {
     /// as its 4 bytes are there, so an oversized frame is refused before its body is
     /// buffered.
     static func decode(from buffer: inout ByteBuffer, maxFrameSize: Int) throws(FrameError) -> Frame? {
+        var names = RecentNames()
+        return try decode(from: &buffer, maxFrameSize: maxFrameSize, names: &names)
+    }
+
+    /// As ``decode(from:maxFrameSize:)``; a request's names that repeat those of the
+    /// previous request in `names` reuse its strings instead of making new ones.
+    static func decode(
+        from buffer: inout ByteBuffer, maxFrameSize: Int, names: inout RecentNames
+    ) throws(FrameError) -> Frame? {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
         let frameLength = Int(length)
         guard frameLength <= maxFrameSize else {
@@ -88,7 +103,7 @@ enum FrameCodec {
         let typeByte = buffer.getInteger(at: buffer.readerIndex + lengthPrefixSize, as: UInt8.self)!
         guard let type = FrameType(rawValue: typeByte) else { throw .unknownFrameType(typeByte) }
         var body = buffer.getSlice(at: buffer.readerIndex + lengthPrefixSize + 1, length: frameLength - 1)!
-        let frame = try decodeBody(type, &body)
+        let frame = try decodeBody(type, &body, names: &names)
         guard body.readableBytes == 0 else {
             throw .malformed(type, "\(body.readableBytes) trailing bytes")
         }
@@ -96,7 +111,9 @@ enum FrameCodec {
         return frame
     }
 
-    private static func decodeBody(_ type: FrameType, _ body: inout ByteBuffer) throws(FrameError) -> Frame {
+    private static func decodeBody(
+        _ type: FrameType, _ body: inout ByteBuffer, names: inout RecentNames
+    ) throws(FrameError) -> Frame {
         var reader = BodyReader(type: type, buffer: body)
         defer { body = reader.buffer }
         switch type {
@@ -125,10 +142,10 @@ enum FrameCodec {
                 throw .malformed(type, "unknown flags 0x\(String(flags, radix: 16))")
             }
             let hops = try reader.integer(UInt8.self, "hops")
-            let namespace = try reader.string("namespace")
-            let kind = try reader.string("kind")
-            let key = try reader.string("key")
-            let requestName = try reader.string("requestName")
+            let namespace = try reader.string("namespace", reusing: &names.namespace)
+            let kind = try reader.string("kind", reusing: &names.kind)
+            let key = try reader.string("key", reusing: &names.key)
+            let requestName = try reader.string("requestName", reusing: &names.requestName)
             let payload = try reader.lengthPrefixedBytes("payload")
             return .request(
                 WireRequest(
@@ -300,6 +317,17 @@ private struct RawFrameWriter {
     }
 }
 
+/// The names of the last request read on a connection. A stream of requests nearly
+/// always repeats them (one actor, one request type): comparing bytes is cheaper than
+/// making and validating new strings, and equal strings that share storage compare at once
+/// further on.
+struct RecentNames {
+    var namespace: String?
+    var kind: String?
+    var key: String?
+    var requestName: String?
+}
+
 /// Bits of a request frame's flags byte.
 enum RequestFlags {
     static let expectsReply: UInt8 = 0x01
@@ -346,23 +374,37 @@ private struct BodyReader {
         return buffer.readBytes(length: length)!
     }
 
+    /// A string field; `recent` if its bytes are the same, else a new string that
+    /// replaces `recent`.
+    mutating func string(_ field: StaticString, reusing recent: inout String?) throws(FrameError) -> String {
+        if var previous = recent, let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self).map(Int.init),
+            length <= buffer.readableBytes - 4
+        {
+            let same = previous.withUTF8 { previousBytes in
+                guard previousBytes.count == length else { return false }
+                guard length > 0 else { return true }
+                return buffer.withUnsafeReadableBytes { bytes in
+                    memcmp(previousBytes.baseAddress!, bytes.baseAddress! + 4, length) == 0
+                }
+            }
+            if same {
+                buffer.moveReaderIndex(forwardBy: 4 + length)
+                return previous
+            }
+        }
+        // Anything else, a broken length included, takes the checked path.
+        let string = try string(field)
+        recent = string
+        return string
+    }
+
     mutating func string(_ field: StaticString) throws(FrameError) -> String {
         let length = try length(field)
         let string = buffer.withUnsafeReadableBytes { bytes in
-            Self.validatedUTF8(UnsafeRawBufferPointer(rebasing: bytes[..<length]))
+            String(validatingUTF8Bytes: UnsafeRawBufferPointer(rebasing: bytes[..<length]))
         }
         guard let string else { throw .malformed(type, "\(field) is not valid UTF-8") }
         buffer.moveReaderIndex(forwardBy: length)
         return string
-    }
-
-    /// Names and keys are nearly always ASCII: check that with a loop the compiler
-    /// vectorises, and only validate (slowly, generically) when a byte is not.
-    private static func validatedUTF8(_ raw: UnsafeRawBufferPointer) -> String? {
-        let bytes = raw.assumingMemoryBound(to: UInt8.self)
-        var union: UInt8 = 0
-        for byte in bytes { union |= byte }
-        if union < 0x80 { return String(decoding: bytes, as: UTF8.self) }
-        return String(validating: bytes, as: UTF8.self)
     }
 }

@@ -5,6 +5,7 @@ import NIOCore
 /// Owned by one channel handler, used on its event loop only.
 struct FrameAccumulator {
     private var buffer: ByteBuffer?
+    private var recentNames = RecentNames()
 
     mutating func append(_ bytes: ByteBuffer) {
         if buffer == nil || buffer!.readableBytes == 0 {
@@ -18,7 +19,7 @@ struct FrameAccumulator {
     /// The next complete frame, or `nil` if more bytes are needed.
     mutating func next(maxFrameSize: Int) throws(FrameError) -> Frame? {
         guard buffer != nil else { return nil }
-        let frame = try FrameCodec.decode(from: &buffer!, maxFrameSize: maxFrameSize)
+        let frame = try FrameCodec.decode(from: &buffer!, maxFrameSize: maxFrameSize, names: &recentNames)
         if frame == nil {
             // Waiting for the rest of a frame: drop the consumed prefix so a long stream of
             // frames does not grow the buffer without bound.
