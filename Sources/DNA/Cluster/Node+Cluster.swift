@@ -51,23 +51,31 @@ extension Node {
                     "dropped a cast from another node", metadata: ["peer": "\(sink.peerNodeID)", "error": "\(error)"])
             }
         }
-        guard let kind = kinds[request.kind] else {
-            return refuse(DNAError(.unknownActorKind, "no actor kind '\(request.kind)' on node \(id)"))
-        }
-        let actor = ActorID(namespace: request.namespace, kind: request.kind, key: request.key)
-        do { try actor.validate() } catch { return refuse(DNAError(.invalidName, error.message, underlying: error)) }
-        guard let (requestType, handler) = kind.handler(named: request.requestName) else {
-            return refuse(DNAError(.unhandledRequest, "actor kind '\(request.kind)' has no handler for \(request.requestName)"))
+        let route: ReceivedRoute
+        if let last = lastReceivedRoute.withLock({ $0 }), last.matches(request) {
+            route = last
+        } else {
+            guard let kind = kinds[request.kind] else {
+                return refuse(DNAError(.unknownActorKind, "no actor kind '\(request.kind)' on node \(id)"))
+            }
+            let actor = ActorID(namespace: request.namespace, kind: request.kind, key: request.key)
+            do { try actor.validate() } catch { return refuse(DNAError(.invalidName, error.message, underlying: error)) }
+            guard let (requestType, handler) = kind.handler(named: request.requestName) else {
+                return refuse(DNAError(.unhandledRequest, "actor kind '\(request.kind)' has no handler for \(request.requestName)"))
+            }
+            route = ReceivedRoute(
+                actor: actor, requestName: request.requestName, kind: kind, requestType: requestType, codec: handler.codec)
+            lastReceivedRoute.withLock { $0 = route }
         }
         // Decoded here, on the network thread, in parallel with the activation (the serial
         // stage); a payload that does not decode is refused before it reaches the mailbox.
         let message: any AnyObject & Sendable
-        do { message = try handler.codec.decodeRequest(request.payload) } catch { return refuse(error) }
+        do { message = try route.codec.decodeRequest(request.payload) } catch { return refuse(error) }
         let reply: Reply? =
             request.expectsReply
-            ? .remote(RemoteReply(sink: sink, requestID: request.id, encode: handler.codec.encodeResponse)) : nil
-        let envelope = Envelope(requestType: requestType, message: message, reply: reply, hops: request.hops &+ 1)
-        do { try deliver(envelope, to: actor, kind: kind) } catch { refuse(error) }
+            ? .remote(RemoteReply(sink: sink, requestID: request.id, encode: route.codec.encodeResponse)) : nil
+        let envelope = Envelope(requestType: route.requestType, message: message, reply: reply, hops: request.hops &+ 1)
+        do { try deliver(envelope, to: route.actor, kind: route.kind) } catch { refuse(error) }
     }
 
     /// The answer to a call this node sent.
@@ -177,5 +185,30 @@ extension Node {
         }
         logger.debug("actor is active elsewhere; forwarding", metadata: ["actor": "\(activation.id)", "owner": "\(owner)"])
         return true
+    }
+}
+
+/// What the last request from another node resolved to: its actor (name checked), kind and
+/// handler. Requests mostly come in streams to one actor, and their names then share
+/// storage with the previous request's (the transport reuses them), so checking that a
+/// request matches costs far less than looking it up and validating it again.
+final class ReceivedRoute: Sendable {
+    let actor: ActorID
+    let requestName: String
+    let kind: any AnyKindRuntime
+    let requestType: ObjectIdentifier
+    let codec: RemoteCodec
+
+    init(actor: ActorID, requestName: String, kind: any AnyKindRuntime, requestType: ObjectIdentifier, codec: RemoteCodec) {
+        self.actor = actor
+        self.requestName = requestName
+        self.kind = kind
+        self.requestType = requestType
+        self.codec = codec
+    }
+
+    func matches(_ request: WireRequest) -> Bool {
+        request.key == actor.key && request.requestName == requestName && request.kind == actor.kind
+            && request.namespace == actor.namespace
     }
 }

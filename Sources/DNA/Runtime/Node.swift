@@ -55,6 +55,8 @@ public final class Node: Service, Sendable {
     /// directory locked (taken after it); the transport's callbacks take only its lock,
     /// so the directory may stay locked while sending.
     let locations = LocationCache()
+    /// See ``ReceivedRoute``.
+    let lastReceivedRoute = Mutex<ReceivedRoute?>(nil)
     private let accepting = Atomic<Bool>(true)
 
     /// Opens the store, joins the cluster and gets ready to host `actors`.
