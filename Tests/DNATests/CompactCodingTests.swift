@@ -161,4 +161,94 @@ struct CompactCodingTests {
         _ = try CompactDecoder.decode(Nest.self, from: bytes)
         #expect(throws: DecodingError.self) { try CompactDecoder.decode(Nest.self, from: [9, 1] + bytes) }
     }
+
+    // MARK: The streaming fast path
+
+    /// Goes back to a nested container after writing to its parent: legal `Codable`, but
+    /// it cannot be streamed, so the encoder falls back to the tree.
+    struct Interleaved: Codable, Equatable {
+        var inner: [String: Int]
+        var after: String
+
+        enum CodingKeys: String, CodingKey { case inner, after }
+        enum InnerKeys: String, CodingKey { case first, second }
+
+        init(inner: [String: Int], after: String) {
+            self.inner = inner
+            self.after = after
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let nested = try container.nestedContainer(keyedBy: InnerKeys.self, forKey: .inner)
+            inner = [
+                "first": try nested.decode(Int.self, forKey: .first), "second": try nested.decode(Int.self, forKey: .second),
+            ]
+            after = try container.decode(String.self, forKey: .after)
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            var nested = container.nestedContainer(keyedBy: InnerKeys.self, forKey: .inner)
+            try nested.encode(inner["first"], forKey: .first)
+            try container.encode(after, forKey: .after)
+            try nested.encode(inner["second"], forKey: .second)  // back to the closed container
+        }
+    }
+
+    /// Writes nothing: an empty keyed container, as in JSON.
+    struct Nothing: Codable, Equatable {
+        init() {}
+        init(from decoder: any Decoder) throws {}
+        func encode(to encoder: any Encoder) throws {}
+    }
+
+    /// A single value container used twice: an error, reported by the tree with its path.
+    struct Twice: Encodable {
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(1)
+            try container.encode(2)
+        }
+    }
+
+    @Test func theStreamingPathWritesWhatTheTreeWrites() throws {
+        func same<T: Codable & Equatable>(_ value: T, sourceLocation: SourceLocation = #_sourceLocation) throws {
+            let streamed = try CompactEncoder.encode(value)
+            #expect(streamed == (try CompactEncoder.encodeThroughTree(value)), sourceLocation: sourceLocation)
+            #expect(try CompactDecoder.decode(T.self, from: streamed) == value, sourceLocation: sourceLocation)
+        }
+        try same(Everything())
+        try same(Point(x: 1, y: -2))
+        try same([Shape.circle(radius: 1), .empty, .polygon([])])
+        try same(Array(0..<300))  // a count of two varint bytes
+        try same([String: [Int]](uniqueKeysWithValues: (0..<200).map { ("k\($0)", [$0]) }))
+        try same([[[Int?]]]([[[1, nil], []], []]))
+        try same([Nothing(), Nothing()])
+        #expect(throws: EncodingError.self) { try CompactEncoder.encode(Nothing()) }
+        try same(Interleaved(inner: ["first": 1, "second": 2], after: "x"))
+        try same([Interleaved(inner: ["first": 3, "second": 4], after: "y")])
+    }
+
+    @Test func whatCannotBeStreamedFallsBackToTheTree() throws {
+        // Writing straight into the stream, `Interleaved` would put `second` after `after`,
+        // outside `inner`: decoding it checks the tree wrote it where it belongs.
+        let value = Interleaved(inner: ["first": 1, "second": 2], after: "x")
+        let writer = CompactStreamingWriter()
+        let encoder = CompactStreamingEncoder(writer: writer, codingPath: [])
+        #expect(throws: CompactStreamingGaveUp.self) { try value.encode(to: encoder) }
+        #expect(try CompactDecoder.decode(Interleaved.self, from: CompactEncoder.encode(value)) == value)
+
+        #expect(throws: EncodingError.self) { try CompactEncoder.encode(Twice()) }
+
+        // More entries than the count placeholder holds.
+        let large = [UInt8](repeating: 7, count: 1 << 21)
+        let streamed = CompactStreamingWriter()
+        try large.encode(to: CompactStreamingEncoder(writer: streamed, codingPath: []))
+        streamed.finish()
+        #expect(!streamed.succeeded)
+        let encoded = try CompactEncoder.encode(large)
+        #expect(encoded.prefix(6) == [9, 0x80, 0x80, 0x80, 0x01, 4])  // the count 2^21 takes four bytes; then the first element
+        #expect(encoded.count == 5 + 2 * large.count)
+    }
 }

@@ -1,6 +1,27 @@
 /// Encodes `Encodable` values in the compact binary format (see ``CompactValue``).
 enum CompactEncoder {
+    /// Encodes `value`. Most values are written as they encode (``CompactStreamingWriter``);
+    /// one that uses its containers in a way that cannot be streamed is encoded a second
+    /// time through a tree, so its `encode(to:)` may run twice.
     static func encode<T: Encodable>(_ value: T) throws(EncodingError) -> [UInt8] {
+        if CompactValue(primitive: value) == nil {
+            let writer = CompactStreamingWriter()
+            let encoder = CompactStreamingEncoder(writer: writer, codingPath: [])
+            do {
+                try value.encode(to: encoder)
+                // A top-level value that wrote nothing is an error, which the tree reports.
+                writer.finish()
+                if writer.succeeded && encoder.wroteValue { return writer.bytes }
+            } catch {
+                // Encoded again below, which throws the error with its coding path.
+            }
+        }
+        return try encodeThroughTree(value)
+    }
+
+    /// Builds the value's tree, then writes it: handles every way of using containers. The
+    /// fast path above writes the same bytes.
+    static func encodeThroughTree<T: Encodable>(_ value: T) throws(EncodingError) -> [UInt8] {
         let root: CompactValue
         if let primitive = CompactValue(primitive: value) {
             root = primitive
