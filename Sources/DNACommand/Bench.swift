@@ -40,7 +40,7 @@ struct Bench: AsyncParsableCommand {
     var maxBatch: Int = 256
 
     @Option(help: "Batches of one actor on their way to the store at once.")
-    var pipelineDepth: Int = 4
+    var pipelineDepth: Int = 16
 
     @Option(help: "SQLite synchronous setting: normal or full.")
     var synchronous: String = "normal"

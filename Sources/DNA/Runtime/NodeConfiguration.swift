@@ -57,8 +57,11 @@ extension Node {
         /// and hold calls longer.
         public var maxBatch: Int = 256
         /// How many batches of one activation may be on their way to the store at once, so
-        /// the actor handles the next batch while earlier ones commit. Default 4.
-        public var commitPipelineDepth: Int = 4
+        /// the actor handles the next batch while earlier ones commit. Default 16, chosen by
+        /// `dna bench`: the store commits what is queued as one group, and with 4 the actor
+        /// often waited for a whole group to finish before it could hand over the next
+        /// batch, leaving the store idle meanwhile.
+        public var commitPipelineDepth: Int = 16
         /// The most messages a mailbox holds; a send beyond that fails with
         /// ``DNAError/Code/mailboxFull``. Default 10,000,000.
         public var mailboxCapacity: Int = 10_000_000
