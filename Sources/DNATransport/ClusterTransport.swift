@@ -279,6 +279,10 @@ public final class ClusterTransport: Sendable {
                     if let tls = core.tls {
                         try channel.pipeline.syncOperations.addHandler(tls.serverHandler())
                     }
+                    // Stops reading while the responses already written back pile up (the
+                    // channel is not writable): a peer that sends calls and never reads the
+                    // answers stalls its own connection, not this node's memory.
+                    try channel.pipeline.syncOperations.addHandler(BackPressureHandler())
                     try channel.pipeline.syncOperations.addHandler(InboundConnectionHandler(core: core))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {

@@ -50,6 +50,41 @@ struct LoopbackTests {
         await server.shutdown()
     }
 
+    @Test("a peer that sends calls and never reads the answers: the node stops reading it, then catches up once it reads")
+    func inboundBackPressure() async throws {
+        let answer = [UInt8](repeating: 9, count: 16 << 10)
+        let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server", reply: { request, sink in
+            sink.send(WireResponse(id: request.id, result: .success(answer)))
+        })
+        // 2,000 answers of 16 KiB: far more than the socket buffers hold.
+        let total = 2_000
+        let ids = try await RawConnection.session(port: address.port, timeout: .seconds(60)) { connection in
+            try await connection.authenticate()
+            var requests = ByteBuffer()
+            for id in 1...UInt64(total) {
+                FrameCodec.encode(.request(Fixtures.request(id, payload: [UInt8](repeating: 1, count: 1024))), into: &requests)
+            }
+            try await connection.write(requests)
+            // Nothing read yet: without back-pressure the node would read every request and
+            // hold all 32 MiB of answers in memory.
+            let readEverything: Bool
+            do {
+                try await serverLog.wait(for: "every request read", timeout: .seconds(2)) { $0.requests.count == total }
+                readEverything = true
+            } catch {
+                readEverything = false
+            }
+            #expect(!readEverything, "the node must stop reading a peer that does not read its answers")
+            var ids: [UInt64] = []
+            while ids.count < total, let frame = try await connection.nextFrame() {
+                if case .response(let response) = frame { ids.append(response.id) }
+            }
+            return ids
+        }
+        #expect(ids == Array(1...UInt64(total)), "once the peer reads, every answer arrives, in order")
+        await server.shutdown()
+    }
+
     @Test("10,000 requests arrive in order and every response comes back with its id")
     func tenThousandInOrder() async throws {
         let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server")

@@ -212,6 +212,27 @@ struct RawConnection {
         try await outbound.write(encoded(frame))
     }
 
+    func write(_ buffer: ByteBuffer) async throws {
+        try await outbound.write(buffer)
+    }
+
+    /// Runs the client side of the handshake with the fixtures' secret.
+    mutating func authenticate(cluster: String = "test", nodeID: String = "raw-client") async throws {
+        var handshake = ClientHandshakeStateMachine(
+            cluster: cluster, nodeID: nodeID, proofs: HandshakeProofs(secret: Fixtures.secret), nonce: HandshakeNonce.random(),
+            protocolVersion: Hello.currentProtocolVersion)
+        try await write(handshake.start())
+        while true {
+            guard let frame = try await nextFrame() else { throw TimedOut(what: "the handshake (connection closed)") }
+            switch handshake.receive(frame) {
+            case .send(let reply): try await write(reply)
+            case .authenticated: return
+            case .fail(let reason): throw TimedOut(what: "the handshake (failed: \(reason))")
+            case .ignore: continue
+            }
+        }
+    }
+
     /// The next frame, or `nil` when the server has closed the connection.
     mutating func nextFrame() async throws -> Frame? {
         while true {
