@@ -30,14 +30,15 @@ public struct Handlers<Actor: DurableActor>: Sendable {
 }
 
 /// One handler, with the actor and the request type erased (so the handler table is one
-/// concrete dictionary type, fast to look up).
+/// concrete dictionary type, fast to look up). A class: it is read for every message, and
+/// copying a struct of five closures and a string cost a retain and a release of each.
 @usableFromInline
-struct HandlerEntry: Sendable {
-    @usableFromInline var timing: ReplyTiming
-    @usableFromInline var requestName: String
+final class HandlerEntry: Sendable {
+    @usableFromInline let timing: ReplyTiming
+    @usableFromInline let requestName: String
     /// How the request and its response cross the network.
-    @usableFromInline var codec: RemoteCodec
-    @usableFromInline var invoke: @Sendable (AnyObject, any AnyObject & Sendable, ActorContext) async throws -> any Sendable
+    @usableFromInline let codec: RemoteCodec
+    @usableFromInline let invoke: @Sendable (AnyObject, any AnyObject & Sendable, ActorContext) async throws -> any Sendable
 
     @inlinable
     init(
