@@ -3,6 +3,7 @@ import DNAExamples
 import DNAPostgres
 import Foundation
 import DNATestCertificates
+import DNATransport
 import Synchronization
 import Testing
 
@@ -48,6 +49,22 @@ struct ClusterTests {
         #expect(try await ref.call(Recorder.Count()) == 300)
         #expect(cluster.nodes.map(\.activationCount).reduce(0, +) == 1)
         await cluster.shutdown()
+    }
+
+    @Test func theRememberedRouteMatchesOnlyTheSameBytes() {
+        let route = ReceivedRoute(
+            actor: ActorID(namespace: "K", kind: "kv", key: String(repeating: "\u{e9}", count: 200)), requestName: "Put",
+            kind: KindRuntime(KVActor.self), requestType: ObjectIdentifier(KVActor.Put.self), codec: RemoteCodec(for: KVActor.Put.self))
+        func request(namespace: String = "K", key: String = String(repeating: "\u{e9}", count: 200)) -> WireRequest {
+            WireRequest(id: 1, expectsReply: false, hops: 0, namespace: namespace, kind: "kv", key: key, requestName: "Put", payload: [])
+        }
+        #expect(route.matches(request()))
+        // Canonically equivalent to the remembered names (so `==` says equal), but not the
+        // same bytes, and not valid names themselves: the Kelvin sign, and a key of 600
+        // bytes (over the limit) spelled with combining accents.
+        #expect("\u{212A}" == "K")
+        #expect(!route.matches(request(namespace: "\u{212A}")))
+        #expect(!route.matches(request(key: String(repeating: "e\u{301}", count: 200))))
     }
 
     @Test func nodesConnectToTheNodesTheyDiscoverBeforeAnyCall() async throws {

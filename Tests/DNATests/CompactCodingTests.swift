@@ -230,7 +230,54 @@ struct CompactCodingTests {
         try same([Interleaved(inner: ["first": 3, "second": 4], after: "y")])
     }
 
+    struct Keys: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ string: String) { stringValue = string }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    /// Reads an unkeyed container's count after moving on from it.
+    struct CountAfterClose: Encodable {
+        func encode(to encoder: any Encoder) throws {
+            var outer = encoder.container(keyedBy: Keys.self)
+            var list = outer.nestedUnkeyedContainer(forKey: Keys("items"))
+            try list.encode(1)
+            try list.encode(2)
+            try outer.encode("x", forKey: Keys("a"))
+            try outer.encode(list.count, forKey: Keys("n"))
+        }
+    }
+
+    struct Failure: Error {}
+
+    /// Writes part of itself, then throws.
+    struct Failing: Encodable {
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encode(1, forKey: Keys("x"))
+            throw Failure()
+        }
+    }
+
+    /// Swallows its nested values' errors: what they wrote must not stay.
+    struct SwallowsErrors: Encodable {
+        func encode(to encoder: any Encoder) throws {
+            var keyed = encoder.container(keyedBy: Keys.self)
+            try? keyed.encode(Failing(), forKey: Keys("a"))
+            try keyed.encode(1, forKey: Keys("b"))
+            var list = keyed.nestedUnkeyedContainer(forKey: Keys("list"))
+            try? list.encode(Failing())
+            try list.encode(2)
+        }
+    }
+
     @Test func whatCannotBeStreamedFallsBackToTheTree() throws {
+        #expect(try CompactEncoder.encode(CountAfterClose()) == (try CompactEncoder.encodeThroughTree(CountAfterClose())))
+        #expect(try CompactEncoder.encode(SwallowsErrors()) == (try CompactEncoder.encodeThroughTree(SwallowsErrors())))
+        #expect(throws: EncodingError.self) { try CompactEncoder.encode(Failing()) }
+
         // Writing straight into the stream, `Interleaved` would put `second` after `after`,
         // outside `inner`: decoding it checks the tree wrote it where it belongs.
         let value = Interleaved(inner: ["first": 1, "second": 2], after: "x")

@@ -207,8 +207,10 @@ final class ReceivedRoute: Sendable {
         self.codec = codec
     }
 
+    /// Byte for byte: `==` would let a name that is canonically equivalent to the
+    /// remembered one, but not valid itself, past the checks.
     func matches(_ request: WireRequest) -> Bool {
-        request.key == actor.key && request.requestName == requestName && request.kind == actor.kind
-            && request.namespace == actor.namespace
+        request.key.hasSameUTF8(as: actor.key) && request.requestName.hasSameUTF8(as: requestName)
+            && request.kind.hasSameUTF8(as: actor.kind) && request.namespace.hasSameUTF8(as: actor.namespace)
     }
 }

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 extension String {
     /// The string whose UTF-8 encoding is `bytes`, or `nil` if they are not valid UTF-8.
     ///
@@ -13,6 +19,21 @@ extension String {
         } else {
             guard let string = String(validating: bytes, as: UTF8.self) else { return nil }
             self = string
+        }
+    }
+}
+
+extension String {
+    /// Whether both strings have the same UTF-8 bytes. Unlike `==`, which compares by
+    /// canonical equivalence, this tells `"\u{212A}"` (the Kelvin sign) from `"K"`: names
+    /// are compared as the bytes they are stored and checked as.
+    package func hasSameUTF8(as other: String) -> Bool {
+        var this = self
+        var other = other
+        return this.withUTF8 { a in
+            other.withUTF8 { b in
+                a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
+            }
         }
     }
 }

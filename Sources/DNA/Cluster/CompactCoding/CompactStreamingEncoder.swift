@@ -24,8 +24,10 @@ final class CompactStreamingWriter {
         var id: Int
         /// Where the 3-byte placeholder for the entry count is.
         var countOffset: Int
-        var count: Int
     }
+    /// The entries of every container so far, by id (ids are handed out in order), kept
+    /// after it closes: an unkeyed container's `count` may be read then.
+    private var counts: [Int] = []
 
     /// Counts are written in a 3-byte placeholder, then shrunk to their varint size on close.
     private static let placeholderSize = 3
@@ -42,7 +44,8 @@ final class CompactStreamingWriter {
         bytes.append(tag.rawValue)
         let id = nextID
         nextID += 1
-        open.append(OpenContainer(id: id, countOffset: bytes.count, count: 0))
+        counts.append(0)
+        open.append(OpenContainer(id: id, countOffset: bytes.count))
         bytes.append(contentsOf: [0, 0, 0])
         return id
     }
@@ -58,14 +61,12 @@ final class CompactStreamingWriter {
             succeeded = false
             return false
         }
-        open[open.count - 1].count += 1
+        counts[id] += 1
         return true
     }
 
-    /// The entries written so far to `id`, if it is still open.
-    func count(of id: Int) -> Int {
-        open.last(where: { $0.id == id })?.count ?? 0
-    }
+    /// The entries written so far to `id`.
+    func count(of id: Int) -> Int { counts[id] }
 
     func isInnermost(_ id: Int) -> Bool { open.last?.id == id }
 
@@ -85,12 +86,13 @@ final class CompactStreamingWriter {
 
     private func close(_ container: OpenContainer) {
         closedCount += 1
-        guard container.count < Self.maximumCount else {
+        let count = counts[container.id]
+        guard count < Self.maximumCount else {
             succeeded = false
             return
         }
         var varint: [UInt8] = []
-        CompactValue.writeVarint(UInt64(container.count), into: &varint)
+        CompactValue.writeVarint(UInt64(count), into: &varint)
         let start = container.countOffset
         if varint.count == 1 {
             // The usual case: one byte, and the entries move back by two.
@@ -155,20 +157,31 @@ final class CompactStreamingEncoder: Encoder {
     func singleValueContainer() -> any SingleValueEncodingContainer { CompactStreamingSingleValue(encoder: self) }
 
     fileprivate func writeSingle(_ value: CompactValue) throws {
-        guard canStart else { throw CompactStreamingGaveUp() }
+        guard canStart else {
+            writer.giveUp()
+            throw CompactStreamingGaveUp()
+        }
         written = true
         writer.write(value)
     }
 
     fileprivate func writeSingle<T: Encodable>(_ value: T) throws {
-        guard canStart else { throw CompactStreamingGaveUp() }
+        guard canStart else {
+            writer.giveUp()
+            throw CompactStreamingGaveUp()
+        }
         if let primitive = CompactValue(primitive: value) {
             written = true
             writer.write(primitive)
             return
         }
         // The nested value takes this place.
-        try value.encode(to: self)
+        do { try value.encode(to: self) } catch {
+            // What it wrote stays in the stream even if the caller catches the error; the
+            // tree writes nothing for a value that threw.
+            writer.giveUp()
+            throw error
+        }
         finishValue()
     }
 
@@ -193,7 +206,11 @@ final class CompactStreamingEncoder: Encoder {
             return
         }
         let encoder = CompactStreamingEncoder(writer: writer, codingPath: codingPath())
-        try value.encode(to: encoder)
+        do { try value.encode(to: encoder) } catch {
+            // Its key and part of it are written already (see `writeSingle`).
+            writer.giveUp()
+            throw error
+        }
         encoder.finishValue()
     }
 }
