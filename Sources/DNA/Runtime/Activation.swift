@@ -51,6 +51,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     // whole configuration on every message.
     private let mailboxCapacity: Int
     private let maxBatch: Int
+    private let commitPipelineDepth: Int
     private let timers = TimerSet()
 
     // Owned by the drain task.
@@ -69,6 +70,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         self.node = node
         mailboxCapacity = node.configuration.mailboxCapacity
         maxBatch = node.configuration.maxBatch
+        commitPipelineDepth = node.configuration.commitPipelineDepth
     }
 
     // MARK: Mailbox
@@ -276,7 +278,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
 
         // Up to `commitPipelineDepth` batches go to the store at once; the store applies them
         // in sequence, so none is committed on top of one that failed.
-        while inFlight.count >= node.configuration.commitPipelineDepth {
+        while inFlight.count >= commitPipelineDepth {
             if let failure = await settleOldest() {
                 for reply in held { reply.reply.resume(throwing: failure) }
                 return

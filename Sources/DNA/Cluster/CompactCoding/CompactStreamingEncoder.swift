@@ -91,14 +91,14 @@ final class CompactStreamingWriter {
             succeeded = false
             return
         }
-        var varint: [UInt8] = []
-        CompactValue.writeVarint(UInt64(count), into: &varint)
         let start = container.countOffset
-        if varint.count == 1 {
+        if count < 0x80 {
             // The usual case: one byte, and the entries move back by two.
-            bytes[start] = varint[0]
+            bytes[start] = UInt8(count)
             bytes.removeSubrange(start + 1..<start + Self.placeholderSize)
         } else {
+            var varint: [UInt8] = []
+            CompactValue.writeVarint(UInt64(count), into: &varint)
             bytes.replaceSubrange(start..<start + Self.placeholderSize, with: varint)
         }
     }
