@@ -1,11 +1,5 @@
 import NIOCore
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// The type byte that follows a frame's length prefix.
 ///
 /// Values are part of the wire protocol (version 1): never renumber them.
@@ -377,15 +371,11 @@ private struct BodyReader {
     /// A string field; `recent` if its bytes are the same, else a new string that
     /// replaces `recent`.
     mutating func string(_ field: StaticString, reusing recent: inout String?) throws(FrameError) -> String {
-        if var previous = recent, let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self).map(Int.init),
+        if let previous = recent, let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self).map(Int.init),
             length <= buffer.readableBytes - 4
         {
-            let same = previous.withUTF8 { previousBytes in
-                guard previousBytes.count == length else { return false }
-                guard length > 0 else { return true }
-                return buffer.withUnsafeReadableBytes { bytes in
-                    memcmp(previousBytes.baseAddress!, bytes.baseAddress! + 4, length) == 0
-                }
+            let same = buffer.withUnsafeReadableBytes { bytes in
+                previous.hasUTF8(UnsafeRawBufferPointer(rebasing: bytes[4..<4 + length]))
             }
             if same {
                 buffer.moveReaderIndex(forwardBy: 4 + length)

@@ -28,12 +28,15 @@ extension String {
     /// canonical equivalence, this tells `"\u{212A}"` (the Kelvin sign) from `"K"`: names
     /// are compared as the bytes they are stored and checked as.
     package func hasSameUTF8(as other: String) -> Bool {
-        var this = self
         var other = other
-        return this.withUTF8 { a in
-            other.withUTF8 { b in
-                a.count == b.count && (a.count == 0 || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
-            }
+        return other.withUTF8 { hasUTF8(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Whether the string's UTF-8 encoding is exactly `bytes`.
+    package func hasUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var this = self
+        return this.withUTF8 { own in
+            own.count == bytes.count && (own.count == 0 || memcmp(own.baseAddress!, bytes.baseAddress!, own.count) == 0)
         }
     }
 }
