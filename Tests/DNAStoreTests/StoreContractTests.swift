@@ -158,6 +158,41 @@ struct StoreContractTests {
         await store.close()
     }
 
+    /// Enough writes, with repeated keys and deletes mixed in, that a store grouping rows
+    /// into multi-row statements meets every statement size and same-key rows within one.
+    @Test(arguments: Engine.allCases)
+    func manyWritesWithRepeatsAndDeletesLeaveTheLastOfEach(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let (registration, _) = try granted(try await store.activate(request(nodeA)))
+        var expected: [String: String] = [:]
+        var random: UInt64 = 42
+        let results = Mutex<[Result<Void, StoreError>]>([])
+        for sequence in Int64(1)...3 {
+            var operations: [StorageOperation] = []
+            for index in 0..<700 {
+                random = random &* 6364136223846793005 &+ 1442695040888963407
+                let key = "k\((random >> 33) % 300)"
+                // About one write in eight is a delete.
+                let value: String? = (random >> 20) % 8 == 0 ? nil : "\(sequence)-\(index)"
+                expected[key] = value
+                operations.append(StorageOperation(module: "kv", key: bytes(key), value: value.map(bytes)))
+            }
+            store.commit(CommitBatch(registration: registration, sequence: sequence, operations: operations)) { result in
+                results.withLock { $0.append(result) }
+            }
+        }
+        let (_, rows) = try granted(try await store.activate(request(nodeA)))
+        let stored = Dictionary(uniqueKeysWithValues: rows.map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) })
+        let wanted = expected.compactMapValues { $0 }
+        let wrong = Set(stored.keys).union(wanted.keys).filter { stored[$0] != wanted[$0] }.sorted()
+        #expect(wrong.isEmpty, "keys with the wrong value or presence: \(wrong.prefix(10))")
+        #expect(stored.count == wanted.count)
+        #expect(rows.map(\.key) == rows.map(\.key).sorted { $0.lexicographicallyPrecedes($1) })
+        #expect(results.withLock { $0.count == 3 && $0.allSatisfy { if case .success = $0 { true } else { false } } })
+        await store.close()
+    }
+
     @Test(arguments: Engine.allCases)
     func staleEpochIsFencedAndWritesNothing(engine: Engine) async throws {
         let (store, cleanup) = try await setUp(engine)

@@ -18,10 +18,24 @@ public enum SQLiteSchema {
         """
 
     /// The upsert of one module row (also used by the benchmark baseline).
-    public static let upsertModuleRow = """
-        INSERT INTO dna_module_data (actor_id, module, key, value) VALUES (?1, ?2, ?3, ?4)
-        ON CONFLICT (actor_id, module, key) DO UPDATE SET value = excluded.value
-        """
+    public static let upsertModuleRow = upsertModuleRows(1)
+
+    /// The most rows one upsert statement of the store's writer carries.
+    public static let maxRowsPerUpsert = 64
+
+    /// The upsert of `rows` module rows in one statement (`rows` ≤ ``maxRowsPerUpsert``);
+    /// row `n` (from 0) binds parameters `4n + 1` to `4n + 4`. In one statement, a later row
+    /// for the same key updates the earlier one, so the last write still wins.
+    public static func upsertModuleRows(_ rows: Int) -> String {
+        let tuples = (0..<rows).map { row in
+            let first = 4 * row + 1
+            return "(?\(first), ?\(first + 1), ?\(first + 2), ?\(first + 3))"
+        }
+        return """
+            INSERT INTO dna_module_data (actor_id, module, key, value) VALUES \(tuples.joined(separator: ", "))
+            ON CONFLICT (actor_id, module, key) DO UPDATE SET value = excluded.value
+            """
+    }
 
     static let tables = """
         CREATE TABLE dna_meta (
