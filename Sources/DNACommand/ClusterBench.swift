@@ -49,14 +49,18 @@ extension BenchRunner {
         let localSamples = try await latencies(try nodeB.ref(KVActor.self, key: "remote-latency"))
         let samples = try await latencies(try nodeA.ref(KVActor.self, key: "remote-latency"))
 
-        func castRun(_ ref: ActorRef<KVActor>) async throws -> Double {
+        /// The rate, and the process's CPU time per message (steadier than the rate on a
+        /// shared machine: both nodes run in this process).
+        func castRun(_ ref: ActorRef<KVActor>) async throws -> (rate: Double, cpuMicroseconds: Double) {
+            let cpu = ProcessCPU.now()
             let start = clock.now
             for i in 0..<casts { try ref.cast(KVActor.Put(key: String(i), value: "test")) }
             try await ref.call(KVActor.Put(key: String(casts), value: "test"))
-            return Double(casts + 1) / seconds(clock.now - start)
+            let rate = Double(casts + 1) / seconds(clock.now - start)
+            return (rate, (ProcessCPU.now() - cpu) * 1e6 / Double(casts + 1))
         }
-        let localRate = try await castRun(try nodeB.ref(KVActor.self, key: "local-casts"))
-        let remoteRate = try await castRun(try nodeA.ref(KVActor.self, key: "remote-casts"))
+        let (localRate, localCPU) = try await castRun(try nodeB.ref(KVActor.self, key: "local-casts"))
+        let (remoteRate, remoteCPU) = try await castRun(try nodeA.ref(KVActor.self, key: "remote-casts"))
         let remoteHosted = nodeA.activationCount == 0
         await nodeA.shutdown()
         await nodeB.shutdown()
@@ -72,6 +76,8 @@ extension BenchRunner {
         report.set("baseline_rows_per_second", localRate)
         report.set("baseline", "the same casts sent on the hosting node")
         report.set("ratio", remoteRate / localRate)
+        report.set("cpu_us_per_cast", remoteCPU)
+        report.set("baseline_cpu_us_per_cast", localCPU)
         report.set("all_hosted_on_b", remoteHosted)
         report.set("seconds", Double(casts + 1) / remoteRate)
         return report
