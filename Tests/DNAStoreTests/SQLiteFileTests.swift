@@ -41,6 +41,24 @@ struct SQLiteFileTests {
         #expect(error?.code == .schemaTooNew)
     }
 
+    /// Why the writer clears large bindings: SQLite keeps its copy of a bound value across
+    /// `reset`, until the parameter is bound again or cleared.
+    @Test func boundValuesStayUntilCleared() throws {
+        let (path, cleanup) = try temporaryPath()
+        defer { cleanup() }
+        let connection = try SQLiteConnection(path: path)
+        let select = try connection.prepare("SELECT ?1")
+        select.bind(1, bytes: [1, 2, 3])
+        #expect(try select.step())
+        select.reset()
+        #expect(try select.step())
+        #expect(select.bytes(0) == [1, 2, 3])
+        select.reset()
+        select.clearBindings()
+        #expect(try select.step())
+        #expect(select.isNull(0))
+    }
+
     @Test func exclusiveFileCannotBeOpenedTwice() throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }

@@ -193,6 +193,23 @@ struct StoreContractTests {
         await store.close()
     }
 
+    /// A run of large values (which the SQLite engine writes 64 to a statement, then lets
+    /// go of) is stored whole.
+    @Test(arguments: Engine.allCases)
+    func aRunOfLargeValuesIsStoredWhole(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let (registration, _) = try granted(try await store.activate(request(nodeA)))
+        let operations = (0..<70).map { index in
+            StorageOperation(module: "kv", key: bytes("k\(1000 + index)"), value: [UInt8](repeating: UInt8(index), count: 80_000))
+        }
+        try await store.commit(CommitBatch(registration: registration, sequence: 1, operations: operations))
+        let (_, rows) = try granted(try await store.activate(request(nodeA)))
+        #expect(rows.map(\.key) == operations.map(\.key))
+        #expect(rows.map(\.value) == operations.map { $0.value! })
+        await store.close()
+    }
+
     @Test(arguments: Engine.allCases)
     func staleEpochIsFencedAndWritesNothing(engine: Engine) async throws {
         let (store, cleanup) = try await setUp(engine)

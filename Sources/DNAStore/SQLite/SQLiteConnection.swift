@@ -127,6 +127,12 @@ public final class SQLiteStatement {
         sqlite3_reset(handle)
     }
 
+    /// Sets every parameter to NULL, releasing SQLite's copies of the values bound (it
+    /// keeps them until they are bound again).
+    public func clearBindings() {
+        sqlite3_clear_bindings(handle)
+    }
+
     public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
 
     public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }

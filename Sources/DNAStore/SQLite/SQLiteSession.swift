@@ -5,6 +5,8 @@ import Foundation
 final class SQLiteSession {
     let connection: SQLiteConnection
     private var pendingWrites: [PendingWrite] = []
+    /// The bytes of keys and values in `pendingWrites`.
+    private var pendingBytes = 0
     private let now = SQLiteSchema.nowMilliseconds
 
     private lazy var insertNode = prepared("""
@@ -218,6 +220,7 @@ final class SQLiteSession {
         }
         for operation in batch.operations {
             pendingWrites.append(PendingWrite(rowID: registration.rowID, order: pendingWrites.count, operation: operation))
+            pendingBytes &+= operation.key.count &+ (operation.value?.count ?? 0)
         }
     }
 
@@ -225,7 +228,16 @@ final class SQLiteSession {
     /// walked in order (same-key writes keep their order, so the last one still wins).
     func flushWrites() throws(StoreError) {
         guard !pendingWrites.isEmpty else { return }
-        defer { pendingWrites.removeAll(keepingCapacity: true) }
+        defer {
+            pendingWrites.removeAll(keepingCapacity: true)
+            // SQLite keeps its copies of bound values until they are bound again: up to 127
+            // rows across the upsert statements. Large ones are not kept between flushes.
+            if pendingBytes > Self.largeFlushBytes {
+                for statement in upserts { statement?.clearBindings() }
+                deleteRow.clearBindings()
+            }
+            pendingBytes = 0
+        }
         // Often already in order (one batch of ascending keys): then sorting is skipped.
         if pendingWrites.count > 1, !pendingWrites.indices.dropFirst().allSatisfy({ index in
             PendingWrite.precedes(pendingWrites[index - 1], pendingWrites[index])
@@ -264,6 +276,9 @@ final class SQLiteSession {
         }
     }
 
+    /// Past this many bytes written in one flush, the statements' parameters are cleared.
+    static let largeFlushBytes = 1 << 20
+
     /// The upsert of `1 << sizeClass` rows.
     private func upsertStatement(sizeClass: Int) -> SQLiteStatement {
         if let statement = upserts[sizeClass] { return statement }
@@ -273,7 +288,10 @@ final class SQLiteSession {
     }
 
     /// Forgets checked batches whose transaction failed.
-    func discardWrites() { pendingWrites.removeAll(keepingCapacity: true) }
+    func discardWrites() {
+        pendingWrites.removeAll(keepingCapacity: true)
+        pendingBytes = 0
+    }
 }
 
 /// A write of a checked batch, waiting for ``SQLiteSession/flushWrites()``.
