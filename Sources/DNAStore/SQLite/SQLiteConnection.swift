@@ -133,6 +133,13 @@ public final class SQLiteStatement {
         sqlite3_clear_bindings(handle)
     }
 
+    /// The statement's SQL with the values bound now in place of its parameters.
+    var expandedSQL: String {
+        guard let text = sqlite3_expanded_sql(handle) else { return "" }
+        defer { sqlite3_free(text) }
+        return String(cString: text)
+    }
+
     public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
 
     public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }

@@ -7,6 +7,9 @@ final class SQLiteSession {
     private var pendingWrites: [PendingWrite] = []
     /// The bytes of keys and values in `pendingWrites`.
     private var pendingBytes = 0
+    /// The bytes of keys and values bound since the statements' parameters were last
+    /// cleared: an upper bound on the copies SQLite keeps.
+    private(set) var boundBytesSinceClear = 0
     private let now = SQLiteSchema.nowMilliseconds
 
     private lazy var insertNode = prepared("""
@@ -230,13 +233,16 @@ final class SQLiteSession {
         guard !pendingWrites.isEmpty else { return }
         defer {
             pendingWrites.removeAll(keepingCapacity: true)
-            // SQLite keeps its copies of bound values until they are bound again: up to 127
-            // rows across the upsert statements. Large ones are not kept between flushes.
-            if pendingBytes > Self.largeFlushBytes {
+            // SQLite keeps its copies of bound values until they are bound again (up to 127
+            // rows across the upsert statements), so they are let go once the bytes bound
+            // since the last time pass the limit.
+            boundBytesSinceClear &+= pendingBytes
+            pendingBytes = 0
+            if boundBytesSinceClear > Self.maxRetainedBindingBytes {
                 for statement in upserts { statement?.clearBindings() }
                 deleteRow.clearBindings()
+                boundBytesSinceClear = 0
             }
-            pendingBytes = 0
         }
         // Often already in order (one batch of ascending keys): then sorting is skipped.
         if pendingWrites.count > 1, !pendingWrites.indices.dropFirst().allSatisfy({ index in
@@ -276,8 +282,11 @@ final class SQLiteSession {
         }
     }
 
-    /// Past this many bytes written in one flush, the statements' parameters are cleared.
-    static let largeFlushBytes = 1 << 20
+    /// The most bytes of bound keys and values left with SQLite after a flush.
+    static let maxRetainedBindingBytes = 1 << 20
+
+    /// The upsert statements prepared so far, for tests.
+    var preparedUpserts: [SQLiteStatement] { upserts.compactMap { $0 } }
 
     /// The upsert of `1 << sizeClass` rows.
     private func upsertStatement(sizeClass: Int) -> SQLiteStatement {
