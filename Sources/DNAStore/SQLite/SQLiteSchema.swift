@@ -17,15 +17,13 @@ public enum SQLiteSchema {
         ) WITHOUT ROWID;
         """
 
-    /// The upsert of one module row (also used by the benchmark baseline).
-    public static let upsertModuleRow = upsertModuleRows(1)
-
     /// The most rows one upsert statement of the store's writer carries.
     public static let maxRowsPerUpsert = 64
 
-    /// The upsert of `rows` module rows in one statement (`rows` ≤ ``maxRowsPerUpsert``);
-    /// row `n` (from 0) binds parameters `4n + 1` to `4n + 4`. In one statement, a later row
-    /// for the same key updates the earlier one, so the last write still wins.
+    /// The upsert of `rows` module rows in one statement (`rows` ≤ ``maxRowsPerUpsert``),
+    /// also used by the benchmark baselines. Row `n` (from 0) binds parameters `4n + 1` to
+    /// `4n + 4`. In one statement, a later row for the same key updates the earlier one, so
+    /// the last write still wins.
     public static func upsertModuleRows(_ rows: Int) -> String {
         let tuples = (0..<rows).map { row in
             let first = 4 * row + 1
