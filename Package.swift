@@ -5,7 +5,15 @@ let package = Package(
     name: "dna-swift",
     platforms: [.macOS(.v15)],
     products: [
+        // The actor API, the runtime, the embedded SQLite store and the cluster (plain TCP).
         .library(name: "DNA", targets: ["DNA"]),
+        // The PostgreSQL store, for clusters of several machines: `.postgres(url:)`.
+        .library(name: "DNAPostgres", targets: ["DNAPostgres"]),
+        // Mutual TLS between nodes: `.mutualTLS(certificateChain:privateKey:trustRoots:)`.
+        .library(name: "DNATLS", targets: ["DNATLS"]),
+        // For users' tests: the in-memory store, a test clock, a cluster in one process, a
+        // private PostgreSQL server, and the deterministic cluster simulation.
+        .library(name: "DNATesting", targets: ["DNATesting"]),
         .executable(name: "dna", targets: ["DNACommand"]),
     ],
     dependencies: [
@@ -26,21 +34,11 @@ let package = Package(
             path: "Sources/CSQLite",
             providers: [.apt(["libsqlite3-dev"])]
         ),
-        // Layer 3: the store protocol and its engines (SQLite, in-memory for unit tests).
+        // Layer 3: the store protocol, its model, the registration rule, and the SQLite engine.
         .target(
             name: "DNAStore",
             dependencies: [
                 "CSQLite",
-                .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
-        // The PostgreSQL engine of the store protocol (postgres-nio), and a private
-        // PostgreSQL server for tests and benchmarks.
-        .target(
-            name: "DNAPostgres",
-            dependencies: [
-                "DNAStore",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -50,17 +48,14 @@ let package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Layers 1-2: the actor API and the runtime (mailbox, batches, output gate, node).
+        // Layers 1-2 and the cluster: the actor API, the runtime, routing between nodes.
         .target(
             name: "DNA",
             dependencies: [
                 "DNAStore",
-                "DNAPostgres",
                 "DNATransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -68,18 +63,52 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The PostgreSQL engine of the store protocol (postgres-nio), plugged into the node
+        // by an extension of `Node.StoreChoice`.
+        .target(
+            name: "DNAPostgres",
+            dependencies: [
+                "DNA",
+                "DNAStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // TLS under the handshake (swift-nio-ssl), plugged in as a `TransportSecurity`.
+        .target(
+            name: "DNATLS",
+            dependencies: [
+                "DNATransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        .target(
+            name: "DNATesting",
+            dependencies: [
+                "DNA",
+                "DNAStore",
+                "DNATransport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
         // malloc's count of heap in use, for `dna bench --scenario memory`.
         .target(name: "CHeapInfo"),
         // The built-in example actors (the KV actor that `dna bench` drives).
         .target(name: "DNAExamples", dependencies: ["DNA"]),
-        // Layer 5: the `dna` command line (bench).
+        // Layer 5: the `dna` command line, and every benchmark with its baselines.
         .executableTarget(
             name: "DNACommand",
             dependencies: [
                 "DNA",
+                "DNAPostgres",
+                "DNATLS",
+                "DNATesting",
                 "DNAExamples",
                 "DNATransport",
                 "CHeapInfo",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -87,15 +116,24 @@ let package = Package(
         .testTarget(
             name: "DNAStoreTests",
             dependencies: [
-                "DNAStore", "DNAPostgres",
+                "DNAStore", "DNAPostgres", "DNATesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),
         // Certificates for the TLS tests (test-only; no product exposes it).
         .target(name: "DNATestCertificates"),
-        .testTarget(name: "DNATransportTests", dependencies: ["DNATransport", "DNATestCertificates"]),
         .testTarget(
-            name: "DNATests", dependencies: ["DNA", "DNAExamples", "DNAPostgres", "DNACommand", "DNATestCertificates"]),
+            name: "DNATransportTests",
+            dependencies: [
+                "DNATransport", "DNATLS", "DNATestCertificates",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .testTarget(
+            name: "DNATests",
+            dependencies: [
+                "DNA", "DNAExamples", "DNAPostgres", "DNATLS", "DNATesting", "DNACommand", "DNATestCertificates",
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

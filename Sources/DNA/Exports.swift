@@ -1,5 +1,4 @@
 @_exported import DNAStore
 @_exported import struct DNATransport.PeerAddress
 @_exported import struct DNATransport.TransportError
-@_exported import struct DNATransport.TransportTLSConfiguration
-@_exported import class DNAPostgres.PostgresStore
+@_exported import protocol DNATransport.TransportSecurity

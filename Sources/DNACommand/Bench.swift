@@ -2,6 +2,7 @@ import ArgumentParser
 import DNA
 import DNAExamples
 import DNAPostgres
+import DNATesting
 import Foundation
 import Logging
 

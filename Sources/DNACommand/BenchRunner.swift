@@ -27,7 +27,7 @@ struct BenchRunner {
     private func node(_ name: String, idleTimeout: Duration = .seconds(3600)) async throws -> Node {
         var sqlite = SQLiteStore.Configuration(path: freshPath(name))
         sqlite.synchronous = synchronous
-        var configuration = Node.Configuration(store: .sqliteConfiguration(sqlite))
+        var configuration = Node.Configuration(store: .sqlite(sqlite))
         configuration.maxBatch = maxBatch
         configuration.commitPipelineDepth = pipelineDepth
         configuration.idleTimeout = idleTimeout

@@ -1,6 +1,8 @@
 import ArgumentParser
 import DNA
 import DNAExamples
+import DNAPostgres
+import DNATLS
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -26,6 +28,29 @@ func bootstrapLogging(_ level: String) throws {
     }
 }
 
+/// A store given as text, as `dna` takes it: `sqlite:PATH` (or a bare path) or `postgres://…`.
+enum StoreArgument {
+    case sqlite(path: String)
+    case postgres(url: String)
+
+    init(_ text: String) {
+        if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
+            self = .postgres(url: text)
+        } else if text.hasPrefix("sqlite:") {
+            self = .sqlite(path: String(text.dropFirst("sqlite:".count)))
+        } else {
+            self = .sqlite(path: text)
+        }
+    }
+
+    var choice: Node.StoreChoice {
+        switch self {
+        case .sqlite(let path): .sqlite(path: path)
+        case .postgres(let url): .postgres(url: url)
+        }
+    }
+}
+
 /// `HOST:PORT` to listen on; unlike a peer's address, port 0 (pick a free one) is allowed.
 func listenAddress(_ text: String) throws -> PeerAddress {
     if text.hasSuffix(":0") {
@@ -47,7 +72,7 @@ struct TLSOptions: ParsableArguments {
     @Option(help: "The cluster's CA certificate(s), PEM: peers must present a certificate it signed.")
     var tlsCa: String?
 
-    func configuration() throws -> TransportTLSConfiguration? {
+    func configuration() throws -> (any TransportSecurity)? {
         switch (tlsCertificate, tlsKey, tlsCa) {
         case (nil, nil, nil):
             return nil
@@ -92,7 +117,7 @@ struct NodeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try bootstrapLogging(logLevel)
-        var configuration = Node.Configuration(store: Node.Configuration.store(parsing: store))
+        var configuration = Node.Configuration(store: StoreArgument(store).choice)
         configuration.cluster = cluster
         configuration.listen = try listenAddress(listen)
         configuration.tls = try tls.configuration()
@@ -134,7 +159,7 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         try bootstrapLogging("error")
         let store: any ActorStore
-        switch Node.Configuration.store(parsing: self.store) {
+        switch StoreArgument(self.store) {
         case .postgres(let url):
             store = try await PostgresStore(configuration: .init(url: url))
         case .sqlite(let path):
@@ -142,8 +167,6 @@ struct StatusCommand: AsyncParsableCommand {
             var configuration = SQLiteStore.Configuration(path: path)
             configuration.sharing = .shared
             store = try SQLiteStore(configuration: configuration)
-        default:
-            throw ValidationError("unsupported store")
         }
         let nodes = try await store.nodes(cluster: cluster)
         print("cluster \(cluster): \(nodes.count) node(s)")

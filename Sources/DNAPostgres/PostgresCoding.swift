@@ -3,15 +3,15 @@ import PostgresNIO
 
 /// A `bytea[]` parameter written straight from byte arrays, in PostgreSQL's binary array
 /// format: no `ByteBuffer` per element, which matters for batches of thousands of rows.
-struct ByteaArray: PostgresNonThrowingEncodable {
-    var elements: [[UInt8]]
+package struct ByteaArray: PostgresNonThrowingEncodable {
+    package var elements: [[UInt8]]
 
-    init(_ elements: [[UInt8]]) { self.elements = elements }
+    package init(_ elements: [[UInt8]]) { self.elements = elements }
 
-    static var psqlType: PostgresDataType { .byteaArray }
-    static var psqlFormat: PostgresFormat { .binary }
+    package static var psqlType: PostgresDataType { .byteaArray }
+    package static var psqlFormat: PostgresFormat { .binary }
 
-    func encode<JSONEncoder: PostgresJSONEncoder>(
+    package func encode<JSONEncoder: PostgresJSONEncoder>(
         into buffer: inout ByteBuffer, context: PostgresEncodingContext<JSONEncoder>
     ) {
         // Header: dimensions, has-nulls flag, element type; then per dimension its length
@@ -37,7 +37,7 @@ extension ByteBuffer {
 extension PostgresConnection {
     /// Runs a statement and reads its result to the end (so nothing of it is left on the
     /// connection when it goes back to the pool).
-    func run(_ query: PostgresQuery, logger: Logger) async throws {
+    package func run(_ query: PostgresQuery, logger: Logger) async throws {
         for try await _ in try await self.query(query, logger: logger) {}
     }
 }

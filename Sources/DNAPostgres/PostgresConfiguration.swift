@@ -84,7 +84,7 @@ extension PostgresStore {
 
         /// `url` with anything between `://` and `@` after a colon replaced, so a
         /// malformed URL can be shown without its password.
-        static func redacted(_ url: String) -> String {
+        package static func redacted(_ url: String) -> String {
             guard let schemeEnd = url.range(of: "://"), let at = url.range(of: "@", options: .backwards),
                 at.lowerBound > schemeEnd.upperBound
             else { return url.contains("@") ? "(hidden)" : url }
@@ -110,7 +110,7 @@ extension PostgresStore {
             }
         }
 
-        func connectionConfiguration() throws(StoreError) -> PostgresConnection.Configuration {
+        package func connectionConfiguration() throws(StoreError) -> PostgresConnection.Configuration {
             let connectionTLS: PostgresConnection.Configuration.TLS
             do {
                 switch tls {

@@ -7,7 +7,7 @@ import PostgresNIO
 /// ``StoreError/Code/unavailable`` (retryable): the pool reconnects by itself once the
 /// server is back. Messages are built from the SQLSTATE and the server's message, never
 /// from the configuration, so they cannot hold the password.
-enum PostgresErrors {
+package enum PostgresErrors {
     /// SQLSTATEs (or classes, two characters) after which trying again may succeed.
     static let retryableStates: Set<String> = [
         "08",  // connection exception
@@ -19,7 +19,7 @@ enum PostgresErrors {
         "25006",  // read-only transaction (a standby, or a failover in progress)
     ]
 
-    static func map(_ error: any Error, _ context: String) -> StoreError {
+    package static func map(_ error: any Error, _ context: String) -> StoreError {
         if let error = error as? StoreError { return error }
         if let error = error as? PSQLError { return map(error, context) }
         if error is CancellationError {

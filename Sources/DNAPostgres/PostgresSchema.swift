@@ -4,7 +4,7 @@ import PostgresNIO
 
 /// The PostgreSQL schema (`docs/schema.md`, section "PostgreSQL engine"), and the check
 /// that a database is DNA's.
-enum PostgresSchema {
+package enum PostgresSchema {
     /// The schema version this build writes and reads (the same numbering as SQLite's).
     static let version = SQLiteSchema.version
 
@@ -17,7 +17,7 @@ enum PostgresSchema {
 
     /// Text columns sort by bytes (`COLLATE "C"`), as SQLite's do, so module rows come back
     /// in the same order from both engines whatever the database's locale.
-    static func moduleDataTable(named name: String) -> String {
+    package static func moduleDataTable(named name: String) -> String {
         """
         CREATE TABLE \(name) (
             actor_id BIGINT NOT NULL,

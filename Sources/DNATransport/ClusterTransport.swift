@@ -45,7 +45,7 @@ public struct TransportConfiguration: Sendable {
     public var logger: Logger = Logger(label: "dna.transport")
     /// TLS for every connection, listener and outgoing; `nil` (the default) is plain TCP.
     /// The DNA handshake runs inside TLS either way.
-    public var tls: TransportTLSConfiguration? = nil
+    public var tls: (any TransportSecurity)? = nil
 
     public init(cluster: String, nodeID: String, secret: [UInt8]) {
         self.cluster = cluster
@@ -251,7 +251,7 @@ public final class ClusterTransport: Sendable {
         guard durations.allSatisfy({ $0 > .zero }) else {
             throw TransportError(.invalidConfiguration, "timeouts and reconnection delays must be positive")
         }
-        let tls = try configuration.tls.map { (tls) throws(TransportError) in try TransportTLSContexts(tls) }
+        let tls = try configuration.tls.map { (tls) throws(TransportError) in try tls.prepareConnections() }
         core = TransportCore(configuration: configuration, delegate: delegate, tls: tls)
     }
 
@@ -276,9 +276,7 @@ public final class ClusterTransport: Sendable {
             .childChannelInitializer { channel in
                 do {
                     try core.register(channel)
-                    if let tls = core.tls {
-                        try channel.pipeline.syncOperations.addHandler(tls.serverHandler())
-                    }
+                    try core.tls?.addServerHandlers(to: channel.pipeline.syncOperations)
                     // Stops reading while the responses already written back pile up (the
                     // channel is not writable): a peer that sends calls and never reads the
                     // answers stalls its own connection, not this node's memory.

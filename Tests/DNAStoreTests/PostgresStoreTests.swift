@@ -2,6 +2,7 @@
 import DNAStore
 import Foundation
 import Synchronization
+import DNATesting
 import Testing
 
 /// What only the PostgreSQL engine has: many connections, a server that can go away,

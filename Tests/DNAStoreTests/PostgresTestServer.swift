@@ -1,5 +1,6 @@
 import DNAPostgres
 import DNAStore
+import DNATesting
 import Foundation
 import Synchronization
 

@@ -2,6 +2,7 @@ import DNAPostgres
 import DNAStore
 import Foundation
 import Synchronization
+import DNATesting
 import Testing
 
 /// The engines under test: every contract test runs on each.

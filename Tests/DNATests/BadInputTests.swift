@@ -1,5 +1,6 @@
 import DNA
 import Foundation
+import DNATesting
 import Testing
 
 final class NotRegistered: DurableActor {

@@ -3,8 +3,10 @@ import DNAExamples
 import DNAPostgres
 import Foundation
 import DNATestCertificates
+import DNATLS
 import DNATransport
 import Synchronization
+import DNATesting
 import Testing
 
 /// Several nodes in this process sharing one store (SQLite file, or PostgreSQL), talking
@@ -134,7 +136,9 @@ struct ClusterTests {
     @Test func nodesAndClientsTalkOverMutualTLSAndAPlainClientIsRefused() async throws {
         let directory = try TemporaryDirectory()
         let files = try TestCertificates.write(to: directory.path)
-        let tls = try TransportTLSConfiguration.mutual(certificateChain: files.certificate, privateKey: files.key, trustRoots: files.ca)
+        var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
+        configuration.tls = try .mutualTLS(certificateChain: files.certificate, privateKey: files.key, trustRoots: files.ca)
+        let tls = try #require(configuration.tls)
         guard let cluster = try await TestCluster.start(.sqlite, count: 2, tls: tls) else { return }
         _ = try await cluster.nodes[0].ref(Recorder.self, key: "secure").call(Recorder.Activations())
         let remote = try cluster.nodes[1].ref(Recorder.self, key: "secure")

@@ -1,6 +1,7 @@
 import DNA
 import Foundation
 import Synchronization
+import DNATesting
 import Testing
 
 /// A flag a test can set from a task and read later.
@@ -174,7 +175,7 @@ struct RuntimeSemanticsTests {
     func lockedNode(_ directory: TemporaryDirectory, commitTimeout: Duration) async throws -> Node {
         var sqlite = SQLiteStore.Configuration(path: directory.databasePath)
         sqlite.busyTimeout = .milliseconds(5)
-        return try await makeNode(.sqliteConfiguration(sqlite), commitTimeout: commitTimeout)
+        return try await makeNode(.sqlite(sqlite), commitTimeout: commitTimeout)
     }
 
     @Test func aFailingCommitIsRetriedWhileItsCallersWait() async throws {

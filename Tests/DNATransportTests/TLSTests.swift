@@ -1,4 +1,5 @@
 import NIOCore
+import DNATLS
 import NIOSSL
 import Testing
 

@@ -23,7 +23,7 @@ public final class ClusterClient: Sendable {
     /// - Throws: ``TransportError`` if the secret is shorter than 16 bytes or the TLS
     ///   settings are invalid.
     public init(
-        cluster: String, secret: [UInt8], node: PeerAddress, tls: TransportTLSConfiguration? = nil,
+        cluster: String, secret: [UInt8], node: PeerAddress, tls: (any TransportSecurity)? = nil,
         callTimeout: Duration = .seconds(30)
     ) throws(TransportError) {
         self.node = node

@@ -1,4 +1,3 @@
-import DNAPostgres
 import DNATransport
 import Logging
 import ServiceLifecycle
@@ -78,25 +77,10 @@ public final class Node: Service, Sendable {
             }
         }
         self.kinds = kinds
-        var exclusive = false
-        switch configuration.store {
-        case .sqlite(let path):
-            var sqlite = SQLiteStore.Configuration(path: path)
-            if configuration.listen != nil { sqlite.sharing = .shared }
-            store = try SQLiteStore(configuration: sqlite)
-            ownsStore = true
-            exclusive = sqlite.sharing == .exclusive
-        case .postgres(let url):
-            store = try await PostgresStore(configuration: .init(url: url))
-            ownsStore = true
-        case .sqliteConfiguration(let sqlite):
-            store = try SQLiteStore(configuration: sqlite)
-            ownsStore = true
-            exclusive = sqlite.sharing == .exclusive
-        case .custom(let custom):
-            store = custom
-            ownsStore = false
-        }
+        let opened = try await configuration.store.open(configuration.listen != nil)
+        store = opened.store
+        ownsStore = opened.ownedByNode
+        let exclusive = opened.exclusive
         leaseEnforced = configuration.listen != nil
         let proxy = TransportDelegateProxy()
         var advertisedAddress = configuration.advertisedAddress

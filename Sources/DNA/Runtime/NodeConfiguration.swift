@@ -1,22 +1,67 @@
-import DNAPostgres
 import DNATransport
 import Logging
 
 extension Node {
-    /// Which store a node uses.
-    public enum StoreChoice: Sendable {
+    /// Which store a node uses: ``sqlite(path:)`` (the default engine, embedded), an
+    /// engine from another product (`DNAPostgres` adds `.postgres(url:)`), or a store made
+    /// elsewhere (``custom(_:)``).
+    public struct StoreChoice: Sendable {
+        /// What the node got: the store, whether the node opened it (and so closes it), and
+        /// whether the node holds the database alone (then every other node recorded in it is
+        /// certainly dead).
+        public struct Opened: Sendable {
+            public var store: any ActorStore
+            public var ownedByNode: Bool
+            public var exclusive: Bool
+
+            public init(store: any ActorStore, ownedByNode: Bool, exclusive: Bool) {
+                self.store = store
+                self.ownedByNode = ownedByNode
+                self.exclusive = exclusive
+            }
+        }
+
+        /// Opens the store for a node; `clustered` says whether the node listens for others.
+        let open: @Sendable (_ clustered: Bool) async throws(StoreError) -> Opened
+        /// For messages: which store this is.
+        public let description: String
+
+        /// A choice for an engine defined elsewhere.
+        public init(description: String, open: @escaping @Sendable (_ clustered: Bool) async throws(StoreError) -> Opened) {
+            self.description = description
+            self.open = open
+        }
+
         /// The embedded SQLite file at `path` (created if missing). A single node (no
         /// ``Configuration/listen``) holds it exclusively; nodes of a cluster on one machine
         /// share it (a local development cluster: SQLite serialises their transactions and
         /// the store's clock is the one machine's clock, so every guarantee holds).
-        case sqlite(path: String)
-        /// A PostgreSQL database, `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`: the
-        /// store for clusters of several machines.
-        case postgres(url: String)
+        public static func sqlite(path: String) -> StoreChoice {
+            StoreChoice(description: "sqlite:\(path)") { clustered throws(StoreError) in
+                var configuration = SQLiteStore.Configuration(path: path)
+                if clustered { configuration.sharing = .shared }
+                return Opened(
+                    store: try SQLiteStore(configuration: configuration), ownedByNode: true,
+                    exclusive: configuration.sharing == .exclusive)
+            }
+        }
+
         /// The embedded SQLite store with every setting spelled out.
-        case sqliteConfiguration(SQLiteStore.Configuration)
-        /// A store made elsewhere (for example an ``InMemoryStore`` in unit tests).
-        case custom(any ActorStore)
+        public static func sqlite(_ configuration: SQLiteStore.Configuration) -> StoreChoice {
+            StoreChoice(description: "sqlite:\(configuration.path)") { _ throws(StoreError) in
+                Opened(
+                    store: try SQLiteStore(configuration: configuration), ownedByNode: true,
+                    exclusive: configuration.sharing == .exclusive)
+            }
+        }
+
+        /// A store made elsewhere (for example an in-memory store in unit tests): the node
+        /// neither opens nor closes it.
+        public static func custom(_ store: any ActorStore) -> StoreChoice {
+            StoreChoice(description: "custom \(type(of: store))") { _ in
+                Opened(store: store, ownedByNode: false, exclusive: false)
+            }
+        }
     }
 
     /// How a node runs. Every setting has a documented default.
@@ -39,9 +84,10 @@ extension Node {
         /// crosses the network and is never logged. Default `nil`.
         public var secret: [UInt8]? = nil
         /// TLS for the connections between nodes (the handshake with the secret runs inside
-        /// it); for a cluster, ``TransportTLSConfiguration/mutual(certificateChain:privateKey:trustRoots:serverHostname:)``.
+        /// it); for a cluster, mutual TLS from the `DNATLS` product:
+        /// `try .mutualTLS(certificateChain:privateKey:trustRoots:)`.
         /// All nodes of a cluster, and its ``ClusterClient``s, must agree. Default `nil`: plain TCP.
-        public var tls: TransportTLSConfiguration? = nil
+        public var tls: (any TransportSecurity)? = nil
         /// Where an actor that is active nowhere gets activated. Default
         /// ``Placement/firstReceiver``.
         public var placement: Placement = .firstReceiver
@@ -82,14 +128,6 @@ extension Node {
         public var logger: Logger = Logger(label: "dna.node")
 
         public init(store: StoreChoice) { self.store = store }
-
-        /// Parses a store given as text, as `dna` takes it: `sqlite:PATH` (or a bare path)
-        /// or `postgres://…`.
-        public static func store(parsing text: String) -> StoreChoice {
-            if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") { return .postgres(url: text) }
-            if text.hasPrefix("sqlite:") { return .sqlite(path: String(text.dropFirst("sqlite:".count))) }
-            return .sqlite(path: text)
-        }
 
         func validate() throws(DNAError) {
             guard maxBatch >= 1 else { throw DNAError(.invalidArgument, "maxBatch must be at least 1") }

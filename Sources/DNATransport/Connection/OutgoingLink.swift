@@ -210,9 +210,7 @@ final class OutgoingLink: Sendable {
             .channelInitializer { channel in
                 do {
                     try core.register(channel)
-                    if let tls = core.tls {
-                        try channel.pipeline.syncOperations.addHandler(tls.clientHandler(for: self.peer))
-                    }
+                    try core.tls?.addClientHandlers(to: channel.pipeline.syncOperations, peer: self.peer)
                     try channel.pipeline.syncOperations.addHandler(
                         OutboundConnectionHandler(link: self, attempt: attempt, core: core))
                     return channel.eventLoop.makeSucceededVoidFuture()

@@ -18,7 +18,7 @@ final class TransportCore: Sendable {
     /// buffer up to `maxFrameSize`.
     let handshakeMaxFrameSize: Int
     /// `nil`: plain TCP.
-    let tls: TransportTLSContexts?
+    let tls: (any ConnectionSecurity)?
 
     struct State {
         var isShutDown = false
@@ -31,7 +31,7 @@ final class TransportCore: Sendable {
     /// opening and closing. `nil` once shut down.
     let links = Mutex<[PeerAddress: OutgoingLink]?>([:])
 
-    init(configuration: TransportConfiguration, delegate: any ClusterTransportDelegate, tls: TransportTLSContexts?) {
+    init(configuration: TransportConfiguration, delegate: any ClusterTransportDelegate, tls: (any ConnectionSecurity)?) {
         self.tls = tls
         self.configuration = configuration
         self.proofs = HandshakeProofs(secret: configuration.secret)

@@ -1,5 +1,3 @@
-import Crypto
-
 /// The client's opening frame.
 struct Hello: Sendable, Equatable {
     /// `"DNA\u{1}"`: tells a DNA peer from anything else that connects.
@@ -48,15 +46,11 @@ enum HandshakeNonce {
 /// length fields are length-prefixed in the MAC input so that no two different field
 /// combinations produce the same bytes.
 struct HandshakeProofs: Sendable {
-    // Kept as bytes: swift-crypto's `SymmetricKey` is not `Sendable`, and making one per
-    // handshake costs nothing next to the handshake.
     private let secret: [UInt8]
 
     init(secret: [UInt8]) {
         self.secret = secret
     }
-
-    private var key: SymmetricKey { SymmetricKey(data: secret) }
 
     enum Role: String {
         case server = "dna-server"
@@ -67,16 +61,16 @@ struct HandshakeProofs: Sendable {
         _ role: Role, clientNonce: [UInt8], serverNonce: [UInt8], cluster: String, serverID: String, clientID: String
     ) -> [UInt8] {
         let input = Self.input(role, clientNonce, serverNonce, cluster, serverID, clientID)
-        return Array(HMAC<SHA256>.authenticationCode(for: input, using: key))
+        return HMACSHA256.authenticationCode(for: input, key: secret)
     }
 
-    /// Checks `proof` in constant time (CryptoKit's `isValidAuthenticationCode`).
+    /// Checks `proof` in constant time.
     func verify(
         _ proof: [UInt8], _ role: Role, clientNonce: [UInt8], serverNonce: [UInt8], cluster: String, serverID: String,
         clientID: String
     ) -> Bool {
         let input = Self.input(role, clientNonce, serverNonce, cluster, serverID, clientID)
-        return HMAC<SHA256>.isValidAuthenticationCode(proof, authenticating: input, using: key)
+        return HMACSHA256.isValid(proof, for: input, key: secret)
     }
 
     private static func input(

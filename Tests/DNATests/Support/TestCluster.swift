@@ -1,6 +1,7 @@
 @testable import DNA
 import DNAPostgres
 import Foundation
+import DNATesting
 import Testing
 
 /// The stores a cluster test runs on.
@@ -54,7 +55,7 @@ final class TestCluster {
         _ backend: Backend, count: Int = 3, placement: Node.Placement = .firstReceiver,
         heartbeatInterval: Duration = .milliseconds(250), failureTimeout: Duration = .seconds(2),
         maxFrameSize: Int = 16 << 20, actors: [any DurableActor.Type] = [Recorder.self], postgresURL: String? = nil,
-        tls: TransportTLSConfiguration? = nil
+        tls: (any TransportSecurity)? = nil
     ) async throws -> TestCluster? {
         let directory = try TemporaryDirectory()
         var postgresURL = postgresURL

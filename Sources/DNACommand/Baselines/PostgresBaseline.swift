@@ -1,3 +1,4 @@
+import DNAPostgres
 import DNAStore
 import Foundation
 import Logging
@@ -5,15 +6,15 @@ import PostgresNIO
 
 /// The raw PostgreSQL baseline of `dna bench --scenario seed --store postgres://…`: what
 /// the server does with plain multi-row upserts, no DNA in between.
-public enum PostgresBaseline {
+enum PostgresBaseline {
     /// The table of the baseline: the layout of `dna_module_data` under another name.
-    public static let table = "dna_bench_baseline"
+    static let table = "dna_bench_baseline"
 
     /// Upserts `rows` rows with distinct keys (`key-<i>` as UTF-8, one actor, module
     /// `kv`) into a fresh ``table`` (dropped and created first), `batchSize` rows per
     /// statement (`INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE`, one round trip
     /// each), sequentially on one connection, timed from the first statement to the last.
-    public static func rowsPerSecond(
+    static func rowsPerSecond(
         url: String, rows: Int, batchSize: Int, value: [UInt8]
     ) async throws -> (rowsPerSecond: Double, seconds: Double) {
         guard rows > 0, batchSize > 0 else {

@@ -1,7 +1,6 @@
 import DNAStore
 import Foundation
 import Logging
-import PostgresNIO
 import Synchronization
 
 #if canImport(Glibc)
@@ -110,18 +109,8 @@ public final class LocalPostgresServer: Sendable {
     public func createDatabase(named name: String) async throws -> String {
         guard !name.isEmpty, name.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F })
         else { throw Failure(description: "database name '\(name)' must be [a-z0-9_]") }
-        let configuration = try PostgresStore.Configuration(url: baseURL)
-        let logger = Logger(label: "dna.postgres.local")
-        let connection = try await PostgresConnection.connect(
-            configuration: try configuration.connectionConfiguration(), id: 0, logger: logger)
-        do {
-            try await connection.run(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \"\(name)\""), logger: logger)
-            try await connection.run(PostgresQuery(unsafeSQL: "CREATE DATABASE \"\(name)\""), logger: logger)
-        } catch {
-            try? await connection.close()
-            throw Failure(description: "creating database \(name): \(String(reflecting: error))")
-        }
-        try? await connection.close()
+        try await Self.psql(baseURL, "DROP DATABASE IF EXISTS \"\(name)\"")
+        try await Self.psql(baseURL, "CREATE DATABASE \"\(name)\"")
         guard var components = URLComponents(string: baseURL) else { throw Failure(description: "bad server URL") }
         components.path = "/" + name
         guard let url = components.string else { throw Failure(description: "bad server URL") }
@@ -131,16 +120,23 @@ public final class LocalPostgresServer: Sendable {
     /// Runs one SQL statement on the database at `url`, on a connection of its own (for
     /// tests that prepare a database by hand).
     public static func execute(_ sql: String, on url: String) async throws {
-        let configuration = try PostgresStore.Configuration(url: url)
-        let connection = try await PostgresConnection.connect(
-            configuration: try configuration.connectionConfiguration(), id: 0, logger: configuration.logger)
-        do {
-            try await connection.run(PostgresQuery(unsafeSQL: sql), logger: configuration.logger)
-        } catch {
-            try? await connection.close()
-            throw Failure(description: "\(sql): \(String(reflecting: error))")
+        try await psql(url, sql)
+    }
+
+    /// Runs `sql` with `psql` (PostgreSQL's own client, beside the server binaries or on
+    /// the path), so that the test server needs no PostgreSQL driver.
+    private static func psql(_ url: String, _ sql: String) async throws {
+        let candidates = [binaryDirectory().map { $0 + "/psql" }, "/usr/bin/psql"].compactMap { $0 }
+        guard let psql = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw Failure(description: "psql is not installed (it comes with PostgreSQL's client package)")
         }
-        try? await connection.close()
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("dna-psql-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        do {
+            try await run(psql, ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql], log: log)
+        } catch {
+            throw Failure(description: "\(sql): \(error)")
+        }
     }
 
     /// Stops the server (fast shutdown) without deleting its data; ``resume()`` starts it again.

@@ -1,13 +1,15 @@
+import DNATransport
 import Foundation
 import NIOCore
 import NIOSSL
 
-/// TLS for node-to-node connections (optional; see ``TransportConfiguration/tls``).
+/// TLS for node-to-node connections: set it as `Node.Configuration.tls` (and give it to
+/// `ClusterClient`), or as `TransportConfiguration.tls`.
 ///
 /// The DNA handshake runs inside TLS: peers still prove knowledge of the cluster secret,
 /// and TLS adds confidentiality and, with certificate verification, the server's (and,
 /// if the server configuration asks for client certificates, the client's) identity.
-public struct TransportTLSConfiguration: Sendable {
+public struct TransportTLSConfiguration: TransportSecurity {
     /// Used for connections peers open to this node (needs a certificate chain and key).
     public var server: TLSConfiguration
     /// Used for connections this node opens to peers.
@@ -63,8 +65,23 @@ public struct TransportTLSConfiguration: Sendable {
     }
 }
 
+extension TransportTLSConfiguration {
+    public func prepareConnections() throws(TransportError) -> any ConnectionSecurity {
+        try TransportTLSContexts(self)
+    }
+}
+
+extension TransportSecurity where Self == TransportTLSConfiguration {
+    /// Mutual TLS from PEM files; see ``TransportTLSConfiguration/mutual(certificateChain:privateKey:trustRoots:serverHostname:)``.
+    public static func mutualTLS(
+        certificateChain: String, privateKey: String, trustRoots: String, serverHostname: String? = nil
+    ) throws(TransportError) -> TransportTLSConfiguration {
+        try .mutual(certificateChain: certificateChain, privateKey: privateKey, trustRoots: trustRoots, serverHostname: serverHostname)
+    }
+}
+
 /// The SSL contexts made once from ``TransportTLSConfiguration`` (making one is costly).
-struct TransportTLSContexts: Sendable {
+struct TransportTLSContexts: ConnectionSecurity {
     let server: NIOSSLContext
     let client: NIOSSLContext
     let serverHostname: String?
@@ -79,13 +96,14 @@ struct TransportTLSContexts: Sendable {
         serverHostname = configuration.serverHostname
     }
 
-    func serverHandler() -> NIOSSLServerHandler {
-        NIOSSLServerHandler(context: server)
+    func addServerHandlers(to pipeline: ChannelPipeline.SynchronousOperations) throws {
+        try pipeline.addHandler(NIOSSLServerHandler(context: server))
     }
 
-    func clientHandler(for peer: PeerAddress) throws -> NIOSSLClientHandler {
+    func addClientHandlers(to pipeline: ChannelPipeline.SynchronousOperations, peer: PeerAddress) throws {
         // SNI must not be an IP address; NIOSSL then checks the address against the certificate.
         let isIPAddress = (try? SocketAddress(ipAddress: peer.host, port: 0)) != nil
-        return try NIOSSLClientHandler(context: client, serverHostname: serverHostname ?? (isIPAddress ? nil : peer.host))
+        try pipeline.addHandler(
+            NIOSSLClientHandler(context: client, serverHostname: serverHostname ?? (isIPAddress ? nil : peer.host)))
     }
 }

@@ -1,12 +1,13 @@
+import DNATransport
 import Logging
 import Synchronization
 
 /// Measures the transport on loopback: two transports in this process, one echoing.
 ///
 /// For `dna bench`; not used by the runtime.
-public enum TransportBenchmark {
+enum TransportBenchmark {
     /// What ``run(requests:payloadSize:latencySamples:window:)`` measured.
-    public struct Result: Sendable, CustomStringConvertible {
+    struct Result: Sendable, CustomStringConvertible {
         /// Pipelined requests with replies (up to `window` outstanding) per second.
         public var requestsPerSecond: Double
         /// Median of sequential round trips (send, await the reply), in microseconds.
@@ -27,7 +28,7 @@ public enum TransportBenchmark {
     /// same payload), then `latencySamples` sequential round trips.
     ///
     /// Throws ``TransportError`` if the link fails.
-    public static func run(
+    static func run(
         requests: Int = 200_000, payloadSize: Int = 32, latencySamples: Int = 2_000, window: Int = 20_000
     ) async throws -> Result {
         precondition(requests > 0 && latencySamples > 0 && window > 0)

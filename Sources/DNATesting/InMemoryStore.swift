@@ -1,3 +1,4 @@
+import DNAStore
 import Synchronization
 
 /// A store that keeps everything in this process's memory. **For unit tests only**: nothing
