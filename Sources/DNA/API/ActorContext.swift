@@ -89,7 +89,10 @@ public struct ScheduledMessage: Sendable {
 
 /// The pending timers of one activation.
 final class TimerSet: Sendable {
+    private let clock: any DNAClock
     private let state = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
+
+    init(clock: any DNAClock) { self.clock = clock }
 
     var isEmpty: Bool { state.withLock { $0.tasks.isEmpty } }
 
@@ -97,8 +100,10 @@ final class TimerSet: Sendable {
         state.withLock { state in
             let id = state.next
             state.next += 1
+            let deadline = clock.now + delay
+            let clock = self.clock
             state.tasks[id] = Task { [weak self] in
-                try? await Task.sleep(for: delay)
+                try? await clock.sleep(until: deadline)
                 guard let self, self.state.withLock({ $0.tasks.removeValue(forKey: id) }) != nil else { return }
                 fire()
             }

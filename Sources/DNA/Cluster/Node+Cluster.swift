@@ -161,14 +161,13 @@ extension Node {
     }
 
     /// An activation found that `owner` holds its name: it leaves the directory, and its
-    /// batch and queued messages go to the owner, in order, before any later send can
-    /// (the location is recorded under the same lock).
+    /// queued messages go to the owner, in order, before any later send can (the location
+    /// is recorded under the same lock).
     ///
     /// - Returns: `false` if the owner cannot be reached from here (no transport, or its
     ///   address unknown); then nothing was done.
     func relocate(
-        _ activation: any AnyActivation, kind: any AnyKindRuntime, batch: [Envelope], to owner: NodeID,
-        takingQueue: () -> [Envelope]
+        _ activation: any AnyActivation, kind: any AnyKindRuntime, to owner: NodeID, takingQueue: () -> [Envelope]
     ) async -> Bool {
         guard transport != nil, let address = await address(of: owner) else { return false }
         directory.withLock { directory in
@@ -177,7 +176,7 @@ extension Node {
                 directory.activations[activation.id] = nil
             }
             locations.record(owner, for: activation.id)
-            for envelope in batch + queued {
+            for envelope in queued {
                 do { try sendRemote(envelope, to: activation.id, kind: kind, owner: owner, address: address) } catch {
                     envelope.reply?.resume(throwing: error)
                 }

@@ -35,12 +35,10 @@ public final class Node: Service, Sendable {
     /// Whether the node serves only while its heartbeats are fresh: in a cluster, other
     /// nodes take its names once they stop, so it must stop serving before they can.
     private let leaseEnforced: Bool
-    private let clockOrigin = ContinuousClock.now
-    /// Nanoseconds after `clockOrigin` until which the node may serve its activations.
-    private let leaseDeadline = Atomic<Int64>(0)
-    /// Grows each time a heartbeat is sent after the lease ran out: activations made under
-    /// an older lease may have lost their names meanwhile and must not serve again.
-    private let leaseGeneration = Atomic<UInt64>(0)
+    /// Where the node reads the time (``Configuration/clock``).
+    let clock: any DNAClock
+    /// See ``NodeLease``.
+    private let lease: Mutex<NodeLease>
 
     struct Directory {
         var activations: [ActorID: any AnyActivation] = [:]
@@ -67,6 +65,8 @@ public final class Node: Service, Sendable {
         try configuration.validate()
         self.configuration = configuration
         self.logger = configuration.logger
+        self.clock = configuration.clock
+        self.lease = Mutex(NodeLease(failureTimeout: configuration.failureTimeout))
         self.id = NodeID.random()
         var kinds: [String: any AnyKindRuntime] = [:]
         for type in actors {
@@ -196,15 +196,12 @@ public final class Node: Service, Sendable {
         try ActorTarget(id: id, node: self, kind: kind).send(R.self, MessageBox(request), reply: nil)
     }
 
-    /// Runs `body` (which marks the activation stopped) with the directory locked, and
-    /// removes the activation.
-    func removeFromDirectory<T>(_ activation: any AnyActivation, _ body: () -> T) -> T {
+    /// Removes the activation from the directory (if it is still the one there).
+    func removeFromDirectory(_ activation: any AnyActivation) {
         directory.withLock { directory in
-            let result = body()
             if let current = directory.activations[activation.id], current === activation {
                 directory.activations[activation.id] = nil
             }
-            return result
         }
     }
 
@@ -224,7 +221,7 @@ public final class Node: Service, Sendable {
 
     private func heartbeatLoop() async {
         while !Task.isCancelled {
-            do { try await Task.sleep(for: configuration.heartbeatInterval) } catch { return }
+            do { try await clock.sleep(for: configuration.heartbeatInterval) } catch { return }
             do {
                 try await renewLease(state: .up)
             } catch {
@@ -249,37 +246,33 @@ public final class Node: Service, Sendable {
     /// that no other node can have taken its names (see ``Configuration/failureTimeout``).
     var holdsLease: Bool {
         guard leaseEnforced else { return true }
-        return (ContinuousClock.now - clockOrigin).nanoseconds < leaseDeadline.load(ordering: .acquiring)
+        let now = clock.now
+        return lease.withLock { $0.holds(at: now) }
+    }
+
+    /// What activations check before serving: the deadline and the generation of the lease.
+    var leaseSnapshot: NodeLease.Snapshot {
+        guard leaseEnforced else { return NodeLease.Snapshot(deadline: DNAInstant(nanoseconds: .max), generation: 0) }
+        return lease.withLock { $0.snapshot }
     }
 
     /// The lease an activation made now serves under.
-    var currentLeaseGeneration: UInt64 { leaseGeneration.load(ordering: .acquiring) }
-
-    /// Whether an activation made under lease `generation` may serve: the lease is fresh
-    /// and did not run out since.
-    func holdsLease(since generation: UInt64) -> Bool {
-        guard leaseEnforced else { return true }
-        return holdsLease && leaseGeneration.load(ordering: .acquiring) == generation
-    }
+    var currentLeaseGeneration: UInt64 { leaseSnapshot.generation }
 
     /// Writes a heartbeat; on success the node may serve until 80% of the failure timeout
     /// after the moment it was sent (other nodes measure from when the store wrote it, later).
     func renewLease(state: NodeState = .up) async throws(StoreError) {
-        let sentAt = (ContinuousClock.now - clockOrigin).nanoseconds
-        if sentAt >= leaseDeadline.load(ordering: .acquiring) {
-            // The lease ran out (a pause, or the store was unreachable): whatever was active
-            // may have been taken over, so it must not serve even once the lease is back.
-            leaseGeneration.add(1, ordering: .releasing)
-        }
+        let sent = clock.now
+        let heartbeat = lease.withLock { $0.heartbeatSent(at: sent) }
         try await store.heartbeat(node: id, state: state, activations: Int64(activationCount))
-        let lease = configuration.failureTimeout.nanoseconds * 4 / 5
-        leaseDeadline.store(sentAt + lease, ordering: .releasing)
+        let acknowledged = clock.now
+        lease.withLock { $0.heartbeatSucceeded(heartbeat, at: acknowledged) }
     }
 
     private func passivationLoop() async {
         let interval = min(max(configuration.idleTimeout / 4, .milliseconds(10)), .seconds(5))
         while !Task.isCancelled {
-            do { try await Task.sleep(for: interval) } catch { return }
+            do { try await clock.sleep(for: interval) } catch { return }
             await passivateIdle(olderThan: configuration.idleTimeout)
         }
     }
@@ -287,14 +280,14 @@ public final class Node: Service, Sendable {
     /// Passivates every activation idle for longer than `idleTime`: frees its memory and
     /// gives its name back. Its data stays in the store.
     public func passivateIdle(olderThan idleTime: Duration) async {
-        let cutoff = ContinuousClock.now - idleTime
+        let cutoff = clock.now - idleTime
         let candidates = directory.withLock { Array($0.activations.values) }
         for activation in candidates {
             if stop(activation, since: cutoff) { await activation.finishStop() }
         }
     }
 
-    private func stop(_ activation: any AnyActivation, since cutoff: ContinuousClock.Instant?) -> Bool {
+    private func stop(_ activation: any AnyActivation, since cutoff: DNAInstant?) -> Bool {
         directory.withLock { directory in
             guard activation.stopIfIdle(since: cutoff) else { return false }
             if let current = directory.activations[activation.id], current === activation {

@@ -126,6 +126,10 @@ extension Node {
         public var failureTimeout: Duration = .seconds(5)
         /// The node's logger.
         public var logger: Logger = Logger(label: "dna.node")
+        /// Where the node reads the time and waits: heartbeats, the lease, commit retries and
+        /// deadlines, idle passivation, timers. Default ``SystemClock``; tests use
+        /// `DNATesting.TestClock`.
+        public var clock: any DNAClock = SystemClock()
 
         public init(store: StoreChoice) { self.store = store }
 

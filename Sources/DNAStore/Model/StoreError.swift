@@ -11,6 +11,11 @@ public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
         /// The batch before this one (of the same registration) is not committed: it failed
         /// and must be committed first. Retryable, after its predecessor.
         public static let predecessorMissing = Code("predecessorMissing")
+        /// The operation may or may not have been applied: the store's answer was lost (the
+        /// connection broke, or the deadline passed, after it was sent). Retrying the same
+        /// batch is safe: the store applies a batch once, and answers a batch it already
+        /// applied with success.
+        public static let outcomeUnknown = Code("outcomeUnknown")
         /// The database could not do it now (locked, busy, I/O error, full, read-only,
         /// gone away). Retryable.
         public static let unavailable = Code("unavailable")
@@ -39,7 +44,9 @@ public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
     }
 
     /// Whether trying the same thing again later may succeed.
-    public var isRetryable: Bool { code == .fenced || code == .unavailable || code == .predecessorMissing }
+    public var isRetryable: Bool {
+        code == .fenced || code == .unavailable || code == .predecessorMissing || code == .outcomeUnknown
+    }
 
     public var description: String { "StoreError.\(code): \(message)" }
 }

@@ -1,0 +1,53 @@
+/// The node's lease: the time until which it may serve the names it holds, and the
+/// generation that tells activations whether the lease ran out since they were made.
+///
+/// Other nodes may take a node's names once its last heartbeat, *as the store wrote it*, is
+/// older than the node's failure timeout. The node serves only until ``duration`` (80 % of
+/// that timeout) after it *sent* its last successful heartbeat, by its own clock: the store
+/// wrote it later than it was sent, so the node stops answering before anyone may claim.
+///
+/// Pure: events and instants in, decisions out. The node keeps it behind a lock and
+/// publishes ``snapshot`` for lock-free reads.
+package struct NodeLease: Sendable {
+    /// A heartbeat on its way to the store.
+    package struct Heartbeat: Sendable {
+        package let sentAt: DNAInstant
+    }
+
+    /// What activations read: serve only while `now < deadline` and the generation is theirs.
+    package struct Snapshot: Sendable, Equatable {
+        package var deadline: DNAInstant
+        package var generation: UInt64
+
+        package func mayServe(generation: UInt64, at now: DNAInstant) -> Bool {
+            now < deadline && generation == self.generation
+        }
+    }
+
+    /// How long after a heartbeat is sent the node may serve.
+    package let duration: Duration
+    package private(set) var snapshot = Snapshot(deadline: .zero, generation: 0)
+
+    /// `failureTimeout`: how long others wait after this node's last heartbeat.
+    package init(failureTimeout: Duration) {
+        duration = failureTimeout * 4 / 5
+    }
+
+    /// Whether the lease is valid at `now` (whatever the generation).
+    package func holds(at now: DNAInstant) -> Bool { now < snapshot.deadline }
+
+    /// A heartbeat is being sent now.
+    package mutating func heartbeatSent(at now: DNAInstant) -> Heartbeat {
+        if now >= snapshot.deadline {
+            // The lease ran out (a pause, or the store was unreachable): whatever was active
+            // may have been taken over, so it must not serve even once the lease is back.
+            snapshot.generation += 1
+        }
+        return Heartbeat(sentAt: now)
+    }
+
+    /// The store acknowledged `heartbeat` at `now`.
+    package mutating func heartbeatSucceeded(_ heartbeat: Heartbeat, at now: DNAInstant) {
+        snapshot.deadline = heartbeat.sentAt + duration
+    }
+}

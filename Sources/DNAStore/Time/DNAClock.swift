@@ -1,0 +1,70 @@
+/// A moment on a ``DNAClock``: nanoseconds since the clock's origin. Monotonic: it never
+/// goes back, and says nothing about wall-clock time (nodes never compare theirs).
+public struct DNAInstant: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var nanoseconds: Int64
+
+    public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+
+    /// The clock's origin.
+    public static let zero = DNAInstant(nanoseconds: 0)
+
+    public static func < (lhs: DNAInstant, rhs: DNAInstant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
+
+    public static func + (lhs: DNAInstant, rhs: Duration) -> DNAInstant {
+        DNAInstant(nanoseconds: lhs.nanoseconds &+ rhs.wholeNanoseconds)
+    }
+
+    public static func - (lhs: DNAInstant, rhs: Duration) -> DNAInstant {
+        DNAInstant(nanoseconds: lhs.nanoseconds &- rhs.wholeNanoseconds)
+    }
+
+    public static func - (lhs: DNAInstant, rhs: DNAInstant) -> Duration {
+        .nanoseconds(lhs.nanoseconds &- rhs.nanoseconds)
+    }
+
+    public var description: String { "\(Double(nanoseconds) / 1e9)s" }
+}
+
+/// Where the runtime reads the time and waits. Every decision that depends on time (the
+/// node's lease, commit retries and deadlines, idle passivation, heartbeats) reads it from
+/// the node's clock, so tests can run them on a test clock (`DNATesting.TestClock`) and
+/// the simulation on simulated time.
+public protocol DNAClock: Sendable {
+    /// The time now.
+    var now: DNAInstant { get }
+    /// Suspends until `deadline`; throws `CancellationError` if the task is cancelled first.
+    func sleep(until deadline: DNAInstant) async throws
+}
+
+extension DNAClock {
+    /// Suspends for `duration`; throws `CancellationError` if the task is cancelled first.
+    public func sleep(for duration: Duration) async throws {
+        try await sleep(until: now + duration)
+    }
+}
+
+/// The real clock: `ContinuousClock` (monotonic, counts time asleep), from the moment the
+/// process first read it.
+public struct SystemClock: DNAClock {
+    private static let origin = ContinuousClock.now
+
+    public init() {}
+
+    public var now: DNAInstant {
+        DNAInstant(nanoseconds: (ContinuousClock.now - Self.origin).wholeNanoseconds)
+    }
+
+    public func sleep(until deadline: DNAInstant) async throws {
+        try await ContinuousClock().sleep(until: Self.origin + .nanoseconds(deadline.nanoseconds))
+    }
+}
+
+extension Duration {
+    /// This duration in whole nanoseconds (saturating).
+    public var wholeNanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        return product &+ attoseconds / 1_000_000_000
+    }
+}
