@@ -3,42 +3,30 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// The one outgoing connection to a peer address, and what is queued for it.
-///
-/// Phases: idle → connecting (requests queue, in order) → connected (requests coalesce
-/// into one flush, paced by ``FlushPacer``) → on any failure, backing off (sends fail fast with
-/// `linkFailed` until the delay elapses; the next send after it reconnects). The delay
-/// starts at `reconnectInitialDelay` and doubles to `reconnectMaxDelay`; a completed
-/// handshake resets it.
-///
-/// Every connection attempt has a number; callbacks from an older attempt's channel are
-/// ignored, so a late close can not tear down a newer connection.
+/// The one outgoing connection to a peer address, and what is queued for it. Its
+/// decisions are a ``LinkStateMachine``'s; this class carries them out with NIO and keeps
+/// the queued bytes.
 final class OutgoingLink: Sendable {
     let peer: PeerAddress
     private let core: TransportCore
     private var logger: Logger { core.logger }
 
-    private enum Phase {
-        case idle
-        case connecting(attempt: UInt64)
-        case connected(attempt: UInt64, channel: any Channel)
-        case backingOff(until: NIODeadline)
-        case shutDown
-    }
-
     private struct State {
-        var phase = Phase.idle
-        /// Encoded frames not yet handed to the channel.
+        var machine: LinkStateMachine<any Channel>
+        /// Encoded frames not yet handed to the channel (the machine counts them).
         var pending: ByteBuffer?
-        /// How many requests `pending` holds.
-        var pendingRequests = 0
-        var flushScheduled = false
-        /// The channel's writability: while the peer does not keep up, requests stay in
-        /// `pending` (bounded by `maxQueuedBytes`) instead of NIO's unbounded buffer.
-        var writable = true
-        var pacer: FlushPacer
-        var lastAttempt: UInt64 = 0
-        var backoff: Backoff
+
+        mutating func append(_ request: WireRequest) {
+            if pending == nil {
+                pending = ByteBufferAllocator().buffer(capacity: Swift.max(1024, FrameCodec.frameLength(of: request) + 4))
+            }
+            FrameCodec.encode(request, into: &pending!)
+        }
+
+        mutating func take() -> ByteBuffer? {
+            defer { pending = nil }
+            return pending
+        }
     }
 
     private let state: Mutex<State>
@@ -46,19 +34,13 @@ final class OutgoingLink: Sendable {
     init(peer: PeerAddress, core: TransportCore) {
         self.peer = peer
         self.core = core
-        let backoff = Backoff(
-            initial: TimeAmount(clamping: core.configuration.reconnectInitialDelay),
-            maximum: TimeAmount(clamping: core.configuration.reconnectMaxDelay))
-        let pacer = FlushPacer(window: TimeAmount(clamping: core.configuration.flushWindow))
-        self.state = Mutex(State(pacer: pacer, backoff: backoff))
-    }
-
-    private enum SendOutcome {
-        case queued
-        case connect(attempt: UInt64)
-        case flush(any Channel, attempt: UInt64, at: NIODeadline?)
-        case failFast(TransportError)
-        case overloaded(queued: Int)
+        let configuration = core.configuration
+        let machine = LinkStateMachine<any Channel>(
+            initialDelay: TimeAmount(clamping: configuration.reconnectInitialDelay),
+            maximumDelay: TimeAmount(clamping: configuration.reconnectMaxDelay),
+            flushWindow: TimeAmount(clamping: configuration.flushWindow),
+            maxQueuedBytes: configuration.maxQueuedBytes)
+        self.state = Mutex(State(machine: machine))
     }
 
     func send(_ request: WireRequest) throws(TransportError) {
@@ -68,34 +50,20 @@ final class OutgoingLink: Sendable {
             refuseOversized(request, length: length, max: max)
             return
         }
-        let maxQueued = core.configuration.maxQueuedBytes
-        let outcome = state.withLock { state -> SendOutcome in
-            let queued = state.pending?.readableBytes ?? 0
-            if queued > 0 && queued + length > maxQueued { return .overloaded(queued: queued) }
-            switch state.phase {
-            case .shutDown:
-                return .failFast(TransportError(.shutDown, "the transport is shut down"))
-            case .backingOff(let until):
-                let now = NIODeadline.now()
-                guard now >= until else {
-                    let ms = (until - now).nanoseconds / 1_000_000
-                    return .failFast(
-                        TransportError(.unreachable, "link to \(peer) is backing off after a failure; retry in \(ms) ms"))
-                }
-                return Self.startConnecting(&state, request)
-            case .idle:
-                return Self.startConnecting(&state, request)
-            case .connecting:
-                Self.append(request, to: &state)
-                return .queued
-            case .connected(let attempt, let channel):
-                Self.append(request, to: &state)
-                guard !state.flushScheduled, state.writable else { return .queued }
-                state.flushScheduled = true
-                return .flush(channel, attempt: attempt, at: state.pacer.flushTime(now: .now()))
+        let action = state.withLock { state -> LinkStateMachine<any Channel>.SendAction in
+            let action = state.machine.send(length: length, now: .now())
+            switch action {
+            case .connect:
+                state.pending = nil
+                state.append(request)
+            case .queued, .flush:
+                state.append(request)
+            case .failFast, .overloaded:
+                break
             }
+            return action
         }
-        switch outcome {
+        switch action {
         case .queued:
             break
         case .connect(let attempt):
@@ -107,62 +75,33 @@ final class OutgoingLink: Sendable {
         case .failFast(let error):
             let peer = self.peer
             let delegate = core.delegate
-            core.onEventLoop { delegate.current?.transport(linkFailed: peer, error: error) }
+            let failure = TransportError(error.code, "link to \(peer): \(error.message)")
+            core.onEventLoop { delegate.current?.transport(linkFailed: peer, error: failure) }
         case .overloaded(let queued):
             throw TransportError(
-                .overloaded, "link to \(peer) holds \(queued) bytes the peer has not taken yet (maxQueuedBytes \(maxQueued))")
+                .overloaded,
+                "link to \(peer) holds \(queued) bytes the peer has not taken yet (maxQueuedBytes \(core.configuration.maxQueuedBytes))")
         }
-    }
-
-    private static func startConnecting(_ state: inout State, _ request: WireRequest?) -> SendOutcome {
-        state.lastAttempt += 1
-        state.phase = .connecting(attempt: state.lastAttempt)
-        state.pending = nil
-        state.pendingRequests = 0
-        if let request { append(request, to: &state) }
-        return .connect(attempt: state.lastAttempt)
     }
 
     /// Called on the channel's event loop when the connection's writability changes: once
     /// the peer has caught up, what queued meanwhile goes out.
     func writabilityChanged(attempt: UInt64, writable: Bool) {
-        let flushNow = state.withLock { state -> Bool in
-            guard case .connected(let current, _) = state.phase, current == attempt else { return false }
-            state.writable = writable
-            return writable && !state.flushScheduled && (state.pending?.readableBytes ?? 0) > 0
-        }
-        if flushNow { flush(attempt: attempt) }
+        if state.withLock({ $0.machine.writabilityChanged(attempt: attempt, writable: writable) }) { flush(attempt: attempt) }
     }
 
     /// Connects now if the link is idle or its back-off delay is over; otherwise leaves
     /// it as it is.
     func connectIfDisconnected() {
         let attempt = state.withLock { state -> UInt64? in
-            switch state.phase {
-            case .idle: break
-            case .backingOff(let until) where NIODeadline.now() >= until: break
-            default: return nil
-            }
-            guard case .connect(let attempt) = Self.startConnecting(&state, nil) else { return nil }
+            let attempt = state.machine.connectIfDisconnected(now: .now())
+            if attempt != nil { state.pending = nil }
             return attempt
         }
         if let attempt { connect(attempt: attempt) }
     }
 
-    var isConnected: Bool {
-        state.withLock { state in
-            if case .connected = state.phase { return true }
-            return false
-        }
-    }
-
-    private static func append(_ request: WireRequest, to state: inout State) {
-        if state.pending == nil {
-            state.pending = ByteBufferAllocator().buffer(capacity: Swift.max(1024, FrameCodec.frameLength(of: request) + 4))
-        }
-        FrameCodec.encode(request, into: &state.pending!)
-        state.pendingRequests += 1
-    }
+    var isConnected: Bool { state.withLock { $0.machine.isConnected } }
 
     /// A request over `maxFrameSize` is never sent. This is not a link failure (the link is
     /// fine): a request expecting a reply gets a synthetic `payloadTooLarge` response.
@@ -182,16 +121,8 @@ final class OutgoingLink: Sendable {
 
     private func flush(attempt: UInt64) {
         let taken = state.withLock { state -> (any Channel, ByteBuffer?)? in
-            guard case .connected(let current, let channel) = state.phase, current == attempt else { return nil }
-            state.flushScheduled = false
-            // Not writable: keep the requests here; writabilityChanged flushes them.
-            guard state.writable else { return nil }
-            state.pacer.flushed(at: .now(), requests: state.pendingRequests)
-            defer {
-                state.pending = nil
-                state.pendingRequests = 0
-            }
-            return (channel, state.pending)
+            guard let channel = state.machine.flush(attempt: attempt, now: .now()) else { return nil }
+            return (channel, state.take())
         }
         if let (channel, pending) = taken, let pending, pending.readableBytes > 0 {
             channel.writeAndFlush(pending, promise: nil)
@@ -231,39 +162,25 @@ final class OutgoingLink: Sendable {
     /// queued while connecting, in order. Returns `false` if this attempt is stale (the
     /// caller closes the channel).
     func handshakeCompleted(attempt: UInt64, channel: any Channel) -> Bool {
-        let result = state.withLock { state -> (accepted: Bool, pending: ByteBuffer?) in
-            guard case .connecting(let current) = state.phase, current == attempt else { return (false, nil) }
-            state.phase = .connected(attempt: attempt, channel: channel)
-            state.backoff.reset()
-            state.flushScheduled = false
-            state.writable = channel.isWritable
-            defer {
-                state.pending = nil
-                state.pendingRequests = 0
+        let (accepted, pending) = state.withLock { state -> (Bool, ByteBuffer?) in
+            guard state.machine.handshakeCompleted(attempt: attempt, channel: channel, writable: channel.isWritable) else {
+                return (false, nil)
             }
-            return (true, state.pending)
+            return (true, state.take())
         }
-        if let pending = result.pending, pending.readableBytes > 0 {
+        if let pending, pending.readableBytes > 0 {
             channel.writeAndFlush(pending, promise: nil)
         }
-        return result.accepted
+        return accepted
     }
 
     /// The attempt failed (connect, handshake) or its connection broke: drop the queue,
     /// back off, tell the delegate. Only the first report of an attempt counts.
     func failed(attempt: UInt64, error: TransportError) {
         let delay = state.withLock { state -> TimeAmount? in
-            switch state.phase {
-            case .connecting(let current) where current == attempt, .connected(let current, _) where current == attempt:
-                let delay = state.backoff.next()
-                state.phase = .backingOff(until: .now() + delay)
-                state.pending = nil
-                state.pendingRequests = 0
-                state.flushScheduled = false
-                return delay
-            default:
-                return nil
-            }
+            let delay = state.machine.failed(attempt: attempt, now: .now())
+            if delay != nil { state.pending = nil }
+            return delay
         }
         guard let delay else { return }
         logger.warning(
@@ -281,10 +198,8 @@ final class OutgoingLink: Sendable {
     /// the transport (it tracks them all).
     func shutDown() {
         state.withLock { state in
-            state.phase = .shutDown
+            state.machine.shutDown()
             state.pending = nil
-            state.pendingRequests = 0
-            state.flushScheduled = false
         }
     }
 }
