@@ -12,7 +12,7 @@ struct PendingCall: Sendable {
 
 /// What a node knows of its cluster: the other nodes (as last read from the store) and
 /// the calls it sent that are not answered yet.
-final class ClusterState: Sendable {
+package final class ClusterState: Sendable {
     struct Member: Sendable {
         var record: NodeRecord
         var address: PeerAddress?
@@ -22,13 +22,15 @@ final class ClusterState: Sendable {
 
     private let members = Mutex<[NodeID: Member]>([:])
     let pending = Mutex<[UInt64: PendingCall]>([:])
+
+    package init() {}
     private let nextRequestID = Atomic<UInt64>(1)
 
     func makeRequestID() -> UInt64 { nextRequestID.wrappingAdd(1, ordering: .relaxed).oldValue }
 
     /// Replaces the membership with the store's view; returns the nodes that died since the
     /// last view (left, or no heartbeat within the failure timeout).
-    func update(_ records: [NodeRecord], failureTimeout: Duration) -> Set<NodeID> {
+    package func update(_ records: [NodeRecord], failureTimeout: Duration) -> Set<NodeID> {
         var updated: [NodeID: Member] = [:]
         for record in records {
             updated[record.id] = Member(
@@ -45,10 +47,10 @@ final class ClusterState: Sendable {
         }
     }
 
-    func address(of node: NodeID) -> PeerAddress? { members.withLock { $0[node]?.address } }
+    package func address(of node: NodeID) -> PeerAddress? { members.withLock { $0[node]?.address } }
 
     /// The addresses of the live nodes other than `this` one.
-    func liveAddresses(except this: NodeID) -> [PeerAddress] {
+    package func liveAddresses(except this: NodeID) -> [PeerAddress] {
         members.withLock { members in
             members.compactMap { node, member in node != this && member.alive ? member.address : nil }
         }
@@ -57,14 +59,14 @@ final class ClusterState: Sendable {
     func knows(_ node: NodeID) -> Bool { members.withLock { $0[node] != nil } }
 
     /// The nodes now serving at `address` (a node restarted on the same address is a new id).
-    func nodes(at address: PeerAddress) -> [NodeID] {
+    package func nodes(at address: PeerAddress) -> [NodeID] {
         members.withLock { members in members.compactMap { $0.value.address == address ? $0.key : nil } }
     }
 
     /// The node that consistent-hash placement picks for `actor`, if it is not `this` one:
     /// the live node with the highest hash of (node, actor) — rendezvous hashing, so a
     /// node joining or leaving moves only the names it wins or held.
-    func placement(of actor: ActorID, this: NodeID) -> (NodeID, PeerAddress)? {
+    package func placement(of actor: ActorID, this: NodeID) -> (NodeID, PeerAddress)? {
         members.withLock { members in
             var best: (score: UInt64, node: NodeID, address: PeerAddress?)?
             for (node, member) in members where member.servesNewActors || node == this {

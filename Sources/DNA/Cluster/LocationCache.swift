@@ -10,7 +10,7 @@ import Synchronization
 ///
 /// Bounded: past ``capacity`` names the cache starts afresh (they are looked up again on
 /// their next message).
-final class LocationCache: Sendable {
+package final class LocationCache: Sendable {
     private struct State {
         var owners: [ActorID: NodeID] = [:]
     }
@@ -19,18 +19,18 @@ final class LocationCache: Sendable {
     private let currentGeneration = Atomic<UInt64>(0)
     let capacity: Int
 
-    init(capacity: Int = 100_000) {
+    package init(capacity: Int = 100_000) {
         self.capacity = capacity
     }
 
     /// Changes whenever a remembered location may have become wrong.
-    var generation: UInt64 { currentGeneration.load(ordering: .acquiring) }
+    package var generation: UInt64 { currentGeneration.load(ordering: .acquiring) }
 
-    func owner(of actor: ActorID) -> NodeID? {
+    package func owner(of actor: ActorID) -> NodeID? {
         state.withLock { $0.owners[actor] }
     }
 
-    func record(_ owner: NodeID, for actor: ActorID) {
+    package func record(_ owner: NodeID, for actor: ActorID) {
         state.withLock { state in
             if state.owners.count >= capacity && state.owners[actor] == nil {
                 state.owners.removeAll(keepingCapacity: true)
@@ -41,7 +41,7 @@ final class LocationCache: Sendable {
     }
 
     /// Forgets `actor`'s location if it is still `owner`.
-    func forget(_ actor: ActorID, ifAt owner: NodeID) {
+    package func forget(_ actor: ActorID, ifAt owner: NodeID) {
         state.withLock { state in
             guard state.owners[actor] == owner else { return }
             state.owners[actor] = nil
@@ -50,7 +50,7 @@ final class LocationCache: Sendable {
     }
 
     /// Forgets every actor believed to be on one of `owners`.
-    func forget(owners: Set<NodeID>) {
+    package func forget(owners: Set<NodeID>) {
         guard !owners.isEmpty else { return }
         state.withLock { state in
             guard state.owners.values.contains(where: owners.contains) else { return }

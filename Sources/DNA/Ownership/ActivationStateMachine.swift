@@ -57,6 +57,11 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
         var status: Status
         /// A store attempt for it ended with an unknown outcome: it may have been applied.
         var ambiguous = false
+
+        var isDurable: Bool {
+            if case .durable = status { return true }
+            return false
+        }
     }
 
     let id: ActorID
@@ -332,7 +337,7 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
     package mutating func handled(operations: [StorageOperation], held: [Held], now: DNAInstant) -> HandledAction {
         guard case .active(let registration, _) = life else { return .none }
         if operations.isEmpty {
-            if commits.isEmpty { return held.isEmpty ? .none : .release(held) }
+            guard let last = commits.last, !last.isDurable else { return held.isEmpty ? .none : .release(held) }
             // Released with the last batch in flight: these replies may have seen its writes.
             commits[commits.count - 1].held.append(contentsOf: held)
             return .none

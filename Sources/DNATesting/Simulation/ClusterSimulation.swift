@@ -1,0 +1,616 @@
+import DNA
+import DNAStore
+import DNATransport
+import NIOCore
+
+/// What a simulation run does: how many nodes, actors and clients, how long, which
+/// timeouts; the faults come from the seed.
+public struct SimulationConfiguration: Sendable {
+    /// Decides every fault and every delay: the same seed replays the same run.
+    public var seed: UInt64
+    public var nodes: Int = 3
+    public var actors: Int = 3
+    public var clientsPerNode: Int = 2
+    /// Faults happen during this phase, clients send throughout it.
+    public var faultyPhase: Duration = .seconds(30)
+    /// Then no faults and no new requests, so every caller must get its answer.
+    public var quietPhase: Duration = .seconds(60)
+    public var failureTimeout: Duration = .seconds(5)
+    public var heartbeatInterval: Duration = .seconds(1)
+    public var commitTimeout: Duration = .seconds(10)
+    public var maxHops = 3
+    public var maxBatch = 8
+    public var pipelineDepth = 4
+    /// The most a node's clock runs fast or slow (a rate: 0.02 is ±2 %).
+    public var maxClockDrift = 0.02
+    /// Keep a line per event (for `dna simulate --trace`).
+    public var trace = false
+
+    public init(seed: UInt64) { self.seed = seed }
+}
+
+/// An invariant that failed.
+public struct SimulationViolation: Sendable, CustomStringConvertible {
+    /// Simulated time, from the start.
+    public var time: Duration
+    /// Which invariant: `single-owner`, `fenced-write`, `acknowledged-write-lost`,
+    /// `failed-but-applied`, `fifo`, `unanswered`.
+    public var invariant: String
+    public var detail: String
+
+    public var description: String { "[\(time)] \(invariant): \(detail)" }
+}
+
+public struct SimulationResult: Sendable {
+    public var seed: UInt64
+    public var violations: [SimulationViolation]
+    /// Events run.
+    public var events: Int
+    public var simulatedTime: Duration
+    /// One line per event when ``SimulationConfiguration/trace`` is set.
+    public var trace: [String]
+    /// Counts of what happened (calls answered, faults injected, …).
+    public var counters: [String: Int]
+}
+
+/// A deterministic, single-threaded simulation of a DNA cluster: N nodes and one store,
+/// running the runtime's own decision machines (``NodeLease``, ``ActivationStateMachine``,
+/// ``LinkStateMachine``, ``ClaimDecision``, the location cache and the membership view),
+/// with faults from a seed: message delays, broken connections, node pauses (also in the
+/// middle of a batch or a commit), crashes and restarts, drifting clocks, store stalls,
+/// store failures, lost acknowledgements and failing heartbeats. After every event it
+/// checks that no node answers for a name it does not hold and no fenced write commits;
+/// at the end, that no acknowledged write is lost, nothing reported as failed was applied,
+/// writes of each sender were applied in order, and every caller got an answer.
+public final class ClusterSimulation {
+    let configuration: SimulationConfiguration
+    var random: SimulationRandom
+    /// Global (the store's) time, nanoseconds.
+    var now: Int64 = 0
+    private var queue = EventQueue()
+    private var nextEventSequence: UInt64 = 0
+    private(set) var events = 0
+    var violations: [SimulationViolation] = []
+    var traceLines: [String] = []
+    var counters: [String: Int] = [:]
+
+    let store = SimStore()
+    var nodes: [SimNode] = []
+    var calls: [Int: CallRecord] = [:]
+    var clients: [Int: SimClient] = [:]
+    var nextCallID = 1
+    var nextConnectionID = 1
+    let cluster = "sim"
+    var faultsEnd: Int64 { configuration.faultyPhase.wholeNanoseconds }
+    var inFaultyPhase: Bool { now < faultsEnd }
+
+    public init(_ configuration: SimulationConfiguration) {
+        self.configuration = configuration
+        random = SimulationRandom(seed: configuration.seed)
+    }
+
+    /// Runs the whole simulation; stops early at the first violation.
+    public func run() -> SimulationResult {
+        for slot in 0..<configuration.nodes {
+            nodes.append(SimNode(simulation: self, slot: slot))
+        }
+        for node in nodes { node.boot() }
+        scheduleFaults()
+        let end = (configuration.faultyPhase + configuration.quietPhase).wholeNanoseconds
+        schedule(at: faultsEnd, "faults end") { [self] in endFaults() }
+        while let event = queue.pop(), event.time <= end, violations.isEmpty {
+            now = event.time
+            if let target = event.node {
+                let node = nodes[target.slot]
+                guard node.incarnation == target.incarnation, node.isUp else { continue }
+                if node.paused {
+                    node.deferred.append(event)
+                    continue
+                }
+            }
+            events += 1
+            if configuration.trace { traceLines.append("\(format(now)) \(event.node.map { "n\($0.slot)" } ?? "--") \(event.label)") }
+            event.action()
+        }
+        if violations.isEmpty { finalChecks() }
+        return SimulationResult(
+            seed: configuration.seed, violations: violations, events: events, simulatedTime: .nanoseconds(now),
+            trace: traceLines, counters: counters)
+    }
+
+    // MARK: Events
+
+    struct Target {
+        var slot: Int
+        var incarnation: Int
+    }
+
+    struct Event {
+        var time: Int64
+        var sequence: UInt64
+        var node: Target?
+        var label: String
+        var action: () -> Void
+    }
+
+    /// Schedules `action` at global time `time`. Bound to `node`: dropped if that node
+    /// incarnation is gone by then, deferred while it is paused.
+    func schedule(at time: Int64, node: Target? = nil, _ label: @autoclosure () -> String, _ action: @escaping () -> Void) {
+        nextEventSequence += 1
+        queue.push(
+            Event(
+                time: max(time, now), sequence: nextEventSequence, node: node, label: configuration.trace ? label() : "",
+                action: action))
+    }
+
+    func reschedule(_ event: Event) {
+        var event = event
+        nextEventSequence += 1
+        event.time = now
+        event.sequence = nextEventSequence
+        queue.push(event)
+    }
+
+    func count(_ name: String, by amount: Int = 1) { counters[name, default: 0] += amount }
+
+    func violation(_ invariant: String, _ detail: String) {
+        violations.append(SimulationViolation(time: .nanoseconds(now), invariant: invariant, detail: detail))
+    }
+
+    func format(_ time: Int64) -> String {
+        let milliseconds = time / 1_000_000
+        return "\(milliseconds / 1000).\(String(milliseconds % 1000 + 1000).dropFirst())s"
+    }
+
+    func trace(_ line: @autoclosure () -> String) {
+        if configuration.trace { traceLines.append("\(format(now))    \(line())") }
+    }
+
+    // MARK: Faults
+
+    private func scheduleFaults() {
+        let phase = configuration.faultyPhase.wholeNanoseconds
+        var time: Int64 = 2_000_000_000
+        while true {
+            time += random.duration(.milliseconds(200), .milliseconds(2500)).wholeNanoseconds
+            guard time < phase else { break }
+            let kind = Int.random(in: 0..<100, using: &random)
+            let slot = Int.random(in: 0..<configuration.nodes, using: &random)
+            switch kind {
+            case 0..<14:
+                let length = random.duration(.milliseconds(100), .seconds(9))
+                schedule(at: time, "fault: pause n\(slot) for \(length)") { [self] in pause(slot, for: length) }
+            case 14..<20:
+                let down = random.duration(.milliseconds(200), .seconds(4))
+                schedule(at: time, "fault: crash n\(slot), restart after \(down)") { [self] in crash(slot, restartAfter: down) }
+            case 20..<40:
+                schedule(at: time, "fault: break a connection") { [self] in breakConnection() }
+            case 40..<52:
+                let length = random.duration(.milliseconds(50), .seconds(7))
+                schedule(at: time, "fault: store stalls for \(length)") { [self] in
+                    count("fault.storeStall")
+                    store.stalledUntil = max(store.stalledUntil, now + length.wholeNanoseconds)
+                }
+            case 52..<62:
+                let length = random.duration(.milliseconds(200), .seconds(8))
+                schedule(at: time, "fault: heartbeats of n\(slot) fail for \(length)") { [self] in
+                    count("fault.heartbeatsFail")
+                    nodes[slot].heartbeatsFailUntil = now + length.wholeNanoseconds
+                }
+            case 62..<72:
+                let length = random.duration(.milliseconds(100), .seconds(3))
+                schedule(at: time, "fault: store fails operations for \(length)") { [self] in
+                    count("fault.storeFailing")
+                    store.failingUntil = now + length.wholeNanoseconds
+                }
+            case 72..<80:
+                let length = random.duration(.milliseconds(100), .seconds(3))
+                schedule(at: time, "fault: store loses acknowledgements for \(length)") { [self] in
+                    count("fault.lostAcks")
+                    store.losingAcksUntil = now + length.wholeNanoseconds
+                }
+            default:
+                let length = random.duration(.milliseconds(100), .seconds(2))
+                schedule(at: time, "fault: slow network for \(length)") { [self] in
+                    count("fault.slowNetwork")
+                    slowNetworkUntil = now + length.wholeNanoseconds
+                }
+            }
+        }
+    }
+
+    var slowNetworkUntil: Int64 = 0
+
+    private func pause(_ slot: Int, for length: Duration) {
+        let node = nodes[slot]
+        guard node.isUp, !node.paused else { return }
+        count("fault.pause")
+        node.paused = true
+        schedule(at: now + length.wholeNanoseconds, "resume n\(slot)") { [self] in resume(slot) }
+    }
+
+    private func resume(_ slot: Int) {
+        let node = nodes[slot]
+        guard node.paused else { return }
+        node.paused = false
+        let deferred = node.deferred
+        node.deferred = []
+        for event in deferred { reschedule(event) }
+    }
+
+    private func crash(_ slot: Int, restartAfter down: Duration) {
+        let node = nodes[slot]
+        guard node.isUp else { return }
+        count("fault.crash")
+        node.crash()
+        schedule(at: now + down.wholeNanoseconds, "restart n\(slot)") { [self] in nodes[slot].boot() }
+    }
+
+    private var connections: [SimConnection] = []
+
+    func register(_ connection: SimConnection) {
+        connections.removeAll { !$0.alive }
+        connections.append(connection)
+    }
+
+    private func breakConnection() {
+        connections.removeAll { !$0.alive }
+        guard let connection = random.pick(connections) else { return }
+        count("fault.brokenConnection")
+        cut(connection)
+    }
+
+    /// A process died: its connections, both ways, are reset.
+    func cutConnections(of node: Target) {
+        for connection in connections where connection.alive {
+            if (connection.from.slot == node.slot && connection.from.incarnation == node.incarnation)
+                || (connection.to.slot == node.slot && connection.to.incarnation == node.incarnation)
+            {
+                cut(connection)
+            }
+        }
+    }
+
+    /// The connection breaks: what is in flight on it is lost, and its client side hears it.
+    func cut(_ connection: SimConnection) {
+        guard connection.alive else { return }
+        connection.alive = false
+        let from = connection.from
+        schedule(at: now + 100_000, node: from, "connection \(connection.id) to n\(connection.to.slot) broke") { [self] in
+            nodes[from.slot].connectionBroke(connection)
+        }
+    }
+
+    private func endFaults() {
+        for node in nodes {
+            if node.paused { resume(node.slot) }
+            node.heartbeatsFailUntil = 0
+            if !node.isUp { node.boot() }
+        }
+        store.stalledUntil = 0
+        store.failingUntil = 0
+        store.losingAcksUntil = 0
+    }
+
+    /// Network latency of one message now.
+    func latency() -> Int64 {
+        if now < slowNetworkUntil { return random.duration(.milliseconds(5), .milliseconds(400)).wholeNanoseconds }
+        return random.duration(.microseconds(100), .milliseconds(3)).wholeNanoseconds
+    }
+
+    static func describe<T>(_ result: Result<T, StoreError>) -> String {
+        switch result {
+        case .success(let value):
+            switch value {
+            case let outcome as ActivationOutcome:
+                if case .granted(let registration, let rows) = outcome {
+                    return "granted epoch \(registration.epoch) to \(registration.owner) with \(rows.count) rows"
+                }
+                return "\(outcome)"
+            case let records as [NodeRecord]:
+                return records.map { "\($0.id) \($0.state) \($0.heartbeatAgeMilliseconds)ms" }.joined(separator: ", ")
+            default:
+                return "success"
+            }
+        case .failure(let error):
+            return "\(error)"
+        }
+    }
+
+    // MARK: Checks
+
+    /// A reply that does not depend on a commit (an immediate one, or one of a batch that
+    /// wrote nothing) is being released: the replying activation must hold the name.
+    func checkServing(_ node: SimNode, _ registration: Registration, what: String) {
+        let name = store.state.names[registration.actor]
+        guard name?.owner == registration.owner, name?.epoch == registration.epoch else {
+            violation(
+                "single-owner",
+                "\(node.id) answered \(what) for \(registration.actor) at epoch \(registration.epoch), but the store gives it to \(name?.owner?.rawValue ?? "nobody") at epoch \(name?.epoch ?? 0)"
+            )
+            return
+        }
+    }
+
+    private func finalChecks() {
+        let definite = Self.certainlyNotApplied
+        let applied = store.appliedWrites
+        for id in calls.keys.sorted() {
+            let call = calls[id]!
+            switch call.status {
+            case .pending:
+                if !call.abandoned {
+                    violation("unanswered", "call \(id) (\(call.request)) to \(call.actor) from n\(call.slot) was never answered")
+                }
+            case .succeeded:
+                if let key = call.key, !applied.contains(AppliedWrite(actor: call.actor, key: key)) {
+                    violation("acknowledged-write-lost", "\(call.actor) \(key) was acknowledged but is not in the store")
+                }
+            case .failed(let code, let message):
+                if let key = call.key, definite.contains(code), applied.contains(AppliedWrite(actor: call.actor, key: key)) {
+                    violation(
+                        "failed-but-applied",
+                        "\(call.actor) \(key) failed with \(code) (\(message)), which says it did not happen, but it was committed")
+                }
+            }
+        }
+        // Writes of each sender to each actor were applied in the order sent.
+        for actor in store.commitLog.keys.sorted(by: { $0.description < $1.description }) {
+            var last: [String: Int] = [:]
+            for write in store.commitLog[actor]! {
+                if let previous = last[write.sender], write.sequence <= previous {
+                    violation(
+                        "fifo",
+                        "\(actor): write \(write.sequence) of \(write.sender) was applied after its write \(previous)")
+                    return
+                }
+                last[write.sender] = write.sequence
+            }
+        }
+    }
+}
+
+// MARK: - Calls
+
+struct CallRecord {
+    enum Status {
+        case pending
+        case succeeded
+        case failed(code: String, message: String)
+    }
+
+    var slot: Int
+    var actor: ActorID
+    var request: SimRequest
+    /// The key a write stages.
+    var key: String?
+    var status = Status.pending
+    /// The calling node went away: nobody waits for the answer.
+    var abandoned = false
+}
+
+/// What the simulated actors handle.
+enum SimRequest: CustomStringConvertible {
+    /// Stages a write of `w/SENDER/SEQUENCE/ATTEMPT`; answered once durable.
+    case write(sender: String, sequence: Int, attempt: Int)
+    /// Answers at once from memory (`reply: .immediate`).
+    case read
+    /// Answers behind the output gate, writing nothing (a read-only batch).
+    case gatedRead
+
+    var key: String? {
+        guard case .write(let sender, let sequence, let attempt) = self else { return nil }
+        return "w/\(sender)/\(sequence)/\(attempt)"
+    }
+
+    var isImmediate: Bool {
+        if case .read = self { return true }
+        return false
+    }
+
+    var description: String {
+        switch self {
+        case .write(let sender, let sequence, let attempt): "write \(sender)#\(sequence).\(attempt)"
+        case .read: "read"
+        case .gatedRead: "gated read"
+        }
+    }
+}
+
+/// Where an answer goes.
+enum SimReply {
+    case client(call: Int)
+    case remote(connection: SimConnection, requestID: UInt64)
+}
+
+enum SimResult {
+    case success
+    case failure(code: String, message: String)
+
+    init(_ error: DNAError) { self = .failure(code: error.code.name, message: error.message) }
+}
+
+struct SimEnvelope {
+    var request: SimRequest
+    var reply: SimReply?
+    var hops: Int
+}
+
+struct SimHeld {
+    var reply: SimReply
+    var result: SimResult
+}
+
+/// A request between nodes.
+struct SimWireRequest {
+    var id: UInt64
+    var actor: ActorID
+    var request: SimRequest
+    var expectsReply: Bool
+    var hops: Int
+}
+
+/// One connection from a node's outgoing link to a peer, carrying requests there and
+/// answers back, each way in order.
+final class SimConnection {
+    let id: Int
+    let from: ClusterSimulation.Target
+    let to: ClusterSimulation.Target
+    let attempt: UInt64
+    var alive = true
+    var lastRequestArrival: Int64 = 0
+    var lastResponseArrival: Int64 = 0
+
+    init(id: Int, from: ClusterSimulation.Target, to: ClusterSimulation.Target, attempt: UInt64) {
+        self.id = id
+        self.from = from
+        self.to = to
+        self.attempt = attempt
+    }
+}
+
+// MARK: - Store
+
+struct AppliedWrite: Hashable {
+    var actor: ActorID
+    var key: String
+}
+
+struct LoggedWrite {
+    var sender: String
+    var sequence: Int
+}
+
+/// The store of the simulation: the rules of ``InMemoryStoreState`` on the global clock,
+/// with faults.
+final class SimStore {
+    var state = InMemoryStoreState()
+    var stalledUntil: Int64 = 0
+    var failingUntil: Int64 = 0
+    var losingAcksUntil: Int64 = 0
+    /// The time the last operation was applied: operations apply in arrival order.
+    var lastApplied: Int64 = 0
+    /// Writes in the order they were committed, per actor.
+    var commitLog: [ActorID: [LoggedWrite]] = [:]
+    var appliedWrites: Set<AppliedWrite> = []
+}
+
+extension ClusterSimulation {
+    enum StoreFault {
+        case none
+        /// Not applied; the caller hears `unavailable`.
+        case failed
+        /// Applied; the answer is lost (the caller hears `outcomeUnknown`).
+        case lostAcknowledgement
+    }
+
+    /// Sends an operation from `node` to the store: it is applied after a network delay (or
+    /// once a stall ends), and its result comes back to the node after another.
+    func storeCall<T>(
+        from node: SimNode, _ label: String, failsHeartbeat: Bool = false,
+        _ operation: @escaping (inout InMemoryStoreState, DNAInstant) throws(StoreError) -> T,
+        completion: @escaping (Result<T, StoreError>) -> Void
+    ) {
+        let target = node.target
+        let arrival = max(now + latency(), store.stalledUntil, store.lastApplied)
+        store.lastApplied = arrival
+        schedule(at: arrival, "store applies \(label) of \(node.id)") { [self] in
+            if now < store.stalledUntil {
+                // A stall began after this was sent: it waits for the stall to end.
+                store.lastApplied = max(store.lastApplied, store.stalledUntil)
+                schedule(at: store.stalledUntil, "store applies \(label) of \(target.slot) after a stall") { [self] in
+                    applyStoreCall(label, target: target, failsHeartbeat: failsHeartbeat, operation, completion: completion)
+                }
+                return
+            }
+            applyStoreCall(label, target: target, failsHeartbeat: failsHeartbeat, operation, completion: completion)
+        }
+    }
+
+    private func applyStoreCall<T>(
+        _ label: String, target: Target, failsHeartbeat: Bool,
+        _ operation: @escaping (inout InMemoryStoreState, DNAInstant) throws(StoreError) -> T,
+        completion: @escaping (Result<T, StoreError>) -> Void
+    ) {
+        var fault = StoreFault.none
+        if failsHeartbeat || (now < store.failingUntil && random.chance(0.5)) {
+            fault = .failed
+        } else if now < store.losingAcksUntil && random.chance(0.5) {
+            fault = .lostAcknowledgement
+        }
+        var result: Result<T, StoreError>
+        if case .failed = fault {
+            count("store.failed")
+            result = .failure(StoreError(.unavailable, "simulated store failure"))
+        } else {
+            result = Result { () throws(StoreError) in try operation(&store.state, DNAInstant(nanoseconds: now)) }
+            if case .lostAcknowledgement = fault {
+                count("store.lostAck")
+                result = .failure(StoreError(.outcomeUnknown, "simulated lost acknowledgement"))
+            }
+        }
+        trace("store: \(label) → \(Self.describe(result))")
+        schedule(at: now + latency(), node: target, "store answers \(label)") { completion(result) }
+    }
+
+    /// A commit, with the writes it applies logged for the checks.
+    func storeCommit(from node: SimNode, _ batch: CommitBatch, completion: @escaping (Result<Void, StoreError>) -> Void) {
+        storeCall(from: node, "commit \(batch.registration.actor)#\(batch.sequence)") { [self] (state, _) throws(StoreError) in
+            // Checked here too: the store's own rules are what is under test elsewhere.
+            let name = state.names[batch.registration.actor]
+            try state.commit(batch)
+            if name?.owner != batch.registration.owner || name?.epoch != batch.registration.epoch {
+                violation("fenced-write", "a batch of \(batch.registration.actor) at a fenced epoch was committed")
+            }
+            for operation in batch.operations {
+                let key = String(decoding: operation.key, as: UTF8.self)
+                store.appliedWrites.insert(AppliedWrite(actor: batch.registration.actor, key: key))
+                let parts = key.split(separator: "/")
+                if parts.count == 4, let sequence = Int(parts[2]) {
+                    store.commitLog[batch.registration.actor, default: []].append(
+                        LoggedWrite(sender: String(parts[1]), sequence: sequence))
+                }
+            }
+        } completion: { completion($0) }
+    }
+}
+
+// MARK: - Event queue
+
+/// A binary min-heap of events by (time, sequence).
+struct EventQueue {
+    private var heap: [ClusterSimulation.Event] = []
+
+    private static func before(_ a: ClusterSimulation.Event, _ b: ClusterSimulation.Event) -> Bool {
+        a.time != b.time ? a.time < b.time : a.sequence < b.sequence
+    }
+
+    mutating func push(_ event: ClusterSimulation.Event) {
+        heap.append(event)
+        var child = heap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard Self.before(heap[child], heap[parent]) else { break }
+            heap.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> ClusterSimulation.Event? {
+        guard !heap.isEmpty else { return nil }
+        heap.swapAt(0, heap.count - 1)
+        let top = heap.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < heap.count && Self.before(heap[left], heap[smallest]) { smallest = left }
+            if right < heap.count && Self.before(heap[right], heap[smallest]) { smallest = right }
+            if smallest == parent { break }
+            heap.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return top
+    }
+}
