@@ -84,16 +84,18 @@ public final class PostgresStore: ActorStore {
     /// ``withConnection(_:_:)`` for callers that entered the gate already (commits, which
     /// enter when handed over so that ``close()`` waits for queued ones too).
     private func pooled<T: Sendable>(
-        _ context: @autoclosure () -> String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+        _ context: @autoclosure () -> String, timeout: Duration? = nil, outcomeUnknownOnceSent: Bool = false,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreError) -> T {
         let client = client
         let leaseTimeout = configuration.leaseTimeout
-        let operationTimeout = configuration.operationTimeout
+        let operationTimeout = min(configuration.operationTimeout, timeout ?? configuration.operationTimeout)
+        let leased = LeaseFlag()
         do {
             // Raced rather than in a task group: a group waits for all of its tasks, and a
             // driver call that never returns (a connection lost at the wrong moment) would
             // hold the caller, and the actor behind it, forever.
-            return try await Deadline.race(operationTimeout) { flag in
+            return try await Deadline.race(operationTimeout, unlessSet: nil, flag: leased) { flag in
                 try await Deadline.race(leaseTimeout, unlessSet: flag) { _ in
                     try await client.withConnection { connection in
                         flag.set()
@@ -102,7 +104,13 @@ public final class PostgresStore: ActorStore {
                 }
             }
         } catch {
-            throw PostgresErrors.map(error, context())
+            let mapped = PostgresErrors.map(error, context())
+            // Once a connection was had, the statements may have reached the server: a lost
+            // answer there is not a refusal.
+            if outcomeUnknownOnceSent, leased.isSet, mapped.code == .unavailable {
+                throw StoreError(.outcomeUnknown, mapped.message)
+            }
+            throw mapped
         }
     }
 
@@ -359,7 +367,9 @@ public final class PostgresStore: ActorStore {
             registration: registration, first: batches[0].sequence, last: batches[batches.count - 1].sequence,
             operations: batches.lazy.flatMap(\.operations))
         let logger = logger
-        let matched = try await pooled("committing \(registration.actor)") { connection in
+        let timeout = batches.compactMap(\.timeout).min()
+        let matched = try await pooled("committing \(registration.actor)", timeout: timeout, outcomeUnknownOnceSent: true) {
+            connection in
             try await Self.transaction(on: connection, logger: logger) { connection in
                 var matched: Int64 = 0
                 for try await count in try await connection.execute(statement, logger: logger) { matched = count }
@@ -381,6 +391,8 @@ public final class PostgresStore: ActorStore {
             throw StoreError(
                 .fenced, "\(registration.actor) is no longer held by \(registration.owner) at epoch \(registration.epoch)")
         }
+        // Applied already (an earlier attempt whose answer was lost): done, once.
+        if fence.2 >= batches[batches.count - 1].sequence { return }
         throw StoreError(.predecessorMissing, "\(registration.actor): batch \(batches[0].sequence) follows \(fence.2)")
     }
 
@@ -418,9 +430,10 @@ enum Deadline {
     }
 
     static func race<T: Sendable>(
-        _ timeout: Duration, unlessSet outerFlag: LeaseFlag? = nil, _ body: @escaping @Sendable (LeaseFlag) async throws -> T
+        _ timeout: Duration, unlessSet outerFlag: LeaseFlag? = nil, flag ownFlag: LeaseFlag? = nil,
+        _ body: @escaping @Sendable (LeaseFlag) async throws -> T
     ) async throws -> T {
-        let flag = outerFlag ?? LeaseFlag()
+        let flag = outerFlag ?? ownFlag ?? LeaseFlag()
         let race = Race<T>()
         return try await withCheckedThrowingContinuation { continuation in
             race.arm(continuation)

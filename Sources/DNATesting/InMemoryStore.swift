@@ -65,7 +65,7 @@ public final class InMemoryStore: ActorStore {
     }
 
     public func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
-        let result = Result { () throws(StoreError) in try perform { state, _ throws(StoreError) in try state.commit(batch) } }
+        let result = Result { () throws(StoreError) in _ = try perform { state, _ throws(StoreError) in try state.commit(batch) } }
         completion(result)
     }
 
@@ -176,11 +176,15 @@ package struct InMemoryStoreState: Sendable {
             .prefix(limit).map { $0 }
     }
 
-    package mutating func commit(_ batch: CommitBatch) throws(StoreError) {
+    /// Returns whether it applied the batch now (`false`: it was applied before).
+    @discardableResult
+    package mutating func commit(_ batch: CommitBatch) throws(StoreError) -> Bool {
         let registration = batch.registration
         guard let name = names[registration.actor], name.owner == registration.owner, name.epoch == registration.epoch else {
             throw StoreError(.fenced, "\(registration.actor) is no longer held at epoch \(registration.epoch)")
         }
+        // Applied already (an earlier attempt whose answer was lost): done, once.
+        if name.sequence >= batch.sequence { return false }
         guard name.sequence == batch.sequence - 1 else {
             throw StoreError(.predecessorMissing, "\(registration.actor): batch \(batch.sequence) follows \(name.sequence)")
         }
@@ -190,5 +194,6 @@ package struct InMemoryStoreState: Sendable {
             modules[operation.module, default: [:]][operation.key] = operation.value
         }
         data[registration.rowID] = modules
+        return true
     }
 }

@@ -90,12 +90,14 @@ struct PostgresStoreTests {
         #expect(completed.withLock { $0 } == Array(1...8))
         // The first batch runs alone; the seven behind it are merged.
         #expect(store.commitStatementCount - before < 8)
-        // The sequence went on to 8: an empty batch 9 follows it, batch 9 again does not.
+        // The sequence went on to 8: an empty batch 9 follows it; batch 9 again is done
+        // already (an attempt whose answer was lost) and writes nothing ("late" stays out).
         try await store.commit(CommitBatch(registration: registration, sequence: 9, operations: []))
-        let again = await #expect(throws: StoreError.self) {
-            try await store.commit(CommitBatch(registration: registration, sequence: 9, operations: [put("late", "x")]))
+        try await store.commit(CommitBatch(registration: registration, sequence: 9, operations: [put("late", "x")]))
+        let skipped = await #expect(throws: StoreError.self) {
+            try await store.commit(CommitBatch(registration: registration, sequence: 11, operations: [put("late", "x")]))
         }
-        #expect(again?.code == .predecessorMissing)
+        #expect(skipped?.code == .predecessorMissing)
         let (_, rows) = try granted(
             try await store.activate(
                 ActivationRequest(actor: registration.actor, node: node, failureTimeout: .seconds(5))))
@@ -178,13 +180,14 @@ struct PostgresStoreTests {
         try await pausing.value
         // Now the server is down for certain.
         let whileDown = await commitNext()
-        #expect(whileDown?.code == .unavailable)
+        #expect(whileDown?.code == .unavailable || whileDown?.code == .outcomeUnknown)
         if let whileDown { failures.append(whileDown) }
         #expect(!failures.isEmpty)
         print("pause test: \(acknowledged.count) commits acknowledged, then \(failures.map { "\($0.code)" })")
         for failure in failures {
             #expect(failure.isRetryable, "\(failure)")
-            #expect(failure.code == .unavailable || failure.code == .predecessorMissing, "\(failure)")
+            #expect(
+                failure.code == .unavailable || failure.code == .outcomeUnknown || failure.code == .predecessorMissing, "\(failure)")
             #expect(!failure.message.contains("password"))
         }
 

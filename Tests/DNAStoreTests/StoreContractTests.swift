@@ -251,6 +251,27 @@ struct StoreContractTests {
         await store.close()
     }
 
+    /// An attempt whose answer was lost is made again: the store says it is done and does
+    /// not apply it twice (the activation tells its callers success, not an error).
+    @Test(arguments: Engine.allCases)
+    func aBatchAppliedAlreadyIsAnsweredWithSuccessAndNotAppliedAgain(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let (registration, _) = try granted(try await store.activate(request(nodeA)))
+        let first = CommitBatch(registration: registration, sequence: 1, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("1"))])
+        let second = CommitBatch(registration: registration, sequence: 2, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("2"))])
+        try await store.commit(first)
+        try await store.commit(second)
+        try await store.commit(first)  // a retry of an attempt whose answer was lost
+        let (again, rows) = try granted(try await store.activate(request(nodeA)))
+        #expect(rows == [ModuleRow(module: "kv", key: bytes("k"), value: bytes("2"))], "the retry changed nothing")
+        // Under a newer registration, the old batch is fenced: that attempt certainly did nothing.
+        let error = await #expect(throws: StoreError.self) { try await store.commit(first) }
+        #expect(error?.code == .fenced)
+        #expect(again.epoch == registration.epoch + 1)
+        await store.close()
+    }
+
     @Test(arguments: Engine.allCases)
     func ofConcurrentClaimantsExactlyOneWins(engine: Engine) async throws {
         let (store, cleanup) = try await engine.make()

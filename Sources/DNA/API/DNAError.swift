@@ -46,6 +46,12 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
         public static let routingFailed = Code("routingFailed")
         /// The encoded request or response is larger than the transport's maximum frame.
         public static let payloadTooLarge = Code("payloadTooLarge")
+        /// The request may or may not have taken effect, and nobody can know: its batch was
+        /// handed to the store, whose answer was lost (the connection broke, or the commit
+        /// timeout passed while an attempt was under way), or the node lost its lease after
+        /// the message staged writes. Not retryable as such: send it again only if it is
+        /// idempotent, or read the actor's state first.
+        public static let outcomeUnknown = Code("outcomeUnknown")
         /// The link to the node hosting the actor holds as many bytes as it may that the
         /// node has not taken yet (it reads slower than this node sends); nothing was sent.
         /// Retryable: slow down.

@@ -1,12 +1,19 @@
 import DequeModule
 
 /// The decisions of one activation: its mailbox, when to activate, which batch to handle,
-/// the output gate (which replies go out, and when), the commit pipeline with its retries
-/// and deadline, the lease check, and how the activation stops.
+/// the output gate (which replies go out, when, and with what), the commit pipeline with
+/// its retries and deadline, the lease check, and how the activation stops.
 ///
 /// Pure: events and instants in, actions out. No locks, no I/O, no clock reads. The runtime
 /// (``Activation``) keeps it behind a lock and carries out the actions; the cluster
 /// simulation (`DNATesting`) runs the same machine under simulated time and faults.
+///
+/// What a caller is told about a batch handed to the store:
+/// - success, once the batch is durable (or a later batch is: batches apply in sequence);
+/// - a retryable error (`fenced`, `commitFailed`) only when every attempt of the batch was
+///   refused by the store and none is still under way, so it certainly did not happen;
+/// - `outcomeUnknown` when an attempt's answer was lost and nothing settled it since.
+/// Nobody is told anything while an attempt of their batch is under way.
 ///
 /// - `Message`: what a mailbox holds (the runtime's envelope).
 /// - `Held`: a reply held behind the output gate, with its result.
@@ -16,6 +23,8 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
         package var mailboxCapacity: Int
         package var maxBatch: Int
         package var pipelineDepth: Int
+        /// How long after a batch is handed to the store its callers may wait for the
+        /// outcome: attempts are made (and bounded) within it.
         package var commitTimeout: Duration
 
         package init(mailboxCapacity: Int, maxBatch: Int, pipelineDepth: Int, commitTimeout: Duration) {
@@ -46,29 +55,55 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
     /// A batch handed to the store, oldest first.
     struct Commit {
         enum Status {
+            /// An attempt is under way.
             case inFlight
             case durable
+            /// The last attempt failed; what to do is decided in ``nextStep(now:lease:)``.
             case failed(StoreError)
+            /// Waiting to be attempted again at the given time.
             case retrying(at: DNAInstant)
         }
 
         var batch: CommitBatch
         var held: [Held]
         var status: Status
-        /// A store attempt for it ended with an unknown outcome: it may have been applied.
+        /// The time its callers' wait ends: no attempt is started or runs past it.
+        var deadline: DNAInstant
+        /// An attempt ended with an unknown outcome: it may have been applied.
         var ambiguous = false
 
         var isDurable: Bool {
             if case .durable = status { return true }
             return false
         }
+
+        var isInFlight: Bool {
+            if case .inFlight = status { return true }
+            return false
+        }
+    }
+
+    /// Why the pipeline stopped retrying: it concludes once no attempt is under way.
+    enum Settling {
+        case none
+        /// The store says the name is no longer ours.
+        case fenced(StoreError)
+        /// The oldest batch could not be committed before its deadline, or was refused.
+        case gaveUp(StoreError)
+    }
+
+    /// The callers of one batch and what they are told.
+    package struct Failure {
+        package var held: [Held]
+        package var error: DNAError
     }
 
     let id: ActorID
     let limits: Limits
     private(set) var queue = Deque<Message>()
     private var task = TaskPhase.none
-    /// No more messages are taken (stopped for good, or moving elsewhere).
+    /// No more messages are taken (stopped for good, or moving elsewhere). Commits in
+    /// flight are still seen through.
     private(set) var stopped = false
     private(set) var lastActivity: DNAInstant
     private var idleWaiters: [Waiter] = []
@@ -77,12 +112,9 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
     private var lastSequence: Int64 = 0
     /// Writes of the initialiser are durable before the first message is handled.
     private var initialCommitPending = false
-    /// When the oldest commit first failed; the retries end `commitTimeout` later.
-    private var failingSince: DNAInstant?
+    private var settling = Settling.none
     private var retryDelay = Self.firstRetryDelay
     private var deactivationRequested = false
-    /// The batch taken just before activating is handled right after, as before.
-    private var justActivated = false
 
     static var firstRetryDelay: Duration { .milliseconds(5) }
     static var maxRetryDelay: Duration { .seconds(1) }
@@ -141,7 +173,7 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
     // MARK: The task's next step
 
     package enum Step {
-        /// Handle these messages, then call ``handled(operations:held:now:)``.
+        /// Handle these messages, then call ``handled(operations:held:now:lease:)``.
         case handle([Message])
         /// Claim the name and load the data, then call ``activated(_:now:)``.
         case activate
@@ -149,15 +181,17 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
         /// ``commitCompleted(sequence:result:now:)``.
         case commit(CommitBatch)
         /// Wait until a message, a commit's answer or `until` (a retry's time) comes, with
-        /// ``park(_:)``; then ask again.
+        /// ``park(_:now:)``; then ask again.
         case wait(until: DNAInstant?)
         /// The activation gave up on its batches and goes back to its last durable state:
-        /// fail `held` with `error`, give the name up, drop the instance; the next message
-        /// activates afresh.
-        case reset(held: [Held], error: DNAError, release: Registration)
-        /// The activation stops for good: fail `held` and `queued` with `error`, drop the
-        /// instance, leave the directory; wake `waiters`.
-        case stop(held: [Held], queued: [Message], error: DNAError, waiters: [Waiter])
+        /// tell each batch's callers their error, give the name up, drop the instance; the
+        /// next message activates afresh.
+        case reset(failures: [Failure], release: Registration)
+        /// The activation takes no more messages: leave the directory, fail `queued` with
+        /// `error` (they were never handled), tell each batch's callers their error, drop
+        /// the instance, wake `waiters`. Commits still under way are seen through by the
+        /// task, which then exits.
+        case stop(failures: [Failure], queued: [Message], error: DNAError, waiters: [Waiter])
         /// The actor asked to be deactivated and everything is durable: give the name up
         /// and drop the instance (the activation stays; the next message activates afresh).
         case deactivate(release: Registration)
@@ -167,10 +201,6 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
 
     /// What the activation's task does next, at `now`, with the node's `lease`.
     package mutating func nextStep(now: DNAInstant, lease: NodeLease.Snapshot) -> Step {
-        if stopped {
-            task = .none
-            return .exit(waiters: takeIdleWaiters())
-        }
         // Commits the store has answered are seen through first: a failure is retried
         // now, not only once the mailbox runs dry.
         while let oldest = commits.first {
@@ -181,31 +211,41 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
             case .inFlight:
                 break
             case .retrying(let at):
-                if now >= at {
+                if case .none = settling, now >= at {
                     commits[0].status = .inFlight
-                    return .commit(oldest.batch)
+                    commits[0].batch.timeout = oldest.deadline - now
+                    return .commit(commits[0].batch)
                 }
             case .failed(let error):
-                if let step = failed(error, now: now) { return step }
-                continue
+                if case .none = settling { decide(error, now: now) }
             }
             break
+        }
+        if case .none = settling {} else {
+            // No answer is given while an attempt is under way: it may still succeed.
+            if commits.contains(where: \.isInFlight) { return .wait(until: nil) }
+            return conclude()
+        }
+        if stopped {
+            if commits.isEmpty {
+                task = .none
+                return .exit(waiters: takeIdleWaiters())
+            }
+            return .wait(until: retryTime)
         }
         switch life {
         case .activating:
             return .wait(until: nil)
         case .inactive:
             guard !queue.isEmpty else { return idleOrWait(now: now) }
-            justActivated = true
             life = .activating
             return .activate
         case .active(let registration, let generation):
             if initialCommitPending { return .wait(until: retryTime) }
             if !queue.isEmpty && commits.count < limits.pipelineDepth {
-                if !justActivated && !lease.mayServe(generation: generation, at: now) {
+                if !lease.mayServe(generation: generation, at: now) {
                     return stopServing(registration)
                 }
-                justActivated = false
                 return .handle(takeBatch())
             }
             if queue.isEmpty && commits.isEmpty && deactivationRequested {
@@ -257,7 +297,7 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
 
     /// Whether ``nextStep(now:lease:)`` would do something other than wait.
     private func hasWork(now: DNAInstant) -> Bool {
-        if stopped { return true }
+        if case .none = settling {} else { return !commits.contains(where: \.isInFlight) }
         if let oldest = commits.first {
             switch oldest.status {
             case .inFlight: break
@@ -265,6 +305,7 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
             case .retrying(let at): if now >= at { return true }
             }
         }
+        if stopped { return commits.isEmpty }
         switch life {
         case .activating: return false
         case .inactive: return !queue.isEmpty || commits.isEmpty
@@ -304,11 +345,8 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
             life = .active(registration, leaseGeneration: generation)
             lastSequence = 0
             guard !operations.isEmpty else { return .none }
-            lastSequence = 1
             initialCommitPending = true
-            let batch = CommitBatch(registration: registration, sequence: 1, operations: operations)
-            commits.append(Commit(batch: batch, held: [], status: .inFlight))
-            return .commit(batch)
+            return .commit(append(operations, held: [], registration: registration, now: now))
         case .failed(let error):
             life = .inactive
             let (queued, waiters) = stop()
@@ -331,21 +369,54 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
         case commit(CommitBatch)
         /// Release these replies now.
         case release([Held])
+        /// The lease ran out while the batch was handled: fail these replies with `error`
+        /// (their messages wrote nothing, so nothing happened).
+        case fail([Held], DNAError)
+    }
+
+    /// Whether a reply that does not wait for a commit (an immediate one, or one of a batch
+    /// that wrote nothing) may go out at `now`: only while the lease the activation serves
+    /// under holds, or another node may own the name by now.
+    package func mayAnswer(now: DNAInstant, lease: NodeLease.Snapshot) -> Bool {
+        guard case .active(_, let generation) = life else { return false }
+        return lease.mayServe(generation: generation, at: now)
+    }
+
+    /// The error for a reply that may not go out (see ``mayAnswer(now:lease:)``):
+    /// `wrote` tells whether its message staged writes, which may still commit.
+    package func leaseLostError(wrote: Bool) -> DNAError {
+        wrote
+            ? DNAError(
+                .outcomeUnknown,
+                "\(id): the node's lease ran out before the answer could be given; the message's writes may or may not commit")
+            : DNAError(.fenced, "\(id): the node's lease ran out before the answer could be given; retry to reach the owner")
     }
 
     /// The task handled a batch: its writes and the replies it holds behind the gate.
-    package mutating func handled(operations: [StorageOperation], held: [Held], now: DNAInstant) -> HandledAction {
+    package mutating func handled(
+        operations: [StorageOperation], held: [Held], now: DNAInstant, lease: NodeLease.Snapshot
+    ) -> HandledAction {
         guard case .active(let registration, _) = life else { return .none }
         if operations.isEmpty {
-            guard let last = commits.last, !last.isDurable else { return held.isEmpty ? .none : .release(held) }
+            guard let last = commits.last, !last.isDurable else {
+                if held.isEmpty { return .none }
+                return mayAnswer(now: now, lease: lease) ? .release(held) : .fail(held, leaseLostError(wrote: false))
+            }
             // Released with the last batch in flight: these replies may have seen its writes.
             commits[commits.count - 1].held.append(contentsOf: held)
             return .none
         }
+        return .commit(append(operations, held: held, registration: registration, now: now))
+    }
+
+    private mutating func append(
+        _ operations: [StorageOperation], held: [Held], registration: Registration, now: DNAInstant
+    ) -> CommitBatch {
         lastSequence += 1
-        let batch = CommitBatch(registration: registration, sequence: lastSequence, operations: operations)
-        commits.append(Commit(batch: batch, held: held, status: .inFlight))
-        return .commit(batch)
+        var batch = CommitBatch(registration: registration, sequence: lastSequence, operations: operations)
+        batch.timeout = limits.commitTimeout
+        commits.append(Commit(batch: batch, held: held, status: .inFlight, deadline: now + limits.commitTimeout))
+        return batch
     }
 
     package mutating func requestDeactivation() { deactivationRequested = true }
@@ -359,12 +430,14 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
         package var resume: Waiter?
     }
 
-    /// The store answered the commit of `sequence`.
+    /// The store answered an attempt at the commit of `sequence`.
     package mutating func commitCompleted(sequence: Int64, result: Result<Void, StoreError>, now: DNAInstant)
         -> CompletionAction
     {
         var action = CompletionAction()
-        guard let index = commits.firstIndex(where: { $0.batch.sequence == sequence }) else { return action }
+        guard let index = commits.firstIndex(where: { $0.batch.sequence == sequence }), commits[index].isInFlight else {
+            return action
+        }
         switch result {
         case .success:
             // The store applies an activation's batches strictly in sequence: every earlier
@@ -374,7 +447,6 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
                 action.release.append(contentsOf: commits[earlier].held)
                 commits[earlier].held = []
             }
-            failingSince = nil
             retryDelay = Self.firstRetryDelay
             if commits[0].batch.sequence == 1 { initialCommitPending = false }
         case .failure(let error):
@@ -388,64 +460,84 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
         return action
     }
 
-    /// The oldest commit failed with `error`: retry it, or give up.
-    private mutating func failed(_ error: StoreError, now: DNAInstant) -> Step? {
-        guard case .active(let registration, _) = life else { return nil }
+    /// The oldest commit's attempt failed with `error`: retry it before its deadline, or
+    /// stop retrying (then the pipeline concludes once nothing is under way).
+    private mutating func decide(_ error: StoreError, now: DNAInstant) {
         if error.code == .fenced {
-            return fence(StoreError(error.code, error.message))
+            settling = .fenced(error)
+            return
         }
-        let since = failingSince ?? now
-        failingSince = since
-        let deadline = since + limits.commitTimeout
+        let deadline = commits[0].deadline
         if error.isRetryable && now < deadline {
             let at = min(now + retryDelay, deadline)
             retryDelay = min(retryDelay * 2, Self.maxRetryDelay)
             commits[0].status = .retrying(at: at)
-            return nil
+            return
         }
-        let failure = DNAError(
-            .commitFailed,
-            error.isRetryable
-                ? "\(id): batch not committed within \(limits.commitTimeout); the actor went back to its last durable state"
-                : "\(id): the store refused the batch; the actor went back to its last durable state",
-            underlying: error)
-        // Back to the last durable state: the next message re-activates from the store.
-        let held = commits.flatMap(\.held)
-        commits.removeAll()
-        resetPipeline()
-        life = .inactive
-        return .reset(held: held, error: failure, release: registration)
+        settling = .gaveUp(error)
     }
 
-    /// The name was taken by a newer owner: this activation must never write again.
-    private mutating func fence(_ error: StoreError) -> Step {
-        let failure = DNAError(.fenced, "\(id) was taken over by a newer activation", underlying: error)
-        let held = commits.flatMap(\.held)
+    /// Every attempt has ended: tell each unfinished batch's callers what is known.
+    private mutating func conclude() -> Step {
+        let fenced: Bool
+        let cause: StoreError
+        switch settling {
+        case .none: preconditionFailure("conclude() while not settling")
+        case .fenced(let error):
+            fenced = true
+            cause = error
+        case .gaveUp(let error):
+            fenced = false
+            cause = error
+        }
+        let failures = commits.filter { !$0.isDurable }.map { commit in
+            Failure(held: commit.held, error: commit.ambiguous ? outcomeUnknown(cause) : settledError(cause, fenced: fenced))
+        }
+        let registration = self.registration
         commits.removeAll()
-        resetPipeline()
-        life = .inactive
-        let (queued, waiters) = stop()
-        return .stop(held: held, queued: queued, error: failure, waiters: waiters)
-    }
-
-    /// The node lost its lease: another node may own the name by now, so this activation
-    /// answers nothing more, not even reads.
-    private mutating func stopServing(_ registration: Registration) -> Step {
-        let failure = DNAError(
-            .fenced, "the node has not reached the store within the failure timeout; \(id) stopped here, retry to reach its owner")
-        let held = commits.flatMap(\.held)
-        commits.removeAll()
-        resetPipeline()
-        life = .inactive
-        let (queued, waiters) = stop()
-        return .stop(held: held, queued: queued, error: failure, waiters: waiters)
-    }
-
-    private mutating func resetPipeline() {
-        failingSince = nil
+        settling = .none
         retryDelay = Self.firstRetryDelay
         initialCommitPending = false
         deactivationRequested = false
+        life = .inactive
+        if fenced || stopped {
+            let (queued, waiters) = stop()
+            return .stop(failures: failures, queued: queued, error: fencedError(cause), waiters: waiters)
+        }
+        guard let registration else { preconditionFailure("settling without a registration") }
+        return .reset(failures: failures, release: registration)
+    }
+
+    private func outcomeUnknown(_ cause: StoreError) -> DNAError {
+        DNAError(
+            .outcomeUnknown,
+            "\(id): the store's answer to this batch was lost and no later attempt settled it; it may or may not be committed",
+            underlying: cause)
+    }
+
+    private func settledError(_ cause: StoreError, fenced: Bool) -> DNAError {
+        if fenced { return fencedError(cause) }
+        return DNAError(
+            .commitFailed,
+            cause.isRetryable
+                ? "\(id): batch not committed within \(limits.commitTimeout); the actor went back to its last durable state"
+                : "\(id): the store refused the batch; the actor went back to its last durable state",
+            underlying: cause)
+    }
+
+    private func fencedError(_ cause: StoreError) -> DNAError {
+        DNAError(.fenced, "\(id) was taken over by a newer activation; nothing of this was committed", underlying: cause)
+    }
+
+    /// The node lost its lease: another node may own the name by now, so this activation
+    /// answers nothing more, not even reads. What was queued was never handled and fails;
+    /// batches already handed to the store are seen through (they may still commit, under
+    /// the fence of their epoch), and their callers get what happened.
+    private mutating func stopServing(_ registration: Registration) -> Step {
+        let failure = DNAError(
+            .fenced, "the node has not reached the store within the failure timeout; \(id) stopped here, retry to reach its owner")
+        let (queued, waiters) = stop()
+        return .stop(failures: [], queued: queued, error: failure, waiters: waiters)
     }
 
     private mutating func stop() -> (queued: [Message], waiters: [Waiter]) {

@@ -38,16 +38,17 @@ package struct NodeLease: Sendable {
 
     /// A heartbeat is being sent now.
     package mutating func heartbeatSent(at now: DNAInstant) -> Heartbeat {
-        if now >= snapshot.deadline {
-            // The lease ran out (a pause, or the store was unreachable): whatever was active
-            // may have been taken over, so it must not serve even once the lease is back.
-            snapshot.generation += 1
-        }
-        return Heartbeat(sentAt: now)
+        Heartbeat(sentAt: now)
     }
 
     /// The store acknowledged `heartbeat` at `now`.
+    ///
+    /// If the lease ran out before this acknowledgement (a pause, a slow or unreachable
+    /// store), another node may have taken the names meanwhile — even if the heartbeat was
+    /// sent in time. The generation then moves on, so no activation made under the old
+    /// lease serves again; only activations that claim their names afresh do.
     package mutating func heartbeatSucceeded(_ heartbeat: Heartbeat, at now: DNAInstant) {
-        snapshot.deadline = heartbeat.sentAt + duration
+        if now >= snapshot.deadline { snapshot.generation += 1 }
+        snapshot.deadline = max(snapshot.deadline, heartbeat.sentAt + duration)
     }
 }

@@ -125,17 +125,18 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 submit(batch)
             case .wait(let until):
                 await park(until: until)
-            case .reset(let held, let error, let registration):
-                node.metrics.commitFailures.increment()
-                node.logger.error("commit failed for good; resetting activation", metadata: ["actor": "\(id)", "error": "\(error)"])
-                for reply in held { reply.reply.resume(throwing: error) }
+            case .reset(let failures, let registration):
+                node.logger.error(
+                    "commit failed for good; the actor goes back to its last durable state",
+                    metadata: ["actor": "\(id)", "error": "\(failures.first.map { "\($0.error)" } ?? "")"])
+                fail(failures)
                 dropInstance()
                 await release(registration)
-            case .stop(let held, let queued, let error, let waiters):
+            case .stop(let failures, let queued, let error, let waiters):
                 node.logger.warning("activation stops", metadata: ["actor": "\(id)", "error": "\(error)"])
                 node.removeFromDirectory(self)
                 dropInstance()
-                for reply in held { reply.reply.resume(throwing: error) }
+                fail(failures)
                 for envelope in queued { envelope.reply?.resume(throwing: error) }
                 for waiter in waiters { waiter.resume() }
             case .deactivate(let registration):
@@ -146,6 +147,12 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 for waiter in waiters { waiter.resume() }
                 return
             }
+        }
+    }
+
+    private func fail(_ failures: [Machine.Failure]) {
+        for failure in failures {
+            for reply in failure.held { reply.reply.resume(throwing: failure.error) }
         }
     }
 
@@ -197,8 +204,11 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 continue
             }
             let result: Result<any Sendable, any Error>
+            let writesBefore = context.log.operations.count
+            var wrote = false
             do {
                 result = .success(try await handler.invoke(instance, envelope.message, context))
+                wrote = context.log.operations.count != writesBefore
                 context.log.endMessage()
             } catch {
                 context.log.rollbackMessage()
@@ -211,7 +221,13 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             }
             if let reply = envelope.reply {
                 if handler.timing == .immediate {
-                    reply.resume(with: result)
+                    let now = node.clock.now
+                    let lease = node.leaseSnapshot
+                    if let refusal = machine.withLock({ $0.mayAnswer(now: now, lease: lease) ? nil : $0.leaseLostError(wrote: wrote) }) {
+                        reply.resume(throwing: refusal)
+                    } else {
+                        reply.resume(with: result)
+                    }
                 } else {
                     held.append(HeldReply(reply: reply, result: result))
                 }
@@ -223,12 +239,13 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         context.deactivationRequested = false
         let action = machine.withLock { machine in
             if deactivate { machine.requestDeactivation() }
-            return machine.handled(operations: operations, held: held, now: node.clock.now)
+            return machine.handled(operations: operations, held: held, now: node.clock.now, lease: node.leaseSnapshot)
         }
         switch action {
         case .none: break
         case .commit(let batch): submit(batch)
         case .release(let replies): for reply in replies { reply.release() }
+        case .fail(let replies, let error): for reply in replies { reply.reply.resume(throwing: error) }
         }
     }
 

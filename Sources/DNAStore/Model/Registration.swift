@@ -83,15 +83,23 @@ public struct StorageOperation: Sendable, Equatable {
 ///
 /// `sequence` numbers the batches of one registration 1, 2, 3, …: the store applies batch
 /// `n` only right after batch `n - 1`, so an activation may hand over several batches
-/// at once and none is ever committed on top of one that failed.
+/// at once and none is ever committed on top of one that failed. A batch the store already
+/// applied is answered with success and not applied again, so an attempt whose answer was
+/// lost can be made again safely.
 public struct CommitBatch: Sendable {
     public var registration: Registration
     public var sequence: Int64
     public var operations: [StorageOperation]
+    /// How long the caller waits for this attempt's answer; an engine that cannot answer
+    /// within it answers ``StoreError/Code/outcomeUnknown`` (if the batch may have reached
+    /// the database) or ``StoreError/Code/unavailable`` (if it certainly did not). `nil`:
+    /// the engine's own limits apply.
+    public var timeout: Duration?
 
-    public init(registration: Registration, sequence: Int64, operations: [StorageOperation]) {
+    public init(registration: Registration, sequence: Int64, operations: [StorageOperation], timeout: Duration? = nil) {
         self.registration = registration
         self.sequence = sequence
         self.operations = operations
+        self.timeout = timeout
     }
 }

@@ -219,6 +219,8 @@ final class SQLiteSession {
             guard holds else {
                 throw StoreError(.fenced, "\(registration.actor) is no longer held by \(registration.owner) at epoch \(registration.epoch)")
             }
+            // Applied already (an earlier attempt whose answer was lost): done, once.
+            if lastSequence >= batch.sequence { return }
             throw StoreError(.predecessorMissing, "\(registration.actor): batch \(batch.sequence) follows \(lastSequence)")
         }
         for operation in batch.operations {

@@ -209,11 +209,31 @@ public final class ClusterSimulation {
                     count("fault.lostAcks")
                     store.losingAcksUntil = now + length.wholeNanoseconds
                 }
-            default:
+            case 80..<90:
                 let length = random.duration(.milliseconds(100), .seconds(2))
                 schedule(at: time, "fault: slow network for \(length)") { [self] in
                     count("fault.slowNetwork")
                     slowNetworkUntil = now + length.wholeNanoseconds
+                }
+            case 90..<95:
+                // A node's way to the store is flaky: operations time out or crawl.
+                let length = random.duration(.seconds(1), .seconds(8))
+                let delay = random.duration(.milliseconds(500), .seconds(4))
+                schedule(at: time, "fault: store calls of n\(slot) fail or crawl (up to \(delay)) for \(length)") { [self] in
+                    count("fault.flakyStoreLink")
+                    nodes[slot].storeDelayUntil = now + length.wholeNanoseconds
+                    nodes[slot].storeDelay = delay
+                    nodes[slot].storeCallsFailUntil = now + length.wholeNanoseconds
+                }
+            default:
+                // A node's way to the store is congested (its connection pool is taken, its
+                // link is slow): each of its operations waits up to `delay` before it is sent.
+                let length = random.duration(.milliseconds(500), .seconds(6))
+                let delay = random.duration(.milliseconds(100), .seconds(3))
+                schedule(at: time, "fault: store calls of n\(slot) delayed by up to \(delay) for \(length)") { [self] in
+                    count("fault.storeCallsDelayed")
+                    nodes[slot].storeDelayUntil = now + length.wholeNanoseconds
+                    nodes[slot].storeDelay = delay
                 }
             }
         }
@@ -285,6 +305,8 @@ public final class ClusterSimulation {
         for node in nodes {
             if node.paused { resume(node.slot) }
             node.heartbeatsFailUntil = 0
+            node.storeDelayUntil = 0
+            node.storeCallsFailUntil = 0
             if !node.isUp { node.boot() }
         }
         store.stalledUntil = 0
@@ -321,12 +343,19 @@ public final class ClusterSimulation {
 
     /// A reply that does not depend on a commit (an immediate one, or one of a batch that
     /// wrote nothing) is being released: the replying activation must hold the name.
-    func checkServing(_ node: SimNode, _ registration: Registration, what: String) {
+    func checkServing(_ node: SimNode, _ registration: Registration, generation: UInt64?, what: String) {
         let name = store.state.names[registration.actor]
         guard name?.owner == registration.owner, name?.epoch == registration.epoch else {
+            let lease = node.leaseSnapshot
+            let leaseState =
+                lease.deadline <= node.localNow
+                ? "its lease ran out \(node.localNow - lease.deadline) ago"
+                : (lease.generation == generation
+                    ? "its lease is valid and of the activation's generation \(lease.generation)"
+                    : "its lease is valid but of generation \(lease.generation), the activation's is \(generation.map(String.init) ?? "-")")
             violation(
                 "single-owner",
-                "\(node.id) answered \(what) for \(registration.actor) at epoch \(registration.epoch), but the store gives it to \(name?.owner?.rawValue ?? "nobody") at epoch \(name?.epoch ?? 0)"
+                "\(node.id) answered \(what) for \(registration.actor) at epoch \(registration.epoch), but the store gives it to \(name?.owner?.rawValue ?? "nobody") at epoch \(name?.epoch ?? 0); \(leaseState)"
             )
             return
         }
@@ -488,8 +517,6 @@ final class SimStore {
     var stalledUntil: Int64 = 0
     var failingUntil: Int64 = 0
     var losingAcksUntil: Int64 = 0
-    /// The time the last operation was applied: operations apply in arrival order.
-    var lastApplied: Int64 = 0
     /// Writes in the order they were committed, per actor.
     var commitLog: [ActorID: [LoggedWrite]] = [:]
     var appliedWrites: Set<AppliedWrite> = []
@@ -507,17 +534,40 @@ extension ClusterSimulation {
     /// Sends an operation from `node` to the store: it is applied after a network delay (or
     /// once a stall ends), and its result comes back to the node after another.
     func storeCall<T>(
-        from node: SimNode, _ label: String, failsHeartbeat: Bool = false,
+        from node: SimNode, _ label: String, failsHeartbeat: Bool = false, timeout: Duration? = nil,
         _ operation: @escaping (inout InMemoryStoreState, DNAInstant) throws(StoreError) -> T,
         completion: @escaping (Result<T, StoreError>) -> Void
     ) {
         let target = node.target
-        let arrival = max(now + latency(), store.stalledUntil, store.lastApplied)
-        store.lastApplied = arrival
+        var completion = completion
+        if let timeout {
+            // The caller stops waiting at its deadline; the operation may still be applied.
+            let once = AnsweredOnce()
+            let inner = completion
+            completion = { result in
+                guard !once.done else { return }
+                once.done = true
+                inner(result)
+            }
+            let timedOut = completion
+            schedule(at: now + timeout.wholeNanoseconds, node: target, "\(label) times out") { [self] in
+                count("store.timedOut")
+                timedOut(.failure(StoreError(.outcomeUnknown, "simulated: no answer within \(timeout)")))
+            }
+        }
+        var sent = now
+        if now < node.storeCallsFailUntil && random.chance(0.5) {
+            count("store.callFailedOnTheWay")
+            schedule(at: now + random.duration(.milliseconds(1), node.storeDelay).wholeNanoseconds, node: target, "store call \(label) failed") {
+                completion(.failure(StoreError(.unavailable, "simulated: no answer from the store")))
+            }
+            return
+        }
+        if now < node.storeDelayUntil { sent += random.duration(.zero, node.storeDelay).wholeNanoseconds }
+        let arrival = max(sent + latency(), store.stalledUntil)
         schedule(at: arrival, "store applies \(label) of \(node.id)") { [self] in
             if now < store.stalledUntil {
                 // A stall began after this was sent: it waits for the stall to end.
-                store.lastApplied = max(store.lastApplied, store.stalledUntil)
                 schedule(at: store.stalledUntil, "store applies \(label) of \(target.slot) after a stall") { [self] in
                     applyStoreCall(label, target: target, failsHeartbeat: failsHeartbeat, operation, completion: completion)
                 }
@@ -555,10 +605,11 @@ extension ClusterSimulation {
 
     /// A commit, with the writes it applies logged for the checks.
     func storeCommit(from node: SimNode, _ batch: CommitBatch, completion: @escaping (Result<Void, StoreError>) -> Void) {
-        storeCall(from: node, "commit \(batch.registration.actor)#\(batch.sequence)") { [self] (state, _) throws(StoreError) in
+        storeCall(from: node, "commit \(batch.registration.actor)#\(batch.sequence)", timeout: batch.timeout) {
+            [self] (state, _) throws(StoreError) in
             // Checked here too: the store's own rules are what is under test elsewhere.
             let name = state.names[batch.registration.actor]
-            try state.commit(batch)
+            guard try state.commit(batch) else { return }
             if name?.owner != batch.registration.owner || name?.epoch != batch.registration.epoch {
                 violation("fenced-write", "a batch of \(batch.registration.actor) at a fenced epoch was committed")
             }
@@ -573,6 +624,11 @@ extension ClusterSimulation {
             }
         } completion: { completion($0) }
     }
+}
+
+/// Whether an answer was given (the first of an answer and a timeout wins).
+final class AnsweredOnce {
+    var done = false
 }
 
 // MARK: - Event queue

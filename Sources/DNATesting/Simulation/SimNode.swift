@@ -15,6 +15,9 @@ final class SimNode {
     var paused = false
     var deferred: [ClusterSimulation.Event] = []
     var heartbeatsFailUntil: Int64 = 0
+    var storeDelayUntil: Int64 = 0
+    var storeCallsFailUntil: Int64 = 0
+    var storeDelay = Duration.zero
     private(set) var id = NodeID(rawValue: "")
     /// Global time of this incarnation's start; its clock counts from there at `rate`.
     private var bootTime: Int64 = 0
@@ -336,16 +339,16 @@ final class SimNode {
                     }
                 }
                 return
-            case .reset(let held, let error, let registration):
-                simulation.trace("\(activation.actor) resets: \(error)")
-                for reply in held { answer(reply.reply, SimResult(error)) }
+            case .reset(let failures, let registration):
+                simulation.trace("\(activation.actor) resets")
+                for failure in failures { for reply in failure.held { answer(reply.reply, SimResult(failure.error)) } }
                 activation.instance = nil
                 release(registration)
-            case .stop(let held, let queued, let error, _):
+            case .stop(let failures, let queued, let error, _):
                 simulation.trace("\(activation.actor) stops: \(error)")
                 if activations[activation.actor] === activation { activations[activation.actor] = nil }
                 activation.instance = nil
-                for reply in held { answer(reply.reply, SimResult(error)) }
+                for failure in failures { for reply in failure.held { answer(reply.reply, SimResult(failure.error)) } }
                 for envelope in queued { if let reply = envelope.reply { answer(reply, SimResult(error)) } }
             case .deactivate(let registration):
                 activation.instance = nil
@@ -372,12 +375,14 @@ final class SimNode {
     /// in the middle of a batch); then hands the batch's writes to the machine.
     private func handle(_ batch: [SimEnvelope], in activation: SimActivation, index: Int, operations: [StorageOperation], held: [SimHeld]) {
         guard index < batch.count else {
-            switch activation.machine.handled(operations: operations, held: held, now: localNow) {
+            switch activation.machine.handled(operations: operations, held: held, now: localNow, lease: lease.snapshot) {
             case .none: break
             case .commit(let commit): submit(commit, of: activation)
+            case .fail(let replies, let error):
+                for reply in replies { answer(reply.reply, SimResult(error)) }
             case .release(let replies):
                 if let registration = activation.machine.registration {
-                    for reply in replies { simulation.checkServing(self, registration, what: "a read-only batch") }
+                    for reply in replies { simulation.checkServing(self, registration, generation: activation.machine.leaseGeneration, what: "a read-only batch") }
                 }
                 for reply in replies { answer(reply.reply, reply.result) }
             }
@@ -395,8 +400,13 @@ final class SimNode {
             }
             if let reply = envelope.reply {
                 if envelope.request.isImmediate {
+                    guard activation.machine.mayAnswer(now: localNow, lease: lease.snapshot) else {
+                        answer(reply, SimResult(activation.machine.leaseLostError(wrote: envelope.request.key != nil)))
+                        handle(batch, in: activation, index: index + 1, operations: operations, held: held)
+                        return
+                    }
                     if let registration = activation.machine.registration {
-                        simulation.checkServing(self, registration, what: "an immediate read")
+                        simulation.checkServing(self, registration, generation: activation.machine.leaseGeneration, what: "an immediate read")
                     }
                     answer(reply, .success)
                 } else {

@@ -1,0 +1,224 @@
+@testable import DNA
+import DNAStore
+import Testing
+
+/// The pure decision machines of ownership, on instants the tests choose.
+@Suite("Ownership machines (pure, test time)")
+struct OwnershipMachineTests {
+    static func at(_ milliseconds: Int64) -> DNAInstant { DNAInstant(nanoseconds: milliseconds * 1_000_000) }
+
+    // MARK: NodeLease
+
+    @Test("a heartbeat sent before the lease ran out but acknowledged after starts a new generation (defect b)")
+    func lateAcknowledgementStartsANewGeneration() {
+        var lease = NodeLease(failureTimeout: .seconds(5))
+        let first = lease.heartbeatSent(at: Self.at(0))
+        lease.heartbeatSucceeded(first, at: Self.at(10))
+        let generation = lease.snapshot.generation
+        #expect(lease.snapshot.deadline == Self.at(4000))
+        #expect(lease.snapshot.mayServe(generation: generation, at: Self.at(3999)))
+        // Sent in time, answered after the deadline: another node may have claimed meanwhile.
+        let late = lease.heartbeatSent(at: Self.at(3900))
+        #expect(!lease.snapshot.mayServe(generation: generation, at: Self.at(4500)))
+        lease.heartbeatSucceeded(late, at: Self.at(4500))
+        #expect(lease.holds(at: Self.at(4500)), "the lease itself is valid again")
+        #expect(lease.snapshot.generation != generation)
+        #expect(!lease.snapshot.mayServe(generation: generation, at: Self.at(4500)), "activations of the old lease must not serve")
+    }
+
+    @Test("a heartbeat acknowledged in time keeps the generation; an older acknowledgement never shortens the lease")
+    func timelyHeartbeatsKeepTheGeneration() {
+        var lease = NodeLease(failureTimeout: .seconds(5))
+        let first = lease.heartbeatSent(at: Self.at(0))
+        lease.heartbeatSucceeded(first, at: Self.at(5))
+        let generation = lease.snapshot.generation
+        let older = lease.heartbeatSent(at: Self.at(1000))
+        let newer = lease.heartbeatSent(at: Self.at(2000))
+        lease.heartbeatSucceeded(newer, at: Self.at(2010))
+        lease.heartbeatSucceeded(older, at: Self.at(2020))
+        #expect(lease.snapshot.generation == generation)
+        #expect(lease.snapshot.deadline == Self.at(6000))
+    }
+
+    // MARK: ActivationStateMachine
+
+    typealias Machine = ActivationStateMachine<String, String, Int>
+
+    static let actor = ActorID(namespace: "t", kind: "k", key: "a")
+    static let registration = Registration(actor: actor, rowID: 1, owner: NodeID(rawValue: "n1"), epoch: 1)
+    static let write = [StorageOperation(module: "m", key: [1], value: [2])]
+
+    static func machine(commitTimeout: Duration = .seconds(10)) -> Machine {
+        Machine(
+            id: actor, limits: .init(mailboxCapacity: 100, maxBatch: 10, pipelineDepth: 4, commitTimeout: commitTimeout),
+            now: at(0))
+    }
+
+    /// A lease valid until `until` milliseconds, of generation 1.
+    static func lease(until: Int64 = 4000) -> NodeLease.Snapshot { NodeLease.Snapshot(deadline: at(until), generation: 1) }
+
+    /// A machine with an activation under generation 1 and `message` handled into a batch
+    /// in flight (held reply `reply`), at 100 ms.
+    static func withBatchInFlight(_ reply: String = "r1", commitTimeout: Duration = .seconds(10)) -> (Machine, CommitBatch) {
+        var machine = machine(commitTimeout: commitTimeout)
+        _ = machine.enqueue("m1")
+        guard case .activate = machine.nextStep(now: at(1), lease: lease()) else { fatalError("expected activate") }
+        _ = machine.activated(.granted(registration, leaseGeneration: 1, operations: []), now: at(2))
+        guard case .handle(let batch) = machine.nextStep(now: at(3), lease: lease()), batch == ["m1"] else {
+            fatalError("expected the batch")
+        }
+        guard case .commit(let commit) = machine.handled(operations: write, held: [reply], now: at(100), lease: lease()) else {
+            fatalError("expected a commit")
+        }
+        return (machine, commit)
+    }
+
+    @Test("no batch is handled once the lease ran out, not even the first after activating (defect d)")
+    func noBatchAfterTheLease() {
+        var machine = Self.machine()
+        _ = machine.enqueue("m1")
+        guard case .activate = machine.nextStep(now: Self.at(1), lease: Self.lease()) else { return #expect(Bool(false)) }
+        // The claim took long: by the time it is granted the lease has run out.
+        _ = machine.activated(.granted(Self.registration, leaseGeneration: 1, operations: []), now: Self.at(4100))
+        guard case .stop(let failures, let queued, let error, _) = machine.nextStep(now: Self.at(4100), lease: Self.lease())
+        else { return #expect(Bool(false), "the first batch must not be handled") }
+        #expect(failures.isEmpty)
+        #expect(queued == ["m1"])
+        #expect(error.code == .fenced && error.isRetryable, "it was never handled")
+        // A lease of another generation does not do either.
+        var other = Self.machine()
+        _ = other.enqueue("m1")
+        _ = other.nextStep(now: Self.at(1), lease: Self.lease())
+        _ = other.activated(.granted(Self.registration, leaseGeneration: 1, operations: []), now: Self.at(2))
+        guard case .stop = other.nextStep(now: Self.at(3), lease: NodeLease.Snapshot(deadline: Self.at(9000), generation: 2))
+        else { return #expect(Bool(false)) }
+    }
+
+    @Test("replies that do not wait for a commit go out only under the lease (defect d)")
+    func repliesWithoutACommitCheckTheLease() {
+        var machine = Self.machine()
+        _ = machine.enqueue("read")
+        _ = machine.nextStep(now: Self.at(1), lease: Self.lease())
+        _ = machine.activated(.granted(Self.registration, leaseGeneration: 1, operations: []), now: Self.at(2))
+        guard case .handle = machine.nextStep(now: Self.at(3999), lease: Self.lease()) else { return #expect(Bool(false)) }
+        #expect(machine.mayAnswer(now: Self.at(3999), lease: Self.lease()))
+        // The batch ran across the deadline: its immediate replies and those of a batch that
+        // wrote nothing must not go out any more.
+        #expect(!machine.mayAnswer(now: Self.at(4000), lease: Self.lease()))
+        #expect(machine.leaseLostError(wrote: false).code == .fenced)
+        #expect(machine.leaseLostError(wrote: true).code == .outcomeUnknown)
+        guard case .fail(let replies, let error) = machine.handled(operations: [], held: ["r"], now: Self.at(4001), lease: Self.lease())
+        else { return #expect(Bool(false)) }
+        #expect(replies == ["r"])
+        #expect(error.code == .fenced)
+    }
+
+    @Test("batches in flight when the lease runs out are seen through: their callers get what happened (defect c)")
+    func inFlightBatchesAreSeenThroughAfterTheLease() {
+        var (machine, commit) = Self.withBatchInFlight()
+        _ = machine.enqueue("m2")
+        // The lease ran out: m2 was never handled and fails; r1's batch is still under way.
+        guard case .stop(let failures, let queued, _, _) = machine.nextStep(now: Self.at(5000), lease: Self.lease())
+        else { return #expect(Bool(false)) }
+        #expect(failures.isEmpty, "the batch in flight may still commit: its caller is not told it failed")
+        #expect(queued == ["m2"])
+        guard case .wait = machine.nextStep(now: Self.at(5001), lease: Self.lease()) else { return #expect(Bool(false)) }
+        // The store commits it (the epoch was still ours): the caller gets success.
+        let action = machine.commitCompleted(sequence: commit.sequence, result: .success(()), now: Self.at(5002))
+        #expect(action.release == ["r1"])
+        guard case .exit = machine.nextStep(now: Self.at(5003), lease: Self.lease()) else { return #expect(Bool(false)) }
+    }
+
+    @Test("a lost answer settled by a later attempt is a success (defect c)")
+    func lostAnswerThenSuccess() {
+        var (machine, commit) = Self.withBatchInFlight()
+        _ = machine.commitCompleted(sequence: commit.sequence, result: .failure(StoreError(.outcomeUnknown, "lost")), now: Self.at(150))
+        guard case .wait(let until?) = machine.nextStep(now: Self.at(150), lease: Self.lease()) else { return #expect(Bool(false)) }
+        guard case .commit(let again) = machine.nextStep(now: until, lease: Self.lease()) else { return #expect(Bool(false)) }
+        #expect(again.sequence == commit.sequence)
+        // The store applied the first attempt and answers the second with success.
+        #expect(machine.commitCompleted(sequence: again.sequence, result: .success(()), now: until + .milliseconds(1)).release == ["r1"])
+    }
+
+    @Test("a batch whose outcome is still unknown at its deadline gets outcomeUnknown, not a retryable error (defect c)")
+    func unknownAtTheDeadline() {
+        var (machine, commit) = Self.withBatchInFlight(commitTimeout: .seconds(1))
+        var now = Self.at(150)
+        var result: Result<Void, StoreError> = .failure(StoreError(.outcomeUnknown, "lost"))
+        while true {
+            _ = machine.commitCompleted(sequence: commit.sequence, result: result, now: now)
+            result = .failure(StoreError(.unavailable, "down"))
+            switch machine.nextStep(now: now, lease: Self.lease(until: 100_000)) {
+            case .wait(let until?):
+                now = until
+                guard case .commit(let again) = machine.nextStep(now: now, lease: Self.lease(until: 100_000)) else {
+                    return #expect(Bool(false))
+                }
+                #expect(again.timeout.map { $0 <= .seconds(1) } == true, "an attempt never runs past the deadline")
+                commit = again
+            case .reset(let failures, let release):
+                #expect(now <= Self.at(1100), "given up by the deadline (1 s after the batch was handed over)")
+                #expect(release == Self.registration)
+                #expect(failures.count == 1)
+                #expect(failures.first?.held == ["r1"])
+                #expect(failures.first?.error.code == .outcomeUnknown)
+                #expect(failures.first?.error.isRetryable == false)
+                return
+            default:
+                return #expect(Bool(false))
+            }
+        }
+    }
+
+    @Test("a batch every attempt of which was refused gets commitFailed, retryable")
+    func refusedAtTheDeadline() {
+        var (machine, commit) = Self.withBatchInFlight(commitTimeout: .milliseconds(200))
+        var now = Self.at(150)
+        while true {
+            _ = machine.commitCompleted(sequence: commit.sequence, result: .failure(StoreError(.unavailable, "down")), now: now)
+            switch machine.nextStep(now: now, lease: Self.lease()) {
+            case .wait(let until?):
+                now = until
+                guard case .commit(let again) = machine.nextStep(now: now, lease: Self.lease()) else { return #expect(Bool(false)) }
+                commit = again
+            case .reset(let failures, _):
+                #expect(failures.first?.error.code == .commitFailed)
+                #expect(failures.first?.error.isRetryable == true)
+                return
+            default:
+                return #expect(Bool(false))
+            }
+        }
+    }
+
+    @Test("nobody is answered while an attempt of their batch is under way (defect c)")
+    func noAnswerWhileUnderWay() {
+        var (machine, first) = Self.withBatchInFlight()
+        _ = machine.enqueue("m2")
+        guard case .handle = machine.nextStep(now: Self.at(101), lease: Self.lease()) else { return #expect(Bool(false)) }
+        guard case .commit(let second) = machine.handled(operations: Self.write, held: ["r2"], now: Self.at(102), lease: Self.lease())
+        else { return #expect(Bool(false)) }
+        _ = machine.commitCompleted(sequence: first.sequence, result: .failure(StoreError(.fenced, "taken")), now: Self.at(110))
+        guard case .wait(nil) = machine.nextStep(now: Self.at(111), lease: Self.lease()) else {
+            return #expect(Bool(false), "the second batch is still under way")
+        }
+        _ = machine.commitCompleted(sequence: second.sequence, result: .failure(StoreError(.fenced, "taken")), now: Self.at(120))
+        guard case .stop(let failures, _, _, _) = machine.nextStep(now: Self.at(121), lease: Self.lease()) else {
+            return #expect(Bool(false))
+        }
+        #expect(failures.map(\.held) == [["r1"], ["r2"]])
+        #expect(failures.allSatisfy { $0.error.code == .fenced && $0.error.isRetryable })
+    }
+
+    @Test("replies of a read-only batch behind a batch already durable go out at once")
+    func readOnlyRepliesBehindADurableBatch() {
+        var (machine, commit) = Self.withBatchInFlight()
+        _ = machine.enqueue("read")
+        guard case .handle = machine.nextStep(now: Self.at(101), lease: Self.lease()) else { return #expect(Bool(false)) }
+        // The commit completes while the read is being handled.
+        #expect(machine.commitCompleted(sequence: commit.sequence, result: .success(()), now: Self.at(102)).release == ["r1"])
+        guard case .release(let replies) = machine.handled(operations: [], held: ["read"], now: Self.at(103), lease: Self.lease())
+        else { return #expect(Bool(false), "appended to a durable batch, it would never go out") }
+        #expect(replies == ["read"])
+    }
+}
