@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 // The public API the runtime codes against. Framing is in `Framing/`, the handshake in
 // `Handshake/`, connections in `Connection/`.
@@ -43,6 +44,9 @@ public struct TransportConfiguration: Sendable {
     /// cannot make a sender use unbounded memory. Default 64 MiB.
     public var maxQueuedBytes: Int = 64 << 20
     public var logger: Logger = Logger(label: "dna.transport")
+    /// Numbers the requests this node sends (see ``WireRequest/sequence``); a node shares
+    /// it with its local mailboxes. Default: one of the transport's own.
+    public var sequencer = RequestSequencer()
     /// TLS for every connection, listener and outgoing; `nil` (the default) is plain TCP.
     /// The DNA handshake runs inside TLS either way.
     public var tls: (any TransportSecurity)? = nil
@@ -108,10 +112,18 @@ public struct WireRequest: Sendable, Equatable {
     public var requestName: String
     /// The encoded request.
     public var payload: [UInt8]
+    /// The node the request comes from, when it is not the node that sends it on this
+    /// connection (a request forwarded on behalf of another); empty: the sender itself.
+    public var origin: String
+    /// Numbers the requests of the origin in the order it sent them (0: the link numbers
+    /// it when it queues it). An activation handles a request only if it is later than
+    /// every request of the same origin it handled, so a request that was overtaken on
+    /// another route is refused instead of handled out of order.
+    public var sequence: UInt64
 
     public init(
         id: UInt64, expectsReply: Bool, hops: UInt8, namespace: String, kind: String, key: String,
-        requestName: String, payload: [UInt8]
+        requestName: String, payload: [UInt8], origin: String = "", sequence: UInt64 = 0
     ) {
         self.id = id
         self.expectsReply = expectsReply
@@ -121,6 +133,8 @@ public struct WireRequest: Sendable, Equatable {
         self.key = key
         self.requestName = requestName
         self.payload = payload
+        self.origin = origin
+        self.sequence = sequence
     }
 }
 
@@ -364,4 +378,15 @@ public final class ClusterTransport: Sendable {
         for channel in channels { try? await channel.closeFuture.get() }
         core.delegate.release()
     }
+}
+
+/// Numbers what a node sends, in the order it puts it on its way (see
+/// ``WireRequest/sequence``). One per node, shared by its transport and its local mailboxes.
+public final class RequestSequencer: Sendable {
+    private let last = Atomic<UInt64>(0)
+
+    public init() {}
+
+    /// The next number (the first is 1).
+    public func next() -> UInt64 { last.wrappingAdd(1, ordering: .relaxed).newValue }
 }

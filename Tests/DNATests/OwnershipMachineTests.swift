@@ -44,6 +44,10 @@ struct OwnershipMachineTests {
 
     typealias Machine = ActivationStateMachine<String, String, Int>
 
+    static func ordered(_ origin: UInt32, _ sequence: UInt64) -> OrderedTestMessage {
+        OrderedTestMessage(name: "\(origin)/\(sequence)", origin: origin, sequence: sequence)
+    }
+
     static let actor = ActorID(namespace: "t", kind: "k", key: "a")
     static let registration = Registration(actor: actor, rowID: 1, owner: NodeID(rawValue: "n1"), epoch: 1)
     static let write = [StorageOperation(module: "m", key: [1], value: [2])]
@@ -64,7 +68,7 @@ struct OwnershipMachineTests {
         _ = machine.enqueue("m1")
         guard case .activate = machine.nextStep(now: at(1), lease: lease()) else { fatalError("expected activate") }
         _ = machine.activated(.granted(registration, leaseGeneration: 1, operations: []), now: at(2))
-        guard case .handle(let batch) = machine.nextStep(now: at(3), lease: lease()), batch == ["m1"] else {
+        guard case .handle(let batch, _) = machine.nextStep(now: at(3), lease: lease()), batch == ["m1"] else {
             fatalError("expected the batch")
         }
         guard case .commit(let commit) = machine.handled(operations: write, held: [reply], now: at(100), lease: lease()) else {
@@ -221,4 +225,50 @@ struct OwnershipMachineTests {
         else { return #expect(Bool(false), "appended to a durable batch, it would never go out") }
         #expect(replies == ["read"])
     }
+
+    @Test("a message overtaken by a later one of its origin is refused, also by a later activation (defect i)")
+    func overtakenMessagesAreRefused() {
+        typealias OrderedMachine = ActivationStateMachine<OrderedTestMessage, String, Int>
+        func machine() -> OrderedMachine {
+            OrderedMachine(
+                id: Self.actor, limits: .init(mailboxCapacity: 100, maxBatch: 10, pipelineDepth: 4, commitTimeout: .seconds(10)),
+                now: Self.at(0))
+        }
+        var first = machine()
+        for message in [Self.ordered(1, 5), Self.ordered(2, 1), Self.ordered(1, 7), Self.ordered(1, 6), Self.ordered(2, 2), Self.ordered(1, 0)] {
+            _ = first.enqueue(message)
+        }
+        _ = first.nextStep(now: Self.at(1), lease: Self.lease())
+        _ = first.activated(.granted(Self.registration, leaseGeneration: 1, operations: []), now: Self.at(2))
+        guard case .handle(let batch, let refused) = first.nextStep(now: Self.at(3), lease: Self.lease()) else {
+            return #expect(Bool(false))
+        }
+        #expect(batch.map(\.name) == ["1/5", "2/1", "1/7", "2/2", "1/0"], "unnumbered messages always pass")
+        #expect(refused.map(\.name) == ["1/6"], "6 of origin 1 came after its 7")
+        // What a later activation of the name must know: the latest per origin.
+        let stored = first.takeOrderChanges()
+        #expect(stored.map(\.origin) == [1, 2] && stored.map(\.sequence) == [7, 2])
+        var second = machine()
+        second.restoreOrder(stored)
+        _ = second.enqueue(Self.ordered(1, 6))
+        _ = second.enqueue(Self.ordered(1, 8))
+        _ = second.nextStep(now: Self.at(1), lease: Self.lease())
+        _ = second.activated(.granted(Self.registration, leaseGeneration: 1, operations: []), now: Self.at(2))
+        guard case .handle(let later, let refusedLater) = second.nextStep(now: Self.at(3), lease: Self.lease()) else {
+            return #expect(Bool(false))
+        }
+        #expect(later.map(\.name) == ["1/8"])
+        #expect(refusedLater.map(\.name) == ["1/6"])
+    }
+}
+
+struct OrderedTestMessage: OrderedMessage, Equatable {
+    var name: String
+    var origin: UInt32
+    var sequence: UInt64
+}
+
+extension String: OrderedMessage {
+    public var origin: UInt32 { 0 }
+    public var sequence: UInt64 { 0 }
 }

@@ -168,11 +168,13 @@ struct FrameCodecTests {
     }
 
     /// Request bodies that break in each way a peer could break them.
+    /// id 1, flags, hops 0, sequence 7, origin "o", then namespace, kind, key, request name
+    /// (`strings`) and the payload.
     static func requestBody(
         flags: UInt8 = 1, strings: [[UInt8]] = [[110], [107], [107], [114]], payloadLength: UInt32? = nil,
         payload: [UInt8] = [1], trailing: [UInt8] = []
     ) -> [UInt8] {
-        var body: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 1, flags, 0]
+        var body: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 1, flags, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 1, 111]
         for string in strings {
             body += withUnsafeBytes(of: UInt32(string.count).bigEndian, Array.init) + string
         }
@@ -189,7 +191,7 @@ struct FrameCodecTests {
                 == .request(
                     WireRequest(
                         id: 1, expectsReply: true, hops: 0, namespace: "n", kind: "k", key: "k", requestName: "r",
-                        payload: [1])))
+                        payload: [1], origin: "o", sequence: 7)))
     }
 
     @Test("malformed request bodies are refused with the broken field named")
@@ -198,10 +200,11 @@ struct FrameCodecTests {
             Self.decodeError(Self.raw(type: 0x10, body: body)).map(\.description)
         }
         #expect(error([0, 0, 0]) == "malformed request frame: truncated id")
-        #expect(error(Array(Self.requestBody().prefix(12)))?.contains("namespace length") == true)
+        #expect(error(Array(Self.requestBody().prefix(14)))?.contains("sequence") == true)
+        #expect(error(Array(Self.requestBody().prefix(25)))?.contains("namespace length") == true)
         // A string length past the end of the frame.
         var body = Self.requestBody()
-        body[13] = 200
+        body[26] = 200
         #expect(error(body)?.contains("namespace length 200 runs past the end") == true)
         #expect(error(Self.requestBody(payloadLength: 1000))?.contains("payload length 1000 runs past the end") == true)
         #expect(error(Self.requestBody(payloadLength: UInt32.max))?.contains("payload length") == true)

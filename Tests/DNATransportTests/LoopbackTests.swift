@@ -101,7 +101,10 @@ struct LoopbackTests {
         #expect(log.failures.isEmpty)
         let received = serverLog.log
         #expect(received.requests.map(\.id) == Array(1...UInt64(count)))
-        #expect(received.requests.first == Fixtures.request(1, payload: Array(repeating: 1, count: 16)))
+        var first = Fixtures.request(1, payload: Array(repeating: 1, count: 16))
+        first.sequence = 1  // the link numbers requests in the order it queues them
+        #expect(received.requests.first == first)
+        #expect(received.requests.map(\.sequence) == Array(1...UInt64(count)))
         #expect(received.peerNodeIDs == ["client"])
         await client.shutdown()
         await server.shutdown()

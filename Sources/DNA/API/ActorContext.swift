@@ -33,6 +33,9 @@ public final class ActorContext {
         guard !name.isEmpty, name.utf8.count <= 64 else {
             throw DNAError(.invalidArgument, "module name must be 1 to 64 bytes, got '\(name)'")
         }
+        guard !name.hasPrefix("dna.") else {
+            throw DNAError(.invalidArgument, "module names starting with 'dna.' are reserved for the runtime, got '\(name)'")
+        }
         guard declaredModules.insert(name).inserted else {
             throw DNAError(.invalidArgument, "module '\(name)' is declared twice in \(id.kind)")
         }

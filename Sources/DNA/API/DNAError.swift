@@ -52,6 +52,11 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
         /// the message staged writes. Not retryable as such: send it again only if it is
         /// idempotent, or read the actor's state first.
         public static let outcomeUnknown = Code("outcomeUnknown")
+        /// A later request from the same node reached the actor before this one (the way to
+        /// the actor changed while this one was under way, for example when it moved). It
+        /// was not handled, so that the actor handles each node's requests in the order they
+        /// were sent. Retryable.
+        public static let outOfOrder = Code("outOfOrder")
         /// The link to the node hosting the actor holds as many bytes as it may that the
         /// node has not taken yet (it reads slower than this node sends); nothing was sent.
         /// Retryable: slow down.
@@ -73,7 +78,7 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
     public var isRetryable: Bool {
         if let remote = underlying as? WireError { return remote.retryable }
         switch code {
-        case .fenced, .mailboxFull, .ownedElsewhere, .nodeUnreachable, .routingFailed, .overloaded: return true
+        case .fenced, .mailboxFull, .ownedElsewhere, .nodeUnreachable, .routingFailed, .overloaded, .outOfOrder: return true
         case .commitFailed: return (underlying as? StoreError)?.isRetryable ?? true
         case .activationFailed: return (underlying as? StoreError)?.isRetryable ?? false
         default: return false

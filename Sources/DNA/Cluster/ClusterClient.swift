@@ -56,7 +56,7 @@ public final class ClusterClient: Sendable {
                 try transport.send(
                     WireRequest(
                         id: id, expectsReply: true, hops: 0, namespace: namespace, kind: kind, key: key,
-                        requestName: R.requestName, payload: payload),
+                        requestName: R.requestName, payload: payload, sequence: id),
                     to: node)
             } catch {
                 let code: DNAError.Code = error.code == .overloaded ? .overloaded : .nodeUnreachable

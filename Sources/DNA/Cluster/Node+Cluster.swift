@@ -1,5 +1,6 @@
 import DNATransport
 import Logging
+import Synchronization
 
 /// Routing between nodes: sending to actors active elsewhere, handling what other nodes
 /// send, and following an actor to the node that owns it.
@@ -30,7 +31,8 @@ extension Node {
             try transport.send(
                 WireRequest(
                     id: requestID, expectsReply: envelope.reply != nil, hops: envelope.hops, namespace: id.namespace,
-                    kind: id.kind, key: id.key, requestName: handler.requestName, payload: payload),
+                    kind: id.kind, key: id.key, requestName: handler.requestName, payload: payload,
+                    origin: envelope.origin == 0 ? "" : origins.name(of: envelope.origin), sequence: envelope.sequence),
                 to: address)
         } catch {
             // Nothing was queued: the reply goes back to the caller untouched, with the error.
@@ -47,6 +49,7 @@ extension Node {
             if request.expectsReply {
                 sink.send(WireResponse(id: request.id, result: .failure(WireError(error))))
             } else {
+                metrics.castsDroppedRefused.increment()
                 logger.warning(
                     "dropped a cast from another node", metadata: ["peer": "\(sink.peerNodeID)", "error": "\(error)"])
             }
@@ -74,7 +77,10 @@ extension Node {
         let reply: Reply? =
             request.expectsReply
             ? .remote(RemoteReply(sink: sink, requestID: request.id, encode: route.codec.encodeResponse)) : nil
-        let envelope = Envelope(requestType: route.requestType, message: message, reply: reply, hops: request.hops &+ 1)
+        let origin = origins.number(of: request.origin.isEmpty ? sink.peerNodeID : request.origin)
+        let envelope = Envelope(
+            requestType: route.requestType, message: message, reply: reply, hops: request.hops &+ 1, origin: origin,
+            sequence: request.sequence)
         do { try deliver(envelope, to: route.actor, kind: route.kind) } catch { refuse(error) }
     }
 
@@ -211,5 +217,42 @@ final class ReceivedRoute: Sendable {
     func matches(_ request: WireRequest) -> Bool {
         request.key.hasSameUTF8(as: actor.key) && request.requestName.hasSameUTF8(as: requestName)
             && request.kind.hasSameUTF8(as: actor.kind) && request.namespace.hasSameUTF8(as: actor.namespace)
+    }
+}
+
+/// The nodes requests come from, numbered for this node's activations (which keep, per
+/// origin, the latest request they handled). 0 is this node.
+package final class OriginTable: Sendable {
+    private struct State {
+        var numbers: [String: UInt32]
+        var names: [String]
+        /// The last origin looked up: requests come in streams from one peer.
+        var last: (name: String, number: UInt32)?
+    }
+
+    private let state: Mutex<State>
+
+    package init(this: String) {
+        state = Mutex(State(numbers: [this: 0], names: [this]))
+    }
+
+    package func number(of name: String) -> UInt32 {
+        state.withLock { state in
+            if let last = state.last, last.name.hasSameUTF8(as: name) { return last.number }
+            let number: UInt32
+            if let known = state.numbers[name] {
+                number = known
+            } else {
+                number = UInt32(state.names.count)
+                state.numbers[name] = number
+                state.names.append(name)
+            }
+            state.last = (name, number)
+            return number
+        }
+    }
+
+    package func name(of number: UInt32) -> String {
+        state.withLock { Int(number) < $0.names.count ? $0.names[Int(number)] : "" }
     }
 }

@@ -1,5 +1,16 @@
 import DequeModule
 
+/// A message that knows where it comes from and its place in the order its origin sent
+/// it: an activation handles a message only if it is later than every message of the same
+/// origin it handled. When the route to an actor changes while messages are under way, a
+/// message that was overtaken is refused rather than handled out of order.
+package protocol OrderedMessage {
+    /// The origin node, as the receiving node numbers origins.
+    var origin: UInt32 { get }
+    /// 0: not numbered (always handled).
+    var sequence: UInt64 { get }
+}
+
 /// The decisions of one activation: its mailbox, when to activate, which batch to handle,
 /// the output gate (which replies go out, when, and with what), the commit pipeline with
 /// its retries and deadline, the lease check, and how the activation stops.
@@ -18,7 +29,7 @@ import DequeModule
 /// - `Message`: what a mailbox holds (the runtime's envelope).
 /// - `Held`: a reply held behind the output gate, with its result.
 /// - `Waiter`: how the activation's task waits (a continuation).
-package struct ActivationStateMachine<Message, Held, Waiter> {
+package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     package struct Limits: Sendable {
         package var mailboxCapacity: Int
         package var maxBatch: Int
@@ -115,6 +126,12 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
     private var settling = Settling.none
     private var retryDelay = Self.firstRetryDelay
     private var deactivationRequested = false
+    /// Per origin, the latest message handled.
+    private var highWater: [UInt32: UInt64] = [:]
+    /// Origins whose latest message changed since the last batch that wrote: stored with
+    /// the next batch that writes (``takeOrderChanges()``), so that a later activation of
+    /// the name still refuses what an earlier one's messages overtook.
+    private var orderChanged: Set<UInt32> = []
 
     static var firstRetryDelay: Duration { .milliseconds(5) }
     static var maxRetryDelay: Duration { .seconds(1) }
@@ -173,8 +190,9 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
     // MARK: The task's next step
 
     package enum Step {
-        /// Handle these messages, then call ``handled(operations:held:now:lease:)``.
-        case handle([Message])
+        /// Handle these messages, then call ``handled(operations:held:now:lease:)``; refuse
+        /// `refused` (overtaken by a later message of their origin) without handling them.
+        case handle([Message], refused: [Message])
         /// Claim the name and load the data, then call ``activated(_:now:)``.
         case activate
         /// Hand this batch to the store again (a retry); its answer comes to
@@ -246,7 +264,8 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
                 if !lease.mayServe(generation: generation, at: now) {
                     return stopServing(registration)
                 }
-                return .handle(takeBatch())
+                let (batch, refused) = inOrder(takeBatch())
+                return .handle(batch, refused: refused)
             }
             if queue.isEmpty && commits.isEmpty && deactivationRequested {
                 deactivationRequested = false
@@ -280,6 +299,52 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
         let batch = Array(queue[..<count])
         queue.removeFirst(count)
         return batch
+    }
+
+    /// Splits a batch into the messages later than every message of their origin handled
+    /// so far, and those overtaken by one (refused). Nothing is copied when none is refused.
+    private mutating func inOrder(_ batch: [Message]) -> (batch: [Message], refused: [Message]) {
+        var origin = UInt32.max
+        var high: UInt64 = 0
+        var firstRefused: Int?
+        for (index, message) in batch.enumerated() where message.sequence != 0 {
+            if message.origin != origin {
+                if origin != .max {
+                    highWater[origin] = high
+                    orderChanged.insert(origin)
+                }
+                origin = message.origin
+                high = highWater[origin] ?? 0
+            }
+            if message.sequence > high {
+                high = message.sequence
+            } else {
+                firstRefused = index
+                break
+            }
+        }
+        if origin != .max {
+            highWater[origin] = high
+            orderChanged.insert(origin)
+        }
+        guard let firstRefused else { return (batch, []) }
+        var accepted = Array(batch[..<firstRefused])
+        var refused = [batch[firstRefused]]
+        for message in batch[(firstRefused + 1)...] {
+            if message.sequence == 0 {
+                accepted.append(message)
+                continue
+            }
+            let latest = highWater[message.origin] ?? 0
+            if message.sequence > latest {
+                highWater[message.origin] = message.sequence
+                orderChanged.insert(message.origin)
+                accepted.append(message)
+            } else {
+                refused.append(message)
+            }
+        }
+        return (accepted, refused)
     }
 
     private mutating func takeIdleWaiters() -> [Waiter] {
@@ -420,6 +485,24 @@ package struct ActivationStateMachine<Message, Held, Waiter> {
     }
 
     package mutating func requestDeactivation() { deactivationRequested = true }
+
+    /// The origins whose latest message changed since the last call, with it: the runtime
+    /// stores them with a batch that writes (the storage module ``orderModule``).
+    package mutating func takeOrderChanges() -> [(origin: UInt32, sequence: UInt64)] {
+        guard !orderChanged.isEmpty else { return [] }
+        defer { orderChanged.removeAll(keepingCapacity: true) }
+        return orderChanged.sorted().map { ($0, highWater[$0] ?? 0) }
+    }
+
+    /// Latest messages per origin as an earlier activation of the name stored them.
+    package mutating func restoreOrder(_ stored: [(origin: UInt32, sequence: UInt64)]) {
+        for (origin, sequence) in stored where sequence > highWater[origin] ?? 0 { highWater[origin] = sequence }
+    }
+
+    /// The storage module where the latest message per origin is kept (key: the origin
+    /// node's id, value: the sequence, 8 bytes big-endian). Names starting with `dna.` are
+    /// reserved for the runtime.
+    package static var orderModule: String { "dna.order" }
 
     // MARK: Commits
 

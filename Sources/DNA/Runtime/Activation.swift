@@ -58,7 +58,14 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     // MARK: Mailbox
 
     func enqueue(_ envelope: Envelope) -> EnqueueResult {
-        switch machine.withLock({ $0.enqueue(envelope) }) {
+        let sequencer = node.sequencer
+        let outcome = machine.withLock { machine in
+            var envelope = envelope
+            // Numbered under the mailbox's lock, so in the order it is queued.
+            if envelope.sequence == 0 { envelope.sequence = sequencer.next() }
+            return machine.enqueue(envelope)
+        }
+        switch outcome {
         case .accepted(let parked):
             parked?.resume()
             return .accepted
@@ -117,7 +124,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             let now = node.clock.now
             let lease = node.leaseSnapshot
             switch machine.withLock({ $0.nextStep(now: now, lease: lease) }) {
-            case .handle(let batch):
+            case .handle(let batch, let refused):
+                if !refused.isEmpty { refuseOutOfOrder(refused) }
                 await handle(batch)
             case .activate:
                 await activate()
@@ -147,6 +155,22 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 for waiter in waiters { waiter.resume() }
                 return
             }
+        }
+    }
+
+    /// Messages overtaken by a later one of their origin: not handled.
+    private func refuseOutOfOrder(_ refused: [Envelope]) {
+        let error = DNAError(
+            .outOfOrder, "\(id): a later request from the same node arrived first (the route changed); this one was not handled")
+        var casts = 0
+        for envelope in refused {
+            if let reply = envelope.reply { reply.resume(throwing: error) } else { casts += 1 }
+        }
+        if casts > 0 {
+            node.metrics.castsDroppedOutOfOrder.increment(by: casts)
+            node.logger.warning(
+                "casts dropped: overtaken by later ones from the same node on another route",
+                metadata: ["actor": "\(id)", "casts": "\(casts)"])
         }
     }
 
@@ -234,9 +258,13 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             }
         }
         node.metrics.messages.increment(by: batch.count)
-        let operations = context.log.take()
+        var operations = context.log.take()
         let deactivate = context.deactivationRequested
         context.deactivationRequested = false
+        if !operations.isEmpty {
+            let changes = machine.withLock { $0.takeOrderChanges() }
+            OrderRows.append(changes, to: &operations, origins: node.origins)
+        }
         let action = machine.withLock { machine in
             if deactivate { machine.requestDeactivation() }
             return machine.handled(operations: operations, held: held, now: node.clock.now, lease: node.leaseSnapshot)
@@ -266,8 +294,10 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             let result = try await node.store.activate(
                 ActivationRequest(actor: id, node: node.id, failureTimeout: node.configuration.failureTimeout))
             switch result {
-            case .granted(let registration, let rows):
+            case .granted(let registration, var rows):
                 granted = registration
+                let order = OrderRows.take(from: &rows, origins: node.origins)
+                if !order.isEmpty { machine.withLock { $0.restoreOrder(order) } }
                 let context = ActorContext(id: id, rows: rows, node: node, timers: timers)
                 let instance = try await A(context: context)
                 let operations = context.log.take()
@@ -303,5 +333,31 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         }
         node.metrics.activations.increment()
         node.metrics.activationDuration.record(duration: node.clock.now - started)
+    }
+}
+
+/// The rows of ``ActivationStateMachine/orderModule``: the latest message per origin node.
+package enum OrderRows {
+    /// Removes the order rows from `rows` (the actor's modules never see them).
+    package static func take(from rows: inout [ModuleRow], origins: OriginTable) -> [(origin: UInt32, sequence: UInt64)] {
+        let module = ActivationStateMachine<Envelope, HeldReply, Int>.orderModule
+        guard rows.contains(where: { $0.module == module }) else { return [] }
+        var order: [(origin: UInt32, sequence: UInt64)] = []
+        for row in rows where row.module == module && row.value.count == 8 {
+            let sequence = row.value.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            order.append((origins.number(of: String(decoding: row.key, as: UTF8.self)), sequence))
+        }
+        rows.removeAll { $0.module == module }
+        return order
+    }
+
+    package static func append(_ changes: [(origin: UInt32, sequence: UInt64)], to operations: inout [StorageOperation], origins: OriginTable) {
+        let module = ActivationStateMachine<Envelope, HeldReply, Int>.orderModule
+        for (origin, sequence) in changes {
+            operations.append(
+                StorageOperation(
+                    module: module, key: Array(origins.name(of: origin).utf8),
+                    value: withUnsafeBytes(of: sequence.bigEndian) { Array($0) }))
+        }
     }
 }

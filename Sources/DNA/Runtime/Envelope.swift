@@ -32,7 +32,13 @@ struct Envelope: Sendable {
     var reply: Reply?
     /// How many network links the message has crossed (0 when sent on this node).
     var hops: UInt8 = 0
+    /// The node it comes from, as this node numbers origins (0: this node).
+    var origin: UInt32 = 0
+    /// Its number in the order its origin sent it (0: not numbered yet). See ``OrderedMessage``.
+    var sequence: UInt64 = 0
 }
+
+extension Envelope: OrderedMessage {}
 
 /// A response waiting behind the output gate.
 struct HeldReply: Sendable {

@@ -54,6 +54,10 @@ public final class Node: Service, Sendable {
     let locations = LocationCache()
     /// See ``ReceivedRoute``.
     let lastReceivedRoute = Mutex<ReceivedRoute?>(nil)
+    /// Numbers what this node sends, local or remote (see ``OrderedMessage``).
+    let sequencer = RequestSequencer()
+    /// The nodes requests come from, numbered for the activations (0: this node).
+    let origins: OriginTable
     private let accepting = Atomic<Bool>(true)
 
     /// Opens the store, joins the cluster and gets ready to host `actors`.
@@ -68,6 +72,7 @@ public final class Node: Service, Sendable {
         self.clock = configuration.clock
         self.lease = Mutex(NodeLease(failureTimeout: configuration.failureTimeout))
         self.id = NodeID.random()
+        self.origins = OriginTable(this: id.rawValue)
         var kinds: [String: any AnyKindRuntime] = [:]
         for type in actors {
             let kind = Self.kindRuntime(type)
@@ -92,6 +97,7 @@ public final class Node: Service, Sendable {
                 settings.maxFrameSize = configuration.maxFrameSize
                 settings.logger = configuration.logger
                 settings.tls = configuration.tls
+                settings.sequencer = sequencer
                 let transport = try ClusterTransport(configuration: settings, delegate: proxy)
                 let port = try await transport.start()
                 if advertisedAddress == "local" { advertisedAddress = PeerAddress(host: listen.host, port: port).description }

@@ -8,4 +8,10 @@ struct NodeMetrics: Sendable {
     let activations = Counter(label: "dna_activations_total")
     let passivations = Counter(label: "dna_passivations_total")
     let activationDuration = Timer(label: "dna_activation_duration")
+    /// Casts lost where nobody could be told (`cast` throws whatever is known when it is
+    /// called), by reason: `link_failed` (queued on a link that failed), `refused` (the
+    /// receiving node refused it), `out_of_order` (overtaken on another route).
+    let castsDroppedLinkFailed = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "link_failed")])
+    let castsDroppedRefused = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "refused")])
+    let castsDroppedOutOfOrder = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "out_of_order")])
 }

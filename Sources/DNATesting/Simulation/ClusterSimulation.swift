@@ -459,10 +459,12 @@ enum SimResult {
     init(_ error: DNAError) { self = .failure(code: error.code.name, message: error.message) }
 }
 
-struct SimEnvelope {
+struct SimEnvelope: OrderedMessage {
     var request: SimRequest
     var reply: SimReply?
     var hops: Int
+    var origin: UInt32 = 0
+    var sequence: UInt64 = 0
 }
 
 struct SimHeld {
@@ -477,6 +479,9 @@ struct SimWireRequest {
     var request: SimRequest
     var expectsReply: Bool
     var hops: Int
+    /// Empty: the sending node.
+    var origin: String
+    var sequence: UInt64
 }
 
 /// One connection from a node's outgoing link to a peer, carrying requests there and

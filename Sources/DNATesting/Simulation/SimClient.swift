@@ -89,7 +89,7 @@ extension ClusterSimulation {
     static let certainlyNotApplied: Set<String> = [
         DNAError.Code.fenced.name, DNAError.Code.commitFailed.name, DNAError.Code.mailboxFull.name,
         DNAError.Code.overloaded.name, DNAError.Code.ownedElsewhere.name, DNAError.Code.routingFailed.name,
-        DNAError.Code.activationFailed.name,
+        DNAError.Code.activationFailed.name, DNAError.Code.outOfOrder.name,
     ]
 
     /// A call got its answer.

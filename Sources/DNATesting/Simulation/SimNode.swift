@@ -30,6 +30,9 @@ final class SimNode {
     private var membership = ClusterState()
     private var pending: [UInt64: PendingSimCall] = [:]
     private var nextRequestID: UInt64 = 1
+    /// `Node.sequencer`: numbers what this node sends, local or remote.
+    private var lastSequence: UInt64 = 0
+    private var origins = OriginTable(this: "")
     private var nextWaiter = 1
     private var clients: [SimClient] = []
 
@@ -77,6 +80,8 @@ final class SimNode {
         links = [:]
         locations = LocationCache()
         membership = ClusterState()
+        origins = OriginTable(this: id.rawValue)
+        lastSequence = 0
         pending = [:]
         clients = []
         simulation.trace("n\(slot) boots as \(id) (clock rate \(rate))")
@@ -182,6 +187,8 @@ final class SimNode {
     /// `Node.deliver`: the local activation, a remembered owner, or a new activation here.
     func deliver(_ envelope: SimEnvelope, to actor: ActorID) throws(DNAError) {
         if let activation = activations[actor] {
+            var envelope = envelope
+            if envelope.sequence == 0 { envelope.sequence = nextSequence() }
             switch activation.machine.enqueue(envelope) {
             case .accepted(let waiter):
                 if let waiter { resume(activation, waiter) }
@@ -223,7 +230,8 @@ final class SimNode {
             pending[requestID] = PendingSimCall(reply: reply, peer: address, owner: owner, actor: actor)
         }
         let wire = SimWireRequest(
-            id: requestID, actor: actor, request: envelope.request, expectsReply: envelope.reply != nil, hops: envelope.hops)
+            id: requestID, actor: actor, request: envelope.request, expectsReply: envelope.reply != nil, hops: envelope.hops,
+            origin: envelope.origin == 0 ? "" : origins.name(of: envelope.origin), sequence: envelope.sequence)
         do throws(TransportError) {
             try link(to: address).send(wire)
         } catch {
@@ -235,7 +243,9 @@ final class SimNode {
     /// `Node.receive(request)`.
     func receive(_ wire: SimWireRequest, on connection: SimConnection) {
         let reply: SimReply? = wire.expectsReply ? .remote(connection: connection, requestID: wire.id) : nil
-        let envelope = SimEnvelope(request: wire.request, reply: reply, hops: wire.hops + 1)
+        let sender = simulation.nodes[connection.from.slot]
+        let origin = origins.number(of: wire.origin.isEmpty ? "n\(sender.slot).\(connection.from.incarnation)" : wire.origin)
+        let envelope = SimEnvelope(request: wire.request, reply: reply, hops: wire.hops + 1, origin: origin, sequence: wire.sequence)
         do throws(DNAError) {
             try deliver(envelope, to: wire.actor)
         } catch {
@@ -320,7 +330,14 @@ final class SimNode {
         while true {
             let step = activation.machine.nextStep(now: localNow, lease: lease.snapshot)
             switch step {
-            case .handle(let batch):
+            case .handle(let batch, let refused):
+                for envelope in refused {
+                    if let reply = envelope.reply {
+                        answer(reply, .failure(code: DNAError.Code.outOfOrder.name, message: "overtaken"))
+                    } else {
+                        simulation.count("cast.droppedOutOfOrder")
+                    }
+                }
                 handle(batch, in: activation, index: 0, operations: [], held: [])
                 return
             case .activate:
@@ -375,6 +392,10 @@ final class SimNode {
     /// in the middle of a batch); then hands the batch's writes to the machine.
     private func handle(_ batch: [SimEnvelope], in activation: SimActivation, index: Int, operations: [StorageOperation], held: [SimHeld]) {
         guard index < batch.count else {
+            var operations = operations
+            if !operations.isEmpty {
+                OrderRows.append(activation.machine.takeOrderChanges(), to: &operations, origins: origins)
+            }
             switch activation.machine.handled(operations: operations, held: held, now: localNow, lease: lease.snapshot) {
             case .none: break
             case .commit(let commit): submit(commit, of: activation)
@@ -439,8 +460,9 @@ final class SimNode {
             try state.activate(request, now: now)
         } completion: { [self] result in
             switch result {
-            case .success(.granted(let registration, let rows)):
+            case .success(.granted(let registration, var rows)):
                 simulation.trace("\(id) holds \(activation.actor) at epoch \(registration.epoch)")
+                activation.machine.restoreOrder(OrderRows.take(from: &rows, origins: origins))
                 activation.instance = Set(rows.map { String(decoding: $0.key, as: UTF8.self) })
                 finishActivation(activation, .granted(registration, leaseGeneration: generation, operations: []))
             case .success(.ownedElsewhere(let owner)):
@@ -498,6 +520,11 @@ final class SimNode {
     }
 
     func clientAfter(_ delay: Duration, _ label: String, _ action: @escaping () -> Void) { after(delay, label, action) }
+
+    func nextSequence() -> UInt64 {
+        lastSequence += 1
+        return lastSequence
+    }
 }
 
 final class SimActivation {
@@ -541,12 +568,12 @@ final class SimLink {
     func send(_ request: SimWireRequest) throws(TransportError) {
         switch machine.send(length: 64, now: now) {
         case .queued:
-            queued.append(request)
+            queued.append(numbered(request))
         case .connect(let attempt):
-            queued = [request]
+            queued = [numbered(request)]
             connect(attempt)
         case .flush(let connection, _, _):
-            queued.append(request)
+            queued.append(numbered(request))
             flush(connection)
         case .failFast(let error):
             let peer = self.peer
@@ -556,6 +583,12 @@ final class SimLink {
         case .overloaded(let bytes):
             throw TransportError(.overloaded, "link to \(peer) holds \(bytes) bytes")
         }
+    }
+
+    private func numbered(_ request: SimWireRequest) -> SimWireRequest {
+        var request = request
+        if request.sequence == 0 { request.sequence = node.nextSequence() }
+        return request
     }
 
     func connectIfDisconnected() {

@@ -44,6 +44,8 @@ final class OutgoingLink: Sendable {
     }
 
     func send(_ request: WireRequest) throws(TransportError) {
+        var request = request
+        let sequencer = core.configuration.sequencer
         let length = FrameCodec.frameLength(of: request)
         let max = core.configuration.maxFrameSize
         guard length <= max else {
@@ -53,10 +55,10 @@ final class OutgoingLink: Sendable {
         let action = state.withLock { state -> LinkStateMachine<any Channel>.SendAction in
             let action = state.machine.send(length: length, now: .now())
             switch action {
-            case .connect:
-                state.pending = nil
-                state.append(request)
-            case .queued, .flush:
+            case .connect, .queued, .flush:
+                // Numbered here, under the link's lock: requests leave in the order numbered.
+                if request.sequence == 0 { request.sequence = sequencer.next() }
+                if case .connect = action { state.pending = nil }
                 state.append(request)
             case .failFast, .overloaded:
                 break

@@ -136,6 +136,8 @@ enum FrameCodec {
                 throw .malformed(type, "unknown flags 0x\(String(flags, radix: 16))")
             }
             let hops = try reader.integer(UInt8.self, "hops")
+            let sequence = try reader.integer(UInt64.self, "sequence")
+            let origin = try reader.string("origin", reusing: &names.origin)
             let namespace = try reader.string("namespace", reusing: &names.namespace)
             let kind = try reader.string("kind", reusing: &names.kind)
             let key = try reader.string("key", reusing: &names.key)
@@ -144,7 +146,8 @@ enum FrameCodec {
             return .request(
                 WireRequest(
                     id: id, expectsReply: flags & RequestFlags.expectsReply != 0, hops: hops,
-                    namespace: namespace, kind: kind, key: key, requestName: requestName, payload: payload))
+                    namespace: namespace, kind: kind, key: key, requestName: requestName, payload: payload,
+                    origin: origin, sequence: sequence))
         case .response:
             let id = try reader.integer(UInt64.self, "id")
             let status = try reader.integer(UInt8.self, "status")
@@ -169,7 +172,8 @@ enum FrameCodec {
     /// The value of a request frame's length prefix (type byte + body), computed without
     /// encoding so an oversized request is refused before any bytes are written.
     static func frameLength(of request: WireRequest) -> Int {
-        1 + 8 + 1 + 1
+        1 + 8 + 1 + 1 + 8
+            + 4 + request.origin.utf8.count
             + 4 + request.namespace.utf8.count
             + 4 + request.kind.utf8.count
             + 4 + request.key.utf8.count
@@ -231,6 +235,8 @@ enum FrameCodec {
             writer.integer(request.id)
             writer.integer(request.expectsReply ? RequestFlags.expectsReply : 0)
             writer.integer(request.hops)
+            writer.integer(request.sequence)
+            writer.string(request.origin)
             writer.string(request.namespace)
             writer.string(request.kind)
             writer.string(request.key)
@@ -316,6 +322,7 @@ private struct RawFrameWriter {
 /// making and validating new strings, and equal strings that share storage compare at once
 /// further on.
 struct RecentNames {
+    var origin: String?
     var namespace: String?
     var kind: String?
     var key: String?

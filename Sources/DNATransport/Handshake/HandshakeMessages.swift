@@ -3,7 +3,7 @@ struct Hello: Sendable, Equatable {
     /// `"DNA\u{1}"`: tells a DNA peer from anything else that connects.
     static let magic: [UInt8] = Array("DNA\u{1}".utf8)
     /// The protocol version this build speaks.
-    static let currentProtocolVersion: UInt16 = 2
+    static let currentProtocolVersion: UInt16 = 3
 
     var magic: [UInt8]
     var protocolVersion: UInt16

@@ -95,7 +95,7 @@ final class GatedStore: ActorStore {
         var holding = false
         var held: [(CommitBatch, @Sendable (Result<Void, StoreError>) -> Void)] = []
         var heldWaiters: [CheckedContinuation<Void, Never>] = []
-        var committed: [Int] = []  // operation counts of committed batches
+        var committed: [Int] = []  // counts of the actor's own writes in committed batches
         var heartbeatsFail = false
     }
     private let state = Mutex(State())
@@ -133,7 +133,8 @@ final class GatedStore: ActorStore {
 
     private func forward(_ batch: CommitBatch, _ completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
         inner.commit(batch) { [self] result in
-            if case .success = result { state.withLock { $0.committed.append(batch.operations.count) } }
+            let writes = batch.operations.filter { !$0.module.hasPrefix("dna.") }.count
+            if case .success = result { state.withLock { $0.committed.append(writes) } }
             completion(result)
         }
     }
