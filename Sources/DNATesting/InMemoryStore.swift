@@ -172,7 +172,7 @@ package struct InMemoryStoreState: Sendable {
     package func registrations(kind: String?, limit: Int) -> [RegistrationRecord] {
         names.filter { kind == nil || $0.key.kind == kind }
             .map { RegistrationRecord(actor: $0.key, owner: $0.value.owner, epoch: $0.value.epoch) }
-            .sorted { $0.actor.description < $1.actor.description }
+            .sorted { $0.actor.description.utf8.lexicographicallyPrecedes($1.actor.description.utf8) }
             .prefix(limit).map { $0 }
     }
 

@@ -4,6 +4,11 @@
 /// Reads see every write staged before them, also in the same batch; all writes of a batch,
 /// across all of the actor's modules, commit in one transaction. Keys sort by their encoded
 /// bytes: UTF-8 for `String`, numerically for integers (see the README).
+///
+/// Two keys are the same key exactly when their encodings are the same bytes, in memory as
+/// in the store: `"café"` precomposed (NFC) and decomposed (NFD) are two keys, as are
+/// `0.0` and `-0.0`, though `==` calls them equal. Normalise keys yourself if your
+/// application wants them merged.
 public final class KV<Key: Hashable & Codable & Sendable, Value: Codable & Sendable>: UndoableModule {
     /// The default number of entries ``list(after:limit:)`` returns.
     public static var defaultListLimit: Int { 100 }
@@ -12,10 +17,11 @@ public final class KV<Key: Hashable & Codable & Sendable, Value: Codable & Senda
 
     @usableFromInline let name: String
     @usableFromInline let log: WriteLog
-    @usableFromInline var entries: [Key: Value]
+    /// By the identity of the key (its encoded bytes), not by its `==`.
+    @usableFromInline var entries: [KeyIdentity: Value]
     /// Previous values of the keys written in this batch, and where the current message's
     /// entries begin.
-    @usableFromInline var undoEntries: [(Key, Value?)] = []
+    @usableFromInline var undoEntries: [(key: Key, identity: KeyIdentity, previous: Value?)] = []
     @usableFromInline var undoMark = 0
     @usableFromInline var undoMessageNumber = -1
     @usableFromInline var index: SortedKeyIndex<Key>?
@@ -23,10 +29,11 @@ public final class KV<Key: Hashable & Codable & Sendable, Value: Codable & Senda
     init(name: String, rows: ArraySlice<ModuleRow>, log: WriteLog) throws(DNAError) {
         self.name = name
         self.log = log
-        var entries: [Key: Value] = [:]
+        var entries: [KeyIdentity: Value] = [:]
         entries.reserveCapacity(rows.count)
         for row in rows {
-            entries[try StorageCoding.decode(Key.self, from: row.key)] = try StorageCoding.decode(Value.self, from: row.value)
+            let key = try StorageCoding.decode(Key.self, from: row.key)
+            entries[try StorageCoding.identity(key)] = try StorageCoding.decode(Value.self, from: row.value)
         }
         self.entries = entries
     }
@@ -36,7 +43,11 @@ public final class KV<Key: Hashable & Codable & Sendable, Value: Codable & Senda
 
     /// The value stored for `key`, including writes not yet committed.
     @inlinable
-    public func read(_ key: Key) -> Value? { entries[key] }
+    public func read(_ key: Key) -> Value? {
+        // A key that cannot be encoded was never stored.
+        guard let identity = try? StorageCoding.identity(key) else { return nil }
+        return entries[identity]
+    }
 
     /// Stores `value` for `key`; committed with the current batch.
     /// - Throws: ``DNAError/Code/encodingFailed`` if the key or value cannot be encoded.
@@ -44,27 +55,29 @@ public final class KV<Key: Hashable & Codable & Sendable, Value: Codable & Senda
     public func write(_ value: Value, for key: Key) throws(DNAError) {
         let operation = StorageOperation(
             module: name, key: try StorageCoding.encode(key), value: try StorageCoding.encode(value))
-        let previous = entries.updateValue(value, forKey: key)
-        if previous == nil { index?.inserted(key, encoded: operation.key) }
-        record(key, previous, operation)
+        let identity = try StorageCoding.identity(key)
+        let previous = entries.updateValue(value, forKey: identity)
+        if previous == nil { index?.inserted(key, identity: identity, encoded: operation.key) }
+        record(key, identity, previous, operation)
     }
 
     /// Removes `key`; committed with the current batch.
     @inlinable
     public func delete(_ key: Key) throws(DNAError) {
-        guard let previous = entries.removeValue(forKey: key) else { return }
+        let identity = try StorageCoding.identity(key)
+        guard let previous = entries.removeValue(forKey: identity) else { return }
         index?.removed()
-        record(key, previous, StorageOperation(module: name, key: try StorageCoding.encode(key), value: nil))
+        record(key, identity, previous, StorageOperation(module: name, key: try StorageCoding.encode(key), value: nil))
     }
 
     @inlinable
-    func record(_ key: Key, _ previous: Value?, _ operation: StorageOperation) {
+    func record(_ key: Key, _ identity: KeyIdentity, _ previous: Value?, _ operation: StorageOperation) {
         if undoMessageNumber != log.message {
             undoMessageNumber = log.message
             log.touched(self, firstInBatch: undoEntries.isEmpty)
             undoMark = undoEntries.count
         }
-        undoEntries.append((key, previous))
+        undoEntries.append((key, identity, previous))
         log.append(operation)
     }
 
@@ -80,24 +93,38 @@ public final class KV<Key: Hashable & Codable & Sendable, Value: Codable & Senda
         }
         if index == nil {
             var built = SortedKeyIndex<Key>()
-            for key in entries.keys { built.inserted(key, encoded: try StorageCoding.encode(key)) }
+            for identity in entries.keys {
+                let (key, encoded) = try Self.key(of: identity)
+                built.inserted(key, identity: identity, encoded: encoded)
+            }
             index = built
         }
         let afterBytes = try after.map { key throws(DNAError) in try StorageCoding.encode(key) }
         let entries = self.entries
-        let keys = index!.keys(prefix: prefix, after: afterBytes, limit: limit) { entries[$0] != nil }
-        return keys.map { ($0, entries[$0]!) }
+        let found = index!.keys(prefix: prefix, after: afterBytes, limit: limit) { entries[$0] != nil }
+        return found.map { ($0.key, entries[$0.identity]!) }
+    }
+
+    /// The key and its encoding, from its identity (which holds one or the other).
+    private static func key(of identity: KeyIdentity) throws(DNAError) -> (Key, [UInt8]) {
+        switch identity {
+        case .utf8(let string): return (string as! Key, Array(string.utf8))
+        case .integer(let bits):
+            let encoded = withUnsafeBytes(of: bits.bigEndian) { Array($0) }
+            return (try StorageCoding.decode(Key.self, from: encoded), encoded)
+        case .bytes(let encoded): return (try StorageCoding.decode(Key.self, from: encoded), encoded)
+        }
     }
 
     @usableFromInline
     func undoMessage() {
-        for (key, previous) in undoEntries[undoMark...].reversed() {
+        for (key, identity, previous) in undoEntries[undoMark...].reversed() {
             if let previous {
-                if entries.updateValue(previous, forKey: key) == nil, let encoded = try? StorageCoding.encode(key) {
-                    index?.inserted(key, encoded: encoded)
+                if entries.updateValue(previous, forKey: identity) == nil, let encoded = try? StorageCoding.encode(key) {
+                    index?.inserted(key, identity: identity, encoded: encoded)
                 }
             } else {
-                entries.removeValue(forKey: key)
+                entries.removeValue(forKey: identity)
                 index?.removed()
             }
         }
@@ -125,25 +152,34 @@ extension KV where Key == String {
 /// swept out when they pile up.
 @usableFromInline
 struct SortedKeyIndex<Key: Hashable> {
-    private var sorted: [(encoded: [UInt8], key: Key)] = []
-    private var added: [(encoded: [UInt8], key: Key)] = []
+    @usableFromInline
+    struct Entry {
+        var encoded: [UInt8]
+        var key: Key
+        var identity: KeyIdentity
+    }
+
+    private var sorted: [Entry] = []
+    private var added: [Entry] = []
     private var removedSinceSweep = 0
 
     @usableFromInline
-    mutating func inserted(_ key: Key, encoded: [UInt8]) { added.append((encoded, key)) }
+    mutating func inserted(_ key: Key, identity: KeyIdentity, encoded: [UInt8]) {
+        added.append(Entry(encoded: encoded, key: key, identity: identity))
+    }
 
     @usableFromInline
     mutating func removed() { removedSinceSweep += 1 }
 
-    mutating func keys(prefix: [UInt8], after: [UInt8]?, limit: Int, isPresent: (Key) -> Bool) -> [Key] {
+    mutating func keys(prefix: [UInt8], after: [UInt8]?, limit: Int, isPresent: (KeyIdentity) -> Bool) -> [Entry] {
         if !added.isEmpty || removedSinceSweep > sorted.count / 2 {
             added.sort { $0.encoded.lexicographicallyPrecedes($1.encoded) }
-            var merged: [(encoded: [UInt8], key: Key)] = []
+            var merged: [Entry] = []
             merged.reserveCapacity(sorted.count + added.count)
             var i = 0
             var j = 0
             while i < sorted.count || j < added.count {
-                let next: (encoded: [UInt8], key: Key)
+                let next: Entry
                 if j == added.count || (i < sorted.count && !added[j].encoded.lexicographicallyPrecedes(sorted[i].encoded)) {
                     next = sorted[i]
                     i += 1
@@ -151,7 +187,7 @@ struct SortedKeyIndex<Key: Hashable> {
                     next = added[j]
                     j += 1
                 }
-                if isPresent(next.key), merged.last?.encoded != next.encoded { merged.append(next) }
+                if isPresent(next.identity), merged.last?.encoded != next.encoded { merged.append(next) }
             }
             sorted = merged
             added = []
@@ -166,12 +202,12 @@ struct SortedKeyIndex<Key: Hashable> {
             let before = encoded.lexicographicallyPrecedes(prefix) || (after.map { !$0.lexicographicallyPrecedes(encoded) } ?? false)
             if before { low = mid + 1 } else { high = mid }
         }
-        var result: [Key] = []
+        var result: [Entry] = []
         var position = low
         while position < sorted.count && result.count < limit {
             let entry = sorted[position]
             guard entry.encoded.starts(with: prefix) else { break }
-            if isPresent(entry.key) { result.append(entry.key) }
+            if isPresent(entry.identity) { result.append(entry) }
             position += 1
         }
         return result

@@ -61,6 +61,55 @@ enum StorageCoding {
 
     @inlinable
     static func orderedBytes(_ number: Int64) -> [UInt8] {
-        withUnsafeBytes(of: (UInt64(bitPattern: number) ^ (1 << 63)).bigEndian) { Array($0) }
+        withUnsafeBytes(of: orderedBits(number).bigEndian) { Array($0) }
+    }
+
+    @inlinable
+    static func orderedBits(_ number: Int64) -> UInt64 { UInt64(bitPattern: number) ^ (1 << 63) }
+
+    /// The identity of a module key: two keys are the same key exactly when their encodings
+    /// (``encode(_:)``) are the same bytes — in memory as in the store. `String`'s `==`
+    /// would merge canonically equivalent spellings, `Double`'s `0.0` and `-0.0`, and a
+    /// type's own `==` whatever it likes; the store would keep them apart.
+    @inlinable
+    static func identity<T: Encodable>(_ key: T) throws(DNAError) -> KeyIdentity {
+        switch key {
+        case let string as String: return .utf8(string)
+        case let number as Int: return .integer(orderedBits(Int64(number)))
+        case let number as Int64: return .integer(orderedBits(number))
+        case let number as Int32: return .integer(orderedBits(Int64(number)))
+        case let number as UInt64: return .integer(number)
+        case let number as UInt32: return .integer(UInt64(number))
+        default: return .bytes(try encode(key))
+        }
+    }
+}
+
+/// A module key as the store tells keys apart: by the bytes of its encoding. Without
+/// allocating for the common kinds: a `String` is compared by its UTF-8 bytes (its
+/// encoding), an integer by the 8 bytes it encodes to.
+@usableFromInline
+enum KeyIdentity: Hashable, Sendable {
+    case utf8(String)
+    case integer(UInt64)
+    case bytes([UInt8])
+
+    @inlinable
+    static func == (lhs: KeyIdentity, rhs: KeyIdentity) -> Bool {
+        switch (lhs, rhs) {
+        case (.utf8(let a), .utf8(let b)): a.utf8.elementsEqual(b.utf8)
+        case (.integer(let a), .integer(let b)): a == b
+        case (.bytes(let a), .bytes(let b)): a == b
+        default: false
+        }
+    }
+
+    @inlinable
+    func hash(into hasher: inout Hasher) {
+        switch self {
+        case .utf8(var string): string.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        case .integer(let number): hasher.combine(number)
+        case .bytes(let bytes): bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+        }
     }
 }

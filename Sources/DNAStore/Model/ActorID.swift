@@ -6,6 +6,11 @@
 /// Limits, checked by ``validate()``:
 /// - `namespace` and `kind`: 1 to ``maxSegmentBytes`` bytes of `A-Z a-z 0-9 _ . - :`.
 /// - `key`: 1 to ``maxKeyBytes`` bytes of UTF-8, without control characters.
+///
+/// Names are identified by their UTF-8 bytes, in memory as in the store and on the wire:
+/// `"café"` spelled with a precomposed `é` (NFC) and with `e` and a combining accent (NFD)
+/// are two names, although Swift's `==` on `String` calls them equal. Normalise keys
+/// yourself if your application wants them to be one.
 public struct ActorID: Hashable, Sendable, CustomStringConvertible {
     /// The longest namespace or kind, in UTF-8 bytes.
     public static let maxSegmentBytes = 64
@@ -23,6 +28,23 @@ public struct ActorID: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(namespace)/\(kind)/\(key)" }
+
+    /// Byte for byte (see above), not by `String`'s canonical equivalence.
+    public static func == (lhs: ActorID, rhs: ActorID) -> Bool {
+        lhs.key.utf8.elementsEqual(rhs.key.utf8) && lhs.kind.utf8.elementsEqual(rhs.kind.utf8)
+            && lhs.namespace.utf8.elementsEqual(rhs.namespace.utf8)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        func combine(_ part: String) {
+            var part = part
+            part.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+            hasher.combine(0xFF as UInt8)  // not a UTF-8 byte: separates the parts
+        }
+        combine(namespace)
+        combine(kind)
+        combine(key)
+    }
 
     /// Checks the limits above; throws ``StoreError/Code/invalidName`` with the reason.
     public func validate() throws(StoreError) {
