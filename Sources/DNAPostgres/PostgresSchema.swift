@@ -44,7 +44,8 @@ package enum PostgresSchema {
             state        TEXT NOT NULL,
             started_ms   BIGINT NOT NULL,
             heartbeat_ms BIGINT NOT NULL,
-            activations  BIGINT NOT NULL DEFAULT 0
+            activations  BIGINT NOT NULL DEFAULT 0,
+            failure_timeout_ms BIGINT NOT NULL DEFAULT 5000
         )
         """,
         """
@@ -121,6 +122,12 @@ package enum PostgresSchema {
         }
         guard found <= version else {
             throw StoreError(.schemaTooNew, "database \(database) has schema version \(found); this build reads up to \(version)")
+        }
+        if found < 2 {
+            // Version 1 → 2: each node records its own failure timeout (old rows: the default).
+            try await connection.run(
+                "ALTER TABLE dna_nodes ADD COLUMN failure_timeout_ms BIGINT NOT NULL DEFAULT 5000", logger: logger)
+            try await connection.run("UPDATE dna_meta SET value = '2' WHERE key = 'schema_version'", logger: logger)
         }
     }
 }

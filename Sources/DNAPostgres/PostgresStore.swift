@@ -149,13 +149,14 @@ public final class PostgresStore: ActorStore {
 
     // MARK: Membership
 
-    public func join(node: NodeID, cluster: String, address: String) async throws(StoreError) {
+    public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration) async throws(StoreError) {
         let logger = logger
+        let timeout = failureTimeout.milliseconds
         try await inTransaction("joining node \(node)") { connection in
             try await connection.run(
                 """
-                INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms)
-                VALUES (\(node.rawValue), \(cluster), \(address), 'joining', \(unescaped: Self.now), \(unescaped: Self.now))
+                INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms, failure_timeout_ms)
+                VALUES (\(node.rawValue), \(cluster), \(address), 'joining', \(unescaped: Self.now), \(unescaped: Self.now), \(timeout))
                 """, logger: logger)
         }
     }
@@ -174,8 +175,9 @@ public final class PostgresStore: ActorStore {
     }
 
     private static let now = PostgresSchema.nowMilliseconds
-    private static let nodeColumns = "node_id, cluster, address, state, \(now) - heartbeat_ms, activations"
-    private static let ownerNodeColumns = "n.node_id, n.cluster, n.address, n.state, \(now) - n.heartbeat_ms, n.activations"
+    private static let nodeColumns = "node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms"
+    private static let ownerNodeColumns =
+        "n.node_id, n.cluster, n.address, n.state, \(now) - n.heartbeat_ms, n.activations, n.failure_timeout_ms"
 
     public func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] {
         let logger = logger
@@ -185,12 +187,12 @@ public final class PostgresStore: ActorStore {
                 "SELECT \(unescaped: Self.nodeColumns) FROM dna_nodes WHERE cluster = \(cluster) ORDER BY node_id",
                 logger: logger)
             {
-                let (id, cluster, address, state, age, activations) = try row.decode(
-                    (String, String, String, String, Int64, Int64).self)
+                let (id, cluster, address, state, age, activations, timeout) = try row.decode(
+                    (String, String, String, String, Int64, Int64, Int64).self)
                 result.append(
                     NodeRecord(
                         id: NodeID(rawValue: id), cluster: cluster, address: address, state: NodeState(rawValue: state) ?? .left,
-                        heartbeatAgeMilliseconds: age, activations: activations))
+                        heartbeatAgeMilliseconds: age, activations: activations, failureTimeoutMilliseconds: timeout))
             }
             return result
         }
@@ -241,19 +243,20 @@ public final class PostgresStore: ActorStore {
                 FOR UPDATE OF a
                 """, logger: logger)
             {
-                let (id, owner, epoch, nodeID, cluster, address, state, age, activations) = try row.decode(
-                    (Int64, String?, Int64, String?, String?, String?, String?, Int64?, Int64?).self)
+                let (id, owner, epoch, nodeID, cluster, address, state, age, activations, timeout) = try row.decode(
+                    (Int64, String?, Int64, String?, String?, String?, String?, Int64?, Int64?, Int64?).self)
                 rowID = id
                 var ownerNode: NodeRecord?
-                if let nodeID, let cluster, let address, let state, let age, let activations {
+                if let nodeID, let cluster, let address, let state, let age, let activations, let timeout {
                     ownerNode = NodeRecord(
                         id: NodeID(rawValue: nodeID), cluster: cluster, address: address,
-                        state: NodeState(rawValue: state) ?? .left, heartbeatAgeMilliseconds: age, activations: activations)
+                        state: NodeState(rawValue: state) ?? .left, heartbeatAgeMilliseconds: age, activations: activations,
+                        failureTimeoutMilliseconds: timeout)
                 }
                 current = ClaimDecision.Current(owner: owner.map(NodeID.init(rawValue:)), epoch: epoch, ownerNode: ownerNode)
             }
             let epoch: Int64
-            switch ClaimDecision.decide(current: current, claimant: request.node, failureTimeout: request.failureTimeout) {
+            switch ClaimDecision.decide(current: current, claimant: request.node) {
             case .ownedElsewhere(let owner):
                 return .ownedElsewhere(owner)
             case .insert(let newEpoch):

@@ -12,8 +12,9 @@
 public protocol ActorStore: Sendable {
     // MARK: Membership
 
-    /// Adds a node row in state `joining` with a heartbeat at the store's `now`.
-    func join(node: NodeID, cluster: String, address: String) async throws(StoreError)
+    /// Adds a node row in state `joining` with a heartbeat at the store's `now`, and the
+    /// node's failure timeout (others judge it dead by that, not by their own).
+    func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration) async throws(StoreError)
     /// Records a heartbeat (store clock), the node's state and its number of activations.
     /// Throws ``StoreError/Code/fenced`` if the node's row says `left` or is gone: a node
     /// declared gone must not come back under the same identity.

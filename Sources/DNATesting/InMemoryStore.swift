@@ -33,8 +33,10 @@ public final class InMemoryStore: ActorStore {
         return try result.get()
     }
 
-    public func join(node: NodeID, cluster: String, address: String) async throws(StoreError) {
-        try perform { state, now throws(StoreError) in state.join(node: node, cluster: cluster, address: address, now: now) }
+    public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration) async throws(StoreError) {
+        try perform { state, now throws(StoreError) in
+            state.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout, now: now)
+        }
     }
 
     public func heartbeat(node: NodeID, state nodeState: NodeState, activations: Int64) async throws(StoreError) {
@@ -81,6 +83,7 @@ package struct InMemoryStoreState: Sendable {
         package var state: NodeState
         package var heartbeat: DNAInstant
         package var activations: Int64
+        package var failureTimeout: Duration
     }
 
     package struct Name: Sendable {
@@ -101,11 +104,13 @@ package struct InMemoryStoreState: Sendable {
     private func record(_ id: NodeID, _ node: Node, now: DNAInstant) -> NodeRecord {
         NodeRecord(
             id: id, cluster: node.cluster, address: node.address, state: node.state,
-            heartbeatAgeMilliseconds: (now - node.heartbeat).milliseconds, activations: node.activations)
+            heartbeatAgeMilliseconds: (now - node.heartbeat).milliseconds, activations: node.activations,
+            failureTimeoutMilliseconds: node.failureTimeout.milliseconds)
     }
 
-    package mutating func join(node: NodeID, cluster: String, address: String, now: DNAInstant) {
-        nodes[node] = Node(cluster: cluster, address: address, state: .joining, heartbeat: now, activations: 0)
+    package mutating func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, now: DNAInstant) {
+        nodes[node] = Node(
+            cluster: cluster, address: address, state: .joining, heartbeat: now, activations: 0, failureTimeout: failureTimeout)
     }
 
     package mutating func heartbeat(node: NodeID, state: NodeState, activations: Int64, now: DNAInstant) throws(StoreError) {
@@ -143,7 +148,7 @@ package struct InMemoryStoreState: Sendable {
         }
         let rowID: Int64
         let epoch: Int64
-        switch ClaimDecision.decide(current: current, claimant: request.node, failureTimeout: request.failureTimeout) {
+        switch ClaimDecision.decide(current: current, claimant: request.node) {
         case .ownedElsewhere(let owner):
             return .ownedElsewhere(owner)
         case .insert(let newEpoch):

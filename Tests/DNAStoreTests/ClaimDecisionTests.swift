@@ -7,41 +7,41 @@ struct ClaimDecisionTests {
     let other = NodeID(rawValue: "other")
 
     func node(_ id: NodeID, state: NodeState = .up, age: Int64) -> NodeRecord {
-        NodeRecord(id: id, cluster: "c", address: "a", state: state, heartbeatAgeMilliseconds: age, activations: 0)
+        NodeRecord(id: id, cluster: "c", address: "a", state: state, heartbeatAgeMilliseconds: age, activations: 0, failureTimeoutMilliseconds: 5000)
     }
 
     @Test func newNameIsInsertedAtEpochOne() {
-        #expect(ClaimDecision.decide(current: nil, claimant: me, failureTimeout: .seconds(5)) == .insert(epoch: 1))
+        #expect(ClaimDecision.decide(current: nil, claimant: me) == .insert(epoch: 1))
     }
 
     @Test func releasedNameIsTakenAtNextEpoch() {
         let current = ClaimDecision.Current(owner: nil, epoch: 7, ownerNode: nil)
-        #expect(ClaimDecision.decide(current: current, claimant: me, failureTimeout: .seconds(5)) == .takeOver(epoch: 8))
+        #expect(ClaimDecision.decide(current: current, claimant: me) == .takeOver(epoch: 8))
     }
 
     @Test func ownNameIsGrantedAgainAtNextEpoch() {
         let current = ClaimDecision.Current(owner: me, epoch: 3, ownerNode: node(me, age: 0))
-        #expect(ClaimDecision.decide(current: current, claimant: me, failureTimeout: .seconds(5)) == .takeOver(epoch: 4))
+        #expect(ClaimDecision.decide(current: current, claimant: me) == .takeOver(epoch: 4))
     }
 
     @Test func liveOwnerKeepsTheName() {
         let current = ClaimDecision.Current(owner: other, epoch: 3, ownerNode: node(other, age: 4_999))
-        #expect(ClaimDecision.decide(current: current, claimant: me, failureTimeout: .seconds(5)) == .ownedElsewhere(other))
+        #expect(ClaimDecision.decide(current: current, claimant: me) == .ownedElsewhere(other))
     }
 
     @Test func silentOwnerLosesTheNameAfterTheFailureTimeout() {
         let current = ClaimDecision.Current(owner: other, epoch: 3, ownerNode: node(other, age: 5_000))
-        #expect(ClaimDecision.decide(current: current, claimant: me, failureTimeout: .seconds(5)) == .takeOver(epoch: 4))
+        #expect(ClaimDecision.decide(current: current, claimant: me) == .takeOver(epoch: 4))
     }
 
     @Test func ownerThatLeftLosesTheNameAtOnce() {
         let current = ClaimDecision.Current(owner: other, epoch: 3, ownerNode: node(other, state: .left, age: 0))
-        #expect(ClaimDecision.decide(current: current, claimant: me, failureTimeout: .seconds(5)) == .takeOver(epoch: 4))
+        #expect(ClaimDecision.decide(current: current, claimant: me) == .takeOver(epoch: 4))
     }
 
     @Test func ownerWithoutNodeRowLosesTheName() {
         let current = ClaimDecision.Current(owner: other, epoch: 1, ownerNode: nil)
-        #expect(ClaimDecision.decide(current: current, claimant: me, failureTimeout: .seconds(5)) == .takeOver(epoch: 2))
+        #expect(ClaimDecision.decide(current: current, claimant: me) == .takeOver(epoch: 2))
     }
 }
 

@@ -30,10 +30,10 @@ struct PostgresAcknowledgementTests {
                 $0.port = proxy.port
                 adjust(&$0)
             }
-            try await store.join(node: helpers.node, cluster: "c", address: "a")
+            try await store.join(node: helpers.node, cluster: "c", address: "a", failureTimeout: .seconds(5))
             let actor = ActorID(namespace: "t", kind: "kv", key: key)
             let (registration, _) = try granted(
-                try await store.activate(ActivationRequest(actor: actor, node: helpers.node, failureTimeout: .seconds(60))))
+                try await store.activate(ActivationRequest(actor: actor, node: helpers.node)))
             try await body(proxy, store, registration, url)
         } catch {
             try? await proxy.shutdown()
@@ -81,7 +81,7 @@ struct PostgresAcknowledgementTests {
             // Read back from the server itself, past the proxy.
             let reader = try await helpers.openStore(url: url)
             let (_, rows) = try granted(
-                try await reader.activate(ActivationRequest(actor: registration.actor, node: helpers.node, failureTimeout: .seconds(60))))
+                try await reader.activate(ActivationRequest(actor: registration.actor, node: helpers.node)))
             await reader.close()
             let found = Dictionary(
                 rows.map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) }

@@ -33,7 +33,7 @@ struct PostgresStoreTests {
         for _ in 0..<5 { stores.append(try await openStore(url: url) { $0.maximumConnections = 10 }) }
         let claimants = (0..<50).map { NodeID(rawValue: "claimant-\($0)") }
         for claimant in claimants {
-            try await stores[0].join(node: claimant, cluster: "c", address: "x")
+            try await stores[0].join(node: claimant, cluster: "c", address: "x", failureTimeout: .seconds(5))
             try await stores[0].heartbeat(node: claimant, state: .up, activations: 0)
         }
         let target = ActorID(namespace: "test", kind: "kv", key: "contended")
@@ -42,7 +42,7 @@ struct PostgresStoreTests {
                 let store = stores[attempt % 5]
                 let claimant = claimants[attempt]
                 group.addTask {
-                    try await store.activate(ActivationRequest(actor: target, node: claimant, failureTimeout: .seconds(30)))
+                    try await store.activate(ActivationRequest(actor: target, node: claimant))
                 }
             }
             var outcomes: [ActivationOutcome] = []
@@ -66,10 +66,10 @@ struct PostgresStoreTests {
 
     @Test func pipelinedBatchesAreMergedAndApplyInOrder() async throws {
         let store = try await openStore()
-        try await store.join(node: node, cluster: "c", address: "a")
+        try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5))
         let (registration, _) = try granted(
             try await store.activate(
-                ActivationRequest(actor: ActorID(namespace: "t", kind: "kv", key: "p"), node: node, failureTimeout: .seconds(5))))
+                ActivationRequest(actor: ActorID(namespace: "t", kind: "kv", key: "p"), node: node)))
         let completed = Mutex<[Int64]>([])
         let failures = Mutex<[StoreError]>([])
         let before = store.commitStatementCount
@@ -100,7 +100,7 @@ struct PostgresStoreTests {
         #expect(skipped?.code == .predecessorMissing)
         let (_, rows) = try granted(
             try await store.activate(
-                ActivationRequest(actor: registration.actor, node: node, failureTimeout: .seconds(5))))
+                ActivationRequest(actor: registration.actor, node: node)))
         var expected = [ModuleRow(module: "kv", key: bytes("k1"), value: bytes("v1"))]
         expected += (3...8).map { ModuleRow(module: "kv", key: bytes("k\($0)"), value: bytes("v\($0)")) }
         expected.append(ModuleRow(module: "kv", key: bytes("shared"), value: bytes("8")))
@@ -112,10 +112,10 @@ struct PostgresStoreTests {
 
     @Test func mergedGroupFailsAsAWholeWhenFenced() async throws {
         let store = try await openStore()
-        try await store.join(node: node, cluster: "c", address: "a")
+        try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5))
         let actor = ActorID(namespace: "t", kind: "kv", key: "f")
-        let (old, _) = try granted(try await store.activate(ActivationRequest(actor: actor, node: node, failureTimeout: .seconds(5))))
-        _ = try granted(try await store.activate(ActivationRequest(actor: actor, node: node, failureTimeout: .seconds(5))))
+        let (old, _) = try granted(try await store.activate(ActivationRequest(actor: actor, node: node)))
+        _ = try granted(try await store.activate(ActivationRequest(actor: actor, node: node)))
         let codes = Mutex<[StoreError.Code]>([])
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             let remaining = Atomic<Int>(4)
@@ -127,7 +127,7 @@ struct PostgresStoreTests {
             }
         }
         #expect(codes.withLock { $0 } == [.fenced, .fenced, .fenced, .fenced])
-        let (_, rows) = try granted(try await store.activate(ActivationRequest(actor: actor, node: node, failureTimeout: .seconds(5))))
+        let (_, rows) = try granted(try await store.activate(ActivationRequest(actor: actor, node: node)))
         #expect(rows.isEmpty)
         await store.close()
     }
@@ -143,10 +143,10 @@ struct PostgresStoreTests {
         let server = try await PostgresTestServer.startServer()
         let url = try await server.createDatabase(named: "pause_test")
         let store = try await openStore(url: url) { $0.leaseTimeout = .seconds(1) }
-        try await store.join(node: node, cluster: "c", address: "a")
+        try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5))
         let actor = ActorID(namespace: "t", kind: "kv", key: "pause")
         var (registration, _) = try granted(
-            try await store.activate(ActivationRequest(actor: actor, node: node, failureTimeout: .seconds(60))))
+            try await store.activate(ActivationRequest(actor: actor, node: node)))
 
         var acknowledged: [String: String] = [:]
         var sequence: Int64 = 1
@@ -197,7 +197,7 @@ struct PostgresStoreTests {
         let back = ContinuousClock.now + .seconds(60)
         while rows == nil && ContinuousClock.now < back {
             do {
-                let outcome = try await store.activate(ActivationRequest(actor: actor, node: node, failureTimeout: .seconds(60)))
+                let outcome = try await store.activate(ActivationRequest(actor: actor, node: node))
                 let (newRegistration, newRows) = try granted(outcome)
                 registration = newRegistration
                 rows = newRows
@@ -214,7 +214,7 @@ struct PostgresStoreTests {
         // New commits on the same store object succeed.
         sequence = 1
         #expect(await commitNext() == nil)
-        let (_, after) = try granted(try await store.activate(ActivationRequest(actor: actor, node: node, failureTimeout: .seconds(60))))
+        let (_, after) = try granted(try await store.activate(ActivationRequest(actor: actor, node: node)))
         #expect(after.contains(ModuleRow(module: "kv", key: bytes("key-\(counter)"), value: bytes("\(counter)"))))
         await store.close()
         PostgresTestServer.forget(server)
@@ -281,7 +281,7 @@ struct PostgresStoreTests {
     @Test func operationsAfterCloseFailClosed() async throws {
         let store = try await openStore()
         await store.close()
-        let error = await #expect(throws: StoreError.self) { try await store.join(node: node, cluster: "c", address: "a") }
+        let error = await #expect(throws: StoreError.self) { try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5)) }
         #expect(error?.code == .closed)
     }
 

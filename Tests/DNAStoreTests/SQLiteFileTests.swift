@@ -31,6 +31,27 @@ struct SQLiteFileTests {
         #expect(error?.code == .notADNADatabase)
     }
 
+    @Test func aVersion1FileIsMigrated() async throws {
+        let (path, cleanup) = try temporaryPath()
+        defer { cleanup() }
+        try await SQLiteStore(configuration: .init(path: path)).close()
+        // Make it a file of schema version 1, as the previous release wrote it.
+        let old = try SQLiteConnection(path: path)
+        try old.execute("ALTER TABLE dna_nodes DROP COLUMN failure_timeout_ms; UPDATE dna_meta SET value = '1' WHERE key = 'schema_version'")
+        try old.execute("INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
+        let store = try SQLiteStore(configuration: .init(path: path))
+        try await store.join(node: NodeID(rawValue: "new"), cluster: "c", address: "y", failureTimeout: .seconds(9))
+        let records = try await store.nodes(cluster: "c")
+        #expect(records.first { $0.id.rawValue == "old" }?.failureTimeoutMilliseconds == 5000, "rows of version 1 get the default")
+        #expect(records.first { $0.id.rawValue == "new" }?.failureTimeoutMilliseconds == 9000)
+        await store.close()
+        let check = try SQLiteConnection(path: path)
+        let version = try check.prepare("SELECT value FROM dna_meta WHERE key = 'schema_version'")
+        _ = try version.step()
+        #expect(version.string(0) == "\(SQLiteSchema.version)")
+        version.reset()
+    }
+
     @Test func newerSchemaIsRefused() async throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }
@@ -75,9 +96,9 @@ struct SQLiteFileTests {
         configuration.busyTimeout = .milliseconds(10)
         let store = try SQLiteStore(configuration: configuration)
         let node = NodeID(rawValue: "n")
-        try await store.join(node: node, cluster: "c", address: "x")
+        try await store.join(node: node, cluster: "c", address: "x", failureTimeout: .seconds(5))
         guard case .granted(let registration, _) = try await store.activate(
-            ActivationRequest(actor: ActorID(namespace: "t", kind: "k", key: "a"), node: node, failureTimeout: .seconds(5)))
+            ActivationRequest(actor: ActorID(namespace: "t", kind: "k", key: "a"), node: node))
         else { Issue.record("not granted"); return }
         let blocker = try SQLiteConnection(path: path)
         try blocker.execute("BEGIN EXCLUSIVE")

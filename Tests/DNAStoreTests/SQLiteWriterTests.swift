@@ -16,11 +16,11 @@ struct SQLiteWriterTests {
         try SQLiteSchema.prepare(connection, path: path)
         let session = try SQLiteSession(connection)
         let node = NodeID(rawValue: "n")
-        try session.join(node: node, cluster: "c", address: "x")
+        try session.join(node: node, cluster: "c", address: "x", failureTimeout: .seconds(5))
         try session.heartbeat(node: node, state: .up, activations: 0)
         let actor = ActorID(namespace: "test", kind: "kv", key: "a")
         guard case .granted(let registration, _) = try session.activate(
-            ActivationRequest(actor: actor, node: node, failureTimeout: .seconds(5)))
+            ActivationRequest(actor: actor, node: node))
         else {
             Issue.record("not granted")
             return

@@ -52,14 +52,14 @@ struct StoreContractTests {
     let nodeA = NodeID(rawValue: "node-a")
     let nodeB = NodeID(rawValue: "node-b")
 
-    func request(_ node: NodeID, timeout: Duration = .seconds(5)) -> ActivationRequest {
-        ActivationRequest(actor: actor, node: node, failureTimeout: timeout)
+    func request(_ node: NodeID) -> ActivationRequest {
+        ActivationRequest(actor: actor, node: node)
     }
 
     func setUp(_ engine: Engine) async throws -> (any ActorStore, () -> Void) {
         let (store, cleanup) = try await engine.make()
         for node in [nodeA, nodeB] {
-            try await store.join(node: node, cluster: "c", address: node.rawValue)
+            try await store.join(node: node, cluster: "c", address: node.rawValue, failureTimeout: .seconds(5))
             try await store.heartbeat(node: node, state: .up, activations: 0)
         }
         return (store, cleanup)
@@ -91,11 +91,41 @@ struct StoreContractTests {
     func deadOwnerIsTakenOverByTheStoreClock(engine: Engine) async throws {
         let (store, cleanup) = try await setUp(engine)
         defer { cleanup() }
-        _ = try granted(try await store.activate(request(nodeA)))
-        // With a tiny failure timeout the owner's last heartbeat is already too old.
+        // An owner with a tiny failure timeout: its last heartbeat is soon too old.
+        let hasty = NodeID(rawValue: "node-hasty")
+        try await store.join(node: hasty, cluster: "c", address: "h", failureTimeout: .milliseconds(10))
+        try await store.heartbeat(node: hasty, state: .up, activations: 0)
+        _ = try granted(try await store.activate(request(hasty)))
         try await Task.sleep(for: .milliseconds(20))
-        let (taken, _) = try granted(try await store.activate(request(nodeB, timeout: .milliseconds(10))))
+        let (taken, _) = try granted(try await store.activate(request(nodeB)))
         #expect(taken.epoch == 2)
+        await store.close()
+    }
+
+    /// Defect h: a node is judged by the failure timeout it recorded, not by the claimant's.
+    @Test(arguments: Engine.allCases)
+    func anOwnerIsJudgedByItsOwnFailureTimeout(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let patient = NodeID(rawValue: "node-patient")
+        try await store.join(node: patient, cluster: "c", address: "p", failureTimeout: .seconds(60))
+        try await store.heartbeat(node: patient, state: .up, activations: 0)
+        let hasty = NodeID(rawValue: "node-hasty")
+        try await store.join(node: hasty, cluster: "c", address: "h", failureTimeout: .milliseconds(10))
+        try await store.heartbeat(node: hasty, state: .up, activations: 0)
+        _ = try granted(try await store.activate(request(patient)))
+        try await Task.sleep(for: .milliseconds(30))
+        // Silent for longer than the claimant's own timeout, not for longer than its own:
+        // the patient owner keeps its name (it serves for up to 48 s more under its lease).
+        guard case .ownedElsewhere(let owner) = try await store.activate(request(hasty)) else {
+            Issue.record("the owner's name was taken before its own failure timeout")
+            return
+        }
+        #expect(owner == patient)
+        let records = try await store.nodes(cluster: "c")
+        #expect(records.first { $0.id == patient }?.failureTimeoutMilliseconds == 60_000)
+        #expect(records.first { $0.id == patient }?.isAlive == true)
+        #expect(records.first { $0.id == hasty }?.isAlive == false)
         await store.close()
     }
 
@@ -132,7 +162,7 @@ struct StoreContractTests {
         let (registration, _) = try granted(try await store.activate(request(nodeA)))
         let other = ActorID(namespace: "test", kind: "kv", key: "b")
         guard case .granted(let otherRegistration, _) = try await store.activate(
-            ActivationRequest(actor: other, node: nodeA, failureTimeout: .seconds(5)))
+            ActivationRequest(actor: other, node: nodeA))
         else { Issue.record("not granted"); return }
         // Handed over without waiting, so the SQLite worker takes them in one transaction,
         // with the activation behind them.
@@ -278,7 +308,7 @@ struct StoreContractTests {
         defer { cleanup() }
         let nodes = (0..<5).map { NodeID(rawValue: "n\($0)") }
         for node in nodes {
-            try await store.join(node: node, cluster: "c", address: "x")
+            try await store.join(node: node, cluster: "c", address: "x", failureTimeout: .seconds(5))
             try await store.heartbeat(node: node, state: .up, activations: 0)
         }
         let target = ActorID(namespace: "test", kind: "kv", key: "contended")
@@ -287,7 +317,7 @@ struct StoreContractTests {
                 let node = nodes[attempt % nodes.count]
                 group.addTask {
                     if case .granted(let registration, _) = try await store.activate(
-                        ActivationRequest(actor: target, node: node, failureTimeout: .seconds(30)))
+                        ActivationRequest(actor: target, node: node))
                     {
                         return registration
                     }
@@ -328,7 +358,7 @@ struct StoreContractTests {
         defer { cleanup() }
         let error = await #expect(throws: StoreError.self) {
             _ = try await store.activate(
-                ActivationRequest(actor: ActorID(namespace: "test", kind: "kv", key: ""), node: nodeA, failureTimeout: .seconds(5)))
+                ActivationRequest(actor: ActorID(namespace: "test", kind: "kv", key: ""), node: nodeA))
         }
         #expect(error?.code == .invalidName)
         await store.close()

@@ -30,12 +30,12 @@ package final class ClusterState: Sendable {
 
     /// Replaces the membership with the store's view; returns the nodes that died since the
     /// last view (left, or no heartbeat within the failure timeout).
-    package func update(_ records: [NodeRecord], failureTimeout: Duration) -> Set<NodeID> {
+    package func update(_ records: [NodeRecord]) -> Set<NodeID> {
         var updated: [NodeID: Member] = [:]
         for record in records {
             updated[record.id] = Member(
                 record: record, address: try? PeerAddress(parsing: record.address),
-                alive: record.isAlive(failureTimeout: failureTimeout))
+                alive: record.isAlive)
         }
         return members.withLock { members in
             var died: Set<NodeID> = []

@@ -143,7 +143,7 @@ extension Node {
     /// store now counts as dead fail with a retryable error (a paused node would otherwise
     /// hold them until it resumes), and actors believed to be there are looked up afresh.
     func refreshMembers() async throws(StoreError) {
-        let dead = cluster.update(try await store.nodes(cluster: configuration.cluster), failureTimeout: configuration.failureTimeout)
+        let dead = cluster.update(try await store.nodes(cluster: configuration.cluster))
         if let transport {
             for address in cluster.liveAddresses(except: id) { transport.connect(to: address) }
         }

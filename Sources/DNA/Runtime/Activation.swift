@@ -292,7 +292,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             }
             let generation = node.currentLeaseGeneration
             let result = try await node.store.activate(
-                ActivationRequest(actor: id, node: node.id, failureTimeout: node.configuration.failureTimeout))
+                ActivationRequest(actor: id, node: node.id))
             switch result {
             case .granted(let registration, var rows):
                 granted = registration

@@ -112,7 +112,8 @@ public final class Node: Service, Sendable {
         self.advertisedAddress = advertisedAddress
         proxy.weakNode.withLock { $0.value = self }
         do {
-            try await store.join(node: id, cluster: configuration.cluster, address: advertisedAddress)
+            try await store.join(
+                node: id, cluster: configuration.cluster, address: advertisedAddress, failureTimeout: configuration.failureTimeout)
             if exclusive {
                 // We hold the file alone: every other node recorded in it is dead.
                 try await store.evictOtherNodes(cluster: configuration.cluster, keeping: id)

@@ -42,10 +42,13 @@ public struct NodeRecord: Sendable, Equatable {
     public var heartbeatAgeMilliseconds: Int64
     /// Activations the node reported with its last heartbeat.
     public var activations: Int64
+    /// The node's own failure timeout, as it recorded it when it joined: it stops serving
+    /// before this, and is judged dead after it, whatever the judge's own setting.
+    public var failureTimeoutMilliseconds: Int64
 
     public init(
         id: NodeID, cluster: String, address: String, state: NodeState,
-        heartbeatAgeMilliseconds: Int64, activations: Int64
+        heartbeatAgeMilliseconds: Int64, activations: Int64, failureTimeoutMilliseconds: Int64
     ) {
         self.id = id
         self.cluster = cluster
@@ -53,11 +56,13 @@ public struct NodeRecord: Sendable, Equatable {
         self.state = state
         self.heartbeatAgeMilliseconds = heartbeatAgeMilliseconds
         self.activations = activations
+        self.failureTimeoutMilliseconds = failureTimeoutMilliseconds
     }
 
-    /// Whether the node counts as alive for a claimant that uses `failureTimeout`.
-    public func isAlive(failureTimeout: Duration) -> Bool {
-        state != .left && heartbeatAgeMilliseconds < failureTimeout.milliseconds
+    /// Whether the node counts as alive: not `left`, and its last heartbeat is younger than
+    /// its own failure timeout (by the store's clock).
+    public var isAlive: Bool {
+        state != .left && heartbeatAgeMilliseconds < failureTimeoutMilliseconds
     }
 }
 

@@ -46,13 +46,10 @@ public struct ModuleRow: Sendable, Equatable {
 public struct ActivationRequest: Sendable {
     public var actor: ActorID
     public var node: NodeID
-    /// How long the claimant waits after an owner's last heartbeat before taking its names.
-    public var failureTimeout: Duration
 
-    public init(actor: ActorID, node: NodeID, failureTimeout: Duration) {
+    public init(actor: ActorID, node: NodeID) {
         self.actor = actor
         self.node = node
-        self.failureTimeout = failureTimeout
     }
 }
 

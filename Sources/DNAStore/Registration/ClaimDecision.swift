@@ -2,7 +2,7 @@
 ///
 /// - A name never registered is inserted at epoch 1.
 /// - A name with no owner (released on passivation or shutdown), or whose owner is dead
-///   (left, or silent past the claimant's failure timeout by the store's clock), is taken
+///   (left, or silent past the owner's own failure timeout by the store's clock), is taken
 ///   over at epoch + 1.
 /// - A name owned by the claimant itself is granted again at epoch + 1: a new activation
 ///   fences off any older activation of the same node generation.
@@ -26,14 +26,12 @@ public enum ClaimDecision: Equatable, Sendable {
         }
     }
 
-    public static func decide(
-        current: Current?, claimant: NodeID, failureTimeout: Duration
-    ) -> ClaimDecision {
+    public static func decide(current: Current?, claimant: NodeID) -> ClaimDecision {
         guard let current else { return .insert(epoch: 1) }
         guard let owner = current.owner, owner != claimant else {
             return .takeOver(epoch: current.epoch + 1)
         }
-        if let node = current.ownerNode, node.isAlive(failureTimeout: failureTimeout) {
+        if let node = current.ownerNode, node.isAlive {
             return .ownedElsewhere(owner)
         }
         return .takeOver(epoch: current.epoch + 1)

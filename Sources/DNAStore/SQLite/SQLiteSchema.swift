@@ -1,7 +1,7 @@
 /// The SQLite schema (documented in `docs/schema.md`), and the check that a file is ours.
 public enum SQLiteSchema {
     /// The schema version this build writes and reads.
-    public static let version = 1
+    public static let version = 2
 
     /// The store clock: milliseconds since 1970 by the database's `now`.
     static let nowMilliseconds = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
@@ -47,7 +47,8 @@ public enum SQLiteSchema {
             state        TEXT    NOT NULL,
             started_ms   INTEGER NOT NULL,
             heartbeat_ms INTEGER NOT NULL,
-            activations  INTEGER NOT NULL DEFAULT 0
+            activations  INTEGER NOT NULL DEFAULT 0,
+            failure_timeout_ms INTEGER NOT NULL DEFAULT 5000
         );
         CREATE TABLE dna_actors (
             actor_id  INTEGER PRIMARY KEY,
@@ -62,6 +63,13 @@ public enum SQLiteSchema {
         CREATE INDEX dna_actors_owner ON dna_actors (owner);
         \(moduleDataTable)
         INSERT INTO dna_meta (key, value) VALUES ('format', 'dna'), ('schema_version', '\(version)');
+        """
+
+    /// Version 1 → 2: each node records its own failure timeout (nodes written by version 1
+    /// used the default, 5 s).
+    static let migrationToVersion2 = """
+        ALTER TABLE dna_nodes ADD COLUMN failure_timeout_ms INTEGER NOT NULL DEFAULT 5000;
+        UPDATE dna_meta SET value = '2' WHERE key = 'schema_version';
         """
 
     /// Sets the connection up (WAL, durability, busy timeout).
@@ -106,6 +114,7 @@ public enum SQLiteSchema {
                 guard found <= version else {
                     throw StoreError(.schemaTooNew, "\(path) has schema version \(found); this build reads up to \(version)")
                 }
+                if found < 2 { try connection.execute(migrationToVersion2) }
             }
             try connection.execute("COMMIT")
         } catch {

@@ -13,19 +13,19 @@ final class SQLiteSession {
     private let now = SQLiteSchema.nowMilliseconds
 
     private lazy var insertNode = prepared("""
-        INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms)
-        VALUES (?1, ?2, ?3, 'joining', \(now), \(now))
+        INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms, failure_timeout_ms)
+        VALUES (?1, ?2, ?3, 'joining', \(now), \(now), ?4)
         """)
     private lazy var updateHeartbeat = prepared("""
         UPDATE dna_nodes SET heartbeat_ms = \(now), state = ?2, activations = ?3
         WHERE node_id = ?1 AND state <> 'left'
         """)
     private lazy var selectNodes = prepared("""
-        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations
+        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms
         FROM dna_nodes WHERE cluster = ?1 ORDER BY node_id
         """)
     private lazy var selectNode = prepared("""
-        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations
+        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms
         FROM dna_nodes WHERE node_id = ?1
         """)
     private lazy var releaseOthersNames = prepared("""
@@ -80,10 +80,11 @@ final class SQLiteSession {
         do { return try connection.prepare(sql) } catch { fatalError("DNA SQLite statement failed to prepare: \(error)") }
     }
 
-    func join(node: NodeID, cluster: String, address: String) throws(StoreError) {
+    func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration) throws(StoreError) {
         insertNode.bind(1, node.rawValue)
         insertNode.bind(2, cluster)
         insertNode.bind(3, address)
+        insertNode.bind(4, failureTimeout.milliseconds)
         try insertNode.run()
     }
 
@@ -99,7 +100,8 @@ final class SQLiteSession {
         NodeRecord(
             id: NodeID(rawValue: statement.string(0)), cluster: statement.string(1), address: statement.string(2),
             state: NodeState(rawValue: statement.string(3)) ?? .left,
-            heartbeatAgeMilliseconds: statement.int64(4), activations: statement.int64(5))
+            heartbeatAgeMilliseconds: statement.int64(4), activations: statement.int64(5),
+            failureTimeoutMilliseconds: statement.int64(6))
     }
 
     func nodes(cluster: String) throws(StoreError) -> [NodeRecord] {
@@ -137,7 +139,7 @@ final class SQLiteSession {
             if try selectNode.step() { current?.ownerNode = readNode(selectNode) }
         }
         let epoch: Int64
-        switch ClaimDecision.decide(current: current, claimant: request.node, failureTimeout: request.failureTimeout) {
+        switch ClaimDecision.decide(current: current, claimant: request.node) {
         case .ownedElsewhere(let owner):
             return .ownedElsewhere(owner)
         case .insert(let newEpoch):

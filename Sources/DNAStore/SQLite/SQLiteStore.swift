@@ -129,9 +129,9 @@ public final class SQLiteStore: ActorStore {
         return try result.get()
     }
 
-    public func join(node: NodeID, cluster: String, address: String) async throws(StoreError) {
+    public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration) async throws(StoreError) {
         try await perform { session throws(StoreError) in
-            try session.join(node: node, cluster: cluster, address: address)
+            try session.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout)
         }
     }
 

@@ -88,7 +88,10 @@ final class SimNode {
         let id = self.id
         let address = self.address.description
         let cluster = simulation.cluster
-        simulation.storeCall(from: self, "join") { state, now in state.join(node: id, cluster: cluster, address: address, now: now) } completion: {
+        let failureTimeout = configuration.failureTimeout
+        simulation.storeCall(from: self, "join") { state, now in
+            state.join(node: id, cluster: cluster, address: address, failureTimeout: failureTimeout, now: now)
+        } completion: {
             [self] result in
             guard case .success = result else {
                 after(.milliseconds(100), "retry start") { [self] in restartAfterFailedStart() }
@@ -164,7 +167,7 @@ final class SimNode {
         simulation.storeCall(from: self, "nodes") { state, now in state.nodes(cluster: cluster, now: now) } completion: {
             [self] result in
             guard case .success(let records) = result else { return }
-            let dead = membership.update(records, failureTimeout: configuration.failureTimeout)
+            let dead = membership.update(records)
             for address in membership.liveAddresses(except: id).sorted(by: { $0.description < $1.description }) {
                 link(to: address).connectIfDisconnected()
             }
@@ -455,7 +458,7 @@ final class SimNode {
 
     private func claim(_ activation: SimActivation) {
         let generation = lease.snapshot.generation
-        let request = ActivationRequest(actor: activation.actor, node: id, failureTimeout: configuration.failureTimeout)
+        let request = ActivationRequest(actor: activation.actor, node: id)
         simulation.storeCall(from: self, "claim \(activation.actor)") { state, now throws(StoreError) in
             try state.activate(request, now: now)
         } completion: { [self] result in

@@ -153,8 +153,8 @@ final class GatedStore: ActorStore {
         }
     }
 
-    func join(node: NodeID, cluster: String, address: String) async throws(StoreError) {
-        try await inner.join(node: node, cluster: cluster, address: address)
+    func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration) async throws(StoreError) {
+        try await inner.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout)
     }
     func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
         if self.state.withLock({ $0.heartbeatsFail }) { throw StoreError(.unavailable, "heartbeats blocked by the test") }
