@@ -198,6 +198,20 @@ public final class PostgresStore: ActorStore {
         }
     }
 
+    public func forgetNodes(cluster: String, goneFor retention: Duration) async throws(StoreError) -> Int {
+        let logger = logger
+        let retentionMilliseconds = retention.milliseconds
+        return try await inTransaction("forgetting the gone nodes of \(cluster)") { connection in
+            try await connection.query(
+                """
+                DELETE FROM dna_nodes WHERE cluster = \(cluster)
+                AND \(unescaped: Self.now) - heartbeat_ms > (CASE WHEN state = 'left' THEN 0 ELSE failure_timeout_ms END) + \(retentionMilliseconds)
+                RETURNING 1
+                """, logger: logger
+            ).collect().count
+        }
+    }
+
     public func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
         let logger = logger
         // One statement: both parts see the same snapshot and commit together.

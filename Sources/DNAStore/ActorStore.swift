@@ -21,6 +21,11 @@ public protocol ActorStore: Sendable {
     func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError)
     /// The nodes of a cluster, with heartbeat ages by the store's clock.
     func nodes(cluster: String) async throws(StoreError) -> [NodeRecord]
+    /// Deletes the rows of the cluster's nodes that have been gone — `left`, or silent past
+    /// their own failure timeout — for longer than `retention` (by the store's clock), so
+    /// the table does not grow with every restart. Returns how many it deleted. Names they
+    /// still own are taken over as those of any dead node.
+    func forgetNodes(cluster: String, goneFor retention: Duration) async throws(StoreError) -> Int
     /// Marks every other node of the cluster `left` and releases their names: used by an
     /// embedded node that holds the database exclusively, so others are certainly dead.
     func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError)

@@ -49,6 +49,10 @@ public final class InMemoryStore: ActorStore {
         try perform { state, now throws(StoreError) in state.nodes(cluster: cluster, now: now) }
     }
 
+    public func forgetNodes(cluster: String, goneFor retention: Duration) async throws(StoreError) -> Int {
+        try perform { state, now throws(StoreError) in state.forgetNodes(cluster: cluster, goneFor: retention, now: now) }
+    }
+
     public func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
         try perform { state, _ throws(StoreError) in state.evictOtherNodes(cluster: cluster, keeping: node) }
     }
@@ -127,6 +131,14 @@ package struct InMemoryStoreState: Sendable {
         nodes.filter { $0.value.cluster == cluster }
             .map { record($0.key, $0.value, now: now) }
             .sorted { $0.id.rawValue < $1.id.rawValue }
+    }
+
+    package mutating func forgetNodes(cluster: String, goneFor retention: Duration, now: DNAInstant) -> Int {
+        let gone = nodes.filter { id, node in
+            node.cluster == cluster && now - node.heartbeat > (node.state == .left ? .zero : node.failureTimeout) + retention
+        }.map(\.key)
+        for id in gone { nodes[id] = nil }
+        return gone.count
     }
 
     package mutating func evictOtherNodes(cluster: String, keeping node: NodeID) {

@@ -22,6 +22,10 @@ public struct TransportConfiguration: Sendable {
     public var port: Int = 0
     /// The largest frame accepted or sent, in bytes. Default 16 MiB.
     public var maxFrameSize: Int = 16 << 20
+    /// The most connections peers opened to this node that have not completed the
+    /// handshake yet; one more is closed at once. Bounds what unauthenticated peers can
+    /// hold (each waits at most ``handshakeTimeout``). Default 64.
+    public var maxUnauthenticatedConnections = 64
     /// How long a handshake may take before the connection is closed. Default 5 s.
     public var handshakeTimeout: Duration = .seconds(5)
     /// How long a connection attempt may take. Default 2 s.
@@ -225,9 +229,30 @@ public protocol ClusterTransportDelegate: AnyObject, Sendable {
     func transport(didReceive request: WireRequest, sink: ResponseSink)
     /// A response to a request this node sent to `peer`.
     func transport(didReceive response: WireResponse, from peer: PeerAddress)
-    /// The link to `peer` failed (connection refused, broken, handshake refused, or the
-    /// link is backing off). Requests sent to it and not yet answered will not be.
-    func transport(linkFailed peer: PeerAddress, error: TransportError)
+    /// A connection attempt of the link to a peer failed (refused, broken, handshake
+    /// refused): the requests sent on that attempt and not answered yet will not be.
+    func transport(linkFailed failure: LinkFailure)
+}
+
+/// What ``ClusterTransportDelegate/transport(linkFailed:)`` reports.
+public struct LinkFailure: Sendable {
+    public var peer: PeerAddress
+    /// The connection attempt that failed (what ``ClusterTransport/send(_:to:queued:)``
+    /// reported for the requests it carried): requests sent on a later attempt are not
+    /// affected, however late this report comes.
+    public var attempt: UInt64
+    public var error: TransportError
+    /// Casts that were queued on the attempt and are lost with it (nobody can be told:
+    /// count and log them). Casts already written to a connection that broke are lost
+    /// too, uncounted: TCP does not say what the peer read.
+    public var droppedCasts: Int
+
+    public init(peer: PeerAddress, attempt: UInt64, error: TransportError, droppedCasts: Int) {
+        self.peer = peer
+        self.attempt = attempt
+        self.error = error
+        self.droppedCasts = droppedCasts
+    }
 }
 
 /// The node-to-node transport: a listener for peers' connections and one outgoing,
@@ -319,21 +344,29 @@ public final class ClusterTransport: Sendable {
 
     /// Sends `request` to the node at `peer`, connecting (and authenticating) first if
     /// needed. Never blocks; requests to one peer are written in the order of the calls.
-    /// If the link fails, ``ClusterTransportDelegate/transport(linkFailed:error:)`` says so.
+    /// `queued` is called, before this returns and before any failure of it can be
+    /// reported, with the connection attempt that carries the request; if that attempt
+    /// fails, ``ClusterTransportDelegate/transport(linkFailed:)`` says so.
     ///
-    /// - Throws: ``TransportError/Code/overloaded`` if the link already holds
-    ///   ``TransportConfiguration/maxQueuedBytes`` the peer has not taken; then nothing was
-    ///   queued and the delegate hears nothing of this request.
-    public func send(_ request: WireRequest, to peer: PeerAddress) throws(TransportError) {
-        guard let link = link(to: peer) else {
-            let delegate = core.delegate
-            core.onEventLoop {
-                delegate.current?.transport(linkFailed: peer, error: TransportError(.shutDown, "the transport is shut down"))
-            }
-            return
-        }
-        try link.send(request)
+    /// - Throws: without queuing anything (the delegate hears nothing of this request):
+    ///   ``TransportError/Code/unreachable`` while the link backs off after a failure,
+    ///   ``TransportError/Code/shutDown`` after ``shutdown()``, and
+    ///   ``TransportError/Code/overloaded`` if the link already holds
+    ///   ``TransportConfiguration/maxQueuedBytes`` the peer has not taken.
+    public func send(_ request: WireRequest, to peer: PeerAddress, queued: (UInt64) -> Void = { _ in }) throws(TransportError) {
+        guard let link = link(to: peer) else { throw TransportError(.shutDown, "the transport is shut down") }
+        try link.send(request, queued: queued)
     }
+
+    /// Drops the link to `peer` (a node that left): closes its connection and forgets it.
+    /// A later send connects afresh.
+    public func disconnect(from peer: PeerAddress) {
+        guard let link = core.links.withLock({ $0?.removeValue(forKey: peer) }) else { return }
+        link.shutDown()?.close(promise: nil)
+    }
+
+    /// The peers this transport has a link to (connected or not).
+    public var linkedPeers: [PeerAddress] { core.links.withLock { $0.map { Array($0.keys) } ?? [] } }
 
     /// Opens (and authenticates) the link to `peer` now if it is not connected, so that
     /// the first request does not wait for the connection. Does nothing if the link is

@@ -102,6 +102,30 @@ struct StoreContractTests {
         await store.close()
     }
 
+    /// Defect j: rows of nodes gone for longer than the retention are deleted; a node whose
+    /// row is gone is told so at its next heartbeat and serves nothing more.
+    @Test(arguments: Engine.allCases)
+    func rowsOfGoneNodesAreForgotten(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let silent = NodeID(rawValue: "node-silent")
+        try await store.join(node: silent, cluster: "c", address: "s", failureTimeout: .milliseconds(10))
+        let left = NodeID(rawValue: "node-left")
+        try await store.join(node: left, cluster: "c", address: "l", failureTimeout: .seconds(60))
+        try await store.heartbeat(node: left, state: .left, activations: 0)
+        let other = NodeID(rawValue: "node-other-cluster")
+        try await store.join(node: other, cluster: "d", address: "o", failureTimeout: .milliseconds(10))
+        try await Task.sleep(for: .milliseconds(50))
+        // Live nodes, and gone ones within the retention, stay.
+        #expect(try await store.forgetNodes(cluster: "c", goneFor: .seconds(60)) == 0)
+        #expect(try await store.forgetNodes(cluster: "c", goneFor: .milliseconds(20)) == 2)
+        #expect(Set(try await store.nodes(cluster: "c").map(\.id)) == [nodeA, nodeB])
+        #expect(try await store.nodes(cluster: "d").map(\.id) == [other], "other clusters are left alone")
+        let error = await #expect(throws: StoreError.self) { try await store.heartbeat(node: silent, state: .up, activations: 0) }
+        #expect(error?.code == .fenced)
+        await store.close()
+    }
+
     /// Defect h: a node is judged by the failure timeout it recorded, not by the claimant's.
     @Test(arguments: Engine.allCases)
     func anOwnerIsJudgedByItsOwnFailureTimeout(engine: Engine) async throws {

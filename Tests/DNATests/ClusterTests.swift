@@ -83,6 +83,17 @@ struct ClusterTests {
         await cluster.shutdown()
     }
 
+    /// Defect j: a node drops its link to a node that left (and no live node listens there).
+    @Test func linksToNodesThatLeftAreDropped() async throws {
+        guard let cluster = try await TestCluster.start(.sqlite) else { return }
+        let gone = try cluster.address(2)
+        try await waitUntil(timeout: .seconds(10)) { cluster.nodes[0].transport?.linkedPeers.contains(gone) == true }
+        await cluster.nodes[2].shutdown()
+        try await waitUntil(timeout: .seconds(10)) { cluster.nodes[0].transport?.linkedPeers.contains(gone) == false }
+        #expect(cluster.nodes[0].transport?.linkedPeers.contains(try cluster.address(1)) == true, "links to live nodes stay")
+        await cluster.shutdown()
+    }
+
     @Test func castsToARemoteActorKeepTheirOrder() async throws {
         guard let cluster = try await TestCluster.start(.sqlite) else { return }
         _ = try await cluster.nodes[0].ref(Recorder.self, key: "ordered").call(Recorder.Activations())

@@ -71,6 +71,36 @@ struct HostilePeerTests {
         }
     }
 
+    @Test("connections that do not authenticate are capped: one over maxUnauthenticatedConnections is closed at once (defect j)")
+    func unauthenticatedConnectionsAreCapped() async throws {
+        let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server", configure: {
+            $0.maxUnauthenticatedConnections = 3
+            $0.handshakeTimeout = .seconds(60)
+        })
+        var idle: [any Channel] = []
+        for _ in 0..<4 {
+            idle.append(try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: address.port).get())
+        }
+        // Exactly one is closed, long before the handshake timeout; three keep waiting.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while idle.filter({ !$0.isActive }).isEmpty && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(idle.filter { !$0.isActive }.count == 1)
+        for channel in idle { try? await channel.close() }
+        // Once they are gone, a well-behaved peer is served.
+        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
+        var response: WireResponse?
+        for id in UInt64(1)...50 where response == nil {
+            response = try? await Fixtures.roundTrip(client, clientLog, to: address, id: id)
+            if response == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(response?.result == .success([1, 2, 3]))
+        #expect(serverLog.log.peerNodeIDs == ["client"])
+        await client.shutdown()
+        await server.shutdown()
+    }
+
     @Test("the server closes the connection and keeps serving others", arguments: Hostile.allCases)
     func hostilePeer(_ hostile: Hostile) async throws {
         // Tests run in parallel on a loaded machine: only the timeout cases get a short

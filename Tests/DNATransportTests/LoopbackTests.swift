@@ -192,7 +192,7 @@ struct LoopbackTests {
         await server.shutdown()
     }
 
-    @Test("a closed port gives linkFailed(unreachable) promptly; a send while backing off fails fast")
+    @Test("a closed port gives linkFailed(unreachable) promptly with the casts it lost; a send while backing off throws (defect g)")
     func unreachablePeer() async throws {
         // Nothing listens there, and no other test is given that port meanwhile.
         let address = PeerAddress(host: "127.0.0.1", port: Fixtures.unusedLowPort())
@@ -200,17 +200,24 @@ struct LoopbackTests {
             $0.reconnectInitialDelay = .seconds(30)
         })
         let start = ContinuousClock.now
-        try client.send(Fixtures.request(1), to: address)
+        var attempts: Set<UInt64> = []
+        try client.send(Fixtures.request(1), to: address, queued: { attempts.insert($0) })
+        for id in 2...4 { try client.send(Fixtures.request(UInt64(id), expectsReply: false), to: address, queued: { attempts.insert($0) }) }
         let log = try await clientLog.wait(for: "linkFailed", timeout: .seconds(3)) { !$0.failures.isEmpty }
         #expect(ContinuousClock.now - start < .seconds(5), "a refused connection is reported at once, not after a timeout")
         #expect(log.failures[0].peer == address)
         #expect(log.failures[0].error.code == .unreachable)
-        try client.send(Fixtures.request(2), to: address)
-        let second = try await clientLog.wait(for: "fail-fast linkFailed", timeout: .seconds(3)) { $0.failures.count >= 2 }
-        #expect(second.failures[1].error.code == .unreachable)
-        #expect(second.failures[1].error.message.contains("backing off"))
-        #expect(second.responses.isEmpty)
+        #expect(attempts == [log.failures[0].attempt], "every request was queued on the attempt that failed")
+        #expect(log.failures[0].droppedCasts == 3, "the three casts queued on it are reported lost")
+        // Backing off: the sender is told at once, and nothing is queued or reported later.
+        let error = #expect(throws: TransportError.self) { try client.send(Fixtures.request(5, expectsReply: false), to: address) }
+        #expect(error?.code == .unreachable)
+        #expect(error?.message.contains("backing off") == true)
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(clientLog.log.failures.count == 1)
+        #expect(clientLog.log.responses.isEmpty)
         await client.shutdown()
+        #expect(throws: TransportError.self) { try client.send(Fixtures.request(6), to: address) }
     }
 
     @Test("after the server restarts on the same port, a later send reconnects and succeeds")
@@ -244,9 +251,8 @@ struct LoopbackTests {
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
         _ = try await Fixtures.roundTrip(client, clientLog, to: address, id: 1)
         await client.shutdown()
-        try client.send(Fixtures.request(2), to: address)
-        let log = try await clientLog.wait(for: "linkFailed(shutDown)") { !$0.failures.isEmpty }
-        #expect(log.failures.map(\.error.code) == [.shutDown])
+        let error = #expect(throws: TransportError.self) { try client.send(Fixtures.request(2), to: address) }
+        #expect(error?.code == .shutDown)
         await server.shutdown()
         await #expect(throws: (any Error).self) {
             _ = try await RawConnection.session(port: address.port) { _ in true }

@@ -17,7 +17,7 @@ final class Recorder: ClusterTransportDelegate {
     struct Log: Sendable {
         var requests: [WireRequest] = []
         var responses: [WireResponse] = []
-        var failures: [(peer: PeerAddress, error: TransportError)] = []
+        var failures: [LinkFailure] = []
         var responseIDs: Set<UInt64> = []
         var peerNodeIDs: Set<String> = []
     }
@@ -60,8 +60,8 @@ final class Recorder: ClusterTransportDelegate {
         }
     }
 
-    func transport(linkFailed peer: PeerAddress, error: TransportError) {
-        record { $0.failures.append((peer, error)) }
+    func transport(linkFailed failure: LinkFailure) {
+        record { $0.failures.append(failure) }
     }
 
     var log: Log { state.withLock { $0.log } }

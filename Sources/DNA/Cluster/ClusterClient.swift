@@ -1,4 +1,6 @@
 import DNATransport
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// A client of a DNA cluster that is not a node: it connects to one node, authenticates
@@ -36,8 +38,12 @@ public final class ClusterClient: Sendable {
 
     /// Calls the actor `kind`/`key` in `namespace` with `request` through the node.
     ///
+    /// If the calling task is cancelled, the call throws `CancellationError` at once; the
+    /// node may still handle the request.
+    ///
     /// - Throws: ``DNAError`` (the node's or the actor's answer; ``DNAError/Code/nodeUnreachable``
-    ///   if the node could not be reached or the connection broke).
+    ///   if the node could not be reached, the connection broke, or no answer came within
+    ///   ``callTimeout``).
     public func call<R: ActorRequest>(_ request: R, kind: String, key: String, namespace: String = "default") async throws -> R.Response {
         let codec = RemoteCodec(for: R.self)
         let payload = try codec.encodeRequest(MessageBox(request))
@@ -45,24 +51,34 @@ public final class ClusterClient: Sendable {
         let delegate = delegate
         let timeout = callTimeout
         let node = node
-        let bytes: [UInt8] = try await withCheckedThrowingContinuation { continuation in
-            delegate.pending.withLock { $0[id] = continuation }
-            Task {
-                try? await Task.sleep(for: timeout)
-                delegate.pending.withLock { $0.removeValue(forKey: id) }?.resume(
-                    throwing: DNAError(.nodeUnreachable, "no answer from \(node) within \(timeout); the request may or may not have been handled"))
+        let transport = transport
+        let bytes: [UInt8] = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                // A timer on the event loop, cancelled with the answer: no task sleeps per call.
+                let timer = MultiThreadedEventLoopGroup.singleton.next().scheduleTask(in: TimeAmount(clamping: timeout)) { () -> Void in
+                    delegate.take(id)?.continuation.resume(
+                        throwing: DNAError(
+                            .nodeUnreachable, "no answer from \(node) within \(timeout); the request may or may not have been handled"))
+                }
+                delegate.pending.withLock { $0[id] = ClientDelegate.Call(continuation: continuation, timer: timer) }
+                if Task.isCancelled {
+                    delegate.take(id)?.continuation.resume(throwing: CancellationError())
+                    return
+                }
+                do throws(TransportError) {
+                    try transport.send(
+                        WireRequest(
+                            id: id, expectsReply: true, hops: 0, namespace: namespace, kind: kind, key: key,
+                            requestName: R.requestName, payload: payload, sequence: id),
+                        to: node,
+                        queued: { attempt in delegate.pending.withLock { $0[id]?.attempt = attempt } })
+                } catch {
+                    let code: DNAError.Code = error.code == .overloaded ? .overloaded : .nodeUnreachable
+                    delegate.take(id)?.continuation.resume(throwing: DNAError(code, error.message, underlying: error))
+                }
             }
-            do throws(TransportError) {
-                try transport.send(
-                    WireRequest(
-                        id: id, expectsReply: true, hops: 0, namespace: namespace, kind: kind, key: key,
-                        requestName: R.requestName, payload: payload, sequence: id),
-                    to: node)
-            } catch {
-                let code: DNAError.Code = error.code == .overloaded ? .overloaded : .nodeUnreachable
-                delegate.pending.withLock { $0.removeValue(forKey: id) }?.resume(
-                    throwing: DNAError(code, error.message, underlying: error))
-            }
+        } onCancel: {
+            delegate.take(id)?.continuation.resume(throwing: CancellationError())
         }
         return try codec.decodeResponse(bytes) as! R.Response
     }
@@ -75,7 +91,20 @@ public final class ClusterClient: Sendable {
 }
 
 private final class ClientDelegate: ClusterTransportDelegate {
-    let pending = Mutex<[UInt64: CheckedContinuation<[UInt8], any Error>]>([:])
+    struct Call {
+        var continuation: CheckedContinuation<[UInt8], any Error>
+        var timer: Scheduled<Void>
+        var attempt: UInt64 = 0
+    }
+
+    let pending = Mutex<[UInt64: Call]>([:])
+
+    /// Removes call `id` and stops its timer; `nil` if it was answered already.
+    func take(_ id: UInt64) -> Call? {
+        let call = pending.withLock { $0.removeValue(forKey: id) }
+        call?.timer.cancel()
+        return call
+    }
 
     func transport(didReceive request: WireRequest, sink: ResponseSink) {
         // A client hosts no actors.
@@ -87,15 +116,24 @@ private final class ClientDelegate: ClusterTransportDelegate {
     }
 
     func transport(didReceive response: WireResponse, from peer: PeerAddress) {
-        guard let continuation = pending.withLock({ $0.removeValue(forKey: response.id) }) else { return }
+        guard let call = take(response.id) else { return }
         switch response.result {
-        case .success(let bytes): continuation.resume(returning: bytes)
-        case .failure(let wire): continuation.resume(throwing: DNAError(wire))
+        case .success(let bytes): call.continuation.resume(returning: bytes)
+        case .failure(let wire): call.continuation.resume(throwing: DNAError(wire))
         }
     }
 
-    func transport(linkFailed peer: PeerAddress, error: TransportError) {
-        failAll(DNAError(.nodeUnreachable, "node at \(peer) could not be reached: \(error.message)", underlying: error))
+    func transport(linkFailed failure: LinkFailure) {
+        let error = DNAError(
+            .nodeUnreachable, "node at \(failure.peer) could not be reached: \(failure.error.message)", underlying: failure.error)
+        let failed = pending.withLock { pending in
+            let ids = pending.compactMap { $0.value.attempt == failure.attempt ? $0.key : nil }
+            return ids.compactMap { pending.removeValue(forKey: $0) }
+        }
+        for call in failed {
+            call.timer.cancel()
+            call.continuation.resume(throwing: error)
+        }
     }
 
     func failAll(_ error: DNAError) {
@@ -103,6 +141,9 @@ private final class ClientDelegate: ClusterTransportDelegate {
             defer { pending = [:] }
             return Array(pending.values)
         }
-        for continuation in waiting { continuation.resume(throwing: error) }
+        for call in waiting {
+            call.timer.cancel()
+            call.continuation.resume(throwing: error)
+        }
     }
 }

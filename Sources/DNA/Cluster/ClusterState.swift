@@ -6,6 +6,8 @@ struct PendingCall: Sendable {
     var reply: Reply
     var decode: @Sendable ([UInt8]) throws(DNAError) -> any Sendable
     var peer: PeerAddress
+    /// The connection attempt of the link that carries it (0 until the link says).
+    var attempt: UInt64 = 0
     var owner: NodeID
     var actor: ActorID
 }
@@ -57,6 +59,11 @@ package final class ClusterState: Sendable {
     }
 
     func knows(_ node: NodeID) -> Bool { members.withLock { $0[node] != nil } }
+
+    /// Whether a live node (this one included) is at `address`.
+    package func isLive(at address: PeerAddress) -> Bool {
+        members.withLock { members in members.values.contains { $0.alive && $0.address == address } }
+    }
 
     /// The nodes now serving at `address` (a node restarted on the same address is a new id).
     package func nodes(at address: PeerAddress) -> [NodeID] {
@@ -123,8 +130,8 @@ final class TransportDelegateProxy: ClusterTransportDelegate {
         node?.receive(response, from: peer)
     }
 
-    func transport(linkFailed peer: PeerAddress, error: TransportError) {
-        node?.linkFailed(peer, error: error)
+    func transport(linkFailed failure: LinkFailure) {
+        node?.linkFailed(failure)
     }
 }
 

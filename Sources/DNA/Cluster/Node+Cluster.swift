@@ -33,7 +33,11 @@ extension Node {
                     id: requestID, expectsReply: envelope.reply != nil, hops: envelope.hops, namespace: id.namespace,
                     kind: id.kind, key: id.key, requestName: handler.requestName, payload: payload,
                     origin: envelope.origin == 0 ? "" : origins.name(of: envelope.origin), sequence: envelope.sequence),
-                to: address)
+                to: address,
+                queued: { attempt in
+                    // Under the link's lock: before any failure of this attempt can be reported.
+                    if requestID != 0 { cluster.pending.withLock { $0[requestID]?.attempt = attempt } }
+                })
         } catch {
             // Nothing was queued: the reply goes back to the caller untouched, with the error.
             if requestID != 0 { cluster.pending.withLock { _ = $0.removeValue(forKey: requestID) } }
@@ -108,12 +112,19 @@ extension Node {
         }
     }
 
-    /// The link to `peer` failed: its unanswered calls get a retryable error, and actors
-    /// believed to be there will be looked up afresh.
-    func linkFailed(_ peer: PeerAddress, error: TransportError) {
+    /// A connection attempt to `peer` failed: the calls it carried get a retryable error
+    /// (not those sent on a later attempt, however late this report comes), its lost casts
+    /// are counted, and actors believed to be there will be looked up afresh.
+    func linkFailed(_ report: LinkFailure) {
+        let (peer, error) = (report.peer, report.error)
         let failed = cluster.pending.withLock { pending in
-            let ids = pending.compactMap { $0.value.peer == peer ? $0.key : nil }
+            let ids = pending.compactMap { $0.value.peer == peer && $0.value.attempt == report.attempt ? $0.key : nil }
             return ids.compactMap { pending.removeValue(forKey: $0) }
+        }
+        if report.droppedCasts > 0 {
+            metrics.castsDroppedLinkFailed.increment(by: report.droppedCasts)
+            logger.warning(
+                "casts lost with a failed link", metadata: ["peer": "\(peer)", "casts": "\(report.droppedCasts)", "error": "\(error)"])
         }
         let owners = Set(cluster.nodes(at: peer)).union(failed.map(\.owner))
         locations.forget(owners: owners)
@@ -145,7 +156,12 @@ extension Node {
     func refreshMembers() async throws(StoreError) {
         let dead = cluster.update(try await store.nodes(cluster: configuration.cluster))
         if let transport {
-            for address in cluster.liveAddresses(except: id) { transport.connect(to: address) }
+            let live = Set(cluster.liveAddresses(except: id))
+            for address in live { transport.connect(to: address) }
+            // Links to nodes that are gone, where no live node listens now, are dropped.
+            for peer in transport.linkedPeers where !live.contains(peer) && !cluster.isLive(at: peer) {
+                transport.disconnect(from: peer)
+            }
         }
         guard !dead.isEmpty else { return }
         let failed = cluster.pending.withLock { pending in

@@ -227,6 +227,9 @@ public final class Node: Service, Sendable {
     }
 
     private func heartbeatLoop() async {
+        // Gone nodes' rows are deleted about once a minute, not every round.
+        let pruneEvery = max(1, Int(Duration.seconds(60) / configuration.heartbeatInterval))
+        var round = 0
         while !Task.isCancelled {
             do { try await clock.sleep(for: configuration.heartbeatInterval) } catch { return }
             do {
@@ -242,6 +245,15 @@ public final class Node: Service, Sendable {
             if transport != nil {
                 do { try await refreshMembers() } catch {
                     logger.warning("could not read the cluster's nodes", metadata: ["error": "\(error)"])
+                }
+            }
+            round += 1
+            if round % pruneEvery == 0 {
+                do {
+                    let forgotten = try await store.forgetNodes(cluster: configuration.cluster, goneFor: configuration.goneNodeRetention)
+                    if forgotten > 0 { logger.debug("forgot nodes that are gone", metadata: ["nodes": "\(forgotten)"]) }
+                } catch {
+                    logger.debug("could not forget gone nodes", metadata: ["error": "\(error)"])
                 }
             }
         }

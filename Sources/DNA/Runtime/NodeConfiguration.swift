@@ -124,6 +124,10 @@ extension Node {
         /// time stops serving its activations until it writes one again (its lease), so a
         /// paused or partitioned node never answers for a name another node may hold.
         public var failureTimeout: Duration = .seconds(5)
+        /// How long the membership row of a node that is gone (left, or silent past its
+        /// failure timeout) is kept before a live node deletes it; so restarts do not make
+        /// the table grow. Default 10 minutes.
+        public var goneNodeRetention: Duration = .seconds(600)
         /// The node's logger.
         public var logger: Logger = Logger(label: "dna.node")
         /// Where the node reads the time and waits: heartbeats, the lease, commit retries and

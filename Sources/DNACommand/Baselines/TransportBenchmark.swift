@@ -105,7 +105,7 @@ private final class EchoDelegate: ClusterTransportDelegate {
         if request.expectsReply { sink.send(WireResponse(id: request.id, result: .success(request.payload))) }
     }
     func transport(didReceive response: WireResponse, from peer: PeerAddress) {}
-    func transport(linkFailed peer: PeerAddress, error: TransportError) {}
+    func transport(linkFailed failure: LinkFailure) {}
 }
 
 /// Counts responses; lets the benchmark await a count. A link failure fails the waiter.
@@ -144,7 +144,8 @@ private final class ResponseCounter: ClusterTransportDelegate {
         ready?.resume()
     }
 
-    func transport(linkFailed peer: PeerAddress, error: TransportError) {
+    func transport(linkFailed failure: LinkFailure) {
+        let error = failure.error
         let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
             state.failure = error
             defer { state.waiter = nil }

@@ -28,6 +28,10 @@ final class SQLiteSession {
         SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms
         FROM dna_nodes WHERE node_id = ?1
         """)
+    private lazy var deleteGoneNodes = prepared("""
+        DELETE FROM dna_nodes WHERE cluster = ?1
+        AND \(now) - heartbeat_ms > (CASE WHEN state = 'left' THEN 0 ELSE failure_timeout_ms END) + ?2
+        """)
     private lazy var releaseOthersNames = prepared("""
         UPDATE dna_actors SET owner = NULL
         WHERE owner IN (SELECT node_id FROM dna_nodes WHERE cluster = ?1 AND node_id <> ?2)
@@ -110,6 +114,13 @@ final class SQLiteSession {
         var result: [NodeRecord] = []
         while try selectNodes.step() { result.append(readNode(selectNodes)) }
         return result
+    }
+
+    func forgetNodes(cluster: String, goneFor retention: Duration) throws(StoreError) -> Int {
+        deleteGoneNodes.bind(1, cluster)
+        deleteGoneNodes.bind(2, retention.milliseconds)
+        try deleteGoneNodes.run()
+        return connection.changes
     }
 
     func evictOtherNodes(cluster: String, keeping node: NodeID) throws(StoreError) {

@@ -145,6 +145,10 @@ public final class SQLiteStore: ActorStore {
         try await perform { session throws(StoreError) in try session.nodes(cluster: cluster) }
     }
 
+    public func forgetNodes(cluster: String, goneFor retention: Duration) async throws(StoreError) -> Int {
+        try await perform { session throws(StoreError) in try session.forgetNodes(cluster: cluster, goneFor: retention) }
+    }
+
     public func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
         try await perform { session throws(StoreError) in try session.evictOtherNodes(cluster: cluster, keeping: node) }
     }

@@ -236,7 +236,8 @@ final class SimNode {
             id: requestID, actor: actor, request: envelope.request, expectsReply: envelope.reply != nil, hops: envelope.hops,
             origin: envelope.origin == 0 ? "" : origins.name(of: envelope.origin), sequence: envelope.sequence)
         do throws(TransportError) {
-            try link(to: address).send(wire)
+            let attempt = try link(to: address).send(wire)
+            if requestID != 0 { pending[requestID]?.attempt = attempt }
         } catch {
             if requestID != 0 { pending[requestID] = nil }
             throw DNAError(error.code == .overloaded ? .overloaded : .nodeUnreachable, error.message)
@@ -276,14 +277,14 @@ final class SimNode {
         let peer = nodeAddress(connection.to.slot)
         guard let link = links[peer], link.failed(connection) else { return }
         soon("link to \(peer) failed") { [self] in
-            linkFailed(peer: peer, error: TransportError(.unreachable, "connection closed by the peer"))
+            linkFailed(peer: peer, attempt: connection.attempt, error: TransportError(.unreachable, "connection closed by the peer"))
         }
     }
 
     /// `Node.linkFailed`: the link to `peer` failed: its unanswered calls fail, and actors
     /// believed to be there are looked up afresh.
-    func linkFailed(peer: PeerAddress, error: TransportError) {
-        let failed = pending.keys.sorted().filter { pending[$0]!.peer == peer }
+    func linkFailed(peer: PeerAddress, attempt: UInt64, error: TransportError) {
+        let failed = pending.keys.sorted().filter { pending[$0]!.peer == peer && pending[$0]!.attempt == attempt }
         var owners = Set(membership.nodes(at: peer))
         for requestID in failed { owners.insert(pending[requestID]!.owner) }
         locations.forget(owners: owners)
@@ -546,6 +547,7 @@ final class SimActivation {
 struct PendingSimCall {
     var reply: SimReply
     var peer: PeerAddress
+    var attempt: UInt64 = 0
     var owner: NodeID
     var actor: ActorID
 }
@@ -568,7 +570,8 @@ final class SimLink {
     private var simulation: ClusterSimulation { node.simulation }
     private var now: NIODeadline { .uptimeNanoseconds(UInt64(max(0, node.localNow.nanoseconds))) }
 
-    func send(_ request: SimWireRequest) throws(TransportError) {
+    /// Returns the connection attempt that carries the request.
+    func send(_ request: SimWireRequest) throws(TransportError) -> UInt64 {
         switch machine.send(length: 64, now: now) {
         case .queued:
             queued.append(numbered(request))
@@ -579,13 +582,11 @@ final class SimLink {
             queued.append(numbered(request))
             flush(connection)
         case .failFast(let error):
-            let peer = self.peer
-            simulation.schedule(at: simulation.now + 1_000, node: node.target, "link to \(peer) fails fast") { [node] in
-                node.linkFailed(peer: peer, error: error)
-            }
+            throw error
         case .overloaded(let bytes):
             throw TransportError(.overloaded, "link to \(peer) holds \(bytes) bytes")
         }
+        return machine.attempt
     }
 
     private func numbered(_ request: SimWireRequest) -> SimWireRequest {
@@ -642,7 +643,7 @@ final class SimLink {
         queued = []
         let peer = self.peer
         simulation.schedule(at: simulation.now + 1_000, node: node.target, "link to \(peer) failed") { [node] in
-            node.linkFailed(peer: peer, error: error)
+            node.linkFailed(peer: peer, attempt: attempt, error: error)
         }
     }
 

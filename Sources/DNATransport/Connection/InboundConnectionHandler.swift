@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import Synchronization
 
 /// One connection a peer opened to us: runs the server side of the handshake, then hands
 /// each request to the delegate, in arrival order, with a ``ResponseSink`` bound to this
@@ -19,6 +20,8 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     private var writer: InboundWriter?
     private var sink: ResponseSink?
     private var closing = false
+    /// Counted in ``TransportCore/unauthenticated`` until authenticated or closed.
+    private var counted = false
 
     init(core: TransportCore) {
         self.core = core
@@ -30,7 +33,23 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         logger[metadataKey: "peer.address"] = "\(Self.describe(context.remoteAddress))"
         logger[metadataKey: "connection"] = "inbound"
+        counted = true
+        let count = core.unauthenticated.wrappingAdd(1, ordering: .relaxed).newValue
+        guard count <= core.configuration.maxUnauthenticatedConnections else {
+            close(
+                context: context,
+                reason: "\(count - 1) connections are already waiting for their handshake (maxUnauthenticatedConnections)",
+                code: .handshakeFailed)
+            return
+        }
         if context.channel.isActive { armTimeout(context: context) }
+    }
+
+    /// This connection no longer counts as unauthenticated.
+    private func uncount() {
+        guard counted else { return }
+        counted = false
+        core.unauthenticated.wrappingSubtract(1, ordering: .relaxed)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -78,6 +97,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
         case .authenticated(let peerNodeID, let welcome):
             timeout?.cancel()
             timeout = nil
+            uncount()
             logger[metadataKey: "peer.node"] = "\(peerNodeID)"
             let writer = InboundWriter(
                 channel: context.channel, maxFrameSize: core.configuration.maxFrameSize, logger: logger)
@@ -111,6 +131,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     private func close(context: ChannelHandlerContext, reason: String, code: TransportError.Code) {
         guard !closing else { return }
         closing = true
+        uncount()
         timeout?.cancel()
         writer?.close()
         logger.warning("closing inbound connection", metadata: ["reason": "\(reason)", "error.code": "\(code)"])
@@ -126,6 +147,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        uncount()
         timeout?.cancel()
         writer?.close()
         if !closing { logger.debug("inbound connection closed by the peer") }

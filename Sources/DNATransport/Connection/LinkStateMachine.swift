@@ -26,6 +26,8 @@ package struct LinkStateMachine<Channel> {
     package private(set) var queuedBytes = 0
     /// How many requests they are.
     package private(set) var queuedRequests = 0
+    /// How many of them are casts (lost unseen if the attempt fails).
+    package private(set) var queuedCasts = 0
     private var flushScheduled = false
     /// The channel's writability: while the peer does not keep up, requests stay queued
     /// (bounded by `maxQueuedBytes`) instead of in NIO's unbounded buffer.
@@ -45,6 +47,18 @@ package struct LinkStateMachine<Channel> {
         if case .connected = phase { return true }
         return false
     }
+
+    /// The current connection attempt (what requests queued now travel on).
+    package var attempt: UInt64 { lastAttempt }
+
+    /// The connected channel, if any.
+    package var channel: Channel? {
+        if case .connected(_, let channel) = phase { return channel }
+        return nil
+    }
+
+    /// The request just queued is a cast.
+    package mutating func queuedCast() { queuedCasts += 1 }
 
     package enum SendAction {
         /// Queued behind the connection being made, or behind a flush already scheduled.
@@ -98,8 +112,7 @@ package struct LinkStateMachine<Channel> {
     private mutating func startConnecting() -> UInt64 {
         lastAttempt += 1
         phase = .connecting(attempt: lastAttempt)
-        queuedBytes = 0
-        queuedRequests = 0
+        taken()
         return lastAttempt
     }
 
@@ -169,5 +182,6 @@ package struct LinkStateMachine<Channel> {
     private mutating func taken() {
         queuedBytes = 0
         queuedRequests = 0
+        queuedCasts = 0
     }
 }

@@ -17,6 +17,7 @@ final class OutgoingLink: Sendable {
         var pending: ByteBuffer?
 
         mutating func append(_ request: WireRequest) {
+            if !request.expectsReply { machine.queuedCast() }
             if pending == nil {
                 pending = ByteBufferAllocator().buffer(capacity: Swift.max(1024, FrameCodec.frameLength(of: request) + 4))
             }
@@ -43,7 +44,7 @@ final class OutgoingLink: Sendable {
         self.state = Mutex(State(machine: machine))
     }
 
-    func send(_ request: WireRequest) throws(TransportError) {
+    func send(_ request: WireRequest, queued: (UInt64) -> Void) throws(TransportError) {
         var request = request
         let sequencer = core.configuration.sequencer
         let length = FrameCodec.frameLength(of: request)
@@ -60,6 +61,7 @@ final class OutgoingLink: Sendable {
                 if request.sequence == 0 { request.sequence = sequencer.next() }
                 if case .connect = action { state.pending = nil }
                 state.append(request)
+                queued(state.machine.attempt)
             case .failFast, .overloaded:
                 break
             }
@@ -75,10 +77,7 @@ final class OutgoingLink: Sendable {
         case .flush(let channel, let attempt, let deadline?):
             channel.eventLoop.scheduleTask(deadline: deadline) { self.flush(attempt: attempt) }
         case .failFast(let error):
-            let peer = self.peer
-            let delegate = core.delegate
-            let failure = TransportError(error.code, "link to \(peer): \(error.message)")
-            core.onEventLoop { delegate.current?.transport(linkFailed: peer, error: failure) }
+            throw TransportError(error.code, "link to \(peer): \(error.message)")
         case .overloaded(let queued):
             throw TransportError(
                 .overloaded,
@@ -179,29 +178,33 @@ final class OutgoingLink: Sendable {
     /// The attempt failed (connect, handshake) or its connection broke: drop the queue,
     /// back off, tell the delegate. Only the first report of an attempt counts.
     func failed(attempt: UInt64, error: TransportError) {
-        let delay = state.withLock { state -> TimeAmount? in
-            let delay = state.machine.failed(attempt: attempt, now: .now())
-            if delay != nil { state.pending = nil }
-            return delay
+        let failure = state.withLock { state -> (delay: TimeAmount, casts: Int)? in
+            let casts = state.machine.queuedCasts
+            guard let delay = state.machine.failed(attempt: attempt, now: .now()) else { return nil }
+            state.pending = nil
+            return (delay, casts)
         }
-        guard let delay else { return }
+        guard let failure else { return }
         logger.warning(
             "link failed; backing off",
             metadata: [
                 "peer.address": "\(peer)", "error.code": "\(error.code)", "reason": "\(error.message)",
-                "backoff.ms": "\(delay.nanoseconds / 1_000_000)",
+                "backoff.ms": "\(failure.delay.nanoseconds / 1_000_000)",
             ])
-        let peer = self.peer
+        let report = LinkFailure(peer: peer, attempt: attempt, error: error, droppedCasts: failure.casts)
         let delegate = core.delegate
-        core.onEventLoop { delegate.current?.transport(linkFailed: peer, error: error) }
+        core.onEventLoop { delegate.current?.transport(linkFailed: report) }
     }
 
-    /// Stops the link for good; later sends fail with `shutDown`. Channels are closed by
-    /// the transport (it tracks them all).
-    func shutDown() {
+    /// Stops the link for good; later sends fail with `shutDown`. Returns its channel, if
+    /// connected (the transport closes the channels it tracks at shutdown).
+    @discardableResult
+    func shutDown() -> (any Channel)? {
         state.withLock { state in
+            let channel = state.machine.channel
             state.machine.shutDown()
             state.pending = nil
+            return channel
         }
     }
 }

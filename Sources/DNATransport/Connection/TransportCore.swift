@@ -27,6 +27,9 @@ final class TransportCore: Sendable {
     }
 
     let state = Mutex(State())
+    /// Inbound connections that have not completed the handshake (see
+    /// ``TransportConfiguration/maxUnauthenticatedConnections``).
+    let unauthenticated = Atomic<Int>(0)
     /// The outgoing links, apart from `state` so that sends do not contend with channels
     /// opening and closing. `nil` once shut down.
     let links = Mutex<[PeerAddress: OutgoingLink]?>([:])
@@ -61,7 +64,7 @@ final class TransportCore: Sendable {
 }
 
 extension TimeAmount {
-    init(clamping duration: Duration) {
+    package init(clamping duration: Duration) {
         let (seconds, attoseconds) = duration.components
         let nanos = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if nanos.overflow {

@@ -161,6 +161,9 @@ final class GatedStore: ActorStore {
         try await inner.heartbeat(node: node, state: state, activations: activations)
     }
     func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] { try await inner.nodes(cluster: cluster) }
+    func forgetNodes(cluster: String, goneFor retention: Duration) async throws(StoreError) -> Int {
+        try await inner.forgetNodes(cluster: cluster, goneFor: retention)
+    }
     func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
         try await inner.evictOtherNodes(cluster: cluster, keeping: node)
     }
