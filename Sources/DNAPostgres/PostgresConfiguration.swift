@@ -31,6 +31,20 @@ extension PostgresStore {
         /// for. A commit that timed out may still have been applied: the next batch's
         /// sequence check tells. Default 20 s.
         public var operationTimeout: Duration = .seconds(20)
+        /// How long the server lets a session sit idle inside a transaction before it ends
+        /// the session (rolling the transaction back): a node paused or cut off in the middle
+        /// of a commit holds its actor's row lock at most this long, so it delays the takeover
+        /// of its names by at most `failureTimeout` + this. PostgreSQL's
+        /// `idle_in_transaction_session_timeout`. Default 2 s.
+        public var transactionIdleTimeout: Duration = .seconds(2)
+        /// How long a statement waits for a row lock before it fails (retryably): a claim of
+        /// a name whose owner is stuck in a commit gives up and frees its connection instead
+        /// of blocking it, so claims cannot starve the node's own heartbeats of connections.
+        /// PostgreSQL's `lock_timeout`. Default 2 s.
+        public var lockTimeout: Duration = .seconds(2)
+        /// The longest one statement may run on the server. PostgreSQL's `statement_timeout`.
+        /// Default 10 s.
+        public var statementTimeout: Duration = .seconds(10)
         /// The most storage operations that pipelined batches of one actor are merged into
         /// for one statement. Default 20,000.
         public var maxOperationsPerStatement = 20_000
@@ -93,12 +107,24 @@ extension PostgresStore {
             return String(url[..<colon]) + ":***" + String(url[at.lowerBound...])
         }
 
+        /// Settings of every session, sent at connection start-up: the timeouts above, and
+        /// TCP keepalives so the server notices a vanished client within about 11 s.
+        var sessionSettings: [(String, String)] {
+            [
+                ("idle_in_transaction_session_timeout", "\(transactionIdleTimeout.milliseconds)"),
+                ("lock_timeout", "\(lockTimeout.milliseconds)"),
+                ("statement_timeout", "\(statementTimeout.milliseconds)"),
+                ("tcp_keepalives_idle", "5"), ("tcp_keepalives_interval", "2"), ("tcp_keepalives_count", "3"),
+            ]
+        }
+
         func clientConfiguration() throws(StoreError) -> PostgresClient.Configuration {
             var configuration = PostgresClient.Configuration(
                 host: host, port: port, username: username, password: password, database: database,
                 tls: try clientTLS())
             configuration.options.maximumConnections = maximumConnections
             configuration.options.connectTimeout = connectTimeout
+            configuration.options.additionalStartupParameters = sessionSettings
             return configuration
         }
 
@@ -124,6 +150,7 @@ extension PostgresStore {
             var configuration = PostgresConnection.Configuration(
                 host: host, port: port, username: username, password: password, database: database, tls: connectionTLS)
             configuration.options.connectTimeout = .milliseconds(connectTimeout.milliseconds)
+            configuration.options.additionalStartupParameters = sessionSettings
             return configuration
         }
     }

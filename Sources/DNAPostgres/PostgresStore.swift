@@ -98,7 +98,7 @@ public final class PostgresStore: ActorStore {
             return try await Deadline.race(operationTimeout, unlessSet: nil, flag: leased) { flag in
                 try await Deadline.race(leaseTimeout, unlessSet: flag) { _ in
                     try await client.withConnection { connection in
-                        flag.set()
+                        flag.set(connection)
                         return try await body(connection)
                     }
                 }
@@ -106,8 +106,8 @@ public final class PostgresStore: ActorStore {
         } catch {
             let mapped = PostgresErrors.map(error, context())
             // Once a connection was had, the statements may have reached the server: a lost
-            // answer there is not a refusal.
-            if outcomeUnknownOnceSent, leased.isSet, mapped.code == .unavailable {
+            // answer (not one the server gave) is not a refusal.
+            if outcomeUnknownOnceSent, leased.isSet, mapped.code == .unavailable, PostgresErrors.sqlState(error) == nil {
                 throw StoreError(.outcomeUnknown, mapped.message)
             }
             throw mapped
@@ -367,13 +367,13 @@ public final class PostgresStore: ActorStore {
             } catch {
                 result = .failure(error)
             }
+            // Answered before the actor counts as idle: whoever waits for that (an
+            // activation or release of it) then sees every answer given.
+            for pending in group { pending.completion(result) }
             if let next = self.commits.finished(group[0].batch.registration.actor) {
                 self.start(next)
             }
-            for pending in group {
-                pending.completion(result)
-                self.gate.leave()
-            }
+            for _ in group { self.gate.leave() }
         }
     }
 
@@ -464,15 +464,28 @@ enum Deadline {
                 if outerFlag != nil, flag.isSet { return }
                 if race.finish(.failure(StoreError(.unavailable, "PostgreSQL did not answer within \(timeout)"))) {
                     race.cancelWork()
+                    // The operation is stuck on its connection: close it, so the pool gets
+                    // it back (and replaces it) instead of losing it to the stuck operation.
+                    if outerFlag == nil { flag.closeConnection() }
                 }
             }
         }
     }
 }
 
-/// Whether a connection was leased (set once, read by the lease timer).
+/// Whether a connection was leased (set once, read by the lease timer), and which.
 final class LeaseFlag: Sendable {
     private let value = Atomic<Bool>(false)
-    func set() { value.store(true, ordering: .releasing) }
+    private let connection = Mutex<PostgresConnection?>(nil)
+
+    func set(_ connection: PostgresConnection? = nil) {
+        if let connection { self.connection.withLock { $0 = connection } }
+        value.store(true, ordering: .releasing)
+    }
+
     var isSet: Bool { value.load(ordering: .acquiring) }
+
+    func closeConnection() {
+        connection.withLock { $0 }?.close().whenComplete { _ in }
+    }
 }

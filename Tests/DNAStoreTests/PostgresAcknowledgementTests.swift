@@ -1,5 +1,6 @@
 @testable import DNAPostgres
 import DNAStore
+import DNATesting
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -94,6 +95,88 @@ struct PostgresAcknowledgementTests {
 }
 
 extension PostgresAcknowledgementTests {
+    /// Defect e: an owner paused in the middle of a commit (after its statement, before its
+    /// COMMIT) holds its actor's row lock. The server ends its session after
+    /// `transactionIdleTimeout`, so a claimant takes the name within the owner's failure
+    /// timeout plus that, and the paused batch is rolled back, not committed.
+    @Test(.timeLimit(.minutes(2))) func anOwnerPausedMidCommitDelaysTakeoverByABoundedTime() async throws {
+        try await throughProxy(key: "paused", { $0.operationTimeout = .seconds(60) }) { proxy, owner, registration, url in
+            try await owner.heartbeat(node: helpers.node, state: .up, activations: 1)
+            let lastHeartbeat = ContinuousClock.now
+            proxy.armFreeze()
+            let stuck = Task {
+                try await owner.commit(CommitBatch(registration: registration, sequence: 1, operations: [helpers.put("paused", "x")]))
+            }
+            // The claimant: another node, straight to the server; the owner's failure timeout is 5 s.
+            let claimant = try await helpers.openStore(url: url)
+            let other = NodeID(rawValue: "claimant")
+            try await claimant.join(node: other, cluster: "c", address: "b", failureTimeout: .seconds(5))
+            var granted: (Registration, [ModuleRow])?
+            var attempts: [String] = []
+            while granted == nil, ContinuousClock.now - lastHeartbeat < .seconds(20) {
+                do {
+                    switch try await claimant.activate(ActivationRequest(actor: registration.actor, node: other)) {
+                    case .granted(let taken, let rows): granted = (taken, rows)
+                    case .ownedElsewhere: attempts.append("owned")
+                    }
+                } catch {
+                    attempts.append("\((error as? StoreError)?.code.name ?? "\(error)")")
+                }
+                if granted == nil { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            let elapsed = ContinuousClock.now - lastHeartbeat
+            print("paused-owner test: taken over \(elapsed) after the owner's last heartbeat; attempts \(Set(attempts))")
+            #expect(proxy.firedCount == 1, "the owner's commit was not frozen: the test proved nothing")
+            let (taken, rows) = try #require(granted, "the name was not taken over within 20 s")
+            #expect(elapsed < .seconds(5 + 2 + 2), "failure timeout 5 s + transactionIdleTimeout 2 s, with 2 s to spare")
+            #expect(taken.epoch == registration.epoch + 1)
+            #expect(rows.isEmpty, "the paused batch was rolled back")
+            stuck.cancel()
+            await claimant.close()
+        }
+    }
+
+    /// Defect e: claims blocked on a name's row lock give their connections up after
+    /// `lockTimeout`, so they cannot take every connection from the node's heartbeats.
+    @Test(.timeLimit(.minutes(2))) func blockedClaimsDoNotStarveHeartbeats() async throws {
+        let url = try await PostgresTestServer.freshDatabase()
+        let store = try await helpers.openStore(url: url) {
+            $0.maximumConnections = 2
+            $0.lockTimeout = .milliseconds(500)
+        }
+        let node = NodeID(rawValue: "node")
+        try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5))
+        let actor = ActorID(namespace: "t", kind: "kv", key: "locked")
+        _ = try granted(try await store.activate(ActivationRequest(actor: actor, node: node)))
+        // Another session holds the name's row lock for 8 s.
+        let holder = Task {
+            try await LocalPostgresServer.execute(
+                "BEGIN; SELECT 1 FROM dna_actors WHERE name = 'locked' FOR UPDATE; SELECT pg_sleep(8); COMMIT;", on: url)
+        }
+        try await Task.sleep(for: .milliseconds(500))  // psql connects and takes the lock
+        let claims = (0..<4).map { _ in
+            Task { () -> StoreError? in
+                do {
+                    _ = try await store.activate(ActivationRequest(actor: actor, node: node))
+                    return nil
+                } catch {
+                    return error as? StoreError
+                }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let started = ContinuousClock.now
+        try await store.heartbeat(node: node, state: .up, activations: 1)
+        let waited = ContinuousClock.now - started
+        #expect(waited < .seconds(3), "the heartbeat waited \(waited) for a connection")
+        for claim in claims {
+            let error = await claim.value
+            #expect(error?.code == .unavailable, "a blocked claim fails retryably: \(String(describing: error))")
+        }
+        _ = await holder.result
+        await store.close()
+    }
+
     /// postgres-nio never completes a query written to a connection that closed meanwhile
     /// (the store gives up on it after `operationTimeout`); the connection must still not
     /// be lost to the pool. With one connection in the pool, one loss would stop the store.
@@ -180,6 +263,13 @@ final class SyncDroppingProxy: Sendable {
     /// Cut off the next execution of the marked statement.
     func arm() { trigger.arm() }
 
+    /// Freeze the client of the next execution of the marked statement instead, as if its
+    /// process were paused right after it: the statement runs to its end (Sync included)
+    /// and its answer reaches the client, nothing the client sends afterwards (its COMMIT)
+    /// reaches the server, and the server's connection stays open (the session idles in
+    /// its transaction, holding its locks) even if the client gives up.
+    func armFreeze() { trigger.arm(freeze: true) }
+
     /// How many executions were cut off after their CommandComplete reached the client.
     var firedCount: Int { trigger.firedCount }
 
@@ -196,13 +286,23 @@ final class SyncDroppingProxy: Sendable {
     /// What the links of one proxy share: whether it is armed, and how often it fired.
     final class Trigger: Sendable {
         let marker: String
-        private let state = Mutex<(armed: Bool, fired: Int)>((false, 0))
+        private let state = Mutex<(armed: Bool, freeze: Bool, fired: Int)>((false, false, 0))
 
         init(marker: String) { self.marker = marker }
 
-        func arm() { state.withLock { $0.armed = true } }
-        /// Disarms; says whether it was armed (only one link may take it).
-        func take() -> Bool { state.withLock { state in defer { state.armed = false }; return state.armed } }
+        func arm(freeze: Bool = false) {
+            state.withLock {
+                $0.armed = true
+                $0.freeze = freeze
+            }
+        }
+        /// Disarms; says whether it was armed (only one link may take it), and to freeze.
+        func take() -> (taken: Bool, freeze: Bool) {
+            state.withLock { state in
+                defer { state.armed = false }
+                return (state.armed, state.freeze)
+            }
+        }
         func recordFired() { state.withLock { $0.fired += 1 } }
         var firedCount: Int { state.withLock { $0.fired } }
     }
@@ -234,6 +334,10 @@ final class ProxyLink {
     private var awaitingCommandComplete = false
     /// Both connections are closed or closing.
     private var severed = false
+    /// The client is frozen: its messages and its closing never reach the server.
+    private var frozen = false
+    /// Freezing: once the marked statement's ReadyForQuery reaches the client.
+    private var freezeAfterNextReady = false
 
     private static let sslRequest: Int32 = 80_877_103
     private static let gssEncryptionRequest: Int32 = 80_877_104
@@ -263,6 +367,13 @@ final class ProxyLink {
         } catch {
             sever()
         }
+    }
+
+    /// The client side closed or failed: both connections close, unless the client is
+    /// frozen (then the server's stays open, as a paused client's would).
+    func clientGone() {
+        if frozen { return }
+        sever()
     }
 
     /// Closes both connections (once).
@@ -298,7 +409,12 @@ final class ProxyLink {
                 guard body.readNullTerminatedString() != nil, let name = body.readNullTerminatedString() else {
                     throw SyncDroppingProxy.ProxyError.malformedMessage
                 }
-                if markedStatements.contains(name), trigger.take() { replaceNextSync = true }
+                if markedStatements.contains(name) {
+                    let (taken, freeze) = trigger.take()
+                    if taken {
+                        if freeze { freezeAfterNextReady = true } else { replaceNextSync = true }
+                    }
+                }
             case UInt8(ascii: "S") where replaceNextSync:
                 // Flush instead: the server sends the statement's results, CommandComplete
                 // included, but never gets to end its transaction.
@@ -336,6 +452,13 @@ final class ProxyLink {
             guard let message = try Self.nextMessage(in: &fromServer, typed: true) else { return }
             let type = message.getInteger(at: message.readerIndex, as: UInt8.self)!
             out.writeImmutableBuffer(message)
+            if freezeAfterNextReady && type == UInt8(ascii: "Z") {
+                trigger.recordFired()
+                freezeAfterNextReady = false
+                frozen = true
+                clientCutOff = true
+                continue
+            }
             if awaitingCommandComplete && (type == UInt8(ascii: "C") || type == UInt8(ascii: "E")) {
                 if type == UInt8(ascii: "C") { trigger.recordFired() }
                 // The client has its acknowledgement (or error); now the connection is lost
@@ -380,11 +503,11 @@ final class ProxySideHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        link.sever()
+        if side == .frontend { link.clientGone() } else { link.sever() }
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        link.sever()
+        if side == .frontend { link.clientGone() } else { link.sever() }
     }
 }

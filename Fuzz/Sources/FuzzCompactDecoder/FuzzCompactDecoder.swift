@@ -226,13 +226,18 @@ private func equal<T: Equatable>(_ a: T, _ b: Any) -> Bool {
 
 // MARK: The target
 
+/// `DNA_FUZZ_VERBOSE=1` prints what each input decodes as (for looking at a reproducer).
+private let verbose = getenv("DNA_FUZZ_VERBOSE") != nil
+
 private func check<T: Codable>(_: T.Type, _ bytes: [UInt8]) {
     let value: T
     do {
         value = try CompactDecoder.decode(T.self, from: bytes)
     } catch {
+        if verbose { print("\(T.self): \(error)") }
         return  // a DecodingError (its type is checked by the compiler)
     }
+    if verbose { print("\(T.self): \(value)") }
     let encoded: [UInt8]
     do {
         encoded = try CompactEncoder.encode(value)
