@@ -136,6 +136,23 @@ extension PostgresAcknowledgementTests {
         }
     }
 
+    /// Defect f: a batch's timeout (what is left of the caller's commitTimeout) bounds an
+    /// attempt, whatever the store's operationTimeout; a lost answer is outcomeUnknown.
+    @Test(.timeLimit(.minutes(2))) func aBatchTimeoutBoundsTheAttempt() async throws {
+        try await throughProxy(key: "deadline", { $0.operationTimeout = .seconds(60) }) { proxy, store, registration, _ in
+            proxy.armFreeze()
+            let started = ContinuousClock.now
+            let error = await #expect(throws: StoreError.self) {
+                try await store.commit(
+                    CommitBatch(registration: registration, sequence: 1, operations: [helpers.put("k", "v")], timeout: .seconds(1)))
+            }
+            let waited = ContinuousClock.now - started
+            #expect(proxy.firedCount == 1)
+            #expect(waited < .seconds(4), "waited \(waited) with a timeout of 1 s")
+            #expect(error?.code == .outcomeUnknown, "the statement reached the server: its fate is unknown")
+        }
+    }
+
     /// Defect e: claims blocked on a name's row lock give their connections up after
     /// `lockTimeout`, so they cannot take every connection from the node's heartbeats.
     @Test(.timeLimit(.minutes(2))) func blockedClaimsDoNotStarveHeartbeats() async throws {
