@@ -1,4 +1,5 @@
 import DNA
+import DNATesting
 import DNAExamples
 import CHeapInfo
 import Foundation
@@ -31,7 +32,7 @@ struct BenchRunner {
         configuration.maxBatch = maxBatch
         configuration.commitPipelineDepth = pipelineDepth
         configuration.idleTimeout = idleTimeout
-        return try await Node(configuration: configuration, actors: [KVActor.self])
+        return try await Node.started(configuration: configuration, actors: [KVActor.self])
     }
 
     /// Raw SQLite: the same upsert into the same table, prepared, `batch` rows per transaction,

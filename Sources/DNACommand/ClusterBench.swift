@@ -1,4 +1,5 @@
 import DNA
+import DNATesting
 import DNAExamples
 import DNAPostgres
 import DNATransport
@@ -17,7 +18,7 @@ extension BenchRunner {
         configuration.maxBatch = maxBatch
         configuration.commitPipelineDepth = pipelineDepth
         configuration.idleTimeout = .seconds(3600)
-        return try await Node(configuration: configuration, actors: [KVActor.self])
+        return try await Node.started(configuration: configuration, actors: [KVActor.self])
     }
 
     /// Node A calls an actor hosted on node B over loopback: sequential awaited calls
@@ -141,7 +142,7 @@ extension BenchRunner {
         configuration.maxBatch = maxBatch
         configuration.commitPipelineDepth = pipelineDepth
         configuration.idleTimeout = .seconds(3600)
-        let node = try await Node(configuration: configuration, actors: [KVActor.self])
+        let node = try await Node.started(configuration: configuration, actors: [KVActor.self])
         let actor = try node.ref(KVActor.self, key: "bench-\(UInt32.random(in: 0...UInt32.max))")
         let start = clock.now
         for i in 0..<messages { try actor.cast(KVActor.Put(key: String(i), value: "test")) }

@@ -131,12 +131,18 @@ struct NodeCommand: AsyncParsableCommand {
         default: throw ValidationError("--placement must be first-receiver or consistent-hash")
         }
         configuration.logger = Logger(label: "dna.node")
-        let node = try await Node(configuration: configuration, actors: [KVActor.self, CounterActor.self])
-        // Scripts and tests wait for this line.
-        FileHandle.standardOutput.write(Data("node \(node.id) listening on \(node.advertisedAddress)\n".utf8))
+        let node = try Node(configuration: configuration, actors: [KVActor.self, CounterActor.self])
         let group = ServiceGroup(
             configuration: .init(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: configuration.logger))
-        try await group.run()
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                try await node.waitUntilReady()
+                // Scripts and tests wait for this line.
+                FileHandle.standardOutput.write(Data("node \(node.id) listening on \(node.advertisedAddress)\n".utf8))
+            }
+            try await tasks.waitForAll()
+        }
     }
 }
 
@@ -158,16 +164,26 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         try bootstrapLogging("error")
-        let store: any ActorStore
         switch StoreArgument(self.store) {
         case .postgres(let url):
-            store = try await PostgresStore(configuration: .init(url: url))
+            try await PostgresStore(configuration: .init(url: url)).withRunning { store in try await report(store) }
         case .sqlite(let path):
             guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("no database at \(path)") }
             var configuration = SQLiteStore.Configuration(path: path)
             configuration.sharing = .shared
-            store = try SQLiteStore(configuration: configuration)
+            let store = SQLiteStore(configuration: configuration)
+            try await store.open()
+            do {
+                try await report(store)
+            } catch {
+                await store.close()
+                throw error
+            }
+            await store.close()
         }
+    }
+
+    private func report(_ store: any ActorStore) async throws {
         let nodes = try await store.nodes(cluster: cluster)
         print("cluster \(cluster): \(nodes.count) node(s)")
         print(pad("NODE", 34) + pad("ADDRESS", 24) + pad("HEARTBEAT AGE", 15) + pad("STATE", 9) + "ACTIVATIONS")
@@ -183,7 +199,6 @@ struct StatusCommand: AsyncParsableCommand {
                 print(pad(name.actor.namespace, 16) + pad(name.actor.key, 40) + pad(name.owner?.rawValue ?? "-", 34) + "\(name.epoch)")
             }
         }
-        await store.close()
     }
 
     private func pad(_ text: String, _ width: Int) -> String {

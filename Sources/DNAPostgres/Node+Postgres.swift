@@ -7,14 +7,14 @@ extension Node.StoreChoice {
     /// ``StoreError/Code/invalidArgument`` when the node opens its store.
     public static func postgres(url: String) -> Node.StoreChoice {
         Node.StoreChoice(description: PostgresStore.Configuration.redacted(url)) { _ throws(StoreError) in
-            Opened(store: try await PostgresStore(configuration: try .init(url: url)), ownedByNode: true, exclusive: false)
+            Made(store: try PostgresStore(configuration: try .init(url: url)), ownedByNode: true, exclusive: false)
         }
     }
 
     /// A PostgreSQL database with every setting spelled out.
     public static func postgres(_ configuration: PostgresStore.Configuration) -> Node.StoreChoice {
         Node.StoreChoice(description: configuration.redactedURL) { _ throws(StoreError) in
-            Opened(store: try await PostgresStore(configuration: configuration), ownedByNode: true, exclusive: false)
+            Made(store: try PostgresStore(configuration: configuration), ownedByNode: true, exclusive: false)
         }
     }
 }

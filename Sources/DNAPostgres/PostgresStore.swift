@@ -16,21 +16,42 @@ public final class PostgresStore: ActorStore {
     /// What the store was opened with.
     public let configuration: Configuration
     private let client: PostgresClient
-    private let runTask: Task<Void, Never>
+    private let opening = OpenOnce()
+    private let closing = OnceSignal()
     private let gate = OperationGate()
     private let commits: CommitQueue
     private var logger: Logger { configuration.logger }
 
-    /// Connects, creates the schema if the database has none, and checks it is DNA's.
+    /// Makes the store; nothing is connected until ``run()`` (a node runs the stores it
+    /// makes). Its connection pool works only while ``run()`` runs.
     ///
-    /// - Throws: ``StoreError/Code/notADNADatabase`` for a database that holds other
-    ///   tables but no DNA schema, ``StoreError/Code/schemaTooNew``,
-    ///   ``StoreError/Code/unavailable`` when the server cannot be reached.
-    public init(configuration: Configuration) async throws(StoreError) {
+    /// - Throws: ``StoreError/Code/invalidArgument`` for settings out of range or TLS
+    ///   settings that cannot be used.
+    public init(configuration: Configuration) throws(StoreError) {
         guard configuration.maximumConnections >= 1, configuration.maxOperationsPerStatement >= 1 else {
             throw StoreError(.invalidArgument, "maximumConnections and maxOperationsPerStatement must be at least 1")
         }
         self.configuration = configuration
+        // The pool logs every failed connection attempt at `info`; while a server is down
+        // that is a line per back-off step, so its background log starts at `notice`.
+        var backgroundLogger = configuration.logger
+        backgroundLogger.logLevel = max(configuration.logger.logLevel, .notice)
+        client = PostgresClient(configuration: try configuration.clientConfiguration(), backgroundLogger: backgroundLogger)
+        commits = CommitQueue(maxOperations: configuration.maxOperationsPerStatement)
+    }
+
+    /// Connects, creates the schema if the database has none, and checks it is DNA's
+    /// (migrating an older version). Done once; later calls repeat its outcome.
+    ///
+    /// - Throws: ``StoreError/Code/notADNADatabase`` for a database that holds other
+    ///   tables but no DNA schema, ``StoreError/Code/schemaTooNew``,
+    ///   ``StoreError/Code/unavailable`` when the server cannot be reached.
+    public func open() async throws(StoreError) {
+        let configuration = configuration
+        try await opening.run { () throws(StoreError) in try await Self.prepareSchema(configuration) }
+    }
+
+    private static func prepareSchema(_ configuration: Configuration) async throws(StoreError) {
         let logger = configuration.logger
         // The schema is checked on a connection of its own, outside the pool: a wrong
         // password or an unreachable server is reported now, plainly, rather than as a
@@ -49,20 +70,44 @@ public final class PostgresStore: ActorStore {
             throw error
         }
         try? await connection.close()
-
-        // The pool logs every failed connection attempt at `info`; while a server is down
-        // that is a line per back-off step, so its background log starts at `notice`.
-        var backgroundLogger = logger
-        backgroundLogger.logLevel = max(logger.logLevel, .notice)
-        let client = PostgresClient(configuration: try configuration.clientConfiguration(), backgroundLogger: backgroundLogger)
-        self.client = client
-        runTask = Task { await client.run() }
-        commits = CommitQueue(maxOperations: configuration.maxOperationsPerStatement)
         logger.debug("opened PostgreSQL store", metadata: ["url": "\(configuration.redactedURL)"])
     }
 
-    deinit {
-        runTask.cancel()
+    /// Opens the store, then runs its connection pool until the task is cancelled or
+    /// ``close()`` is called; then closes it (waiting for the operations under way).
+    public func run() async throws(StoreError) {
+        try await open()
+        let client = client
+        let closing = closing
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            group.addTask { await closing.wait() }
+            _ = await group.next()
+            group.cancelAll()
+        }
+        await close()
+    }
+
+    /// Runs `body` with the store running (for tools and tests that use a store without a
+    /// node); closes it afterwards.
+    public func withRunning<T: Sendable>(_ body: @Sendable (PostgresStore) async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                try await self.run()
+                return nil
+            }
+            do {
+                try await open()
+                let result = try await body(self)
+                await close()
+                try await group.waitForAll()
+                return result
+            } catch {
+                await close()
+                try? await group.waitForAll()
+                throw error
+            }
+        }
     }
 
     /// How many commit statements were started; batches merged into one count once.
@@ -76,6 +121,7 @@ public final class PostgresStore: ActorStore {
     private func withConnection<T: Sendable>(
         _ context: @autoclosure () -> String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreError) -> T {
+        guard opening.isOpen else { throw StoreError(.closed, "the store is not open: run it (a node runs the stores it makes)") }
         guard gate.enter() else { throw StoreError(.closed, "the store is closed") }
         defer { gate.leave() }
         return try await pooled(context(), body)
@@ -349,6 +395,10 @@ public final class PostgresStore: ActorStore {
     /// into one statement. A merged group succeeds or fails as a whole, every batch in it
     /// with the same result.
     public func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+        guard opening.isOpen else {
+            completion(.failure(StoreError(.closed, "the store is not open: run it (a node runs the stores it makes)")))
+            return
+        }
         guard gate.enter() else {
             completion(.failure(StoreError(.closed, "the store is closed")))
             return
@@ -413,12 +463,12 @@ public final class PostgresStore: ActorStore {
         throw StoreError(.predecessorMissing, "\(registration.actor): batch \(batches[0].sequence) follows \(fence.2)")
     }
 
-    /// Waits for operations in flight, then closes every connection. Operations started
-    /// afterwards fail with ``StoreError/Code/closed``.
+    /// Waits for operations in flight, then stops ``run()`` (which closes every
+    /// connection). Operations started afterwards fail with ``StoreError/Code/closed``.
     public func close() async {
+        opening.close()
         await gate.close()
-        runTask.cancel()
-        await runTask.value
+        closing.signal()
     }
 }
 

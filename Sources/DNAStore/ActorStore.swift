@@ -10,6 +10,19 @@
 ///   written and the error is ``StoreError/Code/fenced``.
 /// - Liveness is judged by the store's own clock.
 public protocol ActorStore: Sendable {
+    // MARK: Life-cycle
+
+    /// Opens the database (connects, checks or creates the schema). No initialiser of a
+    /// store does I/O: this does, once; concurrent and later calls wait for or repeat its
+    /// outcome. Operations handed over before it wait for it or fail with
+    /// ``StoreError/Code/closed``, as the engine documents.
+    func open() async throws(StoreError)
+
+    /// Opens the store and keeps its background work going (a connection pool, for
+    /// example) until the task is cancelled; then closes it. A node runs the stores it
+    /// makes this way, in its own `run()`.
+    func run() async throws(StoreError)
+
     // MARK: Membership
 
     /// Adds a node row in state `joining` with a heartbeat at the store's `now`, and the
@@ -50,6 +63,14 @@ public protocol ActorStore: Sendable {
 }
 
 extension ActorStore {
+    /// Opens, then waits until the task is cancelled, then closes: for engines whose
+    /// background work runs on threads of their own (or that have none).
+    public func run() async throws(StoreError) {
+        try await open()
+        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        await close()
+    }
+
     /// Commits a batch atomically and fenced (see ``commit(_:completion:)``).
     public func commit(_ batch: CommitBatch) async throws(StoreError) {
         let result: Result<Void, StoreError> = await withUnsafeContinuation { continuation in

@@ -19,6 +19,9 @@ public final class InMemoryStore: ActorStore {
         self.clock = clock
     }
 
+    /// Nothing to open: the store lives in memory.
+    public func open() async throws(StoreError) {}
+
     /// While set, every operation fails with this error (e.g. ``StoreError/Code/unavailable``).
     public func setUnavailable(_ error: StoreError?) {
         state.withLock { $0.unavailable = error }

@@ -18,7 +18,7 @@ struct PostgresStoreTests {
         if let url { target = url } else { target = try await PostgresTestServer.freshDatabase() }
         var configuration = try PostgresStore.Configuration(url: target)
         adjust(&configuration)
-        return try await PostgresStore(configuration: configuration)
+        return try await PostgresStore.running(configuration)
     }
 
     func put(_ key: String, _ value: String?) -> StorageOperation {
@@ -288,12 +288,28 @@ struct PostgresStoreTests {
     @Test func unreachableServerIsUnavailable() async throws {
         var configuration = try PostgresStore.Configuration(url: "postgres://dna:topsecret@127.0.0.1:1/none")
         configuration.connectTimeout = .seconds(2)
-        let error = await #expect(throws: StoreError.self) { _ = try await PostgresStore(configuration: configuration) }
+        let error = await #expect(throws: StoreError.self) { try await PostgresStore(configuration: configuration).open() }
         #expect(error?.code == .unavailable)
         #expect(error?.message.contains("topsecret") == false)
     }
 
     func execute(_ url: String, _ sql: String) async throws {
         try await LocalPostgresServer.execute(sql, on: url)
+    }
+}
+
+extension PostgresStore {
+    /// A store whose `run()` runs in a task of its own until `close()`, once open (tests use
+    /// stores without a node).
+    static func running(_ configuration: Configuration) async throws -> PostgresStore {
+        let store = try PostgresStore(configuration: configuration)
+        let running = Task { try await store.run() }
+        do {
+            try await store.open()
+        } catch {
+            running.cancel()
+            throw error
+        }
+        return store
     }
 }

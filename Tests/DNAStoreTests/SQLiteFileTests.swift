@@ -10,12 +10,12 @@ struct SQLiteFileTests {
         return (directory.appendingPathComponent("file.db").path, { try? FileManager.default.removeItem(at: directory) })
     }
 
-    @Test func anotherApplicationsDatabaseIsRefused() throws {
+    @Test func anotherApplicationsDatabaseIsRefused() async throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }
         let other = try SQLiteConnection(path: path)
         try other.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices VALUES (1, 9.5)")
-        let error = #expect(throws: StoreError.self) { _ = try SQLiteStore(configuration: .init(path: path)) }
+        let error = await #expect(throws: StoreError.self) { try await SQLiteStore(configuration: .init(path: path)).open() }
         #expect(error?.code == .notADNADatabase)
         // Nothing of theirs was touched.
         let count = try other.prepare("SELECT count(*) FROM invoices")
@@ -23,23 +23,23 @@ struct SQLiteFileTests {
         #expect(count.int64(0) == 1)
     }
 
-    @Test func garbageFileIsRefused() throws {
+    @Test func garbageFileIsRefused() async throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }
         try Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }).write(to: URL(fileURLWithPath: path))
-        let error = #expect(throws: StoreError.self) { _ = try SQLiteStore(configuration: .init(path: path)) }
+        let error = await #expect(throws: StoreError.self) { try await SQLiteStore(configuration: .init(path: path)).open() }
         #expect(error?.code == .notADNADatabase)
     }
 
     @Test func aVersion1FileIsMigrated() async throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }
-        try await SQLiteStore(configuration: .init(path: path)).close()
+        try await SQLiteStore.opened(.init(path: path)).close()
         // Make it a file of schema version 1, as the previous release wrote it.
         let old = try SQLiteConnection(path: path)
         try old.execute("ALTER TABLE dna_nodes DROP COLUMN failure_timeout_ms; UPDATE dna_meta SET value = '1' WHERE key = 'schema_version'")
         try old.execute("INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
-        let store = try SQLiteStore(configuration: .init(path: path))
+        let store = try await SQLiteStore.opened(.init(path: path))
         try await store.join(node: NodeID(rawValue: "new"), cluster: "c", address: "y", failureTimeout: .seconds(9))
         let records = try await store.nodes(cluster: "c")
         #expect(records.first { $0.id.rawValue == "old" }?.failureTimeoutMilliseconds == 5000, "rows of version 1 get the default")
@@ -55,10 +55,10 @@ struct SQLiteFileTests {
     @Test func newerSchemaIsRefused() async throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }
-        try await SQLiteStore(configuration: .init(path: path)).close()
+        try await SQLiteStore.opened(.init(path: path)).close()
         let connection = try SQLiteConnection(path: path)
         try connection.execute("UPDATE dna_meta SET value = '99' WHERE key = 'schema_version'")
-        let error = #expect(throws: StoreError.self) { _ = try SQLiteStore(configuration: .init(path: path)) }
+        let error = await #expect(throws: StoreError.self) { try await SQLiteStore(configuration: .init(path: path)).open() }
         #expect(error?.code == .schemaTooNew)
     }
 
@@ -80,11 +80,11 @@ struct SQLiteFileTests {
         #expect(select.isNull(0))
     }
 
-    @Test func exclusiveFileCannotBeOpenedTwice() throws {
+    @Test func exclusiveFileCannotBeOpenedTwice() async throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }
-        let first = try SQLiteStore(configuration: .init(path: path))
-        let error = #expect(throws: StoreError.self) { _ = try SQLiteStore(configuration: .init(path: path)) }
+        let first = try await SQLiteStore.opened(.init(path: path))
+        let error = await #expect(throws: StoreError.self) { try await SQLiteStore(configuration: .init(path: path)).open() }
         #expect(error?.code == .inUse)
         _ = first
     }
@@ -94,7 +94,7 @@ struct SQLiteFileTests {
         defer { cleanup() }
         var configuration = SQLiteStore.Configuration(path: path)
         configuration.busyTimeout = .milliseconds(10)
-        let store = try SQLiteStore(configuration: configuration)
+        let store = try await SQLiteStore.opened(configuration)
         let node = NodeID(rawValue: "n")
         try await store.join(node: node, cluster: "c", address: "x", failureTimeout: .seconds(5))
         guard case .granted(let registration, _) = try await store.activate(
@@ -110,5 +110,14 @@ struct SQLiteFileTests {
         try blocker.execute("ROLLBACK")
         try await store.commit(batch)
         await store.close()
+    }
+}
+
+extension SQLiteStore {
+    /// A store made and opened (tests use stores without a node).
+    static func opened(_ configuration: Configuration) async throws -> SQLiteStore {
+        let store = SQLiteStore(configuration: configuration)
+        try await store.open()
+        return store
     }
 }

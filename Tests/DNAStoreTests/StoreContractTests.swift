@@ -23,7 +23,7 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible {
         switch self {
         case .postgres:
             let url = try await PostgresTestServer.freshDatabase()
-            return (try await PostgresStore(configuration: try PostgresStore.Configuration(url: url)), {})
+            return (try await PostgresStoreTests().openStore(url: url), {})
         case .inMemory:
             return (InMemoryStore(), {})
         case .sqlite:
@@ -31,7 +31,7 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             var configuration = SQLiteStore.Configuration(path: directory.appendingPathComponent("test.db").path)
             configuration.sharing = .shared
-            return (try SQLiteStore(configuration: configuration), { try? FileManager.default.removeItem(at: directory) })
+            return (try await SQLiteStore.opened(configuration), { try? FileManager.default.removeItem(at: directory) })
         }
     }
 }

@@ -93,7 +93,7 @@ struct RuntimeSemanticsTests {
 
     @Test func readsSeeUncommittedWritesAndTheLastWriteWins() async throws {
         let directory = try TemporaryDirectory()
-        let sqlite = try SQLiteStore(configuration: .init(path: directory.databasePath))
+        let sqlite = SQLiteStore(configuration: .init(path: directory.databasePath))
         let store = GatedStore(sqlite)
         let node = try await makeNode(.custom(store))
         let ref = try node.ref(Recorder.self, key: "ryw")
@@ -279,20 +279,20 @@ struct RuntimeSemanticsTests {
     }
 
     @Test func idleActivationsArePassivatedAndComeBackWithTheirData() async throws {
-        let node = try await makeNode(.custom(InMemoryStore()), idleTimeout: .milliseconds(50))
-        let running = Task { try await node.run() }
+        let clock = TestClock()
+        let node = try await makeNode(.custom(InMemoryStore(clock: clock)), idleTimeout: .seconds(60), clock: clock)
         let ref = try node.ref(Recorder.self, key: "idle")
         try await ref.call(Recorder.Put(key: "k", value: "v"))
         #expect(node.activationCount == 1)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while node.activationCount > 0 && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        clock.advance(by: .seconds(59))
+        await node.passivateIdle(olderThan: node.configuration.idleTimeout)
+        #expect(node.activationCount == 1, "idle for 59 s of a 60 s idle timeout")
+        clock.advance(by: .seconds(2))
+        await node.passivateIdle(olderThan: node.configuration.idleTimeout)
         #expect(node.activationCount == 0)
         #expect(try await ref.call(Recorder.Get(key: "k")) == "v")
         #expect(try await ref.call(Recorder.Activations()) == 2)
-        running.cancel()
-        try await running.value
+        await node.shutdown()
     }
 
     @Test func pendingTimersKeepAnActivationAlive() async throws {

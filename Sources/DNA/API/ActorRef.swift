@@ -14,16 +14,25 @@ public struct ActorRef<A: DurableActor>: Sendable {
     /// ``ReplyTiming/immediate``, the response comes once every write the actor staged up to
     /// and including this request is durable.
     ///
+    /// If the calling task is cancelled, the call throws `CancellationError` at once: before
+    /// the request was sent, nothing was sent; after, the request may still be handled.
+    ///
     /// - Throws: the handler's error, or a ``DNAError`` (``DNAError/isRetryable`` tells
-    ///   whether trying again may help).
+    ///   whether trying again may help), or `CancellationError`.
     @inlinable
     public func call<R: ActorRequest>(_ request: R) async throws -> R.Response {
-        let response = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<any Sendable, any Error>) in
-            do {
-                try target.send(R.self, MessageBox(request), reply: .local(continuation))
-            } catch {
-                continuation.resume(throwing: error)
+        let waiter = CallWaiter()
+        let response = try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<any Sendable, any Error>) in
+                guard waiter.wait(on: continuation) else { return }
+                do {
+                    try target.send(R.self, MessageBox(request), reply: .local(waiter))
+                } catch {
+                    waiter.resume(with: .failure(error))
+                }
             }
+        } onCancel: {
+            waiter.cancel()
         }
         return response as! R.Response
     }

@@ -94,8 +94,8 @@ extension Node {
         switch response.result {
         case .success(let bytes):
             switch call.reply {
-            case .local(let continuation):
-                do { continuation.resume(returning: try call.decode(bytes)) } catch { continuation.resume(throwing: error) }
+            case .local(let waiter):
+                do { waiter.resume(with: .success(try call.decode(bytes))) } catch { waiter.resume(with: .failure(error)) }
             case .remote(let upstream):
                 upstream.sendEncoded(.success(bytes))
             }
@@ -106,7 +106,7 @@ extension Node {
             ]
             if routingCodes.contains(DNAError.Code(wire.code)) { forgetLocation(of: call.actor, ifAt: call.owner) }
             switch call.reply {
-            case .local(let continuation): continuation.resume(throwing: DNAError(wire))
+            case .local(let waiter): waiter.resume(with: .failure(DNAError(wire)))
             case .remote(let upstream): upstream.sendEncoded(.failure(wire))
             }
         }

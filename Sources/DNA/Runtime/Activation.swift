@@ -286,6 +286,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         var granted: Registration?
         let outcome: Machine.ActivationOutcome
         do {
+            // Messages sent before the node runs wait for it here.
+            try await node.waitUntilReady()
             if !node.holdsLease {
                 // Claim only while the node's heartbeat is fresh, or it would stop serving at once.
                 try await node.renewLease()

@@ -1,20 +1,75 @@
 import Synchronization
 
-/// A local caller's continuation.
+/// A local caller waiting for its answer: resumed once, by the answer or by the
+/// cancellation of the caller's task, whichever comes first.
 @usableFromInline
-typealias ReplyContinuation = UnsafeContinuation<any Sendable, any Error>
+final class CallWaiter: Sendable {
+    @usableFromInline
+    enum State {
+        case new
+        case waiting(UnsafeContinuation<any Sendable, any Error>)
+        case cancelled
+        case done
+    }
+
+    @usableFromInline let state = Mutex(State.new)
+
+    @inlinable
+    init() {}
+
+    /// Starts waiting on `continuation`; `false` if the task was cancelled already (then
+    /// `continuation` was resumed with `CancellationError` and nothing must be sent).
+    @inlinable
+    func wait(on continuation: UnsafeContinuation<any Sendable, any Error>) -> Bool {
+        let cancelled = state.withLock { state -> Bool in
+            if case .cancelled = state { return true }
+            state = .waiting(continuation)
+            return false
+        }
+        if cancelled { continuation.resume(throwing: CancellationError()) }
+        return !cancelled
+    }
+
+    @inlinable
+    func resume(with result: Result<any Sendable, any Error>) {
+        let continuation = state.withLock { state -> UnsafeContinuation<any Sendable, any Error>? in
+            guard case .waiting(let continuation) = state else { return nil }
+            state = .done
+            return continuation
+        }
+        continuation?.resume(with: result)
+    }
+
+    /// The caller's task was cancelled: it stops waiting (the request may still be handled).
+    @inlinable
+    func cancel() {
+        let continuation = state.withLock { state -> UnsafeContinuation<any Sendable, any Error>? in
+            switch state {
+            case .new:
+                state = .cancelled
+                return nil
+            case .waiting(let continuation):
+                state = .done
+                return continuation
+            case .cancelled, .done:
+                return nil
+            }
+        }
+        continuation?.resume(throwing: CancellationError())
+    }
+}
 
 /// Where a call's answer goes: a caller on this node, or a caller on another node (the
 /// answer is encoded and sent back on the connection the request came in on).
 @usableFromInline
 enum Reply: Sendable {
-    case local(ReplyContinuation)
+    case local(CallWaiter)
     case remote(RemoteReply)
 
     @inline(__always)
     func resume(with result: Result<any Sendable, any Error>) {
         switch self {
-        case .local(let continuation): continuation.resume(with: result)
+        case .local(let waiter): waiter.resume(with: result)
         case .remote(let remote): remote.send(result)
         }
     }

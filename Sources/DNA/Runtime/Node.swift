@@ -22,8 +22,6 @@ public final class Node: Service, Sendable {
     /// This node's generational identity.
     public let id: NodeID
     public let configuration: Configuration
-    /// The address other nodes reach this one at (`"local"` for a single node).
-    public let advertisedAddress: String
     let store: any ActorStore
     /// The connections to other nodes; `nil` for a single node.
     let transport: ClusterTransport?
@@ -31,6 +29,14 @@ public final class Node: Service, Sendable {
     let logger: Logger
     let metrics = NodeMetrics()
     private let ownsStore: Bool
+    /// The node holds its embedded file alone: every other node recorded in it is dead.
+    private let exclusive: Bool
+    /// Where the node is in its life (see ``run()``).
+    private let life = Mutex(Life())
+    /// Set once running: the fast path of ``waitUntilReady()``.
+    private let ready = Atomic<Bool>(false)
+    /// Ends ``run()``'s serving: graceful shutdown, cancellation or ``shutdown()``.
+    private let stopRequested = OnceSignal()
     let kinds: [String: any AnyKindRuntime]
     /// Whether the node serves only while its heartbeats are fresh: in a cluster, other
     /// nodes take its names once they stop, so it must stop serving before they can.
@@ -43,8 +49,6 @@ public final class Node: Service, Sendable {
     struct Directory {
         var activations: [ActorID: any AnyActivation] = [:]
         var accepting = true
-        var shutdownWaiters: [UnsafeContinuation<Bool, Never>] = []
-        var shutDown = false
     }
 
     let directory = Mutex(Directory())
@@ -60,12 +64,14 @@ public final class Node: Service, Sendable {
     let origins: OriginTable
     private let accepting = Atomic<Bool>(true)
 
-    /// Opens the store, joins the cluster and gets ready to host `actors`.
+    /// Makes a node that will host `actors`. No I/O: the store is opened, the listener
+    /// bound and the cluster joined in ``run()``. References work at once; messages sent
+    /// before the node is running wait for it (or fail with its start-up error).
     ///
-    /// - Throws: ``StoreError`` if the store cannot be opened (not a DNA database, damaged,
-    ///   in use by another node), ``DNAError`` for an invalid configuration or two actor
-    ///   types with one kind.
-    public init(configuration: Configuration, actors: [any DurableActor.Type]) async throws {
+    /// - Throws: ``DNAError`` for an invalid configuration or two actor types with one
+    ///   kind; ``StoreError`` for store settings that cannot be used;
+    ///   ``TransportError`` for transport or TLS settings that cannot be used.
+    public init(configuration: Configuration, actors: [any DurableActor.Type]) throws {
         try configuration.validate()
         self.configuration = configuration
         self.logger = configuration.logger
@@ -82,51 +88,77 @@ public final class Node: Service, Sendable {
             }
         }
         self.kinds = kinds
-        let opened = try await configuration.store.open(configuration.listen != nil)
-        store = opened.store
-        ownsStore = opened.ownedByNode
-        let exclusive = opened.exclusive
+        let made = try configuration.store.make(configuration.listen != nil)
+        store = made.store
+        ownsStore = made.ownedByNode
+        exclusive = made.exclusive
         leaseEnforced = configuration.listen != nil
         let proxy = TransportDelegateProxy()
-        var advertisedAddress = configuration.advertisedAddress
-        do {
-            if let listen = configuration.listen, let secret = configuration.secret {
-                var settings = TransportConfiguration(cluster: configuration.cluster, nodeID: id.rawValue, secret: secret)
-                settings.host = listen.host
-                settings.port = listen.port
-                settings.maxFrameSize = configuration.maxFrameSize
-                settings.logger = configuration.logger
-                settings.tls = configuration.tls
-                settings.sequencer = sequencer
-                let transport = try ClusterTransport(configuration: settings, delegate: proxy)
-                let port = try await transport.start()
-                if advertisedAddress == "local" { advertisedAddress = PeerAddress(host: listen.host, port: port).description }
-                self.transport = transport
-            } else {
-                transport = nil
-            }
-        } catch {
-            if ownsStore { await store.close() }
-            throw error
+        if let listen = configuration.listen, let secret = configuration.secret {
+            var settings = TransportConfiguration(cluster: configuration.cluster, nodeID: id.rawValue, secret: secret)
+            settings.host = listen.host
+            settings.port = listen.port
+            settings.maxFrameSize = configuration.maxFrameSize
+            settings.logger = configuration.logger
+            settings.tls = configuration.tls
+            settings.sequencer = sequencer
+            transport = try ClusterTransport(configuration: settings, delegate: proxy)
+        } else {
+            transport = nil
         }
-        self.advertisedAddress = advertisedAddress
         proxy.weakNode.withLock { $0.value = self }
-        do {
-            try await store.join(
-                node: id, cluster: configuration.cluster, address: advertisedAddress, failureTimeout: configuration.failureTimeout)
-            if exclusive {
-                // We hold the file alone: every other node recorded in it is dead.
-                try await store.evictOtherNodes(cluster: configuration.cluster, keeping: id)
+    }
+
+    /// The address other nodes reach this one at (`"local"` for a single node, and until
+    /// ``run()`` has bound the listener).
+    public var advertisedAddress: String { life.withLock { $0.advertisedAddress } }
+
+    /// Returns once the node runs (its store open, its listener bound, the cluster joined).
+    ///
+    /// - Throws: what made ``run()`` fail to start, or ``DNAError/Code/nodeStopped`` if the
+    ///   node stopped (or was shut down before it started).
+    public func waitUntilReady() async throws {
+        if ready.load(ordering: .acquiring) { return }
+        try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+            let outcome = life.withLock { life -> Result<Void, any Error>? in
+                switch life.phase {
+                case .running: return .success(())
+                case .failed(let error): return .failure(error)
+                case .stopping, .stopped: return .failure(DNAError(.nodeStopped, "node \(id) stopped"))
+                case .created, .starting:
+                    life.readyWaiters.append(continuation)
+                    return nil
+                }
             }
-            try await renewLease(state: .up)
-            if transport != nil { try await refreshMembers() }
-        } catch {
-            await transport?.shutdown()
-            if ownsStore { await store.close() }
-            throw error
+            if let outcome { continuation.resume(with: outcome) }
         }
-        logger.info(
-            "node up", metadata: ["node": "\(id)", "cluster": "\(configuration.cluster)", "address": "\(advertisedAddress)"])
+    }
+
+    /// Runs `body` with the node running (``run()`` beside it), then shuts the node down:
+    /// for programs and tests that do not use a `ServiceGroup`.
+    ///
+    /// ```swift
+    /// let node = try Node(configuration: .init(store: .sqlite(path: "dna.db")), actors: [Store.self])
+    /// try await node.withRunning { node in
+    ///     try await node.ref(Store.self, key: "store-1").call(Put(key: "a", value: "b"))
+    /// }
+    /// ```
+    public func withRunning<T>(_ body: (Node) async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.run() }
+            let result: T
+            do {
+                try await waitUntilReady()
+                result = try await body(self)
+            } catch {
+                await shutdown()
+                try? await group.waitForAll()
+                throw error
+            }
+            await shutdown()
+            try await group.waitForAll()
+            return result
+        }
     }
 
     private static func kindRuntime<A: DurableActor>(_ type: A.Type) -> any AnyKindRuntime { KindRuntime(type) }
@@ -214,16 +246,110 @@ public final class Node: Service, Sendable {
 
     // MARK: Background duties
 
-    /// Writes heartbeats and passivates idle activations until graceful shutdown or
-    /// cancellation; then shuts the node down (see ``shutdown()``).
+    /// Opens the store (if the node made it), binds the listener, joins the cluster, then
+    /// writes heartbeats and passivates idle activations until graceful shutdown (as a
+    /// swift-service-lifecycle `Service`), cancellation or ``shutdown()``; then lets every
+    /// activation finish and commit, gives the names back, leaves the cluster and closes
+    /// the store it opened.
+    ///
+    /// - Throws: what kept the node from starting: ``StoreError`` (not a DNA database,
+    ///   damaged, in use by another node, unreachable), NIO's error if the address cannot
+    ///   be bound. Calls waiting for the node fail with the same error.
     public func run() async throws {
-        try? await cancelWhenGracefulShutdown { () async throws -> Void in
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.heartbeatLoop() }
-                group.addTask { await self.passivationLoop() }
-            }
+        let begun = life.withLock { life -> Bool in
+            guard case .created = life.phase else { return false }
+            life.phase = .starting
+            return true
         }
-        await shutdown()
+        guard begun else {
+            throw DNAError(.invalidArgument, "node \(id): run() was called already, or the node was shut down")
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if ownsStore {
+                let store = self.store
+                group.addTask { try await store.run() }
+            }
+            do {
+                try await start()
+            } catch {
+                await transport?.shutdown()
+                group.cancelAll()
+                try? await group.waitForAll()
+                becomeFailed(error)
+                throw error
+            }
+            group.addTask { await self.heartbeatLoop() }
+            group.addTask { await self.passivationLoop() }
+            let stopRequested = self.stopRequested
+            await withGracefulShutdownHandler {
+                await stopRequested.wait()
+            } onGracefulShutdown: {
+                stopRequested.signal()
+            }
+            await stopServing()
+            group.cancelAll()
+            try? await group.waitForAll()
+        }
+        finishStopping()
+    }
+
+    /// Opens the store, binds, joins, takes the lease; then the node is ready.
+    private func start() async throws {
+        try await store.open()
+        var address = configuration.advertisedAddress
+        if let transport, let listen = configuration.listen {
+            let port = try await transport.start()
+            if address == "local" { address = PeerAddress(host: listen.host, port: port).description }
+        }
+        life.withLock { $0.advertisedAddress = address }
+        try await store.join(node: id, cluster: configuration.cluster, address: address, failureTimeout: configuration.failureTimeout)
+        if exclusive {
+            // We hold the file alone: every other node recorded in it is dead.
+            try await store.evictOtherNodes(cluster: configuration.cluster, keeping: id)
+        }
+        try await renewLease(state: .up)
+        if transport != nil { try await refreshMembers() }
+        let waiters = life.withLock { life -> [UnsafeContinuation<Void, any Error>] in
+            life.phase = .running
+            defer { life.readyWaiters = [] }
+            return life.readyWaiters
+        }
+        ready.store(true, ordering: .releasing)
+        for waiter in waiters { waiter.resume() }
+        logger.info("node up", metadata: ["node": "\(id)", "cluster": "\(configuration.cluster)", "address": "\(address)"])
+    }
+
+    private func becomeFailed(_ error: any Error) {
+        let waiters = life.withLock { life -> [UnsafeContinuation<Void, any Error>] in
+            life.phase = .failed(error)
+            defer { life.readyWaiters = [] }
+            return life.readyWaiters
+        }
+        for waiter in waiters { waiter.resume(throwing: error) }
+        let stopWaiters = takeStopWaiters()
+        for waiter in stopWaiters { waiter.resume() }
+        logger.error("node could not start", metadata: ["node": "\(id)", "error": "\(error)"])
+    }
+
+    private func takeStopWaiters() -> [UnsafeContinuation<Void, Never>] {
+        life.withLock { life in
+            defer { life.stopWaiters = [] }
+            return life.stopWaiters
+        }
+    }
+
+    private func finishStopping() {
+        let (waiters, readyWaiters) = life.withLock { life -> ([UnsafeContinuation<Void, Never>], [UnsafeContinuation<Void, any Error>]) in
+            life.phase = .stopped
+            defer {
+                life.stopWaiters = []
+                life.readyWaiters = []
+            }
+            return (life.stopWaiters, life.readyWaiters)
+        }
+        ready.store(false, ordering: .releasing)
+        for waiter in readyWaiters { waiter.resume(throwing: DNAError(.nodeStopped, "node \(id) stopped")) }
+        for waiter in waiters { waiter.resume() }
     }
 
     private func heartbeatLoop() async {
@@ -316,29 +442,42 @@ public final class Node: Service, Sendable {
         }
     }
 
-    /// Stops taking messages, lets every activation handle what it has and commit, gives
-    /// the names back, marks the node `left` and closes the store it opened. Safe to call
-    /// more than once; later calls wait for the first to finish.
+    /// Shuts the node down as a graceful shutdown of ``run()`` does, and returns once it
+    /// is done (at once if the node never ran). Safe to call more than once.
     public func shutdown() async {
-        let first: Bool = await withUnsafeContinuation { continuation in
-            let first = directory.withLock { directory -> Bool? in
-                if directory.shutDown { return nil }
-                if !directory.accepting {
-                    directory.shutdownWaiters.append(continuation)
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+            let resumeNow = life.withLock { life -> Bool in
+                switch life.phase {
+                case .created:
+                    life.phase = .stopped
+                    return true
+                case .failed, .stopped:
+                    return true
+                case .starting, .running, .stopping:
+                    life.stopWaiters.append(continuation)
                     return false
                 }
-                directory.accepting = false
-                accepting.store(false, ordering: .relaxed)
-                return true
             }
-            switch first {
-            case .some(let value):
-                if value { continuation.resume(returning: true) }
-            case .none:
-                continuation.resume(returning: false)
-            }
+            if resumeNow { continuation.resume() }
+            stopRequested.signal()
         }
-        guard first else { return }
+        // Calls that waited for a node that never ran.
+        let readyWaiters = life.withLock { life -> [UnsafeContinuation<Void, any Error>] in
+            guard case .stopped = life.phase else { return [] }
+            defer { life.readyWaiters = [] }
+            return life.readyWaiters
+        }
+        for waiter in readyWaiters { waiter.resume(throwing: DNAError(.nodeStopped, "node \(id) was shut down")) }
+    }
+
+    /// Stops taking messages, lets every activation handle what it has and commit, gives
+    /// the names back, marks the node `left` and closes the transport.
+    private func stopServing() async {
+        life.withLock { $0.phase = .stopping }
+        directory.withLock { directory in
+            directory.accepting = false
+        }
+        accepting.store(false, ordering: .relaxed)
         while true {
             let remaining = directory.withLock { Array($0.activations.values) }
             if remaining.isEmpty { break }
@@ -352,13 +491,23 @@ public final class Node: Service, Sendable {
         }
         await transport?.shutdown()
         failAllPendingCalls(DNAError(.nodeStopped, "node \(id) stopped before the answer came"))
-        if ownsStore { await store.close() }
         logger.info("node stopped", metadata: ["node": "\(id)"])
-        let waiters = directory.withLock { directory in
-            directory.shutDown = true
-            defer { directory.shutdownWaiters = [] }
-            return directory.shutdownWaiters
-        }
-        for waiter in waiters { waiter.resume(returning: false) }
     }
+}
+
+/// Where a ``Node`` is in its life.
+struct Life {
+    enum Phase {
+        case created
+        case starting
+        case running
+        case failed(any Error)
+        case stopping
+        case stopped
+    }
+
+    var phase = Phase.created
+    var advertisedAddress = "local"
+    var readyWaiters: [UnsafeContinuation<Void, any Error>] = []
+    var stopWaiters: [UnsafeContinuation<Void, Never>] = []
 }

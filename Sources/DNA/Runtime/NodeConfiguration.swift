@@ -6,10 +6,10 @@ extension Node {
     /// engine from another product (`DNAPostgres` adds `.postgres(url:)`), or a store made
     /// elsewhere (``custom(_:)``).
     public struct StoreChoice: Sendable {
-        /// What the node got: the store, whether the node opened it (and so closes it), and
-        /// whether the node holds the database alone (then every other node recorded in it is
-        /// certainly dead).
-        public struct Opened: Sendable {
+        /// What the node gets: the store (not opened yet: the node runs it), whether the
+        /// node made it (and so runs and closes it), and whether the node holds the database
+        /// alone (then every other node recorded in it is certainly dead).
+        public struct Made: Sendable {
             public var store: any ActorStore
             public var ownedByNode: Bool
             public var exclusive: Bool
@@ -21,15 +21,16 @@ extension Node {
             }
         }
 
-        /// Opens the store for a node; `clustered` says whether the node listens for others.
-        let open: @Sendable (_ clustered: Bool) async throws(StoreError) -> Opened
+        /// Makes the store for a node, without I/O; `clustered` says whether the node listens
+        /// for others.
+        let make: @Sendable (_ clustered: Bool) throws(StoreError) -> Made
         /// For messages: which store this is.
         public let description: String
 
         /// A choice for an engine defined elsewhere.
-        public init(description: String, open: @escaping @Sendable (_ clustered: Bool) async throws(StoreError) -> Opened) {
+        public init(description: String, make: @escaping @Sendable (_ clustered: Bool) throws(StoreError) -> Made) {
             self.description = description
-            self.open = open
+            self.make = make
         }
 
         /// The embedded SQLite file at `path` (created if missing). A single node (no
@@ -40,7 +41,7 @@ extension Node {
             StoreChoice(description: "sqlite:\(path)") { clustered throws(StoreError) in
                 var configuration = SQLiteStore.Configuration(path: path)
                 if clustered { configuration.sharing = .shared }
-                return Opened(
+                return Made(
                     store: try SQLiteStore(configuration: configuration), ownedByNode: true,
                     exclusive: configuration.sharing == .exclusive)
             }
@@ -49,7 +50,7 @@ extension Node {
         /// The embedded SQLite store with every setting spelled out.
         public static func sqlite(_ configuration: SQLiteStore.Configuration) -> StoreChoice {
             StoreChoice(description: "sqlite:\(configuration.path)") { _ throws(StoreError) in
-                Opened(
+                Made(
                     store: try SQLiteStore(configuration: configuration), ownedByNode: true,
                     exclusive: configuration.sharing == .exclusive)
             }
@@ -59,7 +60,7 @@ extension Node {
         /// neither opens nor closes it.
         public static func custom(_ store: any ActorStore) -> StoreChoice {
             StoreChoice(description: "custom \(type(of: store))") { _ in
-                Opened(store: store, ownedByNode: false, exclusive: false)
+                Made(store: store, ownedByNode: false, exclusive: false)
             }
         }
     }

@@ -54,23 +54,49 @@ public final class SQLiteStore: ActorStore {
     }
 
     public let configuration: Configuration
+    private let logger: Logger
     private let worker: SQLiteWorker
-    /// The open file that holds the `flock`; -1 once closed.
-    private let lockFileDescriptor: Mutex<Int32>
+    private let opening = OpenOnce()
+    /// The open file that holds the `flock`; -1 while none.
+    private let lockFileDescriptor = Mutex<Int32>(-1)
+
+    /// Makes the store; nothing is opened until ``open()`` (or a node's `run()`).
+    /// Operations handed over before then wait for it.
+    public init(configuration: Configuration, logger: Logger = Logger(label: "dna.store.sqlite")) {
+        self.configuration = configuration
+        self.logger = logger
+        worker = SQLiteWorker(maxOperations: configuration.maxOperationsPerTransaction, logger: logger)
+    }
+
+    deinit {
+        worker.stop()
+        unlock()
+    }
 
     /// Opens the file, checks it is a DNA database of a known version (creating the schema
-    /// in a new file) and starts the worker thread.
+    /// in a new file, migrating an older one) and starts the worker thread. Returns at once
+    /// once open; concurrent callers wait for the first.
     ///
     /// - Throws: ``StoreError/Code/notADNADatabase`` for another application's database
     ///   or a file that is not a database, ``StoreError/Code/corrupt``,
     ///   ``StoreError/Code/schemaTooNew``, ``StoreError/Code/inUse`` when another process
-    ///   holds the file in exclusive mode.
-    public init(configuration: Configuration, logger: Logger = Logger(label: "dna.store.sqlite")) throws(StoreError) {
-        self.configuration = configuration
+    ///   holds the file in exclusive mode; ``StoreError/Code/closed`` after ``close()``.
+    public func open() async throws(StoreError) {
+        try await opening.run { () throws(StoreError) in
+            do throws(StoreError) {
+                try self.openFile()
+            } catch {
+                self.worker.failStart(error)
+                throw error
+            }
+        }
+    }
+
+    private func openFile() throws(StoreError) {
         // The lock is taken on a file of its own beside the database: closing a descriptor
         // of the database file itself would drop SQLite's POSIX locks on it.
         let lockPath = configuration.path + "-lock"
-        let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        let descriptor = Glibc.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             throw StoreError(.unavailable, "cannot open \(lockPath) (errno \(errno))")
         }
@@ -86,24 +112,20 @@ public final class SQLiteStore: ActorStore {
         var opened = false
         defer { if !opened { Glibc.close(descriptor) } }
         let connection = try SQLiteConnection(path: configuration.path)
-        try SQLiteSchema.configure(connection, synchronous: configuration.synchronous, busyTimeout: configuration.busyTimeout)
+        // Nodes of a local cluster may open a new file together: while one creates (or
+        // migrates) the schema, the others wait for it rather than fail.
+        try SQLiteSchema.configure(connection, synchronous: configuration.synchronous, busyTimeout: .seconds(10))
         try SQLiteSchema.prepare(connection, path: configuration.path)
-        lockFileDescriptor = Mutex(descriptor)
+        try connection.execute("PRAGMA busy_timeout = \(configuration.busyTimeout.milliseconds)")
         let session = try SQLiteSession(connection)
         var checkpointer: SQLiteCheckpointer?
         if let rows = configuration.backgroundCheckpointRows {
             try connection.execute("PRAGMA wal_autocheckpoint = 0")
             checkpointer = try SQLiteCheckpointer(path: configuration.path, threshold: rows)
         }
-        worker = SQLiteWorker(
-            session: session, maxOperations: configuration.maxOperationsPerTransaction,
-            checkpointer: checkpointer, logger: logger)
+        lockFileDescriptor.withLock { $0 = descriptor }
+        worker.start(session: session, checkpointer: checkpointer)
         opened = true
-    }
-
-    deinit {
-        worker.stop()
-        unlock()
     }
 
     private func unlock() {
@@ -184,6 +206,7 @@ public final class SQLiteStore: ActorStore {
     }
 
     public func close() async {
+        opening.close()
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
             worker.stop { continuation.resume() }
         }
@@ -208,24 +231,49 @@ final class SQLiteWorker: @unchecked Sendable {
     private var queue: [Job] = []
     private var stopping = false
     private var stopped = false
+    private var started = false
     private var onStopped: [() -> Void] = []
 
     private let maxOperations: Int
-    private let checkpointer: SQLiteCheckpointer?
+    private var checkpointer: SQLiteCheckpointer?
     private let logger: Logger
+    /// Set when opening failed: queued and later jobs fail with it.
+    private var startFailure: StoreError?
 
-    init(session: SQLiteSession, maxOperations: Int, checkpointer: SQLiteCheckpointer?, logger: Logger) {
+    init(maxOperations: Int, logger: Logger) {
         self.maxOperations = maxOperations
-        self.checkpointer = checkpointer
         self.logger = logger
+    }
+
+    /// Starts the thread that owns `session`; jobs queued before run now.
+    func start(session: SQLiteSession, checkpointer: SQLiteCheckpointer?) {
+        condition.lock()
+        self.checkpointer = checkpointer
+        started = true
+        condition.unlock()
         let box = UncheckedBox(session)
         let thread = Thread { [self] in self.loop(box.value) }
         thread.name = "dna-sqlite"
         thread.start()
     }
 
+    /// Opening failed: what is queued, and whatever comes later, fails with `error`.
+    func failStart(_ error: StoreError) {
+        condition.lock()
+        startFailure = error
+        let queued = queue
+        queue = []
+        condition.unlock()
+        for job in queued { job.fail(error) }
+    }
+
     func submit(_ job: Job) {
         condition.lock()
+        if let startFailure {
+            condition.unlock()
+            job.fail(startFailure)
+            return
+        }
         if stopping {
             condition.unlock()
             job.fail(StoreError(.closed, "the store is closed"))
@@ -239,8 +287,13 @@ final class SQLiteWorker: @unchecked Sendable {
     func stop(_ completion: (() -> Void)? = nil) {
         condition.lock()
         stopping = true
-        if stopped {
+        if stopped || !started {
+            // Never started (never opened, or opening failed): nothing runs to stop.
+            stopped = true
+            let queued = queue
+            queue = []
             condition.unlock()
+            for job in queued { job.fail(StoreError(.closed, "the store was closed before it opened")) }
             completion?()
             return
         }

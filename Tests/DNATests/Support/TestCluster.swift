@@ -65,14 +65,18 @@ final class TestCluster {
         }
         var nodes: [Node] = []
         var stores: [GatedStore] = []
+        var runningStores: [Task<Void, any Error>] = []
         for _ in 0..<count {
             let inner: any ActorStore
             if let postgresURL {
-                inner = try await PostgresStore(configuration: .init(url: postgresURL))
+                let postgres = try PostgresStore(configuration: .init(url: postgresURL))
+                // A store given to a node is run by whoever made it.
+                runningStores.append(Task { try await postgres.run() })
+                inner = postgres
             } else {
                 var sqlite = SQLiteStore.Configuration(path: directory.databasePath)
                 sqlite.sharing = .shared
-                inner = try SQLiteStore(configuration: sqlite)
+                inner = SQLiteStore(configuration: sqlite)
             }
             let store = GatedStore(inner)
             var configuration = Node.Configuration(store: .custom(store))
@@ -85,12 +89,14 @@ final class TestCluster {
             configuration.failureTimeout = failureTimeout
             configuration.maxFrameSize = maxFrameSize
             configuration.tls = tls
-            nodes.append(try await Node(configuration: configuration, actors: actors))
+            nodes.append(try Node(configuration: configuration, actors: actors))
             stores.append(store)
         }
+        let cluster = TestCluster(nodes: nodes, stores: stores, directory: directory)
+        for node in nodes { try await node.waitUntilReady() }
         // Every node learns of the others now rather than at its next heartbeat.
         for node in nodes { try await node.refreshMembers() }
-        return TestCluster(nodes: nodes, stores: stores, directory: directory)
+        return cluster
     }
 
     func address(_ index: Int) throws -> PeerAddress { try PeerAddress(parsing: nodes[index].advertisedAddress) }

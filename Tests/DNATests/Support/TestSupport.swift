@@ -78,14 +78,16 @@ final class TemporaryDirectory {
 
 func makeNode(
     _ store: Node.StoreChoice, maxBatch: Int = 256, idleTimeout: Duration = .seconds(300),
-    commitTimeout: Duration = .seconds(10), actors: [any DurableActor.Type] = [Recorder.self]
+    commitTimeout: Duration = .seconds(10), actors: [any DurableActor.Type] = [Recorder.self],
+    clock: any DNAClock = SystemClock()
 ) async throws -> Node {
     var configuration = Node.Configuration(store: store)
+    configuration.clock = clock
     configuration.maxBatch = maxBatch
     configuration.idleTimeout = idleTimeout
     configuration.commitTimeout = commitTimeout
     configuration.namespace = "test"
-    return try await Node(configuration: configuration, actors: actors)
+    return try await Node.started(configuration: configuration, actors: actors)
 }
 
 /// A store that can hold commits back (to observe the output gate) and counts them.
@@ -161,6 +163,7 @@ final class GatedStore: ActorStore {
         try await inner.heartbeat(node: node, state: state, activations: activations)
     }
     func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] { try await inner.nodes(cluster: cluster) }
+    func open() async throws(StoreError) { try await inner.open() }
     func forgetNodes(cluster: String, goneFor retention: Duration) async throws(StoreError) -> Int {
         try await inner.forgetNodes(cluster: cluster, goneFor: retention)
     }
