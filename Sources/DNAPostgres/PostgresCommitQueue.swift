@@ -107,7 +107,7 @@ struct CommitStatement: PostgresPreparedStatement {
 
     static let sql = """
         WITH fence AS (
-            UPDATE dna_actors SET batch_seq = $2
+            UPDATE dna_actors SET batch_seq = $2, order_state = COALESCE($11, order_state)
             WHERE actor_id = $1 AND owner = $3 AND epoch = $4 AND batch_seq = $5
             RETURNING actor_id),
         upserted AS (
@@ -132,12 +132,15 @@ struct CommitStatement: PostgresPreparedStatement {
     var upsertValues: [[UInt8]] = []
     var deleteModules: [String] = []
     var deleteKeys: [[UInt8]] = []
+    /// The last order state of the batches merged here (see ``CommitBatch/order``).
+    var order: ByteBuffer?
 
     /// `operations` in order; only the last write to each key is kept (one statement may
     /// not touch a row twice), which is what applying them in order leaves.
     init<Operations: Sequence<StorageOperation>>(
-        registration: Registration, first: Int64, last: Int64, operations: Operations
+        registration: Registration, first: Int64, last: Int64, operations: Operations, order: [UInt8]? = nil
     ) {
+        self.order = order.map { ByteBuffer(bytes: $0) }
         rowID = registration.rowID
         self.last = last
         owner = registration.owner.rawValue
@@ -167,7 +170,7 @@ struct CommitStatement: PostgresPreparedStatement {
     }
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 10)
+        var bindings = PostgresBindings(capacity: 11)
         bindings.append(rowID)
         bindings.append(last)
         bindings.append(owner)
@@ -178,6 +181,7 @@ struct CommitStatement: PostgresPreparedStatement {
         bindings.append(ByteaArray(upsertValues))
         bindings.append(deleteModules)
         bindings.append(ByteaArray(deleteKeys))
+        bindings.append(order)
         return bindings
     }
 

@@ -57,6 +57,7 @@ package enum PostgresSchema {
             owner     TEXT COLLATE "C",
             epoch     BIGINT NOT NULL,
             batch_seq BIGINT NOT NULL DEFAULT 0,
+            order_state BYTEA,
             UNIQUE (namespace, kind, name)
         )
         """,
@@ -127,6 +128,7 @@ package enum PostgresSchema {
             // Version 1 → 2: each node records its own failure timeout (old rows: the default).
             try await connection.run(
                 "ALTER TABLE dna_nodes ADD COLUMN failure_timeout_ms BIGINT NOT NULL DEFAULT 5000", logger: logger)
+            try await connection.run("ALTER TABLE dna_actors ADD COLUMN order_state BYTEA", logger: logger)
             try await connection.run("UPDATE dna_meta SET value = '2' WHERE key = 'schema_version'", logger: logger)
         }
     }

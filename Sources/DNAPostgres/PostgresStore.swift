@@ -295,17 +295,19 @@ public final class PostgresStore: ActorStore {
         for _ in 0..<2 {
             var current: ClaimDecision.Current?
             var rowID: Int64 = 0
+            var order: [UInt8]?
             for try await row in try await connection.query(
                 """
-                SELECT a.actor_id, a.owner, a.epoch, \(unescaped: ownerNodeColumns)
+                SELECT a.actor_id, a.owner, a.epoch, a.order_state, \(unescaped: ownerNodeColumns)
                 FROM dna_actors a LEFT JOIN dna_nodes n ON n.node_id = a.owner
                 WHERE a.namespace = \(actor.namespace) AND a.kind = \(actor.kind) AND a.name = \(actor.key)
                 FOR UPDATE OF a
                 """, logger: logger)
             {
-                let (id, owner, epoch, nodeID, cluster, address, state, age, activations, timeout) = try row.decode(
-                    (Int64, String?, Int64, String?, String?, String?, String?, Int64?, Int64?, Int64?).self)
+                let (id, owner, epoch, orderState, nodeID, cluster, address, state, age, activations, timeout) = try row.decode(
+                    (Int64, String?, Int64, ByteBuffer?, String?, String?, String?, String?, Int64?, Int64?, Int64?).self)
                 rowID = id
+                order = orderState?.bytes
                 var ownerNode: NodeRecord?
                 if let nodeID, let cluster, let address, let state, let age, let activations, let timeout {
                     ownerNode = NodeRecord(
@@ -349,6 +351,7 @@ public final class PostgresStore: ActorStore {
             ).decode((String, ByteBuffer, ByteBuffer).self) {
                 rows.append(ModuleRow(module: module, key: key.bytes, value: value.bytes))
             }
+            if let order { rows.append(ModuleRow(module: ModuleRow.orderModule, key: [], value: order)) }
             return .granted(Registration(actor: actor, rowID: rowID, owner: request.node, epoch: epoch), rows: rows)
         }
         throw StoreError(.unavailable, "registration of \(actor) changed during the claim")
@@ -432,7 +435,7 @@ public final class PostgresStore: ActorStore {
         let registration = batches[0].registration
         let statement = CommitStatement(
             registration: registration, first: batches[0].sequence, last: batches[batches.count - 1].sequence,
-            operations: batches.lazy.flatMap(\.operations))
+            operations: batches.lazy.flatMap(\.operations), order: batches.last(where: { $0.order != nil })?.order)
         let logger = logger
         let timeout = batches.compactMap(\.timeout).min()
         let matched = try await pooled("committing \(registration.actor)", timeout: timeout, outcomeUnknownOnceSent: true) {

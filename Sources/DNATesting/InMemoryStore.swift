@@ -98,6 +98,7 @@ package struct InMemoryStoreState: Sendable {
         package var owner: NodeID?
         package var epoch: Int64
         package var sequence: Int64 = 0
+        package var order: [UInt8]?
     }
 
     package private(set) var nodes: [NodeID: Node] = [:]
@@ -174,12 +175,14 @@ package struct InMemoryStoreState: Sendable {
             rowID = names[request.actor]!.rowID
             epoch = newEpoch
         }
-        names[request.actor] = Name(rowID: rowID, owner: request.node, epoch: epoch)
+        let order = names[request.actor]?.order
+        names[request.actor] = Name(rowID: rowID, owner: request.node, epoch: epoch, order: order)
         var rows: [ModuleRow] = []
         for (module, entries) in data[rowID] ?? [:] {
             for (key, value) in entries { rows.append(ModuleRow(module: module, key: key, value: value)) }
         }
         rows.sort { $0.module != $1.module ? $0.module < $1.module : $0.key.lexicographicallyPrecedes($1.key) }
+        if let order { rows.append(ModuleRow(module: ModuleRow.orderModule, key: [], value: order)) }
         return .granted(Registration(actor: request.actor, rowID: rowID, owner: request.node, epoch: epoch), rows: rows)
     }
 
@@ -209,6 +212,7 @@ package struct InMemoryStoreState: Sendable {
             throw StoreError(.predecessorMissing, "\(registration.actor): batch \(batch.sequence) follows \(name.sequence)")
         }
         names[registration.actor]?.sequence = batch.sequence
+        if let order = batch.order { names[registration.actor]?.order = order }
         var modules = data[registration.rowID] ?? [:]
         for operation in batch.operations {
             modules[operation.module, default: [:]][operation.key] = operation.value

@@ -37,7 +37,7 @@ struct SQLiteFileTests {
         try await SQLiteStore.opened(.init(path: path)).close()
         // Make it a file of schema version 1, as the previous release wrote it.
         let old = try SQLiteConnection(path: path)
-        try old.execute("ALTER TABLE dna_nodes DROP COLUMN failure_timeout_ms; UPDATE dna_meta SET value = '1' WHERE key = 'schema_version'")
+        try old.execute("ALTER TABLE dna_nodes DROP COLUMN failure_timeout_ms; ALTER TABLE dna_actors DROP COLUMN order_state; UPDATE dna_meta SET value = '1' WHERE key = 'schema_version'")
         try old.execute("INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
         let store = try await SQLiteStore.opened(.init(path: path))
         try await store.join(node: NodeID(rawValue: "new"), cluster: "c", address: "y", failureTimeout: .seconds(9))

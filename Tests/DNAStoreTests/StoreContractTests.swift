@@ -102,6 +102,26 @@ struct StoreContractTests {
         await store.close()
     }
 
+    /// The runtime's order state is kept with the name, across epochs, and handed back at
+    /// each activation as one row of `ModuleRow.orderModule`; a batch without one keeps it.
+    @Test(arguments: Engine.allCases)
+    func theOrderStateOutlivesTheEpoch(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let (registration, rows) = try granted(try await store.activate(request(nodeA)))
+        #expect(rows.isEmpty)
+        let put = [StorageOperation(module: "kv", key: bytes("k"), value: bytes("v"))]
+        try await store.commit(CommitBatch(registration: registration, sequence: 1, operations: put, order: [1, 2, 3]))
+        try await store.commit(CommitBatch(registration: registration, sequence: 2, operations: put))
+        try await store.release(registration)
+        let (_, again) = try granted(try await store.activate(request(nodeB)))
+        #expect(again == [
+            ModuleRow(module: "kv", key: bytes("k"), value: bytes("v")),
+            ModuleRow(module: ModuleRow.orderModule, key: [], value: [1, 2, 3]),
+        ])
+        await store.close()
+    }
+
     /// Defect j: rows of nodes gone for longer than the retention are deleted; a node whose
     /// row is gone is told so at its next heartbeat and serves nothing more.
     @Test(arguments: Engine.allCases)

@@ -246,8 +246,9 @@ struct OwnershipMachineTests {
         #expect(batch.map(\.name) == ["1/5", "2/1", "1/7", "2/2", "1/0"], "unnumbered messages always pass")
         #expect(refused.map(\.name) == ["1/6"], "6 of origin 1 came after its 7")
         // What a later activation of the name must know: the latest per origin.
-        let stored = first.takeOrderChanges()
+        let stored = first.takeOrderState() ?? []
         #expect(stored.map(\.origin) == [1, 2] && stored.map(\.sequence) == [7, 2])
+        #expect(first.takeOrderState() == nil, "unchanged since")
         var second = machine()
         second.restoreOrder(stored)
         _ = second.enqueue(Self.ordered(1, 6))

@@ -242,6 +242,7 @@ package final class OriginTable: Sendable {
     private struct State {
         var numbers: [String: UInt32]
         var names: [String]
+        var bytes: [[UInt8]] = []
         /// The last origin looked up: requests come in streams from one peer.
         var last: (name: String, number: UInt32)?
     }
@@ -270,5 +271,14 @@ package final class OriginTable: Sendable {
 
     package func name(of number: UInt32) -> String {
         state.withLock { Int(number) < $0.names.count ? $0.names[Int(number)] : "" }
+    }
+
+    /// ``name(of:)`` as UTF-8 bytes, made once per origin.
+    package func nameBytes(of number: UInt32) -> [UInt8] {
+        state.withLock { state in
+            guard Int(number) < state.names.count else { return [] }
+            while state.bytes.count < state.names.count { state.bytes.append(Array(state.names[state.bytes.count].utf8)) }
+            return state.bytes[Int(number)]
+        }
     }
 }

@@ -128,10 +128,10 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     private var deactivationRequested = false
     /// Per origin, the latest message handled.
     private var highWater: [UInt32: UInt64] = [:]
-    /// Origins whose latest message changed since the last batch that wrote: stored with
-    /// the next batch that writes (``takeOrderChanges()``), so that a later activation of
-    /// the name still refuses what an earlier one's messages overtook.
-    private var orderChanged: Set<UInt32> = []
+    /// The latest message of some origin changed since the last batch that wrote: the
+    /// table is stored with the next batch that writes (``takeOrderState()``), so that a
+    /// later activation of the name still refuses what an earlier one's messages overtook.
+    private var orderChanged = false
 
     static var firstRetryDelay: Duration { .milliseconds(5) }
     static var maxRetryDelay: Duration { .seconds(1) }
@@ -309,10 +309,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         var firstRefused: Int?
         for (index, message) in batch.enumerated() where message.sequence != 0 {
             if message.origin != origin {
-                if origin != .max {
-                    highWater[origin] = high
-                    orderChanged.insert(origin)
-                }
+                if origin != .max { highWater[origin] = high }
                 origin = message.origin
                 high = highWater[origin] ?? 0
             }
@@ -325,7 +322,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         }
         if origin != .max {
             highWater[origin] = high
-            orderChanged.insert(origin)
+            orderChanged = true
         }
         guard let firstRefused else { return (batch, []) }
         var accepted = Array(batch[..<firstRefused])
@@ -338,7 +335,6 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             let latest = highWater[message.origin] ?? 0
             if message.sequence > latest {
                 highWater[message.origin] = message.sequence
-                orderChanged.insert(message.origin)
                 accepted.append(message)
             } else {
                 refused.append(message)
@@ -459,7 +455,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
 
     /// The task handled a batch: its writes and the replies it holds behind the gate.
     package mutating func handled(
-        operations: [StorageOperation], held: [Held], now: DNAInstant, lease: NodeLease.Snapshot
+        operations: [StorageOperation], held: [Held], now: DNAInstant, lease: NodeLease.Snapshot, order: [UInt8]? = nil
     ) -> HandledAction {
         guard case .active(let registration, _) = life else { return .none }
         if operations.isEmpty {
@@ -471,14 +467,14 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             commits[commits.count - 1].held.append(contentsOf: held)
             return .none
         }
-        return .commit(append(operations, held: held, registration: registration, now: now))
+        return .commit(append(operations, held: held, registration: registration, now: now, order: order))
     }
 
     private mutating func append(
-        _ operations: [StorageOperation], held: [Held], registration: Registration, now: DNAInstant
+        _ operations: [StorageOperation], held: [Held], registration: Registration, now: DNAInstant, order: [UInt8]? = nil
     ) -> CommitBatch {
         lastSequence += 1
-        var batch = CommitBatch(registration: registration, sequence: lastSequence, operations: operations)
+        var batch = CommitBatch(registration: registration, sequence: lastSequence, operations: operations, order: order)
         batch.timeout = limits.commitTimeout
         commits.append(Commit(batch: batch, held: held, status: .inFlight, deadline: now + limits.commitTimeout))
         return batch
@@ -486,23 +482,26 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
 
     package mutating func requestDeactivation() { deactivationRequested = true }
 
-    /// The origins whose latest message changed since the last call, with it: the runtime
-    /// stores them with a batch that writes (the storage module ``orderModule``).
-    package mutating func takeOrderChanges() -> [(origin: UInt32, sequence: UInt64)] {
-        guard !orderChanged.isEmpty else { return [] }
-        defer { orderChanged.removeAll(keepingCapacity: true) }
-        return orderChanged.sorted().map { ($0, highWater[$0] ?? 0) }
+    /// The latest message per origin, if it changed since the last call: the runtime
+    /// stores it with a batch that writes (``CommitBatch/order``). At most ``maxOrigins``
+    /// origins are kept (the ones learned first are dropped).
+    package mutating func takeOrderState() -> [(origin: UInt32, sequence: UInt64)]? {
+        guard orderChanged else { return nil }
+        orderChanged = false
+        if highWater.count > Self.maxOrigins {
+            for origin in highWater.keys.sorted().prefix(highWater.count - Self.maxOrigins) { highWater[origin] = nil }
+        }
+        return highWater.keys.sorted().map { ($0, highWater[$0]!) }
     }
+
+    static var maxOrigins: Int { 512 }
 
     /// Latest messages per origin as an earlier activation of the name stored them.
     package mutating func restoreOrder(_ stored: [(origin: UInt32, sequence: UInt64)]) {
         for (origin, sequence) in stored where sequence > highWater[origin] ?? 0 { highWater[origin] = sequence }
     }
 
-    /// The storage module where the latest message per origin is kept (key: the origin
-    /// node's id, value: the sequence, 8 bytes big-endian). Names starting with `dna.` are
-    /// reserved for the runtime.
-    package static var orderModule: String { "dna.order" }
+
 
     // MARK: Commits
 

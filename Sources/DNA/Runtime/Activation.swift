@@ -1,3 +1,4 @@
+import DNATransport
 import DequeModule
 import Logging
 import Synchronization
@@ -36,6 +37,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     private unowned let node: Node
     private let machine: Mutex<Machine>
     private let timers: TimerSet
+    /// The node's (read here, not through `node`, on every message).
+    private let sequencer: RequestSequencer
 
     // Owned by the task.
     private var instance: A?
@@ -52,13 +55,14 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             mailboxCapacity: configuration.mailboxCapacity, maxBatch: configuration.maxBatch,
             pipelineDepth: configuration.commitPipelineDepth, commitTimeout: configuration.commitTimeout)
         machine = Mutex(Machine(id: id, limits: limits, now: node.clock.now))
+        sequencer = node.sequencer
         timers = TimerSet(clock: node.clock)
     }
 
     // MARK: Mailbox
 
     func enqueue(_ envelope: Envelope) -> EnqueueResult {
-        let sequencer = node.sequencer
+        let sequencer = self.sequencer
         let outcome = machine.withLock { machine in
             var envelope = envelope
             // Numbered under the mailbox's lock, so in the order it is queued.
@@ -258,16 +262,16 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             }
         }
         node.metrics.messages.increment(by: batch.count)
-        var operations = context.log.take()
+        let operations = context.log.take()
         let deactivate = context.deactivationRequested
         context.deactivationRequested = false
-        if !operations.isEmpty {
-            let changes = machine.withLock { $0.takeOrderChanges() }
-            OrderRows.append(changes, to: &operations, origins: node.origins)
+        var order: [UInt8]?
+        if !operations.isEmpty, let state = machine.withLock({ $0.takeOrderState() }) {
+            order = OrderState.encode(state, origins: node.origins)
         }
         let action = machine.withLock { machine in
             if deactivate { machine.requestDeactivation() }
-            return machine.handled(operations: operations, held: held, now: node.clock.now, lease: node.leaseSnapshot)
+            return machine.handled(operations: operations, held: held, now: node.clock.now, lease: node.leaseSnapshot, order: order)
         }
         switch action {
         case .none: break
@@ -298,7 +302,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             switch result {
             case .granted(let registration, var rows):
                 granted = registration
-                let order = OrderRows.take(from: &rows, origins: node.origins)
+                let order = OrderState.take(from: &rows, origins: node.origins)
                 if !order.isEmpty { machine.withLock { $0.restoreOrder(order) } }
                 let context = ActorContext(id: id, rows: rows, node: node, timers: timers)
                 let instance = try await A(context: context)
@@ -338,28 +342,38 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     }
 }
 
-/// The rows of ``ActivationStateMachine/orderModule``: the latest message per origin node.
-package enum OrderRows {
-    /// Removes the order rows from `rows` (the actor's modules never see them).
-    package static func take(from rows: inout [ModuleRow], origins: OriginTable) -> [(origin: UInt32, sequence: UInt64)] {
-        let module = ActivationStateMachine<Envelope, HeldReply, Int>.orderModule
-        guard rows.contains(where: { $0.module == module }) else { return [] }
-        var order: [(origin: UInt32, sequence: UInt64)] = []
-        for row in rows where row.module == module && row.value.count == 8 {
-            let sequence = row.value.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            order.append((origins.number(of: String(decoding: row.key, as: UTF8.self)), sequence))
+/// The order state of a name (the latest request per origin node) as the store keeps it:
+/// per origin, the length of its node id (1 byte), the id (UTF-8), the sequence (8 bytes,
+/// big-endian).
+package enum OrderState {
+    package static func encode(_ state: [(origin: UInt32, sequence: UInt64)], origins: OriginTable) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(state.count * 41)
+        for (origin, sequence) in state {
+            let name = origins.nameBytes(of: origin).prefix(255)
+            bytes.append(UInt8(name.count))
+            bytes.append(contentsOf: name)
+            withUnsafeBytes(of: sequence.bigEndian) { bytes.append(contentsOf: $0) }
         }
-        rows.removeAll { $0.module == module }
-        return order
+        return bytes
     }
 
-    package static func append(_ changes: [(origin: UInt32, sequence: UInt64)], to operations: inout [StorageOperation], origins: OriginTable) {
-        let module = ActivationStateMachine<Envelope, HeldReply, Int>.orderModule
-        for (origin, sequence) in changes {
-            operations.append(
-                StorageOperation(
-                    module: module, key: Array(origins.name(of: origin).utf8),
-                    value: withUnsafeBytes(of: sequence.bigEndian) { Array($0) }))
+    /// Removes the order-state row from `rows` (the actor's modules never see it) and
+    /// decodes it; a malformed one is ignored (order is then known from now on only).
+    package static func take(from rows: inout [ModuleRow], origins: OriginTable) -> [(origin: UInt32, sequence: UInt64)] {
+        guard let index = rows.lastIndex(where: { $0.module == ModuleRow.orderModule }) else { return [] }
+        let bytes = rows.remove(at: index).value
+        var state: [(origin: UInt32, sequence: UInt64)] = []
+        var position = 0
+        while position < bytes.count {
+            let length = Int(bytes[position])
+            let end = position + 1 + length
+            guard end + 8 <= bytes.count else { return state }
+            let name = String(decoding: bytes[(position + 1)..<end], as: UTF8.self)
+            let sequence = bytes[end..<(end + 8)].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            state.append((origins.number(of: name), sequence))
+            position = end + 8
         }
+        return state
     }
 }

@@ -276,6 +276,7 @@ public final class Node: Service, Sendable {
                 group.cancelAll()
                 try? await group.waitForAll()
                 becomeFailed(error)
+                await settleActivations()
                 throw error
             }
             group.addTask { await self.heartbeatLoop() }
@@ -462,12 +463,23 @@ public final class Node: Service, Sendable {
             stopRequested.signal()
         }
         // Calls that waited for a node that never ran.
-        let readyWaiters = life.withLock { life -> [UnsafeContinuation<Void, any Error>] in
-            guard case .stopped = life.phase else { return [] }
+        let (readyWaiters, neverRan) = life.withLock { life -> ([UnsafeContinuation<Void, any Error>], Bool) in
+            guard case .stopped = life.phase else { return ([], false) }
             defer { life.readyWaiters = [] }
-            return life.readyWaiters
+            return (life.readyWaiters, true)
         }
+        guard neverRan else { return }
+        directory.withLock { $0.accepting = false }
+        accepting.store(false, ordering: .relaxed)
         for waiter in readyWaiters { waiter.resume(throwing: DNAError(.nodeStopped, "node \(id) was shut down")) }
+        await settleActivations()
+    }
+
+    /// Waits until no activation has a task running: they hold the node `unowned`, so it
+    /// must outlive them (after a start that failed, or a shutdown before it ran).
+    private func settleActivations() async {
+        let remaining = directory.withLock { Array($0.activations.values) }
+        for activation in remaining { await activation.waitUntilIdle() }
     }
 
     /// Stops taking messages, lets every activation handle what it has and commit, gives

@@ -97,7 +97,7 @@ enum KeyIdentity: Hashable, Sendable {
     @inlinable
     static func == (lhs: KeyIdentity, rhs: KeyIdentity) -> Bool {
         switch (lhs, rhs) {
-        case (.utf8(let a), .utf8(let b)): a.utf8.elementsEqual(b.utf8)
+        case (.utf8(var a), .utf8(var b)): a.withUTF8 { x in b.withUTF8 { y in x.elementsEqual(y) } }
         case (.integer(let a), .integer(let b)): a == b
         case (.bytes(let a), .bytes(let b)): a == b
         default: false

@@ -31,8 +31,12 @@ public struct ActorID: Hashable, Sendable, CustomStringConvertible {
 
     /// Byte for byte (see above), not by `String`'s canonical equivalence.
     public static func == (lhs: ActorID, rhs: ActorID) -> Bool {
-        lhs.key.utf8.elementsEqual(rhs.key.utf8) && lhs.kind.utf8.elementsEqual(rhs.kind.utf8)
-            && lhs.namespace.utf8.elementsEqual(rhs.namespace.utf8)
+        func same(_ a: String, _ b: String) -> Bool {
+            var a = a
+            var b = b
+            return a.withUTF8 { x in b.withUTF8 { y in x.elementsEqual(y) } }
+        }
+        return same(lhs.key, rhs.key) && same(lhs.kind, rhs.kind) && same(lhs.namespace, rhs.namespace)
     }
 
     public func hash(into hasher: inout Hasher) {

@@ -30,7 +30,16 @@ public struct RegistrationRecord: Sendable, Equatable {
 }
 
 /// One stored row of a storage module.
+///
+/// Modules whose names start with ``runtimePrefix`` are the runtime's own; an actor's
+/// modules cannot have such names. The store returns the registration's order state (see
+/// ``CommitBatch/order``) as one such row, module ``orderModule``, empty key.
 public struct ModuleRow: Sendable, Equatable {
+    /// The start of the names of the runtime's own modules.
+    public static let runtimePrefix = "dna."
+    /// The module of the order-state row.
+    public static let orderModule = "dna.order"
+
     public var module: String
     public var key: [UInt8]
     public var value: [UInt8]
@@ -92,11 +101,19 @@ public struct CommitBatch: Sendable {
     /// the database) or ``StoreError/Code/unavailable`` (if it certainly did not). `nil`:
     /// the engine's own limits apply.
     public var timeout: Duration?
+    /// The runtime's order state (the latest request per origin node), stored with the
+    /// batch in the name's own row — it outlives the epoch — and handed back at the next
+    /// activation as a ``ModuleRow`` of ``ModuleRow/orderModule``. `nil`: unchanged.
+    public var order: [UInt8]?
 
-    public init(registration: Registration, sequence: Int64, operations: [StorageOperation], timeout: Duration? = nil) {
+    public init(
+        registration: Registration, sequence: Int64, operations: [StorageOperation], timeout: Duration? = nil,
+        order: [UInt8]? = nil
+    ) {
         self.registration = registration
         self.sequence = sequence
         self.operations = operations
         self.timeout = timeout
+        self.order = order
     }
 }

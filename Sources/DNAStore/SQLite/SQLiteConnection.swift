@@ -93,6 +93,11 @@ public final class SQLiteStatement {
         if let value { bind(index, value) } else { sqlite3_bind_null(handle, index) }
     }
 
+    /// Binds a blob, or NULL for `nil`.
+    public func bind(_ index: Int32, bytes: [UInt8]?) {
+        if let bytes { bind(index, bytes: bytes) } else { sqlite3_bind_null(handle, index) }
+    }
+
     /// Binds a blob. One longer than SQLite can take is bound as NULL, which the schema's
     /// NOT NULL constraints then refuse with an error (not a crash).
     public func bind(_ index: Int32, bytes: [UInt8]) {

@@ -58,6 +58,7 @@ public enum SQLiteSchema {
             owner     TEXT,
             epoch     INTEGER NOT NULL,
             batch_seq INTEGER NOT NULL DEFAULT 0,
+            order_state BLOB,
             UNIQUE (namespace, kind, name)
         );
         CREATE INDEX dna_actors_owner ON dna_actors (owner);
@@ -66,9 +67,10 @@ public enum SQLiteSchema {
         """
 
     /// Version 1 → 2: each node records its own failure timeout (nodes written by version 1
-    /// used the default, 5 s).
+    /// used the default, 5 s); each name keeps the runtime's order state.
     static let migrationToVersion2 = """
         ALTER TABLE dna_nodes ADD COLUMN failure_timeout_ms INTEGER NOT NULL DEFAULT 5000;
+        ALTER TABLE dna_actors ADD COLUMN order_state BLOB;
         UPDATE dna_meta SET value = '2' WHERE key = 'schema_version';
         """
 

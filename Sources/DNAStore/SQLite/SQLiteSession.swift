@@ -40,7 +40,7 @@ final class SQLiteSession {
         UPDATE dna_nodes SET state = 'left' WHERE cluster = ?1 AND node_id <> ?2 AND state <> 'left'
         """)
     private lazy var selectName = prepared("""
-        SELECT actor_id, owner, epoch FROM dna_actors WHERE namespace = ?1 AND kind = ?2 AND name = ?3
+        SELECT actor_id, owner, epoch, order_state FROM dna_actors WHERE namespace = ?1 AND kind = ?2 AND name = ?3
         """)
     private lazy var insertName = prepared("""
         INSERT INTO dna_actors (namespace, kind, name, owner, epoch) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -56,7 +56,7 @@ final class SQLiteSession {
         """)
     private lazy var selectFence = prepared("SELECT owner, epoch, batch_seq FROM dna_actors WHERE actor_id = ?1")
     private lazy var advanceSequence = prepared("""
-        UPDATE dna_actors SET batch_seq = ?2
+        UPDATE dna_actors SET batch_seq = ?2, order_state = COALESCE(?5, order_state)
         WHERE actor_id = ?1 AND owner = ?3 AND epoch = ?4 AND batch_seq = ?2 - 1
         """)
     /// Upserts of 1, 2, 4, … ``SQLiteSchema/maxRowsPerUpsert`` rows, prepared on first use:
@@ -138,10 +138,12 @@ final class SQLiteSession {
         selectName.bind(3, actor.key)
         var rowID: Int64 = 0
         var current: ClaimDecision.Current?
+        var order: [UInt8]?
         if try selectName.step() {
             rowID = selectName.int64(0)
             let owner = selectName.isNull(1) ? nil : NodeID(rawValue: selectName.string(1))
             current = ClaimDecision.Current(owner: owner, epoch: selectName.int64(2), ownerNode: nil)
+            if !selectName.isNull(3) { order = selectName.bytes(3) }
         }
         selectName.reset()
         if let owner = current?.owner, owner != request.node {
@@ -182,6 +184,7 @@ final class SQLiteSession {
                     ModuleRow(module: selectModuleRows.string(0), key: selectModuleRows.bytes(1), value: selectModuleRows.bytes(2)))
             }
         }
+        if let order { rows.append(ModuleRow(module: ModuleRow.orderModule, key: [], value: order)) }
         return .granted(Registration(actor: actor, rowID: rowID, owner: request.node, epoch: epoch), rows: rows)
     }
 
@@ -218,6 +221,7 @@ final class SQLiteSession {
         advanceSequence.bind(2, batch.sequence)
         advanceSequence.bind(3, registration.owner.rawValue)
         advanceSequence.bind(4, registration.epoch)
+        advanceSequence.bind(5, bytes: batch.order)
         try advanceSequence.run()
         if connection.changes != 1 {
             var holds = false

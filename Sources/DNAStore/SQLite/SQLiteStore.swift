@@ -116,13 +116,13 @@ public final class SQLiteStore: ActorStore {
         // migrates) the schema, the others wait for it rather than fail.
         try SQLiteSchema.configure(connection, synchronous: configuration.synchronous, busyTimeout: .seconds(10))
         try SQLiteSchema.prepare(connection, path: configuration.path)
-        try connection.execute("PRAGMA busy_timeout = \(configuration.busyTimeout.milliseconds)")
         let session = try SQLiteSession(connection)
         var checkpointer: SQLiteCheckpointer?
         if let rows = configuration.backgroundCheckpointRows {
             try connection.execute("PRAGMA wal_autocheckpoint = 0")
             checkpointer = try SQLiteCheckpointer(path: configuration.path, threshold: rows)
         }
+        try connection.execute("PRAGMA busy_timeout = \(configuration.busyTimeout.milliseconds)")
         lockFileDescriptor.withLock { $0 = descriptor }
         worker.start(session: session, checkpointer: checkpointer)
         opened = true

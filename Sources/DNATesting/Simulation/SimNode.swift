@@ -396,11 +396,11 @@ final class SimNode {
     /// in the middle of a batch); then hands the batch's writes to the machine.
     private func handle(_ batch: [SimEnvelope], in activation: SimActivation, index: Int, operations: [StorageOperation], held: [SimHeld]) {
         guard index < batch.count else {
-            var operations = operations
-            if !operations.isEmpty {
-                OrderRows.append(activation.machine.takeOrderChanges(), to: &operations, origins: origins)
+            var order: [UInt8]?
+            if !operations.isEmpty, let state = activation.machine.takeOrderState() {
+                order = OrderState.encode(state, origins: origins)
             }
-            switch activation.machine.handled(operations: operations, held: held, now: localNow, lease: lease.snapshot) {
+            switch activation.machine.handled(operations: operations, held: held, now: localNow, lease: lease.snapshot, order: order) {
             case .none: break
             case .commit(let commit): submit(commit, of: activation)
             case .fail(let replies, let error):
@@ -466,7 +466,7 @@ final class SimNode {
             switch result {
             case .success(.granted(let registration, var rows)):
                 simulation.trace("\(id) holds \(activation.actor) at epoch \(registration.epoch)")
-                activation.machine.restoreOrder(OrderRows.take(from: &rows, origins: origins))
+                activation.machine.restoreOrder(OrderState.take(from: &rows, origins: origins))
                 activation.instance = Set(rows.map { String(decoding: $0.key, as: UTF8.self) })
                 finishActivation(activation, .granted(registration, leaseGeneration: generation, operations: []))
             case .success(.ownedElsewhere(let owner)):
