@@ -91,7 +91,7 @@ struct BadInputTests {
     @Test func invalidConfigurationIsRefused() async throws {
         var configuration = Node.Configuration(store: .custom(InMemoryStore()))
         configuration.maxBatch = 0
-        let error = await #expect(throws: DNAError.self) { _ = try await Node(configuration: configuration, actors: [Recorder.self]) }
+        let error = #expect(throws: DNAError.self) { _ = try Node(configuration: configuration, actors: [Recorder.self]) }
         #expect(error?.code == .invalidArgument)
     }
 }

@@ -261,6 +261,23 @@ struct OwnershipMachineTests {
         #expect(later.map(\.name) == ["1/8"])
         #expect(refusedLater.map(\.name) == ["1/6"])
     }
+
+    @Test("the order state keeps at most maxOrigins origins: the first heard from and the highest-numbered")
+    func orderStateIsBounded() {
+        var latest = LatestPerOrigin()
+        #expect(latest[7] == 0, "an origin not heard from")
+        latest[1000] = 3
+        for origin in UInt32(0)..<600 { latest[origin] = UInt64(origin) + 1 }
+        latest[1000] = 4
+        #expect(latest[1000] == 4 && latest[5] == 6)
+        latest.keepAtMost(512)
+        let kept = latest.entries
+        #expect(kept.count == 512)
+        #expect(kept.map(\.origin) == kept.map(\.origin).sorted(), "by origin")
+        #expect(kept.contains { $0.origin == 1000 && $0.sequence == 4 }, "the first origin is kept")
+        #expect(kept.first?.origin == 89, "the 89 lowest-numbered of the others were forgotten")
+        #expect(latest[88] == 0 && latest[599] == 600)
+    }
 }
 
 struct OrderedTestMessage: OrderedMessage, Equatable {

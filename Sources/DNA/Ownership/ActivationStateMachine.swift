@@ -127,7 +127,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     private var retryDelay = Self.firstRetryDelay
     private var deactivationRequested = false
     /// Per origin, the latest message handled.
-    private var highWater: [UInt32: UInt64] = [:]
+    private var highWater = LatestPerOrigin()
     /// The latest message of some origin changed since the last batch that wrote: the
     /// table is stored with the next batch that writes (``takeOrderState()``), so that a
     /// later activation of the name still refuses what an earlier one's messages overtook.
@@ -225,6 +225,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             switch oldest.status {
             case .durable:
                 commits.removeFirst()
+                // An idle activation keeps no storage for commits (a slot is large).
+                if commits.isEmpty { commits = Deque() }
                 continue
             case .inFlight:
                 break
@@ -311,7 +313,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             if message.origin != origin {
                 if origin != .max { highWater[origin] = high }
                 origin = message.origin
-                high = highWater[origin] ?? 0
+                high = highWater[origin]
             }
             if message.sequence > high {
                 high = message.sequence
@@ -332,7 +334,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
                 accepted.append(message)
                 continue
             }
-            let latest = highWater[message.origin] ?? 0
+            let latest = highWater[message.origin]
             if message.sequence > latest {
                 highWater[message.origin] = message.sequence
                 accepted.append(message)
@@ -488,17 +490,15 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     package mutating func takeOrderState() -> [(origin: UInt32, sequence: UInt64)]? {
         guard orderChanged else { return nil }
         orderChanged = false
-        if highWater.count > Self.maxOrigins {
-            for origin in highWater.keys.sorted().prefix(highWater.count - Self.maxOrigins) { highWater[origin] = nil }
-        }
-        return highWater.keys.sorted().map { ($0, highWater[$0]!) }
+        highWater.keepAtMost(Self.maxOrigins)
+        return highWater.entries
     }
 
     static var maxOrigins: Int { 512 }
 
     /// Latest messages per origin as an earlier activation of the name stored them.
     package mutating func restoreOrder(_ stored: [(origin: UInt32, sequence: UInt64)]) {
-        for (origin, sequence) in stored where sequence > highWater[origin] ?? 0 { highWater[origin] = sequence }
+        for (origin, sequence) in stored where sequence > highWater[origin] { highWater[origin] = sequence }
     }
 
 
@@ -649,5 +649,41 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         guard isRunning else { return false }
         idleWaiters.append(waiter)
         return true
+    }
+}
+
+/// The latest message per origin. Most actors hear from one node (their own): that one
+/// is kept inline, so an idle activation holds no dictionary.
+struct LatestPerOrigin {
+    private var firstOrigin = UInt32.max
+    private var firstLatest: UInt64 = 0
+    private var others: [UInt32: UInt64] = [:]
+
+    /// 0 for an origin not heard from.
+    subscript(origin: UInt32) -> UInt64 {
+        get { origin == firstOrigin ? firstLatest : (others.isEmpty ? 0 : others[origin] ?? 0) }
+        set {
+            if origin == firstOrigin || firstOrigin == .max {
+                firstOrigin = origin
+                firstLatest = newValue
+            } else {
+                others[origin] = newValue
+            }
+        }
+    }
+
+    /// Every origin with its latest, by origin.
+    var entries: [(origin: UInt32, sequence: UInt64)] {
+        var all = others.map { (origin: $0.key, sequence: $0.value) }
+        if firstOrigin != .max { all.append((firstOrigin, firstLatest)) }
+        return all.sorted { $0.origin < $1.origin }
+    }
+
+    /// Keeps at most `limit` origins: the first heard from, then the highest-numbered
+    /// (the lowest-numbered are forgotten first).
+    mutating func keepAtMost(_ limit: Int) {
+        let count = others.count + (firstOrigin == .max ? 0 : 1)
+        guard count > limit else { return }
+        for origin in others.keys.sorted().prefix(count - limit) { others[origin] = nil }
     }
 }
