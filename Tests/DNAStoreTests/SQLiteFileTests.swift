@@ -52,6 +52,22 @@ struct SQLiteFileTests {
         version.reset()
     }
 
+    /// `close()` returns only once the file is let go: SQLite removes the WAL when the last
+    /// connection closes, so a WAL left behind means a connection outlived `close()`, and
+    /// its late close would find the next opener's transaction in its way.
+    @Test func closeLetsTheFileGoBeforeItReturns() async throws {
+        let (path, cleanup) = try temporaryPath()
+        defer { cleanup() }
+        for round in 0..<20 {
+            let store = try await SQLiteStore.opened(.init(path: path))
+            try await store.join(node: NodeID(rawValue: "n\(round)"), cluster: "c", address: "x", failureTimeout: .seconds(5))
+            await store.close()
+            #expect(!FileManager.default.fileExists(atPath: path + "-wal"), "round \(round): a connection is still open")
+            let next = try SQLiteConnection(path: path)
+            try next.execute("PRAGMA busy_timeout = 0; BEGIN EXCLUSIVE; COMMIT")
+        }
+    }
+
     @Test func newerSchemaIsRefused() async throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }

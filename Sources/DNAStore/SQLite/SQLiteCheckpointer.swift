@@ -15,8 +15,8 @@ final class SQLiteCheckpointer: @unchecked Sendable {
         self.threshold = threshold
         let connection = try SQLiteConnection(path: path)
         try connection.execute("PRAGMA busy_timeout = 0")
-        let box = UncheckedBox(connection)
-        let thread = Thread { [self] in self.loop(box.value) }
+        let handOff = ThreadHandOff(connection)
+        let thread = Thread { [self] in self.loop(handOff) }
         thread.name = "dna-sqlite-checkpoint"
         thread.start()
     }
@@ -38,8 +38,8 @@ final class SQLiteCheckpointer: @unchecked Sendable {
         condition.unlock()
     }
 
-    private func loop(_ connection: SQLiteConnection) {
-        var connection: SQLiteConnection? = connection
+    private func loop(_ handOff: ThreadHandOff<SQLiteConnection>) {
+        var connection: SQLiteConnection? = handOff.take()
         while true {
             condition.lock()
             while pendingOperations < threshold && !stopping { condition.wait() }

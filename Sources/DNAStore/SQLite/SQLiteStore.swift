@@ -251,8 +251,8 @@ final class SQLiteWorker: @unchecked Sendable {
         self.checkpointer = checkpointer
         started = true
         condition.unlock()
-        let box = UncheckedBox(session)
-        let thread = Thread { [self] in self.loop(box.value) }
+        let handOff = ThreadHandOff(session)
+        let thread = Thread { [self] in self.loop(handOff) }
         thread.name = "dna-sqlite"
         thread.start()
     }
@@ -302,8 +302,9 @@ final class SQLiteWorker: @unchecked Sendable {
         condition.unlock()
     }
 
-    private func loop(_ session: SQLiteSession) {
-        var session: SQLiteSession? = session
+    private func loop(_ handOff: ThreadHandOff<SQLiteSession>) {
+        // The only reference: setting it to nil closes the connection.
+        var session: SQLiteSession? = handOff.take()
         while true {
             condition.lock()
             while queue.isEmpty && !stopping { condition.wait() }
@@ -360,7 +361,16 @@ final class SQLiteWorker: @unchecked Sendable {
     }
 }
 
-struct UncheckedBox<Value>: @unchecked Sendable {
-    var value: Value
+/// Passes a value to a new thread once. The thread's closure stays alive as long as the
+/// `Thread` object, which outlives the loop; holding the value there would keep a
+/// connection open after `close()` returned, and its late close (a WAL checkpoint under
+/// an exclusive lock) would make the next opener of the file find it locked.
+final class ThreadHandOff<Value>: @unchecked Sendable {
+    private var value: Value?
     init(_ value: Value) { self.value = value }
+    /// The value; called once, by the thread it was meant for.
+    func take() -> Value {
+        defer { value = nil }
+        return value!
+    }
 }
