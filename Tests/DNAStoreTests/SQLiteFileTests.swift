@@ -68,6 +68,25 @@ struct SQLiteFileTests {
         }
     }
 
+    /// The nodes of a local cluster start together on a file none of them made yet.
+    @Test func storesOpeningANewSharedFileTogetherAllOpen() async throws {
+        for _ in 0..<30 {
+            let (path, cleanup) = try temporaryPath()
+            defer { cleanup() }
+            var configuration = SQLiteStore.Configuration(path: path)
+            configuration.sharing = .shared
+            let stores = (0..<3).map { _ in SQLiteStore(configuration: configuration) }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for store in stores { group.addTask { try await store.open() } }
+                try await group.waitForAll()
+            }
+            for (index, store) in stores.enumerated() {
+                try await store.join(node: NodeID(rawValue: "n\(index)"), cluster: "c", address: "x", failureTimeout: .seconds(5))
+            }
+            for store in stores { await store.close() }
+        }
+    }
+
     @Test func newerSchemaIsRefused() async throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }

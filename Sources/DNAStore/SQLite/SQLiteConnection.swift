@@ -56,6 +56,11 @@ public final class SQLiteConnection {
 
     public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 
+    /// Whether `error` is SQLite's "busy" (another connection holds a lock it needs).
+    static func isBusy(_ error: StoreError) -> Bool {
+        error.code == .unavailable && error.message.hasPrefix("sqlite (code \(SQLITE_BUSY)):")
+    }
+
     /// Maps an SQLite result code to a ``StoreError`` code.
     static func error(_ rc: Int32, _ message: String) -> StoreError {
         switch rc & 0xFF {

@@ -82,15 +82,30 @@ public final class SQLiteStore: ActorStore {
     ///   ``StoreError/Code/schemaTooNew``, ``StoreError/Code/inUse`` when another process
     ///   holds the file in exclusive mode; ``StoreError/Code/closed`` after ``close()``.
     public func open() async throws(StoreError) {
-        try await opening.run { () throws(StoreError) in
+        try await opening.run { () async throws(StoreError) in
             do throws(StoreError) {
-                try self.openFile()
+                // Nodes opening a new file together can deadlock on switching it to WAL;
+                // SQLite then answers "busy" at once, without waiting. Try again, within
+                // the bound a node waits for another's schema work.
+                let deadline = ContinuousClock.now + Self.openBusyTimeout
+                while true {
+                    do throws(StoreError) {
+                        try self.openFile()
+                        break
+                    } catch where SQLiteConnection.isBusy(error) && ContinuousClock.now < deadline {
+                        try? await Task.sleep(for: .milliseconds(Int.random(in: 5...25)))
+                    }
+                }
             } catch {
                 self.worker.failStart(error)
                 throw error
             }
         }
     }
+
+    /// How long opening waits for other nodes' work on the same file (schema creation or
+    /// migration, the switch to WAL).
+    static let openBusyTimeout: Duration = .seconds(10)
 
     private func openFile() throws(StoreError) {
         // The lock is taken on a file of its own beside the database: closing a descriptor
@@ -114,7 +129,7 @@ public final class SQLiteStore: ActorStore {
         let connection = try SQLiteConnection(path: configuration.path)
         // Nodes of a local cluster may open a new file together: while one creates (or
         // migrates) the schema, the others wait for it rather than fail.
-        try SQLiteSchema.configure(connection, synchronous: configuration.synchronous, busyTimeout: .seconds(10))
+        try SQLiteSchema.configure(connection, synchronous: configuration.synchronous, busyTimeout: Self.openBusyTimeout)
         try SQLiteSchema.prepare(connection, path: configuration.path)
         let session = try SQLiteSession(connection)
         var checkpointer: SQLiteCheckpointer?
