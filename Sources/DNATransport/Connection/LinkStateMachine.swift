@@ -74,13 +74,15 @@ package struct LinkStateMachine<Channel> {
     }
 
     /// A request of `length` bytes is to be sent at `now`. On `queued`, `connect` and
-    /// `flush`, the caller appends it to the queued bytes.
-    package mutating func send(length: Int, now: NIODeadline) -> SendAction {
+    /// `flush`, the caller appends it to the queued bytes. `now` is read only when the
+    /// decision needs it (backing off, or scheduling a flush), not for every request.
+    package mutating func send(length: Int, now: @autoclosure () -> NIODeadline) -> SendAction {
         if queuedBytes > 0 && queuedBytes + length > maxQueuedBytes { return .overloaded(queued: queuedBytes) }
         switch phase {
         case .shutDown:
             return .failFast(TransportError(.shutDown, "the transport is shut down"))
         case .backingOff(let until):
+            let now = now()
             guard now >= until else {
                 let milliseconds = (until - now).nanoseconds / 1_000_000
                 return .failFast(TransportError(.unreachable, "backing off after a failure; retry in \(milliseconds) ms"))
@@ -99,7 +101,7 @@ package struct LinkStateMachine<Channel> {
             enqueued(length)
             guard !flushScheduled, writable else { return .queued }
             flushScheduled = true
-            return .flush(channel, attempt: attempt, at: pacer.flushTime(now: now))
+            return .flush(channel, attempt: attempt, at: pacer.flushTime(now: now()))
         }
     }
 
