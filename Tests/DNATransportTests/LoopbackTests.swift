@@ -201,8 +201,20 @@ struct LoopbackTests {
         })
         let start = ContinuousClock.now
         var attempts: Set<UInt64> = []
-        try client.send(Fixtures.request(1), to: address, queued: { attempts.insert($0) })
-        for id in 2...4 { try client.send(Fixtures.request(UInt64(id), expectsReply: false), to: address, queued: { attempts.insert($0) }) }
+        // The event loops are held while the four are sent: a refused connection on loopback
+        // fails within microseconds, and the casts must be queued on the attempt, not sent
+        // after it failed (those throw, as checked below).
+        let loops = Array(MultiThreadedEventLoopGroup.singleton.makeIterator())
+        let held = DispatchSemaphore(value: 0)
+        for loop in loops { loop.execute { held.wait() } }
+        let sent = Result { () throws(TransportError) in
+            try client.send(Fixtures.request(1), to: address, queued: { attempts.insert($0) })
+            for id in 2...4 {
+                try client.send(Fixtures.request(UInt64(id), expectsReply: false), to: address, queued: { attempts.insert($0) })
+            }
+        }
+        for _ in loops { held.signal() }
+        try sent.get()
         let log = try await clientLog.wait(for: "linkFailed", timeout: .seconds(3)) { !$0.failures.isEmpty }
         #expect(ContinuousClock.now - start < .seconds(5), "a refused connection is reported at once, not after a timeout")
         #expect(log.failures[0].peer == address)

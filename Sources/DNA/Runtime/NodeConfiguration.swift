@@ -42,7 +42,7 @@ extension Node {
                 var configuration = SQLiteStore.Configuration(path: path)
                 if clustered { configuration.sharing = .shared }
                 return Made(
-                    store: try SQLiteStore(configuration: configuration), ownedByNode: true,
+                    store: SQLiteStore(configuration: configuration), ownedByNode: true,
                     exclusive: configuration.sharing == .exclusive)
             }
         }
@@ -51,7 +51,7 @@ extension Node {
         public static func sqlite(_ configuration: SQLiteStore.Configuration) -> StoreChoice {
             StoreChoice(description: "sqlite:\(configuration.path)") { _ throws(StoreError) in
                 Made(
-                    store: try SQLiteStore(configuration: configuration), ownedByNode: true,
+                    store: SQLiteStore(configuration: configuration), ownedByNode: true,
                     exclusive: configuration.sharing == .exclusive)
             }
         }
