@@ -164,23 +164,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         try bootstrapLogging("error")
-        switch StoreArgument(self.store) {
-        case .postgres(let url):
-            try await PostgresStore(configuration: .init(url: url)).withRunning { store in try await report(store) }
-        case .sqlite(let path):
-            guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("no database at \(path)") }
-            var configuration = SQLiteStore.Configuration(path: path)
-            configuration.sharing = .shared
-            let store = SQLiteStore(configuration: configuration)
-            try await store.open()
-            do {
-                try await report(store)
-            } catch {
-                await store.close()
-                throw error
-            }
-            await store.close()
-        }
+        try await withExistingStore(store) { store in try await report(store) }
     }
 
     private func report(_ store: any ActorStore) async throws {
@@ -201,8 +185,110 @@ struct StatusCommand: AsyncParsableCommand {
         }
     }
 
-    private func pad(_ text: String, _ width: Int) -> String {
-        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+}
+
+/// Runs `body` with the store `text` names (`postgres://…` or `sqlite:PATH`), which must
+/// exist already; an SQLite file is opened shared, beside the nodes using it.
+func withExistingStore(_ text: String, _ body: @escaping @Sendable (any ActorStore) async throws -> Void) async throws {
+    switch StoreArgument(text) {
+    case .postgres(let url):
+        try await PostgresStore(configuration: .init(url: url)).withRunning { store in try await body(store) }
+    case .sqlite(let path):
+        guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("no database at \(path)") }
+        var configuration = SQLiteStore.Configuration(path: path)
+        configuration.sharing = .shared
+        let store = SQLiteStore(configuration: configuration)
+        try await store.open()
+        do {
+            try await body(store)
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+    }
+}
+
+/// `text` left-aligned in `width` columns (at least one space after it).
+func pad(_ text: String, _ width: Int) -> String {
+    text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+}
+
+struct RebalanceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rebalance",
+        abstract: "Plan a round of rebalancing from the live nodes' activation counts and print the moves (--dry-run).",
+        discussion: """
+            Every eligible live node gets its fair share of the activations (within one of each \
+            other); draining nodes give all theirs away; a round moves at most --max-moves and \
+            --max-fraction of all activations. Counts are those the nodes reported with their \
+            last heartbeat. Carrying the moves out needs live migration, which this release \
+            does not have yet: only --dry-run runs.
+            """)
+
+    @Option(help: "The store: postgres://… or sqlite:PATH.")
+    var store: String
+
+    @Option(help: "The cluster name.")
+    var cluster: String = "local"
+
+    @Flag(help: "Print the moves a round would make; move nothing.")
+    var dryRun = false
+
+    @Option(help: "At most this many activations move in one round.")
+    var maxMoves: Int = RebalancePlanner.Limits().maxMoves
+
+    @Option(help: "At most this fraction of all activations moves in one round, in (0, 1].")
+    var maxFraction: Double = RebalancePlanner.Limits().maxFraction
+
+    @Option(name: .customLong("exclude"), help: "A node (id or HOST:PORT) to leave alone: it neither gives nor takes. Repeatable.")
+    var excluded: [String] = []
+
+    func validate() throws {
+        guard dryRun else {
+            throw ValidationError("moving activations needs live migration, which this release does not have yet; run with --dry-run to see the plan")
+        }
+    }
+
+    func run() async throws {
+        try bootstrapLogging("error")
+        try await withExistingStore(store) { store in
+            let records = try await store.nodes(cluster: cluster).filter(\.isAlive)
+            let unknown = excluded.filter { name in !records.contains { $0.id.rawValue == name || $0.address == name } }
+            guard unknown.isEmpty else {
+                throw ValidationError("no live node \(unknown.joined(separator: ", ")) in cluster \(cluster)")
+            }
+            let loads = records.map { record in
+                let role: RebalancePlanner.Role =
+                    excluded.contains(record.id.rawValue) || excluded.contains(record.address) || record.state == .joining
+                    ? .excluded : record.state == .draining ? .draining : .eligible
+                return RebalancePlanner.NodeLoad(id: record.id, activations: Int(record.activations), role: role)
+            }
+            let plan = try RebalancePlanner.plan(
+                nodes: loads, limits: RebalancePlanner.Limits(maxMoves: maxMoves, maxFraction: maxFraction))
+            print(Self.describe(plan, loads: loads, records: records, cluster: cluster))
+        }
+    }
+
+    static func describe(
+        _ plan: RebalancePlanner.Plan, loads: [RebalancePlanner.NodeLoad], records: [NodeRecord], cluster: String
+    ) -> String {
+        var lines = ["cluster \(cluster): \(loads.count) live node(s), \(loads.reduce(0) { $0 + $1.activations }) activation(s)"]
+        lines.append(pad("NODE", 34) + pad("ADDRESS", 24) + pad("ROLE", 10) + pad("NOW", 10) + "SHARE")
+        for load in loads.sorted(by: { $0.id.rawValue < $1.id.rawValue }) {
+            let address = records.first { $0.id == load.id }?.address ?? "-"
+            let share = plan.shares[load.id].map(String.init) ?? (load.role == .draining ? "0" : "-")
+            lines.append(pad(load.id.rawValue, 34) + pad(address, 24) + pad("\(load.role)", 10) + pad("\(load.activations)", 10) + share)
+        }
+        if plan.isBalanced {
+            lines.append("balanced: nothing to move")
+            return lines.joined(separator: "\n")
+        }
+        for move in plan.moves { lines.append("move \(move.count) from \(move.from) to \(move.to.rawValue)") }
+        lines.append(
+            "this round: \(plan.moved) move(s)"
+                + (plan.remaining > 0 ? "; \(plan.remaining) more in later rounds (held back by the per-round limits)" : ""))
+        return lines.joined(separator: "\n")
     }
 }
 

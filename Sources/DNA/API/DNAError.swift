@@ -61,6 +61,9 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
         /// node has not taken yet (it reads slower than this node sends); nothing was sent.
         /// Retryable: slow down.
         public static let overloaded = Code("overloaded")
+        /// Actors must move (a draining node's, or names without a live owner) and no live
+        /// node may take them: every other node is draining, excluded or dead.
+        public static let noEligibleNode = Code("noEligibleNode")
     }
 
     public var code: Code
