@@ -369,6 +369,23 @@ public final class PostgresStore: ActorStore {
         }
     }
 
+    public func handOver(_ registration: Registration, to target: NodeID) async throws(StoreError) {
+        await commits.whenIdle(registration.actor)
+        let logger = logger
+        let updated = try await inTransaction("handing \(registration.actor) over") { connection in
+            try await connection.query(
+                """
+                UPDATE dna_actors SET owner = \(target.rawValue), epoch = epoch + 1, batch_seq = 0
+                WHERE actor_id = \(registration.rowID) AND owner = \(registration.owner.rawValue) AND epoch = \(registration.epoch)
+                RETURNING 1
+                """, logger: logger
+            ).collect().count
+        }
+        guard updated == 1 else {
+            throw StoreError(.fenced, "\(registration.actor) is no longer held at epoch \(registration.epoch) by \(registration.owner)")
+        }
+    }
+
     public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
         let logger = logger
         return try await withConnection("reading registrations") { connection in

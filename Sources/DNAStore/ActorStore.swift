@@ -50,6 +50,13 @@ public protocol ActorStore: Sendable {
     func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome
     /// Gives the name up if `registration` still holds it, so any node may claim it at once.
     func release(_ registration: Registration) async throws(StoreError)
+    /// Hands the name from `registration`'s owner to `target` in one step, at the next
+    /// epoch (so the old activation is fenced), if `registration` still holds it; the
+    /// target's next claim is granted (a name owned by the claimant itself is). Commits of
+    /// the name still under way are answered first.
+    ///
+    /// - Throws: ``StoreError/Code/fenced`` if `registration` no longer holds the name.
+    func handOver(_ registration: Registration, to target: NodeID) async throws(StoreError)
     /// Registered names, optionally of one kind (`dna status --actors`).
     func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord]
 

@@ -69,6 +69,10 @@ public final class InMemoryStore: ActorStore {
         try perform { state, _ throws(StoreError) in state.release(registration) }
     }
 
+    public func handOver(_ registration: Registration, to target: NodeID) async throws(StoreError) {
+        try perform { state, _ throws(StoreError) in try state.handOver(registration, to: target) }
+    }
+
     public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
         try perform { state, _ throws(StoreError) in state.registrations(kind: kind, limit: limit) }
     }
@@ -190,6 +194,15 @@ package struct InMemoryStoreState: Sendable {
         if let name = names[registration.actor], name.owner == registration.owner, name.epoch == registration.epoch {
             names[registration.actor]?.owner = nil
         }
+    }
+
+    package mutating func handOver(_ registration: Registration, to target: NodeID) throws(StoreError) {
+        guard let name = names[registration.actor], name.owner == registration.owner, name.epoch == registration.epoch else {
+            throw StoreError(.fenced, "\(registration.actor) is no longer held at epoch \(registration.epoch) by \(registration.owner)")
+        }
+        names[registration.actor]?.owner = target
+        names[registration.actor]?.epoch = name.epoch + 1
+        names[registration.actor]?.sequence = 0
     }
 
     package func registrations(kind: String?, limit: Int) -> [RegistrationRecord] {

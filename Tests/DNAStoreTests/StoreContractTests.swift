@@ -308,6 +308,36 @@ struct StoreContractTests {
     }
 
     @Test(arguments: Engine.allCases)
+    func aNameHandedOverGoesToItsTargetWithItsDataAndFencesTheOldOwner(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let (old, _) = try granted(try await store.activate(request(nodeA)))
+        try await store.commit(
+            CommitBatch(registration: old, sequence: 1, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("v"))]))
+        try await store.handOver(old, to: nodeB)
+        // The old owner is fenced: neither its writes nor a second hand-over go through.
+        let late = await #expect(throws: StoreError.self) {
+            try await store.commit(
+                CommitBatch(registration: old, sequence: 2, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("late"))]))
+        }
+        #expect(late?.code == .fenced)
+        let again = await #expect(throws: StoreError.self) { try await store.handOver(old, to: nodeA) }
+        #expect(again?.code == .fenced)
+        // Another node finds it owned by the (live) target; the target is granted it, with the data.
+        guard case .ownedElsewhere(let owner) = try await store.activate(request(nodeA)) else {
+            Issue.record("the old owner claimed a name handed over")
+            return
+        }
+        #expect(owner == nodeB)
+        let (new, rows) = try granted(try await store.activate(request(nodeB)))
+        #expect(new.epoch == old.epoch + 2)
+        #expect(rows.contains { $0.module == "kv" && $0.key == bytes("k") && $0.value == bytes("v") })
+        try await store.commit(
+            CommitBatch(registration: new, sequence: 1, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("w"))]))
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
     func batchesApplyOnlyInSequence(engine: Engine) async throws {
         let (store, cleanup) = try await setUp(engine)
         defer { cleanup() }

@@ -117,6 +117,57 @@ struct OwnershipMachineTests {
         #expect(error.code == .fenced)
     }
 
+    // MARK: Migration
+
+    static let target = NodeID(rawValue: "n2")
+
+    @Test("a move starts no batch, waits for the batches in flight without spinning, then hands over; the queue follows")
+    func aMoveWaitsForItsCommitsThenHandsOver() {
+        var (machine, commit) = Self.withBatchInFlight()
+        _ = machine.enqueue("m2")
+        guard case .accepted = machine.requestMigration(to: Self.target, reply: MigrationReply { _ in }) else {
+            return #expect(Bool(false), "an active activation may move")
+        }
+        guard case .refused = machine.requestMigration(to: Self.target, reply: MigrationReply { _ in }) else {
+            return #expect(Bool(false), "one move at a time")
+        }
+        // m2 is not handled while moving; the task parks until the batch is answered.
+        guard case .wait = machine.nextStep(now: Self.at(200), lease: Self.lease()) else { return #expect(Bool(false)) }
+        let parked = machine.park(7, now: Self.at(200))
+        #expect(parked, "nothing to do before the answer: no busy loop")
+        let action = machine.commitCompleted(sequence: commit.sequence, result: .success(()), now: Self.at(300))
+        #expect(action.release == ["r1"], "the batch handled before the move is answered here")
+        #expect(action.resume == 7)
+        guard case .migrate(let registration, let target, _) = machine.nextStep(now: Self.at(301), lease: Self.lease()) else {
+            return #expect(Bool(false), "everything durable: hand over")
+        }
+        #expect(registration == Self.registration)
+        #expect(target == Self.target)
+        let (queued, _) = machine.migrated()
+        #expect(queued == ["m2"], "what queued meanwhile goes to the new owner")
+        guard case .stopped = machine.enqueue("m3") else { return #expect(Bool(false), "no more messages here") }
+        guard case .exit = machine.nextStep(now: Self.at(302), lease: Self.lease()) else { return #expect(Bool(false)) }
+    }
+
+    @Test("a move is refused unless active; a move overtaken by a failed commit is abandoned and its caller told")
+    func aMoveThatCannotHappen() {
+        var idle = Self.machine()
+        guard case .refused = idle.requestMigration(to: Self.target, reply: MigrationReply { _ in }) else {
+            return #expect(Bool(false), "nothing active to move")
+        }
+        var (machine, commit) = Self.withBatchInFlight()
+        guard case .accepted = machine.requestMigration(to: Self.target, reply: MigrationReply { _ in }) else {
+            return #expect(Bool(false))
+        }
+        let stillPossible = machine.takeAbandonedMigration() == nil
+        #expect(stillPossible)
+        _ = machine.commitCompleted(
+            sequence: commit.sequence, result: .failure(StoreError(.fenced, "taken over")), now: Self.at(200))
+        guard case .stop = machine.nextStep(now: Self.at(201), lease: Self.lease()) else { return #expect(Bool(false)) }
+        let abandoned = machine.takeAbandonedMigration()
+        #expect(abandoned != nil, "the name is gone: the move cannot happen")
+    }
+
     @Test("batches in flight when the lease runs out are seen through: their callers get what happened (defect c)")
     func inFlightBatchesAreSeenThroughAfterTheLease() {
         var (machine, commit) = Self.withBatchInFlight()

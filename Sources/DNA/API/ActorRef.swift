@@ -106,10 +106,12 @@ protocol AnyKindRuntime: Sendable {
     /// The handler registered for a request type's wire name: a node decodes only these.
     func handler(named requestName: String) -> (ObjectIdentifier, HandlerEntry)?
     func makeActivation(id: ActorID, node: Node) -> any AnyActivation
+    var isMovable: Bool { get }
 }
 
 final class KindRuntime<A: DurableActor>: AnyKindRuntime {
     let name: String
+    var isMovable: Bool { A.isMovable }
     let handlers: Handlers<A>
     private let byName: [String: (ObjectIdentifier, HandlerEntry)]
 

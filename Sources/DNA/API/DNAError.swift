@@ -64,6 +64,8 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
         /// Actors must move (a draining node's, or names without a live owner) and no live
         /// node may take them: every other node is draining, excluded or dead.
         public static let noEligibleNode = Code("noEligibleNode")
+        /// The actor type opted out of moving (``DurableActor/isMovable``).
+        public static let notMovable = Code("notMovable")
     }
 
     public var code: Code

@@ -34,4 +34,12 @@ public protocol DurableActor: AnyObject, SendableMetatype {
 
     /// Declares which requests the actor handles.
     static func handlers(_ handlers: inout Handlers<Self>)
+
+    /// Whether activations of this type may be moved to another node (``Node/migrate(_:to:)``,
+    /// and later draining and rebalancing). `true` unless the type says otherwise.
+    static var isMovable: Bool { get }
+}
+
+extension DurableActor {
+    public static var isMovable: Bool { true }
 }

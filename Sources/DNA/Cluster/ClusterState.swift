@@ -51,6 +51,18 @@ package final class ClusterState: Sendable {
 
     package func address(of node: NodeID) -> PeerAddress? { members.withLock { $0[node]?.address } }
 
+    /// Whether `node` is live, up and not draining: it may take actors.
+    func servesNewActors(_ node: NodeID) -> Bool { members.withLock { $0[node]?.servesNewActors ?? false } }
+
+    /// Why a member cannot take actors, as the membership shows it (`nil`: not a member).
+    func describe(_ node: NodeID) -> String? {
+        members.withLock { members in
+            guard let member = members[node] else { return nil }
+            if !member.alive { return "it is not alive (state \(member.record.state.rawValue), last heartbeat \(member.record.heartbeatAgeMilliseconds) ms ago)" }
+            return "it is \(member.record.state.rawValue)"
+        }
+    }
+
     /// The addresses of the live nodes other than `this` one.
     package func liveAddresses(except this: NodeID) -> [PeerAddress] {
         members.withLock { members in

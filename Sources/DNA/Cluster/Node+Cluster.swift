@@ -81,6 +81,9 @@ extension Node {
         let reply: Reply? =
             request.expectsReply
             ? .remote(RemoteReply(sink: sink, requestID: request.id, encode: route.codec.encodeResponse)) : nil
+        // Whoever sent it does not host the actor: if this node thought so, it no longer does
+        // (the actor moved here, or both were wrong and the store will say where it is).
+        locations.forget(route.actor, ifAt: NodeID(rawValue: sink.peerNodeID))
         let origin = origins.number(of: request.origin.isEmpty ? sink.peerNodeID : request.origin)
         let envelope = Envelope(
             requestType: route.requestType, message: message, reply: reply, hops: request.hops &+ 1, origin: origin,
@@ -206,6 +209,50 @@ extension Node {
         }
         logger.debug("actor is active elsewhere; forwarding", metadata: ["actor": "\(activation.id)", "owner": "\(owner)"])
         return true
+    }
+}
+
+extension Node {
+    /// Moves the activation of `id`, active on this node, to the node `target`: it stops
+    /// taking the actor's messages (they queue), lets what it handled commit, hands the
+    /// name to the target in the store at a new epoch (fencing this activation), and
+    /// forwards what queued meanwhile to the target, in order; the target's activation
+    /// loads the actor from the store on its first message. Calls under way are answered
+    /// here or there. Returns once the name is the target's.
+    ///
+    /// - Throws: ``DNAError/Code/notMovable`` for a type that opted out;
+    ///   ``DNAError/Code/invalidArgument`` when the actor is not active on this node, the
+    ///   target is this node, unknown, dead, draining or not yet serving, or the node places
+    ///   actors by consistent hash (they live where the hash puts them);
+    ///   ``DNAError/Code/commitFailed`` (retryable) when the store could not hand the name
+    ///   over, ``DNAError/Code/outcomeUnknown`` when its answer was lost, and
+    ///   ``DNAError/Code/fenced`` when this node no longer held the name. In every case the
+    ///   activation here has stopped: the actor's next message activates it wherever the
+    ///   store has the name (here again, at a new epoch, if it did not move). Nothing
+    ///   queued is lost.
+    public func migrate(_ id: ActorID, to target: NodeID) async throws(DNAError) {
+        guard let kind = kinds[id.kind] else { throw DNAError(.unknownActorKind, "no actor kind '\(id.kind)' on this node") }
+        guard kind.isMovable else { throw DNAError(.notMovable, "actors of kind '\(id.kind)' are not movable (isMovable is false)") }
+        guard transport != nil else { throw DNAError(.invalidArgument, "a node without a cluster transport has nowhere to move actors") }
+        guard configuration.placement == .firstReceiver else {
+            throw DNAError(.invalidArgument, "actors placed by consistent hash live on the node the hash picks; they are not moved")
+        }
+        guard target != self.id else { throw DNAError(.invalidArgument, "\(id) is on this node already") }
+        if !cluster.servesNewActors(target) { try? await refreshMembers() }
+        guard cluster.servesNewActors(target), cluster.address(of: target) != nil else {
+            throw DNAError(
+                .invalidArgument, "node \(target) cannot take \(id): \(cluster.describe(target) ?? "it is not a member of cluster \(configuration.cluster)")")
+        }
+        guard let activation = directory.withLock({ $0.activations[id] }) else {
+            throw DNAError(.invalidArgument, "\(id) is not active on this node")
+        }
+        try await activation.migrate(to: target)
+    }
+
+    /// Delivers `envelope` again after the activation it queued in left: it goes wherever
+    /// the name is now; a failure goes to its caller.
+    func redeliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime) {
+        do { try deliver(envelope, to: id, kind: kind) } catch { envelope.reply?.resume(throwing: error) }
     }
 }
 

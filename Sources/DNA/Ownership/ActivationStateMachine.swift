@@ -103,6 +103,14 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         case gaveUp(StoreError)
     }
 
+    /// A move of the activation to another node.
+    struct Migration {
+        var target: NodeID
+        var reply: MigrationReply
+        /// The hand-over was given to the store; ``migrated()`` follows.
+        var underWay = false
+    }
+
     /// The callers of one batch and what they are told.
     package struct Failure {
         package var held: [Held]
@@ -126,6 +134,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     private var settling = Settling.none
     private var retryDelay = Self.firstRetryDelay
     private var deactivationRequested = false
+    /// A move to another node was asked for (``requestMigration(to:reply:)``).
+    private var migration: Migration?
     /// Per origin, the latest message handled.
     private var highWater = LatestPerOrigin()
     /// The latest message of some origin changed since the last batch that wrote: the
@@ -213,6 +223,10 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         /// The actor asked to be deactivated and everything is durable: give the name up
         /// and drop the instance (the activation stays; the next message activates afresh).
         case deactivate(release: Registration)
+        /// A move was asked for and everything handled is durable (messages queued since
+        /// wait): hand the name over to `target` in the store, then call ``migrated()``
+        /// whatever the store answered.
+        case migrate(Registration, to: NodeID, reply: MigrationReply)
         /// Nothing left to do: the task ends; wake `waiters`.
         case exit(waiters: [Waiter])
     }
@@ -262,6 +276,12 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             return .activate
         case .active(let registration, let generation):
             if initialCommitPending { return .wait(until: retryTime) }
+            if let migration {
+                // No batch starts while moving: the queue goes to the new owner.
+                guard commits.isEmpty, !migration.underWay else { return .wait(until: retryTime) }
+                self.migration!.underWay = true
+                return .migrate(registration, to: migration.target, reply: migration.reply)
+            }
             if !queue.isEmpty && commits.count < limits.pipelineDepth {
                 if !lease.mayServe(generation: generation, at: now) {
                     return stopServing(registration)
@@ -374,6 +394,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         case .inactive: return !queue.isEmpty || commits.isEmpty
         case .active:
             if initialCommitPending { return false }
+            // Moving: nothing to do until every commit is durable, then the hand-over.
+            if let migration { return commits.isEmpty && !migration.underWay }
             if !queue.isEmpty { return commits.count < limits.pipelineDepth }
             return commits.isEmpty
         }
@@ -629,6 +651,54 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         return (queued, takeIdleWaiters())
     }
 
+    // MARK: Migration
+
+    package enum MigrationRequestOutcome {
+        /// Asked for; the task does it. Resume the parked task if there is one.
+        case accepted(resume: Waiter?)
+        /// Asked for; no task runs: start one.
+        case acceptedStartTask
+        /// Not active here (never activated, activating, stopped) or already moving.
+        case refused(String)
+    }
+
+    /// Asks for the activation to move to `target` once what it handled is durable.
+    package mutating func requestMigration(to target: NodeID, reply: MigrationReply) -> MigrationRequestOutcome {
+        guard !stopped, case .active = life else { return .refused("\(id) is not active on this node") }
+        guard migration == nil else { return .refused("\(id) is already moving") }
+        guard case .none = settling else { return .refused("\(id) is recovering from a failed commit") }
+        migration = Migration(target: target, reply: reply)
+        switch task {
+        case .none:
+            task = .running
+            return .acceptedStartTask
+        case .running:
+            return .accepted(resume: nil)
+        case .parked(let waiter):
+            task = .running
+            return .accepted(resume: waiter)
+        }
+    }
+
+    /// The store was asked to hand the name over: the activation takes no more messages
+    /// (whatever the answer: after a lost one, the name may be the target's); what it
+    /// queued goes to the new owner, in order.
+    package mutating func migrated() -> (queued: [Message], waiters: [Waiter]) {
+        migration = nil
+        life = .inactive
+        return stop()
+    }
+
+    /// A move asked for that can no longer happen: the activation stopped or reset (its
+    /// lease ran out, a commit failed) before the hand-over. Its caller is told.
+    package mutating func takeAbandonedMigration() -> MigrationReply? {
+        guard let migration, !migration.underWay else { return nil }
+        if case .active = life, !stopped { return nil }
+        self.migration = nil
+        return migration.reply
+    }
+
+
     // MARK: Passivation and shutdown
 
     /// Stops the activation if it is idle (no task, nothing queued) since before `cutoff`
@@ -687,3 +757,17 @@ struct LatestPerOrigin {
         for origin in others.keys.sorted().prefix(count - limit) { others[origin] = nil }
     }
 }
+
+/// Where the caller of a migration hears its outcome (a continuation in the runtime, a
+/// counter in the simulation).
+package final class MigrationReply: @unchecked Sendable {
+    private let completion: (Result<Void, DNAError>) -> Void
+
+    package init(_ completion: @escaping (Result<Void, DNAError>) -> Void) {
+        self.completion = completion
+    }
+
+    /// Called once.
+    package func resume(_ result: Result<Void, DNAError>) { completion(result) }
+}
+

@@ -14,6 +14,8 @@ protocol AnyActivation: AnyObject, Sendable {
     func finishStop() async
     /// Waits until the activation has no task running (its mailbox handled and committed).
     func waitUntilIdle() async
+    /// Moves the activation to `target` (see ``Node/migrate(_:to:)``).
+    func migrate(to target: NodeID) async throws(DNAError)
 }
 
 enum EnqueueResult {
@@ -155,11 +157,83 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 dropInstance()
                 await release(registration)
                 node.metrics.passivations.increment()
+            case .migrate(let registration, let target, let reply):
+                await handOver(registration, to: target, reply: reply)
             case .exit(let waiters):
                 for waiter in waiters { waiter.resume() }
+                abandonMigration()
                 return
             }
+            abandonMigration()
         }
+    }
+
+    // MARK: Migration
+
+    /// Moves the activation to `target` (see ``Node/migrate(_:to:)``): returns once the
+    /// name is the target's and what was queued here is on its way there.
+    func migrate(to target: NodeID) async throws(DNAError) {
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<Void, DNAError>, Never>) in
+            let reply = MigrationReply { continuation.resume(returning: $0) }
+            switch machine.withLock({ $0.requestMigration(to: target, reply: reply) }) {
+            case .accepted(let parked):
+                parked?.resume()
+            case .acceptedStartTask:
+                Task { await self.run() }
+            case .refused(let reason):
+                reply.resume(.failure(DNAError(.invalidArgument, reason)))
+            }
+        }
+        try result.get()
+    }
+
+    /// Everything handled is durable and no batch runs: the store hands the name to
+    /// `target` (fencing this activation's epoch), then the queue follows it there.
+    ///
+    /// Whatever the store answers, this activation serves no more: after a lost answer the
+    /// name may be the target's already. Its queue then goes wherever the name is (here
+    /// again, at a new epoch, if the hand-over did not happen).
+    private func handOver(_ registration: Registration, to target: NodeID, reply: MigrationReply) async {
+        do {
+            try await node.store.handOver(registration, to: target)
+        } catch {
+            let outcome: DNAError =
+                switch error.code {
+                case .fenced: DNAError(.fenced, "\(id) was no longer held here; it was not moved", underlying: error)
+                case .outcomeUnknown:
+                    DNAError(.outcomeUnknown, "\(id): the store's answer to the hand-over to \(target) was lost", underlying: error)
+                default: DNAError(.commitFailed, "\(id) could not be handed over to \(target)", underlying: error)
+                }
+            node.logger.warning("actor not moved", metadata: ["actor": "\(id)", "target": "\(target)", "error": "\(error)"])
+            await follow(nil)
+            reply.resume(.failure(outcome))
+            return
+        }
+        node.metrics.migrations.increment()
+        await follow(target)
+        reply.resume(.success(()))
+    }
+
+    /// After a hand-over: the instance goes, and the queue follows the name to `owner`
+    /// (`nil`: to wherever the node finds it).
+    private func follow(_ owner: NodeID?) async {
+        dropInstance()
+        if let owner, await node.relocate(self, kind: kind, to: owner, takingQueue: { takeQueueAfterMove() }) { return }
+        // The owner is not known here: deliver the queue afresh (it finds the name's owner).
+        node.removeFromDirectory(self)
+        for envelope in takeQueueAfterMove() { node.redeliver(envelope, to: id, kind: kind) }
+    }
+
+    private func takeQueueAfterMove() -> [Envelope] {
+        let (queued, waiters) = machine.withLock { $0.migrated() }
+        for waiter in waiters { waiter.resume() }
+        return queued
+    }
+
+    /// A move asked for that can no longer happen (the activation stopped or reset first).
+    private func abandonMigration() {
+        guard let reply = machine.withLock({ $0.takeAbandonedMigration() }) else { return }
+        reply.resume(.failure(DNAError(.fenced, "\(id) stopped here before it could be moved")))
     }
 
     /// Messages overtaken by a later one of their origin: not handled.

@@ -7,6 +7,8 @@ struct NodeMetrics: Sendable {
     let commitFailures = Counter(label: "dna_commit_failures_total")
     let activations = Counter(label: "dna_activations_total")
     let passivations = Counter(label: "dna_passivations_total")
+    /// Activations handed over to another node.
+    let migrations = Counter(label: "dna_migrations_total")
     let activationDuration = Timer(label: "dna_activation_duration")
     /// Casts lost where nobody could be told (`cast` throws whatever is known when it is
     /// called), by reason: `link_failed` (queued on a link that failed), `refused` (the

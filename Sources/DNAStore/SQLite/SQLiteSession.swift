@@ -51,6 +51,9 @@ final class SQLiteSession {
     private lazy var releaseName = prepared("""
         UPDATE dna_actors SET owner = NULL WHERE actor_id = ?1 AND owner = ?2 AND epoch = ?3
         """)
+    private lazy var handOverName = prepared("""
+        UPDATE dna_actors SET owner = ?4, epoch = epoch + 1, batch_seq = 0 WHERE actor_id = ?1 AND owner = ?2 AND epoch = ?3
+        """)
     private lazy var selectModuleRows = prepared("""
         SELECT module, key, value FROM dna_module_data WHERE actor_id = ?1 ORDER BY module, key
         """)
@@ -193,6 +196,19 @@ final class SQLiteSession {
         releaseName.bind(2, registration.owner.rawValue)
         releaseName.bind(3, registration.epoch)
         try releaseName.run()
+    }
+
+    func handOver(_ registration: Registration, to target: NodeID) throws(StoreError) {
+        // Batches of the name queued in this transaction are applied first.
+        try flushWrites()
+        handOverName.bind(1, registration.rowID)
+        handOverName.bind(2, registration.owner.rawValue)
+        handOverName.bind(3, registration.epoch)
+        handOverName.bind(4, target.rawValue)
+        try handOverName.run()
+        guard connection.changes == 1 else {
+            throw StoreError(.fenced, "\(registration.actor) is no longer held at epoch \(registration.epoch) by \(registration.owner)")
+        }
     }
 
     func registrations(kind: String?, limit: Int) throws(StoreError) -> [RegistrationRecord] {

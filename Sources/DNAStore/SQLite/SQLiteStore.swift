@@ -199,6 +199,10 @@ public final class SQLiteStore: ActorStore {
         try await perform { session throws(StoreError) in try session.release(registration) }
     }
 
+    public func handOver(_ registration: Registration, to target: NodeID) async throws(StoreError) {
+        try await perform { session throws(StoreError) in try session.handOver(registration, to: target) }
+    }
+
     public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
         try await perform { session throws(StoreError) in try session.registrations(kind: kind, limit: limit) }
     }

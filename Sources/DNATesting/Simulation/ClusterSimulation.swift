@@ -23,6 +23,8 @@ public struct SimulationConfiguration: Sendable {
     public var pipelineDepth = 4
     /// The most a node's clock runs fast or slow (a rate: 0.02 is ±2 %).
     public var maxClockDrift = 0.02
+    /// Nodes move activations to other nodes (`Node.migrate`) during the faulty phase.
+    public var migrations = true
     /// Keep a line per event (for `dna simulate --trace`).
     public var trace = false
 
@@ -96,6 +98,7 @@ public final class ClusterSimulation {
         }
         for node in nodes { node.boot() }
         scheduleFaults()
+        if configuration.migrations { scheduleMigrations() }
         let end = (configuration.faultyPhase + configuration.quietPhase).wholeNanoseconds
         schedule(at: faultsEnd, "faults end") { [self] in endFaults() }
         while let event = queue.pop(), event.time <= end, violations.isEmpty {
@@ -240,6 +243,31 @@ public final class ClusterSimulation {
     }
 
     var slowNetworkUntil: Int64 = 0
+
+    /// Moves come from a generator of their own: the faults of a seed stay those of the
+    /// same seed without moves.
+    var migrationRandom = SimulationRandom(seed: 0)
+
+    private func scheduleMigrations() {
+        migrationRandom = SimulationRandom(seed: configuration.seed ^ 0x6D69_6772_6174_6521)
+        var time: Int64 = 1_000_000_000
+        while true {
+            time += migrationRandom.duration(.milliseconds(100), .milliseconds(1500)).wholeNanoseconds
+            guard time < faultsEnd else { break }
+            let slot = Int.random(in: 0..<configuration.nodes, using: &migrationRandom)
+            schedule(at: time, "n\(slot) moves an activation") { [self] in nodes[slot].migrateSomeActivation() }
+        }
+    }
+
+    /// Where a move's outcome goes: counted.
+    func migrationReply(actor: ActorID, from: NodeID, to: NodeID) -> MigrationReply {
+        MigrationReply { [unowned self] result in
+            switch result {
+            case .success: count("migration.moved")
+            case .failure(let error): count("migration.notMoved.\(error.code)")
+            }
+        }
+    }
 
     private func pause(_ slot: Int, for length: Duration) {
         let node = nodes[slot]

@@ -248,7 +248,9 @@ final class SimNode {
     func receive(_ wire: SimWireRequest, on connection: SimConnection) {
         let reply: SimReply? = wire.expectsReply ? .remote(connection: connection, requestID: wire.id) : nil
         let sender = simulation.nodes[connection.from.slot]
-        let origin = origins.number(of: wire.origin.isEmpty ? "n\(sender.slot).\(connection.from.incarnation)" : wire.origin)
+        let senderID = "n\(sender.slot).\(connection.from.incarnation)"
+        locations.forget(wire.actor, ifAt: NodeID(rawValue: senderID))
+        let origin = origins.number(of: wire.origin.isEmpty ? senderID : wire.origin)
         let envelope = SimEnvelope(request: wire.request, reply: reply, hops: wire.hops + 1, origin: origin, sequence: wire.sequence)
         do throws(DNAError) {
             try deliver(envelope, to: wire.actor)
@@ -374,8 +376,83 @@ final class SimNode {
             case .deactivate(let registration):
                 activation.instance = nil
                 release(registration)
-            case .exit:
+            case .migrate(let registration, let target, let reply):
+                handOver(activation, registration, to: target, reply: reply)
                 return
+            case .exit:
+                if let reply = activation.machine.takeAbandonedMigration() {
+                    reply.resume(.failure(DNAError(.fenced, "stopped before it could move")))
+                }
+                return
+            }
+            if let reply = activation.machine.takeAbandonedMigration() {
+                reply.resume(.failure(DNAError(.fenced, "stopped before it could move")))
+            }
+        }
+    }
+
+    // MARK: Migration
+
+    /// `Node.migrate`: a random activation of this node moves to a random live node.
+    func migrateSomeActivation() {
+        guard isUp, !paused else { return }
+        let candidates = activations.keys.sorted { $0.key < $1.key }
+        guard !candidates.isEmpty else { return }
+        let actor = candidates[Int.random(in: 0..<candidates.count, using: &simulation.migrationRandom)]
+        let targets = simulation.nodes.filter { $0.isUp && $0.slot != slot }
+        guard !targets.isEmpty else { return }
+        let target = targets[Int.random(in: 0..<targets.count, using: &simulation.migrationRandom)].id
+        // As `Node.migrate` checks: the target must be a live member here.
+        guard membership.address(of: target) != nil, let activation = activations[actor] else { return }
+        let reply = simulation.migrationReply(actor: actor, from: id, to: target)
+        switch activation.machine.requestMigration(to: target, reply: reply) {
+        case .accepted(let waiter):
+            simulation.trace("\(id) moves \(actor) to \(target)")
+            if let waiter { resume(activation, waiter) }
+        case .acceptedStartTask:
+            simulation.trace("\(id) moves \(actor) to \(target)")
+            soon("start task of \(actor)") { [self] in drive(activation) }
+        case .refused(let reason):
+            reply.resume(.failure(DNAError(.invalidArgument, reason)))
+        }
+    }
+
+    /// `Activation.handOver`: the store moves the name; whatever it answers, this activation
+    /// stops and its queue follows the name.
+    private func handOver(_ activation: SimActivation, _ registration: Registration, to target: NodeID, reply: MigrationReply) {
+        simulation.storeCall(from: self, "hand \(registration.actor) over to \(target)") { state, _ throws(StoreError) in
+            try state.handOver(registration, to: target)
+        } completion: { [self] result in
+            activation.instance = nil
+            let (queued, _) = activation.machine.migrated()
+            if activations[activation.actor] === activation { activations[activation.actor] = nil }
+            switch result {
+            case .success:
+                simulation.trace("\(registration.actor) handed over to \(target)")
+                if let address = membership.address(of: target) {
+                    locations.record(target, for: activation.actor)
+                    for envelope in queued {
+                        do throws(DNAError) { try sendRemote(envelope, to: activation.actor, owner: target, address: address) } catch {
+                            if let reply = envelope.reply { answer(reply, SimResult(error)) }
+                        }
+                    }
+                } else {
+                    redeliver(queued, to: activation.actor)
+                }
+                reply.resume(.success(()))
+            case .failure(let error):
+                simulation.trace("\(registration.actor) not handed over: \(error)")
+                redeliver(queued, to: activation.actor)
+                reply.resume(.failure(DNAError(.commitFailed, "not moved", underlying: error)))
+            }
+            drive(activation)
+        }
+    }
+
+    private func redeliver(_ queued: [SimEnvelope], to actor: ActorID) {
+        for envelope in queued {
+            do throws(DNAError) { try deliver(envelope, to: actor) } catch {
+                if let reply = envelope.reply { answer(reply, SimResult(error)) }
             }
         }
     }

@@ -172,6 +172,9 @@ final class GatedStore: ActorStore {
     }
     func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome { try await inner.activate(request) }
     func release(_ registration: Registration) async throws(StoreError) { try await inner.release(registration) }
+    func handOver(_ registration: Registration, to target: NodeID) async throws(StoreError) {
+        try await inner.handOver(registration, to: target)
+    }
     func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
         try await inner.registrations(kind: kind, limit: limit)
     }
