@@ -104,11 +104,14 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     }
 
     /// A move of the activation to another node.
-    struct Migration {
-        var target: NodeID
-        var reply: MigrationReply
-        /// The hand-over was given to the store; ``migrated()`` follows.
-        var underWay = false
+    final class Migration {
+        let target: NodeID
+        let reply: MigrationReply
+
+        init(target: NodeID, reply: MigrationReply) {
+            self.target = target
+            self.reply = reply
+        }
     }
 
     /// The callers of one batch and what they are told.
@@ -134,8 +137,11 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     private var settling = Settling.none
     private var retryDelay = Self.firstRetryDelay
     private var deactivationRequested = false
-    /// A move to another node was asked for (``requestMigration(to:reply:)``).
+    /// A move to another node was asked for (``requestMigration(to:reply:)``); a reference,
+    /// so that an activation that never moves pays 8 bytes for it.
     private var migration: Migration?
+    /// The hand-over was given to the store; ``migrated()`` follows.
+    private var migrationUnderWay = false
     /// Per origin, the latest message handled.
     private var highWater = LatestPerOrigin()
     /// The latest message of some origin changed since the last batch that wrote: the
@@ -278,8 +284,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             if initialCommitPending { return .wait(until: retryTime) }
             if let migration {
                 // No batch starts while moving: the queue goes to the new owner.
-                guard commits.isEmpty, !migration.underWay else { return .wait(until: retryTime) }
-                self.migration!.underWay = true
+                guard commits.isEmpty, !migrationUnderWay else { return .wait(until: retryTime) }
+                migrationUnderWay = true
                 return .migrate(registration, to: migration.target, reply: migration.reply)
             }
             if !queue.isEmpty && commits.count < limits.pipelineDepth {
@@ -395,7 +401,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         case .active:
             if initialCommitPending { return false }
             // Moving: nothing to do until every commit is durable, then the hand-over.
-            if let migration { return commits.isEmpty && !migration.underWay }
+            if migration != nil { return commits.isEmpty && !migrationUnderWay }
             if !queue.isEmpty { return commits.count < limits.pipelineDepth }
             return commits.isEmpty
         }
@@ -685,6 +691,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     /// queued goes to the new owner, in order.
     package mutating func migrated() -> (queued: [Message], waiters: [Waiter]) {
         migration = nil
+        migrationUnderWay = false
         life = .inactive
         return stop()
     }
@@ -692,7 +699,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     /// A move asked for that can no longer happen: the activation stopped or reset (its
     /// lease ran out, a commit failed) before the hand-over. Its caller is told.
     package mutating func takeAbandonedMigration() -> MigrationReply? {
-        guard let migration, !migration.underWay else { return nil }
+        guard let migration, !migrationUnderWay else { return nil }
         if case .active = life, !stopped { return nil }
         self.migration = nil
         return migration.reply
