@@ -214,6 +214,79 @@ func pad(_ text: String, _ width: Int) -> String {
     text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
 }
 
+struct DrainCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drain",
+        abstract: "Ask a node to drain: it moves its actors to the other live nodes and leaves. Waits, then prints what moved.",
+        discussion: """
+            The request goes through the store (the node's row becomes `draining`); the node \
+            sees it at its next membership read (within a heartbeat interval), takes no new \
+            names, hands every activation over to the other live nodes, and stops. Under a \
+            process supervisor the node's process then exits.
+            """)
+
+    @Option(help: "The store: postgres://… or sqlite:PATH.")
+    var store: String
+
+    @Option(help: "The cluster name.")
+    var cluster: String = "local"
+
+    @Option(help: "The node to drain: its id or its HOST:PORT.")
+    var node: String
+
+    @Option(help: "Seconds to wait for the node to leave.")
+    var timeout: Double = 120
+
+    func run() async throws {
+        try bootstrapLogging("error")
+        let (cluster, name, timeout) = (self.cluster, self.node, self.timeout)
+        try await withExistingStore(store) { store in
+            let nodes = try await store.nodes(cluster: cluster)
+            let matching = nodes.filter { $0.id.rawValue == name || $0.address == name }
+            guard let target = matching.first(where: \.isAlive) ?? matching.first else {
+                throw ValidationError("no node \(name) in cluster \(cluster)")
+            }
+            guard target.isAlive else {
+                throw ValidationError(
+                    "node \(target.id) (\(target.address)) is not alive (\(target.state.rawValue), last heartbeat \(target.heartbeatAgeMilliseconds) ms ago): nothing to drain")
+            }
+            let others = nodes.filter { $0.isAlive && $0.state == .up && $0.id != target.id }
+            guard !others.isEmpty else {
+                throw ValidationError("node \(target.id) is the last live node of cluster \(cluster) taking actors: nowhere to drain to")
+            }
+            let start = ContinuousClock.now
+            if target.state == .up {
+                try await store.requestDrain(node: target.id)
+                print("asked node \(target.id) (\(target.address)) to drain; it hosts \(target.activations) activation(s)")
+            } else {
+                print("node \(target.id) (\(target.address)) is \(target.state.rawValue) already; waiting for it to leave")
+            }
+            while true {
+                try await Task.sleep(for: .milliseconds(200))
+                let now = try await store.nodes(cluster: cluster)
+                let seconds = String(format: "%.1f", (ContinuousClock.now - start) / .seconds(1))
+                guard let row = now.first(where: { $0.id == target.id }) else {
+                    print("node \(target.id) is gone from the cluster after \(seconds) s")
+                    return
+                }
+                if row.state == .left {
+                    print("drained node \(target.id) in \(seconds) s: \(target.activations) activation(s) moved")
+                    for other in now where other.isAlive && other.id != target.id {
+                        print("  \(other.id) (\(other.address)): \(other.activations) activation(s)")
+                    }
+                    return
+                }
+                guard row.isAlive else {
+                    throw ValidationError("node \(target.id) died while draining (after \(seconds) s); its names are taken over as after any failure")
+                }
+                guard ContinuousClock.now - start < .milliseconds(Int64(timeout * 1000)) else {
+                    throw ValidationError("node \(target.id) did not leave within \(Int(timeout)) s (state \(row.state.rawValue), \(row.activations) activation(s) left)")
+                }
+            }
+        }
+    }
+}
+
 struct RebalanceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rebalance",

@@ -212,12 +212,23 @@ public final class PostgresStore: ActorStore {
         let updated = try await inTransaction("heartbeat of node \(node)") { connection in
             try await connection.query(
                 """
-                UPDATE dna_nodes SET heartbeat_ms = \(unescaped: Self.now), state = \(state.rawValue), activations = \(activations)
+                UPDATE dna_nodes SET heartbeat_ms = \(unescaped: Self.now), activations = \(activations),
+                    state = CASE WHEN state = 'draining' AND \(state.rawValue) = 'up' THEN 'draining' ELSE \(state.rawValue) END
                 WHERE node_id = \(node.rawValue) AND state <> 'left' RETURNING 1
                 """, logger: logger
             ).collect().count
         }
         if updated == 0 { throw StoreError(.fenced, "node \(node) was declared gone") }
+    }
+
+    public func requestDrain(node: NodeID) async throws(StoreError) {
+        let logger = logger
+        let updated = try await inTransaction("asking node \(node) to drain") { connection in
+            try await connection.query(
+                "UPDATE dna_nodes SET state = 'draining' WHERE node_id = \(node.rawValue) AND state = 'up' RETURNING 1", logger: logger
+            ).collect().count
+        }
+        if updated == 0 { throw StoreError(.invalidArgument, "node \(node) is not up: it cannot be asked to drain") }
     }
 
     private static let now = PostgresSchema.nowMilliseconds

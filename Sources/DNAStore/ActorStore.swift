@@ -32,6 +32,12 @@ public protocol ActorStore: Sendable {
     /// Throws ``StoreError/Code/fenced`` if the node's row says `left` or is gone: a node
     /// declared gone must not come back under the same identity.
     func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError)
+    /// Asks the node to drain (`dna drain`): its row goes from `up` to `draining`, which its
+    /// heartbeats keep (a draining node never reports `up` again); the node sees it at its
+    /// next membership read, drains and leaves.
+    ///
+    /// - Throws: ``StoreError/Code/invalidArgument`` if the node is not `up`.
+    func requestDrain(node: NodeID) async throws(StoreError)
     /// The nodes of a cluster, with heartbeat ages by the store's clock.
     func nodes(cluster: String) async throws(StoreError) -> [NodeRecord]
     /// Deletes the rows of the cluster's nodes that have been gone — `left`, or silent past

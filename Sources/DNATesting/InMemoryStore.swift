@@ -48,6 +48,10 @@ public final class InMemoryStore: ActorStore {
         }
     }
 
+    public func requestDrain(node: NodeID) async throws(StoreError) {
+        try perform { state, _ throws(StoreError) in try state.requestDrain(node: node) }
+    }
+
     public func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] {
         try perform { state, now throws(StoreError) in state.nodes(cluster: cluster, now: now) }
     }
@@ -130,9 +134,16 @@ package struct InMemoryStoreState: Sendable {
             throw StoreError(.fenced, "node \(node) was declared gone")
         }
         row.heartbeat = now
-        row.state = state
+        if !(row.state == .draining && state == .up) { row.state = state }
         row.activations = activations
         nodes[node] = row
+    }
+
+    package mutating func requestDrain(node: NodeID) throws(StoreError) {
+        guard nodes[node]?.state == .up else {
+            throw StoreError(.invalidArgument, "node \(node) is not up: it cannot be asked to drain")
+        }
+        nodes[node]?.state = .draining
     }
 
     package func nodes(cluster: String, now: DNAInstant) -> [NodeRecord] {

@@ -338,6 +338,26 @@ struct StoreContractTests {
     }
 
     @Test(arguments: Engine.allCases)
+    func aNodeAskedToDrainStaysDrainingUntilItLeaves(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        try await store.requestDrain(node: nodeA)
+        // Its own heartbeats, which say `up`, do not undo the request.
+        try await store.heartbeat(node: nodeA, state: .up, activations: 3)
+        var row = try await store.nodes(cluster: "c").first { $0.id == nodeA }
+        #expect(row?.state == .draining)
+        #expect(row?.activations == 3)
+        let twice = await #expect(throws: StoreError.self) { try await store.requestDrain(node: nodeA) }
+        #expect(twice?.code == .invalidArgument)
+        try await store.heartbeat(node: nodeA, state: .left, activations: 0)
+        row = try await store.nodes(cluster: "c").first { $0.id == nodeA }
+        #expect(row?.state == .left)
+        let unknown = await #expect(throws: StoreError.self) { try await store.requestDrain(node: NodeID(rawValue: "nobody")) }
+        #expect(unknown?.code == .invalidArgument)
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
     func batchesApplyOnlyInSequence(engine: Engine) async throws {
         let (store, cleanup) = try await setUp(engine)
         defer { cleanup() }

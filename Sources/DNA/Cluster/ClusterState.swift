@@ -77,6 +77,17 @@ package final class ClusterState: Sendable {
         members.withLock { members in members.values.contains { $0.alive && $0.address == address } }
     }
 
+    /// Whether a node at `address` left on purpose within its failure timeout: after a
+    /// drain it forwards for a moment, so the link to it stays until then.
+    func isLeaving(at address: PeerAddress) -> Bool {
+        members.withLock { members in
+            members.values.contains {
+                $0.address == address && $0.record.state == .left
+                    && $0.record.heartbeatAgeMilliseconds < $0.record.failureTimeoutMilliseconds
+            }
+        }
+    }
+
     /// The nodes now serving at `address` (a node restarted on the same address is a new id).
     package func nodes(at address: PeerAddress) -> [NodeID] {
         members.withLock { members in members.compactMap { $0.value.address == address ? $0.key : nil } }
@@ -96,6 +107,31 @@ package final class ClusterState: Sendable {
             }
             guard let best, best.node != this, let address = best.address else { return nil }
             return (best.node, address)
+        }
+    }
+
+    /// Where a draining node sends a name it does not host: the live serving node other
+    /// than `this` with the highest hash of (node, actor).
+    package func placement(of actor: ActorID, excluding this: NodeID) -> (NodeID, PeerAddress)? {
+        members.withLock { members in
+            var best: (score: UInt64, node: NodeID, address: PeerAddress)?
+            for (node, member) in members where member.servesNewActors && node != this {
+                guard let address = member.address else { continue }
+                let score = Self.score(node: node, actor: actor)
+                if best == nil || score > best!.score || (score == best!.score && node.rawValue > best!.node.rawValue) {
+                    best = (score, node, address)
+                }
+            }
+            return best.map { ($0.node, $0.address) }
+        }
+    }
+
+    /// The live nodes taking actors, other than `this`, with the activations each reported.
+    package func servingNodes(except this: NodeID) -> [(id: NodeID, activations: Int)] {
+        members.withLock { members in
+            members.compactMap { node, member in
+                node != this && member.servesNewActors && member.address != nil ? (node, Int(member.record.activations)) : nil
+            }.sorted { $0.id.rawValue < $1.id.rawValue }
         }
     }
 

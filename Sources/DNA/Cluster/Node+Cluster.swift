@@ -81,14 +81,18 @@ extension Node {
         let reply: Reply? =
             request.expectsReply
             ? .remote(RemoteReply(sink: sink, requestID: request.id, encode: route.codec.encodeResponse)) : nil
-        // Whoever sent it does not host the actor: if this node thought so, it no longer does
-        // (the actor moved here, or both were wrong and the store will say where it is).
-        locations.forget(route.actor, ifAt: NodeID(rawValue: sink.peerNodeID))
+        // The sender thinks this node hosts the actor. If this node thinks the sender does,
+        // one of them is behind (the actor moved): a local activation asks the store.
+        let sender = NodeID(rawValue: sink.peerNodeID)
+        // (A node that left claims nothing: it forwards where it thinks the actor is, and
+        // that node, contradicted in turn, asks the store.)
+        let contradicted = locations.owner(of: route.actor) == sender && !hasLeft.load(ordering: .relaxed)
+        if contradicted { locations.forget(route.actor, ifAt: sender) }
         let origin = origins.number(of: request.origin.isEmpty ? sink.peerNodeID : request.origin)
         let envelope = Envelope(
             requestType: route.requestType, message: message, reply: reply, hops: request.hops &+ 1, origin: origin,
             sequence: request.sequence)
-        do { try deliver(envelope, to: route.actor, kind: route.kind) } catch { refuse(error) }
+        do { try deliver(envelope, to: route.actor, kind: route.kind, claimHere: contradicted) } catch { refuse(error) }
     }
 
     /// The answer to a call this node sent.
@@ -157,18 +161,28 @@ extension Node {
     /// store now counts as dead fail with a retryable error (a paused node would otherwise
     /// hold them until it resumes), and actors believed to be there are looked up afresh.
     func refreshMembers() async throws(StoreError) {
-        let dead = cluster.update(try await store.nodes(cluster: configuration.cluster))
+        let records = try await store.nodes(cluster: configuration.cluster)
+        let dead = cluster.update(records)
+        if records.contains(where: { $0.id == id && $0.state == .draining }), !draining.load(ordering: .relaxed) {
+            // Asked through the store (`dna drain`): drain, then leave, as a graceful shutdown.
+            logger.info("asked to drain", metadata: ["node": "\(id)"])
+            drainRequested.store(true, ordering: .relaxed)
+            stopRequested.signal()
+        }
         if let transport {
             let live = Set(cluster.liveAddresses(except: id))
             for address in live { transport.connect(to: address) }
             // Links to nodes that are gone, where no live node listens now, are dropped.
-            for peer in transport.linkedPeers where !live.contains(peer) && !cluster.isLive(at: peer) {
+            for peer in transport.linkedPeers where !live.contains(peer) && !cluster.isLive(at: peer) && !cluster.isLeaving(at: peer) {
                 transport.disconnect(from: peer)
             }
         }
         guard !dead.isEmpty else { return }
+        // Calls to a node that left on purpose are still answered: it forwards for a moment
+        // after leaving (and a node that stops closes its connections, which fails them).
+        let silent = dead.filter { node in records.first { $0.id == node }?.state != .left }
         let failed = cluster.pending.withLock { pending in
-            let ids = pending.compactMap { dead.contains($0.value.owner) ? $0.key : nil }
+            let ids = pending.compactMap { silent.contains($0.value.owner) ? $0.key : nil }
             return ids.compactMap { pending.removeValue(forKey: $0) }
         }
         locations.forget(owners: dead)

@@ -368,7 +368,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             try await node.waitUntilReady()
             if !node.holdsLease {
                 // Claim only while the node's heartbeat is fresh, or it would stop serving at once.
-                try await node.renewLease()
+                try await node.renewLease(state: node.servingState)
             }
             let generation = node.currentLeaseGeneration
             let result = try await node.store.activate(

@@ -32,11 +32,11 @@ public final class Node: Service, Sendable {
     /// The node holds its embedded file alone: every other node recorded in it is dead.
     private let exclusive: Bool
     /// Where the node is in its life (see ``run()``).
-    private let life = Mutex(Life())
+    let life = Mutex(Life())
     /// Set once running: the fast path of ``waitUntilReady()``.
     private let ready = Atomic<Bool>(false)
     /// Ends ``run()``'s serving: graceful shutdown, cancellation or ``shutdown()``.
-    private let stopRequested = OnceSignal()
+    let stopRequested = OnceSignal()
     let kinds: [String: any AnyKindRuntime]
     /// Whether the node serves only while its heartbeats are fresh: in a cluster, other
     /// nodes take its names once they stop, so it must stop serving before they can.
@@ -63,6 +63,15 @@ public final class Node: Service, Sendable {
     /// The nodes requests come from, numbered for the activations (0: this node).
     let origins: OriginTable
     private let accepting = Atomic<Bool>(true)
+    /// Draining: the node takes no new names and moves its activations away.
+    let draining = Atomic<Bool>(false)
+    /// A drain was asked for through the store: the node drains as it stops, whatever
+    /// ``Configuration/drainOnShutdown`` says.
+    let drainRequested = Atomic<Bool>(false)
+    /// Recorded as `left` after a drain, while it still forwards for a moment.
+    let hasLeft = Atomic<Bool>(false)
+    /// The state its heartbeats report while it serves.
+    var servingState: NodeState { draining.load(ordering: .relaxed) ? .draining : .up }
 
     /// Makes a node that will host `actors`. No I/O: the store is opened, the listener
     /// bound and the cluster joined in ``run()``. References work at once; messages sent
@@ -194,13 +203,18 @@ public final class Node: Service, Sendable {
     /// sender to remember.
     ///
     /// - Throws: only if the envelope was neither queued nor sent (its reply untouched).
+    /// `claimHere`: the node this node believed to host the actor sent the envelope here;
+    /// one of them is wrong, so the store decides: a local activation claims the name (and
+    /// follows it to its owner if the store says so).
     @discardableResult
-    func deliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime) throws(DNAError) -> CachedRoute {
+    func deliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime, claimHere: Bool = false) throws(DNAError) -> CachedRoute {
         while true {
             let route: CachedRoute = try directory.withLock { directory throws(DNAError) in
                 guard directory.accepting else { throw DNAError(.nodeStopped, "node \(self.id) is shutting down") }
                 if let existing = directory.activations[id] { return .local(existing) }
-                if transport != nil {
+                // A node that left (it forwards for a moment after a drain) claims nothing.
+                let claimHere = claimHere && !hasLeft.load(ordering: .relaxed)
+                if transport != nil && !claimHere {
                     // Read before the location: a change after this read shows as a new generation.
                     let generation = locations.generation
                     if let owner = locations.owner(of: id), let address = cluster.address(of: owner) {
@@ -209,6 +223,13 @@ public final class Node: Service, Sendable {
                     if configuration.placement == .consistentHash, let (owner, address) = cluster.placement(of: id, this: self.id) {
                         // No generation, so not remembered: placement changes with the membership.
                         return .remote(owner: owner, address: address, generation: nil)
+                    }
+                    if draining.load(ordering: .relaxed), let (owner, address) = cluster.placement(of: id, excluding: self.id) {
+                        // A draining node takes no new names: another node claims it.
+                        return .remote(owner: owner, address: address, generation: nil)
+                    }
+                    if hasLeft.load(ordering: .relaxed) {
+                        throw DNAError(.routingFailed, "node \(self.id) left the cluster; \(id) is served by another node")
                     }
                 }
                 let created = kind.makeActivation(id: id, node: self)
@@ -353,14 +374,29 @@ public final class Node: Service, Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// After a drain that left nothing here: the node records that it left, then forwards
+    /// for two heartbeat intervals more (the others learn of it at their next membership
+    /// read and stop sending here), so that callers whose nodes still send here get their
+    /// answers from the actors' new owners rather than an error.
+    private func leaveAfterDraining() async {
+        guard activationCount == 0 else { return }
+        do { try await store.heartbeat(node: id, state: .left, activations: 0) } catch {
+            logger.warning("could not record leaving", metadata: ["error": "\(error)"])
+            return
+        }
+        hasLeft.store(true, ordering: .relaxed)
+        try? await clock.sleep(for: configuration.heartbeatInterval * 2 + .milliseconds(100))
+    }
+
     private func heartbeatLoop() async {
         // Gone nodes' rows are deleted about once a minute, not every round.
         let pruneEvery = max(1, Int(Duration.seconds(60) / configuration.heartbeatInterval))
         var round = 0
         while !Task.isCancelled {
             do { try await clock.sleep(for: configuration.heartbeatInterval) } catch { return }
+            if hasLeft.load(ordering: .relaxed) { return }
             do {
-                try await renewLease(state: .up)
+                try await renewLease(state: servingState)
             } catch {
                 if error.code == .fenced {
                     logger.error("the store says this node left the cluster; it serves nothing more", metadata: ["error": "\(error)"])
@@ -407,7 +443,7 @@ public final class Node: Service, Sendable {
 
     /// Writes a heartbeat; on success the node may serve until 80% of the failure timeout
     /// after the moment it was sent (other nodes measure from when the store wrote it, later).
-    func renewLease(state: NodeState = .up) async throws(StoreError) {
+    func renewLease(state: NodeState) async throws(StoreError) {
         let sent = clock.now
         let heartbeat = lease.withLock { $0.heartbeatSent(at: sent) }
         try await store.heartbeat(node: id, state: state, activations: Int64(activationCount))
@@ -433,7 +469,7 @@ public final class Node: Service, Sendable {
         }
     }
 
-    private func stop(_ activation: any AnyActivation, since cutoff: DNAInstant?) -> Bool {
+    func stop(_ activation: any AnyActivation, since cutoff: DNAInstant?) -> Bool {
         directory.withLock { directory in
             guard activation.stopIfIdle(since: cutoff) else { return false }
             if let current = directory.activations[activation.id], current === activation {
@@ -485,6 +521,14 @@ public final class Node: Service, Sendable {
     /// Stops taking messages, lets every activation handle what it has and commit, gives
     /// the names back, marks the node `left` and closes the transport.
     private func stopServing() async {
+        if configuration.drainOnShutdown || drainRequested.load(ordering: .relaxed), transport != nil,
+            !draining.load(ordering: .relaxed),
+            !cluster.servingNodes(except: id).isEmpty
+        {
+            let report = await moveActivationsAway()
+            logger.info("drained before stopping", metadata: ["moved": "\(report.moved)", "stopped": "\(report.stopped)"])
+        }
+        if draining.load(ordering: .relaxed) { await leaveAfterDraining() }
         life.withLock { $0.phase = .stopping }
         directory.withLock { directory in
             directory.accepting = false
@@ -498,8 +542,10 @@ public final class Node: Service, Sendable {
                 if stop(activation, since: nil) { await activation.finishStop() }
             }
         }
-        do { try await store.heartbeat(node: id, state: .left, activations: 0) } catch {
-            logger.warning("could not record leaving", metadata: ["error": "\(error)"])
+        if !hasLeft.load(ordering: .relaxed) {
+            do { try await store.heartbeat(node: id, state: .left, activations: 0) } catch {
+                logger.warning("could not record leaving", metadata: ["error": "\(error)"])
+            }
         }
         await transport?.shutdown()
         failAllPendingCalls(DNAError(.nodeStopped, "node \(id) stopped before the answer came"))

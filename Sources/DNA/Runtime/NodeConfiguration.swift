@@ -91,6 +91,10 @@ extension Node {
         public var tls: (any TransportSecurity)? = nil
         /// Where an actor that is active nowhere gets activated. Default
         /// ``Placement/firstReceiver``.
+        /// A graceful shutdown (`shutdown()`, or SIGTERM under a `ServiceGroup`) first moves
+        /// the node's activations to the other live nodes, as ``Node/drain()`` does, so that
+        /// their callers see no error; without other live nodes it just stops.
+        public var drainOnShutdown = true
         public var placement: Placement = .firstReceiver
         /// The most network links a request may cross while nodes forward it to the actor's
         /// owner; then the caller gets ``DNAError/Code/routingFailed`` (retryable). Default 3,

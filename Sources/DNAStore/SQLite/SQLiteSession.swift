@@ -17,8 +17,12 @@ final class SQLiteSession {
         VALUES (?1, ?2, ?3, 'joining', \(now), \(now), ?4)
         """)
     private lazy var updateHeartbeat = prepared("""
-        UPDATE dna_nodes SET heartbeat_ms = \(now), state = ?2, activations = ?3
+        UPDATE dna_nodes SET heartbeat_ms = \(now), activations = ?3,
+            state = CASE WHEN state = 'draining' AND ?2 = 'up' THEN 'draining' ELSE ?2 END
         WHERE node_id = ?1 AND state <> 'left'
+        """)
+    private lazy var markDraining = prepared("""
+        UPDATE dna_nodes SET state = 'draining' WHERE node_id = ?1 AND state = 'up'
         """)
     private lazy var selectNodes = prepared("""
         SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms
@@ -101,6 +105,12 @@ final class SQLiteSession {
         updateHeartbeat.bind(3, activations)
         try updateHeartbeat.run()
         if connection.changes == 0 { throw StoreError(.fenced, "node \(node) was declared gone") }
+    }
+
+    func requestDrain(node: NodeID) throws(StoreError) {
+        markDraining.bind(1, node.rawValue)
+        try markDraining.run()
+        if connection.changes == 0 { throw StoreError(.invalidArgument, "node \(node) is not up: it cannot be asked to drain") }
     }
 
     private func readNode(_ statement: SQLiteStatement) -> NodeRecord {

@@ -178,6 +178,10 @@ public final class SQLiteStore: ActorStore {
         }
     }
 
+    public func requestDrain(node: NodeID) async throws(StoreError) {
+        try await perform { session throws(StoreError) in try session.requestDrain(node: node) }
+    }
+
     public func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] {
         try await perform { session throws(StoreError) in try session.nodes(cluster: cluster) }
     }

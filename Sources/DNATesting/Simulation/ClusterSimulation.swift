@@ -255,7 +255,11 @@ public final class ClusterSimulation {
             time += migrationRandom.duration(.milliseconds(100), .milliseconds(1500)).wholeNanoseconds
             guard time < faultsEnd else { break }
             let slot = Int.random(in: 0..<configuration.nodes, using: &migrationRandom)
-            schedule(at: time, "n\(slot) moves an activation") { [self] in nodes[slot].migrateSomeActivation() }
+            if migrationRandom.chance(0.08) {
+                schedule(at: time, "n\(slot) drains") { [self] in nodes[slot].drain() }
+            } else {
+                schedule(at: time, "n\(slot) moves an activation") { [self] in nodes[slot].migrateSomeActivation() }
+            }
         }
     }
 
@@ -286,12 +290,28 @@ public final class ClusterSimulation {
         for event in deferred { reschedule(event) }
     }
 
+    /// A node that drained stops; the slot boots again as a new node a little later.
+    func stopAfterDrain(_ slot: Int) {
+        let node = nodes[slot]
+        guard node.isUp else { return }
+        node.crash()
+        let down = random.duration(.milliseconds(200), .seconds(2))
+        schedule(at: now + down.wholeNanoseconds, "restart n\(slot) after its drain") { [self] in restart(slot) }
+    }
+
     private func crash(_ slot: Int, restartAfter down: Duration) {
         let node = nodes[slot]
         guard node.isUp else { return }
         count("fault.crash")
         node.crash()
-        schedule(at: now + down.wholeNanoseconds, "restart n\(slot)") { [self] in nodes[slot].boot() }
+        schedule(at: now + down.wholeNanoseconds, "restart n\(slot)") { [self] in restart(slot) }
+    }
+
+    /// Boots the slot again, unless it is up already (the end of the faults boots every
+    /// node that is down): booting a running node would drop what its connections carry.
+    private func restart(_ slot: Int) {
+        guard !nodes[slot].isUp else { return }
+        nodes[slot].boot()
     }
 
     private var connections: [SimConnection] = []

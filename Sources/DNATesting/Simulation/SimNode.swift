@@ -35,6 +35,9 @@ final class SimNode {
     private var origins = OriginTable(this: "")
     private var nextWaiter = 1
     private var clients: [SimClient] = []
+    /// `Node.draining`: takes no new names, moves its activations away, then leaves.
+    private(set) var draining = false
+    private var leaving = false
 
     var address: PeerAddress { PeerAddress(host: "node\(slot)", port: 7400) }
     var target: ClusterSimulation.Target { ClusterSimulation.Target(slot: slot, incarnation: incarnation) }
@@ -84,6 +87,8 @@ final class SimNode {
         lastSequence = 0
         pending = [:]
         clients = []
+        draining = false
+        leaving = false
         simulation.trace("n\(slot) boots as \(id) (clock rate \(rate))")
         let id = self.id
         let address = self.address.description
@@ -143,8 +148,9 @@ final class SimNode {
         let id = self.id
         let count = Int64(activations.count)
         let fails = simulation.now < heartbeatsFailUntil
+        let nodeState: NodeState = draining ? .draining : .up
         simulation.storeCall(from: self, "heartbeat", failsHeartbeat: fails) { state, now throws(StoreError) in
-            try state.heartbeat(node: id, state: .up, activations: count, now: now)
+            try state.heartbeat(node: id, state: nodeState, activations: count, now: now)
         } completion: { [self] result in
             if case .success = result {
                 lease.heartbeatSucceeded(heartbeat, at: localNow)
@@ -156,6 +162,7 @@ final class SimNode {
     }
 
     private func heartbeat() {
+        guard !leaving else { return }
         renewLease { [self] renewed in
             if renewed { refreshMembers() }
             after(configuration.heartbeatInterval, "heartbeat") { [self] in heartbeat() }
@@ -172,7 +179,8 @@ final class SimNode {
                 link(to: address).connectIfDisconnected()
             }
             guard !dead.isEmpty else { return }
-            let failed = pending.keys.sorted().filter { dead.contains(pending[$0]!.owner) }
+            let silent = dead.filter { node in records.first { $0.id == node }?.state != .left }
+            let failed = pending.keys.sorted().filter { silent.contains(pending[$0]!.owner) }
             locations.forget(owners: dead)
             for requestID in failed {
                 let call = pending.removeValue(forKey: requestID)!
@@ -188,7 +196,8 @@ final class SimNode {
     // MARK: Delivery
 
     /// `Node.deliver`: the local activation, a remembered owner, or a new activation here.
-    func deliver(_ envelope: SimEnvelope, to actor: ActorID) throws(DNAError) {
+    func deliver(_ envelope: SimEnvelope, to actor: ActorID, claimHere: Bool = false) throws(DNAError) {
+        let claimHere = claimHere && !leaving
         if let activation = activations[actor] {
             var envelope = envelope
             if envelope.sequence == 0 { envelope.sequence = nextSequence() }
@@ -205,10 +214,15 @@ final class SimNode {
                 activations[actor] = nil
             }
         }
-        if let owner = locations.owner(of: actor), let address = membership.address(of: owner) {
+        if !claimHere, let owner = locations.owner(of: actor), let address = membership.address(of: owner) {
             try sendRemote(envelope, to: actor, owner: owner, address: address)
             return
         }
+        if draining, !claimHere, let (owner, address) = membership.placement(of: actor, excluding: id) {
+            try sendRemote(envelope, to: actor, owner: owner, address: address)
+            return
+        }
+        if leaving { throw DNAError(.routingFailed, "\(id) left the cluster") }
         let activation = SimActivation(
             actor: actor,
             machine: Machine(
@@ -249,11 +263,12 @@ final class SimNode {
         let reply: SimReply? = wire.expectsReply ? .remote(connection: connection, requestID: wire.id) : nil
         let sender = simulation.nodes[connection.from.slot]
         let senderID = "n\(sender.slot).\(connection.from.incarnation)"
-        locations.forget(wire.actor, ifAt: NodeID(rawValue: senderID))
+        let contradicted = locations.owner(of: wire.actor) == NodeID(rawValue: senderID) && !leaving
+        if contradicted { locations.forget(wire.actor, ifAt: NodeID(rawValue: senderID)) }
         let origin = origins.number(of: wire.origin.isEmpty ? senderID : wire.origin)
         let envelope = SimEnvelope(request: wire.request, reply: reply, hops: wire.hops + 1, origin: origin, sequence: wire.sequence)
         do throws(DNAError) {
-            try deliver(envelope, to: wire.actor)
+            try deliver(envelope, to: wire.actor, claimHere: contradicted)
         } catch {
             if let reply { answer(reply, SimResult(error)) } else { simulation.count("cast.refused") }
         }
@@ -391,6 +406,63 @@ final class SimNode {
         }
     }
 
+    // MARK: Draining
+
+    /// `Node.drain`: report draining, send new names elsewhere, move every activation to
+    /// the other serving nodes (the planner's shares), then record leaving, forward for two
+    /// heartbeat intervals, and stop; the slot boots again later as a new node.
+    func drain() {
+        guard isUp, !paused, !draining, !membership.servingNodes(except: id).isEmpty else { return }
+        draining = true
+        simulation.count("drain.started")
+        simulation.trace("\(id) drains")
+        renewLease { _ in }
+        drainRound(1)
+    }
+
+    private func drainRound(_ round: Int) {
+        let remaining = activations.keys.sorted { $0.key < $1.key }
+        let others = membership.servingNodes(except: id)
+        if remaining.isEmpty || others.isEmpty || round > 100 {
+            if !remaining.isEmpty { simulation.count("drain.gaveUp") }
+            leave()
+            return
+        }
+        let targets = Node.drainTargets(count: remaining.count, this: id, others: others)
+        for (index, actor) in remaining.enumerated() {
+            guard let activation = activations[actor] else { continue }
+            let target = targets[index % targets.count]
+            let reply = simulation.migrationReply(actor: actor, from: id, to: target)
+            switch activation.machine.requestMigration(to: target, reply: reply) {
+            case .accepted(let waiter):
+                if let waiter { resume(activation, waiter) }
+            case .acceptedStartTask:
+                soon("start task of \(actor)") { [self] in drive(activation) }
+            case .refused:
+                break  // not active yet, or moving already: the next round
+            }
+        }
+        after(.milliseconds(50), "drain round \(round + 1)") { [self] in drainRound(round + 1) }
+    }
+
+    private func leave() {
+        guard activations.isEmpty else {
+            // What could not move stops as at a crash; its names are taken over after the timeout.
+            simulation.stopAfterDrain(slot)
+            return
+        }
+        leaving = true
+        let id = self.id
+        simulation.storeCall(from: self, "leave") { state, now throws(StoreError) in
+            try state.heartbeat(node: id, state: .left, activations: 0, now: now)
+        } completion: { [self] _ in
+            after(configuration.heartbeatInterval * 2 + .milliseconds(100), "stop after draining") { [self] in
+                simulation.count("drain.left")
+                simulation.stopAfterDrain(slot)
+            }
+        }
+    }
+
     // MARK: Migration
 
     /// `Node.migrate`: a random activation of this node moves to a random live node.
@@ -399,11 +471,10 @@ final class SimNode {
         let candidates = activations.keys.sorted { $0.key < $1.key }
         guard !candidates.isEmpty else { return }
         let actor = candidates[Int.random(in: 0..<candidates.count, using: &simulation.migrationRandom)]
-        let targets = simulation.nodes.filter { $0.isUp && $0.slot != slot }
-        guard !targets.isEmpty else { return }
+        // As `Node.migrate` checks: the target is a live member serving here's view.
+        let targets = membership.servingNodes(except: id)
+        guard !targets.isEmpty, let activation = activations[actor] else { return }
         let target = targets[Int.random(in: 0..<targets.count, using: &simulation.migrationRandom)].id
-        // As `Node.migrate` checks: the target must be a live member here.
-        guard membership.address(of: target) != nil, let activation = activations[actor] else { return }
         let reply = simulation.migrationReply(actor: actor, from: id, to: target)
         switch activation.machine.requestMigration(to: target, reply: reply) {
         case .accepted(let waiter):

@@ -55,7 +55,7 @@ final class TestCluster {
         _ backend: Backend, count: Int = 3, placement: Node.Placement = .firstReceiver,
         heartbeatInterval: Duration = .milliseconds(250), failureTimeout: Duration = .seconds(2),
         maxFrameSize: Int = 16 << 20, actors: [any DurableActor.Type] = [Recorder.self], postgresURL: String? = nil,
-        tls: (any TransportSecurity)? = nil
+        tls: (any TransportSecurity)? = nil, drainOnShutdown: Bool = false
     ) async throws -> TestCluster? {
         let directory = try TemporaryDirectory()
         var postgresURL = postgresURL
@@ -89,6 +89,7 @@ final class TestCluster {
             configuration.failureTimeout = failureTimeout
             configuration.maxFrameSize = maxFrameSize
             configuration.tls = tls
+            configuration.drainOnShutdown = drainOnShutdown
             nodes.append(try Node(configuration: configuration, actors: actors))
             stores.append(store)
         }

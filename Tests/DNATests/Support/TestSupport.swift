@@ -172,6 +172,7 @@ final class GatedStore: ActorStore {
     }
     func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome { try await inner.activate(request) }
     func release(_ registration: Registration) async throws(StoreError) { try await inner.release(registration) }
+    func requestDrain(node: NodeID) async throws(StoreError) { try await inner.requestDrain(node: node) }
     func handOver(_ registration: Registration, to target: NodeID) async throws(StoreError) {
         try await inner.handOver(registration, to: target)
     }
