@@ -6,21 +6,6 @@ import Testing
 /// `dna drain` against `dna node` processes: the node asked moves its actors and exits.
 @Suite("dna drain", .serialized, .timeLimit(.minutes(2)))
 struct DrainCommandTests {
-    private func dna(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: NodeProcess.executable)
-        process.arguments = arguments
-        let output = Pipe()
-        let error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
-    }
-
     @Test func aDrainedNodeMovesItsActorsAndExits() async throws {
         let directory = try TemporaryDirectory()
         let store = "sqlite:" + directory.databasePath
@@ -34,7 +19,7 @@ struct DrainCommandTests {
         await first.shutdown()
         // Let a heartbeat report the activations.
         try await Task.sleep(for: .milliseconds(500))
-        let run = try dna(["drain", "--store", store, "--cluster", "test", "--node", nodes[0].address.description, "--timeout", "60"])
+        let run = try runDNA(["drain", "--store", store, "--cluster", "test", "--node", nodes[0].address.description, "--timeout", "60"])
         #expect(run.status == 0, "\(run.error)")
         #expect(run.output.contains("drained node \(nodes[0].id)"), "\(run.output)")
         #expect(run.output.contains("30 activation(s) moved"), "\(run.output)")
@@ -49,16 +34,16 @@ struct DrainCommandTests {
         }
         await other.shutdown()
         // Bad input: the node is gone now, and a node that does not exist.
-        let again = try dna(["drain", "--store", store, "--cluster", "test", "--node", nodes[0].id])
+        let again = try runDNA(["drain", "--store", store, "--cluster", "test", "--node", nodes[0].id])
         #expect(again.status != 0)
         #expect(again.error.contains("not alive"), "\(again.error)")
-        let unknown = try dna(["drain", "--store", store, "--cluster", "test", "--node", "10.9.9.9:1"])
+        let unknown = try runDNA(["drain", "--store", store, "--cluster", "test", "--node", "10.9.9.9:1"])
         #expect(unknown.status != 0)
         #expect(unknown.error.contains("no node 10.9.9.9:1"), "\(unknown.error)")
         // Down to one: the last node is refused.
         nodes[2].stop()
         try await Task.sleep(for: .milliseconds(300))
-        let last = try dna(["drain", "--store", store, "--cluster", "test", "--node", nodes[1].id])
+        let last = try runDNA(["drain", "--store", store, "--cluster", "test", "--node", nodes[1].id])
         #expect(last.status != 0)
         #expect(last.error.contains("last live node"), "\(last.error)")
     }

@@ -5,22 +5,6 @@ import Testing
 /// `dna rebalance` as a user runs it, on a store whose nodes reported their loads.
 @Suite("dna rebalance")
 struct RebalanceCommandTests {
-    /// Runs the package's `dna` with `arguments`; its exit status, standard output and error.
-    private func dna(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: NodeProcess.executable)
-        process.arguments = arguments
-        let output = Pipe()
-        let error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        let errorData = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outputData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
-    }
-
     /// A store whose three nodes reported 3,000, 0 and 0 activations (one of them draining
     /// if asked).
     private func store(in directory: TemporaryDirectory, drainingFirst: Bool = false) async throws -> String {
@@ -41,12 +25,12 @@ struct RebalanceCommandTests {
     @Test func aDryRunPrintsTheFirstRoundOfMoves() async throws {
         let directory = try TemporaryDirectory()
         let store = try await store(in: directory)
-        let run = try dna(["rebalance", "--store", store, "--cluster", "c", "--dry-run"])
+        let run = try runDNA(["rebalance", "--store", store, "--cluster", "c", "--dry-run"])
         #expect(run.status == 0, "\(run.error)")
         #expect(run.output.contains("move 250 from node-a to node-b"))
         #expect(run.output.contains("move 250 from node-a to node-c"))
         #expect(run.output.contains("this round: 500 move(s); 1500 more in later rounds"))
-        let limited = try dna(["rebalance", "--store", store, "--cluster", "c", "--dry-run", "--max-moves", "10", "--exclude", "node-c"])
+        let limited = try runDNA(["rebalance", "--store", store, "--cluster", "c", "--dry-run", "--max-moves", "10", "--exclude", "node-c"])
         #expect(limited.status == 0, "\(limited.error)")
         #expect(limited.output.contains("move 10 from node-a to node-b"))
         #expect(!limited.output.contains("to node-c"))
@@ -55,7 +39,7 @@ struct RebalanceCommandTests {
     @Test func aDrainingNodeGivesEverything() async throws {
         let directory = try TemporaryDirectory()
         let store = try await store(in: directory, drainingFirst: true)
-        let run = try dna(["rebalance", "--store", store, "--cluster", "c", "--dry-run", "--max-fraction", "1", "--max-moves", "5000"])
+        let run = try runDNA(["rebalance", "--store", store, "--cluster", "c", "--dry-run", "--max-fraction", "1", "--max-moves", "5000"])
         #expect(run.status == 0, "\(run.error)")
         #expect(run.output.contains("move 1500 from node-a to node-b"))
         #expect(run.output.contains("move 1500 from node-a to node-c"))
@@ -64,16 +48,16 @@ struct RebalanceCommandTests {
     @Test func badInputIsAClearErrorAndChangesNothing() async throws {
         let directory = try TemporaryDirectory()
         let store = try await store(in: directory)
-        let notDry = try dna(["rebalance", "--store", store, "--cluster", "c"])
+        let notDry = try runDNA(["rebalance", "--store", store, "--cluster", "c"])
         #expect(notDry.status != 0)
         #expect(notDry.error.contains("--dry-run"))
-        let unknown = try dna(["rebalance", "--store", store, "--cluster", "c", "--dry-run", "--exclude", "node-z"])
+        let unknown = try runDNA(["rebalance", "--store", store, "--cluster", "c", "--dry-run", "--exclude", "node-z"])
         #expect(unknown.status != 0)
         #expect(unknown.error.contains("no live node node-z"))
-        let limits = try dna(["rebalance", "--store", store, "--cluster", "c", "--dry-run", "--max-fraction", "2"])
+        let limits = try runDNA(["rebalance", "--store", store, "--cluster", "c", "--dry-run", "--max-fraction", "2"])
         #expect(limits.status != 0)
         #expect(limits.error.contains("maxFraction"))
-        let noStore = try dna(["rebalance", "--store", "sqlite:" + directory.path + "/missing.db", "--dry-run"])
+        let noStore = try runDNA(["rebalance", "--store", "sqlite:" + directory.path + "/missing.db", "--dry-run"])
         #expect(noStore.status != 0)
         #expect(noStore.error.contains("no database at"))
         // A cluster whose only node drains: the moves have nowhere to go.
@@ -85,7 +69,7 @@ struct RebalanceCommandTests {
         try await single.join(node: NodeID(rawValue: "only"), cluster: "c", address: "x:1", failureTimeout: .seconds(60))
         try await single.heartbeat(node: NodeID(rawValue: "only"), state: .draining, activations: 7)
         await single.close()
-        let last = try dna(["rebalance", "--store", "sqlite:" + lonely.databasePath, "--cluster", "c", "--dry-run"])
+        let last = try runDNA(["rebalance", "--store", "sqlite:" + lonely.databasePath, "--cluster", "c", "--dry-run"])
         #expect(last.status != 0)
         #expect(last.error.contains("noEligibleNode") || last.error.contains("no live node takes actors"))
     }

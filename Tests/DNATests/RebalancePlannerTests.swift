@@ -1,4 +1,5 @@
 import DNA
+import DNATesting
 import Testing
 
 @Suite("Rebalance planner")
@@ -131,7 +132,7 @@ struct RebalancePlannerTests {
 
     @Test("random loads: rounds keep the total, never overshoot a share, and end within one of each other")
     func randomLoadsConverge() throws {
-        var random = SplitMix(seed: 0xDA7A)
+        var random = SimulationRandom(seed: 0xDA7A)
         for _ in 0..<300 {
             let count = Int(random.next() % 6) + 1
             var nodes: [Load] = (0..<count).map { index in
@@ -166,18 +167,5 @@ struct RebalancePlannerTests {
             #expect(final.filter { $0.role == .draining }.allSatisfy { $0.activations == 0 })
             #expect(final.filter { $0.role == .excluded } == nodes.filter { $0.role == .excluded })
         }
-    }
-}
-
-/// A small deterministic generator for the property test.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

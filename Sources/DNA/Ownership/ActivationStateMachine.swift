@@ -173,15 +173,22 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         if stopped { return .stopped }
         if queue.count >= limits.mailboxCapacity { return .full }
         queue.append(message)
+        let (start, resume) = runTask()
+        return start ? .acceptedStartTask : .accepted(resume: resume)
+    }
+
+    /// There is work for the task: whether one must be started, else the parked task to
+    /// resume (if it is parked).
+    private mutating func runTask() -> (start: Bool, resume: Waiter?) {
         switch task {
         case .none:
             task = .running
-            return .acceptedStartTask
+            return (true, nil)
         case .running:
-            return .accepted(resume: nil)
+            return (false, nil)
         case .parked(let waiter):
             task = .running
-            return .accepted(resume: waiter)
+            return (false, waiter)
         }
     }
 
@@ -674,16 +681,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         guard migration == nil else { return .refused("\(id) is already moving") }
         guard case .none = settling else { return .refused("\(id) is recovering from a failed commit") }
         migration = Migration(target: target, reply: reply)
-        switch task {
-        case .none:
-            task = .running
-            return .acceptedStartTask
-        case .running:
-            return .accepted(resume: nil)
-        case .parked(let waiter):
-            task = .running
-            return .accepted(resume: waiter)
-        }
+        let (start, resume) = runTask()
+        return start ? .acceptedStartTask : .accepted(resume: resume)
     }
 
     /// The store was asked to hand the name over: the activation takes no more messages

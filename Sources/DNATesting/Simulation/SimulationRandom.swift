@@ -1,10 +1,10 @@
 /// The simulation's only source of randomness: SplitMix64, so a seed replays exactly.
-struct SimulationRandom: RandomNumberGenerator {
+package struct SimulationRandom: RandomNumberGenerator {
     private var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    package init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
