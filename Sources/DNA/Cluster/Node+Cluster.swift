@@ -83,6 +83,7 @@ extension Node {
             ? .remote(RemoteReply(sink: sink, requestID: request.id, encode: route.codec.encodeResponse)) : nil
         // The sender thinks this node hosts the actor. If this node thinks the sender does,
         // one of them is behind (the actor moved): a local activation asks the store.
+        if hasLeft.load(ordering: .relaxed) { receivedAfterLeaving.add(1, ordering: .relaxed) }
         let sender = NodeID(rawValue: sink.peerNodeID)
         // (A node that left claims nothing: it forwards where it thinks the actor is, and
         // that node, contradicted in turn, asks the store.)

@@ -70,6 +70,8 @@ public final class Node: Service, Sendable {
     let drainRequested = Atomic<Bool>(false)
     /// Recorded as `left` after a drain, while it still forwards for a moment.
     let hasLeft = Atomic<Bool>(false)
+    /// Requests received since it left: it stops once they stop coming.
+    let receivedAfterLeaving = Atomic<Int>(0)
     /// The state its heartbeats report while it serves.
     var servingState: NodeState { draining.load(ordering: .relaxed) ? .draining : .up }
 
@@ -375,9 +377,10 @@ public final class Node: Service, Sendable {
     }
 
     /// After a drain that left nothing here: the node records that it left, then forwards
-    /// for two heartbeat intervals more (the others learn of it at their next membership
-    /// read and stop sending here), so that callers whose nodes still send here get their
-    /// answers from the actors' new owners rather than an error.
+    /// what still comes (the others learn of it at their next membership read and stop
+    /// sending here), so that callers whose nodes still send here get their answers from
+    /// the actors' new owners rather than an error: for two heartbeat intervals at least,
+    /// then until a heartbeat interval passes with no request, at most the failure timeout.
     private func leaveAfterDraining() async {
         guard activationCount == 0 else { return }
         do { try await store.heartbeat(node: id, state: .left, activations: 0) } catch {
@@ -385,7 +388,14 @@ public final class Node: Service, Sendable {
             return
         }
         hasLeft.store(true, ordering: .relaxed)
-        try? await clock.sleep(for: configuration.heartbeatInterval * 2 + .milliseconds(100))
+        let start = clock.now
+        var seen = receivedAfterLeaving.load(ordering: .relaxed)
+        while clock.now - start < configuration.failureTimeout {
+            do { try await clock.sleep(for: configuration.heartbeatInterval) } catch { return }
+            let now = receivedAfterLeaving.load(ordering: .relaxed)
+            if now == seen && clock.now - start >= configuration.heartbeatInterval * 2 { return }
+            seen = now
+        }
     }
 
     private func heartbeatLoop() async {
