@@ -1,4 +1,4 @@
-import DNA
+@testable import DNA
 import Foundation
 import Synchronization
 import DNATesting
@@ -284,6 +284,8 @@ struct RuntimeSemanticsTests {
         let ref = try node.ref(Recorder.self, key: "idle")
         try await ref.call(Recorder.Put(key: "k", value: "v"))
         #expect(node.activationCount == 1)
+        // The reply comes before the activation's task ends; its idle time starts then.
+        await node.settleActivations()
         clock.advance(by: .seconds(59))
         await node.passivateIdle(olderThan: node.configuration.idleTimeout)
         #expect(node.activationCount == 1, "idle for 59 s of a 60 s idle timeout")

@@ -523,7 +523,7 @@ public final class Node: Service, Sendable {
 
     /// Waits until no activation has a task running: they hold the node `unowned`, so it
     /// must outlive them (after a start that failed, or a shutdown before it ran).
-    private func settleActivations() async {
+    func settleActivations() async {
         let remaining = directory.withLock { Array($0.activations.values) }
         for activation in remaining { await activation.waitUntilIdle() }
     }
