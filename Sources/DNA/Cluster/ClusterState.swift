@@ -97,29 +97,32 @@ package final class ClusterState: Sendable {
     /// the live node with the highest hash of (node, actor) — rendezvous hashing, so a
     /// node joining or leaving moves only the names it wins or held.
     package func placement(of actor: ActorID, this: NodeID) -> (NodeID, PeerAddress)? {
-        members.withLock { members in
-            var best: (score: UInt64, node: NodeID, address: PeerAddress?)?
-            for (node, member) in members where member.servesNewActors || node == this {
-                let score = Self.score(node: node, actor: actor)
-                if best == nil || score > best!.score || (score == best!.score && node.rawValue > best!.node.rawValue) {
-                    best = (score, node, member.address)
-                }
-            }
-            guard let best, best.node != this, let address = best.address else { return nil }
-            return (best.node, address)
-        }
+        guard let (node, address) = highestScore(for: actor, among: { node, member in member.servesNewActors || node == this }),
+            node != this, let address
+        else { return nil }
+        return (node, address)
     }
 
     /// Where a draining node sends a name it does not host: the live serving node other
     /// than `this` with the highest hash of (node, actor).
     package func placement(of actor: ActorID, excluding this: NodeID) -> (NodeID, PeerAddress)? {
+        guard let (node, address) = highestScore(for: actor, among: { node, member in
+            member.servesNewActors && node != this && member.address != nil
+        }), let address else { return nil }
+        return (node, address)
+    }
+
+    /// Rendezvous hashing: of the members `included` picks, the one with the highest
+    /// score for `actor` (ties: the greater id).
+    private func highestScore(
+        for actor: ActorID, among included: (NodeID, Member) -> Bool
+    ) -> (NodeID, PeerAddress?)? {
         members.withLock { members in
-            var best: (score: UInt64, node: NodeID, address: PeerAddress)?
-            for (node, member) in members where member.servesNewActors && node != this {
-                guard let address = member.address else { continue }
+            var best: (score: UInt64, node: NodeID, address: PeerAddress?)?
+            for (node, member) in members where included(node, member) {
                 let score = Self.score(node: node, actor: actor)
                 if best == nil || score > best!.score || (score == best!.score && node.rawValue > best!.node.rawValue) {
-                    best = (score, node, address)
+                    best = (score, node, member.address)
                 }
             }
             return best.map { ($0.node, $0.address) }
