@@ -107,8 +107,20 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Seconds without a heartbeat after which a node's actors may move.")
     var failureTimeout: Double = 5
 
-    @Option(help: "Placement of new actors: first-receiver or consistent-hash.")
+    @Option(help: "Placement of new actors: first-receiver, consistent-hash, least-loaded or pinned:LABEL.")
     var placement: String = "first-receiver"
+
+    @Option(name: .customLong("label"), help: "A label of this node (a role, a zone); repeat for more.")
+    var labels: [String] = []
+
+    @Option(help: "Rebalancing on its own: on or off (`dna rebalance` works either way).")
+    var rebalance: String = "on"
+
+    @Option(help: "Seconds between rebalancing checks.")
+    var rebalanceInterval: Double = 5
+
+    @Option(help: "Nodes carrying this label neither give nor take actors in rebalancing; repeat for more.")
+    var rebalanceExclude: [String] = []
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
@@ -128,8 +140,19 @@ struct NodeCommand: AsyncParsableCommand {
         switch placement {
         case "first-receiver": configuration.placement = .firstReceiver
         case "consistent-hash": configuration.placement = .consistentHash
-        default: throw ValidationError("--placement must be first-receiver or consistent-hash")
+        case "least-loaded": configuration.placement = .leastLoaded
+        case let text where text.hasPrefix("pinned:"): configuration.placement = .pinned(label: String(text.dropFirst("pinned:".count)))
+        default: throw ValidationError("--placement must be first-receiver, consistent-hash, least-loaded or pinned:LABEL")
         }
+        configuration.labels = labels
+        switch rebalance {
+        case "on": configuration.rebalancing.enabled = true
+        case "off": configuration.rebalancing.enabled = false
+        default: throw ValidationError("--rebalance must be on or off")
+        }
+        guard rebalanceInterval > 0 else { throw ValidationError("--rebalance-interval must be more than 0") }
+        configuration.rebalancing.interval = .milliseconds(Int64(rebalanceInterval * 1000))
+        configuration.rebalancing.excludedLabels = Set(rebalanceExclude)
         configuration.logger = Logger(label: "dna.node")
         let node = try Node(configuration: configuration, actors: [KVActor.self, CounterActor.self])
         let group = ServiceGroup(
@@ -290,13 +313,14 @@ struct DrainCommand: AsyncParsableCommand {
 struct RebalanceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rebalance",
-        abstract: "Plan a round of rebalancing from the live nodes' activation counts and print the moves (--dry-run).",
+        abstract: "Make one round of rebalancing now, or print the moves a round would make (--dry-run).",
         discussion: """
             Every eligible live node gets its fair share of the activations (within one of each \
             other); draining nodes give all theirs away; a round moves at most --max-moves and \
             --max-fraction of all activations. Counts are those the nodes reported with their \
-            last heartbeat. Carrying the moves out needs live migration, which this release \
-            does not have yet: only --dry-run runs.
+            last heartbeat. Without --dry-run, every up node is asked through the store to make \
+            a round now with its own settings (limits, excluded labels); the command waits \
+            until all have, and prints the loads before and after.
             """)
 
     @Option(help: "The store: postgres://… or sqlite:PATH.")
@@ -314,17 +338,26 @@ struct RebalanceCommand: AsyncParsableCommand {
     @Option(help: "At most this fraction of all activations moves in one round, in (0, 1].")
     var maxFraction: Double = RebalancePlanner.Limits().maxFraction
 
-    @Option(name: .customLong("exclude"), help: "A node (id or HOST:PORT) to leave alone: it neither gives nor takes. Repeatable.")
+    @Option(name: .customLong("exclude"), help: "With --dry-run: a node (id or HOST:PORT) to leave alone: it neither gives nor takes. Repeatable.")
     var excluded: [String] = []
 
+    @Option(help: "Seconds to wait for the nodes to make their round.")
+    var timeout: Double = 60
+
     func validate() throws {
-        guard dryRun else {
-            throw ValidationError("moving activations needs live migration, which this release does not have yet; run with --dry-run to see the plan")
+        guard dryRun || (excluded.isEmpty && maxMoves == RebalancePlanner.Limits().maxMoves && maxFraction == RebalancePlanner.Limits().maxFraction)
+        else {
+            throw ValidationError("--exclude, --max-moves and --max-fraction shape a --dry-run only: nodes make their rounds with their own settings")
         }
+        guard timeout > 0 else { throw ValidationError("--timeout must be more than 0") }
     }
 
     func run() async throws {
         try bootstrapLogging("error")
+        if !dryRun {
+            try await withExistingStore(store) { store in try await rebalanceNow(store) }
+            return
+        }
         try await withExistingStore(store) { store in
             let records = try await store.nodes(cluster: cluster).filter(\.isAlive)
             let unknown = excluded.filter { name in !records.contains { $0.id.rawValue == name || $0.address == name } }
@@ -341,6 +374,37 @@ struct RebalanceCommand: AsyncParsableCommand {
                 nodes: loads, limits: RebalancePlanner.Limits(maxMoves: maxMoves, maxFraction: maxFraction))
             print(Self.describe(plan, loads: loads, records: records, cluster: cluster))
         }
+    }
+
+    /// Asks every up node for a round and waits until all have made it.
+    private func rebalanceNow(_ store: any ActorStore) async throws {
+        let before = try await store.nodes(cluster: cluster).filter(\.isAlive)
+        guard before.contains(where: { $0.state == .up }) else {
+            throw ValidationError("no live node of cluster \(cluster) takes actors: nothing to rebalance")
+        }
+        let start = ContinuousClock.now
+        let asked = try await store.requestRebalance(cluster: cluster)
+        print("asked \(asked) node(s) of cluster \(cluster) for a rebalancing round")
+        let deadline = start + .milliseconds(Int64(timeout * 1000))
+        var records = before
+        while true {
+            records = try await store.nodes(cluster: cluster)
+            let waiting = records.filter { $0.rebalanceRequested && $0.isAlive }
+            if waiting.isEmpty { break }
+            guard ContinuousClock.now < deadline else {
+                throw ValidationError(
+                    "\(waiting.count) node(s) had not made their round after \(timeout) s: \(waiting.map(\.address).joined(separator: ", "))")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        // Their counts as of the heartbeat each wrote right after its round.
+        let elapsed = ContinuousClock.now - start
+        print(pad("NODE", 34) + pad("ADDRESS", 24) + pad("BEFORE", 10) + "AFTER")
+        for record in records.filter(\.isAlive).sorted(by: { $0.id.rawValue < $1.id.rawValue }) {
+            let old = before.first { $0.id == record.id }.map { "\($0.activations)" } ?? "-"
+            print(pad(record.id.rawValue, 34) + pad(record.address, 24) + pad(old, 10) + "\(record.activations)")
+        }
+        print(String(format: "round made in %.1f s", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
     }
 
     static func describe(

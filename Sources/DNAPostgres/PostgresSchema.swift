@@ -45,7 +45,9 @@ package enum PostgresSchema {
             started_ms   BIGINT NOT NULL,
             heartbeat_ms BIGINT NOT NULL,
             activations  BIGINT NOT NULL DEFAULT 0,
-            failure_timeout_ms BIGINT NOT NULL DEFAULT 5000
+            failure_timeout_ms BIGINT NOT NULL DEFAULT 5000,
+            labels       TEXT NOT NULL DEFAULT '',
+            rebalance_requested BOOLEAN NOT NULL DEFAULT false
         )
         """,
         """
@@ -130,6 +132,13 @@ package enum PostgresSchema {
                 "ALTER TABLE dna_nodes ADD COLUMN failure_timeout_ms BIGINT NOT NULL DEFAULT 5000", logger: logger)
             try await connection.run("ALTER TABLE dna_actors ADD COLUMN order_state BYTEA", logger: logger)
             try await connection.run("UPDATE dna_meta SET value = '2' WHERE key = 'schema_version'", logger: logger)
+        }
+        if found < 3 {
+            // Version 2 → 3: node labels, and rounds asked by `dna rebalance`.
+            try await connection.run("ALTER TABLE dna_nodes ADD COLUMN labels TEXT NOT NULL DEFAULT ''", logger: logger)
+            try await connection.run(
+                "ALTER TABLE dna_nodes ADD COLUMN rebalance_requested BOOLEAN NOT NULL DEFAULT false", logger: logger)
+            try await connection.run("UPDATE dna_meta SET value = '3' WHERE key = 'schema_version'", logger: logger)
         }
     }
 }

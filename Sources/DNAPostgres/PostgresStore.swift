@@ -195,15 +195,35 @@ public final class PostgresStore: ActorStore {
 
     // MARK: Membership
 
-    public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration) async throws(StoreError) {
+    public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String]) async throws(StoreError) {
         let logger = logger
         let timeout = failureTimeout.milliseconds
+        let labels = NodeRecord.encodeLabels(labels)
         try await inTransaction("joining node \(node)") { connection in
             try await connection.run(
                 """
-                INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms, failure_timeout_ms)
-                VALUES (\(node.rawValue), \(cluster), \(address), 'joining', \(unescaped: Self.now), \(unescaped: Self.now), \(timeout))
+                INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms, failure_timeout_ms, labels)
+                VALUES (\(node.rawValue), \(cluster), \(address), 'joining', \(unescaped: Self.now), \(unescaped: Self.now), \(timeout),
+                    \(labels))
                 """, logger: logger)
+        }
+    }
+
+    public func requestRebalance(cluster: String) async throws(StoreError) -> Int {
+        let logger = logger
+        return try await inTransaction("asking the nodes of \(cluster) to rebalance") { connection in
+            try await connection.query(
+                "UPDATE dna_nodes SET rebalance_requested = true WHERE cluster = \(cluster) AND state = 'up' RETURNING 1",
+                logger: logger
+            ).collect().count
+        }
+    }
+
+    public func rebalanceDone(node: NodeID) async throws(StoreError) {
+        let logger = logger
+        try await inTransaction("clearing the rebalance request of node \(node)") { connection in
+            try await connection.run(
+                "UPDATE dna_nodes SET rebalance_requested = false WHERE node_id = \(node.rawValue)", logger: logger)
         }
     }
 
@@ -232,7 +252,8 @@ public final class PostgresStore: ActorStore {
     }
 
     private static let now = PostgresSchema.nowMilliseconds
-    private static let nodeColumns = "node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms"
+    private static let nodeColumns =
+        "node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms, labels, rebalance_requested"
     private static let ownerNodeColumns =
         "n.node_id, n.cluster, n.address, n.state, \(now) - n.heartbeat_ms, n.activations, n.failure_timeout_ms"
 
@@ -244,12 +265,13 @@ public final class PostgresStore: ActorStore {
                 "SELECT \(unescaped: Self.nodeColumns) FROM dna_nodes WHERE cluster = \(cluster) ORDER BY node_id",
                 logger: logger)
             {
-                let (id, cluster, address, state, age, activations, timeout) = try row.decode(
-                    (String, String, String, String, Int64, Int64, Int64).self)
+                let (id, cluster, address, state, age, activations, timeout, labels, rebalance) = try row.decode(
+                    (String, String, String, String, Int64, Int64, Int64, String, Bool).self)
                 result.append(
                     NodeRecord(
                         id: NodeID(rawValue: id), cluster: cluster, address: address, state: NodeState(rawValue: state) ?? .left,
-                        heartbeatAgeMilliseconds: age, activations: activations, failureTimeoutMilliseconds: timeout))
+                        heartbeatAgeMilliseconds: age, activations: activations, failureTimeoutMilliseconds: timeout,
+                        labels: NodeRecord.decodeLabels(labels), rebalanceRequested: rebalance))
             }
             return result
         }
@@ -380,17 +402,26 @@ public final class PostgresStore: ActorStore {
         }
     }
 
-    public func handOver(_ registration: Registration, to target: NodeID) async throws(StoreError) {
+    public func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError) {
         await commits.whenIdle(registration.actor)
         let logger = logger
         let updated = try await inTransaction("handing \(registration.actor) over") { connection in
-            try await connection.query(
+            let updated = try await connection.query(
                 """
                 UPDATE dna_actors SET owner = \(target.rawValue), epoch = epoch + 1, batch_seq = 0
                 WHERE actor_id = \(registration.rowID) AND owner = \(registration.owner.rawValue) AND epoch = \(registration.epoch)
                 RETURNING 1
                 """, logger: logger
             ).collect().count
+            if updated == 1, let transientState {
+                try await connection.run(
+                    """
+                    INSERT INTO dna_module_data (actor_id, module, key, value)
+                    VALUES (\(registration.rowID), \(ModuleRow.handOverModule), \(ByteBuffer(bytes: [])), \(ByteBuffer(bytes: transientState)))
+                    ON CONFLICT (actor_id, module, key) DO UPDATE SET value = excluded.value
+                    """, logger: logger)
+            }
+            return updated
         }
         guard updated == 1 else {
             throw StoreError(.fenced, "\(registration.actor) is no longer held at epoch \(registration.epoch) by \(registration.owner)")

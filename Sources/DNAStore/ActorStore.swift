@@ -26,8 +26,9 @@ public protocol ActorStore: Sendable {
     // MARK: Membership
 
     /// Adds a node row in state `joining` with a heartbeat at the store's `now`, and the
-    /// node's failure timeout (others judge it dead by that, not by their own).
-    func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration) async throws(StoreError)
+    /// node's failure timeout (others judge it dead by that, not by their own) and its
+    /// labels (see ``NodeRecord/labels``).
+    func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String]) async throws(StoreError)
     /// Records a heartbeat (store clock), the node's state and its number of activations.
     /// Throws ``StoreError/Code/fenced`` if the node's row says `left` or is gone: a node
     /// declared gone must not come back under the same identity.
@@ -38,6 +39,12 @@ public protocol ActorStore: Sendable {
     ///
     /// - Throws: ``StoreError/Code/invalidArgument`` if the node is not `up`.
     func requestDrain(node: NodeID) async throws(StoreError)
+    /// Asks every `up` node of the cluster for a rebalancing round now (`dna rebalance`):
+    /// each sees ``NodeRecord/rebalanceRequested`` at its next membership read. Returns how
+    /// many nodes were asked.
+    func requestRebalance(cluster: String) async throws(StoreError) -> Int
+    /// The node made the round asked of it: clears its ``NodeRecord/rebalanceRequested``.
+    func rebalanceDone(node: NodeID) async throws(StoreError)
     /// The nodes of a cluster, with heartbeat ages by the store's clock.
     func nodes(cluster: String) async throws(StoreError) -> [NodeRecord]
     /// Deletes the rows of the cluster's nodes that have been gone — `left`, or silent past
@@ -59,10 +66,12 @@ public protocol ActorStore: Sendable {
     /// Hands the name from `registration`'s owner to `target` in one step, at the next
     /// epoch (so the old activation is fenced), if `registration` still holds it; the
     /// target's next claim is granted (a name owned by the claimant itself is). Commits of
-    /// the name still under way are answered first.
+    /// the name still under way are answered first. `transientState`, if any, is kept in
+    /// the same transaction as a row of ``ModuleRow/handOverModule`` (empty key), which the
+    /// target's activation reads and deletes.
     ///
     /// - Throws: ``StoreError/Code/fenced`` if `registration` no longer holds the name.
-    func handOver(_ registration: Registration, to target: NodeID) async throws(StoreError)
+    func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError)
     /// Registered names, optionally of one kind (`dna status --actors`).
     func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord]
 

@@ -36,10 +36,18 @@ public final class InMemoryStore: ActorStore {
         return try result.get()
     }
 
-    public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration) async throws(StoreError) {
+    public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String]) async throws(StoreError) {
         try perform { state, now throws(StoreError) in
-            state.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout, now: now)
+            state.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout, labels: labels, now: now)
         }
+    }
+
+    public func requestRebalance(cluster: String) async throws(StoreError) -> Int {
+        try perform { state, _ throws(StoreError) in state.requestRebalance(cluster: cluster) }
+    }
+
+    public func rebalanceDone(node: NodeID) async throws(StoreError) {
+        try perform { state, _ throws(StoreError) in state.rebalanceDone(node: node) }
     }
 
     public func heartbeat(node: NodeID, state nodeState: NodeState, activations: Int64) async throws(StoreError) {
@@ -73,8 +81,8 @@ public final class InMemoryStore: ActorStore {
         try perform { state, _ throws(StoreError) in state.release(registration) }
     }
 
-    public func handOver(_ registration: Registration, to target: NodeID) async throws(StoreError) {
-        try perform { state, _ throws(StoreError) in try state.handOver(registration, to: target) }
+    public func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError) {
+        try perform { state, _ throws(StoreError) in try state.handOver(registration, to: target, transientState: transientState) }
     }
 
     public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
@@ -99,6 +107,8 @@ package struct InMemoryStoreState: Sendable {
         package var heartbeat: DNAInstant
         package var activations: Int64
         package var failureTimeout: Duration
+        package var labels: [String] = []
+        package var rebalanceRequested = false
     }
 
     package struct Name: Sendable {
@@ -121,12 +131,26 @@ package struct InMemoryStoreState: Sendable {
         NodeRecord(
             id: id, cluster: node.cluster, address: node.address, state: node.state,
             heartbeatAgeMilliseconds: (now - node.heartbeat).milliseconds, activations: node.activations,
-            failureTimeoutMilliseconds: node.failureTimeout.milliseconds)
+            failureTimeoutMilliseconds: node.failureTimeout.milliseconds, labels: node.labels,
+            rebalanceRequested: node.rebalanceRequested)
     }
 
-    package mutating func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, now: DNAInstant) {
+    package mutating func join(
+        node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String] = [], now: DNAInstant
+    ) {
         nodes[node] = Node(
-            cluster: cluster, address: address, state: .joining, heartbeat: now, activations: 0, failureTimeout: failureTimeout)
+            cluster: cluster, address: address, state: .joining, heartbeat: now, activations: 0, failureTimeout: failureTimeout,
+            labels: labels)
+    }
+
+    package mutating func requestRebalance(cluster: String) -> Int {
+        let asked = nodes.filter { $0.value.cluster == cluster && $0.value.state == .up }.map(\.key)
+        for id in asked { nodes[id]?.rebalanceRequested = true }
+        return asked.count
+    }
+
+    package mutating func rebalanceDone(node: NodeID) {
+        nodes[node]?.rebalanceRequested = false
     }
 
     package mutating func heartbeat(node: NodeID, state: NodeState, activations: Int64, now: DNAInstant) throws(StoreError) {
@@ -207,10 +231,11 @@ package struct InMemoryStoreState: Sendable {
         }
     }
 
-    package mutating func handOver(_ registration: Registration, to target: NodeID) throws(StoreError) {
+    package mutating func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]? = nil) throws(StoreError) {
         guard let name = names[registration.actor], name.owner == registration.owner, name.epoch == registration.epoch else {
             throw StoreError(.fenced, "\(registration.actor) is no longer held at epoch \(registration.epoch) by \(registration.owner)")
         }
+        if let transientState { data[name.rowID, default: [:]][ModuleRow.handOverModule, default: [:]][[]] = transientState }
         names[registration.actor]?.owner = target
         names[registration.actor]?.epoch = name.epoch + 1
         names[registration.actor]?.sequence = 0

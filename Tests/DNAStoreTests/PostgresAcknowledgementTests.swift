@@ -31,7 +31,7 @@ struct PostgresAcknowledgementTests {
                 $0.port = proxy.port
                 adjust(&$0)
             }
-            try await store.join(node: helpers.node, cluster: "c", address: "a", failureTimeout: .seconds(5))
+            try await store.join(node: helpers.node, cluster: "c", address: "a", failureTimeout: .seconds(5), labels: [])
             let actor = ActorID(namespace: "t", kind: "kv", key: key)
             let (registration, _) = try granted(
                 try await store.activate(ActivationRequest(actor: actor, node: helpers.node)))
@@ -110,7 +110,7 @@ extension PostgresAcknowledgementTests {
             // The claimant: another node, straight to the server; the owner's failure timeout is 5 s.
             let claimant = try await helpers.openStore(url: url)
             let other = NodeID(rawValue: "claimant")
-            try await claimant.join(node: other, cluster: "c", address: "b", failureTimeout: .seconds(5))
+            try await claimant.join(node: other, cluster: "c", address: "b", failureTimeout: .seconds(5), labels: [])
             var granted: (Registration, [ModuleRow])?
             var attempts: [String] = []
             while granted == nil, ContinuousClock.now - lastHeartbeat < .seconds(20) {
@@ -162,7 +162,7 @@ extension PostgresAcknowledgementTests {
             $0.lockTimeout = .milliseconds(500)
         }
         let node = NodeID(rawValue: "node")
-        try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5))
+        try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5), labels: [])
         let actor = ActorID(namespace: "t", kind: "kv", key: "locked")
         _ = try granted(try await store.activate(ActivationRequest(actor: actor, node: node)))
         // Another session holds the name's row lock for 8 s.

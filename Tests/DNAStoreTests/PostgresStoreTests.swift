@@ -33,7 +33,7 @@ struct PostgresStoreTests {
         for _ in 0..<5 { stores.append(try await openStore(url: url) { $0.maximumConnections = 10 }) }
         let claimants = (0..<50).map { NodeID(rawValue: "claimant-\($0)") }
         for claimant in claimants {
-            try await stores[0].join(node: claimant, cluster: "c", address: "x", failureTimeout: .seconds(5))
+            try await stores[0].join(node: claimant, cluster: "c", address: "x", failureTimeout: .seconds(5), labels: [])
             try await stores[0].heartbeat(node: claimant, state: .up, activations: 0)
         }
         let target = ActorID(namespace: "test", kind: "kv", key: "contended")
@@ -66,7 +66,7 @@ struct PostgresStoreTests {
 
     @Test func pipelinedBatchesAreMergedAndApplyInOrder() async throws {
         let store = try await openStore()
-        try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5))
+        try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5), labels: [])
         let (registration, _) = try granted(
             try await store.activate(
                 ActivationRequest(actor: ActorID(namespace: "t", kind: "kv", key: "p"), node: node)))
@@ -112,7 +112,7 @@ struct PostgresStoreTests {
 
     @Test func mergedGroupFailsAsAWholeWhenFenced() async throws {
         let store = try await openStore()
-        try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5))
+        try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5), labels: [])
         let actor = ActorID(namespace: "t", kind: "kv", key: "f")
         let (old, _) = try granted(try await store.activate(ActivationRequest(actor: actor, node: node)))
         _ = try granted(try await store.activate(ActivationRequest(actor: actor, node: node)))
@@ -143,7 +143,7 @@ struct PostgresStoreTests {
         let server = try await PostgresTestServer.startServer()
         let url = try await server.createDatabase(named: "pause_test")
         let store = try await openStore(url: url) { $0.leaseTimeout = .seconds(1) }
-        try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5))
+        try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5), labels: [])
         let actor = ActorID(namespace: "t", kind: "kv", key: "pause")
         var (registration, _) = try granted(
             try await store.activate(ActivationRequest(actor: actor, node: node)))
@@ -241,6 +241,21 @@ struct PostgresStoreTests {
         #expect(error?.code == .schemaTooNew)
     }
 
+    @Test func aVersion2DatabaseIsMigrated() async throws {
+        let url = try await PostgresTestServer.freshDatabase()
+        await (try await openStore(url: url)).close()
+        try await execute(url, "ALTER TABLE dna_nodes DROP COLUMN labels")
+        try await execute(url, "ALTER TABLE dna_nodes DROP COLUMN rebalance_requested")
+        try await execute(url, "UPDATE dna_meta SET value = '2' WHERE key = 'schema_version'")
+        try await execute(url, "INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
+        let store = try await openStore(url: url)
+        try await store.join(node: NodeID(rawValue: "new"), cluster: "c", address: "y", failureTimeout: .seconds(9), labels: ["eu"])
+        let records = try await store.nodes(cluster: "c")
+        #expect(records.first { $0.id.rawValue == "old" }?.labels == [])
+        #expect(records.first { $0.id.rawValue == "new" }?.labels == ["eu"])
+        await store.close()
+    }
+
     @Test func storesOpeningTogetherShareOneSchema() async throws {
         let url = try await PostgresTestServer.freshDatabase()
         let stores = try await withThrowingTaskGroup(of: PostgresStore.self) { group in
@@ -281,7 +296,7 @@ struct PostgresStoreTests {
     @Test func operationsAfterCloseFailClosed() async throws {
         let store = try await openStore()
         await store.close()
-        let error = await #expect(throws: StoreError.self) { try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5)) }
+        let error = await #expect(throws: StoreError.self) { try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5), labels: []) }
         #expect(error?.code == .closed)
     }
 

@@ -37,10 +37,13 @@ struct SQLiteFileTests {
         try await SQLiteStore.opened(.init(path: path)).close()
         // Make it a file of schema version 1, as the previous release wrote it.
         let old = try SQLiteConnection(path: path)
-        try old.execute("ALTER TABLE dna_nodes DROP COLUMN failure_timeout_ms; ALTER TABLE dna_actors DROP COLUMN order_state; UPDATE dna_meta SET value = '1' WHERE key = 'schema_version'")
+        try old.execute(
+            "ALTER TABLE dna_nodes DROP COLUMN failure_timeout_ms; ALTER TABLE dna_actors DROP COLUMN order_state; "
+                + "ALTER TABLE dna_nodes DROP COLUMN labels; ALTER TABLE dna_nodes DROP COLUMN rebalance_requested; "
+                + "UPDATE dna_meta SET value = '1' WHERE key = 'schema_version'")
         try old.execute("INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
         let store = try await SQLiteStore.opened(.init(path: path))
-        try await store.join(node: NodeID(rawValue: "new"), cluster: "c", address: "y", failureTimeout: .seconds(9))
+        try await store.join(node: NodeID(rawValue: "new"), cluster: "c", address: "y", failureTimeout: .seconds(9), labels: [])
         let records = try await store.nodes(cluster: "c")
         #expect(records.first { $0.id.rawValue == "old" }?.failureTimeoutMilliseconds == 5000, "rows of version 1 get the default")
         #expect(records.first { $0.id.rawValue == "new" }?.failureTimeoutMilliseconds == 9000)
@@ -52,6 +55,24 @@ struct SQLiteFileTests {
         version.reset()
     }
 
+    @Test func aVersion2FileIsMigrated() async throws {
+        let (path, cleanup) = try temporaryPath()
+        defer { cleanup() }
+        try await SQLiteStore.opened(.init(path: path)).close()
+        let old = try SQLiteConnection(path: path)
+        try old.execute(
+            "ALTER TABLE dna_nodes DROP COLUMN labels; ALTER TABLE dna_nodes DROP COLUMN rebalance_requested; "
+                + "UPDATE dna_meta SET value = '2' WHERE key = 'schema_version'")
+        try old.execute("INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
+        let store = try await SQLiteStore.opened(.init(path: path))
+        try await store.join(node: NodeID(rawValue: "new"), cluster: "c", address: "y", failureTimeout: .seconds(9), labels: ["eu"])
+        let records = try await store.nodes(cluster: "c")
+        #expect(records.first { $0.id.rawValue == "old" }?.labels == [])
+        #expect(records.first { $0.id.rawValue == "new" }?.labels == ["eu"])
+        #expect(records.allSatisfy { !$0.rebalanceRequested })
+        await store.close()
+    }
+
     /// `close()` returns only once the file is let go: SQLite removes the WAL when the last
     /// connection closes, so a WAL left behind means a connection outlived `close()`, and
     /// its late close would find the next opener's transaction in its way.
@@ -60,7 +81,7 @@ struct SQLiteFileTests {
         defer { cleanup() }
         for round in 0..<20 {
             let store = try await SQLiteStore.opened(.init(path: path))
-            try await store.join(node: NodeID(rawValue: "n\(round)"), cluster: "c", address: "x", failureTimeout: .seconds(5))
+            try await store.join(node: NodeID(rawValue: "n\(round)"), cluster: "c", address: "x", failureTimeout: .seconds(5), labels: [])
             await store.close()
             #expect(!FileManager.default.fileExists(atPath: path + "-wal"), "round \(round): a connection is still open")
             let next = try SQLiteConnection(path: path)
@@ -81,7 +102,7 @@ struct SQLiteFileTests {
                 try await group.waitForAll()
             }
             for (index, store) in stores.enumerated() {
-                try await store.join(node: NodeID(rawValue: "n\(index)"), cluster: "c", address: "x", failureTimeout: .seconds(5))
+                try await store.join(node: NodeID(rawValue: "n\(index)"), cluster: "c", address: "x", failureTimeout: .seconds(5), labels: [])
             }
             for store in stores { await store.close() }
         }
@@ -131,7 +152,7 @@ struct SQLiteFileTests {
         configuration.busyTimeout = .milliseconds(10)
         let store = try await SQLiteStore.opened(configuration)
         let node = NodeID(rawValue: "n")
-        try await store.join(node: node, cluster: "c", address: "x", failureTimeout: .seconds(5))
+        try await store.join(node: node, cluster: "c", address: "x", failureTimeout: .seconds(5), labels: [])
         guard case .granted(let registration, _) = try await store.activate(
             ActivationRequest(actor: ActorID(namespace: "t", kind: "k", key: "a"), node: node))
         else { Issue.record("not granted"); return }

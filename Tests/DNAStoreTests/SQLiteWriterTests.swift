@@ -16,7 +16,7 @@ struct SQLiteWriterTests {
         try SQLiteSchema.prepare(connection, path: path)
         let session = try SQLiteSession(connection)
         let node = NodeID(rawValue: "n")
-        try session.join(node: node, cluster: "c", address: "x", failureTimeout: .seconds(5))
+        try session.join(node: node, cluster: "c", address: "x", failureTimeout: .seconds(5), labels: [])
         try session.heartbeat(node: node, state: .up, activations: 0)
         let actor = ActorID(namespace: "test", kind: "kv", key: "a")
         guard case .granted(let registration, _) = try session.activate(

@@ -59,7 +59,7 @@ struct StoreContractTests {
     func setUp(_ engine: Engine) async throws -> (any ActorStore, () -> Void) {
         let (store, cleanup) = try await engine.make()
         for node in [nodeA, nodeB] {
-            try await store.join(node: node, cluster: "c", address: node.rawValue, failureTimeout: .seconds(5))
+            try await store.join(node: node, cluster: "c", address: node.rawValue, failureTimeout: .seconds(5), labels: [])
             try await store.heartbeat(node: node, state: .up, activations: 0)
         }
         return (store, cleanup)
@@ -93,7 +93,7 @@ struct StoreContractTests {
         defer { cleanup() }
         // An owner with a tiny failure timeout: its last heartbeat is soon too old.
         let hasty = NodeID(rawValue: "node-hasty")
-        try await store.join(node: hasty, cluster: "c", address: "h", failureTimeout: .milliseconds(10))
+        try await store.join(node: hasty, cluster: "c", address: "h", failureTimeout: .milliseconds(10), labels: [])
         try await store.heartbeat(node: hasty, state: .up, activations: 0)
         _ = try granted(try await store.activate(request(hasty)))
         try await Task.sleep(for: .milliseconds(20))
@@ -129,12 +129,12 @@ struct StoreContractTests {
         let (store, cleanup) = try await setUp(engine)
         defer { cleanup() }
         let silent = NodeID(rawValue: "node-silent")
-        try await store.join(node: silent, cluster: "c", address: "s", failureTimeout: .milliseconds(10))
+        try await store.join(node: silent, cluster: "c", address: "s", failureTimeout: .milliseconds(10), labels: [])
         let left = NodeID(rawValue: "node-left")
-        try await store.join(node: left, cluster: "c", address: "l", failureTimeout: .seconds(60))
+        try await store.join(node: left, cluster: "c", address: "l", failureTimeout: .seconds(60), labels: [])
         try await store.heartbeat(node: left, state: .left, activations: 0)
         let other = NodeID(rawValue: "node-other-cluster")
-        try await store.join(node: other, cluster: "d", address: "o", failureTimeout: .milliseconds(10))
+        try await store.join(node: other, cluster: "d", address: "o", failureTimeout: .milliseconds(10), labels: [])
         try await Task.sleep(for: .milliseconds(50))
         // Live nodes, and gone ones within the retention, stay.
         #expect(try await store.forgetNodes(cluster: "c", goneFor: .seconds(60)) == 0)
@@ -152,10 +152,10 @@ struct StoreContractTests {
         let (store, cleanup) = try await setUp(engine)
         defer { cleanup() }
         let patient = NodeID(rawValue: "node-patient")
-        try await store.join(node: patient, cluster: "c", address: "p", failureTimeout: .seconds(60))
+        try await store.join(node: patient, cluster: "c", address: "p", failureTimeout: .seconds(60), labels: [])
         try await store.heartbeat(node: patient, state: .up, activations: 0)
         let hasty = NodeID(rawValue: "node-hasty")
-        try await store.join(node: hasty, cluster: "c", address: "h", failureTimeout: .milliseconds(10))
+        try await store.join(node: hasty, cluster: "c", address: "h", failureTimeout: .milliseconds(10), labels: [])
         try await store.heartbeat(node: hasty, state: .up, activations: 0)
         _ = try granted(try await store.activate(request(patient)))
         try await Task.sleep(for: .milliseconds(30))
@@ -314,14 +314,14 @@ struct StoreContractTests {
         let (old, _) = try granted(try await store.activate(request(nodeA)))
         try await store.commit(
             CommitBatch(registration: old, sequence: 1, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("v"))]))
-        try await store.handOver(old, to: nodeB)
+        try await store.handOver(old, to: nodeB, transientState: nil)
         // The old owner is fenced: neither its writes nor a second hand-over go through.
         let late = await #expect(throws: StoreError.self) {
             try await store.commit(
                 CommitBatch(registration: old, sequence: 2, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("late"))]))
         }
         #expect(late?.code == .fenced)
-        let again = await #expect(throws: StoreError.self) { try await store.handOver(old, to: nodeA) }
+        let again = await #expect(throws: StoreError.self) { try await store.handOver(old, to: nodeA, transientState: nil) }
         #expect(again?.code == .fenced)
         // Another node finds it owned by the (live) target; the target is granted it, with the data.
         guard case .ownedElsewhere(let owner) = try await store.activate(request(nodeA)) else {
@@ -334,6 +334,46 @@ struct StoreContractTests {
         #expect(rows.contains { $0.module == "kv" && $0.key == bytes("k") && $0.value == bytes("v") })
         try await store.commit(
             CommitBatch(registration: new, sequence: 1, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("w"))]))
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
+    func transientStateHandedOverReachesTheTargetOnce(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let (old, _) = try granted(try await store.activate(request(nodeA)))
+        try await store.handOver(old, to: nodeB, transientState: [1, 2, 3])
+        let (new, rows) = try granted(try await store.activate(request(nodeB)))
+        #expect(rows.contains { $0.module == ModuleRow.handOverModule && $0.key.isEmpty && $0.value == [1, 2, 3] })
+        // The new activation deletes it with its first commit; the next one does not see it.
+        try await store.commit(
+            CommitBatch(registration: new, sequence: 1, operations: [StorageOperation(module: ModuleRow.handOverModule, key: [], value: nil)]))
+        try await store.release(new)
+        let (_, later) = try granted(try await store.activate(request(nodeA)))
+        #expect(!later.contains { $0.module == ModuleRow.handOverModule })
+        // A refused hand-over keeps nothing.
+        let stale = await #expect(throws: StoreError.self) { try await store.handOver(old, to: nodeB, transientState: [9]) }
+        #expect(stale?.code == .fenced)
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
+    func labelsAndRebalanceRequestsAreKeptPerNode(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let labelled = NodeID(rawValue: "node-l")
+        try await store.join(node: labelled, cluster: "c", address: "l", failureTimeout: .seconds(5), labels: ["zone:eu-1", "gpu"])
+        var rows = try await store.nodes(cluster: "c")
+        #expect(rows.first { $0.id == labelled }?.labels == ["zone:eu-1", "gpu"])
+        #expect(rows.first { $0.id == nodeA }?.labels == [])
+        // Asked of the nodes that are up (the one still joining is not).
+        #expect(try await store.requestRebalance(cluster: "c") == 2)
+        #expect(try await store.requestRebalance(cluster: "other") == 0)
+        rows = try await store.nodes(cluster: "c")
+        #expect(rows.filter(\.rebalanceRequested).map(\.id).sorted { $0.rawValue < $1.rawValue } == [nodeA, nodeB])
+        try await store.rebalanceDone(node: nodeA)
+        rows = try await store.nodes(cluster: "c")
+        #expect(rows.filter(\.rebalanceRequested).map(\.id) == [nodeB])
         await store.close()
     }
 
@@ -402,7 +442,7 @@ struct StoreContractTests {
         defer { cleanup() }
         let nodes = (0..<5).map { NodeID(rawValue: "n\($0)") }
         for node in nodes {
-            try await store.join(node: node, cluster: "c", address: "x", failureTimeout: .seconds(5))
+            try await store.join(node: node, cluster: "c", address: "x", failureTimeout: .seconds(5), labels: [])
             try await store.heartbeat(node: node, state: .up, activations: 0)
         }
         let target = ActorID(namespace: "test", kind: "kv", key: "contended")

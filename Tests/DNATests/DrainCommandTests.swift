@@ -10,7 +10,7 @@ struct DrainCommandTests {
         let directory = try TemporaryDirectory()
         let store = "sqlite:" + directory.databasePath
         var nodes: [NodeProcess] = []
-        for _ in 0..<3 { nodes.append(try await NodeProcess.start(store: store)) }
+        for _ in 0..<3 { nodes.append(try await NodeProcess.start(store: store, arguments: ["--rebalance", "off"])) }
         defer { for node in nodes { node.stop() } }
         let first = try nodes[0].client()
         for index in 0..<30 {

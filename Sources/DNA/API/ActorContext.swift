@@ -12,11 +12,16 @@ public final class ActorContext {
     private var declaredModules: Set<String> = []
     private unowned let node: Node
     var deactivationRequested = false
+    private let handedOverBytes: [UInt8]?
 
-    init(id: ActorID, rows: [ModuleRow], node: Node, timers: TimerSet) {
+    /// The most bytes an actor's ``DurableActor/stateToHandOver()`` may take encoded: 1 MiB.
+    public static let maxHandedOverStateSize = 1 << 20
+
+    init(id: ActorID, rows: [ModuleRow], node: Node, timers: TimerSet, handedOverState: [UInt8]? = nil) {
         self.id = id
         self.node = node
         self.timers = timers
+        self.handedOverBytes = handedOverState
         var grouped: [String: ArraySlice<ModuleRow>] = [:]
         var start = 0
         // Rows arrive sorted by module, then key.
@@ -51,6 +56,19 @@ public final class ActorContext {
     public func value<Document>(_ name: String, default defaultValue: Document) throws(DNAError) -> Value<Document> {
         try declare(name)
         return try Value(name: name, rows: rowsByModule[name] ?? [], default: defaultValue, log: log)
+    }
+
+    /// The in-memory state the actor's previous activation handed over when it moved here
+    /// (``DurableActor/stateToHandOver()``), decoded as `type`; `nil` when it did not move
+    /// or handed nothing over. Read it in the initialiser: it is deleted from the store with
+    /// the activation's first commit.
+    ///
+    /// - Throws: ``DNAError/Code/invalidArgument`` if what was handed over is not a `type`.
+    public func handedOverState<State: Decodable>(_ type: State.Type) throws(DNAError) -> State? {
+        guard let handedOverBytes else { return nil }
+        do { return try CompactDecoder.decode(State.self, from: handedOverBytes) } catch {
+            throw DNAError(.invalidArgument, "\(id): the state handed over is not a \(State.self): \(error)")
+        }
     }
 
     /// The node this activation runs on.

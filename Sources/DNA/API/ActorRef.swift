@@ -98,6 +98,14 @@ final class ActorTarget: Sendable {
 }
 
 /// What a node knows about one actor type: its handlers, and how to make activations.
+/// The runtime's own request every kind handles by doing nothing: sent to the node an
+/// actor moved to, so it activates there at once rather than on its next message (its
+/// load shows in that node's count, and rebalancing sees it).
+struct ActivationWake: ActorRequest {
+    typealias Response = Void
+    static var requestName: String { "dna.wake" }
+}
+
 protocol AnyKindRuntime: Sendable {
     var name: String { get }
     func handles(_ requestType: ObjectIdentifier) -> Bool
@@ -107,18 +115,23 @@ protocol AnyKindRuntime: Sendable {
     func handler(named requestName: String) -> (ObjectIdentifier, HandlerEntry)?
     func makeActivation(id: ActorID, node: Node) -> any AnyActivation
     var isMovable: Bool { get }
+    /// Where activations of this kind start (the type's choice, or the node's).
+    var placement: Node.Placement { get }
 }
 
 final class KindRuntime<A: DurableActor>: AnyKindRuntime {
     let name: String
     var isMovable: Bool { A.isMovable }
+    let placement: Node.Placement
     let handlers: Handlers<A>
     private let byName: [String: (ObjectIdentifier, HandlerEntry)]
 
-    init(_ type: A.Type) {
+    init(_ type: A.Type, placement: Node.Placement) {
         name = A.kind.name
+        self.placement = A.placement ?? placement
         var handlers = Handlers<A>()
         A.handlers(&handlers)
+        handlers.on(ActivationWake.self, reply: .immediate) { _, _, _ in }
         self.handlers = handlers
         var byName: [String: (ObjectIdentifier, HandlerEntry)] = [:]
         for (type, entry) in handlers.entries { byName[entry.requestName] = (type, entry) }

@@ -38,8 +38,56 @@ public protocol DurableActor: AnyObject, SendableMetatype {
     /// Whether activations of this type may be moved to another node (``Node/migrate(_:to:)``,
     /// and later draining and rebalancing). `true` unless the type says otherwise.
     static var isMovable: Bool { get }
+
+    /// Where an activation of this type starts when the actor is active nowhere; `nil`
+    /// (the default) uses the node's ``Node/Configuration/placement``.
+    static var placement: Node.Placement? { get }
+
+    /// In-memory state to hand to the actor's activation on the node it moves to
+    /// (``Node/migrate(_:to:)``, draining, rebalancing), as Orleans'
+    /// `IGrainMigrationParticipant` does: called once its last batch is committed; the new
+    /// activation reads it with ``ActorContext/handedOverState(_:)`` in its initialiser.
+    /// It is kept in the store with the name's hand-over, so the move is one transaction,
+    /// and is at most ``ActorContext/maxHandedOverStateSize`` bytes encoded. `nil` (the
+    /// default): nothing. Not called when the activation stops for another reason.
+    func stateToHandOver() -> (any Encodable)?
+
+    /// Called once the activation is ready, after its initialiser's writes are committed
+    /// and before its first message is handled.
+    func didActivate(context: ActorContext) async
+
+    /// Called before the activation goes away (its last batch is committed), with why.
+    /// Writes made here are discarded: the activation is ending.
+    func willDeactivate(reason: DeactivationReason, context: ActorContext) async
+
+    /// Called after a batch of this activation is durable (the original's `after_persist`),
+    /// with the number of messages it held. It runs in the activation's turn, between batches.
+    func didCommit(messages: Int, context: ActorContext) async
 }
 
 extension DurableActor {
     public static var isMovable: Bool { true }
+    public static var placement: Node.Placement? { nil }
+    public func stateToHandOver() -> (any Encodable)? { nil }
+    public func didActivate(context: ActorContext) async {}
+    public func willDeactivate(reason: DeactivationReason, context: ActorContext) async {}
+    public func didCommit(messages: Int, context: ActorContext) async {}
+}
+
+/// Why an activation ends.
+public enum DeactivationReason: String, Sendable, Hashable, CustomStringConvertible {
+    /// Idle for longer than ``Node/Configuration/idleTimeout``, or ``Node/passivateIdle(olderThan:)``.
+    case idle
+    /// The actor asked for it (``ActorContext/deactivate()``).
+    case requested
+    /// Moved to another node (migration, draining, rebalancing).
+    case migrated
+    /// The node is stopping.
+    case shutdown
+    /// Its name is no longer this node's (fenced), or its commits failed for good.
+    case lost
+    /// Its name was found active on another node.
+    case ownedElsewhere
+
+    public var description: String { rawValue }
 }

@@ -103,14 +103,58 @@ package final class ClusterState: Sendable {
         return (node, address)
     }
 
-    /// Where a draining node sends a name it does not host: the live serving node other
-    /// than `this` with the highest hash of (node, actor).
-    package func placement(of actor: ActorID, excluding this: NodeID) -> (NodeID, PeerAddress)? {
+    /// Where a draining node sends a name it does not host, and where a node without the
+    /// label a kind is pinned to sends it: the live serving node other than `this` (and
+    /// carrying `label`, if given) with the highest hash of (node, actor).
+    package func placement(of actor: ActorID, excluding this: NodeID, label: String? = nil) -> (NodeID, PeerAddress)? {
         guard let (node, address) = highestScore(for: actor, among: { node, member in
             member.servesNewActors && node != this && member.address != nil
+                && (label == nil || member.record.labels.contains(label!))
         }), let address else { return nil }
         return (node, address)
     }
+
+    /// Least-loaded placement: of two nodes picked at random among the live serving ones
+    /// and `this` (hosting `thisLoad`), the one with fewer activations; `nil` when that is
+    /// `this` one.
+    func leastLoaded(this: NodeID, thisLoad: Int) -> (NodeID, PeerAddress)? {
+        members.withLock { members in
+            var candidates: [(id: NodeID, load: Int, address: PeerAddress?)] = [(this, thisLoad, nil)]
+            for (node, member) in members where node != this && member.servesNewActors && member.address != nil {
+                candidates.append((node, Int(member.record.activations), member.address))
+            }
+            guard candidates.count > 1 else { return nil }
+            let first = Int.random(in: 0..<candidates.count)
+            var second = Int.random(in: 0..<(candidates.count - 1))
+            if second >= first { second += 1 }
+            let (a, b) = (candidates[first], candidates[second])
+            let chosen = a.load != b.load ? (a.load < b.load ? a : b) : (a.id == this || b.id == this ? candidates[0] : a)
+            guard chosen.id != this, let address = chosen.address else { return nil }
+            return (chosen.id, address)
+        }
+    }
+
+    /// The live nodes as the rebalancing planner sees them, `this` one with its own
+    /// count: draining nodes and those carrying an excluded label are left out of the
+    /// round (a draining node moves its activations itself).
+    package func rebalanceLoads(this: NodeID, thisLoad: Int, thisRole: RebalancePlanner.Role, excludedLabels: Set<String>)
+        -> [RebalancePlanner.NodeLoad]
+    {
+        members.withLock { members in
+            var loads: [RebalancePlanner.NodeLoad] = []
+            for (node, member) in members where node != this && member.alive && member.address != nil {
+                let role: RebalancePlanner.Role =
+                    member.record.state == .up && excludedLabels.isDisjoint(with: member.record.labels) ? .eligible : .excluded
+                guard member.record.state == .up || member.record.state == .draining else { continue }
+                loads.append(RebalancePlanner.NodeLoad(id: node, activations: Int(member.record.activations), role: role))
+            }
+            loads.append(RebalancePlanner.NodeLoad(id: this, activations: thisLoad, role: thisRole))
+            return loads.sorted { $0.id.rawValue < $1.id.rawValue }
+        }
+    }
+
+    /// The labels `node` recorded when it joined.
+    func labels(of node: NodeID) -> [String] { members.withLock { $0[node]?.record.labels ?? [] } }
 
     /// Rendezvous hashing: of the members `included` picks, the one with the highest
     /// score for `actor` (ties: the greater id).

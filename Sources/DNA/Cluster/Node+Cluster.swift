@@ -161,9 +161,10 @@ extension Node {
     /// yet (so a first call does not wait for a connection). Calls waiting on a node the
     /// store now counts as dead fail with a retryable error (a paused node would otherwise
     /// hold them until it resumes), and actors believed to be there are looked up afresh.
-    func refreshMembers() async throws(StoreError) {
+    package func refreshMembers() async throws(StoreError) {
         let records = try await store.nodes(cluster: configuration.cluster)
         let dead = cluster.update(records)
+        noteMembers(records)
         if records.contains(where: { $0.id == id && $0.state == .draining }), !draining.load(ordering: .relaxed) {
             // Asked through the store (`dna drain`): drain, then leave, as a graceful shutdown.
             logger.info("asked to drain", metadata: ["node": "\(id)"])
@@ -249,8 +250,11 @@ extension Node {
         guard let kind = kinds[id.kind] else { throw DNAError(.unknownActorKind, "no actor kind '\(id.kind)' on this node") }
         guard kind.isMovable else { throw DNAError(.notMovable, "actors of kind '\(id.kind)' are not movable (isMovable is false)") }
         guard transport != nil else { throw DNAError(.invalidArgument, "a node without a cluster transport has nowhere to move actors") }
-        guard configuration.placement == .firstReceiver else {
+        guard kind.placement.allowsMoves else {
             throw DNAError(.invalidArgument, "actors placed by consistent hash live on the node the hash picks; they are not moved")
+        }
+        if case .pinned(let label) = kind.placement, !cluster.labels(of: target).contains(label) {
+            throw DNAError(.invalidArgument, "actors of kind '\(id.kind)' run only on nodes labelled '\(label)'; node \(target) is not")
         }
         guard target != self.id else { throw DNAError(.invalidArgument, "\(id) is on this node already") }
         if !cluster.servesNewActors(target) { try? await refreshMembers() }

@@ -42,6 +42,7 @@ extension Node {
     func moveActivationsAway() async -> DrainReport {
         let start = clock.now
         draining.store(true, ordering: .relaxed)
+        noteSelf(.draining, .nodeDraining(id))
         // The others hear of it now, not at the next heartbeat.
         do { try await renewLease(state: .draining) } catch {
             logger.warning("could not record draining", metadata: ["error": "\(error)"])
@@ -57,22 +58,7 @@ extension Node {
                 break
             }
             let targets = Self.drainTargets(count: remaining.count, this: id, others: others)
-            let outcomes = await withTaskGroup(of: DrainOutcome.self, returning: [DrainOutcome].self) { group in
-                // A few at a time: each is a round trip to the store.
-                var next = 0
-                func add() {
-                    let (activation, target) = (remaining[next], targets[next % targets.count])
-                    next += 1
-                    group.addTask { await self.moveAway(activation, to: target) }
-                }
-                for _ in 0..<min(64, remaining.count) { add() }
-                var outcomes: [DrainOutcome] = []
-                for await outcome in group {
-                    outcomes.append(outcome)
-                    if next < remaining.count { add() }
-                }
-                return outcomes
-            }
+            let outcomes = await moveConcurrently(remaining.indices.map { (remaining[$0], targets[$0 % targets.count]) })
             report.moved += outcomes.filter { $0 == .moved }.count
             report.stopped += outcomes.filter { $0 == .stopped }.count
             if outcomes.allSatisfy({ $0 == .notYet }) {
@@ -97,9 +83,34 @@ extension Node {
 
     enum DrainOutcome { case moved, stopped, notYet }
 
-    private func moveAway(_ activation: any AnyActivation, to target: NodeID) async -> DrainOutcome {
-        let movable = kinds[activation.id.kind]?.isMovable ?? false
-        if movable && configuration.placement == .firstReceiver {
+    /// Moves each activation to its target, a few at a time (each is a round trip to the
+    /// store); with `stopUnmovable`, those that cannot move are stopped instead.
+    func moveConcurrently(_ moves: [(any AnyActivation, NodeID)], stopUnmovable: Bool = true) async -> [DrainOutcome] {
+        await withTaskGroup(of: DrainOutcome.self, returning: [DrainOutcome].self) { group in
+            var next = 0
+            func add() {
+                let (activation, target) = moves[next]
+                next += 1
+                group.addTask { await self.moveAway(activation, to: target, stopUnmovable: stopUnmovable) }
+            }
+            for _ in 0..<min(64, moves.count) { add() }
+            var outcomes: [DrainOutcome] = []
+            for await outcome in group {
+                outcomes.append(outcome)
+                if next < moves.count { add() }
+            }
+            return outcomes
+        }
+    }
+
+    private func moveAway(_ activation: any AnyActivation, to plannedTarget: NodeID, stopUnmovable: Bool) async -> DrainOutcome {
+        let kind = kinds[activation.id.kind]
+        var target: NodeID? = plannedTarget
+        if case .pinned(let label) = kind?.placement, !cluster.labels(of: plannedTarget).contains(label) {
+            // Pinned to a label: another node carrying it, if any.
+            target = cluster.placement(of: activation.id, excluding: id, label: label)?.0
+        }
+        if let kind, kind.isMovable, kind.placement.allowsMoves, let target {
             do {
                 try await activation.migrate(to: target)
                 return .moved
@@ -111,6 +122,7 @@ extension Node {
                 return .stopped
             }
         }
+        guard stopUnmovable else { return .notYet }
         await activation.waitUntilIdle()
         if stop(activation, since: nil) {
             await activation.finishStop()

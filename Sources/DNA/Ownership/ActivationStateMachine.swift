@@ -37,12 +37,15 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         /// How long after a batch is handed to the store its callers may wait for the
         /// outcome: attempts are made (and bounded) within it.
         package var commitTimeout: Duration
+        /// Whether the task is told of each durable batch (``Step/didCommit(messages:)``).
+        package var reportsCommits: Bool
 
-        package init(mailboxCapacity: Int, maxBatch: Int, pipelineDepth: Int, commitTimeout: Duration) {
+        package init(mailboxCapacity: Int, maxBatch: Int, pipelineDepth: Int, commitTimeout: Duration, reportsCommits: Bool = false) {
             self.mailboxCapacity = mailboxCapacity
             self.maxBatch = maxBatch
             self.pipelineDepth = pipelineDepth
             self.commitTimeout = commitTimeout
+            self.reportsCommits = reportsCommits
         }
     }
 
@@ -78,6 +81,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         var batch: CommitBatch
         var held: [Held]
         var status: Status
+        /// The messages handled in the batch.
+        var messages = 0
         /// The time its callers' wait ends: no attempt is started or runs past it.
         var deadline: DNAInstant
         /// An attempt ended with an unknown outcome: it may have been applied.
@@ -240,6 +245,9 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         /// wait): hand the name over to `target` in the store, then call ``migrated()``
         /// whatever the store answered.
         case migrate(Registration, to: NodeID, reply: MigrationReply)
+        /// A batch of `messages` messages is durable (only with ``Limits/reportsCommits``):
+        /// run the actor's hook, then ask again.
+        case didCommit(messages: Int)
         /// Nothing left to do: the task ends; wake `waiters`.
         case exit(waiters: [Waiter])
     }
@@ -251,9 +259,13 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         while let oldest = commits.first {
             switch oldest.status {
             case .durable:
+                let messages = oldest.messages
                 commits.removeFirst()
                 // An idle activation keeps no storage for commits (a slot is large).
                 if commits.isEmpty { commits = Deque() }
+                if limits.reportsCommits, messages > 0, !stopped, case .none = settling, case .active = life {
+                    return .didCommit(messages: messages)
+                }
                 continue
             case .inFlight:
                 break
@@ -492,7 +504,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
 
     /// The task handled a batch: its writes and the replies it holds behind the gate.
     package mutating func handled(
-        operations: [StorageOperation], held: [Held], now: DNAInstant, lease: NodeLease.Snapshot, order: [UInt8]? = nil
+        operations: [StorageOperation], held: [Held], now: DNAInstant, lease: NodeLease.Snapshot, order: [UInt8]? = nil,
+        messages: Int = 0
     ) -> HandledAction {
         guard case .active(let registration, _) = life else { return .none }
         if operations.isEmpty {
@@ -504,7 +517,9 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             commits[commits.count - 1].held.append(contentsOf: held)
             return .none
         }
-        return .commit(append(operations, held: held, registration: registration, now: now, order: order))
+        let batch = append(operations, held: held, registration: registration, now: now, order: order)
+        commits[commits.count - 1].messages = messages
+        return .commit(batch)
     }
 
     private mutating func append(

@@ -45,8 +45,9 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     // Owned by the task.
     private var instance: A?
     private var context: ActorContext?
-    /// Set by ``stopIfIdle(since:)``: the name ``finishStop()`` gives back.
+    /// Set by ``stopIfIdle(since:)``: the name ``finishStop()`` gives back, and why.
     private var stoppedRegistration: Registration?
+    private var stopReason = DeactivationReason.idle
 
     init(id: ActorID, kind: KindRuntime<A>, node: Node) {
         self.id = id
@@ -55,7 +56,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         let configuration = node.configuration
         let limits = Machine.Limits(
             mailboxCapacity: configuration.mailboxCapacity, maxBatch: configuration.maxBatch,
-            pipelineDepth: configuration.commitPipelineDepth, commitTimeout: configuration.commitTimeout)
+            pipelineDepth: configuration.commitPipelineDepth, commitTimeout: configuration.commitTimeout, reportsCommits: true)
         machine = Mutex(Machine(id: id, limits: limits, now: node.clock.now))
         sequencer = node.sequencer
         timers = TimerSet(clock: node.clock)
@@ -89,13 +90,14 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         let hasTimers = !timers.isEmpty
         guard let registration = machine.withLock({ $0.stopIfIdle(since: cutoff, hasTimers: hasTimers) }) else { return false }
         stoppedRegistration = registration
+        stopReason = cutoff == nil ? .shutdown : .idle
         return true
     }
 
     func finishStop() async {
         let registration = stoppedRegistration
         stoppedRegistration = nil
-        dropInstance()
+        await dropInstance(stopReason)
         await release(registration)
         node.metrics.passivations.increment()
     }
@@ -106,10 +108,16 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         }
     }
 
-    /// Drops the actor instance, its context and its timers. The next message activates
-    /// the actor afresh from the store.
-    private func dropInstance() {
+    /// Drops the actor instance (after its ``DurableActor/willDeactivate(reason:context:)``),
+    /// its context and its timers. The next message activates the actor afresh from the store.
+    private func dropInstance(_ reason: DeactivationReason) async {
         timers.cancelAll()
+        if let instance, let context {
+            await instance.willDeactivate(reason: reason, context: context)
+            // Nothing commits after this: writes made here are dropped.
+            context.log.rollbackMessage()
+            node.eventHub.emit(.actorDeactivated(id, reason: reason))
+        }
         instance = nil
         context = nil
     }
@@ -144,21 +152,28 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                     "commit failed for good; the actor goes back to its last durable state",
                     metadata: ["actor": "\(id)", "error": "\(failures.first.map { "\($0.error)" } ?? "")"])
                 fail(failures)
-                dropInstance()
+                await dropInstance(.lost)
                 await release(registration)
             case .stop(let failures, let queued, let error, let waiters):
                 node.logger.warning("activation stops", metadata: ["actor": "\(id)", "error": "\(error)"])
                 node.removeFromDirectory(self)
-                dropInstance()
+                if error.code == .fenced { node.eventHub.emit(.actorFenced(id)) }
+                await dropInstance(.lost)
                 fail(failures)
                 for envelope in queued { envelope.reply?.resume(throwing: error) }
                 for waiter in waiters { waiter.resume() }
             case .deactivate(let registration):
-                dropInstance()
+                await dropInstance(.requested)
                 await release(registration)
                 node.metrics.passivations.increment()
             case .migrate(let registration, let target, let reply):
                 await handOver(registration, to: target, reply: reply)
+            case .didCommit(let messages):
+                if let instance, let context {
+                    await instance.didCommit(messages: messages, context: context)
+                    // Nothing commits these: writes made here are dropped.
+                    context.log.rollbackMessage()
+                }
             case .exit(let waiters):
                 for waiter in waiters { waiter.resume() }
                 abandonMigration()
@@ -194,8 +209,17 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     /// name may be the target's already. Its queue then goes wherever the name is (here
     /// again, at a new epoch, if the hand-over did not happen).
     private func handOver(_ registration: Registration, to target: NodeID, reply: MigrationReply) async {
+        let transientState: [UInt8]?
         do {
-            try await node.store.handOver(registration, to: target)
+            transientState = try encodedStateToHandOver()
+        } catch {
+            node.logger.error("actor not moved", metadata: ["actor": "\(id)", "target": "\(target)", "error": "\(error)"])
+            await follow(nil, reason: .lost)
+            reply.resume(.failure(error))
+            return
+        }
+        do {
+            try await node.store.handOver(registration, to: target, transientState: transientState)
         } catch {
             let outcome: DNAError =
                 switch error.code {
@@ -205,19 +229,37 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 default: DNAError(.commitFailed, "\(id) could not be handed over to \(target)", underlying: error)
                 }
             node.logger.warning("actor not moved", metadata: ["actor": "\(id)", "target": "\(target)", "error": "\(error)"])
-            await follow(nil)
+            await follow(nil, reason: .lost)
             reply.resume(.failure(outcome))
             return
         }
         node.metrics.migrations.increment()
-        await follow(target)
+        node.eventHub.emit(.actorMigrated(id, from: node.id, to: target, fromEpoch: registration.epoch, toEpoch: registration.epoch + 1))
+        await follow(target, reason: .migrated)
+        // Activated there now, not on its next message.
+        try? node.cast(ActivationWake(), to: id)
         reply.resume(.success(()))
+    }
+
+    /// The actor's ``DurableActor/stateToHandOver()``, encoded and checked.
+    private func encodedStateToHandOver() throws(DNAError) -> [UInt8]? {
+        guard let state = instance?.stateToHandOver() else { return nil }
+        let bytes: [UInt8]
+        do { bytes = try CompactEncoder.encode(state) } catch {
+            throw DNAError(.invalidArgument, "\(id): its state to hand over could not be encoded; it was not moved: \(error)")
+        }
+        guard bytes.count <= ActorContext.maxHandedOverStateSize else {
+            throw DNAError(
+                .invalidArgument,
+                "\(id): its state to hand over is \(bytes.count) bytes encoded, more than \(ActorContext.maxHandedOverStateSize); it was not moved")
+        }
+        return bytes
     }
 
     /// After a hand-over: the instance goes, and the queue follows the name to `owner`
     /// (`nil`: to wherever the node finds it).
-    private func follow(_ owner: NodeID?) async {
-        dropInstance()
+    private func follow(_ owner: NodeID?, reason: DeactivationReason) async {
+        await dropInstance(reason)
         if let owner, await node.relocate(self, kind: kind, to: owner, takingQueue: { takeQueueAfterMove() }) { return }
         // The owner is not known here: deliver the queue afresh (it finds the name's owner).
         node.removeFromDirectory(self)
@@ -345,7 +387,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         }
         let action = machine.withLock { machine in
             if deactivate { machine.requestDeactivation() }
-            return machine.handled(operations: operations, held: held, now: node.clock.now, lease: node.leaseSnapshot, order: order)
+            return machine.handled(
+                operations: operations, held: held, now: node.clock.now, lease: node.leaseSnapshot, order: order, messages: batch.count)
         }
         switch action {
         case .none: break
@@ -378,8 +421,15 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 granted = registration
                 let order = OrderState.take(from: &rows, origins: node.origins)
                 if !order.isEmpty { machine.withLock { $0.restoreOrder(order) } }
-                let context = ActorContext(id: id, rows: rows, node: node, timers: timers)
+                let handedOver = rows.lastIndex { $0.module == ModuleRow.handOverModule }.map { rows.remove(at: $0).value }
+                let context = ActorContext(id: id, rows: rows, node: node, timers: timers, handedOverState: handedOver)
+                if handedOver != nil {
+                    // Read once: it goes with the first commit.
+                    context.log.append(StorageOperation(module: ModuleRow.handOverModule, key: [], value: nil))
+                    context.log.endMessage()
+                }
                 let instance = try await A(context: context)
+                await instance.didActivate(context: context)
                 let operations = context.log.take()
                 context.log.endMessage()
                 self.instance = instance
@@ -396,7 +446,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             }
         } catch {
             node.logger.warning("activation failed", metadata: ["actor": "\(id)", "error": "\(error)"])
-            dropInstance()
+            await dropInstance(.lost)
             await release(granted)
             outcome = .failed(DNAError(.activationFailed, "\(id) could not be activated", underlying: error))
         }
@@ -413,6 +463,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         }
         node.metrics.activations.increment()
         node.metrics.activationDuration.record(duration: node.clock.now - started)
+        if let granted { node.eventHub.emit(.actorActivated(id, epoch: granted.epoch)) }
     }
 }
 

@@ -28,6 +28,11 @@ public final class Node: Service, Sendable {
     let cluster = ClusterState()
     let logger: Logger
     let metrics = NodeMetrics()
+    let eventHub = NodeEventHub()
+    /// What the node last saw of each member, for ``NodeEvent``s.
+    let memberViews = Mutex<[NodeID: MemberView]>([:])
+    /// See ``RebalanceState``.
+    let rebalancing = Mutex(RebalanceState())
     private let ownsStore: Bool
     /// The node holds its embedded file alone: every other node recorded in it is dead.
     private let exclusive: Bool
@@ -92,7 +97,7 @@ public final class Node: Service, Sendable {
         self.origins = OriginTable(this: id.rawValue)
         var kinds: [String: any AnyKindRuntime] = [:]
         for type in actors {
-            let kind = Self.kindRuntime(type)
+            let kind = Self.kindRuntime(type, placement: configuration.placement)
             try ActorID.validateSegment(kind.name, what: "kind")
             guard kinds.updateValue(kind, forKey: kind.name) == nil else {
                 throw DNAError(.invalidArgument, "two actor types have the kind '\(kind.name)'")
@@ -172,7 +177,9 @@ public final class Node: Service, Sendable {
         }
     }
 
-    private static func kindRuntime<A: DurableActor>(_ type: A.Type) -> any AnyKindRuntime { KindRuntime(type) }
+    private static func kindRuntime<A: DurableActor>(_ type: A.Type, placement: Placement) -> any AnyKindRuntime {
+        KindRuntime(type, placement: placement)
+    }
 
     /// A reference to the actor of type `A` named `key` (in ``Configuration/namespace``
     /// unless `namespace` is given).
@@ -222,9 +229,29 @@ public final class Node: Service, Sendable {
                     if let owner = locations.owner(of: id), let address = cluster.address(of: owner) {
                         return .remote(owner: owner, address: address, generation: generation)
                     }
-                    if configuration.placement == .consistentHash, let (owner, address) = cluster.placement(of: id, this: self.id) {
-                        // No generation, so not remembered: placement changes with the membership.
-                        return .remote(owner: owner, address: address, generation: nil)
+                    // Placements give no generation, so they are not remembered: they change
+                    // with the membership.
+                    switch kind.placement {
+                    case .firstReceiver:
+                        break
+                    case .consistentHash:
+                        if let (owner, address) = cluster.placement(of: id, this: self.id) {
+                            return .remote(owner: owner, address: address, generation: nil)
+                        }
+                    case .leastLoaded:
+                        // Another node chose this one: it claims the name.
+                        if envelope.hops == 0, !draining.load(ordering: .relaxed),
+                            let (owner, address) = cluster.leastLoaded(this: self.id, thisLoad: directory.activations.count)
+                        {
+                            return .remote(owner: owner, address: address, generation: nil)
+                        }
+                    case .pinned(let label):
+                        if !configuration.labels.contains(label) || draining.load(ordering: .relaxed) {
+                            guard let (owner, address) = cluster.placement(of: id, excluding: self.id, label: label) else {
+                                throw DNAError(.noEligibleNode, "\(id) runs only on nodes labelled '\(label)', and none is live and taking actors")
+                            }
+                            return .remote(owner: owner, address: address, generation: nil)
+                        }
                     }
                     if draining.load(ordering: .relaxed), let (owner, address) = cluster.placement(of: id, excluding: self.id) {
                         // A draining node takes no new names: another node claims it.
@@ -304,6 +331,7 @@ public final class Node: Service, Sendable {
             }
             group.addTask { await self.heartbeatLoop() }
             group.addTask { await self.passivationLoop() }
+            if transport != nil { group.addTask { await self.rebalanceLoop() } }
             let stopRequested = self.stopRequested
             await withGracefulShutdownHandler {
                 await stopRequested.wait()
@@ -326,7 +354,9 @@ public final class Node: Service, Sendable {
             if address == "local" { address = PeerAddress(host: listen.host, port: port).description }
         }
         life.withLock { $0.advertisedAddress = address }
-        try await store.join(node: id, cluster: configuration.cluster, address: address, failureTimeout: configuration.failureTimeout)
+        try await store.join(
+            node: id, cluster: configuration.cluster, address: address, failureTimeout: configuration.failureTimeout,
+            labels: configuration.labels)
         if exclusive {
             // We hold the file alone: every other node recorded in it is dead.
             try await store.evictOtherNodes(cluster: configuration.cluster, keeping: id)
@@ -372,6 +402,7 @@ public final class Node: Service, Sendable {
             return (life.stopWaiters, life.readyWaiters)
         }
         ready.store(false, ordering: .releasing)
+        eventHub.finish()
         for waiter in readyWaiters { waiter.resume(throwing: DNAError(.nodeStopped, "node \(id) stopped")) }
         for waiter in waiters { waiter.resume() }
     }
@@ -388,6 +419,7 @@ public final class Node: Service, Sendable {
             return
         }
         hasLeft.store(true, ordering: .relaxed)
+        noteSelf(.left, .nodeLeft(id))
         let start = clock.now
         var seen = receivedAfterLeaving.load(ordering: .relaxed)
         while clock.now - start < configuration.failureTimeout {
@@ -553,7 +585,10 @@ public final class Node: Service, Sendable {
             }
         }
         if !hasLeft.load(ordering: .relaxed) {
-            do { try await store.heartbeat(node: id, state: .left, activations: 0) } catch {
+            do {
+                try await store.heartbeat(node: id, state: .left, activations: 0)
+                noteSelf(.left, .nodeLeft(id))
+            } catch {
                 logger.warning("could not record leaving", metadata: ["error": "\(error)"])
             }
         }

@@ -89,13 +89,21 @@ extension Node {
         /// `try .mutualTLS(certificateChain:privateKey:trustRoots:)`.
         /// All nodes of a cluster, and its ``ClusterClient``s, must agree. Default `nil`: plain TCP.
         public var tls: (any TransportSecurity)? = nil
-        /// Where an actor that is active nowhere gets activated. Default
-        /// ``Placement/firstReceiver``.
         /// A graceful shutdown (`shutdown()`, or SIGTERM under a `ServiceGroup`) first moves
         /// the node's activations to the other live nodes, as ``Node/drain()`` does, so that
         /// their callers see no error; without other live nodes it just stops.
         public var drainOnShutdown = true
+        /// Where an actor that is active nowhere gets activated, unless its type says
+        /// (``DurableActor/placement``). Default ``Placement/firstReceiver``.
         public var placement: Placement = .firstReceiver
+        /// This node's labels — a role, a zone — recorded in its membership row: kinds
+        /// pinned to a label (``Placement/pinned(label:)``) start only on nodes carrying
+        /// it, and rebalancing can leave labelled nodes alone
+        /// (``Rebalancing/excludedLabels``). 1 to 64 letters, digits or `-_.:=/` each.
+        /// Default none.
+        public var labels: [String] = []
+        /// How the node takes part in moving activations between nodes to even out load.
+        public var rebalancing = Rebalancing()
         /// The most network links a request may cross while nodes forward it to the actor's
         /// owner; then the caller gets ``DNAError/Code/routingFailed`` (retryable). Default 3,
         /// enough for caller → stale owner → new owner with one link to spare.
@@ -161,8 +169,18 @@ extension Node {
                     throw DNAError(.invalidArgument, "a node that listens needs a cluster secret of at least 16 bytes")
                 }
             }
-            if case .consistentHash = placement, listen == nil {
-                throw DNAError(.invalidArgument, "consistent-hash placement needs a cluster (set listen)")
+            if placement != .firstReceiver, listen == nil {
+                throw DNAError(.invalidArgument, "\(placement) placement needs a cluster (set listen)")
+            }
+            if case .pinned(let label) = placement { try Self.validateLabel(label) }
+            for label in labels { try Self.validateLabel(label) }
+            for label in rebalancing.excludedLabels { try Self.validateLabel(label) }
+            try rebalancing.validate()
+        }
+
+        static func validateLabel(_ label: String) throws(DNAError) {
+            do throws(StoreError) { try NodeRecord.validateLabel(label) } catch {
+                throw DNAError(.invalidArgument, error.message, underlying: error)
             }
         }
     }
@@ -170,12 +188,67 @@ extension Node {
 
 extension Node {
     /// Where an actor that is active nowhere gets activated.
-    public enum Placement: Sendable, Equatable {
+    public enum Placement: Sendable, Hashable, CustomStringConvertible {
         /// On the node that receives its first message, as the original DNA does: no extra
         /// hop for an actor mostly used from one node.
         case firstReceiver
         /// On the live node chosen by the actor's name (rendezvous hashing over the nodes
-        /// in state `up`), so names spread evenly whoever sends first.
+        /// in state `up`), so names spread evenly whoever sends first. Such actors live
+        /// where the hash puts them: they are not migrated or rebalanced.
         case consistentHash
+        /// On the less loaded of two live nodes picked at random (the power of two
+        /// choices), by the activation counts of their last heartbeats; the node picked
+        /// activates it even if its count has changed since.
+        case leastLoaded
+        /// Only on live nodes carrying `label` (``Configuration/labels``): the receiving
+        /// node if it carries it, otherwise one of those chosen by the actor's name. With
+        /// no such node live, sends fail with ``DNAError/Code/noEligibleNode``. Rebalancing
+        /// leaves these actors in place; draining moves them to another node with the label.
+        case pinned(label: String)
+
+        public var description: String {
+            switch self {
+            case .firstReceiver: "first-receiver"
+            case .consistentHash: "consistent-hash"
+            case .leastLoaded: "least-loaded"
+            case .pinned(let label): "pinned(\(label))"
+            }
+        }
+
+        /// Whether actors placed so may be moved by migration, draining and rebalancing.
+        var allowsMoves: Bool { self != .consistentHash }
+    }
+
+    /// How a node takes part in rebalancing: every ``interval`` (and soon after a node
+    /// joins, or when `dna rebalance` asks), it reads the live nodes' activation counts,
+    /// plans a round with ``RebalancePlanner`` — the same plan on every node — and moves
+    /// away the activations the plan takes from it. Only movable actors placed by
+    /// ``Placement/firstReceiver`` or ``Placement/leastLoaded`` move; the others count
+    /// in their node's load.
+    public struct Rebalancing: Sendable {
+        /// Whether the node rebalances on its own (`dna rebalance` works either way).
+        /// Default `true`.
+        public var enabled = true
+        /// How often a node looks at the balance. Default 5 s.
+        public var interval: Duration = .seconds(5)
+        /// A round runs only when a node's load is off its fair share by more than this
+        /// fraction (``RebalancePlanner/maxDeviation(_:)``), so small drifts move nothing;
+        /// a round that runs evens the loads out fully. Default 0.1.
+        public var tolerance = 0.1
+        /// At most this much moves per round, over the cluster. Default 500 moves and a
+        /// quarter of all activations.
+        public var limits = RebalancePlanner.Limits()
+        /// Nodes carrying any of these labels neither give nor take activations. Default none.
+        public var excludedLabels: Set<String> = []
+
+        public init() {}
+
+        func validate() throws(DNAError) {
+            guard interval >= .milliseconds(10) else { throw DNAError(.invalidArgument, "rebalancing.interval must be at least 10 ms") }
+            guard tolerance >= 0, tolerance.isFinite else { throw DNAError(.invalidArgument, "rebalancing.tolerance must be 0 or more") }
+            guard limits.maxMoves >= 1, limits.maxFraction > 0, limits.maxFraction <= 1 else {
+                throw DNAError(.invalidArgument, "rebalancing.limits must allow a move: maxMoves ≥ 1, maxFraction in (0, 1]")
+            }
+        }
     }
 }

@@ -9,6 +9,8 @@ struct NodeMetrics: Sendable {
     let passivations = Counter(label: "dna_passivations_total")
     /// Activations handed over to another node.
     let migrations = Counter(label: "dna_migrations_total")
+    /// Activations this node moved away in rebalancing rounds.
+    let rebalanceMoves = Counter(label: "dna_rebalance_moves_total")
     let activationDuration = Timer(label: "dna_activation_duration")
     /// Casts lost where nobody could be told (`cast` throws whatever is known when it is
     /// called), by reason: `link_failed` (queued on a link that failed), `refused` (the

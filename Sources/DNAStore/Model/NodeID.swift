@@ -45,11 +45,19 @@ public struct NodeRecord: Sendable, Equatable {
     /// The node's own failure timeout, as it recorded it when it joined: it stops serving
     /// before this, and is judged dead after it, whatever the judge's own setting.
     public var failureTimeoutMilliseconds: Int64
+    /// The node's labels (a role, a zone: `Node.Configuration.labels`), for placement and
+    /// rebalancing.
+    public var labels: [String]
+    /// A rebalancing round was asked of the node (`dna rebalance`) and it has not made it yet.
+    public var rebalanceRequested: Bool
 
     public init(
         id: NodeID, cluster: String, address: String, state: NodeState,
-        heartbeatAgeMilliseconds: Int64, activations: Int64, failureTimeoutMilliseconds: Int64
+        heartbeatAgeMilliseconds: Int64, activations: Int64, failureTimeoutMilliseconds: Int64,
+        labels: [String] = [], rebalanceRequested: Bool = false
     ) {
+        self.labels = labels
+        self.rebalanceRequested = rebalanceRequested
         self.id = id
         self.cluster = cluster
         self.address = address
@@ -57,6 +65,22 @@ public struct NodeRecord: Sendable, Equatable {
         self.heartbeatAgeMilliseconds = heartbeatAgeMilliseconds
         self.activations = activations
         self.failureTimeoutMilliseconds = failureTimeoutMilliseconds
+    }
+
+    /// Labels as the stores keep them: one text, comma-separated (labels are checked to
+    /// hold no comma).
+    public static func encodeLabels(_ labels: [String]) -> String { labels.joined(separator: ",") }
+
+    public static func decodeLabels(_ text: String) -> [String] {
+        text.split(separator: ",").map(String.init)
+    }
+
+    /// Checks a label: 1 to 64 bytes of letters, digits and `-_.:=/`.
+    public static func validateLabel(_ label: String) throws(StoreError) {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:=/")
+        guard !label.isEmpty, label.utf8.count <= 64, label.allSatisfy({ allowed.contains($0) }) else {
+            throw StoreError(.invalidArgument, "a node label is 1 to 64 letters, digits or '-_.:=/', got '\(label)'")
+        }
     }
 
     /// Whether the node counts as alive: not `left`, and its last heartbeat is younger than

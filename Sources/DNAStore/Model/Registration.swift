@@ -39,6 +39,9 @@ public struct ModuleRow: Sendable, Equatable {
     public static let runtimePrefix = "dna."
     /// The module of the order-state row.
     public static let orderModule = "dna.order"
+    /// The module of the transient state an activation handed over with its name (see
+    /// ``ActorStore/handOver(_:to:transientState:)``); the new activation deletes it.
+    public static let handOverModule = "dna.handover"
 
     public var module: String
     public var key: [UInt8]

@@ -1,7 +1,7 @@
 /// The SQLite schema (documented in `docs/schema.md`), and the check that a file is ours.
 public enum SQLiteSchema {
     /// The schema version this build writes and reads.
-    public static let version = 2
+    public static let version = 3
 
     /// The store clock: milliseconds since 1970 by the database's `now`.
     static let nowMilliseconds = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
@@ -48,7 +48,9 @@ public enum SQLiteSchema {
             started_ms   INTEGER NOT NULL,
             heartbeat_ms INTEGER NOT NULL,
             activations  INTEGER NOT NULL DEFAULT 0,
-            failure_timeout_ms INTEGER NOT NULL DEFAULT 5000
+            failure_timeout_ms INTEGER NOT NULL DEFAULT 5000,
+            labels       TEXT    NOT NULL DEFAULT '',
+            rebalance_requested INTEGER NOT NULL DEFAULT 0
         );
         CREATE TABLE dna_actors (
             actor_id  INTEGER PRIMARY KEY,
@@ -72,6 +74,14 @@ public enum SQLiteSchema {
         ALTER TABLE dna_nodes ADD COLUMN failure_timeout_ms INTEGER NOT NULL DEFAULT 5000;
         ALTER TABLE dna_actors ADD COLUMN order_state BLOB;
         UPDATE dna_meta SET value = '2' WHERE key = 'schema_version';
+        """
+
+    /// Version 2 → 3: each node records its labels and whether a rebalancing round was
+    /// asked of it (`dna rebalance`).
+    static let migrationToVersion3 = """
+        ALTER TABLE dna_nodes ADD COLUMN labels TEXT NOT NULL DEFAULT '';
+        ALTER TABLE dna_nodes ADD COLUMN rebalance_requested INTEGER NOT NULL DEFAULT 0;
+        UPDATE dna_meta SET value = '3' WHERE key = 'schema_version';
         """
 
     /// Sets the connection up (WAL, durability, busy timeout).
@@ -117,6 +127,7 @@ public enum SQLiteSchema {
                     throw StoreError(.schemaTooNew, "\(path) has schema version \(found); this build reads up to \(version)")
                 }
                 if found < 2 { try connection.execute(migrationToVersion2) }
+                if found < 3 { try connection.execute(migrationToVersion3) }
             }
             try connection.execute("COMMIT")
         } catch {

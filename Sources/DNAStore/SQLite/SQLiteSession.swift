@@ -13,8 +13,8 @@ final class SQLiteSession {
     private let now = SQLiteSchema.nowMilliseconds
 
     private lazy var insertNode = prepared("""
-        INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms, failure_timeout_ms)
-        VALUES (?1, ?2, ?3, 'joining', \(now), \(now), ?4)
+        INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms, failure_timeout_ms, labels)
+        VALUES (?1, ?2, ?3, 'joining', \(now), \(now), ?4, ?5)
         """)
     private lazy var updateHeartbeat = prepared("""
         UPDATE dna_nodes SET heartbeat_ms = \(now), activations = ?3,
@@ -24,12 +24,18 @@ final class SQLiteSession {
     private lazy var markDraining = prepared("""
         UPDATE dna_nodes SET state = 'draining' WHERE node_id = ?1 AND state = 'up'
         """)
+    private lazy var markRebalanceRequested = prepared("""
+        UPDATE dna_nodes SET rebalance_requested = 1 WHERE cluster = ?1 AND state = 'up'
+        """)
+    private lazy var clearRebalanceRequested = prepared("""
+        UPDATE dna_nodes SET rebalance_requested = 0 WHERE node_id = ?1
+        """)
     private lazy var selectNodes = prepared("""
-        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms
+        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms, labels, rebalance_requested
         FROM dna_nodes WHERE cluster = ?1 ORDER BY node_id
         """)
     private lazy var selectNode = prepared("""
-        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms
+        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms, labels, rebalance_requested
         FROM dna_nodes WHERE node_id = ?1
         """)
     private lazy var deleteGoneNodes = prepared("""
@@ -57,6 +63,10 @@ final class SQLiteSession {
         """)
     private lazy var handOverName = prepared("""
         UPDATE dna_actors SET owner = ?4, epoch = epoch + 1, batch_seq = 0 WHERE actor_id = ?1 AND owner = ?2 AND epoch = ?3
+        """)
+    private lazy var upsertHandOver = prepared("""
+        INSERT INTO dna_module_data (actor_id, module, key, value) VALUES (?1, '\(ModuleRow.handOverModule)', X'', ?2)
+        ON CONFLICT (actor_id, module, key) DO UPDATE SET value = excluded.value
         """)
     private lazy var selectModuleRows = prepared("""
         SELECT module, key, value FROM dna_module_data WHERE actor_id = ?1 ORDER BY module, key
@@ -91,12 +101,24 @@ final class SQLiteSession {
         do { return try connection.prepare(sql) } catch { fatalError("DNA SQLite statement failed to prepare: \(error)") }
     }
 
-    func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration) throws(StoreError) {
+    func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String]) throws(StoreError) {
         insertNode.bind(1, node.rawValue)
         insertNode.bind(2, cluster)
         insertNode.bind(3, address)
         insertNode.bind(4, failureTimeout.milliseconds)
+        insertNode.bind(5, NodeRecord.encodeLabels(labels))
         try insertNode.run()
+    }
+
+    func requestRebalance(cluster: String) throws(StoreError) -> Int {
+        markRebalanceRequested.bind(1, cluster)
+        try markRebalanceRequested.run()
+        return connection.changes
+    }
+
+    func rebalanceDone(node: NodeID) throws(StoreError) {
+        clearRebalanceRequested.bind(1, node.rawValue)
+        try clearRebalanceRequested.run()
     }
 
     func heartbeat(node: NodeID, state: NodeState, activations: Int64) throws(StoreError) {
@@ -118,7 +140,8 @@ final class SQLiteSession {
             id: NodeID(rawValue: statement.string(0)), cluster: statement.string(1), address: statement.string(2),
             state: NodeState(rawValue: statement.string(3)) ?? .left,
             heartbeatAgeMilliseconds: statement.int64(4), activations: statement.int64(5),
-            failureTimeoutMilliseconds: statement.int64(6))
+            failureTimeoutMilliseconds: statement.int64(6), labels: NodeRecord.decodeLabels(statement.string(7)),
+            rebalanceRequested: statement.int64(8) != 0)
     }
 
     func nodes(cluster: String) throws(StoreError) -> [NodeRecord] {
@@ -208,7 +231,7 @@ final class SQLiteSession {
         try releaseName.run()
     }
 
-    func handOver(_ registration: Registration, to target: NodeID) throws(StoreError) {
+    func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) throws(StoreError) {
         // Batches of the name queued in this transaction are applied first.
         try flushWrites()
         handOverName.bind(1, registration.rowID)
@@ -218,6 +241,11 @@ final class SQLiteSession {
         try handOverName.run()
         guard connection.changes == 1 else {
             throw StoreError(.fenced, "\(registration.actor) is no longer held at epoch \(registration.epoch) by \(registration.owner)")
+        }
+        if let transientState {
+            upsertHandOver.bind(1, registration.rowID)
+            upsertHandOver.bind(2, bytes: transientState)
+            try upsertHandOver.run()
         }
     }
 

@@ -166,10 +166,18 @@ public final class SQLiteStore: ActorStore {
         return try result.get()
     }
 
-    public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration) async throws(StoreError) {
+    public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String]) async throws(StoreError) {
         try await perform { session throws(StoreError) in
-            try session.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout)
+            try session.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout, labels: labels)
         }
+    }
+
+    public func requestRebalance(cluster: String) async throws(StoreError) -> Int {
+        try await perform { session throws(StoreError) in try session.requestRebalance(cluster: cluster) }
+    }
+
+    public func rebalanceDone(node: NodeID) async throws(StoreError) {
+        try await perform { session throws(StoreError) in try session.rebalanceDone(node: node) }
     }
 
     public func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
@@ -203,8 +211,10 @@ public final class SQLiteStore: ActorStore {
         try await perform { session throws(StoreError) in try session.release(registration) }
     }
 
-    public func handOver(_ registration: Registration, to target: NodeID) async throws(StoreError) {
-        try await perform { session throws(StoreError) in try session.handOver(registration, to: target) }
+    public func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError) {
+        try await perform { session throws(StoreError) in
+            try session.handOver(registration, to: target, transientState: transientState)
+        }
     }
 
     public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {

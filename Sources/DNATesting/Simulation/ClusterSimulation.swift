@@ -255,8 +255,11 @@ public final class ClusterSimulation {
             time += migrationRandom.duration(.milliseconds(100), .milliseconds(1500)).wholeNanoseconds
             guard time < faultsEnd else { break }
             let slot = Int.random(in: 0..<configuration.nodes, using: &migrationRandom)
-            if migrationRandom.chance(0.08) {
+            let draw = Double.random(in: 0..<1, using: &migrationRandom)
+            if draw < 0.08 {
                 schedule(at: time, "n\(slot) drains") { [self] in nodes[slot].drain() }
+            } else if draw < 0.3 {
+                schedule(at: time, "n\(slot) rebalances") { [self] in nodes[slot].rebalanceRound() }
             } else {
                 schedule(at: time, "n\(slot) moves an activation") { [self] in nodes[slot].migrateSomeActivation() }
             }

@@ -394,6 +394,8 @@ final class SimNode {
             case .migrate(let registration, let target, let reply):
                 handOver(activation, registration, to: target, reply: reply)
                 return
+            case .didCommit:
+                continue
             case .exit:
                 if let reply = activation.machine.takeAbandonedMigration() {
                     reply.resume(.failure(DNAError(.fenced, "stopped before it could move")))
@@ -475,6 +477,11 @@ final class SimNode {
         let targets = membership.servingNodes(except: id)
         guard !targets.isEmpty, let activation = activations[actor] else { return }
         let target = targets[Int.random(in: 0..<targets.count, using: &simulation.migrationRandom)].id
+        requestMove(activation, to: target)
+    }
+
+    private func requestMove(_ activation: SimActivation, to target: NodeID) {
+        let actor = activation.actor
         let reply = simulation.migrationReply(actor: actor, from: id, to: target)
         switch activation.machine.requestMigration(to: target, reply: reply) {
         case .accepted(let waiter):
@@ -485,6 +492,22 @@ final class SimNode {
             soon("start task of \(actor)") { [self] in drive(activation) }
         case .refused(let reason):
             reply.resume(.failure(DNAError(.invalidArgument, reason)))
+        }
+    }
+
+    /// `Node.rebalanceRound`: plans from the membership's loads (its own count live) with
+    /// every move allowed, and moves away what the plan takes from this node.
+    func rebalanceRound() {
+        guard isUp, !paused, !draining else { return }
+        let loads = membership.rebalanceLoads(this: id, thisLoad: activations.count, thisRole: .eligible, excludedLabels: [])
+        guard let plan = try? RebalancePlanner.plan(nodes: loads, limits: .init(maxMoves: .max, maxFraction: 1)) else { return }
+        simulation.count("rebalance.rounds")
+        var candidates = activations.keys.sorted { $0.key < $1.key }[...]
+        for move in plan.moves where move.from == .node(id) {
+            for _ in 0..<move.count {
+                guard let actor = candidates.popFirst(), let activation = activations[actor] else { break }
+                requestMove(activation, to: move.to)
+            }
         }
     }
 

@@ -21,14 +21,15 @@ final class NodeProcess: @unchecked Sendable {
 
     /// Starts a node and waits until it prints that it listens.
     static func start(
-        store: String, cluster: String = "test", heartbeatInterval: Double = 0.2, failureTimeout: Double = 1.5
+        store: String, cluster: String = "test", heartbeatInterval: Double = 0.2, failureTimeout: Double = 1.5,
+        arguments extra: [String] = []
     ) async throws -> NodeProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = [
             "node", "--store", store, "--cluster", cluster, "--listen", "127.0.0.1:0",
             "--heartbeat-interval", "\(heartbeatInterval)", "--failure-timeout", "\(failureTimeout)", "--log-level", "warning",
-        ]
+        ] + extra
         var environment = ProcessInfo.processInfo.environment
         environment["DNA_CLUSTER_SECRET"] = String(decoding: TestCluster.secret, as: UTF8.self)
         process.environment = environment

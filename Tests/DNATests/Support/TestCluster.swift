@@ -36,17 +36,35 @@ enum TestPostgres {
 final class TestCluster {
     static let secret = Array("a-test-cluster-secret-of-32-bytes".utf8)
 
-    let nodes: [Node]
-    let stores: [GatedStore]
+    private(set) var nodes: [Node]
+    private(set) var stores: [GatedStore]
     private let directory: TemporaryDirectory
     /// Each node's `run()` (heartbeats, discovery, passivation), as a service would run it.
-    private let running: [Task<Void, any Error>]
+    private var running: [Task<Void, any Error>]
+    /// Makes the node of an index, as the cluster's first nodes were made.
+    private let makeNode: (Int, (Int, inout Node.Configuration) -> Void) throws -> (Node, GatedStore)
 
-    private init(nodes: [Node], stores: [GatedStore], directory: TemporaryDirectory) {
+    private init(
+        nodes: [Node], stores: [GatedStore], directory: TemporaryDirectory,
+        makeNode: @escaping (Int, (Int, inout Node.Configuration) -> Void) throws -> (Node, GatedStore)
+    ) {
         self.nodes = nodes
         self.stores = stores
         self.directory = directory
+        self.makeNode = makeNode
         running = nodes.map { node in Task { try await node.run() } }
+    }
+
+    /// Starts another node of the cluster (a join), configured like the first ones and
+    /// then by `configure`; returns once it runs.
+    @discardableResult
+    func addNode(configure: (Int, inout Node.Configuration) -> Void = { _, _ in }) async throws -> Node {
+        let (node, store) = try makeNode(nodes.count, configure)
+        nodes.append(node)
+        stores.append(store)
+        running.append(Task { try await node.run() })
+        try await node.waitUntilReady()
+        return node
     }
 
     /// Starts `count` nodes listening on 127.0.0.1, or returns `nil` (after a loud message)
@@ -55,7 +73,8 @@ final class TestCluster {
         _ backend: Backend, count: Int = 3, placement: Node.Placement = .firstReceiver,
         heartbeatInterval: Duration = .milliseconds(250), failureTimeout: Duration = .seconds(2),
         maxFrameSize: Int = 16 << 20, actors: [any DurableActor.Type] = [Recorder.self], postgresURL: String? = nil,
-        tls: (any TransportSecurity)? = nil, drainOnShutdown: Bool = false
+        tls: (any TransportSecurity)? = nil, drainOnShutdown: Bool = false,
+        configure: (_ index: Int, _ configuration: inout Node.Configuration) -> Void = { _, _ in }
     ) async throws -> TestCluster? {
         let directory = try TemporaryDirectory()
         var postgresURL = postgresURL
@@ -65,13 +84,13 @@ final class TestCluster {
         }
         var nodes: [Node] = []
         var stores: [GatedStore] = []
-        var runningStores: [Task<Void, any Error>] = []
-        for _ in 0..<count {
+        let runningStores = Locked<[Task<Void, any Error>]>([])
+        func makeNode(_ index: Int, _ configure: (Int, inout Node.Configuration) -> Void) throws -> (Node, GatedStore) {
             let inner: any ActorStore
             if let postgresURL {
                 let postgres = try PostgresStore(configuration: .init(url: postgresURL))
                 // A store given to a node is run by whoever made it.
-                runningStores.append(Task { try await postgres.run() })
+                runningStores.withLock { $0.append(Task { try await postgres.run() }) }
                 inner = postgres
             } else {
                 var sqlite = SQLiteStore.Configuration(path: directory.databasePath)
@@ -90,10 +109,17 @@ final class TestCluster {
             configuration.maxFrameSize = maxFrameSize
             configuration.tls = tls
             configuration.drainOnShutdown = drainOnShutdown
-            nodes.append(try Node(configuration: configuration, actors: actors))
+            // Tests that check where actors are would see rounds move them.
+            configuration.rebalancing.enabled = false
+            configure(index, &configuration)
+            return (try Node(configuration: configuration, actors: actors), store)
+        }
+        for index in 0..<count {
+            let (node, store) = try makeNode(index, configure)
+            nodes.append(node)
             stores.append(store)
         }
-        let cluster = TestCluster(nodes: nodes, stores: stores, directory: directory)
+        let cluster = TestCluster(nodes: nodes, stores: stores, directory: directory, makeNode: makeNode)
         for node in nodes { try await node.waitUntilReady() }
         // Every node learns of the others now rather than at its next heartbeat.
         for node in nodes { try await node.refreshMembers() }

@@ -155,9 +155,11 @@ final class GatedStore: ActorStore {
         }
     }
 
-    func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration) async throws(StoreError) {
-        try await inner.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout)
+    func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String]) async throws(StoreError) {
+        try await inner.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout, labels: labels)
     }
+    func requestRebalance(cluster: String) async throws(StoreError) -> Int { try await inner.requestRebalance(cluster: cluster) }
+    func rebalanceDone(node: NodeID) async throws(StoreError) { try await inner.rebalanceDone(node: node) }
     func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
         if self.state.withLock({ $0.heartbeatsFail }) { throw StoreError(.unavailable, "heartbeats blocked by the test") }
         try await inner.heartbeat(node: node, state: state, activations: activations)
@@ -173,8 +175,8 @@ final class GatedStore: ActorStore {
     func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome { try await inner.activate(request) }
     func release(_ registration: Registration) async throws(StoreError) { try await inner.release(registration) }
     func requestDrain(node: NodeID) async throws(StoreError) { try await inner.requestDrain(node: node) }
-    func handOver(_ registration: Registration, to target: NodeID) async throws(StoreError) {
-        try await inner.handOver(registration, to: target)
+    func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError) {
+        try await inner.handOver(registration, to: target, transientState: transientState)
     }
     func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
         try await inner.registrations(kind: kind, limit: limit)

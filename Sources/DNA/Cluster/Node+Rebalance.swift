@@ -1,0 +1,136 @@
+import DNAStore
+import Synchronization
+
+/// What this node did in one rebalancing round.
+public struct RebalanceReport: Sendable, Equatable {
+    /// The node's round number (1, 2, …).
+    public var round: Int
+    /// Activations the plan takes from this node in this round.
+    public var planned: Int
+    /// Activations moved to other nodes.
+    public var moved: Int
+    /// Planned moves that did not happen (not movable after all, still activating, or
+    /// refused): they wait for a later round.
+    public var failed: Int
+    /// The loads the round planned from (this node's own count is current, the others'
+    /// come from their last heartbeats).
+    public var loads: [RebalancePlanner.NodeLoad]
+    public var duration: Duration
+}
+
+/// The node's rebalancing state.
+struct RebalanceState {
+    var rounds = 0
+    var lastRound: DNAInstant?
+    /// A round is due soon: a node joined, or `dna rebalance` asked (then forced).
+    var joinSeen = false
+    var asked = false
+}
+
+extension Node {
+    /// Makes one rebalancing round now, whatever ``Configuration/Rebalancing/enabled`` and
+    /// ``Configuration/Rebalancing/tolerance`` say: plans it from the live nodes' loads (the
+    /// plan is the same on every node) and moves away the activations it takes from this
+    /// node. Other nodes give theirs in their own rounds (`dna rebalance` asks them all).
+    ///
+    /// - Throws: ``DNAError/Code/nodeStopped`` if the node is not running or is draining;
+    ///   ``DNAError/Code/invalidArgument`` for a node without a cluster transport.
+    @discardableResult
+    public func rebalance() async throws(DNAError) -> RebalanceReport {
+        guard isRunning, !draining.load(ordering: .relaxed) else {
+            throw DNAError(.nodeStopped, "node \(id) is not running, or is draining: it makes no rebalancing round")
+        }
+        guard transport != nil else { throw DNAError(.invalidArgument, "a node without a cluster transport has nowhere to move actors") }
+        return await rebalanceRound(forced: true)!
+    }
+
+    /// Every tick (a heartbeat interval): a round when one is asked, soon after a node
+    /// joined, or each ``Configuration/Rebalancing/interval`` when enabled.
+    func rebalanceLoop() async {
+        let settings = configuration.rebalancing
+        let tick = min(configuration.heartbeatInterval, settings.interval)
+        var sinceRound: Duration = .zero
+        // After a round that moved something, the next waits until the receivers' heartbeats
+        // have carried their new counts, or it would move more than the plan meant.
+        var settle: Duration = .zero
+        while !Task.isCancelled {
+            do { try await clock.sleep(for: tick) } catch { return }
+            sinceRound += tick
+            if draining.load(ordering: .relaxed) || hasLeft.load(ordering: .relaxed) { return }
+            let (asked, joined) = rebalancing.withLock { state in
+                defer { (state.asked, state.joinSeen) = (false, false) }
+                return (state.asked, state.joinSeen)
+            }
+            if asked {
+                _ = await rebalanceRound(forced: true)
+                do { try await store.rebalanceDone(node: id) } catch {
+                    logger.warning("could not record the rebalancing round asked for", metadata: ["error": "\(error)"])
+                }
+                sinceRound = .zero
+            } else if settings.enabled && (joined || sinceRound >= settings.interval) && sinceRound >= settle {
+                let report = await rebalanceRound(forced: false)
+                settle = (report?.moved ?? 0) > 0 ? configuration.heartbeatInterval * 2 : .zero
+                sinceRound = .zero
+            } else if joined {
+                rebalancing.withLock { $0.joinSeen = true }
+            }
+        }
+    }
+
+    /// Plans a round and carries out this node's part; `nil` when the loads are within
+    /// the tolerance (unless `forced`) or the node cannot plan now.
+    func rebalanceRound(forced: Bool) async -> RebalanceReport? {
+        let start = clock.now
+        do { try await refreshMembers() } catch {
+            logger.debug("rebalancing: could not read the membership", metadata: ["error": "\(error)"])
+            return nil
+        }
+        let settings = configuration.rebalancing
+        let excludedHere = !settings.excludedLabels.isDisjoint(with: configuration.labels)
+        let loads = cluster.rebalanceLoads(
+            this: id, thisLoad: activationCount, thisRole: excludedHere ? .excluded : .eligible,
+            excludedLabels: settings.excludedLabels)
+        if !forced && RebalancePlanner.maxDeviation(loads) <= settings.tolerance { return nil }
+        let plan: RebalancePlanner.Plan
+        do { plan = try RebalancePlanner.plan(nodes: loads, limits: settings.limits) } catch {
+            logger.debug("rebalancing: no plan", metadata: ["error": "\(error)"])
+            return nil
+        }
+        let round = rebalancing.withLock { state in
+            state.rounds += 1
+            state.lastRound = start
+            return state.rounds
+        }
+        let mine = plan.moves.filter { $0.from == .node(id) }
+        let planned = mine.reduce(0) { $0 + $1.count }
+        eventHub.emit(.rebalanceStarted(round: round, planned: planned))
+        var report = RebalanceReport(round: round, planned: planned, moved: 0, failed: 0, loads: loads, duration: .zero)
+        if planned > 0 {
+            let candidates = directory.withLock { directory in
+                directory.activations.values.filter { activation in
+                    guard let kind = kinds[activation.id.kind], kind.isMovable else { return false }
+                    return kind.placement == .firstReceiver || kind.placement == .leastLoaded
+                }
+            }
+            var moves: [(any AnyActivation, NodeID)] = []
+            var next = candidates.startIndex
+            for move in mine {
+                for _ in 0..<move.count where next < candidates.endIndex {
+                    moves.append((candidates[next], move.to))
+                    next += 1
+                }
+            }
+            let outcomes = await moveConcurrently(moves, stopUnmovable: false)
+            report.moved = outcomes.filter { $0 == .moved }.count
+            report.failed = planned - report.moved
+            metrics.rebalanceMoves.increment(by: report.moved)
+            // The others see the new count now, not at the next heartbeat.
+            try? await renewLease(state: servingState)
+            logger.info(
+                "rebalancing round", metadata: ["round": "\(round)", "planned": "\(planned)", "moved": "\(report.moved)"])
+        }
+        report.duration = clock.now - start
+        eventHub.emit(.rebalanceFinished(round: round, moved: report.moved, failed: report.failed))
+        return report
+    }
+}
