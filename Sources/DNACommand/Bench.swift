@@ -19,10 +19,12 @@ struct Bench: AsyncParsableCommand {
         case remoteCalls = "remote-calls"
         case transport
         case failover
+        case drain
+        case rebalance
         case all
     }
 
-    @Option(help: "seed | many-actors | call-latency | activation | memory | remote-calls | transport | failover | all")
+    @Option(help: "seed | many-actors | call-latency | activation | memory | remote-calls | transport | failover | drain | rebalance | all")
     var scenario: Scenario = .seed
 
     @Option(
@@ -34,7 +36,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Messages for seed (default 1,000,000), calls for call-latency (default 10,000).")
     var messages: Int?
 
-    @Option(help: "Actors for many-actors and activation (default 10,000), memory (default 100,000).")
+    @Option(help: "Actors for many-actors and activation (default 10,000), memory (default 100,000), drain (default 1,000), rebalance (default 3,000).")
     var actors: Int?
 
     @Option(help: "Messages per batch (and baseline rows per transaction).")
@@ -58,7 +60,9 @@ struct Bench: AsyncParsableCommand {
     func run() async throws {
         try bootstrapLogging("error")
         let scenarios: [Scenario] =
-            scenario == .all ? [.seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .transport, .failover] : [scenario]
+            scenario == .all
+            ? [.seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .transport, .failover, .drain, .rebalance]
+            : [scenario]
         var postgresServer: LocalPostgresServer?
         var postgresURL: String?
         if store == "postgres" {
@@ -107,6 +111,8 @@ struct Bench: AsyncParsableCommand {
                 case .callLatency: runs.append(try await bench.callLatency(calls: messages ?? 10_000))
                 case .activation: runs.append(try await bench.activation(actors: actors ?? 10_000))
                 case .memory: runs.append(try await bench.memory(actors: actors ?? 100_000))
+                case .drain: runs.append(try await bench.drain(actors: actors ?? 1_000))
+                case .rebalance: runs.append(try await bench.rebalance(actors: actors ?? 3_000))
                 case .all: continue
                 }
             }

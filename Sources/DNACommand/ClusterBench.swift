@@ -10,8 +10,10 @@ import Foundation
 extension BenchRunner {
     static let benchSecret = Array("dna-bench-secret-\(UInt64.random(in: 0...UInt64.max))".utf8)
 
-    private func clusterNode(path: String) async throws -> Node {
+    func clusterNode(path: String, rebalancing: Bool = false) async throws -> Node {
         var configuration = Node.Configuration(store: .sqlite(path: path))
+        // Rounds would move the actors a scenario placed; only `rebalance` wants them.
+        configuration.rebalancing.enabled = rebalancing
         configuration.cluster = "bench"
         configuration.listen = PeerAddress(host: "127.0.0.1", port: 0)
         configuration.secret = Self.benchSecret
