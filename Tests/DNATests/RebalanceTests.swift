@@ -131,6 +131,23 @@ struct RebalanceTests {
         await cluster.shutdown()
     }
 
+    @Test func actorsThatAreNotMovableStayAndTheRoundSaysSo() async throws {
+        guard
+            let cluster = try await TestCluster.start(
+                .sqlite, count: 2, actors: [MigrationTests.Pinned.self],
+                configure: { _, configuration in configuration.rebalancing.limits.maxFraction = 1 })
+        else { return }
+        let a = cluster.nodes[0]
+        for index in 0..<8 { _ = try await a.ref(MigrationTests.Pinned.self, key: "stay-\(index)").call(MigrationTests.Pinned.Host()) }
+        try await a.renewLease(state: .up)
+        let report = try await a.rebalance()
+        #expect(report.planned == 4)
+        #expect(report.moved == 0)
+        #expect(report.failed == 4)
+        #expect(a.activationCount == 8)
+        await cluster.shutdown()
+    }
+
     @Test func badInputIsAClearError() async throws {
         let directory = try TemporaryDirectory()
         let single = try Node(configuration: .init(store: .sqlite(path: directory.databasePath)), actors: [Recorder.self])
