@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "DNAPostgres", targets: ["DNAPostgres"]),
         // Mutual TLS between nodes: `.mutualTLS(certificateChain:privateKey:trustRoots:)`.
         .library(name: "DNATLS", targets: ["DNATLS"]),
+        // Operations over HTTP: Prometheus metrics (swift-prometheus) and health probes.
+        .library(name: "DNAPrometheus", targets: ["DNAPrometheus"]),
         // For users' tests: the in-memory store, a test clock, a cluster in one process, a
         // private PostgreSQL server, and the deterministic cluster simulation.
         .library(name: "DNATesting", targets: ["DNATesting"]),
@@ -26,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // The system SQLite (libsqlite3-dev), used directly through its C API.
@@ -99,6 +102,19 @@ let package = Package(
         .target(name: "CHeapInfo"),
         // The built-in example actors (the KV actor that `dna bench` drives).
         .target(name: "DNAExamples", dependencies: ["DNA"]),
+        // The metrics and health endpoint (NIO HTTP/1.1), a `Service` beside the node.
+        .target(
+            name: "DNAPrometheus",
+            dependencies: [
+                "DNA",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Layer 5: the `dna` command line, and every benchmark with its baselines.
         .executableTarget(
             name: "DNACommand",
@@ -109,7 +125,10 @@ let package = Package(
                 "DNATesting",
                 "DNAExamples",
                 "DNATransport",
+                "DNAPrometheus",
                 "CHeapInfo",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -134,7 +153,8 @@ let package = Package(
         .testTarget(
             name: "DNATests",
             dependencies: [
-                "DNA", "DNAExamples", "DNAPostgres", "DNATLS", "DNATesting", "DNACommand", "DNATestCertificates",
+                "DNA", "DNAExamples", "DNAPostgres", "DNATLS", "DNATesting", "DNACommand", "DNATestCertificates", "DNAPrometheus",
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
     ],
     swiftLanguageModes: [.v6]

@@ -2,9 +2,12 @@ import ArgumentParser
 import DNA
 import DNAExamples
 import DNAPostgres
+import DNAPrometheus
 import DNATLS
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 /// The cluster secret, from `DNA_CLUSTER_SECRET` (never from the command line, where `ps`
@@ -25,6 +28,25 @@ func bootstrapLogging(_ level: String) throws {
         var handler = StreamLogHandler.standardError(label: label)
         handler.logLevel = level
         return handler
+    }
+}
+
+/// Where a command finds the cluster: the store and the cluster name, shared by the
+/// commands that take them.
+struct StoreLocation: ParsableArguments {
+    @Option(
+        help: """
+            The store: postgres://USER@HOST:PORT/DB, or sqlite:PATH (shared by the nodes of one machine). \
+            Default: $DNA_STORE, which keeps a password off the command line.
+            """)
+    var store: String?
+
+    @Option(help: "The cluster name.")
+    var cluster: String = "local"
+
+    mutating func validate() throws {
+        if store == nil { store = ProcessInfo.processInfo.environment["DNA_STORE"] }
+        guard let store, !store.isEmpty else { throw ValidationError("name the store with --store or DNA_STORE") }
     }
 }
 
@@ -89,11 +111,9 @@ struct NodeCommand: AsyncParsableCommand {
         commandName: "node",
         abstract: "Run a node hosting the built-in example actors (kind 'kv'); the secret comes from DNA_CLUSTER_SECRET.")
 
-    @Option(help: "The store: postgres://USER@HOST:PORT/DB, or sqlite:PATH (shared by the nodes of this machine).")
-    var store: String
-
-    @Option(help: "The cluster name.")
-    var cluster: String = "local"
+    @OptionGroup var location: StoreLocation
+    var store: String { location.store ?? "" }
+    var cluster: String { location.cluster }
 
     @Option(help: "Where to listen for other nodes, HOST:PORT (port 0 picks one).")
     var listen: String
@@ -125,10 +145,21 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(help: "Serve /metrics (Prometheus), /health/live and /health/ready on HOST:PORT.")
+    var metrics: String?
+
     @OptionGroup var tls: TLSOptions
 
     func run() async throws {
         try bootstrapLogging(logLevel)
+        var endpointAddress: PeerAddress?
+        let registry = PrometheusCollectorRegistry()
+        if let metrics {
+            guard let address = try? PeerAddress(parsing: metrics) else { throw ValidationError("--metrics must be HOST:PORT, got '\(metrics)'") }
+            endpointAddress = address
+            // Before the node is made: its metrics are created with it.
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        }
         var configuration = Node.Configuration(store: StoreArgument(store).choice)
         configuration.cluster = cluster
         configuration.listen = try listenAddress(listen)
@@ -155,14 +186,21 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.rebalancing.excludedLabels = Set(rebalanceExclude)
         configuration.logger = Logger(label: "dna.node")
         let node = try Node(configuration: configuration, actors: [KVActor.self, CounterActor.self])
+        var services: [any Service] = [node]
+        let endpoint = endpointAddress.map { MetricsEndpoint(node: node, address: $0, registry: registry) }
+        if let endpoint { services.append(endpoint) }
         let group = ServiceGroup(
-            configuration: .init(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: configuration.logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: configuration.logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             tasks.addTask {
                 try await node.waitUntilReady()
-                // Scripts and tests wait for this line.
+                // Scripts and tests wait for this line (and the next, with --metrics).
                 FileHandle.standardOutput.write(Data("node \(node.id) listening on \(node.advertisedAddress)\n".utf8))
+                if let endpoint {
+                    let port = try await endpoint.waitUntilBound()
+                    FileHandle.standardOutput.write(Data("metrics on \(endpoint.address.host):\(port)\n".utf8))
+                }
             }
             try await tasks.waitForAll()
         }
@@ -171,18 +209,20 @@ struct NodeCommand: AsyncParsableCommand {
 
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Print a cluster's nodes, and with --actors the registered names of a kind.")
+        commandName: "status",
+        abstract: "Print a cluster's nodes (state, heartbeat age, activations, labels); --kinds counts names per kind and node, --actors lists a kind's names.")
 
-    @Option(help: "The store: postgres://… or sqlite:PATH.")
-    var store: String
-
-    @Option(help: "The cluster name.")
-    var cluster: String = "local"
+    @OptionGroup var location: StoreLocation
+    var store: String { location.store ?? "" }
+    var cluster: String { location.cluster }
 
     @Option(help: "Also list the registered names of this actor kind, with owner and epoch.")
     var actors: String?
 
-    @Option(help: "The most names to list.")
+    @Flag(help: "Also count the registered names per actor kind and owner node.")
+    var kinds = false
+
+    @Option(help: "The most names to list (and, with --kinds, to count).")
     var limit: Int = 1000
 
     func run() async throws {
@@ -193,10 +233,23 @@ struct StatusCommand: AsyncParsableCommand {
     private func report(_ store: any ActorStore) async throws {
         let nodes = try await store.nodes(cluster: cluster)
         print("cluster \(cluster): \(nodes.count) node(s)")
-        print(pad("NODE", 34) + pad("ADDRESS", 24) + pad("HEARTBEAT AGE", 15) + pad("STATE", 9) + "ACTIVATIONS")
+        print(pad("NODE", 34) + pad("ADDRESS", 24) + pad("HEARTBEAT AGE", 15) + pad("STATE", 9) + pad("ACTIVATIONS", 13) + "LABELS")
         for node in nodes.sorted(by: { $0.heartbeatAgeMilliseconds < $1.heartbeatAgeMilliseconds }) {
             let age = String(format: "%.1fs", Double(node.heartbeatAgeMilliseconds) / 1000)
-            print(pad(node.id.rawValue, 34) + pad(node.address, 24) + pad(age, 15) + pad(node.state.rawValue, 9) + "\(node.activations)")
+            let state = node.isAlive ? node.state.rawValue : node.state == .left ? "left" : "dead"
+            print(
+                pad(node.id.rawValue, 34) + pad(node.address, 24) + pad(age, 15) + pad(state, 9) + pad("\(node.activations)", 13)
+                    + node.labels.joined(separator: ","))
+        }
+        if kinds {
+            let names = try await store.registrations(kind: nil, limit: limit)
+            var counts: [String: [String: Int]] = [:]
+            for name in names { counts[name.actor.kind, default: [:]][name.owner?.rawValue ?? "-", default: 0] += 1 }
+            print("\nnames by kind and owner (\(names.count) read\(names.count == limit ? ", limit reached: raise --limit" : ""))")
+            print(pad("KIND", 24) + pad("OWNER", 34) + "NAMES")
+            for kind in counts.keys.sorted() {
+                for (owner, count) in counts[kind]!.sorted(by: { $0.key < $1.key }) { print(pad(kind, 24) + pad(owner, 34) + "\(count)") }
+            }
         }
         if let kind = actors {
             let names = try await store.registrations(kind: kind, limit: limit)
@@ -248,11 +301,9 @@ struct DrainCommand: AsyncParsableCommand {
             process supervisor the node's process then exits.
             """)
 
-    @Option(help: "The store: postgres://… or sqlite:PATH.")
-    var store: String
-
-    @Option(help: "The cluster name.")
-    var cluster: String = "local"
+    @OptionGroup var location: StoreLocation
+    var store: String { location.store ?? "" }
+    var cluster: String { location.cluster }
 
     @Option(help: "The node to drain: its id or its HOST:PORT.")
     var node: String
@@ -323,11 +374,9 @@ struct RebalanceCommand: AsyncParsableCommand {
             until all have, and prints the loads before and after.
             """)
 
-    @Option(help: "The store: postgres://… or sqlite:PATH.")
-    var store: String
-
-    @Option(help: "The cluster name.")
-    var cluster: String = "local"
+    @OptionGroup var location: StoreLocation
+    var store: String { location.store ?? "" }
+    var cluster: String { location.cluster }
 
     @Flag(help: "Print the moves a round would make; move nothing.")
     var dryRun = false

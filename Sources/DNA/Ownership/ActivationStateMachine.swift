@@ -337,6 +337,9 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         return .wait(until: retryTime)
     }
 
+    /// Messages in the mailbox, not yet taken into a batch.
+    package var waitingCount: Int { queue.count }
+
     private mutating func takeBatch() -> [Message] {
         let count = min(queue.count, limits.maxBatch)
         if count == queue.count {

@@ -137,8 +137,10 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         while true {
             let now = node.clock.now
             let lease = node.leaseSnapshot
-            switch machine.withLock({ $0.nextStep(now: now, lease: lease) }) {
+            let (step, waiting) = machine.withLock { ($0.nextStep(now: now, lease: lease), $0.waitingCount) }
+            switch step {
             case .handle(let batch, let refused):
+                node.metrics.mailboxDepth.record(waiting)
                 if !refused.isEmpty { refuseOutOfOrder(refused) }
                 await handle(batch)
             case .activate:
@@ -318,7 +320,9 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
 
     private func submit(_ batch: CommitBatch) {
         node.metrics.batches.increment()
+        let submitted = node.clock.now
         node.store.commit(batch) { [self] result in
+            node.metrics.commitDuration.record(duration: node.clock.now - submitted)
             let action = machine.withLock { $0.commitCompleted(sequence: batch.sequence, result: result, now: node.clock.now) }
             if case .failure(let error) = result {
                 node.metrics.commitFailures.increment()
@@ -378,6 +382,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             }
         }
         node.metrics.messages.increment(by: batch.count)
+        node.metrics.batchMessages.record(batch.count)
         let operations = context.log.take()
         let deactivate = context.deactivationRequested
         context.deactivationRequested = false

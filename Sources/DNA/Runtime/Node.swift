@@ -488,7 +488,9 @@ public final class Node: Service, Sendable {
     func renewLease(state: NodeState) async throws(StoreError) {
         let sent = clock.now
         let heartbeat = lease.withLock { $0.heartbeatSent(at: sent) }
-        try await store.heartbeat(node: id, state: state, activations: Int64(activationCount))
+        let hosted = activationCount
+        metrics.activationsHosted.record(hosted)
+        try await store.heartbeat(node: id, state: state, activations: Int64(hosted))
         let acknowledged = clock.now
         lease.withLock { $0.heartbeatSucceeded(heartbeat, at: acknowledged) }
     }

@@ -12,6 +12,14 @@ struct NodeMetrics: Sendable {
     /// Activations this node moved away in rebalancing rounds.
     let rebalanceMoves = Counter(label: "dna_rebalance_moves_total")
     let activationDuration = Timer(label: "dna_activation_duration")
+    /// Activations on the node now (set with each heartbeat).
+    let activationsHosted = Gauge(label: "dna_activations")
+    /// Messages per batch.
+    let batchMessages = Recorder(label: "dna_batch_messages")
+    /// Messages still waiting in the mailbox when a batch has been taken.
+    let mailboxDepth = Recorder(label: "dna_mailbox_depth")
+    /// From a batch's hand-over to the store until it is durable (or failed).
+    let commitDuration = Timer(label: "dna_commit_duration")
     /// Casts lost where nobody could be told (`cast` throws whatever is known when it is
     /// called), by reason: `link_failed` (queued on a link that failed), `refused` (the
     /// receiving node refused it), `out_of_order` (overtaken on another route).
