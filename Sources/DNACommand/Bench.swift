@@ -21,10 +21,11 @@ struct Bench: AsyncParsableCommand {
         case failover
         case drain
         case rebalance
+        case alarms
         case all
     }
 
-    @Option(help: "seed | many-actors | call-latency | activation | memory | remote-calls | transport | failover | drain | rebalance | all")
+    @Option(help: "seed | many-actors | call-latency | activation | memory | remote-calls | transport | failover | drain | rebalance | alarms | all")
     var scenario: Scenario = .seed
 
     @Option(
@@ -38,6 +39,9 @@ struct Bench: AsyncParsableCommand {
 
     @Option(help: "Actors for many-actors and activation (default 10,000), memory (default 100,000), drain (default 1,000), rebalance (default 3,000).")
     var actors: Int?
+
+    @Option(help: "Alarms for alarms (default 10,000: 10 per actor).")
+    var alarms: Int = 10_000
 
     @Option(help: "Messages per batch (and baseline rows per transaction).")
     var maxBatch: Int = 256
@@ -61,7 +65,7 @@ struct Bench: AsyncParsableCommand {
         try bootstrapLogging("error")
         let scenarios: [Scenario] =
             scenario == .all
-            ? [.seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .transport, .failover, .drain, .rebalance]
+            ? [.seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .transport, .failover, .drain, .rebalance, .alarms]
             : [scenario]
         var postgresServer: LocalPostgresServer?
         var postgresURL: String?
@@ -113,6 +117,7 @@ struct Bench: AsyncParsableCommand {
                 case .memory: runs.append(try await bench.memory(actors: actors ?? 100_000))
                 case .drain: runs.append(try await bench.drain(actors: actors ?? 1_000))
                 case .rebalance: runs.append(try await bench.rebalance(actors: actors ?? 3_000))
+                case .alarms: runs.append(try await bench.alarms(count: alarms))
                 case .all: continue
                 }
             }

@@ -171,13 +171,13 @@ struct ChildNode {
     let process: Process
     let address: PeerAddress
 
-    static func start(store: String, failureTimeout: Double) async throws -> ChildNode {
+    static func start(store: String, failureTimeout: Double, arguments extra: [String] = []) async throws -> ChildNode {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = [
             "node", "--store", store, "--cluster", "bench", "--listen", "127.0.0.1:0", "--failure-timeout", "\(failureTimeout)",
             "--log-level", "error",
-        ]
+        ] + extra
         var environment = ProcessInfo.processInfo.environment
         environment["DNA_CLUSTER_SECRET"] = String(decoding: BenchRunner.benchSecret, as: UTF8.self)
         process.environment = environment

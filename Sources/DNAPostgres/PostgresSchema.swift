@@ -91,6 +91,14 @@ package enum PostgresSchema {
                 } else {
                     try await check(connection, tables: names, logger: logger, database: database)
                 }
+                // Alarms found by due time (the first 8 bytes of the alarm rows' values),
+                // made at every open so databases of earlier versions get it too.
+                try await connection.run(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            CREATE INDEX IF NOT EXISTS dna_alarms_due ON dna_module_data (substring(value FROM 1 FOR 8))
+                            WHERE module = '\(ModuleRow.alarmModule)'
+                            """), logger: logger)
                 try await connection.run("COMMIT", logger: logger)
             } catch {
                 try? await connection.run("ROLLBACK", logger: logger)

@@ -428,6 +428,29 @@ public final class PostgresStore: ActorStore {
         }
     }
 
+    public func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
+        let logger = logger
+        let key = ByteBuffer(bytes: AlarmRecord.dueKey(before))
+        return try await withConnection("reading due alarms") { connection in
+            var result: [DueAlarm] = []
+            for try await (namespace, kind, name, key, due, owner) in try await connection.query(
+                """
+                SELECT a.namespace, a.kind, a.name, m.key, substring(m.value FROM 1 FOR 8),
+                    CASE WHEN n.state <> 'left' AND \(unescaped: Self.now) - n.heartbeat_ms < n.failure_timeout_ms THEN a.owner END
+                FROM dna_module_data m JOIN dna_actors a ON a.actor_id = m.actor_id LEFT JOIN dna_nodes n ON n.node_id = a.owner
+                WHERE m.module = \(ModuleRow.alarmModule) AND substring(m.value FROM 1 FOR 8) <= \(key)
+                ORDER BY substring(m.value FROM 1 FOR 8) LIMIT \(Int64(limit))
+                """, logger: logger
+            ).decode((String, String, String, ByteBuffer, ByteBuffer, String?).self) {
+                result.append(
+                    DueAlarm(
+                        actor: ActorID(namespace: namespace, kind: kind, key: name), name: String(buffer: key),
+                        due: due.readableBytesView.reduce(Int64(0)) { $0 << 8 | Int64($1) }, owner: owner.map(NodeID.init(rawValue:))))
+            }
+            return result
+        }
+    }
+
     public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
         let logger = logger
         return try await withConnection("reading registrations") { connection in

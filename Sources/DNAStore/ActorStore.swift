@@ -72,6 +72,10 @@ public protocol ActorStore: Sendable {
     ///
     /// - Throws: ``StoreError/Code/fenced`` if `registration` no longer holds the name.
     func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError)
+    /// Alarms due at or before `before` (ms since 1970), the earliest first, at most
+    /// `limit`, with the live owner of each actor's name: read through an index on the due
+    /// time, not by visiting actors.
+    func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm]
     /// Registered names, optionally of one kind (`dna status --actors`).
     func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord]
 

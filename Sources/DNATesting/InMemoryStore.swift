@@ -85,6 +85,10 @@ public final class InMemoryStore: ActorStore {
         try perform { state, _ throws(StoreError) in try state.handOver(registration, to: target, transientState: transientState) }
     }
 
+    public func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
+        try perform { state, now throws(StoreError) in state.dueAlarms(before: before, limit: limit, now: now) }
+    }
+
     public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
         try perform { state, _ throws(StoreError) in state.registrations(kind: kind, limit: limit) }
     }
@@ -239,6 +243,19 @@ package struct InMemoryStoreState: Sendable {
         names[registration.actor]?.owner = target
         names[registration.actor]?.epoch = name.epoch + 1
         names[registration.actor]?.sequence = 0
+    }
+
+    package func dueAlarms(before: Int64, limit: Int, now: DNAInstant) -> [DueAlarm] {
+        var due: [DueAlarm] = []
+        for (actor, name) in names {
+            guard let alarms = data[name.rowID]?[ModuleRow.alarmModule] else { continue }
+            let owner = name.owner.flatMap { id in nodes[id].map { record(id, $0, now: now) } }.flatMap { $0.isAlive ? $0.id : nil }
+            for (key, value) in alarms {
+                guard let alarm = AlarmRecord(encoded: value), alarm.due <= before else { continue }
+                due.append(DueAlarm(actor: actor, name: String(decoding: key, as: UTF8.self), due: alarm.due, owner: owner))
+            }
+        }
+        return Array(due.sorted { $0.due < $1.due }.prefix(limit))
     }
 
     package func registrations(kind: String?, limit: Int) -> [RegistrationRecord] {

@@ -73,6 +73,19 @@ struct SQLiteFileTests {
         await store.close()
     }
 
+    @Test func dueAlarmsAreReadThroughTheirIndexNotByVisitingActors() async throws {
+        let (path, cleanup) = try temporaryPath()
+        defer { cleanup() }
+        try await SQLiteStore.opened(.init(path: path)).close()
+        let connection = try SQLiteConnection(path: path)
+        let plan = try connection.prepare("EXPLAIN QUERY PLAN " + SQLiteSchema.dueAlarms)
+        var steps: [String] = []
+        while try plan.step() { steps.append(plan.string(3)) }
+        plan.reset()
+        #expect(steps.contains { $0.contains("USING INDEX dna_alarms_due") }, "\(steps)")
+        #expect(!steps.contains { $0.hasPrefix("SCAN m") || $0.hasPrefix("SCAN dna_module_data") }, "\(steps)")
+    }
+
     /// `close()` returns only once the file is let go: SQLite removes the WAL when the last
     /// connection closes, so a WAL left behind means a connection outlived `close()`, and
     /// its late close would find the next opener's transaction in its way.

@@ -358,6 +358,36 @@ struct StoreContractTests {
     }
 
     @Test(arguments: Engine.allCases)
+    func dueAlarmsComeEarliestFirstWithTheirLiveOwner(engine: Engine) async throws {
+        let (store, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let other = ActorID(namespace: "test", kind: "kv", key: "b")
+        let (first, _) = try granted(try await store.activate(request(nodeA)))
+        let (second, _) = try granted(try await store.activate(ActivationRequest(actor: other, node: nodeB)))
+        func alarm(_ name: String, _ due: Int64) -> StorageOperation {
+            StorageOperation(module: ModuleRow.alarmModule, key: bytes(name), value: AlarmRecord(due: due).encoded)
+        }
+        try await store.commit(CommitBatch(registration: first, sequence: 1, operations: [alarm("late", 5_000), alarm("soon", 1_000)]))
+        try await store.commit(CommitBatch(registration: second, sequence: 1, operations: [alarm("mid", 3_000), alarm("far", 1 << 50)]))
+        var due = try await store.dueAlarms(before: 5_000, limit: 10)
+        #expect(due.map(\.name) == ["soon", "mid", "late"])
+        #expect(due.map(\.owner) == [nodeA, nodeB, nodeA])
+        #expect(due.first?.actor == actor && due.first?.due == 1_000)
+        #expect(try await store.dueAlarms(before: 999, limit: 10).isEmpty)
+        #expect(try await store.dueAlarms(before: 5_000, limit: 2).map(\.name) == ["soon", "mid"])
+        // A released name has no owner; a handled alarm is gone.
+        try await store.release(second)
+        try await store.commit(
+            CommitBatch(
+                registration: first, sequence: 2,
+                operations: [StorageOperation(module: ModuleRow.alarmModule, key: bytes("soon"), value: nil)]))
+        due = try await store.dueAlarms(before: 5_000, limit: 10)
+        #expect(due.map(\.name) == ["mid", "late"])
+        #expect(due.first?.owner == nil)
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
     func labelsAndRebalanceRequestsAreKeptPerNode(engine: Engine) async throws {
         let (store, cleanup) = try await setUp(engine)
         defer { cleanup() }

@@ -13,6 +13,12 @@ public final class ActorContext {
     private unowned let node: Node
     var deactivationRequested = false
     private let handedOverBytes: [UInt8]?
+    let alarmSchedule: AlarmSchedule
+
+    /// The most alarms one actor may have set at once.
+    public static let maxAlarms = 64
+    /// The shortest repeat interval of an alarm.
+    public static let minAlarmInterval: Duration = .seconds(1)
 
     /// The most bytes an actor's ``DurableActor/stateToHandOver()`` may take encoded: 1 MiB.
     public static let maxHandedOverStateSize = 1 << 20
@@ -22,6 +28,7 @@ public final class ActorContext {
         self.node = node
         self.timers = timers
         self.handedOverBytes = handedOverState
+
         var grouped: [String: ArraySlice<ModuleRow>] = [:]
         var start = 0
         // Rows arrive sorted by module, then key.
@@ -32,6 +39,7 @@ public final class ActorContext {
             start = end
         }
         rowsByModule = grouped
+        alarmSchedule = AlarmSchedule(rows: grouped[ModuleRow.alarmModule] ?? [], log: log)
     }
 
     private func declare(_ name: String) throws(DNAError) {
@@ -70,6 +78,39 @@ public final class ActorContext {
             throw DNAError(.invalidArgument, "\(id): the state handed over is not a \(State.self): \(error)")
         }
     }
+
+    /// Sets the durable alarm `name` (1 to 64 bytes) to go off at `date`, and then every
+    /// `interval` if given: ``DurableActor/alarm(_:context:)`` runs then, on whichever node
+    /// owns the actor. Setting an alarm that exists moves it. Stored with the current
+    /// batch: a message that throws leaves the alarms as they were. A time in the past
+    /// fires at once. A repeating alarm that missed times (the cluster was down) fires
+    /// once, and then at the next time still ahead: missed times are not made up.
+    ///
+    /// - Throws: ``DNAError/Code/invalidArgument`` for a name that is empty or too long, an
+    ///   interval under ``minAlarmInterval``, or more than ``maxAlarms`` alarms.
+    public func setAlarm(_ name: String, at date: WallClockTime, repeating interval: Duration? = nil) throws(DNAError) {
+        guard !name.isEmpty, name.utf8.count <= 64 else {
+            throw DNAError(.invalidArgument, "an alarm name is 1 to 64 bytes, got \(name.utf8.count)")
+        }
+        if let interval, interval < Self.minAlarmInterval {
+            throw DNAError(.invalidArgument, "an alarm repeats at most once a second, got every \(interval)")
+        }
+        guard alarmSchedule.alarms[name] != nil || alarmSchedule.alarms.count < Self.maxAlarms else {
+            throw DNAError(.invalidArgument, "\(id) has \(Self.maxAlarms) alarms already, the most one actor may have; cancel one first")
+        }
+        alarmSchedule.set(name, AlarmRecord(due: date.milliseconds, interval: interval?.milliseconds ?? 0))
+    }
+
+    /// Sets the alarm `name` to go off `delay` from now (see ``setAlarm(_:at:repeating:)``).
+    public func setAlarm(_ name: String, after delay: Duration, repeating interval: Duration? = nil) throws(DNAError) {
+        try setAlarm(name, at: WallClockTime.now + delay, repeating: interval)
+    }
+
+    /// Cancels the alarm `name`, with the current batch; nothing if it is not set.
+    public func cancelAlarm(_ name: String) { alarmSchedule.remove(name) }
+
+    /// The alarms set now, and when each goes off next.
+    public var alarms: [String: WallClockTime] { alarmSchedule.alarms.mapValues { WallClockTime(milliseconds: $0.due) } }
 
     /// The node this activation runs on.
     public var nodeID: NodeID { node.id }

@@ -132,6 +132,8 @@ final class KindRuntime<A: DurableActor>: AnyKindRuntime {
         var handlers = Handlers<A>()
         A.handlers(&handlers)
         handlers.on(ActivationWake.self, reply: .immediate) { _, _, _ in }
+        // Handled by the activation itself; registered so other nodes' fires decode here.
+        handlers.on(AlarmFire.self, reply: .immediate) { _, _, _ in }
         self.handlers = handlers
         var byName: [String: (ObjectIdentifier, HandlerEntry)] = [:]
         for (type, entry) in handlers.entries { byName[entry.requestName] = (type, entry) }

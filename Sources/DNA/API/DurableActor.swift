@@ -60,6 +60,14 @@ public protocol DurableActor: AnyObject, SendableMetatype {
     /// Writes made here are discarded: the activation is ending.
     func willDeactivate(reason: DeactivationReason, context: ActorContext) async
 
+    /// Called when the alarm `name` set with ``ActorContext/setAlarm(_:at:repeating:)`` is
+    /// due, on whichever node owns the actor then (activating it if needed). Its writes
+    /// commit with the alarm's removal (or, for a repeating alarm, its next time), so a
+    /// handled alarm is not handled again; if it throws, its writes are discarded and the
+    /// alarm is retried with back-off (1 s, doubling, at most 5 minutes), without end.
+    /// Alarms fire at least once: a node that fails mid-handler makes it run again.
+    func alarm(_ name: String, context: ActorContext) async throws
+
     /// Called after a batch of this activation is durable (the original's `after_persist`),
     /// with the number of messages it held. It runs in the activation's turn, between batches.
     func didCommit(messages: Int, context: ActorContext) async
@@ -72,6 +80,7 @@ extension DurableActor {
     public func didActivate(context: ActorContext) async {}
     public func willDeactivate(reason: DeactivationReason, context: ActorContext) async {}
     public func didCommit(messages: Int, context: ActorContext) async {}
+    public func alarm(_ name: String, context: ActorContext) async throws {}
 }
 
 /// Why an activation ends.

@@ -342,6 +342,10 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         var lastType: ObjectIdentifier?
         var lastHandler: HandlerEntry?
         for envelope in batch {
+            if envelope.requestType == Self.alarmFire {
+                await fireAlarm(envelope, instance: instance, context: context)
+                continue
+            }
             if envelope.requestType != lastType {
                 lastType = envelope.requestType
                 lastHandler = kind.handlers.entries[envelope.requestType]
@@ -401,6 +405,47 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         case .release(let replies): for reply in replies { reply.release() }
         case .fail(let replies, let error): for reply in replies { reply.reply.resume(throwing: error) }
         }
+    }
+
+    // MARK: Alarms
+
+    private static var alarmFire: ObjectIdentifier { ObjectIdentifier(AlarmFire.self) }
+
+    /// Runs the actor's alarm handler if the alarm is still the one the node found due,
+    /// then removes the alarm, moves a repeating one to its next time, or — if the handler
+    /// threw — moves it to its retry time; all in the current batch.
+    private func fireAlarm(_ envelope: Envelope, instance: A, context: ActorContext) async {
+        let fire = unsafeDowncast(envelope.message, to: MessageBox<AlarmFire>.self).value
+        envelope.reply?.resume(with: .success(()))
+        let schedule = context.alarmSchedule
+        // Handled already, moved or cancelled since it was found: a repeated fire.
+        guard let alarm = schedule.alarms[fire.name], alarm.due == fire.due else { return }
+        let now = WallClockTime.now.milliseconds
+        node.metrics.alarmLateness.record(duration: .milliseconds(max(0, now - alarm.due)))
+        do {
+            try await instance.alarm(fire.name, context: context)
+            context.log.endMessage()
+            node.metrics.alarmsFired.increment()
+            // Unless the handler set it again, or cancelled it.
+            if schedule.alarms[fire.name] == alarm {
+                if alarm.interval > 0 {
+                    // Missed times are not made up: the next time still ahead.
+                    let missed = max(0, (now - alarm.due) / alarm.interval)
+                    schedule.set(fire.name, AlarmRecord(due: alarm.due + (missed + 1) * alarm.interval, interval: alarm.interval))
+                } else {
+                    schedule.remove(fire.name)
+                }
+            }
+        } catch {
+            context.log.rollbackMessage()
+            node.metrics.alarmRetries.increment()
+            let attempt = alarm.attempt &+ 1
+            let delay = min(Int64(1000) << Int64(min(attempt - 1, 20)), 300_000)
+            schedule.set(fire.name, AlarmRecord(due: now + delay, interval: alarm.interval, attempt: attempt))
+            node.logger.warning(
+                "alarm handler threw; retrying", metadata: ["actor": "\(id)", "alarm": "\(fire.name)", "attempt": "\(attempt)", "in_ms": "\(delay)", "error": "\(error)"])
+        }
+        context.log.endMessage()
     }
 
     // MARK: Activation

@@ -331,6 +331,7 @@ public final class Node: Service, Sendable {
             }
             group.addTask { await self.heartbeatLoop() }
             group.addTask { await self.passivationLoop() }
+            group.addTask { await self.alarmLoop() }
             if transport != nil { group.addTask { await self.rebalanceLoop() } }
             let stopRequested = self.stopRequested
             await withGracefulShutdownHandler {

@@ -141,6 +141,9 @@ extension Node {
         /// failure timeout) is kept before a live node deletes it; so restarts do not make
         /// the table grow. Default 10 minutes.
         public var goneNodeRetention: Duration = .seconds(600)
+        /// How often the node reads the alarms due soon from the store (it reads one
+        /// interval ahead and fires each on time). Default 500 ms.
+        public var alarmPollInterval: Duration = .milliseconds(500)
         /// The node's logger.
         public var logger: Logger = Logger(label: "dna.node")
         /// Where the node reads the time and waits: heartbeats, the lease, commit retries and
@@ -160,6 +163,7 @@ extension Node {
             do throws(StoreError) { try ActorID.validateSegment(namespace, what: "namespace") } catch {
                 throw DNAError(.invalidName, error.message, underlying: error)
             }
+            guard alarmPollInterval >= .milliseconds(10) else { throw DNAError(.invalidArgument, "alarmPollInterval must be at least 10 ms") }
             guard maxHops >= 1, maxHops <= 16 else { throw DNAError(.invalidArgument, "maxHops must be 1 to 16") }
             guard tls == nil || listen != nil else {
                 throw DNAError(.invalidArgument, "tls is for the connections between nodes: it needs listen")

@@ -20,6 +20,12 @@ struct NodeMetrics: Sendable {
     let mailboxDepth = Recorder(label: "dna_mailbox_depth")
     /// From a batch's hand-over to the store until it is durable (or failed).
     let commitDuration = Timer(label: "dna_commit_duration")
+    /// Alarm handlers that ran to the end.
+    let alarmsFired = Counter(label: "dna_alarms_fired_total")
+    /// Alarm handlers that threw (each is retried with back-off).
+    let alarmRetries = Counter(label: "dna_alarm_retries_total")
+    /// How late an alarm's handler started after its due time.
+    let alarmLateness = Timer(label: "dna_alarm_lateness")
     /// Casts lost where nobody could be told (`cast` throws whatever is known when it is
     /// called), by reason: `link_failed` (queued on a link that failed), `refused` (the
     /// receiving node refused it), `out_of_order` (overtaken on another route).

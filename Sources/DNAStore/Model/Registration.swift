@@ -42,6 +42,8 @@ public struct ModuleRow: Sendable, Equatable {
     /// The module of the transient state an activation handed over with its name (see
     /// ``ActorStore/handOver(_:to:transientState:)``); the new activation deletes it.
     public static let handOverModule = "dna.handover"
+    /// The module of an actor's durable alarms (``AlarmRecord``), one row per alarm.
+    public static let alarmModule = "dna.alarm"
 
     public var module: String
     public var key: [UInt8]

@@ -68,6 +68,7 @@ final class SQLiteSession {
         INSERT INTO dna_module_data (actor_id, module, key, value) VALUES (?1, '\(ModuleRow.handOverModule)', X'', ?2)
         ON CONFLICT (actor_id, module, key) DO UPDATE SET value = excluded.value
         """)
+    private lazy var selectDueAlarms = prepared(SQLiteSchema.dueAlarms)
     private lazy var selectModuleRows = prepared("""
         SELECT module, key, value FROM dna_module_data WHERE actor_id = ?1 ORDER BY module, key
         """)
@@ -247,6 +248,23 @@ final class SQLiteSession {
             upsertHandOver.bind(2, bytes: transientState)
             try upsertHandOver.run()
         }
+    }
+
+    func dueAlarms(before: Int64, limit: Int) throws(StoreError) -> [DueAlarm] {
+        defer { selectDueAlarms.reset() }
+        selectDueAlarms.bind(1, bytes: AlarmRecord.dueKey(before))
+        selectDueAlarms.bind(2, Int64(limit))
+        var result: [DueAlarm] = []
+        while try selectDueAlarms.step() {
+            let s = selectDueAlarms
+            let due = s.bytes(4).reduce(Int64(0)) { $0 << 8 | Int64($1) }
+            result.append(
+                DueAlarm(
+                    actor: ActorID(namespace: s.string(0), kind: s.string(1), key: s.string(2)),
+                    name: String(decoding: s.bytes(3), as: UTF8.self), due: due,
+                    owner: s.isNull(5) ? nil : NodeID(rawValue: s.string(5))))
+        }
+        return result
     }
 
     func registrations(kind: String?, limit: Int) throws(StoreError) -> [RegistrationRecord] {

@@ -217,6 +217,10 @@ public final class SQLiteStore: ActorStore {
         }
     }
 
+    public func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
+        try await perform { session throws(StoreError) in try session.dueAlarms(before: before, limit: limit) }
+    }
+
     public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
         try await perform { session throws(StoreError) in try session.registrations(kind: kind, limit: limit) }
     }

@@ -178,6 +178,9 @@ final class GatedStore: ActorStore {
     func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError) {
         try await inner.handOver(registration, to: target, transientState: transientState)
     }
+    func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
+        try await inner.dueAlarms(before: before, limit: limit)
+    }
     func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
         try await inner.registrations(kind: kind, limit: limit)
     }
