@@ -124,11 +124,18 @@ public struct WireRequest: Sendable, Equatable {
     /// every request of the same origin it handled, so a request that was overtaken on
     /// another route is refused instead of handled out of order.
     public var sequence: UInt64
+    /// The caller's trace context (swift-distributed-tracing's carrier, as `key=value`
+    /// lines), empty when the caller does not trace. At most ``maxTraceContextSize`` bytes.
+    public var traceContext: String
+
+    /// The most bytes a request's trace context may take.
+    public static let maxTraceContextSize = 4096
 
     public init(
         id: UInt64, expectsReply: Bool, hops: UInt8, namespace: String, kind: String, key: String,
-        requestName: String, payload: [UInt8], origin: String = "", sequence: UInt64 = 0
+        requestName: String, payload: [UInt8], origin: String = "", sequence: UInt64 = 0, traceContext: String = ""
     ) {
+        self.traceContext = traceContext
         self.id = id
         self.expectsReply = expectsReply
         self.hops = hops

@@ -11,6 +11,10 @@ struct FrameCodecTests {
 
     static let frames: [Frame] = [
         .request(request),
+        .request(
+            WireRequest(
+                id: 5, expectsReply: true, hops: 1, namespace: "n", kind: "k", key: "k", requestName: "r", payload: [1],
+                traceContext: "traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")),
         .request(WireRequest(id: 0, expectsReply: false, hops: 0, namespace: "", kind: "", key: "", requestName: "", payload: [])),
         .response(WireResponse(id: 7, result: .success([9, 8, 7]))),
         .response(WireResponse(id: 8, result: .success([]))),
@@ -212,6 +216,12 @@ struct FrameCodecTests {
         #expect(error(Self.requestBody(strings: [[0xff, 0xfe], [107], [107], [114]]))?.contains("not valid UTF-8") == true)
         #expect(error(Self.requestBody(flags: 0x80))?.contains("unknown flags") == true)
         #expect(error(Array(Self.requestBody().dropLast(1)))?.contains("payload length 1 runs past") == true)
+        // Flag 0x02 says a trace context follows the payload: missing, empty or too long is malformed.
+        #expect(error(Self.requestBody(flags: 0x03))?.contains("traceContext") == true)
+        #expect(error(Self.requestBody(flags: 0x03, trailing: [0, 0, 0, 0]))?.contains("a trace context of 0 bytes") == true)
+        let long = [UInt8](repeating: 97, count: WireRequest.maxTraceContextSize + 1)
+        let lengthBytes = withUnsafeBytes(of: UInt32(long.count).bigEndian) { Array($0) }
+        #expect(error(Self.requestBody(flags: 0x03, trailing: lengthBytes + long))?.contains("a trace context of 4097 bytes") == true)
     }
 
     @Test("malformed response and handshake bodies are refused")

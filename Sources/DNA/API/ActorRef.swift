@@ -1,4 +1,5 @@
 import Synchronization
+import Tracing
 
 /// A reference to an actor by name. Cheap to copy; the actor is activated on its first
 /// message.
@@ -21,20 +22,8 @@ public struct ActorRef<A: DurableActor>: Sendable {
     ///   whether trying again may help), or `CancellationError`.
     @inlinable
     public func call<R: ActorRequest>(_ request: R) async throws -> R.Response {
-        let waiter = CallWaiter()
-        let response = try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<any Sendable, any Error>) in
-                guard waiter.wait(on: continuation) else { return }
-                do {
-                    try target.send(R.self, MessageBox(request), reply: .local(waiter))
-                } catch {
-                    waiter.resume(with: .failure(error))
-                }
-            }
-        } onCancel: {
-            waiter.cancel()
-        }
-        return response as! R.Response
+        if target.isTraced { return try await target.tracedCall(request) }
+        return try await target.call(request, trace: nil)
     }
 
     /// Sends `request` without waiting. Casts from one sender are handled in the order sent.
@@ -67,15 +56,53 @@ final class ActorTarget: Sendable {
         self.kind = kind
     }
 
+    /// Whether calls make spans (a tracer was bootstrapped).
+    @usableFromInline var isTraced: Bool { node.tracer != nil }
+
+    @inlinable
+    func call<R: ActorRequest>(_ request: R, trace: MessageTrace?) async throws -> R.Response {
+        let waiter = CallWaiter()
+        let response = try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<any Sendable, any Error>) in
+                guard waiter.wait(on: continuation) else { return }
+                do {
+                    try send(R.self, MessageBox(request), reply: .local(waiter), trace: trace)
+                } catch {
+                    waiter.resume(with: .failure(error))
+                }
+            }
+        } onCancel: {
+            waiter.cancel()
+        }
+        return response as! R.Response
+    }
+
+    /// A call in a client span whose context the request carries (to other nodes too).
+    @usableFromInline
+    func tracedCall<R: ActorRequest>(_ request: R) async throws -> R.Response {
+        guard let tracer = node.tracer else { return try await call(request, trace: nil) }
+        let span = tracer.startSpan("dna.call \(kind.name)", context: InstrumentationContext.current ?? .topLevel, ofKind: .client)
+        span.attributes["dna.actor"] = id.description
+        span.attributes["dna.request"] = R.requestName
+        defer { span.end() }
+        do {
+            return try await call(request, trace: MessageTrace(span.context))
+        } catch {
+            span.recordError(error)
+            throw error
+        }
+    }
+
     @usableFromInline
     func send(
-        _ requestType: any ActorRequest.Type, _ message: any AnyObject & Sendable, reply: Reply?
+        _ requestType: any ActorRequest.Type, _ message: any AnyObject & Sendable, reply: Reply?, trace: MessageTrace? = nil
     ) throws(DNAError) {
         let type = ObjectIdentifier(requestType)
         guard kind.handles(type) else {
             throw DNAError(.unhandledRequest, "actor kind '\(kind.name)' has no handler for \(requestType.requestName)")
         }
-        let envelope = Envelope(requestType: type, message: message, reply: reply)
+        var envelope = Envelope(requestType: type, message: message, reply: reply)
+        envelope.trace = trace
         if let cached = activation.withLock({ $0 }), node.isAccepting {
             switch cached.enqueue(envelope) {
             case .accepted: return

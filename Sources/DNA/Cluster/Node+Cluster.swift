@@ -1,6 +1,7 @@
 import DNATransport
 import Logging
 import Synchronization
+import Tracing
 
 /// Routing between nodes: sending to actors active elsewhere, handling what other nodes
 /// send, and following an actor to the node that owns it.
@@ -21,6 +22,19 @@ extension Node {
             throw DNAError(.unhandledRequest, "actor kind '\(kind.name)' has no handler for this request")
         }
         let payload = try handler.codec.encodeRequest(envelope.message)
+        var traceContext = ""
+        if let trace = envelope.trace, let tracer {
+            if envelope.hops > 0 {
+                // Forwarded on behalf of another node: a span of its own, which the next node continues.
+                let span = tracer.startSpan("dna.forward \(id.kind)", context: trace.context, ofKind: .producer)
+                span.attributes["dna.actor"] = id.description
+                span.attributes["dna.owner"] = owner.rawValue
+                traceContext = TraceCarrier.encode(span.context, with: tracer)
+                span.end()
+            } else {
+                traceContext = TraceCarrier.encode(trace.context, with: tracer)
+            }
+        }
         var requestID: UInt64 = 0
         if let reply = envelope.reply {
             requestID = cluster.makeRequestID()
@@ -32,7 +46,8 @@ extension Node {
                 WireRequest(
                     id: requestID, expectsReply: envelope.reply != nil, hops: envelope.hops, namespace: id.namespace,
                     kind: id.kind, key: id.key, requestName: handler.requestName, payload: payload,
-                    origin: envelope.origin == 0 ? "" : origins.name(of: envelope.origin), sequence: envelope.sequence),
+                    origin: envelope.origin == 0 ? "" : origins.name(of: envelope.origin), sequence: envelope.sequence,
+                    traceContext: traceContext),
                 to: address,
                 queued: { attempt in
                     // Under the link's lock: before any failure of this attempt can be reported.
@@ -90,9 +105,18 @@ extension Node {
         let contradicted = locations.owner(of: route.actor) == sender && !hasLeft.load(ordering: .relaxed)
         if contradicted { locations.forget(route.actor, ifAt: sender) }
         let origin = origins.number(of: request.origin.isEmpty ? sink.peerNodeID : request.origin)
-        let envelope = Envelope(
+        var envelope = Envelope(
             requestType: route.requestType, message: message, reply: reply, hops: request.hops &+ 1, origin: origin,
             sequence: request.sequence)
+        if !request.traceContext.isEmpty, let tracer {
+            if let context = TraceCarrier.decode(request.traceContext, with: tracer) {
+                envelope.trace = MessageTrace(context)
+            } else {
+                // Handled all the same, without the caller's trace.
+                logger.warning(
+                    "ignored a malformed trace context in a request", metadata: ["peer": "\(sink.peerNodeID)", "actor": "\(route.actor)"])
+            }
+        }
         do { try deliver(envelope, to: route.actor, kind: route.kind, claimHere: contradicted) } catch { refuse(error) }
     }
 

@@ -2,6 +2,7 @@ import DNATransport
 import DequeModule
 import Logging
 import Synchronization
+import Tracing
 
 /// The node's view of an activation, whatever its actor type.
 protocol AnyActivation: AnyObject, Sendable {
@@ -318,11 +319,15 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         }
     }
 
-    private func submit(_ batch: CommitBatch) {
+    private func submit(_ batch: CommitBatch, span: (any Span)? = nil) {
         node.metrics.batches.increment()
         let submitted = node.clock.now
         node.store.commit(batch) { [self] result in
             node.metrics.commitDuration.record(duration: node.clock.now - submitted)
+            if let span {
+                if case .failure(let error) = result { span.recordError(error) }
+                span.end()
+            }
             let action = machine.withLock { $0.commitCompleted(sequence: batch.sequence, result: result, now: node.clock.now) }
             if case .failure(let error) = result {
                 node.metrics.commitFailures.increment()
@@ -338,6 +343,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     private func handle(_ batch: [Envelope]) async {
         guard let instance, let context else { return }
         var held: [HeldReply] = []
+        /// The last traced message's handler span: the parent of the batch's commit span.
+        var tracedContext: InstrumentationContext?
         // Batches are mostly of one request type: look its handler up once.
         var lastType: ObjectIdentifier?
         var lastHandler: HandlerEntry?
@@ -358,11 +365,27 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             let result: Result<any Sendable, any Error>
             let writesBefore = context.log.operations.count
             var wrote = false
+            var span: (any Span)?
+            if let trace = envelope.trace, let tracer = node.tracer {
+                span = tracer.startSpan("dna.handle \(handler.requestName)", context: trace.context, ofKind: .server)
+                span?.attributes["dna.actor"] = id.description
+                span?.attributes["dna.node"] = node.id.rawValue
+            }
             do {
-                result = .success(try await handler.invoke(instance, envelope.message, context))
+                if let span {
+                    // Calls the handler makes continue this trace.
+                    result = .success(
+                        try await InstrumentationContext.withValue(span.context) { try await handler.invoke(instance, envelope.message, context) })
+                    tracedContext = span.context
+                } else {
+                    result = .success(try await handler.invoke(instance, envelope.message, context))
+                }
+                span?.end()
                 wrote = context.log.operations.count != writesBefore
                 context.log.endMessage()
             } catch {
+                span?.recordError(error)
+                span?.end()
                 context.log.rollbackMessage()
                 result = .failure(error)
                 if envelope.reply == nil {
@@ -401,7 +424,14 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         }
         switch action {
         case .none: break
-        case .commit(let batch): submit(batch)
+        case .commit(let batch):
+            var span: (any Span)?
+            if let tracedContext, let tracer = node.tracer {
+                span = tracer.startSpan("dna.commit", context: tracedContext, ofKind: .client)
+                span?.attributes["dna.actor"] = id.description
+                span?.attributes["dna.writes"] = batch.operations.count
+            }
+            submit(batch, span: span)
         case .release(let replies): for reply in replies { reply.release() }
         case .fail(let replies, let error): for reply in replies { reply.reply.resume(throwing: error) }
         }

@@ -91,6 +91,8 @@ struct Envelope: Sendable {
     var origin: UInt32 = 0
     /// Its number in the order its origin sent it (0: not numbered yet). See ``OrderedMessage``.
     var sequence: UInt64 = 0
+    /// The caller's trace context, when the node traces and the caller did.
+    var trace: MessageTrace? = nil
 }
 
 extension Envelope: OrderedMessage {}

@@ -2,6 +2,7 @@ import DNATransport
 import Logging
 import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// A DNA node: hosts activations of the actor types it was given, and runs them against a
 /// store.
@@ -29,6 +30,10 @@ public final class Node: Service, Sendable {
     let logger: Logger
     let metrics = NodeMetrics()
     let eventHub = NodeEventHub()
+    /// The process's tracer, when one was bootstrapped before the node was made (then
+    /// calls, forwards, handlers and commits make spans, and requests carry the trace
+    /// context between nodes); `nil` costs nothing per message.
+    let tracer: (any Tracer)?
     /// What the node last saw of each member, for ``NodeEvent``s.
     let memberViews = Mutex<[NodeID: MemberView]>([:])
     /// See ``RebalanceState``.
@@ -92,6 +97,8 @@ public final class Node: Service, Sendable {
         self.configuration = configuration
         self.logger = configuration.logger
         self.clock = configuration.clock
+        let tracer = InstrumentationSystem.tracer
+        self.tracer = tracer is NoOpTracer ? nil : tracer
         self.lease = Mutex(NodeLease(failureTimeout: configuration.failureTimeout))
         self.id = NodeID.random()
         self.origins = OriginTable(this: id.rawValue)

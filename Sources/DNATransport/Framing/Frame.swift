@@ -143,11 +143,18 @@ enum FrameCodec {
             let key = try reader.string("key", reusing: &names.key)
             let requestName = try reader.string("requestName", reusing: &names.requestName)
             let payload = try reader.lengthPrefixedBytes("payload")
+            var traceContext = ""
+            if flags & RequestFlags.traceContext != 0 {
+                traceContext = try reader.string("traceContext")
+                guard !traceContext.isEmpty, traceContext.utf8.count <= WireRequest.maxTraceContextSize else {
+                    throw .malformed(type, "a trace context of \(traceContext.utf8.count) bytes (1 to \(WireRequest.maxTraceContextSize))")
+                }
+            }
             return .request(
                 WireRequest(
                     id: id, expectsReply: flags & RequestFlags.expectsReply != 0, hops: hops,
                     namespace: namespace, kind: kind, key: key, requestName: requestName, payload: payload,
-                    origin: origin, sequence: sequence))
+                    origin: origin, sequence: sequence, traceContext: traceContext))
         case .response:
             let id = try reader.integer(UInt64.self, "id")
             let status = try reader.integer(UInt8.self, "status")
@@ -179,6 +186,7 @@ enum FrameCodec {
             + 4 + request.key.utf8.count
             + 4 + request.requestName.utf8.count
             + 4 + request.payload.count
+            + (request.traceContext.isEmpty ? 0 : 4 + request.traceContext.utf8.count)
     }
 
     /// The value of a response frame's length prefix.
@@ -233,7 +241,8 @@ enum FrameCodec {
             writer.integer(UInt32(length))
             writer.integer(FrameType.request.rawValue)
             writer.integer(request.id)
-            writer.integer(request.expectsReply ? RequestFlags.expectsReply : 0)
+            writer.integer(
+                (request.expectsReply ? RequestFlags.expectsReply : 0) | (request.traceContext.isEmpty ? 0 : RequestFlags.traceContext))
             writer.integer(request.hops)
             writer.integer(request.sequence)
             writer.string(request.origin)
@@ -242,6 +251,7 @@ enum FrameCodec {
             writer.string(request.key)
             writer.string(request.requestName)
             writer.bytes(request.payload)
+            if !request.traceContext.isEmpty { writer.string(request.traceContext) }
             assert(writer.written == lengthPrefixSize + length, "frameLength(of:) disagrees with the encoding")
             return writer.written
         }
@@ -332,7 +342,9 @@ struct RecentNames {
 /// Bits of a request frame's flags byte.
 enum RequestFlags {
     static let expectsReply: UInt8 = 0x01
-    static let known: UInt8 = expectsReply
+    /// A trace context follows the payload (a length-prefixed string).
+    static let traceContext: UInt8 = 0x02
+    static let known: UInt8 = expectsReply | traceContext
 }
 
 /// A response frame's status byte.
