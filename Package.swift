@@ -50,6 +50,7 @@ let package = Package(
         .target(
             name: "DNATransport",
             dependencies: [
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -322,6 +322,7 @@ public final class ClusterTransport: Sendable {
             .childChannelInitializer { channel in
                 do {
                     try core.register(channel)
+                    try channel.pipeline.syncOperations.addHandler(LinkByteCounter(core.metrics))
                     try core.tls?.addServerHandlers(to: channel.pipeline.syncOperations)
                     // Stops reading while the responses already written back pile up (the
                     // channel is not writable): a peer that sends calls and never reads the

@@ -94,6 +94,11 @@ struct MetricsEndpointTests {
         let port = try await endpoint.waitUntilBound()
         #expect(try httpGet(port: port, path: "/health/ready").status == 200)
         try await a.ref(Recorder.self, key: "r").call(Recorder.Put(key: "k", value: "v"))
+        // B calls the actor on A: bytes cross the link both ways, and are counted.
+        try await cluster.nodes[1].ref(Recorder.self, key: "r").call(Recorder.Put(key: "k2", value: "v"))
+        let scrape = try httpGet(port: port, path: "/metrics").body
+        #expect((sample(#"dna_link_bytes_total{direction="sent"}"#, in: scrape) ?? 0) > 0, "\(scrape)")
+        #expect((sample(#"dna_link_bytes_total{direction="received"}"#, in: scrape) ?? 0) > 0)
         _ = await a.moveActivationsAway()
         let ready = try httpGet(port: port, path: "/health/ready")
         #expect(ready.status == 503)

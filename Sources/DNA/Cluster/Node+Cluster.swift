@@ -149,6 +149,7 @@ extension Node {
     /// are counted, and actors believed to be there will be looked up afresh.
     func linkFailed(_ report: LinkFailure) {
         let (peer, error) = (report.peer, report.error)
+        metrics.linkFailures.increment()
         let failed = cluster.pending.withLock { pending in
             let ids = pending.compactMap { $0.value.peer == peer && $0.value.attempt == report.attempt ? $0.key : nil }
             return ids.compactMap { pending.removeValue(forKey: $0) }

@@ -31,5 +31,7 @@ struct NodeMetrics: Sendable {
     /// receiving node refused it), `out_of_order` (overtaken on another route).
     let castsDroppedLinkFailed = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "link_failed")])
     let castsDroppedRefused = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "refused")])
+    /// Outbound links that failed (connect, handshake or a broken connection).
+    let linkFailures = Counter(label: "dna_link_errors_total", dimensions: [("direction", "outbound")])
     let castsDroppedOutOfOrder = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "out_of_order")])
 }

@@ -131,6 +131,7 @@ final class InboundConnectionHandler: ChannelInboundHandler {
     private func close(context: ChannelHandlerContext, reason: String, code: TransportError.Code) {
         guard !closing else { return }
         closing = true
+        core.metrics.inboundErrors.increment()
         uncount()
         timeout?.cancel()
         writer?.close()

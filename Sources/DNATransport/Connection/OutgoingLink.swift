@@ -142,6 +142,7 @@ final class OutgoingLink: Sendable {
             .channelInitializer { channel in
                 do {
                     try core.register(channel)
+                    try channel.pipeline.syncOperations.addHandler(LinkByteCounter(core.metrics))
                     try core.tls?.addClientHandlers(to: channel.pipeline.syncOperations, peer: self.peer)
                     try channel.pipeline.syncOperations.addHandler(
                         OutboundConnectionHandler(link: self, attempt: attempt, core: core))

@@ -19,6 +19,7 @@ final class TransportCore: Sendable {
     let handshakeMaxFrameSize: Int
     /// `nil`: plain TCP.
     let tls: (any ConnectionSecurity)?
+    let metrics = LinkMetrics()
 
     struct State {
         var isShutDown = false
