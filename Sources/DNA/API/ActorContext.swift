@@ -13,7 +13,14 @@ public final class ActorContext {
     private unowned let node: Node
     var deactivationRequested = false
     private let handedOverBytes: [UInt8]?
-    let alarmSchedule: AlarmSchedule
+    /// Made on first use: most activations have no alarms, and every one pays for the object.
+    private var schedule: AlarmSchedule?
+    var alarmSchedule: AlarmSchedule {
+        if let schedule { return schedule }
+        let made = AlarmSchedule(rows: [], log: log)
+        schedule = made
+        return made
+    }
 
     /// The most alarms one actor may have set at once.
     public static let maxAlarms = 64
@@ -39,7 +46,7 @@ public final class ActorContext {
             start = end
         }
         rowsByModule = grouped
-        alarmSchedule = AlarmSchedule(rows: grouped[ModuleRow.alarmModule] ?? [], log: log)
+        if let alarms = grouped[ModuleRow.alarmModule] { schedule = AlarmSchedule(rows: alarms, log: log) }
     }
 
     private func declare(_ name: String) throws(DNAError) {
@@ -110,7 +117,7 @@ public final class ActorContext {
     public func cancelAlarm(_ name: String) { alarmSchedule.remove(name) }
 
     /// The alarms set now, and when each goes off next.
-    public var alarms: [String: WallClockTime] { alarmSchedule.alarms.mapValues { WallClockTime(milliseconds: $0.due) } }
+    public var alarms: [String: WallClockTime] { (schedule?.alarms ?? [:]).mapValues { WallClockTime(milliseconds: $0.due) } }
 
     /// The node this activation runs on.
     public var nodeID: NodeID { node.id }
