@@ -265,12 +265,15 @@ struct StatusCommand: AsyncParsableCommand {
 
 /// Runs `body` with the store `text` names (`postgres://…` or `sqlite:PATH`), which must
 /// exist already; an SQLite file is opened shared, beside the nodes using it.
-func withExistingStore(_ text: String, _ body: @escaping @Sendable (any ActorStore) async throws -> Void) async throws {
+/// With `creating`, a missing SQLite file is made (`dna stream create` on a new store).
+func withExistingStore(
+    _ text: String, creating: Bool = false, _ body: @escaping @Sendable (any ActorStore) async throws -> Void
+) async throws {
     switch StoreArgument(text) {
     case .postgres(let url):
         try await PostgresStore(configuration: .init(url: url)).withRunning { store in try await body(store) }
     case .sqlite(let path):
-        guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("no database at \(path)") }
+        guard creating || FileManager.default.fileExists(atPath: path) else { throw ValidationError("no database at \(path)") }
         var configuration = SQLiteStore.Configuration(path: path)
         configuration.sharing = .shared
         let store = SQLiteStore(configuration: configuration)

@@ -118,7 +118,7 @@ public final class PostgresStore: ActorStore {
     /// Runs `body` on a pooled connection; fails with ``StoreError/Code/unavailable`` if
     /// no connection is had within ``Configuration/leaseTimeout`` (the pool itself would
     /// queue the request for a minute while the server is down).
-    private func withConnection<T: Sendable>(
+    func withConnection<T: Sendable>(
         _ context: @autoclosure () -> String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreError) -> T {
         guard opening.isOpen else { throw StoreError(.closed, "the store is not open: run it (a node runs the stores it makes)") }
@@ -167,7 +167,7 @@ public final class PostgresStore: ActorStore {
     /// implicit transaction commits only afterwards (at Sync), so a connection lost in
     /// between would acknowledge a write that was rolled back. An explicit `COMMIT`
     /// completes only once the transaction is committed.
-    private func inTransaction<T: Sendable>(
+    func inTransaction<T: Sendable>(
         _ context: @autoclosure () -> String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreError) -> T {
         let logger = logger

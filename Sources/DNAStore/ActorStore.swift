@@ -76,6 +76,30 @@ public protocol ActorStore: Sendable {
     /// `limit`, with the live owner of each actor's name: read through an index on the due
     /// time, not by visiting actors.
     func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm]
+    // MARK: Streams
+
+    /// Creates a stream of `partitions` partitions (1 to 1,024), each a range of the
+    /// key-hash space.
+    ///
+    /// - Throws: ``StoreError/Code/invalidArgument`` if it exists already or the count is out of range.
+    func createStream(_ stream: StreamName, partitions: Int, retention: StreamRetention) async throws(StoreError)
+    /// Appends `records` atomically (all or none), each to the open partition its key
+    /// hashes to or the one it names; with a `producer`, records it appended before are not
+    /// stored again (``StreamProducer``).
+    ///
+    /// - Throws: ``StoreError/Code/notFound`` for a missing stream or partition,
+    ///   ``StoreError/Code/invalidArgument`` for a record over the size limits, a closed
+    ///   partition named, or a bad producer.
+    func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
+        -> [StreamPosition]
+    /// Up to `limit` records of a partition from `sequence` on, in order.
+    ///
+    /// - Throws: ``StoreError/Code/notFound``; ``StoreError/Code/invalidArgument`` for a
+    ///   sequence past the partition's end (its next sequence is the end: reading there
+    ///   returns nothing) or before what retention kept.
+    func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError) -> [StreamRecord]
+    /// The stream's partitions: state, key range, first and next sequence, bytes, parents.
+    func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus
     /// Registered names, optionally of one kind (`dna status --actors`).
     func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord]
 

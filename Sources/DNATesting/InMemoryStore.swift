@@ -85,6 +85,31 @@ public final class InMemoryStore: ActorStore {
         try perform { state, _ throws(StoreError) in try state.handOver(registration, to: target, transientState: transientState) }
     }
 
+    public func createStream(_ stream: StreamName, partitions: Int, retention: StreamRetention) async throws(StoreError) {
+        try StreamRules.checkCreate(stream, partitions: partitions, retention: retention)
+        try perform { state, _ throws(StoreError) in try state.createStream(stream, partitions: partitions, retention: retention) }
+    }
+
+    public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
+        -> [StreamPosition]
+    {
+        try stream.validate()
+        try StreamAppendRule.validate(producer)
+        return try perform { state, _ throws(StoreError) in try state.append(records, to: stream, producer: producer) }
+    }
+
+    public func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError)
+        -> [StreamRecord]
+    {
+        try stream.validate()
+        return try perform { state, _ throws(StoreError) in try state.readStream(stream, partition: partition, from: sequence, limit: limit) }
+    }
+
+    public func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus {
+        try stream.validate()
+        return try perform { state, _ throws(StoreError) in try state.streamStatus(stream) }
+    }
+
     public func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
         try perform { state, now throws(StoreError) in state.dueAlarms(before: before, limit: limit, now: now) }
     }
@@ -243,6 +268,68 @@ package struct InMemoryStoreState: Sendable {
         names[registration.actor]?.owner = target
         names[registration.actor]?.epoch = name.epoch + 1
         names[registration.actor]?.sequence = 0
+    }
+
+    package struct Stream: Sendable {
+        package var retention: StreamRetention
+        package var partitions: [StreamPartitionStatus]
+        package var records: [Int: [StreamRecord]] = [:]
+        package var producers: [String: Int64] = [:]
+    }
+
+    package private(set) var streams: [StreamName: Stream] = [:]
+
+    package mutating func createStream(_ stream: StreamName, partitions: Int, retention: StreamRetention) throws(StoreError) {
+        guard streams[stream] == nil else { throw StoreError(.invalidArgument, "stream \(stream) exists already") }
+        let ranges = StreamKeyHash.ranges(count: partitions)
+        streams[stream] = Stream(
+            retention: retention,
+            partitions: ranges.enumerated().map { index, range in
+                StreamPartitionStatus(
+                    partition: index, isOpen: true, keyLow: range.lo, keyHigh: range.hi, firstSequence: 1, nextSequence: 1, bytes: 0,
+                    parents: [])
+            })
+    }
+
+    package mutating func append(_ records: [StreamAppendRecord], to name: StreamName, producer: StreamProducer?) throws(StoreError)
+        -> [StreamPosition]
+    {
+        guard var stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
+        let targets = try records.map { record throws(StoreError) in try StreamAppendRule.partition(of: record, in: stream.partitions, stream: name) }
+        let lastStored = producer.flatMap { stream.producers[$0.id] } ?? 0
+        let now = WallClockTime.now.milliseconds
+        var positions: [StreamPosition] = []
+        for (index, record) in records.enumerated() {
+            let partition = targets[index]
+            if let producer, producer.firstSequence + Int64(index) <= lastStored {
+                positions.append(StreamPosition(partition: partition, sequence: 0, duplicate: true))
+                continue
+            }
+            let slot = stream.partitions.firstIndex { $0.partition == partition }!
+            let sequence = stream.partitions[slot].nextSequence
+            stream.partitions[slot].nextSequence += 1
+            stream.partitions[slot].bytes += Int64(record.key.count + record.value.count)
+            stream.records[partition, default: []].append(
+                StreamRecord(partition: partition, sequence: sequence, key: record.key, value: record.value, appendedMilliseconds: now))
+            positions.append(StreamPosition(partition: partition, sequence: sequence, duplicate: false))
+        }
+        if let producer, !records.isEmpty { stream.producers[producer.id] = max(lastStored, producer.firstSequence + Int64(records.count) - 1) }
+        streams[name] = stream
+        return positions
+    }
+
+    package func readStream(_ name: StreamName, partition: Int, from sequence: Int64, limit: Int) throws(StoreError) -> [StreamRecord] {
+        guard let stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
+        guard let status = stream.partitions.first(where: { $0.partition == partition }) else {
+            throw StoreError(.notFound, "stream \(name) has no partition \(partition)")
+        }
+        try StreamReadRule.check(from: sequence, limit: limit, in: status, stream: name)
+        return Array((stream.records[partition] ?? []).filter { $0.sequence >= sequence }.prefix(limit))
+    }
+
+    package func streamStatus(_ name: StreamName) throws(StoreError) -> StreamStatus {
+        guard let stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
+        return StreamStatus(stream: name, retention: stream.retention, partitions: stream.partitions)
     }
 
     package func dueAlarms(before: Int64, limit: Int, now: DNAInstant) -> [DueAlarm] {

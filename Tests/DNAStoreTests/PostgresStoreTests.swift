@@ -246,6 +246,9 @@ struct PostgresStoreTests {
         await (try await openStore(url: url)).close()
         try await execute(url, "ALTER TABLE dna_nodes DROP COLUMN labels")
         try await execute(url, "ALTER TABLE dna_nodes DROP COLUMN rebalance_requested")
+        for table in ["dna_streams", "dna_partitions", "dna_partition_edges", "dna_records", "dna_producers"] {
+            try await execute(url, "DROP TABLE \(table)")
+        }
         try await execute(url, "UPDATE dna_meta SET value = '2' WHERE key = 'schema_version'")
         try await execute(url, "INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
         let store = try await openStore(url: url)
@@ -253,6 +256,8 @@ struct PostgresStoreTests {
         let records = try await store.nodes(cluster: "c")
         #expect(records.first { $0.id.rawValue == "old" }?.labels == [])
         #expect(records.first { $0.id.rawValue == "new" }?.labels == ["eu"])
+        // Version 4: streams.
+        try await store.createStream(StreamName(name: "s"), partitions: 1, retention: StreamRetention())
         await store.close()
     }
 

@@ -40,7 +40,7 @@ struct SQLiteFileTests {
         try old.execute(
             "ALTER TABLE dna_nodes DROP COLUMN failure_timeout_ms; ALTER TABLE dna_actors DROP COLUMN order_state; "
                 + "ALTER TABLE dna_nodes DROP COLUMN labels; ALTER TABLE dna_nodes DROP COLUMN rebalance_requested; "
-                + "UPDATE dna_meta SET value = '1' WHERE key = 'schema_version'")
+                + Self.dropStreamTables + "UPDATE dna_meta SET value = '1' WHERE key = 'schema_version'")
         try old.execute("INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
         let store = try await SQLiteStore.opened(.init(path: path))
         try await store.join(node: NodeID(rawValue: "new"), cluster: "c", address: "y", failureTimeout: .seconds(9), labels: [])
@@ -55,6 +55,23 @@ struct SQLiteFileTests {
         version.reset()
     }
 
+    /// Undoes version 4 (streams), to make a file of an earlier version.
+    static let dropStreamTables =
+        "DROP TABLE dna_streams; DROP TABLE dna_partitions; DROP TABLE dna_partition_edges; DROP TABLE dna_records; DROP TABLE dna_producers; "
+
+    @Test func aVersion3FileGetsStreams() async throws {
+        let (path, cleanup) = try temporaryPath()
+        defer { cleanup() }
+        try await SQLiteStore.opened(.init(path: path)).close()
+        let old = try SQLiteConnection(path: path)
+        try old.execute(Self.dropStreamTables + "UPDATE dna_meta SET value = '3' WHERE key = 'schema_version'")
+        let store = try await SQLiteStore.opened(.init(path: path))
+        let stream = StreamName(name: "after-migration")
+        try await store.createStream(stream, partitions: 2, retention: StreamRetention())
+        #expect(try await store.streamStatus(stream).partitions.count == 2)
+        await store.close()
+    }
+
     @Test func aVersion2FileIsMigrated() async throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }
@@ -62,7 +79,7 @@ struct SQLiteFileTests {
         let old = try SQLiteConnection(path: path)
         try old.execute(
             "ALTER TABLE dna_nodes DROP COLUMN labels; ALTER TABLE dna_nodes DROP COLUMN rebalance_requested; "
-                + "UPDATE dna_meta SET value = '2' WHERE key = 'schema_version'")
+                + Self.dropStreamTables + "UPDATE dna_meta SET value = '2' WHERE key = 'schema_version'")
         try old.execute("INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
         let store = try await SQLiteStore.opened(.init(path: path))
         try await store.join(node: NodeID(rawValue: "new"), cluster: "c", address: "y", failureTimeout: .seconds(9), labels: ["eu"])

@@ -33,6 +33,8 @@ public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let closed = Code("closed")
         /// The caller asked for something the store cannot do (a programming error).
         public static let invalidArgument = Code("invalidArgument")
+        /// What was named does not exist (a stream, a partition).
+        public static let notFound = Code("notFound")
     }
 
     public var code: Code

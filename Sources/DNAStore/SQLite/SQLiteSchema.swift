@@ -1,7 +1,7 @@
 /// The SQLite schema (documented in `docs/schema.md`), and the check that a file is ours.
 public enum SQLiteSchema {
     /// The schema version this build writes and reads.
-    public static let version = 3
+    public static let version = 4
 
     /// The store clock: milliseconds since 1970 by the database's `now`.
     static let nowMilliseconds = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
@@ -65,6 +65,7 @@ public enum SQLiteSchema {
         );
         CREATE INDEX dna_actors_owner ON dna_actors (owner);
         \(moduleDataTable)
+        \(streamTables)
         INSERT INTO dna_meta (key, value) VALUES ('format', 'dna'), ('schema_version', '\(version)');
         """
 
@@ -82,6 +83,59 @@ public enum SQLiteSchema {
         ALTER TABLE dna_nodes ADD COLUMN labels TEXT NOT NULL DEFAULT '';
         ALTER TABLE dna_nodes ADD COLUMN rebalance_requested INTEGER NOT NULL DEFAULT 0;
         UPDATE dna_meta SET value = '3' WHERE key = 'schema_version';
+        """
+
+    /// Streams (schema version 4): a stream, its partitions (each a range of the key-hash
+    /// space; closed ones end where they stopped taking appends), the parent edges of
+    /// split and merged partitions, the records, and the producers' last sequences.
+    static let streamTables = """
+        CREATE TABLE dna_streams (
+            stream_id    INTEGER PRIMARY KEY,
+            namespace    TEXT    NOT NULL,
+            name         TEXT    NOT NULL,
+            retention_ms INTEGER,
+            retention_bytes INTEGER,
+            drop_unconsumed INTEGER NOT NULL DEFAULT 0,
+            created_ms   INTEGER NOT NULL,
+            UNIQUE (namespace, name)
+        );
+        CREATE TABLE dna_partitions (
+            stream_id    INTEGER NOT NULL,
+            partition_id INTEGER NOT NULL,
+            state        TEXT    NOT NULL,
+            key_lo       INTEGER NOT NULL,
+            key_hi       INTEGER NOT NULL,
+            first_seq    INTEGER NOT NULL DEFAULT 1,
+            next_seq     INTEGER NOT NULL DEFAULT 1,
+            bytes        INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (stream_id, partition_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE dna_partition_edges (
+            stream_id INTEGER NOT NULL,
+            parent_id INTEGER NOT NULL,
+            child_id  INTEGER NOT NULL,
+            PRIMARY KEY (stream_id, parent_id, child_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE dna_records (
+            stream_id    INTEGER NOT NULL,
+            partition_id INTEGER NOT NULL,
+            seq          INTEGER NOT NULL,
+            key          BLOB    NOT NULL,
+            value        BLOB    NOT NULL,
+            appended_ms  INTEGER NOT NULL,
+            PRIMARY KEY (stream_id, partition_id, seq)
+        ) WITHOUT ROWID;
+        CREATE TABLE dna_producers (
+            stream_id    INTEGER NOT NULL,
+            producer_id  TEXT    NOT NULL,
+            last_seq     INTEGER NOT NULL,
+            PRIMARY KEY (stream_id, producer_id)
+        ) WITHOUT ROWID;
+        """
+
+    /// Version 3 → 4: streams.
+    static let migrationToVersion4 = streamTables + """
+        UPDATE dna_meta SET value = '4' WHERE key = 'schema_version';
         """
 
     /// Alarms found by due time without visiting actors: a partial index on the first 8
@@ -145,6 +199,7 @@ public enum SQLiteSchema {
                 }
                 if found < 2 { try connection.execute(migrationToVersion2) }
                 if found < 3 { try connection.execute(migrationToVersion3) }
+                if found < 4 { try connection.execute(migrationToVersion4) }
             }
             try connection.execute(alarmIndex)
             try connection.execute("COMMIT")

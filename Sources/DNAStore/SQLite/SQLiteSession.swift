@@ -96,6 +96,16 @@ final class SQLiteSession {
         upserts[largest] = try connection.prepare(SQLiteSchema.upsertModuleRows(1 << largest))
     }
 
+    /// Statements of rarer operations (streams), prepared on first use and kept.
+    private var statementCache: [String: SQLiteStatement] = [:]
+
+    func cachedStatement(_ sql: String) -> SQLiteStatement {
+        if let statement = statementCache[sql] { return statement }
+        let statement = prepared(sql)
+        statementCache[sql] = statement
+        return statement
+    }
+
     private func prepared(_ sql: String) -> SQLiteStatement {
         // The schema was checked at open, so preparing cannot fail short of corruption,
         // which the first step then reports.

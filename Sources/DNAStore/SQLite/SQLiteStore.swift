@@ -217,6 +217,35 @@ public final class SQLiteStore: ActorStore {
         }
     }
 
+    public func createStream(_ stream: StreamName, partitions: Int, retention: StreamRetention) async throws(StoreError) {
+        try StreamRules.checkCreate(stream, partitions: partitions, retention: retention)
+        try await perform { session throws(StoreError) in try session.createStream(stream, partitions: partitions, retention: retention) }
+    }
+
+    public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
+        -> [StreamPosition]
+    {
+        try stream.validate()
+        try StreamAppendRule.validate(producer)
+        return try await perform(weight: max(1, records.count)) { session throws(StoreError) in
+            try session.append(records, to: stream, producer: producer)
+        }
+    }
+
+    public func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError)
+        -> [StreamRecord]
+    {
+        try stream.validate()
+        return try await perform { session throws(StoreError) in
+            try session.readStream(stream, partition: partition, from: sequence, limit: limit)
+        }
+    }
+
+    public func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus {
+        try stream.validate()
+        return try await perform { session throws(StoreError) in try session.streamStatus(stream) }
+    }
+
     public func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
         try await perform { session throws(StoreError) in try session.dueAlarms(before: before, limit: limit) }
     }

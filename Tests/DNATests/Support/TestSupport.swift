@@ -178,6 +178,18 @@ final class GatedStore: ActorStore {
     func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError) {
         try await inner.handOver(registration, to: target, transientState: transientState)
     }
+    func createStream(_ stream: StreamName, partitions: Int, retention: StreamRetention) async throws(StoreError) {
+        try await inner.createStream(stream, partitions: partitions, retention: retention)
+    }
+    func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
+        -> [StreamPosition]
+    {
+        try await inner.append(records, to: stream, producer: producer)
+    }
+    func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError) -> [StreamRecord] {
+        try await inner.readStream(stream, partition: partition, from: sequence, limit: limit)
+    }
+    func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus { try await inner.streamStatus(stream) }
     func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
         try await inner.dueAlarms(before: before, limit: limit)
     }

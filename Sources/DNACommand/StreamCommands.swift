@@ -1,0 +1,139 @@
+import ArgumentParser
+import DNA
+import Foundation
+
+/// `dna stream …`: streams in the store, from the command line.
+struct StreamCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stream", abstract: "Create, append to, read and inspect durable streams in the store.",
+        subcommands: [Create.self, Append.self, Read.self, Status.self])
+
+    /// The store and the stream's name, shared by the subcommands.
+    struct Target: ParsableArguments {
+        @OptionGroup var location: StoreLocation
+
+        @Option(help: "The stream's namespace.")
+        var namespace: String = "default"
+
+        @Argument(help: "The stream's name.")
+        var name: String
+
+        var stream: StreamName { StreamName(namespace: namespace, name: name) }
+        var store: String { location.store ?? "" }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a stream of P partitions.")
+
+        @OptionGroup var target: Target
+
+        @Option(help: "Partitions (1 to 1,024).")
+        var partitions: Int
+
+        @Option(help: "Keep records at most this many seconds (consumed ones; default: no limit).")
+        var retentionSeconds: Double?
+
+        @Option(help: "Keep at most this many bytes per partition (consumed ones; default: no limit).")
+        var retentionBytes: Int64?
+
+        func run() async throws {
+            try bootstrapLogging("error")
+            let retention = StreamRetention(
+                maxAge: retentionSeconds.map { .milliseconds(Int64($0 * 1000)) }, maxBytesPerPartition: retentionBytes)
+            let (stream, partitions) = (target.stream, partitions)
+            try await withExistingStore(target.store, creating: true) { store in
+                try await store.createStream(stream, partitions: partitions, retention: retention)
+                print("created stream \(stream) with \(partitions) partition(s)")
+            }
+        }
+    }
+
+    struct Append: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Append records (one per VALUE) atomically, to the partition of --key or to --partition.")
+
+        @OptionGroup var target: Target
+
+        @Option(help: "The records' key: it chooses the partition.")
+        var key: String = ""
+
+        @Option(help: "Append to this partition instead.")
+        var partition: Int?
+
+        @Option(help: "A producer id, for idempotent appends (with --sequence).")
+        var producer: String?
+
+        @Option(help: "The producer's number of the first record (1, 2, …); a retried append with the same numbers is stored once.")
+        var sequence: Int64?
+
+        @Argument(help: "The records' values.")
+        var values: [String]
+
+        func validate() throws {
+            guard (producer == nil) == (sequence == nil) else { throw ValidationError("--producer and --sequence go together") }
+            guard !values.isEmpty else { throw ValidationError("give at least one value") }
+        }
+
+        func run() async throws {
+            try bootstrapLogging("error")
+            let records = values.map { StreamAppendRecord(key: Array(key.utf8), value: Array($0.utf8), partition: partition) }
+            let producer = producer.flatMap { id in sequence.map { StreamProducer(id: id, firstSequence: $0) } }
+            let stream = target.stream
+            try await withExistingStore(target.store) { store in
+                for position in try await store.append(records, to: stream, producer: producer) {
+                    print(
+                        position.duplicate
+                            ? "partition \(position.partition): already stored (a repeated append)"
+                            : "partition \(position.partition) sequence \(position.sequence)")
+                }
+            }
+        }
+    }
+
+    struct Read: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a partition's records from a sequence on.")
+
+        @OptionGroup var target: Target
+
+        @Option(help: "The partition.")
+        var partition: Int
+
+        @Option(help: "The first sequence to read (records are numbered from 1).")
+        var from: Int64 = 1
+
+        @Option(help: "The most records to print (1 to 10,000).")
+        var limit: Int = 100
+
+        func run() async throws {
+            try bootstrapLogging("error")
+            let (stream, partition, from, limit) = (target.stream, partition, from, limit)
+            try await withExistingStore(target.store) { store in
+                for record in try await store.readStream(stream, partition: partition, from: from, limit: limit) {
+                    print("\(record.sequence)\t\(String(decoding: record.key, as: UTF8.self))\t\(String(decoding: record.value, as: UTF8.self))")
+                }
+            }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print each partition: state, key range, length, sequences, bytes.")
+
+        @OptionGroup var target: Target
+
+        func run() async throws {
+            try bootstrapLogging("error")
+            let stream = target.stream
+            try await withExistingStore(target.store) { store in
+                let status = try await store.streamStatus(stream)
+                print("stream \(stream): \(status.partitions.count) partition(s)")
+                print(pad("PARTITION", 11) + pad("STATE", 8) + pad("KEYS", 24) + pad("LENGTH", 10) + pad("FIRST", 10) + pad("NEXT", 10) + "BYTES")
+                for partition in status.partitions {
+                    print(
+                        pad("\(partition.partition)", 11) + pad(partition.isOpen ? "open" : "closed", 8)
+                            + pad("\(partition.keyLow)-\(partition.keyHigh)", 24) + pad("\(partition.length)", 10)
+                            + pad("\(partition.firstSequence)", 10) + pad("\(partition.nextSequence)", 10) + "\(partition.bytes)")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+import DNAStore
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// Streams on PostgreSQL: each operation is one transaction; an append locks its stream's
+/// partition rows (appends to one stream are serialised; reads are not).
+extension PostgresStore {
+    private static let now = PostgresSchema.nowMilliseconds
+
+    private static func streamID(_ stream: StreamName, on connection: PostgresConnection, logger: Logger) async throws -> Int64 {
+        for try await id in try await connection.query(
+            "SELECT stream_id FROM dna_streams WHERE namespace = \(stream.namespace) AND name = \(stream.name)", logger: logger
+        ).decode(Int64.self) {
+            return id
+        }
+        throw StoreError(.notFound, "no stream \(stream)")
+    }
+
+    private static func partitions(of id: Int64, lock: Bool, on connection: PostgresConnection, logger: Logger) async throws
+        -> [StreamPartitionStatus]
+    {
+        var result: [StreamPartitionStatus] = []
+        let query: PostgresQuery =
+            lock
+            ? """
+            SELECT partition_id, state, key_lo, key_hi, first_seq, next_seq, bytes FROM dna_partitions
+            WHERE stream_id = \(id) ORDER BY partition_id FOR UPDATE
+            """
+            : """
+            SELECT partition_id, state, key_lo, key_hi, first_seq, next_seq, bytes FROM dna_partitions
+            WHERE stream_id = \(id) ORDER BY partition_id
+            """
+        for try await (partition, state, lo, hi, first, next, bytes) in try await connection.query(query, logger: logger).decode(
+            (Int64, String, Int64, Int64, Int64, Int64, Int64).self)
+        {
+            result.append(
+                StreamPartitionStatus(
+                    partition: Int(partition), isOpen: state == "open", keyLow: UInt32(lo), keyHigh: UInt32(hi), firstSequence: first,
+                    nextSequence: next, bytes: bytes, parents: []))
+        }
+        for try await (parent, child) in try await connection.query(
+            "SELECT parent_id, child_id FROM dna_partition_edges WHERE stream_id = \(id) ORDER BY parent_id", logger: logger
+        ).decode((Int64, Int64).self) {
+            if let index = result.firstIndex(where: { $0.partition == Int(child) }) { result[index].parents.append(Int(parent)) }
+        }
+        return result
+    }
+
+    public func createStream(_ stream: StreamName, partitions: Int, retention: StreamRetention) async throws(StoreError) {
+        try StreamRules.checkCreate(stream, partitions: partitions, retention: retention)
+        let logger = configuration.logger
+        try await inTransaction("creating stream \(stream)") { connection in
+            var created: Int64?
+            for try await id in try await connection.query(
+                """
+                INSERT INTO dna_streams (namespace, name, retention_ms, retention_bytes, drop_unconsumed, created_ms)
+                VALUES (\(stream.namespace), \(stream.name), \(retention.maxAge?.milliseconds), \(retention.maxBytesPerPartition),
+                    \(retention.dropUnconsumed), \(unescaped: Self.now))
+                ON CONFLICT (namespace, name) DO NOTHING RETURNING stream_id
+                """, logger: logger
+            ).decode(Int64.self) {
+                created = id
+            }
+            guard let id = created else { throw StoreError(.invalidArgument, "stream \(stream) exists already") }
+            for (index, range) in StreamKeyHash.ranges(count: partitions).enumerated() {
+                try await connection.run(
+                    """
+                    INSERT INTO dna_partitions (stream_id, partition_id, state, key_lo, key_hi)
+                    VALUES (\(id), \(Int64(index)), 'open', \(Int64(range.lo)), \(Int64(range.hi)))
+                    """, logger: logger)
+            }
+        }
+    }
+
+    public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
+        -> [StreamPosition]
+    {
+        try stream.validate()
+        try StreamAppendRule.validate(producer)
+        let logger = configuration.logger
+        return try await inTransaction("appending to stream \(stream)") { connection in
+            let id = try await Self.streamID(stream, on: connection, logger: logger)
+            var partitions = try await Self.partitions(of: id, lock: true, on: connection, logger: logger)
+            let targets = try records.map { record throws(StoreError) in
+                try StreamAppendRule.partition(of: record, in: partitions, stream: stream)
+            }
+            var lastStored: Int64 = 0
+            if let producer {
+                for try await last in try await connection.query(
+                    "SELECT last_seq FROM dna_producers WHERE stream_id = \(id) AND producer_id = \(producer.id) FOR UPDATE", logger: logger
+                ).decode(Int64.self) {
+                    lastStored = last
+                }
+            }
+            var positions: [StreamPosition] = []
+            for (index, record) in records.enumerated() {
+                let partition = targets[index]
+                if let producer, producer.firstSequence + Int64(index) <= lastStored {
+                    positions.append(StreamPosition(partition: partition, sequence: 0, duplicate: true))
+                    continue
+                }
+                let slot = partitions.firstIndex { $0.partition == partition }!
+                let sequence = partitions[slot].nextSequence
+                partitions[slot].nextSequence += 1
+                partitions[slot].bytes += Int64(record.key.count + record.value.count)
+                try await connection.run(
+                    """
+                    INSERT INTO dna_records (stream_id, partition_id, seq, key, value, appended_ms)
+                    VALUES (\(id), \(Int64(partition)), \(sequence), \(ByteBuffer(bytes: record.key)), \(ByteBuffer(bytes: record.value)),
+                        \(unescaped: Self.now))
+                    """, logger: logger)
+                positions.append(StreamPosition(partition: partition, sequence: sequence, duplicate: false))
+            }
+            for partition in partitions where targets.contains(partition.partition) {
+                try await connection.run(
+                    """
+                    UPDATE dna_partitions SET next_seq = \(partition.nextSequence), bytes = \(partition.bytes)
+                    WHERE stream_id = \(id) AND partition_id = \(Int64(partition.partition))
+                    """, logger: logger)
+            }
+            if let producer, !records.isEmpty {
+                let highest = producer.firstSequence + Int64(records.count) - 1
+                if highest > lastStored {
+                    try await connection.run(
+                        """
+                        INSERT INTO dna_producers (stream_id, producer_id, last_seq) VALUES (\(id), \(producer.id), \(highest))
+                        ON CONFLICT (stream_id, producer_id) DO UPDATE SET last_seq = excluded.last_seq
+                        """, logger: logger)
+                }
+            }
+            return positions
+        }
+    }
+
+    public func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError)
+        -> [StreamRecord]
+    {
+        try stream.validate()
+        let logger = configuration.logger
+        return try await withConnection("reading stream \(stream)") { connection in
+            let id = try await Self.streamID(stream, on: connection, logger: logger)
+            guard let status = try await Self.partitions(of: id, lock: false, on: connection, logger: logger).first(where: { $0.partition == partition })
+            else { throw StoreError(.notFound, "stream \(stream) has no partition \(partition)") }
+            try StreamReadRule.check(from: sequence, limit: limit, in: status, stream: stream)
+            var records: [StreamRecord] = []
+            for try await (seq, key, value, appended) in try await connection.query(
+                """
+                SELECT seq, key, value, appended_ms FROM dna_records
+                WHERE stream_id = \(id) AND partition_id = \(Int64(partition)) AND seq >= \(sequence) ORDER BY seq LIMIT \(Int64(limit))
+                """, logger: logger
+            ).decode((Int64, ByteBuffer, ByteBuffer, Int64).self) {
+                records.append(
+                    StreamRecord(
+                        partition: partition, sequence: seq, key: Array(key.readableBytesView), value: Array(value.readableBytesView),
+                        appendedMilliseconds: appended))
+            }
+            return records
+        }
+    }
+
+    public func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus {
+        try stream.validate()
+        let logger = configuration.logger
+        return try await withConnection("reading stream \(stream)") { connection in
+            let id = try await Self.streamID(stream, on: connection, logger: logger)
+            var retention = StreamRetention()
+            for try await (age, bytes, drop) in try await connection.query(
+                "SELECT retention_ms, retention_bytes, drop_unconsumed FROM dna_streams WHERE stream_id = \(id)", logger: logger
+            ).decode((Int64?, Int64?, Bool).self) {
+                retention = StreamRetention(maxAge: age.map { .milliseconds($0) }, maxBytesPerPartition: bytes, dropUnconsumed: drop)
+            }
+            return StreamStatus(stream: stream, retention: retention, partitions: try await Self.partitions(of: id, lock: false, on: connection, logger: logger))
+        }
+    }
+}

@@ -1,0 +1,164 @@
+/// Streams on SQLite: each operation runs inside the worker's transaction (a job that
+/// throws is rolled back and leaves nothing).
+extension SQLiteSession {
+    private func streamID(_ stream: StreamName) throws(StoreError) -> Int64 {
+        let statement = cachedStatement("SELECT stream_id FROM dna_streams WHERE namespace = ?1 AND name = ?2")
+        defer { statement.reset() }
+        statement.bind(1, stream.namespace)
+        statement.bind(2, stream.name)
+        guard try statement.step() else { throw StoreError(.notFound, "no stream \(stream)") }
+        return statement.int64(0)
+    }
+
+    func createStream(_ stream: StreamName, partitions: Int, retention: StreamRetention) throws(StoreError) {
+        let existing = cachedStatement("SELECT 1 FROM dna_streams WHERE namespace = ?1 AND name = ?2")
+        existing.bind(1, stream.namespace)
+        existing.bind(2, stream.name)
+        let exists = try existing.step()
+        existing.reset()
+        if exists { throw StoreError(.invalidArgument, "stream \(stream) exists already") }
+        let insert = cachedStatement("""
+            INSERT INTO dna_streams (namespace, name, retention_ms, retention_bytes, drop_unconsumed, created_ms)
+            VALUES (?1, ?2, ?3, ?4, ?5, \(SQLiteSchema.nowMilliseconds))
+            """)
+        insert.bind(1, stream.namespace)
+        insert.bind(2, stream.name)
+        insert.bind(3, retention.maxAge?.milliseconds)
+        insert.bind(4, retention.maxBytesPerPartition)
+        insert.bind(5, retention.dropUnconsumed ? 1 : 0)
+        try insert.run()
+        let id = connection.lastInsertRowID
+        let partition = cachedStatement("""
+            INSERT INTO dna_partitions (stream_id, partition_id, state, key_lo, key_hi) VALUES (?1, ?2, 'open', ?3, ?4)
+            """)
+        for (index, range) in StreamKeyHash.ranges(count: partitions).enumerated() {
+            partition.bind(1, id)
+            partition.bind(2, Int64(index))
+            partition.bind(3, Int64(range.lo))
+            partition.bind(4, Int64(range.hi))
+            try partition.run()
+        }
+    }
+
+    func streamStatus(_ stream: StreamName) throws(StoreError) -> StreamStatus {
+        let id = try streamID(stream)
+        let retention = cachedStatement("SELECT retention_ms, retention_bytes, drop_unconsumed FROM dna_streams WHERE stream_id = ?1")
+        retention.bind(1, id)
+        _ = try retention.step()
+        let kept = StreamRetention(
+            maxAge: retention.isNull(0) ? nil : .milliseconds(retention.int64(0)),
+            maxBytesPerPartition: retention.isNull(1) ? nil : retention.int64(1), dropUnconsumed: retention.int64(2) != 0)
+        retention.reset()
+        return StreamStatus(stream: stream, retention: kept, partitions: try partitions(of: id))
+    }
+
+    private func partitions(of id: Int64) throws(StoreError) -> [StreamPartitionStatus] {
+        let select = cachedStatement("""
+            SELECT partition_id, state, key_lo, key_hi, first_seq, next_seq, bytes FROM dna_partitions
+            WHERE stream_id = ?1 ORDER BY partition_id
+            """)
+        defer { select.reset() }
+        select.bind(1, id)
+        var result: [StreamPartitionStatus] = []
+        while try select.step() {
+            result.append(
+                StreamPartitionStatus(
+                    partition: Int(select.int64(0)), isOpen: select.string(1) == "open", keyLow: UInt32(select.int64(2)),
+                    keyHigh: UInt32(select.int64(3)), firstSequence: select.int64(4), nextSequence: select.int64(5),
+                    bytes: select.int64(6), parents: []))
+        }
+        let edges = cachedStatement("SELECT parent_id, child_id FROM dna_partition_edges WHERE stream_id = ?1 ORDER BY parent_id")
+        defer { edges.reset() }
+        edges.bind(1, id)
+        while try edges.step() {
+            let (parent, child) = (Int(edges.int64(0)), Int(edges.int64(1)))
+            if let index = result.firstIndex(where: { $0.partition == child }) { result[index].parents.append(parent) }
+        }
+        return result
+    }
+
+    func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) throws(StoreError) -> [StreamPosition] {
+        let id = try streamID(stream)
+        var partitions = try partitions(of: id)
+        let targets = try records.map { record throws(StoreError) in try StreamAppendRule.partition(of: record, in: partitions, stream: stream) }
+        var lastStored: Int64 = 0
+        if let producer {
+            let last = cachedStatement("SELECT last_seq FROM dna_producers WHERE stream_id = ?1 AND producer_id = ?2")
+            last.bind(1, id)
+            last.bind(2, producer.id)
+            if try last.step() { lastStored = last.int64(0) }
+            last.reset()
+        }
+        let insert = cachedStatement("""
+            INSERT INTO dna_records (stream_id, partition_id, seq, key, value, appended_ms)
+            VALUES (?1, ?2, ?3, ?4, ?5, \(SQLiteSchema.nowMilliseconds))
+            """)
+        var positions: [StreamPosition] = []
+        positions.reserveCapacity(records.count)
+        for (index, record) in records.enumerated() {
+            let partition = targets[index]
+            if let producer, producer.firstSequence + Int64(index) <= lastStored {
+                positions.append(StreamPosition(partition: partition, sequence: 0, duplicate: true))
+                continue
+            }
+            let slot = partitions.firstIndex { $0.partition == partition }!
+            let sequence = partitions[slot].nextSequence
+            partitions[slot].nextSequence += 1
+            partitions[slot].bytes += Int64(record.key.count + record.value.count)
+            insert.bind(1, id)
+            insert.bind(2, Int64(partition))
+            insert.bind(3, sequence)
+            insert.bind(4, bytes: record.key)
+            insert.bind(5, bytes: record.value)
+            try insert.run()
+            positions.append(StreamPosition(partition: partition, sequence: sequence, duplicate: false))
+        }
+        let update = cachedStatement("UPDATE dna_partitions SET next_seq = ?3, bytes = ?4 WHERE stream_id = ?1 AND partition_id = ?2")
+        for partition in partitions where targets.contains(partition.partition) {
+            update.bind(1, id)
+            update.bind(2, Int64(partition.partition))
+            update.bind(3, partition.nextSequence)
+            update.bind(4, partition.bytes)
+            try update.run()
+        }
+        if let producer, !records.isEmpty {
+            let highest = producer.firstSequence + Int64(records.count) - 1
+            if highest > lastStored {
+                let upsert = cachedStatement("""
+                    INSERT INTO dna_producers (stream_id, producer_id, last_seq) VALUES (?1, ?2, ?3)
+                    ON CONFLICT (stream_id, producer_id) DO UPDATE SET last_seq = excluded.last_seq
+                    """)
+                upsert.bind(1, id)
+                upsert.bind(2, producer.id)
+                upsert.bind(3, highest)
+                try upsert.run()
+            }
+        }
+        return positions
+    }
+
+    func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) throws(StoreError) -> [StreamRecord] {
+        let id = try streamID(stream)
+        guard let status = try partitions(of: id).first(where: { $0.partition == partition }) else {
+            throw StoreError(.notFound, "stream \(stream) has no partition \(partition)")
+        }
+        try StreamReadRule.check(from: sequence, limit: limit, in: status, stream: stream)
+        let select = cachedStatement("""
+            SELECT seq, key, value, appended_ms FROM dna_records
+            WHERE stream_id = ?1 AND partition_id = ?2 AND seq >= ?3 ORDER BY seq LIMIT ?4
+            """)
+        defer { select.reset() }
+        select.bind(1, id)
+        select.bind(2, Int64(partition))
+        select.bind(3, sequence)
+        select.bind(4, Int64(limit))
+        var records: [StreamRecord] = []
+        while try select.step() {
+            records.append(
+                StreamRecord(
+                    partition: partition, sequence: select.int64(0), key: select.bytes(1), value: select.bytes(2),
+                    appendedMilliseconds: select.int64(3)))
+        }
+        return records
+    }
+}

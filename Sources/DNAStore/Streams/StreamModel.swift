@@ -1,0 +1,260 @@
+import Foundation
+
+/// A named stream: an ordered, append-only log per partition, stored in the DNA store.
+/// Partitions cover the 32-bit hash space of record keys, each a range of it; a record with
+/// a key goes to the open partition whose range holds the key's hash (``StreamKeyHash``).
+public struct StreamName: Sendable, Hashable, CustomStringConvertible {
+    public var namespace: String
+    public var name: String
+
+    public init(namespace: String = "default", name: String) {
+        self.namespace = namespace
+        self.name = name
+    }
+
+    public var description: String { "\(namespace)/\(name)" }
+
+    /// Checks the name: 1 to 200 bytes each, no control characters.
+    public func validate() throws(StoreError) {
+        try ActorID.validateSegment(namespace, what: "stream namespace")
+        try ActorID.validateSegment(name, what: "stream name")
+    }
+}
+
+/// How long a stream keeps records. Records a consumer stage has not checkpointed are kept
+/// regardless, unless ``dropUnconsumed``.
+public struct StreamRetention: Sendable, Equatable {
+    /// Records older than this may be deleted (`nil`: no age limit).
+    public var maxAge: Duration?
+    /// A partition's records beyond this many bytes, oldest first, may be deleted (`nil`: no limit).
+    public var maxBytesPerPartition: Int64?
+    /// Delete past the limits even what a consumer has not read yet.
+    public var dropUnconsumed: Bool
+
+    public init(maxAge: Duration? = nil, maxBytesPerPartition: Int64? = nil, dropUnconsumed: Bool = false) {
+        self.maxAge = maxAge
+        self.maxBytesPerPartition = maxBytesPerPartition
+        self.dropUnconsumed = dropUnconsumed
+    }
+}
+
+/// The stable hash of a record key that places it in a partition: FNV-1a, 32 bits, over the
+/// key's bytes (the same on every node and in every release).
+public enum StreamKeyHash {
+    public static func hash(_ key: [UInt8]) -> UInt32 {
+        var hash: UInt32 = 0x811c_9dc5
+        for byte in key {
+            hash ^= UInt32(byte)
+            hash = hash &* 0x0100_0193
+        }
+        return hash
+    }
+
+    /// The key ranges of `count` partitions splitting the hash space evenly: partition `i`
+    /// holds hashes `lo...hi`.
+    public static func ranges(count: Int) -> [(lo: UInt32, hi: UInt32)] {
+        let span = (UInt64(UInt32.max) + 1) / UInt64(count)
+        return (0..<count).map { index in
+            let lo = UInt64(index) * span
+            let hi = index == count - 1 ? UInt64(UInt32.max) : lo + span - 1
+            return (UInt32(lo), UInt32(hi))
+        }
+    }
+}
+
+/// One record to append: to the partition its key hashes to, or to `partition` if given.
+public struct StreamAppendRecord: Sendable, Equatable {
+    public var key: [UInt8]
+    public var value: [UInt8]
+    public var partition: Int?
+
+    public init(key: [UInt8], value: [UInt8], partition: Int? = nil) {
+        self.key = key
+        self.value = value
+        self.partition = partition
+    }
+
+    /// The largest value (and key) a record may have: 1 MiB.
+    public static let maxValueSize = 1 << 20
+    public static let maxKeySize = 1024
+}
+
+/// Makes appends idempotent: a producer numbers its records 1, 2, 3, … in the order it
+/// appends them (an append of n records takes n numbers from `firstSequence`); a record
+/// whose number is not above the highest the stream has stored from this producer is a
+/// repeat (a retried append) and is not stored again. Appends are atomic, so a retry
+/// finds all of its records stored or none.
+public struct StreamProducer: Sendable, Equatable {
+    public var id: String
+    /// The producer's number of the first record of this append; the others follow.
+    public var firstSequence: Int64
+
+    public init(id: String, firstSequence: Int64) {
+        self.id = id
+        self.firstSequence = firstSequence
+    }
+}
+
+/// Where an appended record went.
+public struct StreamPosition: Sendable, Equatable {
+    public var partition: Int
+    /// Its sequence in the partition; 0 for a ``duplicate`` (stored by an earlier attempt).
+    public var sequence: Int64
+    /// `true` if the producer had appended it before: not stored again.
+    public var duplicate: Bool
+
+    public init(partition: Int, sequence: Int64, duplicate: Bool) {
+        self.partition = partition
+        self.sequence = sequence
+        self.duplicate = duplicate
+    }
+}
+
+/// A stored record.
+public struct StreamRecord: Sendable, Equatable {
+    public var partition: Int
+    public var sequence: Int64
+    public var key: [UInt8]
+    public var value: [UInt8]
+    /// When it was appended, ms since 1970 by the store's clock.
+    public var appendedMilliseconds: Int64
+
+    public init(partition: Int, sequence: Int64, key: [UInt8], value: [UInt8], appendedMilliseconds: Int64) {
+        self.partition = partition
+        self.sequence = sequence
+        self.key = key
+        self.value = value
+        self.appendedMilliseconds = appendedMilliseconds
+    }
+}
+
+/// A partition as ``ActorStore/streamStatus(_:)`` shows it.
+public struct StreamPartitionStatus: Sendable, Equatable {
+    public var partition: Int
+    /// `open` takes appends; `closed` (split or merged) takes none, and ends at `nextSequence - 1`.
+    public var isOpen: Bool
+    public var keyLow: UInt32
+    public var keyHigh: UInt32
+    /// The oldest record kept (equal to `nextSequence` when empty).
+    public var firstSequence: Int64
+    /// The sequence the next record gets (records are numbered from 1).
+    public var nextSequence: Int64
+    public var bytes: Int64
+    public var parents: [Int]
+
+    public init(
+        partition: Int, isOpen: Bool, keyLow: UInt32, keyHigh: UInt32, firstSequence: Int64, nextSequence: Int64, bytes: Int64,
+        parents: [Int]
+    ) {
+        self.partition = partition
+        self.isOpen = isOpen
+        self.keyLow = keyLow
+        self.keyHigh = keyHigh
+        self.firstSequence = firstSequence
+        self.nextSequence = nextSequence
+        self.bytes = bytes
+        self.parents = parents
+    }
+
+    /// Records kept.
+    public var length: Int64 { nextSequence - firstSequence }
+}
+
+/// A stream as ``ActorStore/streamStatus(_:)`` shows it.
+public struct StreamStatus: Sendable, Equatable {
+    public var stream: StreamName
+    public var retention: StreamRetention
+    public var partitions: [StreamPartitionStatus]
+
+    public init(stream: StreamName, retention: StreamRetention, partitions: [StreamPartitionStatus]) {
+        self.stream = stream
+        self.retention = retention
+        self.partitions = partitions
+    }
+}
+
+extension StreamAppendRecord {
+    /// Checks sizes; the partition (if given) is checked against the stream by the store.
+    func validate() throws(StoreError) {
+        guard value.count <= Self.maxValueSize else {
+            throw StoreError(.invalidArgument, "a record value of \(value.count) bytes is over the limit of \(Self.maxValueSize)")
+        }
+        guard key.count <= Self.maxKeySize else {
+            throw StoreError(.invalidArgument, "a record key of \(key.count) bytes is over the limit of \(Self.maxKeySize)")
+        }
+    }
+}
+
+/// The rules every engine applies to an append, on the partitions as it read them: which
+/// partition each record goes to, and whether the producer appended it already.
+public enum StreamAppendRule {
+    /// The partition of `record` among `partitions` (open ones take appends).
+    public static func partition(of record: StreamAppendRecord, in partitions: [StreamPartitionStatus], stream: StreamName)
+        throws(StoreError) -> Int
+    {
+        try record.validate()
+        if let wanted = record.partition {
+            guard let partition = partitions.first(where: { $0.partition == wanted }) else {
+                throw StoreError(.notFound, "stream \(stream) has no partition \(wanted)")
+            }
+            guard partition.isOpen else {
+                throw StoreError(.invalidArgument, "partition \(wanted) of stream \(stream) is closed (split or merged): append by key, or to its children")
+            }
+            return wanted
+        }
+        let hash = StreamKeyHash.hash(record.key)
+        guard let partition = partitions.first(where: { $0.isOpen && $0.keyLow <= hash && hash <= $0.keyHigh }) else {
+            throw StoreError(.unavailable, "stream \(stream) has no open partition for key hash \(hash)")
+        }
+        return partition.partition
+    }
+
+    public static func validate(_ producer: StreamProducer?) throws(StoreError) {
+        guard let producer else { return }
+        guard !producer.id.isEmpty, producer.id.utf8.count <= 200 else {
+            throw StoreError(.invalidArgument, "a producer id is 1 to 200 bytes")
+        }
+        guard producer.firstSequence >= 1 else { throw StoreError(.invalidArgument, "producer sequences start at 1") }
+    }
+}
+
+/// What every engine checks before a read.
+public enum StreamReadRule {
+    /// The most records one read returns.
+    public static let maxLimit = 10_000
+
+    public static func check(from sequence: Int64, limit: Int, in partition: StreamPartitionStatus, stream: StreamName)
+        throws(StoreError)
+    {
+        guard limit >= 1, limit <= maxLimit else {
+            throw StoreError(.invalidArgument, "a read returns 1 to \(maxLimit) records, asked for \(limit)")
+        }
+        guard sequence >= 1 else { throw StoreError(.invalidArgument, "sequences start at 1, asked for \(sequence)") }
+        guard sequence <= partition.nextSequence else {
+            throw StoreError(
+                .invalidArgument,
+                "partition \(partition.partition) of stream \(stream) ends at \(partition.nextSequence - 1); \(sequence) is past its end")
+        }
+        guard sequence >= partition.firstSequence else {
+            throw StoreError(
+                .invalidArgument,
+                "partition \(partition.partition) of stream \(stream) keeps records from \(partition.firstSequence); \(sequence) was deleted by retention")
+        }
+    }
+}
+
+/// Checks every engine makes before creating a stream.
+public enum StreamRules {
+    public static let maxPartitions = 1024
+
+    public static func checkCreate(_ stream: StreamName, partitions: Int, retention: StreamRetention) throws(StoreError) {
+        try stream.validate()
+        guard partitions >= 1, partitions <= maxPartitions else {
+            throw StoreError(.invalidArgument, "a stream has 1 to \(maxPartitions) partitions, asked for \(partitions)")
+        }
+        if let age = retention.maxAge, age <= .zero { throw StoreError(.invalidArgument, "retention by age must be more than 0") }
+        if let bytes = retention.maxBytesPerPartition, bytes <= 0 {
+            throw StoreError(.invalidArgument, "retention by size must be more than 0 bytes")
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import DNAStore
+import DNATesting
+import Foundation
+import Testing
+
+/// Streams on every engine: the same contract.
+@Suite("Streams in the store (SQLite, in-memory and PostgreSQL)")
+struct StreamStoreTests {
+    let stream = StreamName(namespace: "test", name: "readings")
+
+    func record(_ key: String, _ value: String, partition: Int? = nil) -> StreamAppendRecord {
+        StreamAppendRecord(key: Array(key.utf8), value: Array(value.utf8), partition: partition)
+    }
+
+    @Test(arguments: Engine.allCases)
+    func recordsAreAppendedInOrderPerPartitionAndReadBack(engine: Engine) async throws {
+        let (store, cleanup) = try await engine.make()
+        defer { cleanup() }
+        try await store.createStream(stream, partitions: 4, retention: StreamRetention(maxAge: .seconds(3600)))
+        let status = try await store.streamStatus(stream)
+        #expect(status.partitions.map(\.partition) == [0, 1, 2, 3])
+        #expect(status.partitions.allSatisfy { $0.isOpen && $0.nextSequence == 1 && $0.length == 0 })
+        #expect(status.partitions.first?.keyLow == 0 && status.partitions.last?.keyHigh == UInt32.max)
+        #expect(status.retention.maxAge == .seconds(3600))
+        // One key always goes to one partition, numbered 1, 2, 3 there.
+        let first = try await store.append([record("device-7", "a"), record("device-7", "b")], to: stream, producer: nil)
+        let second = try await store.append([record("device-7", "c")], to: stream, producer: nil)
+        let partition = first[0].partition
+        #expect(first.map(\.partition) == [partition, partition] && second[0].partition == partition)
+        #expect(first.map(\.sequence) == [1, 2] && second[0].sequence == 3)
+        let hash = StreamKeyHash.hash(Array("device-7".utf8))
+        let range = status.partitions[partition]
+        #expect(range.keyLow <= hash && hash <= range.keyHigh)
+        let read = try await store.readStream(stream, partition: partition, from: 2, limit: 10)
+        #expect(read.map { String(decoding: $0.value, as: UTF8.self) } == ["b", "c"])
+        #expect(read.map(\.sequence) == [2, 3])
+        #expect(read.allSatisfy { $0.key == Array("device-7".utf8) && $0.appendedMilliseconds > 0 })
+        // Named partitions, and many keys spread over all four.
+        let named = try await store.append([record("x", "v", partition: 3)], to: stream, producer: nil)
+        #expect(named[0].partition == 3)
+        let spread = try await store.append((0..<200).map { record("key-\($0)", "v") }, to: stream, producer: nil)
+        #expect(Set(spread.map(\.partition)) == [0, 1, 2, 3])
+        let after = try await store.streamStatus(stream)
+        #expect(after.partitions.reduce(0) { $0 + $1.length } == 204)
+        #expect(after.partitions[partition].bytes >= 3 * Int64("device-7".utf8.count + 1))
+        // At the end: nothing, and no error.
+        #expect(try await store.readStream(stream, partition: 3, from: after.partitions[3].nextSequence, limit: 5).isEmpty)
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
+    func aRetriedAppendOfAProducerIsStoredOnce(engine: Engine) async throws {
+        let (store, cleanup) = try await engine.make()
+        defer { cleanup() }
+        try await store.createStream(stream, partitions: 2, retention: StreamRetention())
+        let batch = [record("a", "1"), record("b", "2"), record("c", "3")]
+        let stored = try await store.append(batch, to: stream, producer: StreamProducer(id: "sensor-gw", firstSequence: 1))
+        #expect(stored.allSatisfy { !$0.duplicate })
+        let retried = try await store.append(batch, to: stream, producer: StreamProducer(id: "sensor-gw", firstSequence: 1))
+        #expect(retried.allSatisfy { $0.duplicate })
+        // Overlapping: the first is a repeat, the second new.
+        let overlap = try await store.append(
+            [record("c", "3"), record("d", "4")], to: stream, producer: StreamProducer(id: "sensor-gw", firstSequence: 3))
+        #expect(overlap.map(\.duplicate) == [true, false])
+        // Another producer is counted apart.
+        let other = try await store.append([record("a", "1")], to: stream, producer: StreamProducer(id: "other", firstSequence: 1))
+        #expect(!other[0].duplicate)
+        let total = try await store.streamStatus(stream).partitions.reduce(0) { $0 + $1.length }
+        #expect(total == 5)
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
+    func badInputIsAClearErrorAndStoresNothing(engine: Engine) async throws {
+        let (store, cleanup) = try await engine.make()
+        defer { cleanup() }
+        func code(_ body: () async throws -> Void) async -> StoreError.Code? {
+            do { try await body() } catch let error as StoreError { return error.code } catch { return nil }
+            return nil
+        }
+        #expect(await code { try await store.createStream(stream, partitions: 0, retention: StreamRetention()) } == .invalidArgument)
+        #expect(await code { try await store.createStream(stream, partitions: 5000, retention: StreamRetention()) } == .invalidArgument)
+        try await store.createStream(stream, partitions: 2, retention: StreamRetention())
+        #expect(await code { try await store.createStream(stream, partitions: 2, retention: StreamRetention()) } == .invalidArgument)
+        let missing = StreamName(namespace: "test", name: "nothing")
+        #expect(await code { _ = try await store.append([record("k", "v")], to: missing, producer: nil) } == .notFound)
+        #expect(await code { _ = try await store.append([record("k", "v", partition: 9)], to: stream, producer: nil) } == .notFound)
+        let huge = StreamAppendRecord(key: [1], value: [UInt8](repeating: 0, count: StreamAppendRecord.maxValueSize + 1))
+        // All or none: the good record before the bad one is not stored either.
+        #expect(await code { _ = try await store.append([record("k", "v"), huge], to: stream, producer: nil) } == .invalidArgument)
+        #expect(await code { _ = try await store.append([record("k", "v")], to: stream, producer: StreamProducer(id: "", firstSequence: 1)) } == .invalidArgument)
+        #expect(try await store.streamStatus(stream).partitions.allSatisfy { $0.length == 0 })
+        #expect(await code { _ = try await store.readStream(missing, partition: 0, from: 1, limit: 1) } == .notFound)
+        #expect(await code { _ = try await store.readStream(stream, partition: 7, from: 1, limit: 1) } == .notFound)
+        #expect(await code { _ = try await store.readStream(stream, partition: 0, from: 5, limit: 1) } == .invalidArgument)
+        #expect(await code { _ = try await store.readStream(stream, partition: 0, from: 1, limit: 0) } == .invalidArgument)
+        #expect(await code { _ = try await store.streamStatus(missing) } == .notFound)
+        await store.close()
+    }
+}

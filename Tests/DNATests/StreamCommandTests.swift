@@ -1,0 +1,37 @@
+import DNA
+import Foundation
+import Testing
+
+/// `dna stream` as a user runs it.
+@Suite("dna stream")
+struct StreamCommandTests {
+    @Test func createAppendReadAndStatus() async throws {
+        let directory = try TemporaryDirectory()
+        let store = "sqlite:" + directory.databasePath
+        let created = try runDNA(["stream", "create", "--store", store, "readings", "--partitions", "3"])
+        #expect(created.status == 0, "\(created.error)")
+        #expect(created.output.contains("created stream default/readings with 3 partition(s)"))
+        let appended = try runDNA(["stream", "append", "--store", store, "readings", "--key", "dev-1", "--producer", "gw", "--sequence", "1", "10", "11"])
+        #expect(appended.status == 0, "\(appended.error)")
+        let lines = appended.output.split(separator: "\n")
+        #expect(lines.count == 2 && lines[0].hasSuffix("sequence 1") && lines[1].hasSuffix("sequence 2"), "\(appended.output)")
+        let partition = lines[0].split(separator: " ")[1]
+        // The same append again: stored once.
+        let again = try runDNA(["stream", "append", "--store", store, "readings", "--key", "dev-1", "--producer", "gw", "--sequence", "1", "10", "11"])
+        #expect(again.output.components(separatedBy: "already stored").count == 3, "\(again.output)")
+        let read = try runDNA(["stream", "read", "--store", store, "readings", "--partition", String(partition)])
+        #expect(read.status == 0, "\(read.error)")
+        #expect(read.output == "1\tdev-1\t10\n2\tdev-1\t11\n")
+        let status = try runDNA(["stream", "status", "--store", store, "readings"])
+        #expect(status.output.split(separator: "\n").contains { $0.hasPrefix("\(partition) ") && $0.contains(" 2 ") }, "\(status.output)")
+        // Bad input: a missing stream, past the end, a producer without its sequence.
+        let missing = try runDNA(["stream", "append", "--store", store, "nothing", "v"])
+        #expect(missing.status != 0 && missing.error.contains("no stream default/nothing"))
+        let past = try runDNA(["stream", "read", "--store", store, "readings", "--partition", String(partition), "--from", "9"])
+        #expect(past.status != 0 && past.error.contains("past its end"), "\(past.error)")
+        let half = try runDNA(["stream", "append", "--store", store, "readings", "--producer", "gw", "v"])
+        #expect(half.status != 0 && half.error.contains("--producer and --sequence go together"))
+        let twice = try runDNA(["stream", "create", "--store", store, "readings", "--partitions", "3"])
+        #expect(twice.status != 0 && twice.error.contains("exists already"))
+    }
+}
