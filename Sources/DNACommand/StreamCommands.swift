@@ -6,7 +6,7 @@ import Foundation
 struct StreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stream", abstract: "Create, append to, read and inspect durable streams in the store.",
-        subcommands: [Create.self, Append.self, Read.self, Status.self])
+        subcommands: [Create.self, Append.self, Read.self, Status.self, Split.self, Merge.self])
 
     /// The store and the stream's name, shared by the subcommands.
     struct Target: ParsableArguments {
@@ -115,6 +115,48 @@ struct StreamCommand: AsyncParsableCommand {
         }
     }
 
+    struct Split: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Split an open partition into two halves of its key range; the partition closes where it stands.")
+
+        @OptionGroup var target: Target
+
+        @Option(help: "The partition to split.")
+        var partition: Int
+
+        func run() async throws {
+            try bootstrapLogging("error")
+            let (stream, partition) = (target.stream, partition)
+            try await withExistingStore(target.store) { store in
+                let children = try await store.reshard(stream, .split(partition))
+                print("split partition \(partition) of \(stream) into \(children.map(String.init).joined(separator: " and "))")
+            }
+        }
+    }
+
+    struct Merge: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Merge two open partitions with adjacent key ranges into one; both close where they stand.")
+
+        @OptionGroup var target: Target
+
+        @Argument(help: "The two partitions.")
+        var partitions: [Int]
+
+        func validate() throws {
+            guard partitions.count == 2 else { throw ValidationError("name exactly two partitions to merge") }
+        }
+
+        func run() async throws {
+            try bootstrapLogging("error")
+            let (stream, partitions) = (target.stream, partitions)
+            try await withExistingStore(target.store) { store in
+                let children = try await store.reshard(stream, .merge(partitions[0], partitions[1]))
+                print("merged partitions \(partitions[0]) and \(partitions[1]) of \(stream) into \(children[0])")
+            }
+        }
+    }
+
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print each partition: state, key range, length, sequences, bytes.")
 
@@ -126,12 +168,15 @@ struct StreamCommand: AsyncParsableCommand {
             try await withExistingStore(target.store) { store in
                 let status = try await store.streamStatus(stream)
                 print("stream \(stream): \(status.partitions.count) partition(s)")
-                print(pad("PARTITION", 11) + pad("STATE", 8) + pad("KEYS", 24) + pad("LENGTH", 10) + pad("FIRST", 10) + pad("NEXT", 10) + "BYTES")
+                print(
+                    pad("PARTITION", 11) + pad("STATE", 8) + pad("KEYS", 24) + pad("LENGTH", 10) + pad("FIRST", 10) + pad("NEXT", 10)
+                        + pad("BYTES", 12) + "PARENTS")
                 for partition in status.partitions {
                     print(
                         pad("\(partition.partition)", 11) + pad(partition.isOpen ? "open" : "closed", 8)
                             + pad("\(partition.keyLow)-\(partition.keyHigh)", 24) + pad("\(partition.length)", 10)
-                            + pad("\(partition.firstSequence)", 10) + pad("\(partition.nextSequence)", 10) + "\(partition.bytes)")
+                            + pad("\(partition.firstSequence)", 10) + pad("\(partition.nextSequence)", 10) + pad("\(partition.bytes)", 12)
+                            + (partition.parents.isEmpty ? "-" : partition.parents.map(String.init).joined(separator: ",")))
                 }
             }
         }

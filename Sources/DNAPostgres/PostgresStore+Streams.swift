@@ -159,6 +159,32 @@ extension PostgresStore {
         }
     }
 
+    public func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
+        try stream.validate()
+        let logger = configuration.logger
+        return try await inTransaction("resharding stream \(stream)") { connection in
+            let id = try await Self.streamID(stream, on: connection, logger: logger)
+            let change = try operation.change(in: try await Self.partitions(of: id, lock: true, on: connection, logger: logger), stream: stream)
+            for partition in change.closing {
+                try await connection.run(
+                    "UPDATE dna_partitions SET state = 'closed' WHERE stream_id = \(id) AND partition_id = \(Int64(partition))", logger: logger)
+            }
+            for child in change.opening {
+                try await connection.run(
+                    """
+                    INSERT INTO dna_partitions (stream_id, partition_id, state, key_lo, key_hi)
+                    VALUES (\(id), \(Int64(child.partition)), 'open', \(Int64(child.lo)), \(Int64(child.hi)))
+                    """, logger: logger)
+                for parent in change.closing {
+                    try await connection.run(
+                        "INSERT INTO dna_partition_edges (stream_id, parent_id, child_id) VALUES (\(id), \(Int64(parent)), \(Int64(child.partition)))",
+                        logger: logger)
+                }
+            }
+            return change.opening.map(\.partition)
+        }
+    }
+
     public func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus {
         try stream.validate()
         let logger = configuration.logger

@@ -98,6 +98,14 @@ public protocol ActorStore: Sendable {
     ///   sequence past the partition's end (its next sequence is the end: reading there
     ///   returns nothing) or before what retention kept.
     func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError) -> [StreamRecord]
+    /// Splits an open partition in two halves of its key range, or merges two open ones
+    /// with adjacent ranges into one (``StreamReshardRule``), in one transaction: the
+    /// parents close where they stand, the children open empty with the parents as their
+    /// parents. Returns the children's ids.
+    ///
+    /// - Throws: ``StoreError/Code/notFound``; ``StoreError/Code/invalidArgument`` for a
+    ///   partition closed already, one holding a single key hash, or ranges not adjacent.
+    func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int]
     /// The stream's partitions: state, key range, first and next sequence, bytes, parents.
     func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus
     /// Registered names, optionally of one kind (`dna status --actors`).

@@ -105,6 +105,11 @@ public final class InMemoryStore: ActorStore {
         return try perform { state, _ throws(StoreError) in try state.readStream(stream, partition: partition, from: sequence, limit: limit) }
     }
 
+    public func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
+        try stream.validate()
+        return try perform { state, _ throws(StoreError) in try state.reshard(stream, operation) }
+    }
+
     public func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus {
         try stream.validate()
         return try perform { state, _ throws(StoreError) in try state.streamStatus(stream) }
@@ -325,6 +330,22 @@ package struct InMemoryStoreState: Sendable {
         }
         try StreamReadRule.check(from: sequence, limit: limit, in: status, stream: name)
         return Array((stream.records[partition] ?? []).filter { $0.sequence >= sequence }.prefix(limit))
+    }
+
+    package mutating func reshard(_ name: StreamName, _ operation: StreamReshard) throws(StoreError) -> [Int] {
+        guard var stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
+        let change = try operation.change(in: stream.partitions, stream: name)
+        for index in stream.partitions.indices where change.closing.contains(stream.partitions[index].partition) {
+            stream.partitions[index].isOpen = false
+        }
+        for child in change.opening {
+            stream.partitions.append(
+                StreamPartitionStatus(
+                    partition: child.partition, isOpen: true, keyLow: child.lo, keyHigh: child.hi, firstSequence: 1, nextSequence: 1,
+                    bytes: 0, parents: change.closing))
+        }
+        streams[name] = stream
+        return change.opening.map(\.partition)
     }
 
     package func streamStatus(_ name: StreamName) throws(StoreError) -> StreamStatus {

@@ -71,6 +71,41 @@ struct StreamStoreTests {
     }
 
     @Test(arguments: Engine.allCases)
+    func aSplitClosesThePartitionAndItsKeysGoToTheChildren(engine: Engine) async throws {
+        let (store, cleanup) = try await engine.make()
+        defer { cleanup() }
+        try await store.createStream(stream, partitions: 2, retention: StreamRetention())
+        let before = try await store.append((0..<50).map { record("key-\($0)", "old") }, to: stream, producer: nil)
+        let fromZero = before.filter { $0.partition == 0 }.count
+        #expect(try await store.reshard(stream, .split(0)) == [2, 3])
+        var status = try await store.streamStatus(stream)
+        let (parent, low, high) = (status.partitions[0], status.partitions[2], status.partitions[3])
+        #expect(!parent.isOpen && parent.nextSequence == Int64(fromZero) + 1, "the parent ends where it stood")
+        #expect(low.isOpen && high.isOpen && low.parents == [0] && high.parents == [0])
+        #expect(low.keyLow == parent.keyLow && low.keyHigh + 1 == high.keyLow && high.keyHigh == parent.keyHigh)
+        // Keys of the closed partition now go to the child holding their hash; its records stay readable.
+        let after = try await store.append((0..<50).map { record("key-\($0)", "new") }, to: stream, producer: nil)
+        #expect(!after.contains { $0.partition == 0 })
+        for (old, new) in zip(before, after) where old.partition == 0 { #expect(new.partition == 2 || new.partition == 3) }
+        #expect(try await store.readStream(stream, partition: 0, from: 1, limit: 100).count == fromZero)
+        // Naming the closed partition is refused; splitting it again too.
+        await #expect(throws: StoreError.self) { _ = try await store.append([record("k", "v", partition: 0)], to: stream, producer: nil) }
+        let again = await #expect(throws: StoreError.self) { _ = try await store.reshard(stream, .split(0)) }
+        #expect(again?.code == .invalidArgument && again?.message.contains("closed already") == true)
+        // Merge the two children back into one; partitions 1 and 3 are not adjacent... 2 and 3 are.
+        let apart = await #expect(throws: StoreError.self) { _ = try await store.reshard(stream, .merge(2, 1)) }
+        #expect(apart?.code == .invalidArgument)
+        #expect(try await store.reshard(stream, .merge(3, 2)) == [4])
+        status = try await store.streamStatus(stream)
+        #expect(status.partitions.map(\.isOpen) == [false, true, false, false, true])
+        #expect(status.partitions[4].parents.sorted() == [2, 3])
+        #expect(status.partitions[4].keyLow == parent.keyLow && status.partitions[4].keyHigh == parent.keyHigh)
+        let missing = await #expect(throws: StoreError.self) { _ = try await store.reshard(stream, .split(9)) }
+        #expect(missing?.code == .notFound)
+        await store.close()
+    }
+
+    @Test(arguments: Engine.allCases)
     func badInputIsAClearErrorAndStoresNothing(engine: Engine) async throws {
         let (store, cleanup) = try await engine.make()
         defer { cleanup() }

@@ -33,5 +33,14 @@ struct StreamCommandTests {
         #expect(half.status != 0 && half.error.contains("--producer and --sequence go together"))
         let twice = try runDNA(["stream", "create", "--store", store, "readings", "--partitions", "3"])
         #expect(twice.status != 0 && twice.error.contains("exists already"))
+        // Split and merge back; a second split of the same partition is refused.
+        let split = try runDNA(["stream", "split", "--store", store, "readings", "--partition", "1"])
+        #expect(split.status == 0 && split.output.contains("split partition 1 of default/readings into 3 and 4"), "\(split.output)\(split.error)")
+        let splitAgain = try runDNA(["stream", "split", "--store", store, "readings", "--partition", "1"])
+        #expect(splitAgain.status != 0 && splitAgain.error.contains("closed already"))
+        let merged = try runDNA(["stream", "merge", "--store", store, "readings", "3", "4"])
+        #expect(merged.status == 0 && merged.output.contains("into 5"), "\(merged.output)\(merged.error)")
+        let afterMerge = try runDNA(["stream", "status", "--store", store, "readings"])
+        #expect(afterMerge.output.split(separator: "\n").contains { $0.hasPrefix("5 ") && $0.hasSuffix("3,4") }, "\(afterMerge.output)")
     }
 }

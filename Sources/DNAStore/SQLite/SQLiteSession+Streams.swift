@@ -1,6 +1,9 @@
 /// Streams on SQLite: each operation runs inside the worker's transaction (a job that
 /// throws is rolled back and leaves nothing).
 extension SQLiteSession {
+    func streamIDForReshard(_ stream: StreamName) throws(StoreError) -> Int64 { try streamID(stream) }
+    func partitionsForReshard(_ id: Int64) throws(StoreError) -> [StreamPartitionStatus] { try partitions(of: id) }
+
     private func streamID(_ stream: StreamName) throws(StoreError) -> Int64 {
         let statement = cachedStatement("SELECT stream_id FROM dna_streams WHERE namespace = ?1 AND name = ?2")
         defer { statement.reset() }
@@ -160,5 +163,34 @@ extension SQLiteSession {
                     appendedMilliseconds: select.int64(3)))
         }
         return records
+    }
+}
+
+extension SQLiteSession {
+    func reshard(_ stream: StreamName, _ operation: StreamReshard) throws(StoreError) -> [Int] {
+        let id = try streamIDForReshard(stream)
+        let change = try operation.change(in: try partitionsForReshard(id), stream: stream)
+        let close = cachedStatement("UPDATE dna_partitions SET state = 'closed' WHERE stream_id = ?1 AND partition_id = ?2 AND state = 'open'")
+        for partition in change.closing {
+            close.bind(1, id)
+            close.bind(2, Int64(partition))
+            try close.run()
+        }
+        let insert = cachedStatement("INSERT INTO dna_partitions (stream_id, partition_id, state, key_lo, key_hi) VALUES (?1, ?2, 'open', ?3, ?4)")
+        let edge = cachedStatement("INSERT INTO dna_partition_edges (stream_id, parent_id, child_id) VALUES (?1, ?2, ?3)")
+        for child in change.opening {
+            insert.bind(1, id)
+            insert.bind(2, Int64(child.partition))
+            insert.bind(3, Int64(child.lo))
+            insert.bind(4, Int64(child.hi))
+            try insert.run()
+            for parent in change.closing {
+                edge.bind(1, id)
+                edge.bind(2, Int64(parent))
+                edge.bind(3, Int64(child.partition))
+                try edge.run()
+            }
+        }
+        return change.opening.map(\.partition)
     }
 }

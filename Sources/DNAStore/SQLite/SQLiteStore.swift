@@ -241,6 +241,11 @@ public final class SQLiteStore: ActorStore {
         }
     }
 
+    public func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
+        try stream.validate()
+        return try await perform { session throws(StoreError) in try session.reshard(stream, operation) }
+    }
+
     public func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus {
         try stream.validate()
         return try await perform { session throws(StoreError) in try session.streamStatus(stream) }

@@ -258,3 +258,74 @@ public enum StreamRules {
         }
     }
 }
+
+/// Splitting and merging partitions, decided the same way by every engine from the
+/// partitions as it read them (under its lock): which partitions close and which open.
+/// Partition ids are never reused: children take the next free ids. A closed partition
+/// keeps its records and ends at its next sequence minus one; appends by key go to the
+/// open child whose key range holds the key.
+public enum StreamReshardRule {
+    public struct Change: Sendable, Equatable {
+        /// Partitions that close.
+        public var closing: [Int]
+        /// Partitions that open: id and key range.
+        public var opening: [(partition: Int, lo: UInt32, hi: UInt32)]
+
+        public static func == (a: Change, b: Change) -> Bool {
+            a.closing == b.closing && a.opening.map(\.partition) == b.opening.map(\.partition)
+                && a.opening.map(\.lo) == b.opening.map(\.lo) && a.opening.map(\.hi) == b.opening.map(\.hi)
+        }
+    }
+
+    private static func open(_ id: Int, in partitions: [StreamPartitionStatus], stream: StreamName) throws(StoreError)
+        -> StreamPartitionStatus
+    {
+        guard let partition = partitions.first(where: { $0.partition == id }) else {
+            throw StoreError(.notFound, "stream \(stream) has no partition \(id)")
+        }
+        guard partition.isOpen else {
+            throw StoreError(.invalidArgument, "partition \(id) of stream \(stream) is closed already (it was split or merged)")
+        }
+        return partition
+    }
+
+    /// `partition` closes; two children take the lower and upper halves of its key range.
+    public static func split(_ id: Int, in partitions: [StreamPartitionStatus], stream: StreamName) throws(StoreError) -> Change {
+        let parent = try open(id, in: partitions, stream: stream)
+        guard parent.keyLow < parent.keyHigh else {
+            throw StoreError(.invalidArgument, "partition \(id) of stream \(stream) holds a single key hash: it cannot be split")
+        }
+        let middle = parent.keyLow + (parent.keyHigh - parent.keyLow) / 2
+        let next = (partitions.map(\.partition).max() ?? -1) + 1
+        return Change(closing: [id], opening: [(next, parent.keyLow, middle), (next + 1, middle + 1, parent.keyHigh)])
+    }
+
+    /// Two open partitions with adjacent key ranges close; one child takes both ranges.
+    public static func merge(_ first: Int, _ second: Int, in partitions: [StreamPartitionStatus], stream: StreamName)
+        throws(StoreError) -> Change
+    {
+        guard first != second else { throw StoreError(.invalidArgument, "a partition cannot be merged with itself") }
+        let a = try open(first, in: partitions, stream: stream)
+        let b = try open(second, in: partitions, stream: stream)
+        let (low, high) = a.keyLow < b.keyLow ? (a, b) : (b, a)
+        guard low.keyHigh &+ 1 == high.keyLow else {
+            throw StoreError(
+                .invalidArgument, "partitions \(first) and \(second) of stream \(stream) do not hold adjacent key ranges: they cannot be merged")
+        }
+        let next = (partitions.map(\.partition).max() ?? -1) + 1
+        return Change(closing: [low.partition, high.partition], opening: [(next, low.keyLow, high.keyHigh)])
+    }
+}
+
+/// A split or a merge (``ActorStore/reshard(_:_:)``).
+public enum StreamReshard: Sendable, Equatable {
+    case split(Int)
+    case merge(Int, Int)
+
+    public func change(in partitions: [StreamPartitionStatus], stream: StreamName) throws(StoreError) -> StreamReshardRule.Change {
+        switch self {
+        case .split(let partition): try StreamReshardRule.split(partition, in: partitions, stream: stream)
+        case .merge(let first, let second): try StreamReshardRule.merge(first, second, in: partitions, stream: stream)
+        }
+    }
+}

@@ -190,6 +190,9 @@ final class GatedStore: ActorStore {
         try await inner.readStream(stream, partition: partition, from: sequence, limit: limit)
     }
     func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus { try await inner.streamStatus(stream) }
+    func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
+        try await inner.reshard(stream, operation)
+    }
     func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
         try await inner.dueAlarms(before: before, limit: limit)
     }
