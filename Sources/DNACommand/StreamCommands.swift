@@ -6,7 +6,7 @@ import Foundation
 struct StreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stream", abstract: "Create, append to, read and inspect durable streams in the store.",
-        subcommands: [Create.self, Append.self, Read.self, Status.self, Split.self, Merge.self])
+        subcommands: [Create.self, Append.self, Read.self, Status.self, Split.self, Merge.self, Trim.self])
 
     /// The store and the stream's name, shared by the subcommands.
     struct Target: ParsableArguments {
@@ -157,6 +157,20 @@ struct StreamCommand: AsyncParsableCommand {
         }
     }
 
+    struct Trim: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete now, in every stream of the store, the records their retention lets go (nodes do it each minute).")
+
+        @OptionGroup var location: StoreLocation
+
+        func run() async throws {
+            try bootstrapLogging("error")
+            try await withExistingStore(location.store ?? "") { store in
+                print("deleted \(try await store.trimStreams()) record(s)")
+            }
+        }
+    }
+
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print each partition: state, key range, length, sequences, bytes.")
 
@@ -177,6 +191,17 @@ struct StreamCommand: AsyncParsableCommand {
                             + pad("\(partition.keyLow)-\(partition.keyHigh)", 24) + pad("\(partition.length)", 10)
                             + pad("\(partition.firstSequence)", 10) + pad("\(partition.nextSequence)", 10) + pad("\(partition.bytes)", 12)
                             + (partition.parents.isEmpty ? "-" : partition.parents.map(String.init).joined(separator: ",")))
+                }
+                if !status.consumers.isEmpty {
+                    print("\n" + pad("CONSUMER", 24) + pad("PARTITION", 11) + pad("CHECKPOINT", 12) + "LAG")
+                    for consumer in status.consumers.keys.sorted() {
+                        for partition in status.partitions {
+                            let checkpoint = status.consumers[consumer]?[partition.partition].map(String.init) ?? "-"
+                            print(
+                                pad(consumer, 24) + pad("\(partition.partition)", 11) + pad(checkpoint, 12)
+                                    + "\(status.lag(of: consumer, partition: partition.partition) ?? 0)")
+                        }
+                    }
                 }
             }
         }

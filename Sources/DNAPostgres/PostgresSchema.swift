@@ -76,6 +76,16 @@ package enum PostgresSchema {
             PRIMARY KEY (stream_id, producer_id)
         )
         """,
+        """
+        CREATE TABLE dna_stream_progress (
+            stream_id    BIGINT NOT NULL,
+            partition_id BIGINT NOT NULL,
+            consumer     TEXT COLLATE "C" NOT NULL,
+            next_seq     BIGINT NOT NULL,
+            updated_ms   BIGINT NOT NULL,
+            PRIMARY KEY (stream_id, partition_id, consumer)
+        )
+        """,
     ]
 
     static let tables: [String] = [

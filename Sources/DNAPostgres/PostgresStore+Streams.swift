@@ -159,6 +159,79 @@ extension PostgresStore {
         }
     }
 
+    private static func consumers(of id: Int64, on connection: PostgresConnection, logger: Logger) async throws -> [String: [Int: Int64]] {
+        var result: [String: [Int: Int64]] = [:]
+        for try await (consumer, partition, next) in try await connection.query(
+            "SELECT consumer, partition_id, next_seq FROM dna_stream_progress WHERE stream_id = \(id)", logger: logger
+        ).decode((String, Int64, Int64).self) {
+            result[consumer, default: [:]][Int(partition)] = next
+        }
+        return result
+    }
+
+    public func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError) {
+        try stream.validate()
+        let logger = configuration.logger
+        try await inTransaction("recording the progress of \(consumer) on \(stream)") { connection in
+            let id = try await Self.streamID(stream, on: connection, logger: logger)
+            guard let status = try await Self.partitions(of: id, lock: false, on: connection, logger: logger).first(where: { $0.partition == partition })
+            else { throw StoreError(.notFound, "stream \(stream) has no partition \(partition)") }
+            try StreamProgressRule.check(consumer: consumer, next: next, in: status, stream: stream)
+            try await connection.run(
+                """
+                INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms)
+                VALUES (\(id), \(Int64(partition)), \(consumer), \(next), \(unescaped: Self.now))
+                ON CONFLICT (stream_id, partition_id, consumer) DO UPDATE SET next_seq = excluded.next_seq, updated_ms = excluded.updated_ms
+                """, logger: logger)
+        }
+    }
+
+    public func trimStreams() async throws(StoreError) -> Int {
+        let logger = configuration.logger
+        return try await inTransaction("trimming streams") { connection in
+            var now: Int64 = 0
+            for try await value in try await connection.query("SELECT \(unescaped: Self.now)", logger: logger).decode(Int64.self) { now = value }
+            var kept: [(Int64, StreamRetention)] = []
+            for try await (id, age, bytes, drop) in try await connection.query(
+                """
+                SELECT stream_id, retention_ms, retention_bytes, drop_unconsumed FROM dna_streams
+                WHERE retention_ms IS NOT NULL OR retention_bytes IS NOT NULL
+                """, logger: logger
+            ).decode((Int64, Int64?, Int64?, Bool).self) {
+                kept.append((id, StreamRetention(maxAge: age.map { .milliseconds($0) }, maxBytesPerPartition: bytes, dropUnconsumed: drop)))
+            }
+            var deleted = 0
+            for (id, retention) in kept {
+                let progress = try await Self.consumers(of: id, on: connection, logger: logger)
+                for partition in try await Self.partitions(of: id, lock: true, on: connection, logger: logger) {
+                    var rows: [(sequence: Int64, bytes: Int64, appended: Int64)] = []
+                    for try await (seq, size, appended) in try await connection.query(
+                        """
+                        SELECT seq, (octet_length(key) + octet_length(value))::bigint, appended_ms FROM dna_records
+                        WHERE stream_id = \(id) AND partition_id = \(Int64(partition.partition)) ORDER BY seq
+                        """, logger: logger
+                    ).decode((Int64, Int64, Int64).self) {
+                        rows.append((seq, size, appended))
+                    }
+                    let protected = progress.values.compactMap { $0[partition.partition] }.min()
+                    let keep = StreamRetentionRule.keepFrom(rows, partition: partition, retention: retention, protectedFrom: protected, now: now)
+                    guard keep > partition.firstSequence else { continue }
+                    let gone = rows.filter { $0.sequence < keep }
+                    try await connection.run(
+                        "DELETE FROM dna_records WHERE stream_id = \(id) AND partition_id = \(Int64(partition.partition)) AND seq < \(keep)",
+                        logger: logger)
+                    try await connection.run(
+                        """
+                        UPDATE dna_partitions SET first_seq = \(keep), bytes = \(partition.bytes - gone.reduce(0) { $0 + $1.bytes })
+                        WHERE stream_id = \(id) AND partition_id = \(Int64(partition.partition))
+                        """, logger: logger)
+                    deleted += gone.count
+                }
+            }
+            return deleted
+        }
+    }
+
     public func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
         try stream.validate()
         let logger = configuration.logger
@@ -196,7 +269,9 @@ extension PostgresStore {
             ).decode((Int64?, Int64?, Bool).self) {
                 retention = StreamRetention(maxAge: age.map { .milliseconds($0) }, maxBytesPerPartition: bytes, dropUnconsumed: drop)
             }
-            return StreamStatus(stream: stream, retention: retention, partitions: try await Self.partitions(of: id, lock: false, on: connection, logger: logger))
+            return StreamStatus(
+                stream: stream, retention: retention, partitions: try await Self.partitions(of: id, lock: false, on: connection, logger: logger),
+                consumers: try await Self.consumers(of: id, on: connection, logger: logger))
         }
     }
 }

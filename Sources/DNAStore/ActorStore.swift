@@ -106,6 +106,16 @@ public protocol ActorStore: Sendable {
     /// - Throws: ``StoreError/Code/notFound``; ``StoreError/Code/invalidArgument`` for a
     ///   partition closed already, one holding a single key hash, or ranges not adjacent.
     func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int]
+    /// Records that `consumer` has read `partition` up to `next` (exclusive): its
+    /// checkpoint, which retention respects (``StreamRetention/dropUnconsumed``) and
+    /// ``streamStatus(_:)`` shows with its lag. Consumer stages write theirs in their own
+    /// commits; this is for consumers outside DNA.
+    ///
+    /// - Throws: ``StoreError/Code/notFound``; ``StoreError/Code/invalidArgument`` for a
+    ///   checkpoint past the partition's end or before its start, or an empty consumer name.
+    func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError)
+    /// Deletes, in every stream, the records its retention lets go; returns how many.
+    func trimStreams() async throws(StoreError) -> Int
     /// The stream's partitions: state, key range, first and next sequence, bytes, parents.
     func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus
     /// Registered names, optionally of one kind (`dna status --actors`).

@@ -105,6 +105,15 @@ public final class InMemoryStore: ActorStore {
         return try perform { state, _ throws(StoreError) in try state.readStream(stream, partition: partition, from: sequence, limit: limit) }
     }
 
+    public func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError) {
+        try stream.validate()
+        try perform { state, _ throws(StoreError) in try state.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next) }
+    }
+
+    public func trimStreams() async throws(StoreError) -> Int {
+        try perform { state, _ throws(StoreError) in state.trimStreams(now: WallClockTime.now.milliseconds) }
+    }
+
     public func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
         try stream.validate()
         return try perform { state, _ throws(StoreError) in try state.reshard(stream, operation) }
@@ -280,6 +289,7 @@ package struct InMemoryStoreState: Sendable {
         package var partitions: [StreamPartitionStatus]
         package var records: [Int: [StreamRecord]] = [:]
         package var producers: [String: Int64] = [:]
+        package var consumers: [String: [Int: Int64]] = [:]
     }
 
     package private(set) var streams: [StreamName: Stream] = [:]
@@ -332,6 +342,38 @@ package struct InMemoryStoreState: Sendable {
         return Array((stream.records[partition] ?? []).filter { $0.sequence >= sequence }.prefix(limit))
     }
 
+    package mutating func commitProgress(consumer: String, stream name: StreamName, partition: Int, next: Int64) throws(StoreError) {
+        guard var stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
+        guard let status = stream.partitions.first(where: { $0.partition == partition }) else {
+            throw StoreError(.notFound, "stream \(name) has no partition \(partition)")
+        }
+        try StreamProgressRule.check(consumer: consumer, next: next, in: status, stream: name)
+        stream.consumers[consumer, default: [:]][partition] = next
+        streams[name] = stream
+    }
+
+    package mutating func trimStreams(now: Int64) -> Int {
+        var deleted = 0
+        for (name, var stream) in streams where stream.retention.maxAge != nil || stream.retention.maxBytesPerPartition != nil {
+            for index in stream.partitions.indices {
+                let partition = stream.partitions[index]
+                let records = stream.records[partition.partition] ?? []
+                let protected = stream.consumers.values.compactMap { $0[partition.partition] }.min()
+                let keep = StreamRetentionRule.keepFrom(
+                    records.map { ($0.sequence, Int64($0.key.count + $0.value.count), $0.appendedMilliseconds) }, partition: partition,
+                    retention: stream.retention, protectedFrom: protected, now: now)
+                let gone = records.filter { $0.sequence < keep }
+                guard !gone.isEmpty else { continue }
+                stream.records[partition.partition] = records.filter { $0.sequence >= keep }
+                stream.partitions[index].firstSequence = keep
+                stream.partitions[index].bytes -= gone.reduce(0) { $0 + Int64($1.key.count + $1.value.count) }
+                deleted += gone.count
+            }
+            streams[name] = stream
+        }
+        return deleted
+    }
+
     package mutating func reshard(_ name: StreamName, _ operation: StreamReshard) throws(StoreError) -> [Int] {
         guard var stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
         let change = try operation.change(in: stream.partitions, stream: name)
@@ -350,7 +392,7 @@ package struct InMemoryStoreState: Sendable {
 
     package func streamStatus(_ name: StreamName) throws(StoreError) -> StreamStatus {
         guard let stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
-        return StreamStatus(stream: name, retention: stream.retention, partitions: stream.partitions)
+        return StreamStatus(stream: name, retention: stream.retention, partitions: stream.partitions, consumers: stream.consumers)
     }
 
     package func dueAlarms(before: Int64, limit: Int, now: DNAInstant) -> [DueAlarm] {

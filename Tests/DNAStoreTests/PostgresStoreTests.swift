@@ -246,7 +246,7 @@ struct PostgresStoreTests {
         await (try await openStore(url: url)).close()
         try await execute(url, "ALTER TABLE dna_nodes DROP COLUMN labels")
         try await execute(url, "ALTER TABLE dna_nodes DROP COLUMN rebalance_requested")
-        for table in ["dna_streams", "dna_partitions", "dna_partition_edges", "dna_records", "dna_producers"] {
+        for table in ["dna_streams", "dna_partitions", "dna_partition_edges", "dna_records", "dna_producers", "dna_stream_progress"] {
             try await execute(url, "DROP TABLE \(table)")
         }
         try await execute(url, "UPDATE dna_meta SET value = '2' WHERE key = 'schema_version'")

@@ -57,7 +57,7 @@ struct SQLiteFileTests {
 
     /// Undoes version 4 (streams), to make a file of an earlier version.
     static let dropStreamTables =
-        "DROP TABLE dna_streams; DROP TABLE dna_partitions; DROP TABLE dna_partition_edges; DROP TABLE dna_records; DROP TABLE dna_producers; "
+        "DROP TABLE dna_streams; DROP TABLE dna_partitions; DROP TABLE dna_partition_edges; DROP TABLE dna_records; DROP TABLE dna_producers; DROP TABLE dna_stream_progress; "
 
     @Test func aVersion3FileGetsStreams() async throws {
         let (path, cleanup) = try temporaryPath()

@@ -106,6 +106,51 @@ struct StreamStoreTests {
     }
 
     @Test(arguments: Engine.allCases)
+    func retentionKeepsWhatALaggingConsumerHasNotRead(engine: Engine) async throws {
+        let (store, cleanup) = try await engine.make()
+        defer { cleanup() }
+        // Records of 10 bytes (1-byte key, 9-byte value); at most 30 bytes kept per partition.
+        try await store.createStream(stream, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 30))
+        _ = try await store.append((1...10).map { record("k", "value-\($0 % 10)-x") }, to: stream, producer: nil)
+        try await store.commitProgress(consumer: "slow", stream: stream, partition: 0, next: 3)
+        #expect(try await store.trimStreams() == 2, "only what the slow consumer read")
+        var status = try await store.streamStatus(stream)
+        #expect(status.partitions[0].firstSequence == 3 && status.partitions[0].bytes == 80)
+        #expect(status.consumers["slow"]?[0] == 3 && status.lag(of: "slow", partition: 0) == 8)
+        let trimmed = await #expect(throws: StoreError.self) { _ = try await store.readStream(stream, partition: 0, from: 1, limit: 5) }
+        #expect(trimmed?.code == .invalidArgument && trimmed?.message.contains("retention") == true)
+        // It catches up: the limit applies.
+        try await store.commitProgress(consumer: "slow", stream: stream, partition: 0, next: 11)
+        #expect(try await store.trimStreams() == 5)
+        status = try await store.streamStatus(stream)
+        #expect(status.partitions[0].firstSequence == 8 && status.partitions[0].length == 3 && status.lag(of: "slow", partition: 0) == 0)
+        #expect(try await store.trimStreams() == 0)
+        // A stream that may drop unread records does, whatever its consumers.
+        let lossy = StreamName(namespace: "test", name: "lossy")
+        try await store.createStream(lossy, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 30, dropUnconsumed: true))
+        _ = try await store.append((1...10).map { record("k", "value-\($0 % 10)-x") }, to: lossy, producer: nil)
+        try await store.commitProgress(consumer: "slow", stream: lossy, partition: 0, next: 1)
+        #expect(try await store.trimStreams() == 7)
+        // Bad checkpoints.
+        let past = await #expect(throws: StoreError.self) { try await store.commitProgress(consumer: "c", stream: stream, partition: 0, next: 99) }
+        #expect(past?.code == .invalidArgument)
+        let nowhere = await #expect(throws: StoreError.self) { try await store.commitProgress(consumer: "c", stream: stream, partition: 5, next: 1) }
+        #expect(nowhere?.code == .notFound)
+        await store.close()
+    }
+
+    @Test func retentionByAgeCountsFromTheStoresClock() {
+        let partition = StreamPartitionStatus(
+            partition: 0, isOpen: true, keyLow: 0, keyHigh: .max, firstSequence: 1, nextSequence: 5, bytes: 40, parents: [])
+        let records: [(sequence: Int64, bytes: Int64, appended: Int64)] = [(1, 10, 1_000), (2, 10, 2_000), (3, 10, 3_000), (4, 10, 4_000)]
+        let hour = StreamRetention(maxAge: .seconds(1))
+        #expect(StreamRetentionRule.keepFrom(records, partition: partition, retention: hour, protectedFrom: nil, now: 4_500) == 4)
+        #expect(StreamRetentionRule.keepFrom(records, partition: partition, retention: hour, protectedFrom: 2, now: 4_500) == 2)
+        #expect(StreamRetentionRule.keepFrom(records, partition: partition, retention: hour, protectedFrom: nil, now: 10_000) == 5)
+        #expect(StreamRetentionRule.keepFrom(records, partition: partition, retention: StreamRetention(), protectedFrom: nil, now: 10_000) == 1)
+    }
+
+    @Test(arguments: Engine.allCases)
     func badInputIsAClearErrorAndStoresNothing(engine: Engine) async throws {
         let (store, cleanup) = try await engine.make()
         defer { cleanup() }

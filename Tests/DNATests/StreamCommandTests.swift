@@ -33,6 +33,11 @@ struct StreamCommandTests {
         #expect(half.status != 0 && half.error.contains("--producer and --sequence go together"))
         let twice = try runDNA(["stream", "create", "--store", store, "readings", "--partitions", "3"])
         #expect(twice.status != 0 && twice.error.contains("exists already"))
+        // Retention by size, applied now.
+        _ = try runDNA(["stream", "create", "--store", store, "small", "--partitions", "1", "--retention-bytes", "5"])
+        _ = try runDNA(["stream", "append", "--store", store, "small", "--key", "dev-1", "10", "11"])
+        let trim = try runDNA(["stream", "trim", "--store", store])
+        #expect(trim.status == 0 && trim.output.contains("deleted 2 record(s)"), "\(trim.output)\(trim.error)")
         // Split and merge back; a second split of the same partition is refused.
         let split = try runDNA(["stream", "split", "--store", store, "readings", "--partition", "1"])
         #expect(split.status == 0 && split.output.contains("split partition 1 of default/readings into 3 and 4"), "\(split.output)\(split.error)")

@@ -468,6 +468,15 @@ public final class Node: Service, Sendable {
                 } catch {
                     logger.debug("could not forget gone nodes", metadata: ["error": "\(error)"])
                 }
+                // Streams' retention, by one node: the live one with the lowest id.
+                if !cluster.servingNodes(except: id).contains(where: { $0.id.rawValue < id.rawValue }) {
+                    do {
+                        let trimmed = try await store.trimStreams()
+                        if trimmed > 0 { logger.debug("stream records past their retention deleted", metadata: ["records": "\(trimmed)"]) }
+                    } catch {
+                        logger.warning("could not apply stream retention", metadata: ["error": "\(error)"])
+                    }
+                }
             }
         }
     }

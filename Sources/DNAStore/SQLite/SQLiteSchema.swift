@@ -131,6 +131,14 @@ public enum SQLiteSchema {
             last_seq     INTEGER NOT NULL,
             PRIMARY KEY (stream_id, producer_id)
         ) WITHOUT ROWID;
+        CREATE TABLE dna_stream_progress (
+            stream_id    INTEGER NOT NULL,
+            partition_id INTEGER NOT NULL,
+            consumer     TEXT    NOT NULL,
+            next_seq     INTEGER NOT NULL,
+            updated_ms   INTEGER NOT NULL,
+            PRIMARY KEY (stream_id, partition_id, consumer)
+        ) WITHOUT ROWID;
         """
 
     /// Version 3 → 4: streams.

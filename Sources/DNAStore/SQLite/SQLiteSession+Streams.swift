@@ -52,7 +52,7 @@ extension SQLiteSession {
             maxAge: retention.isNull(0) ? nil : .milliseconds(retention.int64(0)),
             maxBytesPerPartition: retention.isNull(1) ? nil : retention.int64(1), dropUnconsumed: retention.int64(2) != 0)
         retention.reset()
-        return StreamStatus(stream: stream, retention: kept, partitions: try partitions(of: id))
+        return StreamStatus(stream: stream, retention: kept, partitions: try partitions(of: id), consumers: try consumers(of: id))
     }
 
     private func partitions(of id: Int64) throws(StoreError) -> [StreamPartitionStatus] {
@@ -192,5 +192,89 @@ extension SQLiteSession {
             }
         }
         return change.opening.map(\.partition)
+    }
+}
+
+extension SQLiteSession {
+    func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) throws(StoreError) {
+        let id = try streamIDForReshard(stream)
+        guard let status = try partitionsForReshard(id).first(where: { $0.partition == partition }) else {
+            throw StoreError(.notFound, "stream \(stream) has no partition \(partition)")
+        }
+        try StreamProgressRule.check(consumer: consumer, next: next, in: status, stream: stream)
+        let upsert = cachedStatement("""
+            INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms)
+            VALUES (?1, ?2, ?3, ?4, \(SQLiteSchema.nowMilliseconds))
+            ON CONFLICT (stream_id, partition_id, consumer) DO UPDATE SET next_seq = excluded.next_seq, updated_ms = excluded.updated_ms
+            """)
+        upsert.bind(1, id)
+        upsert.bind(2, Int64(partition))
+        upsert.bind(3, consumer)
+        upsert.bind(4, next)
+        try upsert.run()
+    }
+
+    func consumers(of id: Int64) throws(StoreError) -> [String: [Int: Int64]] {
+        let select = cachedStatement("SELECT consumer, partition_id, next_seq FROM dna_stream_progress WHERE stream_id = ?1")
+        defer { select.reset() }
+        select.bind(1, id)
+        var result: [String: [Int: Int64]] = [:]
+        while try select.step() { result[select.string(0), default: [:]][Int(select.int64(1))] = select.int64(2) }
+        return result
+    }
+
+    func trimStreams() throws(StoreError) -> Int {
+        let now = cachedStatement("SELECT \(SQLiteSchema.nowMilliseconds)")
+        _ = try now.step()
+        let nowMilliseconds = now.int64(0)
+        now.reset()
+        let streams = cachedStatement("""
+            SELECT stream_id, retention_ms, retention_bytes, drop_unconsumed FROM dna_streams
+            WHERE retention_ms IS NOT NULL OR retention_bytes IS NOT NULL
+            """)
+        var kept: [(Int64, StreamRetention)] = []
+        while try streams.step() {
+            kept.append(
+                (
+                    streams.int64(0),
+                    StreamRetention(
+                        maxAge: streams.isNull(1) ? nil : .milliseconds(streams.int64(1)),
+                        maxBytesPerPartition: streams.isNull(2) ? nil : streams.int64(2), dropUnconsumed: streams.int64(3) != 0)
+                ))
+        }
+        streams.reset()
+        let records = cachedStatement("""
+            SELECT seq, length(key) + length(value), appended_ms FROM dna_records
+            WHERE stream_id = ?1 AND partition_id = ?2 ORDER BY seq
+            """)
+        let delete = cachedStatement("DELETE FROM dna_records WHERE stream_id = ?1 AND partition_id = ?2 AND seq < ?3")
+        let update = cachedStatement("UPDATE dna_partitions SET first_seq = ?3, bytes = ?4 WHERE stream_id = ?1 AND partition_id = ?2")
+        var deleted = 0
+        for (id, retention) in kept {
+            let progress = try consumers(of: id)
+            for partition in try partitionsForReshard(id) {
+                records.bind(1, id)
+                records.bind(2, Int64(partition.partition))
+                var rows: [(sequence: Int64, bytes: Int64, appended: Int64)] = []
+                while try records.step() { rows.append((records.int64(0), records.int64(1), records.int64(2))) }
+                records.reset()
+                let protected = progress.values.compactMap { $0[partition.partition] }.min()
+                let keep = StreamRetentionRule.keepFrom(
+                    rows, partition: partition, retention: retention, protectedFrom: protected, now: nowMilliseconds)
+                guard keep > partition.firstSequence else { continue }
+                let gone = rows.filter { $0.sequence < keep }
+                delete.bind(1, id)
+                delete.bind(2, Int64(partition.partition))
+                delete.bind(3, keep)
+                try delete.run()
+                update.bind(1, id)
+                update.bind(2, Int64(partition.partition))
+                update.bind(3, keep)
+                update.bind(4, partition.bytes - gone.reduce(0) { $0 + $1.bytes })
+                try update.run()
+                deleted += gone.count
+            }
+        }
+        return deleted
     }
 }

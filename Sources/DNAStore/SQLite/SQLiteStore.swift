@@ -241,6 +241,17 @@ public final class SQLiteStore: ActorStore {
         }
     }
 
+    public func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError) {
+        try stream.validate()
+        try await perform { session throws(StoreError) in
+            try session.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next)
+        }
+    }
+
+    public func trimStreams() async throws(StoreError) -> Int {
+        try await perform { session throws(StoreError) in try session.trimStreams() }
+    }
+
     public func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
         try stream.validate()
         return try await perform { session throws(StoreError) in try session.reshard(stream, operation) }

@@ -165,11 +165,47 @@ public struct StreamStatus: Sendable, Equatable {
     public var stream: StreamName
     public var retention: StreamRetention
     public var partitions: [StreamPartitionStatus]
+    /// Each consumer's checkpoint per partition: the next sequence it reads.
+    public var consumers: [String: [Int: Int64]]
 
-    public init(stream: StreamName, retention: StreamRetention, partitions: [StreamPartitionStatus]) {
+    public init(stream: StreamName, retention: StreamRetention, partitions: [StreamPartitionStatus], consumers: [String: [Int: Int64]] = [:]) {
         self.stream = stream
         self.retention = retention
         self.partitions = partitions
+        self.consumers = consumers
+    }
+
+    /// Records of `partition` that `consumer` has not read.
+    public func lag(of consumer: String, partition: Int) -> Int64? {
+        guard let status = partitions.first(where: { $0.partition == partition }) else { return nil }
+        return status.nextSequence - (consumers[consumer]?[partition] ?? status.firstSequence)
+    }
+}
+
+/// Retention, decided the same way by every engine for one partition: the sequence its
+/// records are kept from.
+public enum StreamRetentionRule {
+    /// - Parameters:
+    ///   - records: the partition's records from its first on: sequence, bytes, appended (ms).
+    ///   - protectedFrom: the lowest checkpoint of its consumers (`nil`: none).
+    /// - Returns: the new first sequence (records below it go).
+    public static func keepFrom(
+        _ records: [(sequence: Int64, bytes: Int64, appended: Int64)], partition: StreamPartitionStatus, retention: StreamRetention,
+        protectedFrom: Int64?, now: Int64
+    ) -> Int64 {
+        var cut = partition.firstSequence
+        if let age = retention.maxAge?.milliseconds {
+            for record in records where record.appended < now - age { cut = max(cut, record.sequence + 1) }
+        }
+        if let limit = retention.maxBytesPerPartition {
+            var total = records.reduce(Int64(0)) { $0 + $1.bytes }
+            for record in records where total > limit {
+                total -= record.bytes
+                cut = max(cut, record.sequence + 1)
+            }
+        }
+        if let protectedFrom, !retention.dropUnconsumed { cut = min(cut, max(partition.firstSequence, protectedFrom)) }
+        return min(cut, partition.nextSequence)
     }
 }
 
@@ -326,6 +362,18 @@ public enum StreamReshard: Sendable, Equatable {
         switch self {
         case .split(let partition): try StreamReshardRule.split(partition, in: partitions, stream: stream)
         case .merge(let first, let second): try StreamReshardRule.merge(first, second, in: partitions, stream: stream)
+        }
+    }
+}
+
+/// What every engine checks before recording a consumer's checkpoint.
+public enum StreamProgressRule {
+    public static func check(consumer: String, next: Int64, in partition: StreamPartitionStatus, stream: StreamName) throws(StoreError) {
+        guard !consumer.isEmpty, consumer.utf8.count <= 200 else { throw StoreError(.invalidArgument, "a consumer name is 1 to 200 bytes") }
+        guard next >= 1, next <= partition.nextSequence else {
+            throw StoreError(
+                .invalidArgument,
+                "partition \(partition.partition) of stream \(stream) ends at \(partition.nextSequence - 1): a checkpoint at \(next) is past it")
         }
     }
 }

@@ -190,6 +190,10 @@ final class GatedStore: ActorStore {
         try await inner.readStream(stream, partition: partition, from: sequence, limit: limit)
     }
     func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus { try await inner.streamStatus(stream) }
+    func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError) {
+        try await inner.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next)
+    }
+    func trimStreams() async throws(StoreError) -> Int { try await inner.trimStreams() }
     func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
         try await inner.reshard(stream, operation)
     }
