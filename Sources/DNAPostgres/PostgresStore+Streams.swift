@@ -81,10 +81,7 @@ extension PostgresStore {
         let logger = configuration.logger
         return try await inTransaction("appending to stream \(stream)") { connection in
             let id = try await Self.streamID(stream, on: connection, logger: logger)
-            var partitions = try await Self.partitions(of: id, lock: true, on: connection, logger: logger)
-            let targets = try records.map { record throws(StoreError) in
-                try StreamAppendRule.partition(of: record, in: partitions, stream: stream)
-            }
+            let partitions = try await Self.partitions(of: id, lock: true, on: connection, logger: logger)
             var lastStored: Int64 = 0
             if let producer {
                 for try await last in try await connection.query(
@@ -93,43 +90,30 @@ extension PostgresStore {
                     lastStored = last
                 }
             }
-            var positions: [StreamPosition] = []
-            for (index, record) in records.enumerated() {
-                let partition = targets[index]
-                if let producer, producer.firstSequence + Int64(index) <= lastStored {
-                    positions.append(StreamPosition(partition: partition, sequence: 0, duplicate: true))
-                    continue
-                }
-                let slot = partitions.firstIndex { $0.partition == partition }!
-                let sequence = partitions[slot].nextSequence
-                partitions[slot].nextSequence += 1
-                partitions[slot].bytes += Int64(record.key.count + record.value.count)
+            let plan = try StreamAppendRule.plan(records, in: partitions, stream: stream, producer: producer, lastStored: lastStored)
+            for row in plan.inserts {
                 try await connection.run(
                     """
                     INSERT INTO dna_records (stream_id, partition_id, seq, key, value, appended_ms)
-                    VALUES (\(id), \(Int64(partition)), \(sequence), \(ByteBuffer(bytes: record.key)), \(ByteBuffer(bytes: record.value)),
-                        \(unescaped: Self.now))
+                    VALUES (\(id), \(Int64(row.partition)), \(row.sequence), \(ByteBuffer(bytes: row.record.key)),
+                        \(ByteBuffer(bytes: row.record.value)), \(unescaped: Self.now))
                     """, logger: logger)
-                positions.append(StreamPosition(partition: partition, sequence: sequence, duplicate: false))
             }
-            for partition in partitions where targets.contains(partition.partition) {
+            for partition in plan.changed {
                 try await connection.run(
                     """
                     UPDATE dna_partitions SET next_seq = \(partition.nextSequence), bytes = \(partition.bytes)
                     WHERE stream_id = \(id) AND partition_id = \(Int64(partition.partition))
                     """, logger: logger)
             }
-            if let producer, !records.isEmpty {
-                let highest = producer.firstSequence + Int64(records.count) - 1
-                if highest > lastStored {
-                    try await connection.run(
-                        """
-                        INSERT INTO dna_producers (stream_id, producer_id, last_seq) VALUES (\(id), \(producer.id), \(highest))
-                        ON CONFLICT (stream_id, producer_id) DO UPDATE SET last_seq = excluded.last_seq
-                        """, logger: logger)
-                }
+            if let producer, let highest = plan.producerLast {
+                try await connection.run(
+                    """
+                    INSERT INTO dna_producers (stream_id, producer_id, last_seq) VALUES (\(id), \(producer.id), \(highest))
+                    ON CONFLICT (stream_id, producer_id) DO UPDATE SET last_seq = excluded.last_seq
+                    """, logger: logger)
             }
-            return positions
+            return plan.positions
         }
     }
 

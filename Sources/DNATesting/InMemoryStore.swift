@@ -310,27 +310,19 @@ package struct InMemoryStoreState: Sendable {
         -> [StreamPosition]
     {
         guard var stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
-        let targets = try records.map { record throws(StoreError) in try StreamAppendRule.partition(of: record, in: stream.partitions, stream: name) }
-        let lastStored = producer.flatMap { stream.producers[$0.id] } ?? 0
+        let plan = try StreamAppendRule.plan(
+            records, in: stream.partitions, stream: name, producer: producer, lastStored: producer.flatMap { stream.producers[$0.id] } ?? 0)
         let now = WallClockTime.now.milliseconds
-        var positions: [StreamPosition] = []
-        for (index, record) in records.enumerated() {
-            let partition = targets[index]
-            if let producer, producer.firstSequence + Int64(index) <= lastStored {
-                positions.append(StreamPosition(partition: partition, sequence: 0, duplicate: true))
-                continue
-            }
-            let slot = stream.partitions.firstIndex { $0.partition == partition }!
-            let sequence = stream.partitions[slot].nextSequence
-            stream.partitions[slot].nextSequence += 1
-            stream.partitions[slot].bytes += Int64(record.key.count + record.value.count)
-            stream.records[partition, default: []].append(
-                StreamRecord(partition: partition, sequence: sequence, key: record.key, value: record.value, appendedMilliseconds: now))
-            positions.append(StreamPosition(partition: partition, sequence: sequence, duplicate: false))
+        for row in plan.inserts {
+            stream.records[row.partition, default: []].append(
+                StreamRecord(partition: row.partition, sequence: row.sequence, key: row.record.key, value: row.record.value, appendedMilliseconds: now))
         }
-        if let producer, !records.isEmpty { stream.producers[producer.id] = max(lastStored, producer.firstSequence + Int64(records.count) - 1) }
+        for partition in plan.changed {
+            if let index = stream.partitions.firstIndex(where: { $0.partition == partition.partition }) { stream.partitions[index] = partition }
+        }
+        if let producer, let highest = plan.producerLast { stream.producers[producer.id] = highest }
         streams[name] = stream
-        return positions
+        return plan.positions
     }
 
     package func readStream(_ name: StreamName, partition: Int, from sequence: Int64, limit: Int) throws(StoreError) -> [StreamRecord] {

@@ -82,8 +82,6 @@ extension SQLiteSession {
 
     func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) throws(StoreError) -> [StreamPosition] {
         let id = try streamID(stream)
-        var partitions = try partitions(of: id)
-        let targets = try records.map { record throws(StoreError) in try StreamAppendRule.partition(of: record, in: partitions, stream: stream) }
         var lastStored: Int64 = 0
         if let producer {
             let last = cachedStatement("SELECT last_seq FROM dna_producers WHERE stream_id = ?1 AND producer_id = ?2")
@@ -92,52 +90,38 @@ extension SQLiteSession {
             if try last.step() { lastStored = last.int64(0) }
             last.reset()
         }
+        let plan = try StreamAppendRule.plan(records, in: try partitions(of: id), stream: stream, producer: producer, lastStored: lastStored)
         let insert = cachedStatement("""
             INSERT INTO dna_records (stream_id, partition_id, seq, key, value, appended_ms)
             VALUES (?1, ?2, ?3, ?4, ?5, \(SQLiteSchema.nowMilliseconds))
             """)
-        var positions: [StreamPosition] = []
-        positions.reserveCapacity(records.count)
-        for (index, record) in records.enumerated() {
-            let partition = targets[index]
-            if let producer, producer.firstSequence + Int64(index) <= lastStored {
-                positions.append(StreamPosition(partition: partition, sequence: 0, duplicate: true))
-                continue
-            }
-            let slot = partitions.firstIndex { $0.partition == partition }!
-            let sequence = partitions[slot].nextSequence
-            partitions[slot].nextSequence += 1
-            partitions[slot].bytes += Int64(record.key.count + record.value.count)
+        for row in plan.inserts {
             insert.bind(1, id)
-            insert.bind(2, Int64(partition))
-            insert.bind(3, sequence)
-            insert.bind(4, bytes: record.key)
-            insert.bind(5, bytes: record.value)
+            insert.bind(2, Int64(row.partition))
+            insert.bind(3, row.sequence)
+            insert.bind(4, bytes: row.record.key)
+            insert.bind(5, bytes: row.record.value)
             try insert.run()
-            positions.append(StreamPosition(partition: partition, sequence: sequence, duplicate: false))
         }
         let update = cachedStatement("UPDATE dna_partitions SET next_seq = ?3, bytes = ?4 WHERE stream_id = ?1 AND partition_id = ?2")
-        for partition in partitions where targets.contains(partition.partition) {
+        for partition in plan.changed {
             update.bind(1, id)
             update.bind(2, Int64(partition.partition))
             update.bind(3, partition.nextSequence)
             update.bind(4, partition.bytes)
             try update.run()
         }
-        if let producer, !records.isEmpty {
-            let highest = producer.firstSequence + Int64(records.count) - 1
-            if highest > lastStored {
-                let upsert = cachedStatement("""
-                    INSERT INTO dna_producers (stream_id, producer_id, last_seq) VALUES (?1, ?2, ?3)
-                    ON CONFLICT (stream_id, producer_id) DO UPDATE SET last_seq = excluded.last_seq
-                    """)
-                upsert.bind(1, id)
-                upsert.bind(2, producer.id)
-                upsert.bind(3, highest)
-                try upsert.run()
-            }
+        if let producer, let highest = plan.producerLast {
+            let upsert = cachedStatement("""
+                INSERT INTO dna_producers (stream_id, producer_id, last_seq) VALUES (?1, ?2, ?3)
+                ON CONFLICT (stream_id, producer_id) DO UPDATE SET last_seq = excluded.last_seq
+                """)
+            upsert.bind(1, id)
+            upsert.bind(2, producer.id)
+            upsert.bind(3, highest)
+            try upsert.run()
         }
-        return positions
+        return plan.positions
     }
 
     func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) throws(StoreError) -> [StreamRecord] {

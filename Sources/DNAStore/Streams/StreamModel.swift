@@ -245,6 +245,51 @@ public enum StreamAppendRule {
         return partition.partition
     }
 
+    /// An append decided: where each record goes, which are stored (the others repeat a
+    /// producer's earlier append), the partitions' new next sequences and sizes, and the
+    /// producer's new last number.
+    public struct Plan: Sendable {
+        public var positions: [StreamPosition]
+        /// The records to insert, with their partition and sequence.
+        public var inserts: [(partition: Int, sequence: Int64, record: StreamAppendRecord)]
+        /// The partitions the append changed, as they are after it.
+        public var changed: [StreamPartitionStatus]
+        /// The producer's highest number stored after the append, if it rose.
+        public var producerLast: Int64?
+    }
+
+    /// Plans an append of `records` to `partitions` (as read under the engine's lock), the
+    /// producer having stored up to `lastStored` before.
+    public static func plan(
+        _ records: [StreamAppendRecord], in partitions: [StreamPartitionStatus], stream: StreamName, producer: StreamProducer?,
+        lastStored: Int64
+    ) throws(StoreError) -> Plan {
+        var partitions = partitions
+        let targets = try records.map { record throws(StoreError) in try partition(of: record, in: partitions, stream: stream) }
+        var plan = Plan(positions: [], inserts: [], changed: [], producerLast: nil)
+        plan.positions.reserveCapacity(records.count)
+        for (index, record) in records.enumerated() {
+            let partition = targets[index]
+            if let producer, producer.firstSequence + Int64(index) <= lastStored {
+                plan.positions.append(StreamPosition(partition: partition, sequence: 0, duplicate: true))
+                continue
+            }
+            let slot = partitions.firstIndex { $0.partition == partition }!
+            let sequence = partitions[slot].nextSequence
+            partitions[slot].nextSequence += 1
+            partitions[slot].bytes += Int64(record.key.count + record.value.count)
+            plan.inserts.append((partition, sequence, record))
+            plan.positions.append(StreamPosition(partition: partition, sequence: sequence, duplicate: false))
+        }
+        let touched = Set(plan.inserts.map(\.partition))
+        plan.changed = partitions.filter { touched.contains($0.partition) }
+        if let producer, !records.isEmpty {
+            let highest = producer.firstSequence + Int64(records.count) - 1
+            if highest > lastStored { plan.producerLast = highest }
+        }
+        return plan
+    }
+
     public static func validate(_ producer: StreamProducer?) throws(StoreError) {
         guard let producer else { return }
         guard !producer.id.isEmpty, producer.id.utf8.count <= 200 else {
