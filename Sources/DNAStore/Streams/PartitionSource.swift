@@ -1,0 +1,90 @@
+/// What a consumer stage reads: a partitioned, ordered source. DNA's own streams are one
+/// (``StreamSource``), a PostgreSQL table ordered by a sequence column another
+/// (`DNAPostgres`'s `PostgresTableSource`); a Kafka topic (partitions, offsets) or a Kinesis
+/// stream (shards with their parent shards, sequence numbers) plug in the same way.
+///
+/// A consumer keeps its position per partition as its checkpoint and asks for the records
+/// after it; a partition with parents is read only once its parents are read to their end
+/// (unless the stage relaxes that order).
+public protocol PartitionSource: Sendable {
+    /// Where a record is in its partition, as the source counts (an offset, a sequence
+    /// number): ordered, and stored in the consumer's checkpoint.
+    associatedtype Position: Codable & Sendable & Comparable
+
+    /// The source's partitions now: ids, parents, and whether each still takes records.
+    func partitions() async throws -> [SourcePartition]
+    /// The position before the first record a partition keeps.
+    func start(of partition: String) async throws -> Position
+    /// Up to `limit` records of `partition` after `position`, in order.
+    func read(_ partition: String, after position: Position, limit: Int) async throws -> [SourceRecord<Position>]
+}
+
+/// A partition of a ``PartitionSource``.
+public struct SourcePartition: Sendable, Equatable, Hashable {
+    public var id: String
+    /// The partitions it continues (a split's parent, a merge's two): read them first.
+    public var parents: [String]
+    /// `false` once it takes no more records (split, merged, or a closed shard): read to
+    /// its end, it is done.
+    public var isOpen: Bool
+
+    public init(id: String, parents: [String] = [], isOpen: Bool = true) {
+        self.id = id
+        self.parents = parents
+        self.isOpen = isOpen
+    }
+}
+
+/// A record read from a ``PartitionSource``.
+public struct SourceRecord<Position: Sendable>: Sendable {
+    public var position: Position
+    public var key: [UInt8]
+    public var value: [UInt8]
+
+    public init(position: Position, key: [UInt8], value: [UInt8]) {
+        self.position = position
+        self.key = key
+        self.value = value
+    }
+}
+
+/// A DNA stream as a ``PartitionSource``: partition ids are the stream's partition numbers,
+/// positions its sequences.
+public struct StreamSource: PartitionSource {
+    public typealias Position = Int64
+
+    public let store: any ActorStore
+    public let stream: StreamName
+
+    public init(store: any ActorStore, stream: StreamName) {
+        self.store = store
+        self.stream = stream
+    }
+
+    public func partitions() async throws -> [SourcePartition] {
+        try await store.streamStatus(stream).partitions.map {
+            SourcePartition(id: String($0.partition), parents: $0.parents.map(String.init), isOpen: $0.isOpen)
+        }
+    }
+
+    public func start(of partition: String) async throws -> Int64 {
+        let number = try Self.number(partition, of: stream)
+        guard let status = try await store.streamStatus(stream).partitions.first(where: { $0.partition == number }) else {
+            throw StoreError(.notFound, "stream \(stream) has no partition \(partition)")
+        }
+        return status.firstSequence - 1
+    }
+
+    public func read(_ partition: String, after position: Int64, limit: Int) async throws -> [SourceRecord<Int64>] {
+        try await store.readStream(stream, partition: try Self.number(partition, of: stream), from: position + 1, limit: limit).map {
+            SourceRecord(position: $0.sequence, key: $0.key, value: $0.value)
+        }
+    }
+
+    private static func number(_ partition: String, of stream: StreamName) throws(StoreError) -> Int {
+        guard let number = Int(partition), number >= 0 else {
+            throw StoreError(.notFound, "stream \(stream) has no partition '\(partition)' (its partitions are numbered)")
+        }
+        return number
+    }
+}

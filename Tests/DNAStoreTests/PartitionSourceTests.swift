@@ -1,0 +1,61 @@
+import DNAPostgres
+import DNAStore
+import DNATesting
+import Foundation
+import Testing
+
+/// The sources a consumer stage reads: DNA's streams and a PostgreSQL table.
+@Suite("Partition sources")
+struct PartitionSourceTests {
+    @Test(arguments: Engine.allCases)
+    func aStreamIsASourceWithItsPartitionsParentsAndSequences(engine: Engine) async throws {
+        let (store, cleanup) = try await engine.make()
+        defer { cleanup() }
+        let stream = StreamName(namespace: "test", name: "source")
+        try await store.createStream(stream, partitions: 2, retention: StreamRetention())
+        _ = try await store.append((0..<6).map { StreamAppendRecord(key: [UInt8]("k".utf8), value: [UInt8]("\($0)".utf8), partition: 1) }, to: stream, producer: nil)
+        _ = try await store.reshard(stream, .split(0))
+        let source = StreamSource(store: store, stream: stream)
+        let partitions = try await source.partitions()
+        #expect(partitions.map(\.id) == ["0", "1", "2", "3"])
+        #expect(partitions[0].isOpen == false && partitions[2].parents == ["0"] && partitions[3].parents == ["0"])
+        let start = try await source.start(of: "1")
+        #expect(start == 0)
+        let first = try await source.read("1", after: start, limit: 4)
+        #expect(first.map(\.position) == [1, 2, 3, 4])
+        let rest = try await source.read("1", after: first.last!.position, limit: 4)
+        #expect(rest.map { String(decoding: $0.value, as: UTF8.self) } == ["4", "5"])
+        #expect(try await source.read("1", after: 6, limit: 4).isEmpty)
+        await #expect(throws: StoreError.self) { _ = try await source.read("x", after: 0, limit: 1) }
+        await store.close()
+    }
+
+    @Test func aPostgreSQLTableIsASourceOrderedByItsSequenceColumn() async throws {
+        guard PostgresTestServer.isAvailable else { return }
+        let url = try await PostgresTestServer.freshDatabase()
+        let store = try await PostgresStoreTests().openStore(url: url)
+        try await LocalPostgresServer.execute(
+            "CREATE TABLE readings (id bigserial PRIMARY KEY, device text NOT NULL, payload bytea NOT NULL)", on: url)
+        try await LocalPostgresServer.execute(
+            "INSERT INTO readings (device, payload) VALUES ('a', 'x1'), ('b', 'y1'), ('a', 'x2'), ('a', 'x3')", on: url)
+        let whole = try PostgresTableSource(store: store, table: "readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload")
+        #expect(try await whole.partitions().map(\.id) == [""])
+        let firstTwo = try await whole.read("", after: try await whole.start(of: ""), limit: 2)
+        #expect(firstTwo.map(\.position) == [1, 2] && firstTwo.map { String(decoding: $0.key, as: UTF8.self) } == ["a", "b"])
+        #expect(try await whole.read("", after: 2, limit: 10).map(\.position) == [3, 4])
+        #expect(try await whole.read("", after: 4, limit: 10).isEmpty)
+        let byDevice = try PostgresTableSource(
+            store: store, table: "public.readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload", partitionColumn: "device")
+        #expect(try await byDevice.partitions().map(\.id) == ["a", "b"])
+        let a = try await byDevice.read("a", after: 0, limit: 10)
+        #expect(a.map(\.position) == [1, 3, 4] && a.map { String(decoding: $0.value, as: UTF8.self) } == ["x1", "x2", "x3"])
+        // Names go into the SQL as they are: anything but a plain identifier is refused.
+        #expect(throws: StoreError.self) {
+            _ = try PostgresTableSource(store: store, table: "readings; DROP TABLE readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload")
+        }
+        #expect(throws: StoreError.self) {
+            _ = try PostgresTableSource(store: store, table: "readings", sequenceColumn: "id", keyColumn: "device\"", valueColumn: "payload")
+        }
+        await store.close()
+    }
+}
