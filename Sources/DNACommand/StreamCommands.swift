@@ -6,7 +6,7 @@ import Foundation
 struct StreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stream", abstract: "Create, append to, read and inspect durable streams in the store.",
-        subcommands: [Create.self, Append.self, Read.self, Status.self, Split.self, Merge.self, Trim.self])
+        subcommands: [Create.self, Append.self, Read.self, Status.self, Split.self, Merge.self, Trim.self, ForgetConsumer.self])
 
     /// The store and the stream's name, shared by the subcommands.
     struct Target: ParsableArguments {
@@ -167,6 +167,25 @@ struct StreamCommand: AsyncParsableCommand {
             try bootstrapLogging("error")
             try await withExistingStore(location.store ?? "") { store in
                 print("deleted \(try await store.trimStreams()) record(s)")
+            }
+        }
+    }
+
+    struct ForgetConsumer: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "forget-consumer", abstract: "Forget a consumer gone for good: its checkpoints no longer hold records back from retention.")
+
+        @OptionGroup var target: Target
+
+        @Option(help: "The consumer.")
+        var consumer: String
+
+        func run() async throws {
+            try bootstrapLogging("error")
+            let (stream, consumer) = (target.stream, consumer)
+            try await withExistingStore(target.store) { store in
+                let partitions = try await store.forgetConsumer(consumer, of: stream)
+                print("forgot consumer \(consumer) of \(stream) (checkpoints on \(partitions) partition(s))")
             }
         }
     }

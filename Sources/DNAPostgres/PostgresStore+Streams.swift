@@ -170,6 +170,17 @@ extension PostgresStore {
         }
     }
 
+    public func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
+        try stream.validate()
+        let logger = configuration.logger
+        return try await inTransaction("forgetting consumer \(consumer) of \(stream)") { connection in
+            let id = try await Self.streamID(stream, on: connection, logger: logger)
+            return try await connection.query(
+                "DELETE FROM dna_stream_progress WHERE stream_id = \(id) AND consumer = \(consumer) RETURNING 1", logger: logger
+            ).collect().count
+        }
+    }
+
     public func trimStreams() async throws(StoreError) -> Int {
         let logger = configuration.logger
         return try await inTransaction("trimming streams") { connection in

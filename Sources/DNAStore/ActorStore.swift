@@ -114,6 +114,11 @@ public protocol ActorStore: Sendable {
     /// - Throws: ``StoreError/Code/notFound``; ``StoreError/Code/invalidArgument`` for a
     ///   checkpoint past the partition's end or before its start, or an empty consumer name.
     func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError)
+    /// Forgets a consumer of a stream (one gone for good): its checkpoints no longer hold
+    /// records back from retention. Returns the partitions it had checkpoints on.
+    ///
+    /// - Throws: ``StoreError/Code/notFound`` for a missing stream.
+    func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int
     /// Deletes, in every stream, the records its retention lets go; returns how many.
     func trimStreams() async throws(StoreError) -> Int
     /// The stream's partitions: state, key range, first and next sequence, bytes, parents.

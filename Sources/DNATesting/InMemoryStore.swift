@@ -110,6 +110,11 @@ public final class InMemoryStore: ActorStore {
         try perform { state, _ throws(StoreError) in try state.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next) }
     }
 
+    public func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
+        try stream.validate()
+        return try perform { state, _ throws(StoreError) in try state.forgetConsumer(consumer, of: stream) }
+    }
+
     public func trimStreams() async throws(StoreError) -> Int {
         try perform { state, _ throws(StoreError) in state.trimStreams(now: WallClockTime.now.milliseconds) }
     }
@@ -342,6 +347,11 @@ package struct InMemoryStoreState: Sendable {
         try StreamProgressRule.check(consumer: consumer, next: next, in: status, stream: name)
         stream.consumers[consumer, default: [:]][partition] = next
         streams[name] = stream
+    }
+
+    package mutating func forgetConsumer(_ consumer: String, of name: StreamName) throws(StoreError) -> Int {
+        guard streams[name] != nil else { throw StoreError(.notFound, "no stream \(name)") }
+        return streams[name]?.consumers.removeValue(forKey: consumer)?.count ?? 0
     }
 
     package mutating func trimStreams(now: Int64) -> Int {

@@ -125,6 +125,14 @@ struct StreamStoreTests {
         status = try await store.streamStatus(stream)
         #expect(status.partitions[0].firstSequence == 8 && status.partitions[0].length == 3 && status.lag(of: "slow", partition: 0) == 0)
         #expect(try await store.trimStreams() == 0)
+        // A consumer gone for good holds nothing back once forgotten.
+        _ = try await store.append((1...4).map { record("k", "value-\($0 % 10)-x") }, to: stream, producer: nil)
+        try await store.commitProgress(consumer: "gone", stream: stream, partition: 0, next: 8)
+        #expect(try await store.trimStreams() == 0)
+        #expect(try await store.forgetConsumer("gone", of: stream) == 1)
+        // Down to what "slow" has not read (from 11): 8, 9 and 10 go.
+        #expect(try await store.trimStreams() == 3)
+        #expect(try await store.forgetConsumer("gone", of: stream) == 0)
         // A stream that may drop unread records does, whatever its consumers.
         let lossy = StreamName(namespace: "test", name: "lossy")
         try await store.createStream(lossy, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 30, dropUnconsumed: true))

@@ -198,6 +198,15 @@ extension SQLiteSession {
         try upsert.run()
     }
 
+    func forgetConsumer(_ consumer: String, of stream: StreamName) throws(StoreError) -> Int {
+        let id = try streamIDForReshard(stream)
+        let delete = cachedStatement("DELETE FROM dna_stream_progress WHERE stream_id = ?1 AND consumer = ?2")
+        delete.bind(1, id)
+        delete.bind(2, consumer)
+        try delete.run()
+        return connection.changes
+    }
+
     func consumers(of id: Int64) throws(StoreError) -> [String: [Int: Int64]] {
         let select = cachedStatement("SELECT consumer, partition_id, next_seq FROM dna_stream_progress WHERE stream_id = ?1")
         defer { select.reset() }

@@ -248,6 +248,11 @@ public final class SQLiteStore: ActorStore {
         }
     }
 
+    public func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
+        try stream.validate()
+        return try await perform { session throws(StoreError) in try session.forgetConsumer(consumer, of: stream) }
+    }
+
     public func trimStreams() async throws(StoreError) -> Int {
         try await perform { session throws(StoreError) in try session.trimStreams() }
     }

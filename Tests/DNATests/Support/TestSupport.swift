@@ -194,6 +194,9 @@ final class GatedStore: ActorStore {
         try await inner.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next)
     }
     func trimStreams() async throws(StoreError) -> Int { try await inner.trimStreams() }
+    func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
+        try await inner.forgetConsumer(consumer, of: stream)
+    }
     func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
         try await inner.reshard(stream, operation)
     }
