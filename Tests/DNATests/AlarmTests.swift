@@ -69,15 +69,6 @@ struct AlarmTests {
         Alarmed.runs.withLock { $0.filter { $0.key == key } }
     }
 
-    private func eventually(within limit: Duration = .seconds(20), _ condition: () throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + limit
-        while try !condition() {
-            if ContinuousClock.now > deadline { return false }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return true
-    }
-
     private func configuration(_ path: String) -> Node.Configuration {
         var configuration = Node.Configuration(store: .sqlite(path: path))
         configuration.alarmPollInterval = .milliseconds(100)

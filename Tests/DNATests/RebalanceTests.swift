@@ -30,16 +30,6 @@ struct RebalanceTests {
         }
     }
 
-    /// Waits until `condition` holds, checking every 50 ms, for at most `limit`.
-    private func eventually(within limit: Duration = .seconds(20), _ condition: () -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + limit
-        while !condition() {
-            if ContinuousClock.now > deadline { return false }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        return true
-    }
-
     private func withinTolerance(_ nodes: [Node]) -> Bool {
         let loads = nodes.map { RebalancePlanner.NodeLoad(id: $0.id, activations: $0.activationCount) }
         return RebalancePlanner.maxDeviation(loads) <= 0.1

@@ -108,8 +108,8 @@ extension Node {
         if planned > 0 {
             let candidates = directory.withLock { directory in
                 directory.activations.values.filter { activation in
-                    guard let kind = kinds[activation.id.kind], kind.isMovable else { return false }
-                    return kind.placement == .firstReceiver || kind.placement == .leastLoaded
+                    guard let kind = kinds[activation.id.kind] else { return false }
+                    return kind.isMovable && kind.placement.isRebalanced
                 }
             }
             var moves: [(any AnyActivation, NodeID)] = []

@@ -219,8 +219,10 @@ extension Node {
             }
         }
 
-        /// Whether actors placed so may be moved by migration, draining and rebalancing.
+        /// Whether actors placed so may be moved by migration and draining.
         var allowsMoves: Bool { self != .consistentHash }
+        /// Whether rebalancing rounds move actors placed so (pinned ones stay on their label).
+        var isRebalanced: Bool { self == .firstReceiver || self == .leastLoaded }
     }
 
     /// How a node takes part in rebalancing: every ``interval`` (and soon after a node

@@ -1,10 +1,7 @@
 /// Streams on SQLite: each operation runs inside the worker's transaction (a job that
 /// throws is rolled back and leaves nothing).
 extension SQLiteSession {
-    func streamIDForReshard(_ stream: StreamName) throws(StoreError) -> Int64 { try streamID(stream) }
-    func partitionsForReshard(_ id: Int64) throws(StoreError) -> [StreamPartitionStatus] { try partitions(of: id) }
-
-    private func streamID(_ stream: StreamName) throws(StoreError) -> Int64 {
+    func streamID(_ stream: StreamName) throws(StoreError) -> Int64 {
         let statement = cachedStatement("SELECT stream_id FROM dna_streams WHERE namespace = ?1 AND name = ?2")
         defer { statement.reset() }
         statement.bind(1, stream.namespace)
@@ -55,7 +52,7 @@ extension SQLiteSession {
         return StreamStatus(stream: stream, retention: kept, partitions: try partitions(of: id), consumers: try consumers(of: id))
     }
 
-    private func partitions(of id: Int64) throws(StoreError) -> [StreamPartitionStatus] {
+    func partitions(of id: Int64) throws(StoreError) -> [StreamPartitionStatus] {
         let select = cachedStatement("""
             SELECT partition_id, state, key_lo, key_hi, first_seq, next_seq, bytes FROM dna_partitions
             WHERE stream_id = ?1 ORDER BY partition_id
@@ -152,8 +149,8 @@ extension SQLiteSession {
 
 extension SQLiteSession {
     func reshard(_ stream: StreamName, _ operation: StreamReshard) throws(StoreError) -> [Int] {
-        let id = try streamIDForReshard(stream)
-        let change = try operation.change(in: try partitionsForReshard(id), stream: stream)
+        let id = try streamID(stream)
+        let change = try operation.change(in: try partitions(of: id), stream: stream)
         let close = cachedStatement("UPDATE dna_partitions SET state = 'closed' WHERE stream_id = ?1 AND partition_id = ?2 AND state = 'open'")
         for partition in change.closing {
             close.bind(1, id)
@@ -181,8 +178,8 @@ extension SQLiteSession {
 
 extension SQLiteSession {
     func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) throws(StoreError) {
-        let id = try streamIDForReshard(stream)
-        guard let status = try partitionsForReshard(id).first(where: { $0.partition == partition }) else {
+        let id = try streamID(stream)
+        guard let status = try partitions(of: id).first(where: { $0.partition == partition }) else {
             throw StoreError(.notFound, "stream \(stream) has no partition \(partition)")
         }
         try StreamProgressRule.check(consumer: consumer, next: next, in: status, stream: stream)
@@ -199,7 +196,7 @@ extension SQLiteSession {
     }
 
     func forgetConsumer(_ consumer: String, of stream: StreamName) throws(StoreError) -> Int {
-        let id = try streamIDForReshard(stream)
+        let id = try streamID(stream)
         let delete = cachedStatement("DELETE FROM dna_stream_progress WHERE stream_id = ?1 AND consumer = ?2")
         delete.bind(1, id)
         delete.bind(2, consumer)
@@ -245,7 +242,7 @@ extension SQLiteSession {
         var deleted = 0
         for (id, retention) in kept {
             let progress = try consumers(of: id)
-            for partition in try partitionsForReshard(id) {
+            for partition in try partitions(of: id) {
                 records.bind(1, id)
                 records.bind(2, Int64(partition.partition))
                 var rows: [(sequence: Int64, bytes: Int64, appended: Int64)] = []

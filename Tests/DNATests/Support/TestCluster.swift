@@ -138,6 +138,16 @@ final class TestCluster {
     }
 }
 
+/// Waits until `condition` holds, checking every 20 ms, for at most `limit`; whether it did.
+func eventually(within limit: Duration = .seconds(20), _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + limit
+    while try !condition() {
+        if ContinuousClock.now > deadline { return false }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return true
+}
+
 /// Calls `body` until it succeeds, retrying retryable errors until `deadline`; returns the
 /// result and the errors seen.
 func retrying<T>(
