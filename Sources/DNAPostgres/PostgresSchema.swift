@@ -29,6 +29,9 @@ package enum PostgresSchema {
         """
     }
 
+    /// A consumer stage that parked a partition says why here (schema version 5).
+    static let parkedColumn = "ALTER TABLE dna_stream_progress ADD COLUMN parked TEXT"
+
     /// Streams (schema version 4), as on SQLite (`SQLiteSchema.streamTables`).
     static let streamTables: [String] = [
         """
@@ -125,6 +128,7 @@ package enum PostgresSchema {
         "CREATE INDEX dna_actors_owner ON dna_actors (owner)",
         moduleDataTable(named: "dna_module_data"),
     ] + streamTables + [
+        parkedColumn,
         "INSERT INTO dna_meta (key, value) VALUES ('format', 'dna'), ('schema_version', '\(version)')",
     ]
 
@@ -212,6 +216,11 @@ package enum PostgresSchema {
             // Version 3 → 4: streams.
             for statement in streamTables { try await connection.run(PostgresQuery(unsafeSQL: statement), logger: logger) }
             try await connection.run("UPDATE dna_meta SET value = '4' WHERE key = 'schema_version'", logger: logger)
+        }
+        if found < 5 {
+            // Version 4 → 5: parked consumers.
+            try await connection.run(PostgresQuery(unsafeSQL: parkedColumn), logger: logger)
+            try await connection.run("UPDATE dna_meta SET value = '5' WHERE key = 'schema_version'", logger: logger)
         }
     }
 }

@@ -80,40 +80,63 @@ extension PostgresStore {
         try StreamAppendRule.validate(producer)
         let logger = configuration.logger
         return try await inTransaction("appending to stream \(stream)") { connection in
-            let id = try await Self.streamID(stream, on: connection, logger: logger)
-            let partitions = try await Self.partitions(of: id, lock: true, on: connection, logger: logger)
-            var lastStored: Int64 = 0
-            if let producer {
-                for try await last in try await connection.query(
-                    "SELECT last_seq FROM dna_producers WHERE stream_id = \(id) AND producer_id = \(producer.id) FOR UPDATE", logger: logger
-                ).decode(Int64.self) {
-                    lastStored = last
-                }
+            try await Self.append(records, to: stream, producer: producer, on: connection, logger: logger)
+        }
+    }
+
+    /// An append inside the caller's transaction: the stream's partition rows are locked
+    /// until it ends, so sequences are given in commit order.
+    static func append(
+        _ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?, on connection: PostgresConnection, logger: Logger
+    ) async throws -> [StreamPosition] {
+        let id = try await streamID(stream, on: connection, logger: logger)
+        let partitions = try await partitions(of: id, lock: true, on: connection, logger: logger)
+        var lastStored: Int64 = 0
+        if let producer {
+            for try await last in try await connection.query(
+                "SELECT last_seq FROM dna_producers WHERE stream_id = \(id) AND producer_id = \(producer.id) FOR UPDATE", logger: logger
+            ).decode(Int64.self) {
+                lastStored = last
             }
-            let plan = try StreamAppendRule.plan(records, in: partitions, stream: stream, producer: producer, lastStored: lastStored)
-            for row in plan.inserts {
-                try await connection.run(
-                    """
-                    INSERT INTO dna_records (stream_id, partition_id, seq, key, value, appended_ms)
-                    VALUES (\(id), \(Int64(row.partition)), \(row.sequence), \(ByteBuffer(bytes: row.record.key)),
-                        \(ByteBuffer(bytes: row.record.value)), \(unescaped: Self.now))
-                    """, logger: logger)
-            }
-            for partition in plan.changed {
-                try await connection.run(
-                    """
-                    UPDATE dna_partitions SET next_seq = \(partition.nextSequence), bytes = \(partition.bytes)
-                    WHERE stream_id = \(id) AND partition_id = \(Int64(partition.partition))
-                    """, logger: logger)
-            }
-            if let producer, let highest = plan.producerLast {
-                try await connection.run(
-                    """
-                    INSERT INTO dna_producers (stream_id, producer_id, last_seq) VALUES (\(id), \(producer.id), \(highest))
-                    ON CONFLICT (stream_id, producer_id) DO UPDATE SET last_seq = excluded.last_seq
-                    """, logger: logger)
-            }
-            return plan.positions
+        }
+        let plan = try StreamAppendRule.plan(records, in: partitions, stream: stream, producer: producer, lastStored: lastStored)
+        if !plan.inserts.isEmpty {
+            // One statement for the lot: a stage's batch appends hundreds.
+            let partitionIDs = plan.inserts.map { Int64($0.partition) }
+            let sequences = plan.inserts.map(\.sequence)
+            let keys = plan.inserts.map { ByteBuffer(bytes: $0.record.key) }
+            let values = plan.inserts.map { ByteBuffer(bytes: $0.record.value) }
+            try await connection.run(
+                """
+                INSERT INTO dna_records (stream_id, partition_id, seq, key, value, appended_ms)
+                SELECT \(id), p, s, k, v, \(unescaped: now)
+                FROM unnest(\(partitionIDs)::BIGINT[], \(sequences)::BIGINT[], \(keys)::BYTEA[], \(values)::BYTEA[]) AS r(p, s, k, v)
+                """, logger: logger)
+        }
+        for partition in plan.changed {
+            try await connection.run(
+                """
+                UPDATE dna_partitions SET next_seq = \(partition.nextSequence), bytes = \(partition.bytes)
+                WHERE stream_id = \(id) AND partition_id = \(Int64(partition.partition))
+                """, logger: logger)
+        }
+        if let producer, let highest = plan.producerLast {
+            try await connection.run(
+                """
+                INSERT INTO dna_producers (stream_id, producer_id, last_seq) VALUES (\(id), \(producer.id), \(highest))
+                ON CONFLICT (stream_id, producer_id) DO UPDATE SET last_seq = excluded.last_seq
+                """, logger: logger)
+        }
+        return plan.positions
+    }
+
+    /// A batch's stream effects inside its commit's transaction (after its fence matched).
+    static func apply(_ effects: StreamEffects, on connection: PostgresConnection, logger: Logger) async throws {
+        for append in effects.appends { _ = try await Self.append(append.records, to: append.stream, producer: nil, on: connection, logger: logger) }
+        for progress in effects.progress {
+            try await recordProgress(
+                consumer: progress.consumer, stream: progress.stream, partition: progress.partition, next: progress.next,
+                parked: progress.parked, on: connection, logger: logger)
         }
     }
 
@@ -157,17 +180,53 @@ extension PostgresStore {
         try stream.validate()
         let logger = configuration.logger
         try await inTransaction("recording the progress of \(consumer) on \(stream)") { connection in
-            let id = try await Self.streamID(stream, on: connection, logger: logger)
-            guard let status = try await Self.partitions(of: id, lock: false, on: connection, logger: logger).first(where: { $0.partition == partition })
-            else { throw StoreError(.notFound, "stream \(stream) has no partition \(partition)") }
-            try StreamProgressRule.check(consumer: consumer, next: next, in: status, stream: stream)
-            try await connection.run(
-                """
-                INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms)
-                VALUES (\(id), \(Int64(partition)), \(consumer), \(next), \(unescaped: Self.now))
-                ON CONFLICT (stream_id, partition_id, consumer) DO UPDATE SET next_seq = excluded.next_seq, updated_ms = excluded.updated_ms
-                """, logger: logger)
+            try await Self.recordProgress(
+                consumer: consumer, stream: stream, partition: partition, next: next, parked: nil, on: connection, logger: logger)
         }
+    }
+
+    private static func recordProgress(
+        consumer: String, stream: StreamName, partition: Int, next: Int64, parked: String?, on connection: PostgresConnection,
+        logger: Logger
+    ) async throws {
+        let id = try await streamID(stream, on: connection, logger: logger)
+        guard let status = try await partitions(of: id, lock: false, on: connection, logger: logger).first(where: { $0.partition == partition })
+        else { throw StoreError(.notFound, "stream \(stream) has no partition \(partition)") }
+        try StreamProgressRule.check(consumer: consumer, next: next, in: status, stream: stream)
+        try await connection.run(
+            """
+            INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms, parked)
+            VALUES (\(id), \(Int64(partition)), \(consumer), \(next), \(unescaped: now), \(parked))
+            ON CONFLICT (stream_id, partition_id, consumer)
+            DO UPDATE SET next_seq = excluded.next_seq, updated_ms = excluded.updated_ms, parked = excluded.parked
+            """, logger: logger)
+    }
+
+    public func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) async throws(StoreError) -> Int {
+        try stream.validate()
+        let logger = configuration.logger
+        let only = partition.map(Int64.init)
+        return try await inTransaction("resuming consumer \(consumer) of \(stream)") { connection in
+            let id = try await Self.streamID(stream, on: connection, logger: logger)
+            return try await connection.query(
+                """
+                UPDATE dna_stream_progress SET parked = NULL
+                WHERE stream_id = \(id) AND consumer = \(consumer) AND parked IS NOT NULL
+                    AND (\(only)::BIGINT IS NULL OR partition_id = \(only)::BIGINT)
+                RETURNING 1
+                """, logger: logger
+            ).collect().count
+        }
+    }
+
+    private static func parkedConsumers(of id: Int64, on connection: PostgresConnection, logger: Logger) async throws -> [String: [Int: String]] {
+        var result: [String: [Int: String]] = [:]
+        for try await (consumer, partition, parked) in try await connection.query(
+            "SELECT consumer, partition_id, parked FROM dna_stream_progress WHERE stream_id = \(id) AND parked IS NOT NULL", logger: logger
+        ).decode((String, Int64, String).self) {
+            result[consumer, default: [:]][Int(partition)] = parked
+        }
+        return result
     }
 
     public func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
@@ -266,7 +325,8 @@ extension PostgresStore {
             }
             return StreamStatus(
                 stream: stream, retention: retention, partitions: try await Self.partitions(of: id, lock: false, on: connection, logger: logger),
-                consumers: try await Self.consumers(of: id, on: connection, logger: logger))
+                consumers: try await Self.consumers(of: id, on: connection, logger: logger),
+                parked: try await Self.parkedConsumers(of: id, on: connection, logger: logger))
         }
     }
 }

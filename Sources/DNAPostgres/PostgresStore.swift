@@ -520,11 +520,16 @@ public final class PostgresStore: ActorStore {
             operations: batches.lazy.flatMap(\.operations), order: batches.last(where: { $0.order != nil })?.order)
         let logger = logger
         let timeout = batches.compactMap(\.timeout).min()
+        let effects = batches.map(\.streams).filter { !$0.isEmpty }
         let matched = try await pooled("committing \(registration.actor)", timeout: timeout, outcomeUnknownOnceSent: true) {
             connection in
             try await Self.transaction(on: connection, logger: logger) { connection in
                 var matched: Int64 = 0
                 for try await count in try await connection.execute(statement, logger: logger) { matched = count }
+                // Only once the fence matched: a batch applied before appends nothing again.
+                if matched == 1 {
+                    for effect in effects { try await Self.apply(effect, on: connection, logger: logger) }
+                }
                 return matched
             }
         }

@@ -119,6 +119,11 @@ public protocol ActorStore: Sendable {
     ///
     /// - Throws: ``StoreError/Code/notFound`` for a missing stream.
     func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int
+    /// Lets a consumer stage's parked partitions run again (all of them when `partition` is
+    /// `nil`): its stage retries the records it parked on. Returns how many were parked.
+    ///
+    /// - Throws: ``StoreError/Code/notFound`` for a missing stream.
+    func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) async throws(StoreError) -> Int
     /// Deletes, in every stream, the records its retention lets go; returns how many.
     func trimStreams() async throws(StoreError) -> Int
     /// The stream's partitions: state, key range, first and next sequence, bytes, parents.

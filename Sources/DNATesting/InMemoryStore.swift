@@ -115,6 +115,11 @@ public final class InMemoryStore: ActorStore {
         return try perform { state, _ throws(StoreError) in try state.forgetConsumer(consumer, of: stream) }
     }
 
+    public func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) async throws(StoreError) -> Int {
+        try stream.validate()
+        return try perform { state, _ throws(StoreError) in try state.resumeConsumer(consumer, of: stream, partition: partition) }
+    }
+
     public func trimStreams() async throws(StoreError) -> Int {
         try perform { state, _ throws(StoreError) in state.trimStreams(now: WallClockTime.now.milliseconds) }
     }
@@ -295,6 +300,7 @@ package struct InMemoryStoreState: Sendable {
         package var records: [Int: [StreamRecord]] = [:]
         package var producers: [String: Int64] = [:]
         package var consumers: [String: [Int: Int64]] = [:]
+        package var parked: [String: [Int: String]] = [:]
     }
 
     package private(set) var streams: [StreamName: Stream] = [:]
@@ -339,18 +345,48 @@ package struct InMemoryStoreState: Sendable {
         return Array((stream.records[partition] ?? []).filter { $0.sequence >= sequence }.prefix(limit))
     }
 
-    package mutating func commitProgress(consumer: String, stream name: StreamName, partition: Int, next: Int64) throws(StoreError) {
+    package mutating func commitProgress(
+        consumer: String, stream name: StreamName, partition: Int, next: Int64, parked: String? = nil
+    ) throws(StoreError) {
         guard var stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
         guard let status = stream.partitions.first(where: { $0.partition == partition }) else {
             throw StoreError(.notFound, "stream \(name) has no partition \(partition)")
         }
         try StreamProgressRule.check(consumer: consumer, next: next, in: status, stream: name)
         stream.consumers[consumer, default: [:]][partition] = next
+        stream.parked[consumer, default: [:]][partition] = parked
+        if stream.parked[consumer]?.isEmpty == true { stream.parked[consumer] = nil }
         streams[name] = stream
+    }
+
+    package mutating func resumeConsumer(_ consumer: String, of name: StreamName, partition: Int?) throws(StoreError) -> Int {
+        guard streams[name] != nil else { throw StoreError(.notFound, "no stream \(name)") }
+        let parked = streams[name]?.parked[consumer] ?? [:]
+        let resumed = parked.keys.filter { partition == nil || $0 == partition }
+        for key in resumed { streams[name]?.parked[consumer]?[key] = nil }
+        if streams[name]?.parked[consumer]?.isEmpty == true { streams[name]?.parked[consumer] = nil }
+        return resumed.count
+    }
+
+    /// Applies a batch's stream effects all or none.
+    private mutating func apply(_ effects: StreamEffects) throws(StoreError) {
+        let before = streams
+        do throws(StoreError) {
+            for append in effects.appends { _ = try self.append(append.records, to: append.stream, producer: nil) }
+            for progress in effects.progress {
+                try commitProgress(
+                    consumer: progress.consumer, stream: progress.stream, partition: progress.partition, next: progress.next,
+                    parked: progress.parked)
+            }
+        } catch {
+            streams = before
+            throw error
+        }
     }
 
     package mutating func forgetConsumer(_ consumer: String, of name: StreamName) throws(StoreError) -> Int {
         guard streams[name] != nil else { throw StoreError(.notFound, "no stream \(name)") }
+        streams[name]?.parked[consumer] = nil
         return streams[name]?.consumers.removeValue(forKey: consumer)?.count ?? 0
     }
 
@@ -394,7 +430,8 @@ package struct InMemoryStoreState: Sendable {
 
     package func streamStatus(_ name: StreamName) throws(StoreError) -> StreamStatus {
         guard let stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
-        return StreamStatus(stream: name, retention: stream.retention, partitions: stream.partitions, consumers: stream.consumers)
+        return StreamStatus(stream: name, retention: stream.retention, partitions: stream.partitions, consumers: stream.consumers,
+            parked: stream.parked)
     }
 
     package func dueAlarms(before: Int64, limit: Int, now: DNAInstant) -> [DueAlarm] {
@@ -429,6 +466,7 @@ package struct InMemoryStoreState: Sendable {
         guard name.sequence == batch.sequence - 1 else {
             throw StoreError(.predecessorMissing, "\(registration.actor): batch \(batch.sequence) follows \(name.sequence)")
         }
+        if !batch.streams.isEmpty { try apply(batch.streams) }
         names[registration.actor]?.sequence = batch.sequence
         if let order = batch.order { names[registration.actor]?.order = order }
         var modules = data[registration.rowID] ?? [:]

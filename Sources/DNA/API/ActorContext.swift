@@ -10,9 +10,11 @@ public final class ActorContext {
     let timers: TimerSet
     private let rowsByModule: [String: ArraySlice<ModuleRow>]
     private var declaredModules: Set<String> = []
-    private unowned let node: Node
+    unowned let node: Node
     var deactivationRequested = false
     private let handedOverBytes: [UInt8]?
+    /// A stage consumer's position (``StreamStage``); made by its first pull.
+    var stageCursor: StageCursor?
     /// Made on first use: most activations have no alarms, and every one pays for the object.
     private var schedule: AlarmSchedule?
     var alarmSchedule: AlarmSchedule {
@@ -71,6 +73,36 @@ public final class ActorContext {
     public func value<Document>(_ name: String, default defaultValue: Document) throws(DNAError) -> Value<Document> {
         try declare(name)
         return try Value(name: name, rows: rowsByModule[name] ?? [], default: defaultValue, log: log)
+    }
+
+    /// A single-document module of the runtime's own (its name starts with `dna.`).
+    func runtimeValue<Document>(_ name: String, default defaultValue: Document) throws(DNAError) -> Value<Document> {
+        try Value(name: name, rows: rowsByModule[name] ?? [], default: defaultValue, log: log)
+    }
+
+    /// Appends a record to `stream` with the current batch: it is stored when the batch
+    /// commits, in the same transaction as the batch's storage writes (and, in a
+    /// ``StreamStage``, its input checkpoint), and not at all if the handler throws. The
+    /// record goes to the open partition its key hashes to, or to `partition` if given.
+    /// Records appended by one activation are stored in the order it appended them.
+    ///
+    /// - Throws: ``DNAError/Code/invalidArgument`` for a bad stream name, or a key or value
+    ///   over ``StreamAppendRecord/maxKeySize`` / ``StreamAppendRecord/maxValueSize``. A
+    ///   stream or partition that does not exist fails the batch's commit, which is retried.
+    public func append(to stream: StreamName, key: [UInt8], value: [UInt8], partition: Int? = nil) throws(DNAError) {
+        let record = StreamAppendRecord(key: key, value: value, partition: partition)
+        do {
+            try stream.validate()
+            try record.validate()
+        } catch {
+            throw DNAError(.invalidArgument, error.message)
+        }
+        log.appendRecord(record, to: stream)
+    }
+
+    /// Appends a record with a text key (see ``append(to:key:value:partition:)``).
+    public func append(to stream: StreamName, key: String, value: [UInt8], partition: Int? = nil) throws(DNAError) {
+        try append(to: stream, key: Array(key.utf8), value: value, partition: partition)
     }
 
     /// The in-memory state the actor's previous activation handed over when it moved here

@@ -144,6 +144,8 @@ protocol AnyKindRuntime: Sendable {
     var isMovable: Bool { get }
     /// Where activations of this kind start (the type's choice, or the node's).
     var placement: Node.Placement { get }
+    /// Set for a ``StreamStage``.
+    var stage: StageDescription? { get }
 }
 
 final class KindRuntime<A: DurableActor>: AnyKindRuntime {
@@ -151,6 +153,7 @@ final class KindRuntime<A: DurableActor>: AnyKindRuntime {
     var isMovable: Bool { A.isMovable }
     let placement: Node.Placement
     let handlers: Handlers<A>
+    let stage: StageDescription?
     private let byName: [String: (ObjectIdentifier, HandlerEntry)]
 
     init(_ type: A.Type, placement: Node.Placement) {
@@ -161,6 +164,12 @@ final class KindRuntime<A: DurableActor>: AnyKindRuntime {
         handlers.on(ActivationWake.self, reply: .immediate) { _, _, _ in }
         // Handled by the activation itself; registered so other nodes' fires decode here.
         handlers.on(AlarmFire.self, reply: .immediate) { _, _, _ in }
+        if let stage = A.self as? any StreamStage.Type {
+            handlers.entries[ObjectIdentifier(StagePull.self)] = stage.pullEntry
+            self.stage = stage.stageDescription
+        } else {
+            self.stage = nil
+        }
         self.handlers = handlers
         var byName: [String: (ObjectIdentifier, HandlerEntry)] = [:]
         for (type, entry) in handlers.entries { byName[entry.requestName] = (type, entry) }

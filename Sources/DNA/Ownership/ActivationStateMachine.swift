@@ -508,10 +508,10 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     /// The task handled a batch: its writes and the replies it holds behind the gate.
     package mutating func handled(
         operations: [StorageOperation], held: [Held], now: DNAInstant, lease: NodeLease.Snapshot, order: [UInt8]? = nil,
-        messages: Int = 0
+        messages: Int = 0, streams: StreamEffects = .none
     ) -> HandledAction {
         guard case .active(let registration, _) = life else { return .none }
-        if operations.isEmpty {
+        if operations.isEmpty && streams.isEmpty {
             guard let last = commits.last, !last.isDurable else {
                 if held.isEmpty { return .none }
                 return mayAnswer(now: now, lease: lease) ? .release(held) : .fail(held, leaseLostError(wrote: false))
@@ -520,16 +520,17 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             commits[commits.count - 1].held.append(contentsOf: held)
             return .none
         }
-        let batch = append(operations, held: held, registration: registration, now: now, order: order)
+        let batch = append(operations, held: held, registration: registration, now: now, order: order, streams: streams)
         commits[commits.count - 1].messages = messages
         return .commit(batch)
     }
 
     private mutating func append(
-        _ operations: [StorageOperation], held: [Held], registration: Registration, now: DNAInstant, order: [UInt8]? = nil
+        _ operations: [StorageOperation], held: [Held], registration: Registration, now: DNAInstant, order: [UInt8]? = nil,
+        streams: StreamEffects = .none
     ) -> CommitBatch {
         lastSequence += 1
-        var batch = CommitBatch(registration: registration, sequence: lastSequence, operations: operations, order: order)
+        var batch = CommitBatch(registration: registration, sequence: lastSequence, operations: operations, order: order, streams: streams)
         batch.timeout = limits.commitTimeout
         commits.append(Commit(batch: batch, held: held, status: .inFlight, deadline: now + limits.commitTimeout))
         return batch

@@ -411,16 +411,18 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         node.metrics.messages.increment(by: batch.count)
         node.metrics.batchMessages.record(batch.count)
         let operations = context.log.take()
+        let streams = context.log.takeStreams()
         let deactivate = context.deactivationRequested
         context.deactivationRequested = false
         var order: [UInt8]?
-        if !operations.isEmpty, let state = machine.withLock({ $0.takeOrderState() }) {
+        if !operations.isEmpty || !streams.isEmpty, let state = machine.withLock({ $0.takeOrderState() }) {
             order = OrderState.encode(state, origins: node.origins)
         }
         let action = machine.withLock { machine in
             if deactivate { machine.requestDeactivation() }
             return machine.handled(
-                operations: operations, held: held, now: node.clock.now, lease: node.leaseSnapshot, order: order, messages: batch.count)
+                operations: operations, held: held, now: node.clock.now, lease: node.leaseSnapshot, order: order, messages: batch.count,
+                streams: streams)
         }
         switch action {
         case .none: break
@@ -510,6 +512,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 }
                 let instance = try await A(context: context)
                 await instance.didActivate(context: context)
+                // A stage consumer starts reading at once, however it was activated.
+                if kind.stage != nil { try? node.cast(StagePull(), to: id) }
                 let operations = context.log.take()
                 context.log.endMessage()
                 self.instance = instance

@@ -23,7 +23,10 @@ public final class Node: Service, Sendable {
     /// This node's generational identity.
     public let id: NodeID
     public let configuration: Configuration
-    let store: any ActorStore
+    /// The store the node keeps its data in: streams are created, appended to and read
+    /// through it (``ActorStore/append(_:to:producer:)``). Actors' own data is theirs:
+    /// change it through their messages.
+    public let store: any ActorStore
     /// The connections to other nodes; `nil` for a single node.
     let transport: ClusterTransport?
     let cluster = ClusterState()
@@ -48,6 +51,8 @@ public final class Node: Service, Sendable {
     /// Ends ``run()``'s serving: graceful shutdown, cancellation or ``shutdown()``.
     let stopRequested = OnceSignal()
     let kinds: [String: any AnyKindRuntime]
+    /// The stream stages among them, by kind.
+    let stages: [String: StageDescription]
     /// Whether the node serves only while its heartbeats are fresh: in a cluster, other
     /// nodes take its names once they stop, so it must stop serving before they can.
     private let leaseEnforced: Bool
@@ -103,7 +108,8 @@ public final class Node: Service, Sendable {
         self.id = NodeID.random()
         self.origins = OriginTable(this: id.rawValue)
         var kinds: [String: any AnyKindRuntime] = [:]
-        for type in actors {
+        let stageTypes = actors.filter { $0 is any StreamStage.Type }
+        for type in actors + (stageTypes.isEmpty ? [] : [StageLeader.self]) {
             let kind = Self.kindRuntime(type, placement: configuration.placement)
             try ActorID.validateSegment(kind.name, what: "kind")
             guard kinds.updateValue(kind, forKey: kind.name) == nil else {
@@ -111,6 +117,9 @@ public final class Node: Service, Sendable {
             }
         }
         self.kinds = kinds
+        var stages: [String: StageDescription] = [:]
+        for kind in kinds.values { if let stage = kind.stage { stages[stage.kind] = stage } }
+        self.stages = stages
         let made = try configuration.store.make(configuration.listen != nil)
         store = made.store
         ownsStore = made.ownedByNode
@@ -339,6 +348,7 @@ public final class Node: Service, Sendable {
             group.addTask { await self.heartbeatLoop() }
             group.addTask { await self.passivationLoop() }
             group.addTask { await self.alarmLoop() }
+            if !stages.isEmpty { group.addTask { await self.startStageLeaders() } }
             if transport != nil { group.addTask { await self.rebalanceLoop() } }
             let stopRequested = self.stopRequested
             await withGracefulShutdownHandler {

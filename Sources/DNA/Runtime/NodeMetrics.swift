@@ -26,6 +26,12 @@ struct NodeMetrics: Sendable {
     let alarmRetries = Counter(label: "dna_alarm_retries_total")
     /// How late an alarm's handler started after its due time.
     let alarmLateness = Timer(label: "dna_alarm_lateness")
+    /// Records consumed by stage consumers (committed with their checkpoints).
+    let stageRecords = Counter(label: "dna_stage_records_total")
+    /// Stage handlers that threw (the records are retried).
+    let stageFailures = Counter(label: "dna_stage_failures_total")
+    /// Stage partitions parked after their handler kept failing.
+    let stageParked = Counter(label: "dna_stage_parked_total")
     /// Casts lost where nobody could be told (`cast` throws whatever is known when it is
     /// called), by reason: `link_failed` (queued on a link that failed), `refused` (the
     /// receiving node refused it), `out_of_order` (overtaken on another route).

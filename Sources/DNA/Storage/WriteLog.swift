@@ -8,6 +8,10 @@
 final class WriteLog {
     private(set) var operations: [StorageOperation] = []
     private var messageStart = 0
+    /// Stream appends and checkpoints staged since the last commit (``CommitBatch/streams``),
+    /// and where the current message's began.
+    private(set) var streams = StreamEffects.none
+    private var streamsStart = (appends: 0, progress: 0)
     /// Modules written in the current message, and in the batch so far.
     private var touchedInMessage: [any UndoableModule] = []
     private var touchedInBatch: [any UndoableModule] = []
@@ -30,7 +34,21 @@ final class WriteLog {
     func endMessage() {
         if !touchedInMessage.isEmpty { touchedInMessage.removeAll(keepingCapacity: true) }
         messageStart = operations.count
+        if !streams.isEmpty { streamsStart = (streams.appends.count, streams.progress.count) }
         message &+= 1
+    }
+
+    func appendRecord(_ record: StreamAppendRecord, to stream: StreamName) {
+        // Consecutive records to one stream share an entry (the engine appends it at once).
+        if streams.appends.count > streamsStart.appends, streams.appends[streams.appends.count - 1].stream == stream {
+            streams.appends[streams.appends.count - 1].records.append(record)
+        } else {
+            streams.appends.append(StreamEffects.Append(stream: stream, records: [record]))
+        }
+    }
+
+    func recordProgress(_ progress: StreamEffects.Progress) {
+        streams.progress.append(progress)
     }
 
     /// The message failed: its writes are undone.
@@ -38,7 +56,21 @@ final class WriteLog {
         for module in touchedInMessage.reversed() { module.undoMessage() }
         touchedInMessage.removeAll(keepingCapacity: true)
         operations.removeSubrange(messageStart...)
+        if !streams.isEmpty {
+            streams.appends.removeSubrange(streamsStart.appends...)
+            streams.progress.removeSubrange(streamsStart.progress...)
+        }
         message &+= 1
+    }
+
+    /// Takes the stream effects staged, for a commit (with ``take()``).
+    func takeStreams() -> StreamEffects {
+        guard !streams.isEmpty else { return .none }
+        defer {
+            streams = .none
+            streamsStart = (0, 0)
+        }
+        return streams
     }
 
     /// Takes everything staged, for a commit; the modules forget their undo entries.

@@ -110,15 +110,20 @@ public struct CommitBatch: Sendable {
     /// batch in the name's own row — it outlives the epoch — and handed back at the next
     /// activation as a ``ModuleRow`` of ``ModuleRow/orderModule``. `nil`: unchanged.
     public var order: [UInt8]?
+    /// Stream appends and consumer checkpoints of this batch (a consumer stage's), applied
+    /// in its transaction after its fence and sequence checks: a batch applied already
+    /// appends nothing again.
+    public var streams: StreamEffects
 
     public init(
         registration: Registration, sequence: Int64, operations: [StorageOperation], timeout: Duration? = nil,
-        order: [UInt8]? = nil
+        order: [UInt8]? = nil, streams: StreamEffects = .none
     ) {
         self.registration = registration
         self.sequence = sequence
         self.operations = operations
         self.timeout = timeout
         self.order = order
+        self.streams = streams
     }
 }

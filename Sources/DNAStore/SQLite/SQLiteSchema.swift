@@ -1,7 +1,7 @@
 /// The SQLite schema (documented in `docs/schema.md`), and the check that a file is ours.
 public enum SQLiteSchema {
     /// The schema version this build writes and reads.
-    public static let version = 4
+    public static let version = 5
 
     /// The store clock: milliseconds since 1970 by the database's `now`.
     static let nowMilliseconds = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
@@ -66,6 +66,7 @@ public enum SQLiteSchema {
         CREATE INDEX dna_actors_owner ON dna_actors (owner);
         \(moduleDataTable)
         \(streamTables)
+        \(parkedColumn)
         INSERT INTO dna_meta (key, value) VALUES ('format', 'dna'), ('schema_version', '\(version)');
         """
 
@@ -146,6 +147,14 @@ public enum SQLiteSchema {
         UPDATE dna_meta SET value = '4' WHERE key = 'schema_version';
         """
 
+    /// A consumer stage that parked a partition (its handler kept failing) says why here.
+    static let parkedColumn = "ALTER TABLE dna_stream_progress ADD COLUMN parked TEXT;"
+
+    /// Version 4 → 5: parked consumers.
+    static let migrationToVersion5 = parkedColumn + """
+        UPDATE dna_meta SET value = '5' WHERE key = 'schema_version';
+        """
+
     /// Alarms found by due time without visiting actors: a partial index on the first 8
     /// bytes of the alarm rows' values (the due time, big-endian). Made at every open, so
     /// files of earlier versions get it too.
@@ -208,6 +217,7 @@ public enum SQLiteSchema {
                 if found < 2 { try connection.execute(migrationToVersion2) }
                 if found < 3 { try connection.execute(migrationToVersion3) }
                 if found < 4 { try connection.execute(migrationToVersion4) }
+                if found < 5 { try connection.execute(migrationToVersion5) }
             }
             try connection.execute(alarmIndex)
             try connection.execute("COMMIT")

@@ -49,7 +49,9 @@ extension SQLiteSession {
             maxAge: retention.isNull(0) ? nil : .milliseconds(retention.int64(0)),
             maxBytesPerPartition: retention.isNull(1) ? nil : retention.int64(1), dropUnconsumed: retention.int64(2) != 0)
         retention.reset()
-        return StreamStatus(stream: stream, retention: kept, partitions: try partitions(of: id), consumers: try consumers(of: id))
+        return StreamStatus(
+            stream: stream, retention: kept, partitions: try partitions(of: id), consumers: try consumers(of: id),
+            parked: try parkedConsumers(of: id))
     }
 
     func partitions(of id: Int64) throws(StoreError) -> [StreamPartitionStatus] {
@@ -177,22 +179,58 @@ extension SQLiteSession {
 }
 
 extension SQLiteSession {
-    func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) throws(StoreError) {
+    func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64, parked: String? = nil) throws(StoreError) {
         let id = try streamID(stream)
         guard let status = try partitions(of: id).first(where: { $0.partition == partition }) else {
             throw StoreError(.notFound, "stream \(stream) has no partition \(partition)")
         }
         try StreamProgressRule.check(consumer: consumer, next: next, in: status, stream: stream)
         let upsert = cachedStatement("""
-            INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms)
-            VALUES (?1, ?2, ?3, ?4, \(SQLiteSchema.nowMilliseconds))
-            ON CONFLICT (stream_id, partition_id, consumer) DO UPDATE SET next_seq = excluded.next_seq, updated_ms = excluded.updated_ms
+            INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms, parked)
+            VALUES (?1, ?2, ?3, ?4, \(SQLiteSchema.nowMilliseconds), ?5)
+            ON CONFLICT (stream_id, partition_id, consumer)
+            DO UPDATE SET next_seq = excluded.next_seq, updated_ms = excluded.updated_ms, parked = excluded.parked
             """)
         upsert.bind(1, id)
         upsert.bind(2, Int64(partition))
         upsert.bind(3, consumer)
         upsert.bind(4, next)
+        upsert.bind(5, parked)
         try upsert.run()
+    }
+
+    /// Clears the parked mark of a consumer's partitions (all when `partition` is `nil`);
+    /// returns how many were parked.
+    func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) throws(StoreError) -> Int {
+        let id = try streamID(stream)
+        let update = cachedStatement("""
+            UPDATE dna_stream_progress SET parked = NULL
+            WHERE stream_id = ?1 AND consumer = ?2 AND parked IS NOT NULL AND (?3 IS NULL OR partition_id = ?3)
+            """)
+        update.bind(1, id)
+        update.bind(2, consumer)
+        update.bind(3, partition.map(Int64.init))
+        try update.run()
+        return connection.changes
+    }
+
+    func parkedConsumers(of id: Int64) throws(StoreError) -> [String: [Int: String]] {
+        let select = cachedStatement("SELECT consumer, partition_id, parked FROM dna_stream_progress WHERE stream_id = ?1 AND parked IS NOT NULL")
+        defer { select.reset() }
+        select.bind(1, id)
+        var result: [String: [Int: String]] = [:]
+        while try select.step() { result[select.string(0), default: [:]][Int(select.int64(1))] = select.string(2) }
+        return result
+    }
+
+    /// Applies a batch's stream effects, in its transaction (after its fence check).
+    func apply(_ effects: StreamEffects) throws(StoreError) {
+        for append in effects.appends { _ = try self.append(append.records, to: append.stream, producer: nil) }
+        for progress in effects.progress {
+            try commitProgress(
+                consumer: progress.consumer, stream: progress.stream, partition: progress.partition, next: progress.next,
+                parked: progress.parked)
+        }
     }
 
     func forgetConsumer(_ consumer: String, of stream: StreamName) throws(StoreError) -> Int {

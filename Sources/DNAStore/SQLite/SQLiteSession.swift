@@ -322,6 +322,7 @@ final class SQLiteSession {
             if lastSequence >= batch.sequence { return }
             throw StoreError(.predecessorMissing, "\(registration.actor): batch \(batch.sequence) follows \(lastSequence)")
         }
+        if !batch.streams.isEmpty { try apply(batch.streams) }
         for operation in batch.operations {
             pendingWrites.append(PendingWrite(rowID: registration.rowID, order: pendingWrites.count, operation: operation))
             pendingBytes &+= operation.key.count &+ (operation.value?.count ?? 0)

@@ -253,6 +253,11 @@ public final class SQLiteStore: ActorStore {
         return try await perform { session throws(StoreError) in try session.forgetConsumer(consumer, of: stream) }
     }
 
+    public func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) async throws(StoreError) -> Int {
+        try stream.validate()
+        return try await perform { session throws(StoreError) in try session.resumeConsumer(consumer, of: stream, partition: partition) }
+    }
+
     public func trimStreams() async throws(StoreError) -> Int {
         try await perform { session throws(StoreError) in try session.trimStreams() }
     }
@@ -278,7 +283,7 @@ public final class SQLiteStore: ActorStore {
     public func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
         worker.submit(
             SQLiteWorker.Job(
-                weight: batch.operations.count + 1,
+                weight: batch.operations.count + 1 + batch.streams.appends.reduce(0) { $0 + $1.records.count },
                 isCommit: true,
                 body: { session throws(StoreError) in
                     do throws(StoreError) {

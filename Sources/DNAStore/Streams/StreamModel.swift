@@ -167,12 +167,18 @@ public struct StreamStatus: Sendable, Equatable {
     public var partitions: [StreamPartitionStatus]
     /// Each consumer's checkpoint per partition: the next sequence it reads.
     public var consumers: [String: [Int: Int64]]
+    /// The partitions a consumer stage parked (its handler kept failing), with why.
+    public var parked: [String: [Int: String]]
 
-    public init(stream: StreamName, retention: StreamRetention, partitions: [StreamPartitionStatus], consumers: [String: [Int: Int64]] = [:]) {
+    public init(
+        stream: StreamName, retention: StreamRetention, partitions: [StreamPartitionStatus], consumers: [String: [Int: Int64]] = [:],
+        parked: [String: [Int: String]] = [:]
+    ) {
         self.stream = stream
         self.retention = retention
         self.partitions = partitions
         self.consumers = consumers
+        self.parked = parked
     }
 
     /// Records of `partition` that `consumer` has not read.
@@ -211,7 +217,7 @@ public enum StreamRetentionRule {
 
 extension StreamAppendRecord {
     /// Checks sizes; the partition (if given) is checked against the stream by the store.
-    func validate() throws(StoreError) {
+    public func validate() throws(StoreError) {
         guard value.count <= Self.maxValueSize else {
             throw StoreError(.invalidArgument, "a record value of \(value.count) bytes is over the limit of \(Self.maxValueSize)")
         }
@@ -421,4 +427,48 @@ public enum StreamProgressRule {
                 "partition \(partition.partition) of stream \(stream) ends at \(partition.nextSequence - 1): a checkpoint at \(next) is past it")
         }
     }
+}
+
+/// What a batch of a consumer stage does to streams, committed in the batch's own
+/// transaction and only if its fence holds (``CommitBatch/streams``): so a stage's output
+/// records, its input checkpoint and its state change together or not at all, and a
+/// retried batch that was applied already appends nothing again.
+public struct StreamEffects: Sendable, Equatable {
+    public struct Append: Sendable, Equatable {
+        public var stream: StreamName
+        public var records: [StreamAppendRecord]
+        public init(stream: StreamName, records: [StreamAppendRecord]) {
+            self.stream = stream
+            self.records = records
+        }
+    }
+
+    public struct Progress: Sendable, Equatable {
+        public var consumer: String
+        public var stream: StreamName
+        public var partition: Int
+        /// The next sequence the consumer reads.
+        public var next: Int64
+        /// Why the consumer parked the partition; `nil`: it runs.
+        public var parked: String?
+        public init(consumer: String, stream: StreamName, partition: Int, next: Int64, parked: String? = nil) {
+            self.consumer = consumer
+            self.stream = stream
+            self.partition = partition
+            self.next = next
+            self.parked = parked
+        }
+    }
+
+    /// Appended in this order, each group all or none with the batch.
+    public var appends: [Append]
+    public var progress: [Progress]
+
+    public init(appends: [Append] = [], progress: [Progress] = []) {
+        self.appends = appends
+        self.progress = progress
+    }
+
+    public static let none = StreamEffects()
+    public var isEmpty: Bool { appends.isEmpty && progress.isEmpty }
 }

@@ -197,6 +197,9 @@ final class GatedStore: ActorStore {
     func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try await inner.forgetConsumer(consumer, of: stream)
     }
+    func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) async throws(StoreError) -> Int {
+        try await inner.resumeConsumer(consumer, of: stream, partition: partition)
+    }
     func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
         try await inner.reshard(stream, operation)
     }

@@ -1,0 +1,244 @@
+/// A consumer stage of a pipeline: an actor kind that reads a stream, one activation per
+/// partition of it — the actor named by the partition's number, in the stream's namespace.
+///
+/// The cluster starts the consumers (a leader per stage, itself a DNA actor, wakes those
+/// whose partition has records they have not read), and rebalancing and draining move
+/// them like any actor. A consumer receives its partition's records in order, in batches
+/// of at most ``batchSize``; everything ``process(_:context:)`` does — storage writes,
+/// records appended with ``ActorContext/append(to:key:value:partition:)`` — commits in one
+/// transaction with the consumer's checkpoint. A batch whose commit fails is retried as it
+/// was; one applied already appends nothing again; a consumer that was fenced stops, and
+/// the next activation resumes from the committed checkpoint: so each record appended by a
+/// stage is stored exactly once, in order per source partition.
+///
+/// ```swift
+/// final class DeviceTotals: StreamStage {
+///     static let kind: ActorKind = "device-totals"
+///     static let input = StreamName(name: "readings")
+///     let totals: KV<String, Int>
+///     init(context: ActorContext) async throws { totals = try context.kv("totals") }
+///     func process(_ records: [StreamRecord], context: ActorContext) async throws {
+///         for record in records { ... try context.append(to: cityStream, key: city, value: amount) }
+///     }
+/// }
+/// ```
+public protocol StreamStage: DurableActor {
+    /// The stream this stage consumes.
+    static var input: StreamName { get }
+    /// The most records handed to ``process(_:context:)`` at once: 500 unless the type says.
+    static var batchSize: Int { get }
+    /// Whether a partition made by a split or merge is consumed only after its parents are
+    /// consumed to their end (`true`, the default: order per key holds across a reshard).
+    /// `false` starts children at once — for streams whose partitions only add capacity,
+    /// as KCL's users ask (awslabs/amazon-kinesis-client#786).
+    static var waitsForParents: Bool { get }
+    /// What happens when ``process(_:context:)`` throws.
+    static var failurePolicy: StageFailurePolicy { get }
+
+    /// Handles the next records of the partition, in order. Throwing discards what this
+    /// call wrote and appended; the same records come again (``failurePolicy``).
+    func process(_ records: [StreamRecord], context: ActorContext) async throws
+}
+
+/// What a stage does when its handler throws: it retries the same records after a back-off
+/// (`firstBackOff`, doubling, at most `maxBackOff`) up to `attempts` times in all, then parks
+/// the partition: it stops consuming it, keeps its checkpoint, and says why in
+/// `dna stream status` and the metric `dna_stage_parked_total`, until it is resumed
+/// (`dna stream resume`, ``ActorStore/resumeConsumer(_:of:partition:)``). Records are never
+/// skipped.
+public struct StageFailurePolicy: Sendable, Equatable {
+    public var attempts: Int
+    public var firstBackOff: Duration
+    public var maxBackOff: Duration
+
+    public init(attempts: Int = 5, firstBackOff: Duration = .milliseconds(100), maxBackOff: Duration = .seconds(10)) {
+        self.attempts = max(1, attempts)
+        self.firstBackOff = firstBackOff
+        self.maxBackOff = maxBackOff
+    }
+
+    /// The wait before attempt `failures + 1`.
+    func backOff(after failures: Int) -> Duration {
+        var wait = firstBackOff
+        for _ in 1..<max(1, failures) where wait < maxBackOff { wait = wait * 2 }
+        return min(wait, maxBackOff)
+    }
+}
+
+extension StreamStage {
+    public static var batchSize: Int { 500 }
+    public static var waitsForParents: Bool { true }
+    public static var failurePolicy: StageFailurePolicy { StageFailurePolicy() }
+    public static func handlers(_ handlers: inout Handlers<Self>) {}
+
+    /// The consumer of `partition`: its actor's name.
+    public static func consumer(of partition: Int) -> ActorID {
+        ActorID(namespace: input.namespace, kind: kind.name, key: String(partition))
+    }
+
+    static var stageDescription: StageDescription {
+        StageDescription(kind: kind.name, input: input, waitsForParents: waitsForParents)
+    }
+
+    static var pullEntry: HandlerEntry {
+        HandlerEntry(
+            timing: .immediate, requestName: StagePull.requestName, codec: RemoteCodec(for: StagePull.self),
+            invoke: { actor, _, context in
+                await StageConsumer.pull(unsafeDowncast(actor, to: Self.self), context: context)
+                return ()
+            })
+    }
+}
+
+/// What a node knows of a stage kind, for its leader.
+struct StageDescription: Sendable {
+    var kind: String
+    var input: StreamName
+    var waitsForParents: Bool
+}
+
+/// Asks a consumer to read its partition (sent by the consumer to itself, its leader, a
+/// parent that finished, and at activation). Repeats are harmless.
+struct StagePull: ActorRequest {
+    typealias Response = Void
+    static var requestName: String { "dna.stage.pull" }
+}
+
+/// A consumer's position, kept by the activation.
+final class StageCursor {
+    /// The committed checkpoint (runtime module `dna.input`): the next sequence to read;
+    /// 0 until the first batch.
+    let checkpoint: Value<Int64>
+    var next: Int64 = 0
+    var started = false
+    var finished = false
+    var failures = 0
+    var parked: String?
+    var emptyPolls = 0
+    var timer: ScheduledMessage?
+
+    init(checkpoint: Value<Int64>) { self.checkpoint = checkpoint }
+
+    static let module = "dna.input"
+    /// Polls of an empty partition before the consumer rests (its leader wakes it when
+    /// records come), and the longest wait between two.
+    static let maxEmptyPolls = 40
+    static let maxPollWait: Duration = .milliseconds(250)
+    static let firstPollWait: Duration = .milliseconds(5)
+}
+
+enum StageConsumer {
+    static func pull<S: StreamStage>(_ stage: S, context: ActorContext) async {
+        let node = context.node
+        let consumer = S.kind.name
+        let cursor: StageCursor
+        if let existing = context.stageCursor {
+            cursor = existing
+        } else {
+            do { cursor = StageCursor(checkpoint: try context.runtimeValue(StageCursor.module, default: Int64(0))) } catch {
+                node.logger.error("stage consumer cannot read its checkpoint", metadata: ["actor": "\(context.id)", "error": "\(error)"])
+                return
+            }
+            context.stageCursor = cursor
+        }
+        guard !cursor.finished else { return }
+        guard let partition = Int(context.id.key), partition >= 0 else {
+            node.logger.error("a stage consumer is named by its partition's number", metadata: ["actor": "\(context.id)"])
+            context.deactivate()
+            return
+        }
+        func again(after wait: Duration) {
+            cursor.timer?.cancel()
+            cursor.timer = context.schedule(StagePull(), after: wait)
+        }
+        do {
+            if !cursor.started || cursor.parked != nil {
+                let status = try await node.store.streamStatus(S.input)
+                guard let info = status.partitions.first(where: { $0.partition == partition }) else {
+                    node.logger.warning("stream has no such partition; consumer stops", metadata: ["actor": "\(context.id)"])
+                    context.deactivate()
+                    return
+                }
+                if let reason = status.parked[consumer]?[partition] {
+                    cursor.parked = reason
+                    again(after: .seconds(1))
+                    return
+                }
+                if cursor.parked != nil {
+                    node.logger.info("parked stage partition resumed", metadata: ["actor": "\(context.id)"])
+                    cursor.parked = nil
+                    cursor.failures = 0
+                }
+                if !cursor.started {
+                    if S.waitsForParents, !StageOrder.unfinishedParents(of: info, in: status, consumer: consumer).isEmpty {
+                        // Its parents' consumers wake it when they finish; this is the fallback.
+                        again(after: .seconds(1))
+                        return
+                    }
+                    cursor.next = cursor.checkpoint.value > 0 ? cursor.checkpoint.value : info.firstSequence
+                    cursor.started = true
+                }
+            }
+            let records = try await node.store.readStream(S.input, partition: partition, from: cursor.next, limit: S.batchSize)
+            guard !records.isEmpty else {
+                let status = try await node.store.streamStatus(S.input)
+                if let info = status.partitions.first(where: { $0.partition == partition }), !info.isOpen, cursor.next >= info.nextSequence {
+                    // Consumed to its end: record it (children wait for that row), wake the children.
+                    if status.consumers[consumer]?[partition] != cursor.next {
+                        try cursor.checkpoint.set(cursor.next)
+                        context.log.recordProgress(
+                            StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: cursor.next))
+                    }
+                    cursor.finished = true
+                    cursor.timer?.cancel()
+                    for child in status.partitions where child.parents.contains(partition) {
+                        try? node.cast(StagePull(), to: S.consumer(of: child.partition))
+                    }
+                    context.deactivate()
+                    return
+                }
+                cursor.emptyPolls += 1
+                if cursor.emptyPolls <= StageCursor.maxEmptyPolls {
+                    var wait = StageCursor.firstPollWait
+                    for _ in 1..<cursor.emptyPolls where wait < StageCursor.maxPollWait { wait = wait * 2 }
+                    again(after: min(wait, StageCursor.maxPollWait))
+                }
+                return
+            }
+            cursor.emptyPolls = 0
+            do {
+                try await stage.process(records, context: context)
+            } catch {
+                context.log.rollbackMessage()
+                cursor.failures += 1
+                node.metrics.stageFailures.increment()
+                let policy = S.failurePolicy
+                if cursor.failures >= policy.attempts {
+                    let reason = String(
+                        "records \(records[0].sequence)-\(records[records.count - 1].sequence) failed \(cursor.failures) times: \(error)"
+                            .prefix(500))
+                    cursor.parked = reason
+                    context.log.recordProgress(
+                        StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: cursor.next, parked: reason))
+                    node.metrics.stageParked.increment()
+                    node.logger.error("stage partition parked", metadata: ["actor": "\(context.id)", "reason": "\(reason)"])
+                    again(after: .seconds(1))
+                } else {
+                    node.logger.warning(
+                        "stage handler failed; retrying", metadata: ["actor": "\(context.id)", "attempt": "\(cursor.failures)", "error": "\(error)"])
+                    again(after: policy.backOff(after: cursor.failures))
+                }
+                return
+            }
+            cursor.failures = 0
+            cursor.next = records[records.count - 1].sequence + 1
+            try cursor.checkpoint.set(cursor.next)
+            context.log.recordProgress(StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: cursor.next))
+            node.metrics.stageRecords.increment(by: records.count)
+            try context.tell(StagePull())
+        } catch {
+            node.logger.debug("stage consumer could not read its stream; retrying", metadata: ["actor": "\(context.id)", "error": "\(error)"])
+            again(after: .seconds(1))
+        }
+    }
+}
