@@ -185,7 +185,7 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.rebalancing.interval = .milliseconds(Int64(rebalanceInterval * 1000))
         configuration.rebalancing.excludedLabels = Set(rebalanceExclude)
         configuration.logger = Logger(label: "dna.node")
-        let node = try Node(configuration: configuration, actors: [KVActor.self, CounterActor.self, AlarmActor.self])
+        let node = try Node(configuration: configuration, actors: [KVActor.self, CounterActor.self, AlarmActor.self, DeviceTotals.self, CityTotals.self])
         var services: [any Service] = [node]
         let endpoint = endpointAddress.map { MetricsEndpoint(node: node, address: $0, registry: registry) }
         if let endpoint { services.append(endpoint) }

@@ -186,3 +186,84 @@ struct StreamStoreTests {
         await store.close()
     }
 }
+
+/// A batch's stream effects (a consumer stage's outputs and checkpoint) on every engine.
+@Suite("Stream effects of commits (SQLite, in-memory and PostgreSQL)")
+struct StreamEffectsTests {
+    let input = StreamName(namespace: "test", name: "in")
+    let output = StreamName(namespace: "test", name: "out")
+    let actor = ActorID(namespace: "test", kind: "stage", key: "0")
+    let nodeA = NodeID(rawValue: "node-a")
+    let nodeB = NodeID(rawValue: "node-b")
+
+    func records(_ values: [String]) -> [StreamAppendRecord] {
+        values.map { StreamAppendRecord(key: Array("k-\($0)".utf8), value: Array($0.utf8)) }
+    }
+
+    func batch(_ registration: Registration, _ sequence: Int64, to stream: StreamName, _ values: [String], next: Int64, parked: String? = nil)
+        -> CommitBatch
+    {
+        CommitBatch(
+            registration: registration, sequence: sequence,
+            operations: [StorageOperation(module: "state", key: Array("seen".utf8), value: Array("\(next)".utf8))],
+            streams: StreamEffects(
+                appends: values.isEmpty ? [] : [StreamEffects.Append(stream: stream, records: records(values))],
+                progress: [StreamEffects.Progress(consumer: "stage", stream: input, partition: 0, next: next, parked: parked)]))
+    }
+
+    func length(_ store: any ActorStore, _ stream: StreamName) async throws -> Int64 {
+        try await store.streamStatus(stream).partitions.reduce(0) { $0 + $1.length }
+    }
+
+    @Test(arguments: Engine.allCases)
+    func effectsCommitWithTheirBatchOnceAndNeverWhenFenced(engine: Engine) async throws {
+        let (store, cleanup) = try await engine.make()
+        defer { cleanup() }
+        for node in [nodeA, nodeB] {
+            try await store.join(node: node, cluster: "c", address: node.rawValue, failureTimeout: .seconds(5), labels: [])
+            try await store.heartbeat(node: node, state: .up, activations: 0)
+        }
+        try await store.createStream(input, partitions: 1, retention: StreamRetention())
+        try await store.createStream(output, partitions: 2, retention: StreamRetention())
+        _ = try await store.append(records(["a", "b", "c", "d"]), to: input, producer: nil)
+        let (registration, _) = try granted(try await store.activate(ActivationRequest(actor: actor, node: nodeA)))
+
+        // Applied with the batch; a retry of the same batch (its answer lost) appends nothing.
+        try await store.commit(batch(registration, 1, to: output, ["x", "y", "z"], next: 3))
+        try await store.commit(batch(registration, 1, to: output, ["x", "y", "z"], next: 3))
+        #expect(try await length(store, output) == 3)
+        #expect(try await store.streamStatus(input).consumers["stage"]?[0] == 3)
+
+        // A batch whose effects cannot apply (no such stream) leaves nothing, not even its
+        // storage writes or its sequence: the same sequence commits afterwards.
+        await #expect(throws: StoreError.self) {
+            try await store.commit(batch(registration, 2, to: StreamName(namespace: "test", name: "missing"), ["w"], next: 4))
+        }
+        #expect(try await store.streamStatus(input).consumers["stage"]?[0] == 3)
+        try await store.commit(batch(registration, 2, to: output, ["w"], next: 4))
+        #expect(try await length(store, output) == 4)
+
+        // Parked, shown, resumed.
+        try await store.commit(batch(registration, 3, to: output, [], next: 4, parked: "record 4 failed 5 times"))
+        #expect(try await store.streamStatus(input).parked["stage"]?[0] == "record 4 failed 5 times")
+        #expect(try await store.resumeConsumer("stage", of: input, partition: nil) == 1)
+        #expect(try await store.streamStatus(input).parked.isEmpty)
+        #expect(try await store.resumeConsumer("stage", of: input, partition: 0) == 0)
+
+        // Fenced: the name moved on; the old holder's batch appends nothing.
+        try await store.handOver(registration, to: nodeB, transientState: nil)
+        await #expect(throws: StoreError.self) { try await store.commit(batch(registration, 4, to: output, ["late"], next: 5)) }
+        #expect(try await length(store, output) == 4)
+        #expect(try await store.streamStatus(input).consumers["stage"]?[0] == 4)
+        let (moved, rows) = try granted(try await store.activate(ActivationRequest(actor: actor, node: nodeB)))
+        #expect(moved.epoch > registration.epoch)
+        #expect(rows.first { $0.module == "state" }?.value == Array("4".utf8), "the storage write committed with its effects")
+        // The output was appended in order: x, y, z, then w, per key's partition.
+        var values: [String] = []
+        for partition in 0..<2 {
+            values += try await store.readStream(output, partition: partition, from: 1, limit: 10).map { String(decoding: $0.value, as: UTF8.self) }
+        }
+        #expect(values.sorted() == ["w", "x", "y", "z"])
+        await store.close()
+    }
+}

@@ -1,4 +1,5 @@
 import DNA
+import DNAPostgres
 import DNAExamples
 import DNATesting
 import Foundation
@@ -91,4 +92,243 @@ func eventuallyAsync(within limit: Duration = .seconds(20), _ condition: () asyn
         try await Task.sleep(for: .milliseconds(20))
     }
     return true
+}
+
+/// The example pipeline on three `dna node` processes: killed and paused for real.
+@Suite("Pipeline on dna node processes", .serialized, .timeLimit(.minutes(4)))
+struct PipelineProcessTests {
+    /// A store of the same database the processes use, for the test's own appends and reads.
+    static func open(_ location: String) async throws -> (store: any ActorStore, stop: () async -> Void) {
+        if location.hasPrefix("sqlite:") {
+            var configuration = SQLiteStore.Configuration(path: String(location.dropFirst("sqlite:".count)))
+            configuration.sharing = .shared
+            let store = SQLiteStore(configuration: configuration)
+            try await store.open()
+            return (store, { await store.close() })
+        }
+        let store = try PostgresStore(configuration: .init(url: location))
+        let running = Task { try await store.run() }
+        try await store.open()
+        return (store, {
+            running.cancel()
+            _ = await running.result
+        })
+    }
+
+    static func consumed(_ store: any ActorStore, _ stream: StreamName, by consumer: String) async throws -> Int64 {
+        let status = try await store.streamStatus(stream)
+        return status.partitions.reduce(Int64(0)) { $0 + (status.consumers[consumer]?[$1.partition] ?? 1) - 1 }
+    }
+
+    /// The node hosting the most consumers of `kind`, among `nodes`.
+    static func busiest(_ nodes: [NodeProcess], kind: String, in store: any ActorStore) async throws -> NodeProcess? {
+        let owners = try await store.registrations(kind: kind, limit: 1000).compactMap(\.owner?.rawValue)
+        return nodes.max { a, b in owners.filter { $0 == a.id }.count < owners.filter { $0 == b.id }.count }
+    }
+
+    @Test func totalsAreExactAcrossASIGKILLAndASIGSTOPPastTheFailureTimeout() async throws {
+        let directory = try TemporaryDirectory()
+        let location = try await TestPostgres.freshDatabase() ?? ("sqlite:" + directory.databasePath)
+        let (store, stop) = try await Self.open(location)
+        try await PipelineTests.createStreams(store)
+        var nodes: [NodeProcess] = []
+        for _ in 0..<3 { nodes.append(try await NodeProcess.start(store: location)) }
+        defer { for node in nodes { node.stop() } }
+        let total = 20_000
+        // Readings keep coming while nodes die.
+        let feeding = Task { try await PipelineTests.feed(store, count: total, chunk: 100) }
+
+        #expect(try await eventuallyAsync(within: .seconds(60)) {
+            try await Self.consumed(store, ExamplePipeline.readings, by: DeviceTotals.kind.name) >= 3_000
+        })
+        let killed = try #require(try await Self.busiest(nodes, kind: DeviceTotals.kind.name, in: store))
+        killed.kill()
+        let survivors = nodes.filter { $0 !== killed }
+
+        let before = try await Self.consumed(store, ExamplePipeline.readings, by: DeviceTotals.kind.name)
+        #expect(try await eventuallyAsync(within: .seconds(60)) {
+            try await Self.consumed(store, ExamplePipeline.readings, by: DeviceTotals.kind.name) >= before + 3_000
+        })
+        let paused = try #require(try await Self.busiest(survivors, kind: CityTotals.kind.name, in: store))
+        try await paused.pause()
+        try await Task.sleep(for: .seconds(3))  // past its failure timeout (1.5 s): the others take over
+        paused.signal(SIGCONT)
+
+        let expected = try await feeding.value
+        #expect(try await eventuallyAsync(within: .seconds(120)) {
+            try await Self.consumed(store, ExamplePipeline.cityReadings, by: CityTotals.kind.name) >= Int64(total)
+        })
+        let client = try survivors[0].client()
+        var devices: [String: ExamplePipeline.Total] = [:]
+        for partition in 0..<ExamplePipeline.readingPartitions {
+            let part = try await retrying { try await client.call(ExamplePipeline.Totals(), kind: DeviceTotals.kind.name, key: "\(partition)") }
+            devices.merge(part.value) { a, _ in a }
+        }
+        var cities: [String: ExamplePipeline.Total] = [:]
+        for partition in 0..<ExamplePipeline.cityPartitions {
+            let part = try await retrying { try await client.call(ExamplePipeline.Totals(), kind: CityTotals.kind.name, key: "\(partition)") }
+            cities.merge(part.value) { a, _ in a }
+        }
+        #expect(devices == expected.devices, "per device, the first stage counted each reading once")
+        #expect(cities == expected.cities, "per city, the second stage counted each forwarded reading once")
+        let forwarded = try await store.streamStatus(ExamplePipeline.cityReadings).partitions.reduce(0) { $0 + $1.length }
+        #expect(forwarded == Int64(total), "each reading forwarded exactly once")
+        #expect(try await Self.consumed(store, ExamplePipeline.cityReadings, by: CityTotals.kind.name) == Int64(total))
+        await client.shutdown()
+        await stop()
+    }
+}
+
+/// Copies `src` to `dst` as "<partition>:<sequence>"; a record "bad" throws while the
+/// stage's flag says so.
+final class CopyStage: StreamStage {
+    static let kind: ActorKind = "copy"
+    static let input = StreamName(namespace: "test", name: "src")
+    static let output = StreamName(namespace: "test", name: "dst")
+    static let failBad = Atomic<Bool>(false)
+    static var batchSize: Int { 10 }
+    static var failurePolicy: StageFailurePolicy { StageFailurePolicy(attempts: 3, firstBackOff: .milliseconds(10)) }
+
+    init(context: ActorContext) async throws {}
+
+    func process(_ records: [StreamRecord], context: ActorContext) async throws {
+        try Self.copy(records, to: Self.output, failing: Self.failBad.load(ordering: .relaxed), context: context)
+    }
+
+    static func copy(_ records: [StreamRecord], to output: StreamName, failing: Bool, context: ActorContext) throws {
+        for record in records {
+            if failing, record.value == Array("bad".utf8) { throw TestFailure(reason: "bad record \(record.sequence)") }
+            try context.append(to: output, key: record.key, value: Array("\(record.partition):\(record.sequence)".utf8), partition: 0)
+        }
+    }
+}
+
+/// The same, for a stage that does not wait for parents (and its own output).
+final class RelaxedCopyStage: StreamStage {
+    static let kind: ActorKind = "relaxed-copy"
+    static let input = CopyStage.input
+    static let output = StreamName(namespace: "test", name: "dst-relaxed")
+    static let failBad = Atomic<Bool>(false)
+    static var batchSize: Int { 10 }
+    static var waitsForParents: Bool { false }
+    static var failurePolicy: StageFailurePolicy { StageFailurePolicy(attempts: 3, firstBackOff: .milliseconds(10)) }
+
+    init(context: ActorContext) async throws {}
+
+    func process(_ records: [StreamRecord], context: ActorContext) async throws {
+        try CopyStage.copy(records, to: Self.output, failing: Self.failBad.load(ordering: .relaxed), context: context)
+    }
+}
+
+@Suite("Pipeline stages: order, resharding, failures, drains", .serialized, .timeLimit(.minutes(3)))
+struct StageBehaviourTests {
+    func values(_ store: any ActorStore, _ stream: StreamName) async throws -> [(partition: Int, sequence: Int64)] {
+        let status = try await store.streamStatus(stream)
+        var result: [(Int, Int64)] = []
+        for partition in status.partitions {
+            var from = partition.firstSequence
+            while from < partition.nextSequence {
+                let page = try await store.readStream(stream, partition: partition.partition, from: from, limit: 1000)
+                for record in page {
+                    let parts = String(decoding: record.value, as: UTF8.self).split(separator: ":")
+                    result.append((Int(parts[0])!, Int64(parts[1])!))
+                }
+                from = (page.last?.sequence ?? from) + 1
+            }
+        }
+        return result
+    }
+
+    func records(_ count: Int, bad: Int? = nil, prefix: String) -> [StreamAppendRecord] {
+        (0..<count).map { index in
+            StreamAppendRecord(key: Array("\(prefix)-\(index)".utf8), value: Array((index == bad ? "bad" : "ok").utf8))
+        }
+    }
+
+    /// A partition split before its consumer finished it: the strict stage parks on the bad
+    /// record and leaves the children alone; resumed, it finishes the parent, then the
+    /// children. The relaxed stage consumes the children while the parent is parked.
+    @Test func childrenWaitForTheirParentsAndAFailingHandlerParksItsPartition() async throws {
+        let directory = try TemporaryDirectory()
+        CopyStage.failBad.store(true, ordering: .relaxed)
+        RelaxedCopyStage.failBad.store(true, ordering: .relaxed)
+        var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
+        configuration.namespace = "test"
+        // Made before the node, so its stages find everything at once.
+        let setup = SQLiteStore(configuration: .init(path: directory.databasePath))
+        try await setup.open()
+        try await setup.createStream(CopyStage.input, partitions: 1, retention: StreamRetention())
+        try await setup.createStream(CopyStage.output, partitions: 1, retention: StreamRetention())
+        try await setup.createStream(RelaxedCopyStage.output, partitions: 1, retention: StreamRetention())
+        _ = try await setup.append(records(50, bad: 25, prefix: "parent"), to: CopyStage.input, producer: nil)
+        #expect(try await setup.reshard(CopyStage.input, .split(0)) == [1, 2])
+        _ = try await setup.append(records(50, prefix: "child"), to: CopyStage.input, producer: nil)
+        await setup.close()
+
+        let node = try await Node.started(configuration: configuration, actors: [CopyStage.self, RelaxedCopyStage.self])
+        let store = node.store
+        #expect(try await eventuallyAsync {
+            let status = try await store.streamStatus(CopyStage.input)
+            return status.parked[CopyStage.kind.name]?[0] != nil && status.parked[RelaxedCopyStage.kind.name]?[0] != nil
+        })
+        var status = try await store.streamStatus(CopyStage.input)
+        #expect(status.consumers[CopyStage.kind.name]?[0] == 21, "two batches of ten before the bad record's batch")
+        #expect(status.parked[CopyStage.kind.name]?[0]?.contains("records 21-30 failed 3 times") == true)
+        // The relaxed stage has the children's 50 already, or gets them while parked.
+        #expect(try await eventuallyAsync { try await values(store, RelaxedCopyStage.output).count == 70 })
+        // Two of the leader's syncs later, the strict stage still has not touched the children.
+        try await Task.sleep(for: .seconds(2.5))
+        status = try await store.streamStatus(CopyStage.input)
+        #expect(status.consumers[CopyStage.kind.name]?[1] == nil && status.consumers[CopyStage.kind.name]?[2] == nil)
+        #expect(try await values(store, CopyStage.output).count == 20)
+
+        CopyStage.failBad.store(false, ordering: .relaxed)
+        #expect(try await store.resumeConsumer(CopyStage.kind.name, of: CopyStage.input, partition: 0) == 1)
+        #expect(try await eventuallyAsync { try await values(store, CopyStage.output).count == 100 })
+        let copied = try await values(store, CopyStage.output)
+        let lastParent = try #require(copied.lastIndex { $0.partition == 0 })
+        let firstChild = try #require(copied.firstIndex { $0.partition != 0 })
+        #expect(lastParent < firstChild, "every record of the parent before any of its children")
+        #expect(copied.filter { $0.partition == 0 }.map(\.sequence) == Array(1...50), "the parent's records once each, in order")
+        #expect(copied.filter { $0.partition != 0 }.count == 50)
+        status = try await store.streamStatus(CopyStage.input)
+        #expect(status.parked[CopyStage.kind.name] == nil)
+        await node.shutdown()
+    }
+
+    /// Consumers moved by a drain while records flow: each record copied once, in order per
+    /// source partition.
+    @Test func consumersMovedByADrainWhileRecordsFlowCopyEachRecordOnceInOrder() async throws {
+        CopyStage.failBad.store(false, ordering: .relaxed)
+        guard let cluster = try await TestCluster.start(.sqlite, count: 3, actors: [CopyStage.self]) else { return }
+        let store = cluster.nodes[0].store
+        try await store.createStream(CopyStage.input, partitions: 6, retention: StreamRetention())
+        try await store.createStream(CopyStage.output, partitions: 1, retention: StreamRetention())
+        let total = 3_000
+        let feeding = Task {
+            for chunk in 0..<30 {
+                _ = try await retrying {
+                    try await store.append(records(100, prefix: "c\(chunk)"), to: CopyStage.input, producer: StreamProducer(id: "t", firstSequence: Int64(chunk * 100 + 1)))
+                }
+                try await Task.sleep(for: .milliseconds(30))
+            }
+        }
+        #expect(try await eventuallyAsync { try await values(store, CopyStage.output).count >= 500 })
+        let hosting = try await store.registrations(kind: CopyStage.kind.name, limit: 100).compactMap(\.owner)
+        let drained = try #require(cluster.nodes.max { a, b in hosting.filter { $0 == a.id }.count < hosting.filter { $0 == b.id }.count })
+        try await drained.drain()
+        try await feeding.value
+        #expect(try await eventuallyAsync(within: .seconds(60)) { try await values(store, CopyStage.output).count >= total })
+        try await Task.sleep(for: .milliseconds(300))
+        let copied = try await values(store, CopyStage.output)
+        #expect(copied.count == total, "no record copied twice")
+        let status = try await store.streamStatus(CopyStage.input)
+        for partition in status.partitions {
+            let sequences = copied.filter { $0.partition == partition.partition }.map(\.sequence)
+            #expect(sequences == Array(1..<partition.nextSequence), "partition \(partition.partition): once each, in order")
+        }
+        let after = try await store.registrations(kind: CopyStage.kind.name, limit: 100)
+        #expect(after.allSatisfy { $0.owner != drained.id }, "the drained node hosts no consumer")
+        await cluster.shutdown()
+    }
 }
