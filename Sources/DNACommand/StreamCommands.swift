@@ -6,7 +6,7 @@ import Foundation
 struct StreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stream", abstract: "Create, append to, read and inspect durable streams in the store.",
-        subcommands: [Create.self, Append.self, Read.self, Status.self, Split.self, Merge.self, Trim.self, ForgetConsumer.self])
+        subcommands: [Create.self, Append.self, Read.self, Status.self, Split.self, Merge.self, Trim.self, ForgetConsumer.self, Resume.self])
 
     /// The store and the stream's name, shared by the subcommands.
     struct Target: ParsableArguments {
@@ -190,8 +190,30 @@ struct StreamCommand: AsyncParsableCommand {
         }
     }
 
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Let a consumer stage's parked partitions run again: it retries the records it parked on.")
+
+        @OptionGroup var target: Target
+
+        @Option(help: "The consumer (the stage's kind).")
+        var consumer: String
+
+        @Option(help: "Only this partition (default: every parked one).")
+        var partition: Int?
+
+        func run() async throws {
+            try bootstrapLogging("error")
+            let (stream, consumer, partition) = (target.stream, consumer, partition)
+            try await withExistingStore(target.store) { store in
+                let resumed = try await store.resumeConsumer(consumer, of: stream, partition: partition)
+                print(resumed == 0 ? "no parked partition of \(consumer) on \(stream)" : "resumed \(resumed) parked partition(s) of \(consumer) on \(stream)")
+            }
+        }
+    }
+
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print each partition: state, key range, length, sequences, bytes.")
+        static let configuration = CommandConfiguration(abstract: "Print each partition (state, key range, length, sequences, bytes) and each consumer's checkpoint, lag, owner node and parked reason.")
 
         @OptionGroup var target: Target
 
@@ -212,13 +234,21 @@ struct StreamCommand: AsyncParsableCommand {
                             + (partition.parents.isEmpty ? "-" : partition.parents.map(String.init).joined(separator: ",")))
                 }
                 if !status.consumers.isEmpty {
-                    print("\n" + pad("CONSUMER", 24) + pad("PARTITION", 11) + pad("CHECKPOINT", 12) + "LAG")
+                    print("\n" + pad("CONSUMER", 24) + pad("PARTITION", 11) + pad("CHECKPOINT", 12) + pad("LAG", 10) + pad("OWNER", 34) + "PARKED")
                     for consumer in status.consumers.keys.sorted() {
+                        // A consumer stage's partition is the actor named by its number.
+                        var owners: [String: String] = [:]
+                        for record in try await store.registrations(kind: consumer, limit: 100_000)
+                        where record.actor.namespace == stream.namespace {
+                            owners[record.actor.key] = record.owner?.rawValue
+                        }
                         for partition in status.partitions {
                             let checkpoint = status.consumers[consumer]?[partition.partition].map(String.init) ?? "-"
                             print(
                                 pad(consumer, 24) + pad("\(partition.partition)", 11) + pad(checkpoint, 12)
-                                    + "\(status.lag(of: consumer, partition: partition.partition) ?? 0)")
+                                    + pad("\(status.lag(of: consumer, partition: partition.partition) ?? 0)", 10)
+                                    + pad(owners["\(partition.partition)"] ?? "-", 34)
+                                    + (status.parked[consumer]?[partition.partition] ?? "-"))
                         }
                     }
                 }

@@ -48,4 +48,22 @@ struct StreamCommandTests {
         let afterMerge = try runDNA(["stream", "status", "--store", store, "readings"])
         #expect(afterMerge.output.split(separator: "\n").contains { $0.hasPrefix("5 ") && $0.hasSuffix("3,4") }, "\(afterMerge.output)")
     }
+
+    @Test func thePipelineDemoTotalsItsReadingsAndStatusShowsItsConsumers() async throws {
+        let directory = try TemporaryDirectory()
+        let store = "sqlite:" + directory.databasePath
+        let demo = try runDNA(["pipeline-demo", "--store", store, "--readings", "3000", "--devices", "40"])
+        #expect(demo.status == 0, "\(demo.error)")
+        #expect(demo.output.contains("fed 3000 readings from 40 devices"), "\(demo.output)")
+        #expect(demo.output.contains("totals match the readings fed: yes"), "\(demo.output)")
+        let status = try runDNA(["stream", "status", "--store", store, "readings"])
+        #expect(status.output.contains("OWNER") && status.output.contains("PARKED"), "\(status.output)")
+        let rows = status.output.split(separator: "\n").filter { $0.hasPrefix("device-totals ") }
+        #expect(rows.count == 8, "\(status.output)")
+        #expect(rows.allSatisfy { $0.split(separator: " ", omittingEmptySubsequences: true)[3] == "0" }, "no lag: \(status.output)")
+        let resume = try runDNA(["stream", "resume", "--store", store, "readings", "--consumer", "device-totals"])
+        #expect(resume.status == 0 && resume.output.contains("no parked partition"), "\(resume.output)\(resume.error)")
+        let bad = try runDNA(["pipeline-demo", "--store", store, "--readings", "0"])
+        #expect(bad.status != 0 && bad.error.contains("--readings and --devices must be more than 0"), "\(bad.error)")
+    }
 }
