@@ -22,19 +22,20 @@ struct Bench: AsyncParsableCommand {
         case drain
         case rebalance
         case alarms
+        case pipeline
         case all
     }
 
-    @Option(help: "seed | many-actors | call-latency | activation | memory | remote-calls | transport | failover | drain | rebalance | alarms | all")
+    @Option(help: "seed | many-actors | call-latency | activation | memory | remote-calls | transport | failover | drain | rebalance | alarms | pipeline | all")
     var scenario: Scenario = .seed
 
     @Option(
         help: """
-            The store for seed and failover: sqlite (embedded, the default), postgres (a private             PostgreSQL server started for the run), or postgres://USER@HOST:PORT/DB.
+            The store for seed, failover and pipeline: sqlite (embedded, the default), postgres (a private             PostgreSQL server started for the run), or postgres://USER@HOST:PORT/DB.
             """)
     var store: String = "sqlite"
 
-    @Option(help: "Messages for seed (default 1,000,000), calls for call-latency (default 10,000).")
+    @Option(help: "Messages for seed (default 1,000,000), calls for call-latency (default 10,000), records for pipeline (default 1,000,000).")
     var messages: Int?
 
     @Option(help: "Actors for many-actors and activation (default 10,000), memory (default 100,000), drain (default 1,000), rebalance (default 3,000).")
@@ -62,10 +63,10 @@ struct Bench: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        try bootstrapLogging("error")
+        try bootstrapLogging(ProcessInfo.processInfo.environment["DNA_BENCH_LOG"] ?? "error")
         let scenarios: [Scenario] =
             scenario == .all
-            ? [.seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .transport, .failover, .drain, .rebalance, .alarms]
+            ? [.seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .transport, .failover, .drain, .rebalance, .alarms, .pipeline]
             : [scenario]
         var postgresServer: LocalPostgresServer?
         var postgresURL: String?
@@ -118,6 +119,7 @@ struct Bench: AsyncParsableCommand {
                 case .drain: runs.append(try await bench.drain(actors: actors ?? 1_000))
                 case .rebalance: runs.append(try await bench.rebalance(actors: actors ?? 3_000))
                 case .alarms: runs.append(try await bench.alarms(count: alarms))
+                case .pipeline: runs.append(try await bench.pipeline(records: messages ?? 1_000_000, postgresURL: postgresURL))
                 case .all: continue
                 }
             }

@@ -1,4 +1,4 @@
-import DNA
+@testable import DNA
 import DNAPostgres
 import DNAExamples
 import DNATesting
@@ -177,7 +177,37 @@ struct PipelineProcessTests {
         await client.shutdown()
         await stop()
     }
+    /// The stage's leader dies with its node: another node's takes over (its alarm fires
+    /// there) and starts the consumer of a partition that only now has records — nothing
+    /// else would.
+    @Test func aKilledLeaderIsReplacedAndStartsNewWork() async throws {
+        let directory = try TemporaryDirectory()
+        let location = try await TestPostgres.freshDatabase() ?? ("sqlite:" + directory.databasePath)
+        let (store, stop) = try await Self.open(location)
+        try await PipelineTests.createStreams(store)
+        var nodes: [NodeProcess] = []
+        for _ in 0..<3 { nodes.append(try await NodeProcess.start(store: location)) }
+        defer { for node in nodes { node.stop() } }
+        func readings(to partition: Int) -> [StreamAppendRecord] {
+            (0..<10).map { StreamAppendRecord(key: Array("d\($0)".utf8), value: ExamplePipeline.reading(city: "oslo", amount: 1), partition: partition) }
+        }
+        func checkpoint(_ partition: Int) async throws -> Int64? {
+            try await store.streamStatus(ExamplePipeline.readings).consumers[DeviceTotals.kind.name]?[partition]
+        }
+        _ = try await store.append(readings(to: 0), to: ExamplePipeline.readings, producer: nil)
+        #expect(try await eventuallyAsync { try await checkpoint(0) == 11 })
+        let leaders = try await store.registrations(kind: StageLeader.kind.name, limit: 10)
+        let leader = try #require(leaders.first { $0.actor.key == DeviceTotals.kind.name }?.owner)
+        let killed = try #require(nodes.first { $0.id == leader.rawValue })
+        killed.kill()
+        _ = try await store.append(readings(to: 5), to: ExamplePipeline.readings, producer: nil)
+        #expect(try await eventuallyAsync(within: .seconds(30)) { try await checkpoint(5) == 11 })
+        let now = try await store.registrations(kind: StageLeader.kind.name, limit: 10).first { $0.actor.key == DeviceTotals.kind.name }
+        #expect(now?.owner != nil && now?.owner != leader, "another node's leader took over")
+        await stop()
+    }
 }
+
 
 /// Copies `src` to `dst` as "<partition>:<sequence>"; a record "bad" throws while the
 /// stage's flag says so.

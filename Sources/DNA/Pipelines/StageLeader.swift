@@ -9,6 +9,11 @@ final class StageLeader: DurableActor {
     static let kind: ActorKind = "dna.stage-leader"
     static let alarmName = "sync"
     static let interval: Duration = .seconds(1)
+    /// The shortest time between two syncs asked for by appends on one node.
+    static let pokeInterval: Duration = .milliseconds(50)
+    /// Each runnable partition's checkpoint when this leader last woke its consumer: one
+    /// that moved on since is running and is not woken again.
+    private var wokenAt: [Int: Int64] = [:]
 
     init(context: ActorContext) async throws {}
 
@@ -27,6 +32,12 @@ final class StageLeader: DurableActor {
         do {
             let status = try await node.store.streamStatus(stage.input)
             for partition in StageOrder.runnable(status, consumer: stage.kind, waitsForParents: stage.waitsForParents) {
+                let checkpoint = status.consumers[stage.kind]?[partition] ?? 0
+                if let woken = wokenAt[partition], woken != checkpoint {
+                    wokenAt[partition] = checkpoint
+                    continue
+                }
+                wokenAt[partition] = checkpoint
                 try? node.cast(StagePull(), to: ActorID(namespace: stage.input.namespace, kind: stage.kind, key: String(partition)))
             }
         } catch {
@@ -64,4 +75,74 @@ extension Node {
             try? await clock.sleep(for: .seconds(1))
         }
     }
+}
+
+extension Node {
+    /// Appends `records` to `stream` (``ActorStore/append(_:to:producer:)``) and wakes this
+    /// node's consumer stages waiting for it at once (others poll).
+    public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer? = nil) async throws(StoreError)
+        -> [StreamPosition]
+    {
+        let positions = try await store.append(records, to: stream, producer: producer)
+        appended(to: [stream])
+        return positions
+    }
+
+    /// A consumer of `stream` found nothing to read: it is pulled when records come.
+    func waitForAppends(to stream: StreamName, consumer: ActorID) {
+        streamWaiters.withLock { _ = $0[stream, default: []].insert(consumer) }
+    }
+
+    /// Records were appended to these streams on this node: wake their waiting consumers,
+    /// and (at most every ``StageLeader/pokeInterval`` per stage) the leaders of the stages that read them, so
+    /// consumers not running yet start now rather than at the leader's next sync.
+    func appended(to streams: [StreamName]) {
+        let now = clock.now
+        let woken = streamWaiters.withLock { waiters -> [ActorID] in
+            var woken: [ActorID] = []
+            for stream in streams { woken += waiters.removeValue(forKey: stream) ?? [] }
+            return woken
+        }
+        for stage in stages.values where streams.contains(stage.input) { pokeLeader(of: stage, now: now) }
+        for consumer in woken { try? cast(StagePull(), to: consumer) }
+    }
+
+    /// Asks the stage's leader to sync, at most every ``StageLeader/pokeInterval``: a poke
+    /// within the interval is sent at its end (so the last appends are never left to the
+    /// leader's next timed sync).
+    private func pokeLeader(of stage: StageDescription, now: DNAInstant) {
+        enum Decision { case now, later(DNAInstant), nothing }
+        let decision = leaderPokes.withLock { pokes -> Decision in
+            var poke = pokes[stage.kind] ?? LeaderPoke()
+            defer { pokes[stage.kind] = poke }
+            if let last = poke.last, now - last < StageLeader.pokeInterval {
+                if poke.trailing { return .nothing }
+                poke.trailing = true
+                return .later(last + StageLeader.pokeInterval)
+            }
+            poke.last = now
+            return .now
+        }
+        switch decision {
+        case .nothing: return
+        case .now: try? cast(StageSync(), to: StageLeader.id(of: stage))
+        case .later(let deadline):
+            let clock = clock
+            Task { [weak self] in
+                try? await clock.sleep(until: deadline)
+                guard let self else { return }
+                self.leaderPokes.withLock { pokes in
+                    pokes[stage.kind]?.trailing = false
+                    pokes[stage.kind]?.last = clock.now
+                }
+                try? self.cast(StageSync(), to: StageLeader.id(of: stage))
+            }
+        }
+    }
+}
+
+/// When a node last asked a stage's leader to sync, and whether a poke waits for the interval's end.
+struct LeaderPoke {
+    var last: DNAInstant?
+    var trailing = false
 }

@@ -198,6 +198,8 @@ enum StageConsumer {
                     return
                 }
                 cursor.emptyPolls += 1
+                // Woken at once by appends committed on this node; polls for the others'.
+                node.waitForAppends(to: S.input, consumer: context.id)
                 if cursor.emptyPolls <= StageCursor.maxEmptyPolls {
                     var wait = StageCursor.firstPollWait
                     for _ in 1..<cursor.emptyPolls where wait < StageCursor.maxPollWait { wait = wait * 2 }

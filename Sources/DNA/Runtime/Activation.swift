@@ -329,6 +329,9 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 span.end()
             }
             let action = machine.withLock { $0.commitCompleted(sequence: batch.sequence, result: result, now: node.clock.now) }
+            if case .success = result, !batch.streams.appends.isEmpty, !node.stages.isEmpty {
+                node.appended(to: batch.streams.appends.map(\.stream))
+            }
             if case .failure(let error) = result {
                 node.metrics.commitFailures.increment()
                 if error.code != .predecessorMissing && error.code != .fenced {

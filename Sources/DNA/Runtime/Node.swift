@@ -53,6 +53,10 @@ public final class Node: Service, Sendable {
     let kinds: [String: any AnyKindRuntime]
     /// The stream stages among them, by kind.
     let stages: [String: StageDescription]
+    /// This node's consumers waiting for appends, by stream.
+    let streamWaiters = Mutex<[StreamName: Set<ActorID>]>([:])
+    /// When this node last woke each stage's leader after an append.
+    let leaderPokes = Mutex<[String: LeaderPoke]>([:])
     /// Whether the node serves only while its heartbeats are fresh: in a cluster, other
     /// nodes take its names once they stop, so it must stop serving before they can.
     private let leaseEnforced: Bool
