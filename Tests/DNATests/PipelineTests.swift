@@ -158,21 +158,21 @@ struct PipelineProcessTests {
         #expect(try await eventuallyAsync(within: .seconds(120)) {
             try await Self.consumed(store, ExamplePipeline.cityReadings, by: CityTotals.kind.name) >= Int64(total)
         })
+        let forwarded = try await store.streamStatus(ExamplePipeline.cityReadings).partitions.reduce(0) { $0 + $1.length }
+        #expect(forwarded == Int64(total), "each reading forwarded exactly once")
         let client = try survivors[0].client()
         var devices: [String: ExamplePipeline.Total] = [:]
         for partition in 0..<ExamplePipeline.readingPartitions {
-            let part = try await retrying { try await client.call(ExamplePipeline.Totals(), kind: DeviceTotals.kind.name, key: "\(partition)") }
+            let part = try await retrying(for: .seconds(30)) { try await client.call(ExamplePipeline.Totals(), kind: DeviceTotals.kind.name, key: "\(partition)") }
             devices.merge(part.value) { a, _ in a }
         }
         var cities: [String: ExamplePipeline.Total] = [:]
         for partition in 0..<ExamplePipeline.cityPartitions {
-            let part = try await retrying { try await client.call(ExamplePipeline.Totals(), kind: CityTotals.kind.name, key: "\(partition)") }
+            let part = try await retrying(for: .seconds(30)) { try await client.call(ExamplePipeline.Totals(), kind: CityTotals.kind.name, key: "\(partition)") }
             cities.merge(part.value) { a, _ in a }
         }
         #expect(devices == expected.devices, "per device, the first stage counted each reading once")
         #expect(cities == expected.cities, "per city, the second stage counted each forwarded reading once")
-        let forwarded = try await store.streamStatus(ExamplePipeline.cityReadings).partitions.reduce(0) { $0 + $1.length }
-        #expect(forwarded == Int64(total), "each reading forwarded exactly once")
         #expect(try await Self.consumed(store, ExamplePipeline.cityReadings, by: CityTotals.kind.name) == Int64(total))
         await client.shutdown()
         await stop()

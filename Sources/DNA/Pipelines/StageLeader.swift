@@ -58,21 +58,13 @@ struct StageSync: ActorRequest {
 }
 
 extension Node {
-    /// Starts each stage's leader (wherever the cluster places it), until one start got
-    /// through; the leader's alarm keeps it going from then on.
-    func startStageLeaders() async {
-        var pending = Array(stages.values)
-        while !pending.isEmpty, !Task.isCancelled {
-            pending = pending.filter { stage in
-                do {
-                    try cast(StageSync(), to: StageLeader.id(of: stage))
-                    return false
-                } catch {
-                    return true
-                }
-            }
-            if pending.isEmpty { return }
-            try? await clock.sleep(for: .seconds(1))
+    /// Asks each stage's leader to sync every two seconds, from every node: this starts
+    /// the leaders, and brings one back soon after its node fails (its alarm does too, once
+    /// the failure is seen, but a fire sent towards the failed node is only sent again later).
+    func stageLeaderLoop() async {
+        while !Task.isCancelled {
+            for stage in stages.values { try? cast(StageSync(), to: StageLeader.id(of: stage)) }
+            do { try await clock.sleep(for: StageLeader.interval * 2) } catch { return }
         }
     }
 }

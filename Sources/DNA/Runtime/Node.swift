@@ -352,7 +352,7 @@ public final class Node: Service, Sendable {
             group.addTask { await self.heartbeatLoop() }
             group.addTask { await self.passivationLoop() }
             group.addTask { await self.alarmLoop() }
-            if !stages.isEmpty { group.addTask { await self.startStageLeaders() } }
+            if !stages.isEmpty { group.addTask { await self.stageLeaderLoop() } }
             if transport != nil { group.addTask { await self.rebalanceLoop() } }
             let stopRequested = self.stopRequested
             await withGracefulShutdownHandler {

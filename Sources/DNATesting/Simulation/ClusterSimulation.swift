@@ -92,7 +92,11 @@ public final class ClusterSimulation {
     }
 
     /// Runs the whole simulation; stops early at the first violation.
+    /// The stream every batch of writes appends its writes to (one partition).
+    static let outputStream = StreamName(namespace: "sim", name: "out")
+
     public func run() -> SimulationResult {
+        try! store.state.createStream(Self.outputStream, partitions: 1, retention: StreamRetention())
         for slot in 0..<configuration.nodes {
             nodes.append(SimNode(simulation: self, slot: slot))
         }
@@ -434,6 +438,20 @@ public final class ClusterSimulation {
                 }
             }
         }
+        // Exactly once between stages: the records the batches appended are their writes,
+        // each once, in commit order — whatever was retried, fenced or moved.
+        var appended: [String: [String]] = [:]
+        for record in store.state.streams[Self.outputStream]?.records[0] ?? [] {
+            appended[String(decoding: record.key, as: UTF8.self), default: []].append(String(decoding: record.value, as: UTF8.self))
+        }
+        for actor in Set(appended.keys).union(store.appliedInOrder.keys).sorted() where appended[actor] != store.appliedInOrder[actor] {
+            let records = appended[actor] ?? []
+            violation(
+                "exactly-once-output",
+                "\(actor): its batches appended \(records.count) record(s) (\(Set(records).count) distinct), its applied writes are \(store.appliedInOrder[actor]?.count ?? 0)")
+            return
+        }
+        count("output.records", by: appended.values.reduce(0) { $0 + $1.count })
         // Writes of each sender to each actor were applied in the order sent.
         for actor in store.commitLog.keys.sorted(by: { $0.description < $1.description }) {
             var last: [String: Int] = [:]
@@ -576,6 +594,8 @@ final class SimStore {
     /// Writes in the order they were committed, per actor.
     var commitLog: [ActorID: [LoggedWrite]] = [:]
     var appliedWrites: Set<AppliedWrite> = []
+    /// Every write applied, per actor, in commit order (with repeats, if any).
+    var appliedInOrder: [String: [String]] = [:]
 }
 
 extension ClusterSimulation {
@@ -672,6 +692,7 @@ extension ClusterSimulation {
             for operation in batch.operations {
                 let key = String(decoding: operation.key, as: UTF8.self)
                 store.appliedWrites.insert(AppliedWrite(actor: batch.registration.actor, key: key))
+                store.appliedInOrder[batch.registration.actor.description, default: []].append(key)
                 let parts = key.split(separator: "/")
                 if parts.count == 4, let sequence = Int(parts[2]) {
                     store.commitLog[batch.registration.actor, default: []].append(

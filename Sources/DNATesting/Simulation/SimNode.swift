@@ -571,7 +571,18 @@ final class SimNode {
             if !operations.isEmpty, let state = activation.machine.takeOrderState() {
                 order = OrderState.encode(state, origins: origins)
             }
-            switch activation.machine.handled(operations: operations, held: held, now: localNow, lease: lease.snapshot, order: order) {
+            // Like a consumer stage, each write also appends a record to the output stream
+            // with the batch: the checks find each applied write there once, in commit order.
+            let streams = operations.isEmpty
+                ? StreamEffects.none
+                : StreamEffects(appends: [
+                    StreamEffects.Append(
+                        stream: ClusterSimulation.outputStream,
+                        records: operations.map { StreamAppendRecord(key: Array(activation.actor.description.utf8), value: $0.key) })
+                ])
+            switch activation.machine.handled(
+                operations: operations, held: held, now: localNow, lease: lease.snapshot, order: order, streams: streams)
+            {
             case .none: break
             case .commit(let commit): submit(commit, of: activation)
             case .fail(let replies, let error):
