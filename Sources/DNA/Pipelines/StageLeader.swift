@@ -40,6 +40,10 @@ final class StageLeader: DurableActor {
                 wokenAt[partition] = checkpoint
                 try? node.cast(StagePull(), to: ActorID(namespace: stage.input.namespace, kind: stage.kind, key: String(partition)))
             }
+        } catch let error as StoreError where error.code == .notFound {
+            // No stream to lead: stop until one exists (the nodes' syncs start it again).
+            context.cancelAlarm(Self.alarmName)
+            context.deactivate()
         } catch {
             node.logger.debug("stage leader could not read its stream", metadata: ["stage": "\(stage.kind)", "error": "\(error)"])
         }
@@ -58,12 +62,16 @@ struct StageSync: ActorRequest {
 }
 
 extension Node {
-    /// Asks each stage's leader to sync every two seconds, from every node: this starts
+    /// Asks each stage's leader to sync every two seconds, from every node (while its input
+    /// stream exists): this starts
     /// the leaders, and brings one back soon after its node fails (its alarm does too, once
     /// the failure is seen, but a fire sent towards the failed node is only sent again later).
     func stageLeaderLoop() async {
         while !Task.isCancelled {
-            for stage in stages.values { try? cast(StageSync(), to: StageLeader.id(of: stage)) }
+            // A stage whose stream does not exist (yet) has no leader running.
+            for stage in stages.values where (try? await store.streamStatus(stage.input)) != nil {
+                try? cast(StageSync(), to: StageLeader.id(of: stage))
+            }
             do { try await clock.sleep(for: StageLeader.interval * 2) } catch { return }
         }
     }
