@@ -7,7 +7,8 @@ import PostgresNIO
 /// `bigserial`, say), optionally split into partitions by a partition column; the row's key
 /// and value come from two columns (`text` or `bytea`). Reads through a `PostgresStore`'s
 /// connections. Positions are the sequence column's values; a partition whose rows stop
-/// coming is still open (a table has no end).
+/// coming is still open (a table has no end). Without a partition column the table is one
+/// partition, ``wholeTable``.
 public struct PostgresTableSource: PartitionSource {
     public typealias Position = Int64
 
@@ -50,7 +51,7 @@ public struct PostgresTableSource: PartitionSource {
     }
 
     public func partitions() async throws -> [SourcePartition] {
-        guard let partitionColumn else { return [SourcePartition(id: "")] }
+        guard let partitionColumn else { return [SourcePartition(id: Self.wholeTable)] }
         let sql = "SELECT DISTINCT \(partitionColumn)::text FROM \(table) ORDER BY 1"
         let logger = store.configuration.logger
         return try await store.withConnection("listing the partitions of \(table)") { connection in
@@ -61,6 +62,9 @@ public struct PostgresTableSource: PartitionSource {
             return result
         }
     }
+
+    /// The one partition of a table read without a partition column.
+    public static let wholeTable = "all"
 
     public func start(of partition: String) async throws -> Int64 { 0 }
 

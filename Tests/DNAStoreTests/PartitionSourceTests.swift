@@ -39,11 +39,11 @@ struct PartitionSourceTests {
         try await LocalPostgresServer.execute(
             "INSERT INTO readings (device, payload) VALUES ('a', 'x1'), ('b', 'y1'), ('a', 'x2'), ('a', 'x3')", on: url)
         let whole = try PostgresTableSource(store: store, table: "readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload")
-        #expect(try await whole.partitions().map(\.id) == [""])
-        let firstTwo = try await whole.read("", after: try await whole.start(of: ""), limit: 2)
+        #expect(try await whole.partitions().map(\.id) == ["all"])
+        let firstTwo = try await whole.read("all", after: try await whole.start(of: "all"), limit: 2)
         #expect(firstTwo.map(\.position) == [1, 2] && firstTwo.map { String(decoding: $0.key, as: UTF8.self) } == ["a", "b"])
-        #expect(try await whole.read("", after: 2, limit: 10).map(\.position) == [3, 4])
-        #expect(try await whole.read("", after: 4, limit: 10).isEmpty)
+        #expect(try await whole.read("all", after: 2, limit: 10).map(\.position) == [3, 4])
+        #expect(try await whole.read("all", after: 4, limit: 10).isEmpty)
         let byDevice = try PostgresTableSource(
             store: store, table: "public.readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload", partitionColumn: "device")
         #expect(try await byDevice.partitions().map(\.id) == ["a", "b"])

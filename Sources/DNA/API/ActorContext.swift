@@ -13,8 +13,8 @@ public final class ActorContext {
     unowned let node: Node
     var deactivationRequested = false
     private let handedOverBytes: [UInt8]?
-    /// A stage consumer's position (``StreamStage``); made by its first pull.
-    var stageCursor: StageCursor?
+    /// A stage consumer's position (``StageCursor``, or a ``SourceCursor``); made by its first pull.
+    var stageCursor: AnyObject?
     /// Made on first use: most activations have no alarms, and every one pays for the object.
     private var schedule: AlarmSchedule?
     var alarmSchedule: AlarmSchedule {

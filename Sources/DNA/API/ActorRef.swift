@@ -167,6 +167,9 @@ final class KindRuntime<A: DurableActor>: AnyKindRuntime {
         if let stage = A.self as? any StreamStage.Type {
             handlers.entries[ObjectIdentifier(StagePull.self)] = stage.pullEntry
             self.stage = stage.stageDescription
+        } else if let stage = A.self as? any SourceStage.Type {
+            for (type, entry) in stage.sourceEntries { handlers.entries[type] = entry }
+            self.stage = stage.stageDescription
         } else {
             self.stage = nil
         }

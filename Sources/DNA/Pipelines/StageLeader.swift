@@ -29,8 +29,17 @@ final class StageLeader: DurableActor {
             try? context.setAlarm(Self.alarmName, after: Self.interval, repeating: Self.interval)
         }
         guard let stage = node.stages[context.id.key] else { return }
+        if let stream = stage.stream {
+            await sync(stage, stream: stream, context: context)
+        } else if let list = stage.sourcePartitions {
+            await sync(stage, source: list, context: context)
+        }
+    }
+
+    private func sync(_ stage: StageDescription, stream: StreamName, context: ActorContext) async {
+        let node = context.node
         do {
-            let status = try await node.store.streamStatus(stage.input)
+            let status = try await node.store.streamStatus(stream)
             for partition in StageOrder.runnable(status, consumer: stage.kind, waitsForParents: stage.waitsForParents) {
                 let checkpoint = status.consumers[stage.kind]?[partition] ?? 0
                 if let woken = wokenAt[partition], woken != checkpoint {
@@ -38,7 +47,7 @@ final class StageLeader: DurableActor {
                     continue
                 }
                 wokenAt[partition] = checkpoint
-                try? node.cast(StagePull(), to: ActorID(namespace: stage.input.namespace, kind: stage.kind, key: String(partition)))
+                try? node.cast(StagePull(), to: ActorID(namespace: stage.namespace, kind: stage.kind, key: String(partition)))
             }
         } catch let error as StoreError where error.code == .notFound {
             // No stream to lead: stop until one exists (the nodes' syncs start it again).
@@ -49,9 +58,32 @@ final class StageLeader: DurableActor {
         }
     }
 
+    /// Partitions of an external source whose consumers finished (closed, read to the end).
+    private var finished: Set<String> = []
+
+    /// An external source: the consumers of open partitions are woken; those of closed
+    /// ones are asked whether they finished (a consumer checks its parents the same way).
+    private func sync(
+        _ stage: StageDescription, source: @Sendable (Node) async throws -> [SourcePartition], context: ActorContext
+    ) async {
+        let node = context.node
+        do {
+            for partition in try await source(node) where !finished.contains(partition.id) {
+                let consumer = ActorID(namespace: stage.namespace, kind: stage.kind, key: partition.id)
+                if partition.isOpen {
+                    try? node.cast(StagePull(), to: consumer)
+                } else if try await node.stageFinished(consumer) {
+                    finished.insert(partition.id)
+                }
+            }
+        } catch {
+            node.logger.debug("stage leader could not list its source", metadata: ["stage": "\(stage.kind)", "error": "\(error)"])
+        }
+    }
+
     /// The leader of `stage`.
     static func id(of stage: StageDescription) -> ActorID {
-        ActorID(namespace: stage.input.namespace, kind: kind.name, key: stage.kind)
+        ActorID(namespace: stage.namespace, kind: kind.name, key: stage.kind)
     }
 }
 
@@ -69,7 +101,8 @@ extension Node {
     func stageLeaderLoop() async {
         while !Task.isCancelled {
             // A stage whose stream does not exist (yet) has no leader running.
-            for stage in stages.values where (try? await store.streamStatus(stage.input)) != nil {
+            for stage in stages.values {
+                if let stream = stage.stream, (try? await store.streamStatus(stream)) == nil { continue }
                 try? cast(StageSync(), to: StageLeader.id(of: stage))
             }
             do { try await clock.sleep(for: StageLeader.interval * 2) } catch { return }
@@ -103,7 +136,7 @@ extension Node {
             for stream in streams { woken += waiters.removeValue(forKey: stream) ?? [] }
             return woken
         }
-        for stage in stages.values where streams.contains(stage.input) { pokeLeader(of: stage, now: now) }
+        for stage in stages.values where stage.stream.map(streams.contains) == true { pokeLeader(of: stage, now: now) }
         for consumer in woken { try? cast(StagePull(), to: consumer) }
     }
 

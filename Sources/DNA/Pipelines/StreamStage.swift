@@ -77,7 +77,7 @@ extension StreamStage {
     }
 
     static var stageDescription: StageDescription {
-        StageDescription(kind: kind.name, input: input, waitsForParents: waitsForParents)
+        StageDescription(kind: kind.name, namespace: input.namespace, waitsForParents: waitsForParents, stream: input, sourcePartitions: nil)
     }
 
     static var pullEntry: HandlerEntry {
@@ -90,11 +90,14 @@ extension StreamStage {
     }
 }
 
-/// What a node knows of a stage kind, for its leader.
+/// What a node knows of a stage kind, for its leader: the DNA stream it reads, or how to
+/// list the partitions of its external source.
 struct StageDescription: Sendable {
     var kind: String
-    var input: StreamName
+    var namespace: String
     var waitsForParents: Bool
+    var stream: StreamName?
+    var sourcePartitions: (@Sendable (Node) async throws -> [SourcePartition])?
 }
 
 /// Asks a consumer to read its partition (sent by the consumer to itself, its leader, a
@@ -132,7 +135,7 @@ enum StageConsumer {
         let node = context.node
         let consumer = S.kind.name
         let cursor: StageCursor
-        if let existing = context.stageCursor {
+        if let existing = context.stageCursor as? StageCursor {
             cursor = existing
         } else {
             do { cursor = StageCursor(checkpoint: try context.runtimeValue(StageCursor.module, default: Int64(0))) } catch {

@@ -112,7 +112,7 @@ public final class Node: Service, Sendable {
         self.id = NodeID.random()
         self.origins = OriginTable(this: id.rawValue)
         var kinds: [String: any AnyKindRuntime] = [:]
-        let stageTypes = actors.filter { $0 is any StreamStage.Type }
+        let stageTypes = actors.filter { $0 is any StreamStage.Type || $0 is any SourceStage.Type }
         for type in actors + (stageTypes.isEmpty ? [] : [StageLeader.self]) {
             let kind = Self.kindRuntime(type, placement: configuration.placement)
             try ActorID.validateSegment(kind.name, what: "kind")

@@ -1,0 +1,262 @@
+/// A consumer stage over a source outside DNA (a ``PartitionSource``: a PostgreSQL table
+/// with `PostgresTableSource`, a Kafka topic or a Kinesis stream through one of your own):
+/// the same leases — one activation per source partition, the actor named by the
+/// partition's id in ``namespace`` — and the same checkpoints: the source position is kept
+/// in the consumer's own storage and commits in one transaction with what
+/// ``process(_:context:)`` writes and appends. So a source stage that appends to a DNA
+/// stream brings each source record into it exactly once.
+///
+/// Its leader lists the source's partitions every second and wakes the consumers of open
+/// ones; a child partition is read once each parent's consumer finished (closed and read to
+/// its end). A handler that keeps throwing parks its partition as a ``StreamStage`` does;
+/// the reason is logged and counted (`dna_stage_parked_total`), and
+/// ``Node/resumeSourceStage(_:partition:)`` lets it run again. Partition ids must be valid
+/// actor keys (letters, digits, `_ . - :`).
+public protocol SourceStage: DurableActor {
+    associatedtype Source: PartitionSource
+
+    /// The namespace of the stage's consumers and leader: `"default"` unless the type says.
+    static var namespace: String { get }
+    /// The source, made on the node where a consumer or the leader runs.
+    static func source(on node: Node) throws -> Source
+    /// The most records handed to ``process(_:context:)`` at once: 500 unless the type says.
+    static var batchSize: Int { get }
+    /// Whether a child partition waits for its parents to be read to their end (`true`).
+    static var waitsForParents: Bool { get }
+    /// What happens when ``process(_:context:)`` throws.
+    static var failurePolicy: StageFailurePolicy { get }
+
+    /// Handles the next records of the partition, in order. Throwing discards what this
+    /// call wrote and appended; the same records come again (``failurePolicy``).
+    func process(_ records: [SourceRecord<Source.Position>], context: ActorContext) async throws
+}
+
+extension SourceStage {
+    public static var namespace: String { "default" }
+    public static var batchSize: Int { 500 }
+    public static var waitsForParents: Bool { true }
+    public static var failurePolicy: StageFailurePolicy { StageFailurePolicy() }
+    public static func handlers(_ handlers: inout Handlers<Self>) {}
+
+    /// The consumer of `partition`: its actor's name.
+    public static func consumer(of partition: String) -> ActorID {
+        ActorID(namespace: namespace, kind: kind.name, key: partition)
+    }
+
+    static var stageDescription: StageDescription {
+        StageDescription(
+            kind: kind.name, namespace: namespace, waitsForParents: waitsForParents, stream: nil,
+            sourcePartitions: { node in try await source(on: node).partitions() })
+    }
+
+    static var sourceEntries: [(ObjectIdentifier, HandlerEntry)] {
+        [
+            (
+                ObjectIdentifier(StagePull.self),
+                HandlerEntry(
+                    timing: .immediate, requestName: StagePull.requestName, codec: RemoteCodec(for: StagePull.self),
+                    invoke: { actor, _, context in
+                        await SourceConsumer.pull(unsafeDowncast(actor, to: Self.self), context: context)
+                        return ()
+                    })
+            ),
+            (
+                ObjectIdentifier(StageFinished.self),
+                HandlerEntry(
+                    timing: .afterCommit, requestName: StageFinished.requestName, codec: RemoteCodec(for: StageFinished.self),
+                    invoke: { actor, _, context in try await SourceConsumer.finished(unsafeDowncast(actor, to: Self.self), context: context) })
+            ),
+            (
+                ObjectIdentifier(StageResume.self),
+                HandlerEntry(
+                    timing: .afterCommit, requestName: StageResume.requestName, codec: RemoteCodec(for: StageResume.self),
+                    invoke: { actor, _, context in try SourceConsumer.resume(unsafeDowncast(actor, to: Self.self), context: context) })
+            ),
+        ]
+    }
+}
+
+/// Asks a source stage's consumer whether its partition is finished (closed and read to
+/// its end); it finds out if it does not know yet.
+struct StageFinished: ActorRequest {
+    typealias Response = Bool
+    static var requestName: String { "dna.stage.finished" }
+}
+
+/// Lets a source stage's parked consumer run again.
+struct StageResume: ActorRequest {
+    typealias Response = Void
+    static var requestName: String { "dna.stage.resume" }
+}
+
+/// A source consumer's stored position.
+struct SourceCheckpoint<Position: Codable & Sendable>: Codable, Sendable {
+    /// The last position consumed; `nil` before the first batch.
+    var position: Position?
+    var finished = false
+    var parked: String?
+}
+
+final class SourceCursor<S: SourceStage> {
+    let checkpoint: Value<SourceCheckpoint<S.Source.Position>>
+    let source: S.Source
+    var position: S.Source.Position?
+    var started = false
+    var failures = 0
+    var emptyPolls = 0
+    var timer: ScheduledMessage?
+
+    init(checkpoint: Value<SourceCheckpoint<S.Source.Position>>, source: S.Source) {
+        self.checkpoint = checkpoint
+        self.source = source
+    }
+}
+
+extension Node {
+    /// Lets the parked partition of a source stage run again (see ``SourceStage``).
+    public func resumeSourceStage<S: SourceStage>(_ stage: S.Type, partition: String) async throws {
+        try await ref(S.self, key: partition, namespace: S.namespace).call(StageResume())
+    }
+
+    /// Whether the consumer `id` of a source stage finished its partition.
+    func stageFinished(_ id: ActorID) async throws -> Bool {
+        guard let kind = kinds[id.kind] else { throw DNAError(.unknownActorKind, "no actor kind '\(id.kind)' on this node") }
+        return try await ActorTarget(id: id, node: self, kind: kind).call(StageFinished(), trace: nil)
+    }
+}
+
+enum SourceConsumer {
+    static func cursor<S: SourceStage>(_ stage: S, context: ActorContext) throws -> SourceCursor<S> {
+        if let existing = context.stageCursor as? SourceCursor<S> { return existing }
+        let made = SourceCursor<S>(
+            checkpoint: try context.runtimeValue(StageCursor.module, default: SourceCheckpoint<S.Source.Position>()),
+            source: try S.source(on: context.node))
+        made.position = made.checkpoint.value.position
+        context.stageCursor = made
+        return made
+    }
+
+    static func finished<S: SourceStage>(_ stage: S, context: ActorContext) async throws -> Bool {
+        let cursor = try cursor(stage, context: context)
+        if cursor.checkpoint.value.finished { return true }
+        let partition = context.id.key
+        guard let info = try await cursor.source.partitions().first(where: { $0.id == partition }), !info.isOpen else { return false }
+        let position = try await startPosition(cursor, partition: partition)
+        guard try await cursor.source.read(partition, after: position, limit: 1).isEmpty else {
+            try? context.tell(StagePull())
+            return false
+        }
+        var value = cursor.checkpoint.value
+        value.finished = true
+        value.position = position
+        try cursor.checkpoint.set(value)
+        return true
+    }
+
+    static func resume<S: SourceStage>(_ stage: S, context: ActorContext) throws {
+        let cursor = try cursor(stage, context: context)
+        guard cursor.checkpoint.value.parked != nil else { return }
+        var value = cursor.checkpoint.value
+        value.parked = nil
+        try cursor.checkpoint.set(value)
+        cursor.failures = 0
+        try context.tell(StagePull())
+    }
+
+    private static func startPosition<S: SourceStage>(_ cursor: SourceCursor<S>, partition: String) async throws -> S.Source.Position {
+        if let position = cursor.position { return position }
+        let start = try await cursor.source.start(of: partition)
+        cursor.position = start
+        return start
+    }
+
+    static func pull<S: SourceStage>(_ stage: S, context: ActorContext) async {
+        let node = context.node
+        let cursor: SourceCursor<S>
+        do { cursor = try self.cursor(stage, context: context) } catch {
+            node.logger.error("source stage consumer cannot start", metadata: ["actor": "\(context.id)", "error": "\(error)"])
+            context.deactivate()
+            return
+        }
+        let partition = context.id.key
+        func again(after wait: Duration) {
+            cursor.timer?.cancel()
+            cursor.timer = context.schedule(StagePull(), after: wait)
+        }
+        if cursor.checkpoint.value.finished {
+            context.deactivate()
+            return
+        }
+        if cursor.checkpoint.value.parked != nil { return }
+        do {
+            if !cursor.started {
+                if S.waitsForParents {
+                    guard let info = try await cursor.source.partitions().first(where: { $0.id == partition }) else {
+                        node.logger.warning("source has no such partition; consumer stops", metadata: ["actor": "\(context.id)"])
+                        context.deactivate()
+                        return
+                    }
+                    for parent in info.parents where !(try await node.stageFinished(S.consumer(of: parent))) {
+                        again(after: .seconds(1))
+                        return
+                    }
+                }
+                cursor.started = true
+            }
+            let position = try await startPosition(cursor, partition: partition)
+            let records = try await cursor.source.read(partition, after: position, limit: S.batchSize)
+            guard !records.isEmpty else {
+                let partitions = try await cursor.source.partitions()
+                if let info = partitions.first(where: { $0.id == partition }), !info.isOpen {
+                    var value = cursor.checkpoint.value
+                    value.finished = true
+                    value.position = position
+                    try cursor.checkpoint.set(value)
+                    cursor.timer?.cancel()
+                    for child in partitions where child.parents.contains(partition) { try? node.cast(StagePull(), to: S.consumer(of: child.id)) }
+                    context.deactivate()
+                    return
+                }
+                cursor.emptyPolls += 1
+                if cursor.emptyPolls <= StageCursor.maxEmptyPolls {
+                    var wait = StageCursor.firstPollWait
+                    for _ in 1..<cursor.emptyPolls where wait < StageCursor.maxPollWait { wait = wait * 2 }
+                    again(after: min(wait, StageCursor.maxPollWait))
+                }
+                return
+            }
+            cursor.emptyPolls = 0
+            do {
+                try await stage.process(records, context: context)
+            } catch {
+                context.log.rollbackMessage()
+                cursor.failures += 1
+                node.metrics.stageFailures.increment()
+                let policy = S.failurePolicy
+                if cursor.failures >= policy.attempts {
+                    var value = cursor.checkpoint.value
+                    value.parked = String("\(records.count) record(s) after \(position) failed \(cursor.failures) times: \(error)".prefix(500))
+                    try cursor.checkpoint.set(value)
+                    node.metrics.stageParked.increment()
+                    node.logger.error("source stage partition parked", metadata: ["actor": "\(context.id)", "reason": "\(value.parked!)"])
+                } else {
+                    node.logger.warning(
+                        "stage handler failed; retrying", metadata: ["actor": "\(context.id)", "attempt": "\(cursor.failures)", "error": "\(error)"])
+                    again(after: policy.backOff(after: cursor.failures))
+                }
+                return
+            }
+            cursor.failures = 0
+            let last = records[records.count - 1].position
+            cursor.position = last
+            var value = cursor.checkpoint.value
+            value.position = last
+            try cursor.checkpoint.set(value)
+            node.metrics.stageRecords.increment(by: records.count)
+            try context.tell(StagePull())
+        } catch {
+            node.logger.debug("source stage consumer could not read its source; retrying", metadata: ["actor": "\(context.id)", "error": "\(error)"])
+            again(after: .seconds(1))
+        }
+    }
+}
