@@ -256,8 +256,9 @@ struct PostgresStoreTests {
         let records = try await store.nodes(cluster: "c")
         #expect(records.first { $0.id.rawValue == "old" }?.labels == [])
         #expect(records.first { $0.id.rawValue == "new" }?.labels == ["eu"])
-        // Version 4: streams.
+        // Version 4: streams; version 5: parked consumers.
         try await store.createStream(StreamName(name: "s"), partitions: 1, retention: StreamRetention())
+        #expect(try await store.resumeConsumer("stage", of: StreamName(name: "s"), partition: nil) == 0)
         await store.close()
     }
 

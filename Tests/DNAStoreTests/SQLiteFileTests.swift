@@ -72,6 +72,25 @@ struct SQLiteFileTests {
         await store.close()
     }
 
+    @Test func aVersion4FileGetsParkedConsumers() async throws {
+        let (path, cleanup) = try temporaryPath()
+        defer { cleanup() }
+        try await SQLiteStore.opened(.init(path: path)).close()
+        let old = try SQLiteConnection(path: path)
+        try old.execute("ALTER TABLE dna_stream_progress DROP COLUMN parked; UPDATE dna_meta SET value = '4' WHERE key = 'schema_version'")
+        let store = try await SQLiteStore.opened(.init(path: path))
+        let stream = StreamName(name: "before-parking")
+        try await store.createStream(stream, partitions: 1, retention: StreamRetention())
+        #expect(try await store.resumeConsumer("stage", of: stream, partition: nil) == 0)
+        #expect(try await store.streamStatus(stream).parked.isEmpty)
+        await store.close()
+        let check = try SQLiteConnection(path: path)
+        let version = try check.prepare("SELECT value FROM dna_meta WHERE key = 'schema_version'")
+        _ = try version.step()
+        #expect(version.string(0) == "5")
+        version.reset()
+    }
+
     @Test func aVersion2FileIsMigrated() async throws {
         let (path, cleanup) = try temporaryPath()
         defer { cleanup() }
