@@ -218,11 +218,7 @@ enum SourceConsumer {
                     return
                 }
                 cursor.emptyPolls += 1
-                if cursor.emptyPolls <= StageCursor.maxEmptyPolls {
-                    var wait = StageCursor.firstPollWait
-                    for _ in 1..<cursor.emptyPolls where wait < StageCursor.maxPollWait { wait = wait * 2 }
-                    again(after: min(wait, StageCursor.maxPollWait))
-                }
+                if let wait = StageCursor.pollWait(afterEmptyPolls: cursor.emptyPolls) { again(after: wait) }
                 return
             }
             cursor.emptyPolls = 0

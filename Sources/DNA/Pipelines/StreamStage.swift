@@ -128,6 +128,15 @@ final class StageCursor {
     static let maxEmptyPolls = 40
     static let maxPollWait: Duration = .milliseconds(250)
     static let firstPollWait: Duration = .milliseconds(5)
+
+    /// The wait before the next poll of a partition found empty `emptyPolls` times in a
+    /// row (5 ms, doubling, at most 250 ms); `nil` once the consumer should rest.
+    static func pollWait(afterEmptyPolls emptyPolls: Int) -> Duration? {
+        guard emptyPolls <= maxEmptyPolls else { return nil }
+        var wait = firstPollWait
+        for _ in 1..<max(1, emptyPolls) where wait < maxPollWait { wait = wait * 2 }
+        return min(wait, maxPollWait)
+    }
 }
 
 enum StageConsumer {
@@ -203,11 +212,7 @@ enum StageConsumer {
                 cursor.emptyPolls += 1
                 // Woken at once by appends committed on this node; polls for the others'.
                 node.waitForAppends(to: S.input, consumer: context.id)
-                if cursor.emptyPolls <= StageCursor.maxEmptyPolls {
-                    var wait = StageCursor.firstPollWait
-                    for _ in 1..<cursor.emptyPolls where wait < StageCursor.maxPollWait { wait = wait * 2 }
-                    again(after: min(wait, StageCursor.maxPollWait))
-                }
+                if let wait = StageCursor.pollWait(afterEmptyPolls: cursor.emptyPolls) { again(after: wait) }
                 return
             }
             cursor.emptyPolls = 0
