@@ -8,10 +8,9 @@
 final class WriteLog {
     private(set) var operations: [StorageOperation] = []
     private var messageStart = 0
-    /// Stream appends and checkpoints staged since the last commit (``CommitBatch/streams``),
-    /// and where the current message's began.
-    private(set) var streams = StreamEffects.none
-    private var streamsStart = (appends: 0, progress: 0)
+    /// Stream appends and checkpoints staged since the last commit (``CommitBatch/streams``);
+    /// made on first use, as most actors never append.
+    private var staged: StagedStreams?
     /// Modules written in the current message, and in the batch so far.
     private var touchedInMessage: [any UndoableModule] = []
     private var touchedInBatch: [any UndoableModule] = []
@@ -34,21 +33,23 @@ final class WriteLog {
     func endMessage() {
         if !touchedInMessage.isEmpty { touchedInMessage.removeAll(keepingCapacity: true) }
         messageStart = operations.count
-        if !streams.isEmpty { streamsStart = (streams.appends.count, streams.progress.count) }
+        staged?.endMessage()
         message &+= 1
     }
 
+    private var stagedStreams: StagedStreams {
+        if let staged { return staged }
+        let made = StagedStreams()
+        staged = made
+        return made
+    }
+
     func appendRecord(_ record: StreamAppendRecord, to stream: StreamName) {
-        // Consecutive records to one stream share an entry (the engine appends it at once).
-        if streams.appends.count > streamsStart.appends, streams.appends[streams.appends.count - 1].stream == stream {
-            streams.appends[streams.appends.count - 1].records.append(record)
-        } else {
-            streams.appends.append(StreamEffects.Append(stream: stream, records: [record]))
-        }
+        stagedStreams.append(record, to: stream)
     }
 
     func recordProgress(_ progress: StreamEffects.Progress) {
-        streams.progress.append(progress)
+        stagedStreams.effects.progress.append(progress)
     }
 
     /// The message failed: its writes are undone.
@@ -56,21 +57,14 @@ final class WriteLog {
         for module in touchedInMessage.reversed() { module.undoMessage() }
         touchedInMessage.removeAll(keepingCapacity: true)
         operations.removeSubrange(messageStart...)
-        if !streams.isEmpty {
-            streams.appends.removeSubrange(streamsStart.appends...)
-            streams.progress.removeSubrange(streamsStart.progress...)
-        }
+        staged?.rollbackMessage()
         message &+= 1
     }
 
     /// Takes the stream effects staged, for a commit (with ``take()``).
     func takeStreams() -> StreamEffects {
-        guard !streams.isEmpty else { return .none }
-        defer {
-            streams = .none
-            streamsStart = (0, 0)
-        }
-        return streams
+        guard let staged, !staged.effects.isEmpty else { return .none }
+        return staged.take()
     }
 
     /// Takes everything staged, for a commit; the modules forget their undo entries.
@@ -92,4 +86,34 @@ protocol UndoableModule: AnyObject {
     func undoMessage()
     /// Forgets every undo entry (the batch is being committed).
     func forgetUndo()
+}
+
+/// A log's stream effects, and where the current message's began.
+final class StagedStreams {
+    var effects = StreamEffects.none
+    private var start = (appends: 0, progress: 0)
+
+    func append(_ record: StreamAppendRecord, to stream: StreamName) {
+        // Consecutive records to one stream share an entry (the engine appends it at once).
+        if effects.appends.count > start.appends, effects.appends[effects.appends.count - 1].stream == stream {
+            effects.appends[effects.appends.count - 1].records.append(record)
+        } else {
+            effects.appends.append(StreamEffects.Append(stream: stream, records: [record]))
+        }
+    }
+
+    func endMessage() { start = (effects.appends.count, effects.progress.count) }
+
+    func rollbackMessage() {
+        effects.appends.removeSubrange(start.appends...)
+        effects.progress.removeSubrange(start.progress...)
+    }
+
+    func take() -> StreamEffects {
+        defer {
+            effects = .none
+            start = (0, 0)
+        }
+        return effects
+    }
 }
