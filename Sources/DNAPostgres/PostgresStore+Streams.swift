@@ -89,8 +89,24 @@ extension PostgresStore {
     static func append(
         _ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?, on connection: PostgresConnection, logger: Logger
     ) async throws -> [StreamPosition] {
-        let id = try await streamID(stream, on: connection, logger: logger)
-        let partitions = try await partitions(of: id, lock: true, on: connection, logger: logger)
+        // The stream's id and its partitions, locked, in one round trip (parents are not
+        // needed to place records).
+        var id: Int64?
+        var partitions: [StreamPartitionStatus] = []
+        for try await (stream, partition, state, lo, hi, first, next, bytes) in try await connection.query(
+            """
+            SELECT p.stream_id, p.partition_id, p.state, p.key_lo, p.key_hi, p.first_seq, p.next_seq, p.bytes
+            FROM dna_partitions p JOIN dna_streams s ON s.stream_id = p.stream_id
+            WHERE s.namespace = \(stream.namespace) AND s.name = \(stream.name) ORDER BY p.partition_id FOR UPDATE OF p
+            """, logger: logger
+        ).decode((Int64, Int64, String, Int64, Int64, Int64, Int64, Int64).self) {
+            id = stream
+            partitions.append(
+                StreamPartitionStatus(
+                    partition: Int(partition), isOpen: state == "open", keyLow: UInt32(lo), keyHigh: UInt32(hi), firstSequence: first,
+                    nextSequence: next, bytes: bytes, parents: []))
+        }
+        guard let id else { throw StoreError(.notFound, "no stream \(stream)") }
         var lastStored: Int64 = 0
         if let producer {
             for try await last in try await connection.query(
@@ -113,11 +129,15 @@ extension PostgresStore {
                 FROM unnest(\(partitionIDs)::BIGINT[], \(sequences)::BIGINT[], \(keys)::BYTEA[], \(values)::BYTEA[]) AS r(p, s, k, v)
                 """, logger: logger)
         }
-        for partition in plan.changed {
+        if !plan.changed.isEmpty {
+            let changedIDs = plan.changed.map { Int64($0.partition) }
+            let nextSequences = plan.changed.map(\.nextSequence)
+            let sizes = plan.changed.map(\.bytes)
             try await connection.run(
                 """
-                UPDATE dna_partitions SET next_seq = \(partition.nextSequence), bytes = \(partition.bytes)
-                WHERE stream_id = \(id) AND partition_id = \(Int64(partition.partition))
+                UPDATE dna_partitions AS p SET next_seq = u.n, bytes = u.b
+                FROM unnest(\(changedIDs)::BIGINT[], \(nextSequences)::BIGINT[], \(sizes)::BIGINT[]) AS u(id, n, b)
+                WHERE p.stream_id = \(id) AND p.partition_id = u.id
                 """, logger: logger)
         }
         if let producer, let highest = plan.producerLast {
@@ -189,17 +209,28 @@ extension PostgresStore {
         consumer: String, stream: StreamName, partition: Int, next: Int64, parked: String?, on connection: PostgresConnection,
         logger: Logger
     ) async throws {
+        // One statement when the checkpoint is valid (a stage's every commit has one); the
+        // checks again, for a precise error, when it wrote nothing.
+        if !consumer.isEmpty, consumer.utf8.count <= 200 {
+            let written = try await connection.query(
+                """
+                INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms, parked)
+                SELECT p.stream_id, p.partition_id, \(consumer), \(next), \(unescaped: now), \(parked)
+                FROM dna_partitions p JOIN dna_streams s ON s.stream_id = p.stream_id
+                WHERE s.namespace = \(stream.namespace) AND s.name = \(stream.name) AND p.partition_id = \(Int64(partition))
+                    AND \(next) >= 1 AND \(next) <= p.next_seq
+                ON CONFLICT (stream_id, partition_id, consumer)
+                DO UPDATE SET next_seq = excluded.next_seq, updated_ms = excluded.updated_ms, parked = excluded.parked
+                RETURNING 1
+                """, logger: logger
+            ).collect().count
+            if written == 1 { return }
+        }
         let id = try await streamID(stream, on: connection, logger: logger)
         guard let status = try await partitions(of: id, lock: false, on: connection, logger: logger).first(where: { $0.partition == partition })
         else { throw StoreError(.notFound, "stream \(stream) has no partition \(partition)") }
         try StreamProgressRule.check(consumer: consumer, next: next, in: status, stream: stream)
-        try await connection.run(
-            """
-            INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms, parked)
-            VALUES (\(id), \(Int64(partition)), \(consumer), \(next), \(unescaped: now), \(parked))
-            ON CONFLICT (stream_id, partition_id, consumer)
-            DO UPDATE SET next_seq = excluded.next_seq, updated_ms = excluded.updated_ms, parked = excluded.parked
-            """, logger: logger)
+        throw StoreError(.invalidArgument, "the checkpoint of \(consumer) on \(stream) partition \(partition) was not recorded")
     }
 
     public func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) async throws(StoreError) -> Int {

@@ -269,9 +269,9 @@ struct StageBehaviourTests {
         return result
     }
 
-    func records(_ count: Int, bad: Int? = nil, prefix: String) -> [StreamAppendRecord] {
+    func records(_ count: Int, bad: Int? = nil, prefix: String, partition: Int? = nil) -> [StreamAppendRecord] {
         (0..<count).map { index in
-            StreamAppendRecord(key: Array("\(prefix)-\(index)".utf8), value: Array((index == bad ? "bad" : "ok").utf8))
+            StreamAppendRecord(key: Array("\(prefix)-\(index)".utf8), value: Array((index == bad ? "bad" : "ok").utf8), partition: partition)
         }
     }
 
@@ -323,6 +323,32 @@ struct StageBehaviourTests {
         #expect(copied.filter { $0.partition != 0 }.count == 50)
         status = try await store.streamStatus(CopyStage.input)
         #expect(status.parked[CopyStage.kind.name] == nil)
+        await node.shutdown()
+    }
+
+    /// Two partitions merged before their consumers ran: the child's records come after
+    /// every record of both parents.
+    @Test func aMergedPartitionIsReadAfterBothParents() async throws {
+        CopyStage.failBad.store(false, ordering: .relaxed)
+        let directory = try TemporaryDirectory()
+        let setup = SQLiteStore(configuration: .init(path: directory.databasePath))
+        try await setup.open()
+        try await setup.createStream(CopyStage.input, partitions: 2, retention: StreamRetention())
+        try await setup.createStream(CopyStage.output, partitions: 1, retention: StreamRetention())
+        _ = try await setup.append(records(30, prefix: "first", partition: 0), to: CopyStage.input, producer: nil)
+        _ = try await setup.append(records(30, prefix: "second", partition: 1), to: CopyStage.input, producer: nil)
+        #expect(try await setup.reshard(CopyStage.input, .merge(0, 1)) == [2])
+        _ = try await setup.append(records(30, prefix: "merged"), to: CopyStage.input, producer: nil)
+        await setup.close()
+        var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
+        configuration.namespace = "test"
+        let node = try await Node.started(configuration: configuration, actors: [CopyStage.self])
+        #expect(try await eventuallyAsync { try await values(node.store, CopyStage.output).count == 90 })
+        let copied = try await values(node.store, CopyStage.output)
+        let lastParent = try #require(copied.lastIndex { $0.partition != 2 })
+        let firstChild = try #require(copied.firstIndex { $0.partition == 2 })
+        #expect(lastParent < firstChild, "both parents before the merged child")
+        #expect(copied.filter { $0.partition == 2 }.map(\.sequence) == Array(1...30))
         await node.shutdown()
     }
 
