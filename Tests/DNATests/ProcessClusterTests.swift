@@ -20,6 +20,21 @@ struct ProcessClusterTests {
         return nodes
     }
 
+    /// A `dna node` stopped with SIGTERM records that it left before its store closes (on
+    /// PostgreSQL the client's pool used to close at the first sign of the graceful shutdown,
+    /// so the node could neither finish nor say it left).
+    @Test func aStoppedNodeRecordsThatItLeft() async throws {
+        let directory = try TemporaryDirectory()
+        let location = try await TestPostgres.freshDatabase() ?? ("sqlite:" + directory.databasePath)
+        let (store, stop) = try await PipelineProcessTests.open(location)
+        let nodes = [try await NodeProcess.start(store: location), try await NodeProcess.start(store: location)]
+        defer { for node in nodes { node.stop() } }
+        nodes[0].stop()
+        let record = try await store.nodes(cluster: "test").first { $0.id.rawValue == nodes[0].id }
+        #expect(record?.state == .left, "\(String(describing: record))")
+        await stop()
+    }
+
     @Test func threeProcessesGiveOneActivationToConcurrentFirstCalls() async throws {
         let directory = try TemporaryDirectory()
         let nodes = try await startNodes(3, store: try await sharedStore(directory))

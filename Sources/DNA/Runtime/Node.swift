@@ -337,7 +337,14 @@ public final class Node: Service, Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             if ownsStore {
                 let store = self.store
-                group.addTask { try await store.run() }
+                group.addTask {
+                    // Out of reach of graceful shutdown (a task-local that child tasks
+                    // inherit, which PostgreSQL's client obeys by closing its pool at once):
+                    // the store must outlive the node's own stopping — the drain, the last
+                    // commits, recording that it left — and is ended below, by cancellation.
+                    let running = Task.detached { try await store.run() }
+                    try await withTaskCancellationHandler { try await running.value } onCancel: { running.cancel() }
+                }
             }
             do {
                 try await start()
