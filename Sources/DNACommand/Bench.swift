@@ -63,7 +63,7 @@ struct Bench: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        try bootstrapLogging(ProcessInfo.processInfo.environment["DNA_BENCH_LOG"] ?? "error")
+        try bootstrapLogging("error")
         let scenarios: [Scenario] =
             scenario == .all
             ? [.seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .transport, .failover, .drain, .rebalance, .alarms, .pipeline]

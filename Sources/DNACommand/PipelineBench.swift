@@ -147,11 +147,6 @@ extension BenchRunner {
         while clock.now < deadline {
             let status = try await store.streamStatus(BenchPipeline.stream(2))
             let consumed = status.partitions.reduce(Int64(0)) { $0 + (status.consumers[BenchStageThree.kind.name]?[$1.partition] ?? 1) - 1 }
-            if ProcessInfo.processInfo.environment["DNA_BENCH_TRACE"] != nil {
-                let c1 = try await store.streamStatus(BenchPipeline.stream(0)).consumers[BenchStageOne.kind.name]?.values.reduce(0, +) ?? 0
-                let c2 = try await store.streamStatus(BenchPipeline.stream(1)).consumers[BenchStageTwo.kind.name]?.values.reduce(0, +) ?? 0
-                FileHandle.standardError.write(Data("\(clock.now) s1=\(c1) s2=\(c2) s3=\(consumed)\n".utf8))
-            }
             if consumed >= Int64(total) { return }
             try await clock.sleep(for: .milliseconds(5))
         }
