@@ -314,7 +314,16 @@ struct RuntimeSemanticsTests {
         let node = try await makeNode(.custom(InMemoryStore()))
         let ref = try node.ref(Recorder.self, key: "quitter")
         try await ref.call(Recorder.Put(key: "k", value: "v"))
+        let events = node.events()
         try await ref.call(Recorder.Deactivate())
+        // The activation ends after its batch, not before the caller hears back: a message
+        // sent at once may still reach it. Wait for it to be gone.
+        for await event in events {
+            if case .actorDeactivated(let id, let reason) = event, id == ref.id {
+                #expect(reason == .requested)
+                break
+            }
+        }
         #expect(try await ref.call(Recorder.Activations()) == 2)
         #expect(try await ref.call(Recorder.Get(key: "k")) == "v")
         await node.shutdown()
