@@ -32,31 +32,34 @@ enum BenchPipeline {
     static var nowMicroseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1_000_000) }
 }
 
-final class BenchStageOne: StreamStage {
+/// A forwarding stage of the bench: reads stream `hop - 1`, appends to stream `hop`.
+protocol BenchHop: StreamStage {
+    static var hop: Int { get }
+}
+
+extension BenchHop {
+    static var input: StreamName { BenchPipeline.stream(hop - 1) }
+    func process(_ records: [StreamRecord], context: ActorContext) async throws {
+        try BenchPipeline.forward(records, to: BenchPipeline.stream(Self.hop), context: context)
+    }
+}
+
+final class BenchStageOne: BenchHop {
     static let kind: ActorKind = "bench-stage-1"
-    static var input: StreamName { BenchPipeline.stream(0) }
+    static let hop = 1
     init(context: ActorContext) async throws {}
-    func process(_ records: [StreamRecord], context: ActorContext) async throws {
-        try BenchPipeline.forward(records, to: BenchPipeline.stream(1), context: context)
-    }
 }
 
-final class BenchStageTwo: StreamStage {
+final class BenchStageTwo: BenchHop {
     static let kind: ActorKind = "bench-stage-2"
-    static var input: StreamName { BenchPipeline.stream(1) }
+    static let hop = 2
     init(context: ActorContext) async throws {}
-    func process(_ records: [StreamRecord], context: ActorContext) async throws {
-        try BenchPipeline.forward(records, to: BenchPipeline.stream(2), context: context)
-    }
 }
 
-final class BenchStageThree: StreamStage {
+final class BenchStageThree: BenchHop {
     static let kind: ActorKind = "bench-stage-3"
-    static var input: StreamName { BenchPipeline.stream(2) }
+    static let hop = 3
     init(context: ActorContext) async throws {}
-    func process(_ records: [StreamRecord], context: ActorContext) async throws {
-        try BenchPipeline.forward(records, to: BenchPipeline.stream(3), context: context)
-    }
 }
 
 extension BenchRunner {

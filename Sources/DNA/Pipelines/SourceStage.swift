@@ -225,20 +225,12 @@ enum SourceConsumer {
             do {
                 try await stage.process(records, context: context)
             } catch {
-                context.log.rollbackMessage()
                 cursor.failures += 1
-                node.metrics.stageFailures.increment()
-                let policy = S.failurePolicy
-                if cursor.failures >= policy.attempts {
+                let what = "\(records.count) record(s) after \(position)"
+                if let reason = S.failurePolicy.failed(error, attempt: cursor.failures, of: what, context: context, retry: again) {
                     var value = cursor.checkpoint.value
-                    value.parked = String("\(records.count) record(s) after \(position) failed \(cursor.failures) times: \(error)".prefix(500))
+                    value.parked = reason
                     try cursor.checkpoint.set(value)
-                    node.metrics.stageParked.increment()
-                    node.logger.error("source stage partition parked", metadata: ["actor": "\(context.id)", "reason": "\(value.parked!)"])
-                } else {
-                    node.logger.warning(
-                        "stage handler failed; retrying", metadata: ["actor": "\(context.id)", "attempt": "\(cursor.failures)", "error": "\(error)"])
-                    again(after: policy.backOff(after: cursor.failures))
                 }
                 return
             }

@@ -57,6 +57,27 @@ public struct StageFailurePolicy: Sendable, Equatable {
         self.maxBackOff = maxBackOff
     }
 
+    /// A batch whose handler threw: its writes and appends are undone and the failure
+    /// counted; before the last attempt, the batch is retried after the back-off (`retry`)
+    /// and the answer is `nil`; after it, the answer is the reason to park the partition with.
+    func failed(
+        _ error: any Error, attempt: Int, of what: String, context: ActorContext, retry: (Duration) -> Void
+    ) -> String? {
+        let node = context.node
+        context.log.rollbackMessage()
+        node.metrics.stageFailures.increment()
+        guard attempt >= attempts else {
+            node.logger.warning(
+                "stage handler failed; retrying", metadata: ["actor": "\(context.id)", "attempt": "\(attempt)", "error": "\(error)"])
+            retry(backOff(after: attempt))
+            return nil
+        }
+        let reason = String("\(what) failed \(attempt) times: \(error)".prefix(500))
+        node.metrics.stageParked.increment()
+        node.logger.error("stage partition parked", metadata: ["actor": "\(context.id)", "reason": "\(reason)"])
+        return reason
+    }
+
     /// The wait before attempt `failures + 1`.
     func backOff(after failures: Int) -> Duration {
         var wait = firstBackOff
@@ -219,24 +240,13 @@ enum StageConsumer {
             do {
                 try await stage.process(records, context: context)
             } catch {
-                context.log.rollbackMessage()
                 cursor.failures += 1
-                node.metrics.stageFailures.increment()
-                let policy = S.failurePolicy
-                if cursor.failures >= policy.attempts {
-                    let reason = String(
-                        "records \(records[0].sequence)-\(records[records.count - 1].sequence) failed \(cursor.failures) times: \(error)"
-                            .prefix(500))
+                let what = "records \(records[0].sequence)-\(records[records.count - 1].sequence)"
+                if let reason = S.failurePolicy.failed(error, attempt: cursor.failures, of: what, context: context, retry: again) {
                     cursor.parked = reason
                     context.log.recordProgress(
                         StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: cursor.next, parked: reason))
-                    node.metrics.stageParked.increment()
-                    node.logger.error("stage partition parked", metadata: ["actor": "\(context.id)", "reason": "\(reason)"])
                     again(after: .seconds(1))
-                } else {
-                    node.logger.warning(
-                        "stage handler failed; retrying", metadata: ["actor": "\(context.id)", "attempt": "\(cursor.failures)", "error": "\(error)"])
-                    again(after: policy.backOff(after: cursor.failures))
                 }
                 return
             }
