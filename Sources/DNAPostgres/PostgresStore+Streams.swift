@@ -79,7 +79,9 @@ extension PostgresStore {
         try stream.validate()
         try StreamAppendRule.validate(producer)
         let logger = configuration.logger
-        return try await inTransaction("appending to stream \(stream)") { connection in
+        // A lost answer may hide records that were stored: without a producer, a retry
+        // would store them again, so the caller is told the outcome is unknown.
+        return try await inTransaction("appending to stream \(stream)", outcomeUnknownOnceSent: true) { connection in
             try await Self.append(records, to: stream, producer: producer, on: connection, logger: logger)
         }
     }

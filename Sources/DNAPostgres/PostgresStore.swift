@@ -118,13 +118,17 @@ public final class PostgresStore: ActorStore {
     /// Runs `body` on a pooled connection; fails with ``StoreError/Code/unavailable`` if
     /// no connection is had within ``Configuration/leaseTimeout`` (the pool itself would
     /// queue the request for a minute while the server is down).
+    ///
+    /// `outcomeUnknownOnceSent`: for writes, an answer lost once the statements may have
+    /// reached the server is ``StoreError/Code/outcomeUnknown``, not a refusal.
     func withConnection<T: Sendable>(
-        _ context: @autoclosure () -> String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+        _ context: @autoclosure () -> String, outcomeUnknownOnceSent: Bool = false,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreError) -> T {
         guard opening.isOpen else { throw StoreError(.closed, "the store is not open: run it (a node runs the stores it makes)") }
         guard gate.enter() else { throw StoreError(.closed, "the store is closed") }
         defer { gate.leave() }
-        return try await pooled(context(), body)
+        return try await pooled(context(), outcomeUnknownOnceSent: outcomeUnknownOnceSent, body)
     }
 
     /// ``withConnection(_:_:)`` for callers that entered the gate already (commits, which
@@ -167,11 +171,16 @@ public final class PostgresStore: ActorStore {
     /// implicit transaction commits only afterwards (at Sync), so a connection lost in
     /// between would acknowledge a write that was rolled back. An explicit `COMMIT`
     /// completes only once the transaction is committed.
+    /// Writes whose effect a caller relies on pass `outcomeUnknownOnceSent` (see
+    /// ``withConnection(_:outcomeUnknownOnceSent:_:)``): their lost answer is no refusal.
     func inTransaction<T: Sendable>(
-        _ context: @autoclosure () -> String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+        _ context: @autoclosure () -> String, outcomeUnknownOnceSent: Bool = false,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreError) -> T {
         let logger = logger
-        return try await withConnection(context()) { connection in try await Self.transaction(on: connection, logger: logger, body) }
+        return try await withConnection(context(), outcomeUnknownOnceSent: outcomeUnknownOnceSent) { connection in
+            try await Self.transaction(on: connection, logger: logger, body)
+        }
     }
 
     private static func transaction<T: Sendable>(
@@ -405,7 +414,8 @@ public final class PostgresStore: ActorStore {
     public func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError) {
         await commits.whenIdle(registration.actor)
         let logger = logger
-        let updated = try await inTransaction("handing \(registration.actor) over") { connection in
+        // A lost answer may hide a hand-over that happened: the caller is told so.
+        let updated = try await inTransaction("handing \(registration.actor) over", outcomeUnknownOnceSent: true) { connection in
             let updated = try await connection.query(
                 """
                 UPDATE dna_actors SET owner = \(target.rawValue), epoch = epoch + 1, batch_seq = 0

@@ -70,7 +70,9 @@ public protocol ActorStore: Sendable {
     /// the same transaction as a row of ``ModuleRow/handOverModule`` (empty key), which the
     /// target's activation reads and deletes.
     ///
-    /// - Throws: ``StoreError/Code/fenced`` if `registration` no longer holds the name.
+    /// - Throws: ``StoreError/Code/fenced`` if `registration` no longer holds the name;
+    ///   ``StoreError/Code/outcomeUnknown`` if the store's answer was lost once the hand-over
+    ///   was sent (the name may be the target's).
     func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError)
     /// Alarms due at or before `before` (ms since 1970), the earliest first, at most
     /// `limit`, with the live owner of each actor's name: read through an index on the due
@@ -89,7 +91,9 @@ public protocol ActorStore: Sendable {
     ///
     /// - Throws: ``StoreError/Code/notFound`` for a missing stream or partition,
     ///   ``StoreError/Code/invalidArgument`` for a record over the size limits, a closed
-    ///   partition named, or a bad producer.
+    ///   partition named, or a bad producer; ``StoreError/Code/outcomeUnknown`` if the
+    ///   store's answer was lost once the append was sent: the records may be stored, and
+    ///   a retry stores them once only with the same `producer` and sequences.
     func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
         -> [StreamPosition]
     /// Up to `limit` records of a partition from `sequence` on, in order.

@@ -236,7 +236,7 @@ extension PostgresAcknowledgementTests {
 // MARK: - The proxy
 
 /// A TCP proxy in front of a PostgreSQL server that, once armed, cuts off the next
-/// execution of one statement (`marker`, its exact SQL) between its CommandComplete and
+/// execution of one statement (whose SQL starts with `marker`) between its CommandComplete and
 /// the Sync that would end its implicit transaction. Every other connection, before and
 /// after, is forwarded unchanged.
 final class SyncDroppingProxy: Sendable {
@@ -421,7 +421,7 @@ final class ProxyLink {
                 guard let name = body.readNullTerminatedString(), let sql = body.readNullTerminatedString() else {
                     throw SyncDroppingProxy.ProxyError.malformedMessage
                 }
-                if sql == trigger.marker { markedStatements.insert(name) } else { markedStatements.remove(name) }
+                if sql.hasPrefix(trigger.marker) { markedStatements.insert(name) } else { markedStatements.remove(name) }
             case UInt8(ascii: "B"):  // Bind: portal, statement name, …
                 guard body.readNullTerminatedString() != nil, let name = body.readNullTerminatedString() else {
                     throw SyncDroppingProxy.ProxyError.malformedMessage
