@@ -313,6 +313,62 @@ struct OwnershipMachineTests {
         #expect(refusedLater.map(\.name) == ["1/6"])
     }
 
+    @Test("a read-only batch's order is stored before the name is handed over, deactivated or stopped when idle (defect 8)")
+    func orderOfReadOnlyBatchesIsStoredBeforeTheNameIsGivenUp() {
+        typealias OrderedMachine = ActivationStateMachine<OrderedTestMessage, String, Int>
+        /// A machine that handled the read-only message 11 of origin 1 and answered it.
+        func afterARead() -> OrderedMachine {
+            var machine = OrderedMachine(
+                id: Self.actor, limits: .init(mailboxCapacity: 100, maxBatch: 10, pipelineDepth: 4, commitTimeout: .seconds(10)),
+                now: Self.at(0))
+            _ = machine.enqueue(Self.ordered(1, 11))
+            _ = machine.nextStep(now: Self.at(1), lease: Self.lease())
+            _ = machine.activated(.granted(Self.registration, leaseGeneration: 1, operations: []), now: Self.at(2))
+            guard case .handle = machine.nextStep(now: Self.at(3), lease: Self.lease()) else { fatalError("expected the batch") }
+            guard case .release(let replies) = machine.handled(operations: [], held: ["read"], now: Self.at(4), lease: Self.lease()),
+                replies == ["read"]
+            else { fatalError("a read-only batch is answered at once") }
+            return machine
+        }
+        /// Carries out a `storeOrder` step: the stored batch writes nothing but the order.
+        func storeOrder(_ machine: inout OrderedMachine, at time: Int64) -> CommitBatch? {
+            guard case .storeOrder = machine.nextStep(now: Self.at(time), lease: Self.lease()) else { return nil }
+            guard let state = machine.takeOrderState(), state.map(\.origin) == [1], state.map(\.sequence) == [11] else { return nil }
+            return machine.commitOrder([1, 2, 3], now: Self.at(time))
+        }
+
+        // A move: the order goes to the store before the hand-over.
+        var moving = afterARead()
+        guard case .accepted = moving.requestMigration(to: Self.target, reply: MigrationReply { _ in }) else {
+            return #expect(Bool(false))
+        }
+        guard let batch = storeOrder(&moving, at: 10) else {
+            return #expect(Bool(false), "the hand-over must not come before the read's order is stored")
+        }
+        #expect(batch.operations.isEmpty && batch.order == [1, 2, 3])
+        guard case .wait = moving.nextStep(now: Self.at(11), lease: Self.lease()) else { return #expect(Bool(false)) }
+        _ = moving.commitCompleted(sequence: batch.sequence, result: .success(()), now: Self.at(12))
+        guard case .migrate = moving.nextStep(now: Self.at(13), lease: Self.lease()) else {
+            return #expect(Bool(false), "stored: now the hand-over")
+        }
+
+        // A deactivation the actor asked for.
+        var deactivating = afterARead()
+        deactivating.requestDeactivation()
+        guard let stored = storeOrder(&deactivating, at: 10) else { return #expect(Bool(false), "the order before the release") }
+        _ = deactivating.commitCompleted(sequence: stored.sequence, result: .success(()), now: Self.at(11))
+        guard case .deactivate = deactivating.nextStep(now: Self.at(12), lease: Self.lease()) else { return #expect(Bool(false)) }
+
+        // An idle stop (passivation, shutdown): the task is started to store the order first.
+        var idle = afterARead()
+        guard case .exit = idle.nextStep(now: Self.at(5), lease: Self.lease()) else { return #expect(Bool(false)) }
+        #expect(idle.stopIfIdle(since: nil, hasTimers: false) == .storeOrderFirst)
+        guard let last = storeOrder(&idle, at: 10) else { return #expect(Bool(false), "the order before the stop") }
+        _ = idle.commitCompleted(sequence: last.sequence, result: .success(()), now: Self.at(11))
+        guard case .exit = idle.nextStep(now: Self.at(12), lease: Self.lease()) else { return #expect(Bool(false)) }
+        #expect(idle.stopIfIdle(since: nil, hasTimers: false) == .stopped(Self.registration))
+    }
+
     @Test("the order state keeps at most maxOrigins origins: the first heard from and the highest-numbered")
     func orderStateIsBounded() {
         var latest = LatestPerOrigin()

@@ -244,7 +244,7 @@ extension Node {
             locations.record(owner, for: activation.id)
             for envelope in queued {
                 do { try sendRemote(envelope, to: activation.id, kind: kind, owner: owner, address: address) } catch {
-                    envelope.reply?.resume(throwing: error)
+                    failOrCount(envelope, to: activation.id, error)
                 }
             }
         }
@@ -296,7 +296,21 @@ extension Node {
     /// Delivers `envelope` again after the activation it queued in left: it goes wherever
     /// the name is now; a failure goes to its caller.
     func redeliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime) {
-        do { try deliver(envelope, to: id, kind: kind) } catch { envelope.reply?.resume(throwing: error) }
+        do { try deliver(envelope, to: id, kind: kind) } catch { failOrCount(envelope, to: id, error) }
+    }
+
+    /// A message that cannot go on: a call's caller gets `error`; a cast, whose sender
+    /// cannot be told, is counted (`dna_casts_dropped_total{reason="undeliverable"}`, or
+    /// `activation_failed`) and logged.
+    func failOrCount(_ envelope: Envelope, to id: ActorID, _ error: any Error, activationFailed: Bool = false) {
+        if let reply = envelope.reply {
+            reply.resume(throwing: error)
+            return
+        }
+        (activationFailed ? metrics.castsDroppedActivationFailed : metrics.castsDroppedUndeliverable).increment()
+        logger.warning(
+            activationFailed ? "cast dropped: its actor could not be activated" : "cast dropped: it could not be delivered",
+            metadata: ["actor": "\(id)", "error": "\(error)"])
     }
 }
 

@@ -153,6 +153,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     /// table is stored with the next batch that writes (``takeOrderState()``), so that a
     /// later activation of the name still refuses what an earlier one's messages overtook.
     private var orderChanged = false
+    /// A stop waits for the order state to be stored (``stopIfIdle(since:hasTimers:)``).
+    private var orderStoreRequested = false
 
     static var firstRetryDelay: Duration { .milliseconds(5) }
     static var maxRetryDelay: Duration { .seconds(1) }
@@ -233,10 +235,11 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         /// tell each batch's callers their error, give the name up, drop the instance; the
         /// next message activates afresh.
         case reset(failures: [Failure], release: Registration)
-        /// The activation takes no more messages: leave the directory, fail `queued` with
-        /// `error` (they were never handled), tell each batch's callers their error, drop
-        /// the instance, wake `waiters`. Commits still under way are seen through by the
-        /// task, which then exits.
+        /// The activation takes no more messages: leave the directory, deliver `queued`
+        /// afresh (they were never handled; the name may be another node's by now), tell
+        /// each batch's callers their error (`error` is why it stopped), drop the instance,
+        /// wake `waiters`. Commits still under way are seen through by the task, which then
+        /// exits.
         case stop(failures: [Failure], queued: [Message], error: DNAError, waiters: [Waiter])
         /// The actor asked to be deactivated and everything is durable: give the name up
         /// and drop the instance (the activation stays; the next message activates afresh).
@@ -248,6 +251,11 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         /// A batch of `messages` messages is durable (only with ``Limits/reportsCommits``):
         /// run the actor's hook, then ask again.
         case didCommit(messages: Int)
+        /// The name is about to be given up (a move, a deactivation, a stop) and the latest
+        /// message of some origin changed since the last batch that wrote: store it first
+        /// (``takeOrderState()``, then ``commitOrder(_:now:)``), so that the next owner
+        /// still refuses what this activation's messages overtook; then ask again.
+        case storeOrder
         /// Nothing left to do: the task ends; wake `waiters`.
         case exit(waiters: [Waiter])
     }
@@ -304,6 +312,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             if let migration {
                 // No batch starts while moving: the queue goes to the new owner.
                 guard commits.isEmpty, !migrationUnderWay else { return .wait(until: retryTime) }
+                if orderChanged { return .storeOrder }
                 migrationUnderWay = true
                 return .migrate(registration, to: migration.target, reply: migration.reply)
             }
@@ -313,6 +322,9 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
                 }
                 let (batch, refused) = inOrder(takeBatch())
                 return .handle(batch, refused: refused)
+            }
+            if queue.isEmpty && commits.isEmpty && orderChanged && (deactivationRequested || orderStoreRequested) {
+                return .storeOrder
             }
             if queue.isEmpty && commits.isEmpty && deactivationRequested {
                 deactivationRequested = false
@@ -331,6 +343,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     private mutating func idleOrWait(now: DNAInstant) -> Step {
         if queue.isEmpty && commits.isEmpty {
             task = .none
+            orderStoreRequested = false
             lastActivity = now
             return .exit(waiters: takeIdleWaiters())
         }
@@ -449,6 +462,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         case none
         /// Commit the initialiser's writes (sequence 1) before the first message.
         case commit(CommitBatch)
+        /// Activating failed: fail `queued` with `error` (casts, whose senders cannot be
+        /// told, are counted), wake `waiters`.
         case stop(queued: [Message], error: DNAError, waiters: [Waiter])
     }
 
@@ -549,6 +564,13 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     }
 
     static var maxOrigins: Int { 512 }
+
+    /// Hands the order state (``takeOrderState()``, encoded) to the store as a batch with
+    /// no writes, after a ``Step/storeOrder``; `nil` if the activation no longer serves.
+    package mutating func commitOrder(_ order: [UInt8], now: DNAInstant) -> CommitBatch? {
+        guard case .active(let registration, _) = life else { return nil }
+        return append([], held: [], registration: registration, now: now, order: order)
+    }
 
     /// Latest messages per origin as an earlier activation of the name stored them.
     package mutating func restoreOrder(_ stored: [(origin: UInt32, sequence: UInt64)]) {
@@ -726,17 +748,31 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
 
     // MARK: Passivation and shutdown
 
+    package enum StopOutcome: Equatable {
+        /// Busy, or not idle long enough: it goes on.
+        case notIdle
+        /// Stopped: give back `registration` (if it was active) and drop the instance.
+        case stopped(Registration?)
+        /// Idle, but its order state must be stored before the name is given up: the task
+        /// was started to do so (start it); ask again once it is idle.
+        case storeOrderFirst
+    }
+
     /// Stops the activation if it is idle (no task, nothing queued) since before `cutoff`
-    /// (`nil`: idle now, as at shutdown); returns the registration to give back, or
-    /// `.some(nil)` when it stopped holding none. `hasTimers`: timers keep it active
-    /// unless shutting down.
-    package mutating func stopIfIdle(since cutoff: DNAInstant?, hasTimers: Bool) -> Registration?? {
-        guard !stopped, case .none = task, queue.isEmpty, cutoff == nil || !hasTimers else { return nil }
-        if let cutoff, lastActivity > cutoff { return nil }
+    /// (`nil`: idle now, as at shutdown). `hasTimers`: timers keep it active unless
+    /// shutting down.
+    package mutating func stopIfIdle(since cutoff: DNAInstant?, hasTimers: Bool) -> StopOutcome {
+        guard !stopped, case .none = task, queue.isEmpty, cutoff == nil || !hasTimers else { return .notIdle }
+        if let cutoff, lastActivity > cutoff { return .notIdle }
+        if orderChanged, case .active = life {
+            orderStoreRequested = true
+            task = .running
+            return .storeOrderFirst
+        }
         stopped = true
         let registration = self.registration
         life = .inactive
-        return .some(registration)
+        return .stopped(registration)
     }
 
     /// Adds a waiter for the moment the task has nothing left to do; `false`: it is idle now.

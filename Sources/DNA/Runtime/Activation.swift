@@ -89,8 +89,15 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
 
     func stopIfIdle(since cutoff: DNAInstant?) -> Bool {
         let hasTimers = !timers.isEmpty
-        guard let registration = machine.withLock({ $0.stopIfIdle(since: cutoff, hasTimers: hasTimers) }) else { return false }
-        stoppedRegistration = registration
+        switch machine.withLock({ $0.stopIfIdle(since: cutoff, hasTimers: hasTimers) }) {
+        case .notIdle:
+            return false
+        case .storeOrderFirst:
+            Task { await self.run() }
+            return false
+        case .stopped(let registration):
+            stoppedRegistration = registration
+        }
         stopReason = cutoff == nil ? .shutdown : .idle
         return true
     }
@@ -163,7 +170,9 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 if error.code == .fenced { node.eventHub.emit(.actorFenced(id)) }
                 await dropInstance(.lost)
                 fail(failures)
-                for envelope in queued { envelope.reply?.resume(throwing: error) }
+                // Never handled here, and the name may be another node's by now: they go
+                // wherever it is (what cannot go on fails or is counted).
+                for envelope in queued { node.redeliver(envelope, to: id, kind: kind) }
                 for waiter in waiters { waiter.resume() }
             case .deactivate(let registration):
                 await dropInstance(.requested)
@@ -171,6 +180,13 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 node.metrics.passivations.increment()
             case .migrate(let registration, let target, let reply):
                 await handOver(registration, to: target, reply: reply)
+            case .storeOrder:
+                let now = node.clock.now
+                let origins = node.origins
+                let batch = machine.withLock { machine in
+                    machine.takeOrderState().flatMap { machine.commitOrder(OrderState.encode($0, origins: origins), now: now) }
+                }
+                if let batch { submit(batch) }
             case .didCommit(let messages):
                 if let instance, let context {
                     await instance.didCommit(messages: messages, context: context)
@@ -544,7 +560,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             submit(batch)
         case .stop(let queued, let error, let waiters):
             node.removeFromDirectory(self)
-            for envelope in queued { envelope.reply?.resume(throwing: error) }
+            for envelope in queued { node.failOrCount(envelope, to: id, error, activationFailed: true) }
             for waiter in waiters { waiter.resume() }
             return
         }

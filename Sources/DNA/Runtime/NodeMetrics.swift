@@ -34,9 +34,14 @@ struct NodeMetrics: Sendable {
     let stageParked = Counter(label: "dna_stage_parked_total")
     /// Casts lost where nobody could be told (`cast` throws whatever is known when it is
     /// called), by reason: `link_failed` (queued on a link that failed), `refused` (the
-    /// receiving node refused it), `out_of_order` (overtaken on another route).
+    /// receiving node refused it), `out_of_order` (overtaken on another route),
+    /// `activation_failed` (queued for an activation that could not start),
+    /// `undeliverable` (never handled by an activation that stopped, and not deliverable
+    /// afresh: the node stops, or the owner cannot be reached).
     let castsDroppedLinkFailed = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "link_failed")])
     let castsDroppedRefused = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "refused")])
+    let castsDroppedActivationFailed = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "activation_failed")])
+    let castsDroppedUndeliverable = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "undeliverable")])
     /// Outbound links that failed (connect, handshake or a broken connection).
     let linkFailures = Counter(label: "dna_link_errors_total", dimensions: [("direction", "outbound")])
     let castsDroppedOutOfOrder = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "out_of_order")])

@@ -387,13 +387,22 @@ final class SimNode {
                 if activations[activation.actor] === activation { activations[activation.actor] = nil }
                 activation.instance = nil
                 for failure in failures { for reply in failure.held { answer(reply.reply, SimResult(failure.error)) } }
-                for envelope in queued { if let reply = envelope.reply { answer(reply, SimResult(error)) } }
+                // `Activation`: never handled here; they go wherever the name is now.
+                for envelope in queued {
+                    do throws(DNAError) { try deliver(envelope, to: activation.actor) } catch { failOrCount(envelope, error) }
+                }
             case .deactivate(let registration):
                 activation.instance = nil
                 release(registration)
             case .migrate(let registration, let target, let reply):
                 handOver(activation, registration, to: target, reply: reply)
                 return
+            case .storeOrder:
+                if let state = activation.machine.takeOrderState(),
+                    let batch = activation.machine.commitOrder(OrderState.encode(state, origins: origins), now: localNow)
+                {
+                    submit(batch, of: activation)
+                }
             case .didCommit:
                 continue
             case .exit:
@@ -589,7 +598,7 @@ final class SimNode {
                 for reply in replies { answer(reply.reply, SimResult(error)) }
             case .release(let replies):
                 if let registration = activation.machine.registration {
-                    for reply in replies { simulation.checkServing(self, registration, generation: activation.machine.leaseGeneration, what: "a read-only batch") }
+                    for _ in replies { simulation.checkServing(self, registration, generation: activation.machine.leaseGeneration, what: "a read-only batch") }
                 }
                 for reply in replies { answer(reply.reply, reply.result) }
             }
@@ -662,7 +671,7 @@ final class SimNode {
                 locations.record(owner, for: activation.actor)
                 for envelope in queued {
                     do throws(DNAError) { try sendRemote(envelope, to: activation.actor, owner: owner, address: address) } catch {
-                        if let reply = envelope.reply { answer(reply, SimResult(error)) }
+                        failOrCount(envelope, error)
                     }
                 }
             case .failure(let error):
@@ -680,10 +689,19 @@ final class SimNode {
             submit(batch, of: activation)
         case .stop(let queued, let error, _):
             if activations[activation.actor] === activation { activations[activation.actor] = nil }
-            for envelope in queued { if let reply = envelope.reply { answer(reply, SimResult(error)) } }
+            for envelope in queued { failOrCount(envelope, error) }
             return
         }
         drive(activation)
+    }
+
+    /// `Node.failOrCount`: a call is answered with `error`; a cast is counted as dropped.
+    private func failOrCount(_ envelope: SimEnvelope, _ error: DNAError) {
+        if let reply = envelope.reply {
+            answer(reply, SimResult(error))
+        } else {
+            simulation.count("cast.dropped")
+        }
     }
 
     // MARK: Clients
