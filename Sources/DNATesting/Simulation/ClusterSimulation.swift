@@ -80,6 +80,9 @@ public final class ClusterSimulation {
     var nodes: [SimNode] = []
     var calls: [Int: CallRecord] = [:]
     var clients: [Int: SimClient] = [:]
+    /// Per actor, the last write call answered with success, and when (global time): a
+    /// read sent after it must see it.
+    var lastAcknowledgedWrite: [ActorID: (at: Int64, key: String)] = [:]
     var nextCallID = 1
     var nextConnectionID = 1
     let cluster = "sim"
@@ -103,6 +106,7 @@ public final class ClusterSimulation {
         for node in nodes { node.boot() }
         scheduleFaults()
         if configuration.migrations { scheduleMigrations() }
+        scheduleBatchPauses()
         let end = (configuration.faultyPhase + configuration.quietPhase).wholeNanoseconds
         schedule(at: faultsEnd, "faults end") { [self] in endFaults() }
         while let event = queue.pop(), event.time <= end, violations.isEmpty {
@@ -270,6 +274,26 @@ public final class ClusterSimulation {
         }
     }
 
+    /// Pauses that fall inside a batch, longer than the failure timeout: the batch's
+    /// replies are due after another node may have taken the name over. Random pauses
+    /// rarely hit a batch (a message takes well under a millisecond); these are armed and
+    /// taken by the node's next batch. From a generator of their own, like moves.
+    var batchPauseRandom = SimulationRandom(seed: 0)
+
+    private func scheduleBatchPauses() {
+        batchPauseRandom = SimulationRandom(seed: configuration.seed ^ 0x7061_7573_6564_2162)
+        var time: Int64 = 2_000_000_000
+        while true {
+            time += batchPauseRandom.duration(.seconds(3), .seconds(10)).wholeNanoseconds
+            guard time < faultsEnd else { break }
+            let slot = Int.random(in: 0..<configuration.nodes, using: &batchPauseRandom)
+            let length = configuration.failureTimeout + batchPauseRandom.duration(.milliseconds(100), .seconds(4))
+            schedule(at: time, "fault: n\(slot) pauses for \(length) in its next batch") { [self] in
+                nodes[slot].pauseInNextBatch = length
+            }
+        }
+    }
+
     /// Where a move's outcome goes: counted.
     func migrationReply(actor: ActorID, from: NodeID, to: NodeID) -> MigrationReply {
         MigrationReply { [unowned self] result in
@@ -280,7 +304,7 @@ public final class ClusterSimulation {
         }
     }
 
-    private func pause(_ slot: Int, for length: Duration) {
+    func pause(_ slot: Int, for length: Duration) {
         let node = nodes[slot]
         guard node.isUp, !node.paused else { return }
         count("fault.pause")
@@ -485,6 +509,8 @@ struct CallRecord {
     var status = Status.pending
     /// The calling node went away: nobody waits for the answer.
     var abandoned = false
+    /// When it was sent (global time).
+    var sentAt: Int64 = 0
 }
 
 /// What the simulated actors handle.
@@ -523,6 +549,8 @@ enum SimReply {
 
 enum SimResult {
     case success
+    /// A read's answer: the writes the actor had when it answered.
+    case read(Set<String>)
     case failure(code: String, message: String)
 
     init(_ error: DNAError) { self = .failure(code: error.code.name, message: error.message) }

@@ -63,7 +63,7 @@ final class SimClient {
     private func call(_ request: SimRequest, to actor: ActorID) {
         let id = simulation.nextCallID
         simulation.nextCallID += 1
-        simulation.calls[id] = CallRecord(slot: node.slot, actor: actor, request: request, key: request.key)
+        simulation.calls[id] = CallRecord(slot: node.slot, actor: actor, request: request, key: request.key, sentAt: simulation.now)
         simulation.clients[id] = self
         waitingFor = id
         simulation.count("call")
@@ -103,6 +103,17 @@ extension ClusterSimulation {
         case .success:
             call.status = .succeeded
             count("call.succeeded")
+            if let key = call.key { lastAcknowledgedWrite[call.actor] = (now, key) }
+        case .read(let seen):
+            call.status = .succeeded
+            count("call.succeeded")
+            // Linearizable: a write acknowledged before the read was sent is in what it saw
+            // (a node answering for a name it no longer holds would miss the new owner's).
+            if let write = lastAcknowledgedWrite[call.actor], write.at < call.sentAt, !seen.contains(write.key) {
+                violation(
+                    "stale-read",
+                    "call \(id) (\(call.request)) to \(call.actor) from n\(call.slot), sent at \(format(call.sentAt)), missed \(write.key) acknowledged at \(format(write.at))")
+            }
         case .failure(let code, let message):
             call.status = .failed(code: code, message: message)
             count("call.failed.\(code)")

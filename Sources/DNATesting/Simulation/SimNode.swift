@@ -15,6 +15,8 @@ final class SimNode {
     var paused = false
     var deferred: [ClusterSimulation.Event] = []
     var heartbeatsFailUntil: Int64 = 0
+    /// Armed by the simulation: the node pauses this long while handling its next batch.
+    var pauseInNextBatch: Duration?
     var storeDelayUntil: Int64 = 0
     var storeCallsFailUntil: Int64 = 0
     var storeDelay = Duration.zero
@@ -610,6 +612,12 @@ final class SimNode {
             var operations = operations
             var held = held
             let envelope = batch[index]
+            if let length = pauseInNextBatch {
+                // The rest of the batch, and its replies, come after the pause.
+                pauseInNextBatch = nil
+                simulation.count("fault.pauseInBatch")
+                simulation.pause(slot, for: length)
+            }
             if let key = envelope.request.key {
                 activation.instance?.insert(key)
                 operations.append(StorageOperation(module: "w", key: Array(key.utf8), value: [1]))
@@ -624,9 +632,9 @@ final class SimNode {
                     if let registration = activation.machine.registration {
                         simulation.checkServing(self, registration, generation: activation.machine.leaseGeneration, what: "an immediate read")
                     }
-                    answer(reply, .success)
+                    answer(reply, envelope.request.key == nil ? .read(activation.instance ?? []) : .success)
                 } else {
-                    held.append(SimHeld(reply: reply, result: .success))
+                    held.append(SimHeld(reply: reply, result: envelope.request.key == nil ? .read(activation.instance ?? []) : .success))
                 }
             }
             handle(batch, in: activation, index: index + 1, operations: operations, held: held)
