@@ -98,11 +98,12 @@ extension Node {
             ? .remote(RemoteReply(sink: sink, requestID: request.id, encode: route.codec.encodeResponse)) : nil
         // The sender thinks this node hosts the actor. If this node thinks the sender does,
         // one of them is behind (the actor moved): a local activation asks the store.
-        if hasLeft.load(ordering: .relaxed) { receivedAfterLeaving.add(1, ordering: .relaxed) }
+        let hasLeft = lifeSnapshot.hasLeft
+        if hasLeft { receivedAfterLeaving.add(1, ordering: .relaxed) }
         let sender = NodeID(rawValue: sink.peerNodeID)
         // (A node that left claims nothing: it forwards where it thinks the actor is, and
         // that node, contradicted in turn, asks the store.)
-        let contradicted = locations.owner(of: route.actor) == sender && !hasLeft.load(ordering: .relaxed)
+        let contradicted = locations.owner(of: route.actor) == sender && !hasLeft
         if contradicted { locations.forget(route.actor, ifAt: sender) }
         let origin = origins.number(of: request.origin.isEmpty ? sink.peerNodeID : request.origin)
         var envelope = Envelope(
@@ -190,10 +191,9 @@ extension Node {
         let records = try await store.nodes(cluster: configuration.cluster)
         let dead = cluster.update(records)
         noteMembers(records)
-        if records.contains(where: { $0.id == id && $0.state == .draining }), !draining.load(ordering: .relaxed) {
+        if records.contains(where: { $0.id == id && $0.state == .draining }), updateLife({ $0.askedToDrain() }) {
             // Asked through the store (`dna drain`): drain, then leave, as a graceful shutdown.
             logger.info("asked to drain", metadata: ["node": "\(id)"])
-            drainRequested.store(true, ordering: .relaxed)
             stopRequested.signal()
         }
         if let transport {

@@ -41,7 +41,7 @@ extension Node {
     /// move), until none is left or no other node takes actors.
     func moveActivationsAway() async -> DrainReport {
         let start = clock.now
-        draining.store(true, ordering: .relaxed)
+        updateLife { $0.beginDraining() }
         noteSelf(.draining, .nodeDraining(id))
         // The others hear of it now, not at the next heartbeat.
         do { try await renewLease(state: .draining) } catch {
@@ -131,10 +131,6 @@ extension Node {
         return .notYet
     }
 
-    var isRunning: Bool {
-        life.withLock { life in
-            if case .running = life.phase { return true }
-            return false
-        }
-    }
+    /// Started and not stopping (draining, or forwarding after it left, included).
+    var isRunning: Bool { lifeSnapshot.isServing }
 }

@@ -37,7 +37,7 @@ extension Node {
     ///   ``DNAError/Code/invalidArgument`` for a node without a cluster transport.
     @discardableResult
     public func rebalance() async throws(DNAError) -> RebalanceReport {
-        guard isRunning, !draining.load(ordering: .relaxed) else {
+        guard isRunning, !lifeSnapshot.drained else {
             throw DNAError(.nodeStopped, "node \(id) is not running, or is draining: it makes no rebalancing round")
         }
         guard transport != nil else { throw DNAError(.invalidArgument, "a node without a cluster transport has nowhere to move actors") }
@@ -56,7 +56,7 @@ extension Node {
         while !Task.isCancelled {
             do { try await clock.sleep(for: tick) } catch { return }
             sinceRound += tick
-            if draining.load(ordering: .relaxed) || hasLeft.load(ordering: .relaxed) { return }
+            if lifeSnapshot.drained { return }
             let (asked, joined) = rebalancing.withLock { state in
                 defer { (state.asked, state.joinSeen) = (false, false) }
                 return (state.asked, state.joinSeen)

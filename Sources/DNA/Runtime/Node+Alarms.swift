@@ -59,7 +59,7 @@ extension Node {
         guard kinds[alarm.actor.kind] != nil else { return false }
         if let owner = alarm.owner { return owner == id }
         guard transport != nil else { return true }
-        if draining.load(ordering: .relaxed) || hasLeft.load(ordering: .relaxed) { return false }
+        if lifeSnapshot.drained { return false }
         // Of the live nodes, the one the rendezvous hash picks (nil: this one).
         return cluster.placement(of: alarm.actor, this: id) == nil
     }

@@ -44,10 +44,11 @@ public final class Node: Service, Sendable {
     private let ownsStore: Bool
     /// The node holds its embedded file alone: every other node recorded in it is dead.
     private let exclusive: Bool
-    /// Where the node is in its life (see ``run()``).
-    let life = Mutex(Life())
-    /// Set once running: the fast path of ``waitUntilReady()``.
-    private let ready = Atomic<Bool>(false)
+    typealias Lifecycle = NodeLifecycle<UnsafeContinuation<Void, any Error>, UnsafeContinuation<Void, Never>>
+    /// Where the node is in its life (see ``run()``); changed only through ``updateLife(_:)``.
+    private let life = Mutex(Lifecycle())
+    /// ``life``'s snapshot, published with every change: what the paths of every message read.
+    private let lifeBits = Atomic<UInt8>(Lifecycle().snapshot.bits)
     /// Ends ``run()``'s serving: graceful shutdown, cancellation or ``shutdown()``.
     let stopRequested = OnceSignal()
     let kinds: [String: any AnyKindRuntime]
@@ -67,7 +68,6 @@ public final class Node: Service, Sendable {
 
     struct Directory {
         var activations: [ActorID: any AnyActivation] = [:]
-        var accepting = true
     }
 
     let directory = Mutex(Directory())
@@ -81,18 +81,26 @@ public final class Node: Service, Sendable {
     let sequencer = RequestSequencer()
     /// The nodes requests come from, numbered for the activations (0: this node).
     let origins: OriginTable
-    private let accepting = Atomic<Bool>(true)
-    /// Draining: the node takes no new names and moves its activations away.
-    let draining = Atomic<Bool>(false)
-    /// A drain was asked for through the store: the node drains as it stops, whatever
-    /// ``Configuration/drainOnShutdown`` says.
-    let drainRequested = Atomic<Bool>(false)
-    /// Recorded as `left` after a drain, while it still forwards for a moment.
-    let hasLeft = Atomic<Bool>(false)
     /// Requests received since it left: it stops once they stop coming.
     let receivedAfterLeaving = Atomic<Int>(0)
     /// The state its heartbeats report while it serves.
-    var servingState: NodeState { draining.load(ordering: .relaxed) ? .draining : .up }
+    var servingState: NodeState { lifeSnapshot.servingState }
+
+    /// The node's life now, without taking its lock.
+    var lifeSnapshot: Lifecycle.Snapshot { Lifecycle.Snapshot(bits: lifeBits.load(ordering: .acquiring)) }
+
+    /// Changes the node's life (under its lock) and publishes its snapshot.
+    @discardableResult
+    func updateLife<T>(_ body: (inout Lifecycle) -> T) -> T {
+        life.withLock { life in
+            let result = body(&life)
+            lifeBits.store(life.snapshot.bits, ordering: .releasing)
+            return result
+        }
+    }
+
+    /// Why the node failed to start, if it did.
+    var startFailure: (any Error)? { life.withLock { $0.failure } }
 
     /// Makes a node that will host `actors`. No I/O: the store is opened, the listener
     /// bound and the cluster joined in ``run()``. References work at once; messages sent
@@ -154,19 +162,14 @@ public final class Node: Service, Sendable {
     /// - Throws: what made ``run()`` fail to start, or ``DNAError/Code/nodeStopped`` if the
     ///   node stopped (or was shut down before it started).
     public func waitUntilReady() async throws {
-        if ready.load(ordering: .acquiring) { return }
+        if lifeSnapshot.isServing { return }
         try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-            let outcome = life.withLock { life -> Result<Void, any Error>? in
-                switch life.phase {
-                case .running: return .success(())
-                case .failed(let error): return .failure(error)
-                case .stopping, .stopped: return .failure(DNAError(.nodeStopped, "node \(id) stopped"))
-                case .created, .starting:
-                    life.readyWaiters.append(continuation)
-                    return nil
-                }
+            switch updateLife({ $0.waitUntilReady(continuation) }) {
+            case .ready: continuation.resume()
+            case .failed(let error): continuation.resume(throwing: error)
+            case .stopped: continuation.resume(throwing: DNAError(.nodeStopped, "node \(id) stopped"))
+            case .wait: break
             }
-            if let outcome { continuation.resume(with: outcome) }
         }
     }
 
@@ -221,7 +224,7 @@ public final class Node: Service, Sendable {
     // MARK: Delivery
 
     /// Whether the node takes messages (it does until shutdown begins).
-    var isAccepting: Bool { accepting.load(ordering: .relaxed) }
+    var isAccepting: Bool { lifeSnapshot.isAccepting }
 
     func mailboxFull(_ id: ActorID) -> DNAError {
         DNAError(.mailboxFull, "\(id) has \(configuration.mailboxCapacity) messages queued")
@@ -239,10 +242,12 @@ public final class Node: Service, Sendable {
     func deliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime, claimHere: Bool = false) throws(DNAError) -> CachedRoute {
         while true {
             let route: CachedRoute = try directory.withLock { directory throws(DNAError) in
-                guard directory.accepting else { throw DNAError(.nodeStopped, "node \(self.id) is shutting down") }
+                // Read under the directory's lock, which stopping takes to change it.
+                let life = lifeSnapshot
+                guard life.isAccepting else { throw DNAError(.nodeStopped, "node \(self.id) is shutting down") }
                 if let existing = directory.activations[id] { return .local(existing) }
                 // A node that left (it forwards for a moment after a drain) claims nothing.
-                let claimHere = claimHere && !hasLeft.load(ordering: .relaxed)
+                let claimHere = claimHere && !life.hasLeft
                 if transport != nil && !claimHere {
                     // Read before the location: a change after this read shows as a new generation.
                     let generation = locations.generation
@@ -260,24 +265,24 @@ public final class Node: Service, Sendable {
                         }
                     case .leastLoaded:
                         // Another node chose this one: it claims the name.
-                        if envelope.hops == 0, !draining.load(ordering: .relaxed),
+                        if envelope.hops == 0, !life.drained,
                             let (owner, address) = cluster.leastLoaded(this: self.id, thisLoad: directory.activations.count)
                         {
                             return .remote(owner: owner, address: address, generation: nil)
                         }
                     case .pinned(let label):
-                        if !configuration.labels.contains(label) || draining.load(ordering: .relaxed) {
+                        if !configuration.labels.contains(label) || life.drained {
                             guard let (owner, address) = cluster.placement(of: id, excluding: self.id, label: label) else {
                                 throw DNAError(.noEligibleNode, "\(id) runs only on nodes labelled '\(label)', and none is live and taking actors")
                             }
                             return .remote(owner: owner, address: address, generation: nil)
                         }
                     }
-                    if draining.load(ordering: .relaxed), let (owner, address) = cluster.placement(of: id, excluding: self.id) {
+                    if life.drained, let (owner, address) = cluster.placement(of: id, excluding: self.id) {
                         // A draining node takes no new names: another node claims it.
                         return .remote(owner: owner, address: address, generation: nil)
                     }
-                    if hasLeft.load(ordering: .relaxed) {
+                    if life.hasLeft {
                         throw DNAError(.routingFailed, "node \(self.id) left the cluster; \(id) is served by another node")
                     }
                 }
@@ -326,12 +331,7 @@ public final class Node: Service, Sendable {
     ///   damaged, in use by another node, unreachable), NIO's error if the address cannot
     ///   be bound. Calls waiting for the node fail with the same error.
     public func run() async throws {
-        let begun = life.withLock { life -> Bool in
-            guard case .created = life.phase else { return false }
-            life.phase = .starting
-            return true
-        }
-        guard begun else {
+        guard updateLife({ $0.begin() }) else {
             throw DNAError(.invalidArgument, "node \(id): run() was called already, or the node was shut down")
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -382,7 +382,7 @@ public final class Node: Service, Sendable {
             let port = try await transport.start()
             if address == "local" { address = PeerAddress(host: listen.host, port: port).description }
         }
-        life.withLock { $0.advertisedAddress = address }
+        updateLife { $0.advertisedAddress = address }
         try await store.join(
             node: id, cluster: configuration.cluster, address: address, failureTimeout: configuration.failureTimeout,
             labels: configuration.labels)
@@ -392,45 +392,19 @@ public final class Node: Service, Sendable {
         }
         try await renewLease(state: .up)
         if transport != nil { try await refreshMembers() }
-        let waiters = life.withLock { life -> [UnsafeContinuation<Void, any Error>] in
-            life.phase = .running
-            defer { life.readyWaiters = [] }
-            return life.readyWaiters
-        }
-        ready.store(true, ordering: .releasing)
-        for waiter in waiters { waiter.resume() }
+        for waiter in updateLife({ $0.started(address: address) }) { waiter.resume() }
         logger.info("node up", metadata: ["node": "\(id)", "cluster": "\(configuration.cluster)", "address": "\(address)"])
     }
 
     private func becomeFailed(_ error: any Error) {
-        let waiters = life.withLock { life -> [UnsafeContinuation<Void, any Error>] in
-            life.phase = .failed(error)
-            defer { life.readyWaiters = [] }
-            return life.readyWaiters
-        }
-        for waiter in waiters { waiter.resume(throwing: error) }
-        let stopWaiters = takeStopWaiters()
+        let (readyWaiters, stopWaiters) = updateLife { $0.failedToStart(error) }
+        for waiter in readyWaiters { waiter.resume(throwing: error) }
         for waiter in stopWaiters { waiter.resume() }
         logger.error("node could not start", metadata: ["node": "\(id)", "error": "\(error)"])
     }
 
-    private func takeStopWaiters() -> [UnsafeContinuation<Void, Never>] {
-        life.withLock { life in
-            defer { life.stopWaiters = [] }
-            return life.stopWaiters
-        }
-    }
-
     private func finishStopping() {
-        let (waiters, readyWaiters) = life.withLock { life -> ([UnsafeContinuation<Void, Never>], [UnsafeContinuation<Void, any Error>]) in
-            life.phase = .stopped
-            defer {
-                life.stopWaiters = []
-                life.readyWaiters = []
-            }
-            return (life.stopWaiters, life.readyWaiters)
-        }
-        ready.store(false, ordering: .releasing)
+        let (waiters, readyWaiters) = updateLife { $0.finished() }
         eventHub.finish()
         for waiter in readyWaiters { waiter.resume(throwing: DNAError(.nodeStopped, "node \(id) stopped")) }
         for waiter in waiters { waiter.resume() }
@@ -447,7 +421,7 @@ public final class Node: Service, Sendable {
             logger.warning("could not record leaving", metadata: ["error": "\(error)"])
             return
         }
-        hasLeft.store(true, ordering: .relaxed)
+        updateLife { $0.leftCluster() }
         noteSelf(.left, .nodeLeft(id))
         let start = clock.now
         var seen = receivedAfterLeaving.load(ordering: .relaxed)
@@ -465,7 +439,7 @@ public final class Node: Service, Sendable {
         var round = 0
         while !Task.isCancelled {
             do { try await clock.sleep(for: configuration.heartbeatInterval) } catch { return }
-            if hasLeft.load(ordering: .relaxed) { return }
+            if lifeSnapshot.hasLeft { return }
             do {
                 try await renewLease(state: servingState)
             } catch {
@@ -564,32 +538,23 @@ public final class Node: Service, Sendable {
     /// Shuts the node down as a graceful shutdown of ``run()`` does, and returns once it
     /// is done (at once if the node never ran). Safe to call more than once.
     public func shutdown() async {
+        var neverRan: [UnsafeContinuation<Void, any Error>] = []
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            let resumeNow = life.withLock { life -> Bool in
-                switch life.phase {
-                case .created:
-                    life.phase = .stopped
-                    return true
-                case .failed, .stopped:
-                    return true
-                case .starting, .running, .stopping:
-                    life.stopWaiters.append(continuation)
-                    return false
-                }
+            switch updateLife({ $0.shutdownRequested(continuation) }) {
+            case .done:
+                continuation.resume()
+            case .neverRan(let readyWaiters):
+                neverRan = readyWaiters
+                continuation.resume()
+            case .wait:
+                break
             }
-            if resumeNow { continuation.resume() }
             stopRequested.signal()
         }
-        // Calls that waited for a node that never ran.
-        let (readyWaiters, neverRan) = life.withLock { life -> ([UnsafeContinuation<Void, any Error>], Bool) in
-            guard case .stopped = life.phase else { return ([], false) }
-            defer { life.readyWaiters = [] }
-            return (life.readyWaiters, true)
-        }
-        guard neverRan else { return }
-        directory.withLock { $0.accepting = false }
-        accepting.store(false, ordering: .relaxed)
-        for waiter in readyWaiters { waiter.resume(throwing: DNAError(.nodeStopped, "node \(id) was shut down")) }
+        guard lifeSnapshot.phase == .stopped else { return }
+        // Calls that waited for a node that never ran; activations they made settle before
+        // the node is released.
+        for waiter in neverRan { waiter.resume(throwing: DNAError(.nodeStopped, "node \(id) was shut down")) }
         await settleActivations()
     }
 
@@ -603,19 +568,17 @@ public final class Node: Service, Sendable {
     /// Stops taking messages, lets every activation handle what it has and commit, gives
     /// the names back, marks the node `left` and closes the transport.
     private func stopServing() async {
-        if configuration.drainOnShutdown || drainRequested.load(ordering: .relaxed), transport != nil,
-            !draining.load(ordering: .relaxed),
+        if configuration.drainOnShutdown || life.withLock({ $0.drainRequested }), transport != nil,
+            !lifeSnapshot.drained,
             !cluster.servingNodes(except: id).isEmpty
         {
             let report = await moveActivationsAway()
             logger.info("drained before stopping", metadata: ["moved": "\(report.moved)", "stopped": "\(report.stopped)"])
         }
-        if draining.load(ordering: .relaxed) { await leaveAfterDraining() }
-        life.withLock { $0.phase = .stopping }
-        directory.withLock { directory in
-            directory.accepting = false
-        }
-        accepting.store(false, ordering: .relaxed)
+        if lifeSnapshot.drained { await leaveAfterDraining() }
+        // Under the directory's lock: a delivery sees the node accepting, and its activation
+        // in the directory, or neither.
+        directory.withLock { _ in updateLife { $0.beginStopping() } }
         while true {
             let remaining = directory.withLock { Array($0.activations.values) }
             if remaining.isEmpty { break }
@@ -624,7 +587,7 @@ public final class Node: Service, Sendable {
                 if stop(activation, since: nil) { await activation.finishStop() }
             }
         }
-        if !hasLeft.load(ordering: .relaxed) {
+        if !lifeSnapshot.hasLeft {
             do {
                 try await store.heartbeat(node: id, state: .left, activations: 0)
                 noteSelf(.left, .nodeLeft(id))
@@ -636,21 +599,4 @@ public final class Node: Service, Sendable {
         failAllPendingCalls(DNAError(.nodeStopped, "node \(id) stopped before the answer came"))
         logger.info("node stopped", metadata: ["node": "\(id)"])
     }
-}
-
-/// Where a ``Node`` is in its life.
-struct Life {
-    enum Phase {
-        case created
-        case starting
-        case running
-        case failed(any Error)
-        case stopping
-        case stopped
-    }
-
-    var phase = Phase.created
-    var advertisedAddress = "local"
-    var readyWaiters: [UnsafeContinuation<Void, any Error>] = []
-    var stopWaiters: [UnsafeContinuation<Void, Never>] = []
 }

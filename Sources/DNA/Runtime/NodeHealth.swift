@@ -14,28 +14,26 @@ public struct NodeHealth: Sendable, Equatable {
 extension Node {
     /// The node's health now.
     public var health: NodeHealth {
-        let phase = life.withLock { $0.phase }
+        let life = lifeSnapshot
         var reasons: [String] = []
         var live = true
-        switch phase {
+        switch life.phase {
         case .created: reasons.append("not started")
         case .starting: reasons.append("starting: opening the store and joining the cluster")
-        case .running: break
+        case .running, .draining, .left:
+            if !holdsLease { reasons.append("its heartbeats have not reached the store within the failure timeout") }
+            if life.hasLeft {
+                reasons.append("left the cluster")
+            } else if life.drained {
+                reasons.append("draining")
+            }
         case .stopping: reasons.append("stopping")
-        case .failed(let error):
+        case .failed:
             live = false
-            reasons.append("failed to start: \(error)")
+            reasons.append("failed to start: \(startFailure.map { "\($0)" } ?? "unknown error")")
         case .stopped:
             live = false
             reasons.append("stopped")
-        }
-        if case .running = phase {
-            if !holdsLease { reasons.append("its heartbeats have not reached the store within the failure timeout") }
-            if hasLeft.load(ordering: .relaxed) {
-                reasons.append("left the cluster")
-            } else if draining.load(ordering: .relaxed) {
-                reasons.append("draining")
-            }
         }
         return NodeHealth(live: live, ready: reasons.isEmpty, reasons: reasons)
     }
