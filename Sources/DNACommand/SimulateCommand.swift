@@ -37,7 +37,7 @@ struct SimulateCommand: ParsableCommand {
     var seconds: Int = 30
 
     func validate() throws {
-        guard nodes >= 1, nodes <= 64 else { throw ValidationError("--nodes must be 1 to 64") }
+        guard nodes >= 1, nodes <= 1000 else { throw ValidationError("--nodes must be 1 to 1,000") }
         guard actors >= 1 else { throw ValidationError("--actors must be at least 1") }
         guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
         guard seconds >= 1 else { throw ValidationError("--seconds must be at least 1") }

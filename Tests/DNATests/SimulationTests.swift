@@ -36,7 +36,7 @@ struct SimulationTests {
         configuration.trace = true
         let first = ClusterSimulation(configuration).run()
         let second = ClusterSimulation(configuration).run()
-        #expect(first.events > 5_000)
+        #expect(first.events > 4_000)
         #expect(first.events == second.events)
         #expect(first.trace == second.trace)
         #expect(first.counters == second.counters)

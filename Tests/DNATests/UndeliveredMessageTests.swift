@@ -1,5 +1,6 @@
 @testable import DNA
 import DNAStore
+import DNATesting
 import Testing
 
 /// Messages an activation queued but never handled when it stopped go on to wherever the
@@ -29,6 +30,37 @@ struct UndeliveredMessageTests {
         #expect(values == (0..<5).map { "v\($0)" }, "casts the stopped activation never handled were dropped")
         #expect(try await ref.call(Recorder.Activations()) == 2, "the first activation stopped without handling them")
         await cluster.shutdown()
+    }
+}
+
+extension UndeliveredMessageTests {
+    /// What `dna_casts_dropped_total{reason}` says now (the process's one registry).
+    static func castsDropped(_ reason: String) -> Int {
+        var text: [UInt8] = []
+        TestMetrics.registry.emit(into: &text)
+        let prefix = "dna_casts_dropped_total{reason=\"\(reason)\"} "
+        for line in String(decoding: text, as: UTF8.self).split(separator: "\n") where line.hasPrefix(prefix) {
+            return Int(line.dropFirst(prefix.count)) ?? 0
+        }
+        return 0
+    }
+
+    @Test(.timeLimit(.minutes(1))) func castsOfABatchThatCertainlyDidNotCommitAreCounted() async throws {
+        _ = TestMetrics.registry
+        let before = Self.castsDropped("not_committed")
+        let store = InMemoryStore()
+        let node = try await makeNode(.custom(store), commitTimeout: .milliseconds(200))
+        let ref = try node.ref(Recorder.self, key: "not-committed")
+        try await ref.call(Recorder.Put(key: "first", value: "v"))
+        store.setUnavailable(StoreError(.unavailable, "test outage"))
+        for index in 0..<3 { try ref.cast(Recorder.Put(key: "k\(index)", value: "v")) }
+        // Refused until their deadline: the batch goes back, its casts lost and counted.
+        let failed = await #expect(throws: DNAError.self) { try await ref.call(Recorder.Put(key: "last", value: "v")) }
+        #expect(failed?.code == .commitFailed)
+        #expect(Self.castsDropped("not_committed") - before == 3)
+        store.setUnavailable(nil)
+        #expect(try await ref.call(Recorder.Get(key: "k0")) == nil, "not committed")
+        await node.shutdown()
     }
 }
 

@@ -36,6 +36,8 @@ public struct Handlers<Actor: DurableActor>: Sendable {
 final class HandlerEntry: Sendable {
     @usableFromInline let timing: ReplyTiming
     @usableFromInline let requestName: String
+    /// The runtime's own requests (`dna.…`): not counted as users' casts.
+    @usableFromInline let isInternal: Bool
     /// How the request and its response cross the network.
     @usableFromInline let codec: RemoteCodec
     @usableFromInline let invoke: @Sendable (AnyObject, any AnyObject & Sendable, ActorContext) async throws -> any Sendable
@@ -47,6 +49,7 @@ final class HandlerEntry: Sendable {
     ) {
         self.timing = timing
         self.requestName = requestName
+        self.isInternal = requestName.hasPrefix("dna.")
         self.codec = codec
         self.invoke = invoke
     }

@@ -83,6 +83,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         var status: Status
         /// The messages handled in the batch.
         var messages = 0
+        /// Casts among them: lost with the batch if it certainly did not commit.
+        var casts = 0
         /// The time its callers' wait ends: no attempt is started or runs past it.
         var deadline: DNAInstant
         /// An attempt ended with an unknown outcome: it may have been applied.
@@ -123,6 +125,9 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     package struct Failure {
         package var held: [Held]
         package var error: DNAError
+        /// Casts handled in the batch, lost with it (nobody to tell) unless `error` is
+        /// ``DNAError/Code/outcomeUnknown``.
+        package var casts = 0
     }
 
     let id: ActorID
@@ -343,8 +348,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     private mutating func idleOrWait(now: DNAInstant) -> Step {
         if queue.isEmpty && commits.isEmpty {
             task = .none
-            orderStoreRequested = false
-            lastActivity = now
+            // Storing the order for a stop is no activity: the stop is asked again.
+            if orderStoreRequested { orderStoreRequested = false } else { lastActivity = now }
             return .exit(waiters: takeIdleWaiters())
         }
         return .wait(until: retryTime)
@@ -523,7 +528,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     /// The task handled a batch: its writes and the replies it holds behind the gate.
     package mutating func handled(
         operations: [StorageOperation], held: [Held], now: DNAInstant, lease: NodeLease.Snapshot, order: [UInt8]? = nil,
-        messages: Int = 0, streams: StreamEffects = .none
+        messages: Int = 0, casts: Int = 0, streams: StreamEffects = .none
     ) -> HandledAction {
         guard case .active(let registration, _) = life else { return .none }
         if operations.isEmpty && streams.isEmpty {
@@ -537,6 +542,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         }
         let batch = append(operations, held: held, registration: registration, now: now, order: order, streams: streams)
         commits[commits.count - 1].messages = messages
+        commits[commits.count - 1].casts = casts
         return .commit(batch)
     }
 
@@ -649,7 +655,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             cause = error
         }
         let failures = commits.filter { !$0.isDurable }.map { commit in
-            Failure(held: commit.held, error: commit.ambiguous ? outcomeUnknown(cause) : settledError(cause, fenced: fenced))
+            Failure(
+                held: commit.held, error: commit.ambiguous ? outcomeUnknown(cause) : settledError(cause, fenced: fenced), casts: commit.casts)
         }
         let registration = self.registration
         commits.removeAll()

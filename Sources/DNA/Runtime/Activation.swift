@@ -167,12 +167,14 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             case .stop(let failures, let queued, let error, let waiters):
                 node.logger.warning("activation stops", metadata: ["actor": "\(id)", "error": "\(error)"])
                 node.removeFromDirectory(self)
+                // Never handled here, and the name may be another node's by now: they go
+                // wherever it is (what cannot go on fails or is counted) before anything
+                // else is awaited, so that later messages rarely overtake them (one that
+                // does gets them refused as out of order, never handled out of order).
+                for envelope in queued { node.redeliver(envelope, to: id, kind: kind) }
                 if error.code == .fenced { node.eventHub.emit(.actorFenced(id)) }
                 await dropInstance(.lost)
                 fail(failures)
-                // Never handled here, and the name may be another node's by now: they go
-                // wherever it is (what cannot go on fails or is counted).
-                for envelope in queued { node.redeliver(envelope, to: id, kind: kind) }
                 for waiter in waiters { waiter.resume() }
             case .deactivate(let registration):
                 await dropInstance(.requested)
@@ -314,8 +316,14 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     }
 
     private func fail(_ failures: [Machine.Failure]) {
+        var lost = 0
         for failure in failures {
             for reply in failure.held { reply.reply.resume(throwing: failure.error) }
+            if failure.error.code != .outcomeUnknown { lost += failure.casts }
+        }
+        if lost > 0 {
+            node.metrics.castsDroppedNotCommitted.increment(by: lost)
+            node.logger.warning("casts lost: their batch was not committed", metadata: ["actor": "\(id)", "casts": "\(lost)"])
         }
     }
 
@@ -367,6 +375,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         // Batches are mostly of one request type: look its handler up once.
         var lastType: ObjectIdentifier?
         var lastHandler: HandlerEntry?
+        var casts = 0
         for envelope in batch {
             if envelope.requestType == Self.alarmFire {
                 await fireAlarm(envelope, instance: instance, context: context)
@@ -381,6 +390,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 envelope.reply?.resume(throwing: DNAError(.unhandledRequest, "\(A.kind) has no handler for this request"))
                 continue
             }
+            if envelope.reply == nil && !handler.isInternal { casts += 1 }
             let result: Result<any Sendable, any Error>
             let writesBefore = context.log.operations.count
             var wrote = false
@@ -441,7 +451,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             if deactivate { machine.requestDeactivation() }
             return machine.handled(
                 operations: operations, held: held, now: node.clock.now, lease: node.leaseSnapshot, order: order, messages: batch.count,
-                streams: streams)
+                casts: casts, streams: streams)
         }
         switch action {
         case .none: break
@@ -513,6 +523,11 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             if !node.holdsLease {
                 // Claim only while the node's heartbeat is fresh, or it would stop serving at once.
                 try await node.renewLease(state: node.servingState)
+                // Renewed too late to hold (the store answered after the lease's deadline):
+                // claiming now would stop at once, and messages would go round again.
+                guard node.holdsLease else {
+                    throw StoreError(.unavailable, "the node's heartbeat was answered too late to give it a lease; try again")
+                }
             }
             let generation = node.currentLeaseGeneration
             let result = try await node.store.activate(

@@ -37,11 +37,13 @@ struct NodeMetrics: Sendable {
     /// receiving node refused it), `out_of_order` (overtaken on another route),
     /// `activation_failed` (queued for an activation that could not start),
     /// `undeliverable` (never handled by an activation that stopped, and not deliverable
-    /// afresh: the node stops, or the owner cannot be reached).
+    /// afresh: the node stops, or the owner cannot be reached), `not_committed` (handled in
+    /// a batch that certainly did not commit: fenced, or refused until its deadline).
     let castsDroppedLinkFailed = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "link_failed")])
     let castsDroppedRefused = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "refused")])
     let castsDroppedActivationFailed = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "activation_failed")])
     let castsDroppedUndeliverable = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "undeliverable")])
+    let castsDroppedNotCommitted = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "not_committed")])
     /// Outbound links that failed (connect, handshake or a broken connection).
     let linkFailures = Counter(label: "dna_link_errors_total", dimensions: [("direction", "outbound")])
     let castsDroppedOutOfOrder = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "out_of_order")])

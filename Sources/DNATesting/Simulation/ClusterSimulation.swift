@@ -80,9 +80,9 @@ public final class ClusterSimulation {
     var nodes: [SimNode] = []
     var calls: [Int: CallRecord] = [:]
     var clients: [Int: SimClient] = [:]
-    /// Per actor, the last write call answered with success, and when (global time): a
-    /// read sent after it must see it.
-    var lastAcknowledgedWrite: [ActorID: (at: Int64, key: String)] = [:]
+    /// Per actor, the write calls answered with success, in the order answered (global
+    /// time): a read sent after one must see it.
+    var acknowledgedWrites: [ActorID: [(at: Int64, key: String)]] = [:]
     var nextCallID = 1
     var nextConnectionID = 1
     let cluster = "sim"
@@ -547,13 +547,22 @@ enum SimReply {
     case remote(connection: SimConnection, requestID: UInt64)
 }
 
-enum SimResult {
+enum SimResult: CustomStringConvertible {
     case success
     /// A read's answer: the writes the actor had when it answered.
     case read(Set<String>)
     case failure(code: String, message: String)
 
     init(_ error: DNAError) { self = .failure(code: error.code.name, message: error.message) }
+
+    /// A set's order differs from one instance to another: traces show its size.
+    var description: String {
+        switch self {
+        case .success: "success"
+        case .read(let seen): "read of \(seen.count) write(s)"
+        case .failure(let code, let message): "failure(\(code): \(message))"
+        }
+    }
 }
 
 struct SimEnvelope: OrderedMessage {

@@ -85,6 +85,18 @@ final class SimClient {
 }
 
 extension ClusterSimulation {
+    /// The last write to `actor` acknowledged before `time`.
+    func lastAcknowledged(_ actor: ActorID, before time: Int64) -> (at: Int64, key: String)? {
+        guard let writes = acknowledgedWrites[actor] else { return nil }
+        var low = 0
+        var high = writes.count
+        while low < high {
+            let middle = (low + high) / 2
+            if writes[middle].at < time { low = middle + 1 } else { high = middle }
+        }
+        return low == 0 ? nil : writes[low - 1]
+    }
+
     /// Error codes that say the request did not happen: a client may send it again.
     static let certainlyNotApplied: Set<String> = [
         DNAError.Code.fenced.name, DNAError.Code.commitFailed.name, DNAError.Code.mailboxFull.name,
@@ -103,13 +115,13 @@ extension ClusterSimulation {
         case .success:
             call.status = .succeeded
             count("call.succeeded")
-            if let key = call.key { lastAcknowledgedWrite[call.actor] = (now, key) }
+            if let key = call.key { acknowledgedWrites[call.actor, default: []].append((now, key)) }
         case .read(let seen):
             call.status = .succeeded
             count("call.succeeded")
             // Linearizable: a write acknowledged before the read was sent is in what it saw
             // (a node answering for a name it no longer holds would miss the new owner's).
-            if let write = lastAcknowledgedWrite[call.actor], write.at < call.sentAt, !seen.contains(write.key) {
+            if let write = lastAcknowledged(call.actor, before: call.sentAt), !seen.contains(write.key) {
                 violation(
                     "stale-read",
                     "call \(id) (\(call.request)) to \(call.actor) from n\(call.slot), sent at \(format(call.sentAt)), missed \(write.key) acknowledged at \(format(write.at))")
