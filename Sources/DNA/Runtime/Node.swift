@@ -81,6 +81,8 @@ public final class Node: Service, Sendable {
     let sequencer = RequestSequencer()
     /// The nodes requests come from, numbered for the activations (0: this node).
     let origins: OriginTable
+    /// The order of the requests of the clients connected to this node (see ``ClientOrder``).
+    let clientOrder = ClientOrder()
     private let accepting = Atomic<Bool>(true)
     /// Draining: the node takes no new names and moves its activations away.
     let draining = Atomic<Bool>(false)
