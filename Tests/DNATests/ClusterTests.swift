@@ -275,6 +275,37 @@ struct ClusterTests {
         await cluster.shutdown()
     }
 
+    /// The store's wall clock jumps a minute forward while A, cut off from the store, still
+    /// serves on its lease: by the store's clock A's heartbeat is long past the failure
+    /// timeout, but B takes the name only once B itself watched A silent for a failure
+    /// timeout — after A's lease ran out.
+    @Test func aForwardJumpOfTheStoresClockLetsNoNodeTakeANameItsOwnerStillServes() async throws {
+        let storeClock = TestClock()
+        let store = InMemoryStore(clock: storeClock)
+        guard let cluster = try await TestCluster.start(.sqlite, failureTimeout: .seconds(4), sharedStore: store) else { return }
+        let (a, b) = (cluster.nodes[0], cluster.nodes[1])
+        let key = "jumped"
+        try await a.ref(Recorder.self, key: key).call(Recorder.Put(key: "k", value: "v"))
+        func owner() async throws -> NodeID? {
+            try await store.registrations(kind: Recorder.kind.name, limit: 100).first { $0.actor.key == key }?.owner
+        }
+        #expect(try await owner() == a.id)
+        cluster.stores[0].failHeartbeats(true)
+        try await b.refreshMembers()
+        storeClock.advance(by: .seconds(60))
+        try await b.refreshMembers()
+        // B is asked for the name at once: A's lease (80 % of 4 s) still holds.
+        _ = try? await b.ref(Recorder.self, key: key).call(Recorder.Host())
+        let aServed = a.leaseSnapshot.deadline > a.clock.now
+        #expect(aServed, "the test was too slow: A's lease ran out before B's first call ended")
+        #expect(try await owner() == a.id, "B took the name while A still serves it")
+        // B takes it once it watched A silent for the failure timeout.
+        #expect(try await eventuallyAsync { (try? await b.ref(Recorder.self, key: key).call(Recorder.Host())) == b.id.rawValue })
+        #expect(a.leaseSnapshot.deadline <= a.clock.now, "A's lease had run out")
+        #expect(try await b.ref(Recorder.self, key: key).call(Recorder.Get(key: "k")) == "v")
+        await cluster.shutdown()
+    }
+
     @Test func consistentHashPlacementSpreadsNamesOverTheNodes() async throws {
         guard let cluster = try await TestCluster.start(.sqlite, placement: .consistentHash) else { return }
         var hosts: [String: Int] = [:]

@@ -202,12 +202,24 @@ extension Node {
         locations.forget(actor, ifAt: owner)
     }
 
+    /// What a claim may take over (``ActivationRequest/silentNodes``): the nodes this one
+    /// watched silent. `nil` without a transport: such a node reads no membership, and it
+    /// runs alone or evicted every other node when it joined.
+    func silentNodes() -> [NodeID: Int64]? {
+        guard transport != nil else { return nil }
+        let now = clock.now
+        return silence.withLock { $0.silentNodes(at: now) }
+    }
+
     /// Reads the cluster's nodes from the store and connects to live ones not connected
     /// yet (so a first call does not wait for a connection). Calls waiting on a node the
     /// store now counts as dead fail with a retryable error (a paused node would otherwise
     /// hold them until it resumes), and actors believed to be there are looked up afresh.
     package func refreshMembers() async throws(StoreError) {
         let records = try await store.nodes(cluster: configuration.cluster)
+        // Read after the store answered: the marks were written before now.
+        let now = clock.now
+        silence.withLock { $0.observe(records, at: now) }
         let dead = cluster.update(records)
         noteMembers(records)
         if records.contains(where: { $0.id == id && $0.state == .draining }), !draining.load(ordering: .relaxed) {

@@ -500,7 +500,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             }
             let generation = node.currentLeaseGeneration
             let result = try await node.store.activate(
-                ActivationRequest(actor: id, node: node.id))
+                ActivationRequest(actor: id, node: node.id, silentNodes: node.silentNodes()))
             switch result {
             case .granted(let registration, var rows):
                 granted = registration

@@ -83,6 +83,8 @@ public final class Node: Service, Sendable {
     let origins: OriginTable
     /// The order of the requests of the clients connected to this node (see ``ClientOrder``).
     let clientOrder = ClientOrder()
+    /// The other nodes' heartbeat marks, watched on this node's clock before a takeover.
+    let silence = Mutex(SilenceWatch())
     private let accepting = Atomic<Bool>(true)
     /// Draining: the node takes no new names and moves its activations away.
     let draining = Atomic<Bool>(false)
