@@ -71,6 +71,9 @@ public final class ClusterClient: Sendable {
                     return
                 }
                 do throws(TransportError) {
+                    // Not numbered here: the link numbers it as it queues it, so numbers
+                    // follow the order calls leave (the node refuses an earlier number after
+                    // a later one, see `ClientOrder`).
                     try transport.send(
                         WireRequest(
                             id: id, expectsReply: true, hops: 0, namespace: namespace, kind: kind, key: key,
