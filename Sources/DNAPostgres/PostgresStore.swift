@@ -229,13 +229,13 @@ public final class PostgresStore: ActorStore {
 
     public func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
         let logger = logger
-        // The row's mark (NodeRecord.heartbeatStamp) changes with every heartbeat, even with
-        // one written in the same millisecond as the one before.
+        // The heartbeat only moves forward: the row's mark (NodeRecord.heartbeatStamp) changes
+        // with every heartbeat, even two in one millisecond or after the clock went back.
         let updated = try await inTransaction("heartbeat of node \(node)") { connection in
             try await connection.query(
                 """
                 UPDATE dna_nodes SET activations = \(activations),
-                    heartbeat_ms = CASE WHEN heartbeat_ms = clock.now_ms THEN heartbeat_ms + 1 ELSE clock.now_ms END,
+                    heartbeat_ms = greatest(clock.now_ms, heartbeat_ms + 1),
                     state = CASE WHEN state = 'draining' AND \(state.rawValue) = 'up' THEN 'draining' ELSE \(state.rawValue) END
                 FROM (SELECT \(unescaped: Self.now) AS now_ms) AS clock
                 WHERE node_id = \(node.rawValue) AND state <> 'left' RETURNING 1

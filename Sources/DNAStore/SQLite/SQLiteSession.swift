@@ -16,8 +16,10 @@ final class SQLiteSession {
         INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms, failure_timeout_ms, labels)
         VALUES (?1, ?2, ?3, 'joining', \(now), \(now), ?4, ?5)
         """)
+    /// The heartbeat only moves forward (the row's mark, `NodeRecord.heartbeatStamp`,
+    /// changes with every heartbeat, even two in one millisecond or after the clock went back).
     private lazy var updateHeartbeat = prepared("""
-        UPDATE dna_nodes SET heartbeat_ms = CASE WHEN heartbeat_ms = \(now) THEN heartbeat_ms + 1 ELSE \(now) END, activations = ?3,
+        UPDATE dna_nodes SET heartbeat_ms = max(\(now), heartbeat_ms + 1), activations = ?3,
             state = CASE WHEN state = 'draining' AND ?2 = 'up' THEN 'draining' ELSE ?2 END
         WHERE node_id = ?1 AND state <> 'left'
         """)
