@@ -65,9 +65,12 @@ enum StoreArgument {
         }
     }
 
-    var choice: Node.StoreChoice {
+    var choice: Node.StoreChoice { choice(synchronous: .normal) }
+
+    /// `synchronous`: for an SQLite file, what an acknowledged write survives.
+    func choice(synchronous: SQLiteStore.Configuration.Synchronous) -> Node.StoreChoice {
         switch self {
-        case .sqlite(let path): .sqlite(path: path)
+        case .sqlite(let path): .sqlite(path: path, synchronous: synchronous)
         case .postgres(let url): .postgres(url: url)
         }
     }
@@ -148,10 +151,20 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Serve /metrics (Prometheus), /health/live and /health/ready on HOST:PORT.")
     var metrics: String?
 
+    @Option(
+        help: """
+            With an sqlite store, what an acknowledged write survives: normal (a crash of the process; \
+            the last commits may be lost if the machine crashes or loses power) or full (those too: an fsync per commit).
+            """)
+    var sqliteSynchronous: String = "normal"
+
     @OptionGroup var tls: TLSOptions
 
     func run() async throws {
         try bootstrapLogging(logLevel)
+        guard let synchronous = SQLiteStore.Configuration.Synchronous(rawValue: sqliteSynchronous.uppercased()) else {
+            throw ValidationError("--sqlite-synchronous must be normal or full")
+        }
         var endpointAddress: PeerAddress?
         let registry = PrometheusCollectorRegistry()
         if let metrics {
@@ -160,7 +173,7 @@ struct NodeCommand: AsyncParsableCommand {
             // Before the node is made: its metrics are created with it.
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         }
-        var configuration = Node.Configuration(store: StoreArgument(store).choice)
+        var configuration = Node.Configuration(store: StoreArgument(store).choice(synchronous: synchronous))
         configuration.cluster = cluster
         configuration.listen = try listenAddress(listen)
         configuration.tls = try tls.configuration()

@@ -37,7 +37,7 @@ public final class AlarmActor: DurableActor {
         h.on(Report.self) { actor, _, context in
             var fired: [String: [Int64]] = [:]
             for (name, times) in try actor.fired.list(limit: 1000) { fired[name] = times }
-            return AlarmReport(fired: fired, pending: context.alarms.keys.sorted())
+            return AlarmReport(fired: fired, pending: context.alarms.map(\.name))
         }
     }
 

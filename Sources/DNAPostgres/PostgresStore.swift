@@ -238,11 +238,15 @@ public final class PostgresStore: ActorStore {
 
     public func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
         let logger = logger
+        // The heartbeat only moves forward: the row's mark (NodeRecord.heartbeatStamp) changes
+        // with every heartbeat, even two in one millisecond or after the clock went back.
         let updated = try await inTransaction("heartbeat of node \(node)") { connection in
             try await connection.query(
                 """
-                UPDATE dna_nodes SET heartbeat_ms = \(unescaped: Self.now), activations = \(activations),
+                UPDATE dna_nodes SET activations = \(activations),
+                    heartbeat_ms = greatest(clock.now_ms, heartbeat_ms + 1),
                     state = CASE WHEN state = 'draining' AND \(state.rawValue) = 'up' THEN 'draining' ELSE \(state.rawValue) END
+                FROM (SELECT \(unescaped: Self.now) AS now_ms) AS clock
                 WHERE node_id = \(node.rawValue) AND state <> 'left' RETURNING 1
                 """, logger: logger
             ).collect().count
@@ -262,9 +266,9 @@ public final class PostgresStore: ActorStore {
 
     private static let now = PostgresSchema.nowMilliseconds
     private static let nodeColumns =
-        "node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms, labels, rebalance_requested"
+        "node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms, labels, rebalance_requested, heartbeat_ms"
     private static let ownerNodeColumns =
-        "n.node_id, n.cluster, n.address, n.state, \(now) - n.heartbeat_ms, n.activations, n.failure_timeout_ms"
+        "n.node_id, n.cluster, n.address, n.state, \(now) - n.heartbeat_ms, n.activations, n.failure_timeout_ms, n.heartbeat_ms"
 
     public func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] {
         let logger = logger
@@ -274,13 +278,13 @@ public final class PostgresStore: ActorStore {
                 "SELECT \(unescaped: Self.nodeColumns) FROM dna_nodes WHERE cluster = \(cluster) ORDER BY node_id",
                 logger: logger)
             {
-                let (id, cluster, address, state, age, activations, timeout, labels, rebalance) = try row.decode(
-                    (String, String, String, String, Int64, Int64, Int64, String, Bool).self)
+                let (id, cluster, address, state, age, activations, timeout, labels, rebalance, stamp) = try row.decode(
+                    (String, String, String, String, Int64, Int64, Int64, String, Bool, Int64).self)
                 result.append(
                     NodeRecord(
                         id: NodeID(rawValue: id), cluster: cluster, address: address, state: NodeState(rawValue: state) ?? .left,
                         heartbeatAgeMilliseconds: age, activations: activations, failureTimeoutMilliseconds: timeout,
-                        labels: NodeRecord.decodeLabels(labels), rebalanceRequested: rebalance))
+                        labels: NodeRecord.decodeLabels(labels), rebalanceRequested: rebalance, heartbeatStamp: stamp))
             }
             return result
         }
@@ -346,21 +350,21 @@ public final class PostgresStore: ActorStore {
                 FOR UPDATE OF a
                 """, logger: logger)
             {
-                let (id, owner, epoch, orderState, nodeID, cluster, address, state, age, activations, timeout) = try row.decode(
-                    (Int64, String?, Int64, ByteBuffer?, String?, String?, String?, String?, Int64?, Int64?, Int64?).self)
+                let (id, owner, epoch, orderState, nodeID, cluster, address, state, age, activations, timeout, stamp) = try row.decode(
+                    (Int64, String?, Int64, ByteBuffer?, String?, String?, String?, String?, Int64?, Int64?, Int64?, Int64?).self)
                 rowID = id
                 order = orderState?.bytes
                 var ownerNode: NodeRecord?
-                if let nodeID, let cluster, let address, let state, let age, let activations, let timeout {
+                if let nodeID, let cluster, let address, let state, let age, let activations, let timeout, let stamp {
                     ownerNode = NodeRecord(
                         id: NodeID(rawValue: nodeID), cluster: cluster, address: address,
                         state: NodeState(rawValue: state) ?? .left, heartbeatAgeMilliseconds: age, activations: activations,
-                        failureTimeoutMilliseconds: timeout)
+                        failureTimeoutMilliseconds: timeout, heartbeatStamp: stamp)
                 }
                 current = ClaimDecision.Current(owner: owner.map(NodeID.init(rawValue:)), epoch: epoch, ownerNode: ownerNode)
             }
             let epoch: Int64
-            switch ClaimDecision.decide(current: current, claimant: request.node) {
+            switch ClaimDecision.decide(current: current, claimant: request.node, silentNodes: request.silentNodes) {
             case .ownedElsewhere(let owner):
                 return .ownedElsewhere(owner)
             case .insert(let newEpoch):

@@ -162,6 +162,8 @@ package struct InMemoryStoreState: Sendable {
         package var failureTimeout: Duration
         package var labels: [String] = []
         package var rebalanceRequested = false
+        /// Heartbeats written: the row's heartbeat mark (``NodeRecord/heartbeatStamp``).
+        package var heartbeats: Int64 = 0
     }
 
     package struct Name: Sendable {
@@ -185,7 +187,7 @@ package struct InMemoryStoreState: Sendable {
             id: id, cluster: node.cluster, address: node.address, state: node.state,
             heartbeatAgeMilliseconds: (now - node.heartbeat).milliseconds, activations: node.activations,
             failureTimeoutMilliseconds: node.failureTimeout.milliseconds, labels: node.labels,
-            rebalanceRequested: node.rebalanceRequested)
+            rebalanceRequested: node.rebalanceRequested, heartbeatStamp: node.heartbeats)
     }
 
     package mutating func join(
@@ -211,6 +213,7 @@ package struct InMemoryStoreState: Sendable {
             throw StoreError(.fenced, "node \(node) was declared gone")
         }
         row.heartbeat = now
+        row.heartbeats += 1
         if !(row.state == .draining && state == .up) { row.state = state }
         row.activations = activations
         nodes[node] = row
@@ -256,7 +259,7 @@ package struct InMemoryStoreState: Sendable {
         }
         let rowID: Int64
         let epoch: Int64
-        switch ClaimDecision.decide(current: current, claimant: request.node) {
+        switch ClaimDecision.decide(current: current, claimant: request.node, silentNodes: request.silentNodes) {
         case .ownedElsewhere(let owner):
             return .ownedElsewhere(owner)
         case .insert(let newEpoch):

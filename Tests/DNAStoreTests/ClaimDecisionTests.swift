@@ -39,6 +39,23 @@ struct ClaimDecisionTests {
         #expect(ClaimDecision.decide(current: current, claimant: me) == .takeOver(epoch: 4))
     }
 
+    /// The store's clock jumped: the owner's heartbeat looks old, but the claimant has not
+    /// watched it silent for its failure timeout, so the owner may still serve.
+    @Test func ownerDeadOnlyByTheStoresClockKeepsTheNameUntilTheClaimantWatchedItSilent() {
+        var owner = node(other, age: 60_000)
+        owner.heartbeatStamp = 41
+        let current = ClaimDecision.Current(owner: other, epoch: 3, ownerNode: owner)
+        #expect(ClaimDecision.decide(current: current, claimant: me, silentNodes: [:]) == .ownedElsewhere(other))
+        #expect(ClaimDecision.decide(current: current, claimant: me, silentNodes: [other: 40]) == .ownedElsewhere(other), "a heartbeat since")
+        #expect(ClaimDecision.decide(current: current, claimant: me, silentNodes: [other: 41]) == .takeOver(epoch: 4))
+        // Alive by the store's clock: the watch does not matter.
+        let alive = ClaimDecision.Current(owner: other, epoch: 3, ownerNode: node(other, age: 10))
+        #expect(ClaimDecision.decide(current: alive, claimant: me, silentNodes: [other: 0]) == .ownedElsewhere(other))
+        // An owner that left serves nothing: no watch needed.
+        let left = ClaimDecision.Current(owner: other, epoch: 3, ownerNode: node(other, state: .left, age: 0))
+        #expect(ClaimDecision.decide(current: left, claimant: me, silentNodes: [:]) == .takeOver(epoch: 4))
+    }
+
     @Test func ownerWithoutNodeRowLosesTheName() {
         let current = ClaimDecision.Current(owner: other, epoch: 1, ownerNode: nil)
         #expect(ClaimDecision.decide(current: current, claimant: me) == .takeOver(epoch: 2))

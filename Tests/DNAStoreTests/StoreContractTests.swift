@@ -65,6 +65,38 @@ struct StoreContractTests {
         return (store, cleanup)
     }
 
+    /// Every heartbeat changes the node's mark, also within one millisecond; a name whose
+    /// owner is dead by the store's clock goes to a claimant only with the owner's current
+    /// mark (the claimant watched it unchanged: `SilenceWatch`), checked in the claim.
+    @Test(arguments: Engine.allCases)
+    func aTakeoverNeedsTheOwnersCurrentHeartbeatMark(engine: Engine) async throws {
+        let (store, cleanup) = try await engine.make()
+        defer { cleanup() }
+        let owner = NodeID(rawValue: "short-lived")
+        try await store.join(node: owner, cluster: "c", address: "o", failureTimeout: .milliseconds(200), labels: [])
+        try await store.join(node: nodeB, cluster: "c", address: "b", failureTimeout: .seconds(5), labels: [])
+        var marks: [Int64] = []
+        for _ in 0..<5 {
+            try await store.heartbeat(node: owner, state: .up, activations: 0)
+            marks.append(try #require(try await store.nodes(cluster: "c").first { $0.id == owner }).heartbeatStamp)
+        }
+        #expect(Set(marks).count == marks.count, "every heartbeat changes the mark: \(marks)")
+        _ = try granted(try await store.activate(ActivationRequest(actor: actor, node: owner)))
+        // Silent past its failure timeout by the store's clock (no test clock reaches a database's).
+        try await Task.sleep(for: .milliseconds(400))
+        try await store.heartbeat(node: nodeB, state: .up, activations: 0)
+        let mark = try #require(marks.last)
+        for silent in [[:], [owner: mark - 1]] as [[NodeID: Int64]] {
+            guard case .ownedElsewhere(owner) = try await store.activate(ActivationRequest(actor: actor, node: nodeB, silentNodes: silent))
+            else {
+                Issue.record("taken over without the claimant's watch of the owner's current mark (\(silent))")
+                return
+            }
+        }
+        let (taken, _) = try granted(try await store.activate(ActivationRequest(actor: actor, node: nodeB, silentNodes: [owner: mark])))
+        #expect(taken.epoch == 2)
+    }
+
     @Test(arguments: Engine.allCases)
     func claimsFollowTheRegistrationRule(engine: Engine) async throws {
         let (store, cleanup) = try await setUp(engine)

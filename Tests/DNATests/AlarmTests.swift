@@ -1,5 +1,7 @@
 @testable import DNA
 import DNAExamples
+import DNAPostgres
+import DNATesting
 import Foundation
 import Testing
 
@@ -47,7 +49,7 @@ final class Alarmed: DurableActor {
             if set.thenFail { throw Boom() }
         }
         h.on(Cancel.self) { _, cancel, context in context.cancelAlarm(cancel.name) }
-        h.on(Pending.self) { _, _, context in context.alarms.keys.sorted() }
+        h.on(Pending.self) { _, _, context in context.alarms.map(\.name) }
         h.on(Count.self) { actor, _, _ in actor.handled.value }
     }
 
@@ -139,6 +141,57 @@ struct AlarmTests {
             // Moving an existing one is fine; one in the past fires at once.
             try await ref.call(Alarmed.Set(name: "a0", afterMilliseconds: -60_000))
             #expect(try await eventually { runs("bad").contains { $0.alarm == "a0" } })
+        }
+    }
+
+    enum NameStore: String, CaseIterable, CustomTestStringConvertible {
+        case sqlite, memory, postgres
+        var testDescription: String { rawValue }
+    }
+
+    /// "é" precomposed (NFC) and decomposed (NFD): equal to Swift's `==`, two rows in the
+    /// store. They are two alarms in memory too: cancelling one leaves the other, a reload
+    /// finds exactly it, it fires once and its row goes (none is left to fire again).
+    @Test(arguments: NameStore.allCases)
+    func alarmNamesAreToldApartByTheirBytes(_ kind: NameStore) async throws {
+        let directory = try TemporaryDirectory()
+        let choice: Node.StoreChoice
+        switch kind {
+        case .sqlite: choice = .sqlite(path: directory.databasePath)
+        case .memory: choice = .custom(InMemoryStore())
+        case .postgres:
+            guard let url = try await TestPostgres.freshDatabase() else { return }
+            choice = .postgres(url: url)
+        }
+        func makeNode() throws -> Node {
+            var configuration = Node.Configuration(store: choice)
+            configuration.alarmPollInterval = .milliseconds(100)
+            return try Node(configuration: configuration, actors: [Alarmed.self])
+        }
+        let nfc = "\u{E9}"
+        let nfd = "e\u{301}"
+        #expect(nfc == nfd)
+        func bytes(_ names: [String]) -> [[UInt8]] { names.map { Array($0.utf8) } }
+        let key = "accents-\(kind)"
+        try await makeNode().withRunning { node in
+            let ref = try node.ref(Alarmed.self, key: key)
+            try await ref.call(Alarmed.Set(name: nfc, afterMilliseconds: 4000))
+            try await ref.call(Alarmed.Set(name: nfd, afterMilliseconds: 4000))
+            // By their bytes: "e" (0x65) comes before 0xC3.
+            #expect(bytes(try await ref.call(Alarmed.Pending())) == bytes([nfd, nfc]))
+            try await ref.call(Alarmed.Cancel(name: nfc))
+            #expect(bytes(try await ref.call(Alarmed.Pending())) == bytes([nfd]))
+            let rows = try await node.store.dueAlarms(before: .max, limit: 100).filter { $0.actor.key == key }
+            #expect(bytes(rows.map(\.name)) == bytes([nfd]))
+        }
+        // A new node loads the actor from its rows.
+        try await makeNode().withRunning { node in
+            let ref = try node.ref(Alarmed.self, key: key)
+            #expect(bytes(try await ref.call(Alarmed.Pending())) == bytes([nfd]))
+            #expect(try await eventually { !runs(key).isEmpty })
+            #expect(try await eventuallyAsync { try await node.store.dueAlarms(before: .max, limit: 100).allSatisfy { $0.actor.key != key } })
+            #expect(try await ref.call(Alarmed.Pending()) == [])
+            #expect(bytes(runs(key).map(\.alarm)) == bytes([nfd]))
         }
     }
 

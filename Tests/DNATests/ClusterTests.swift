@@ -144,6 +144,53 @@ struct ClusterTests {
         await cluster.shutdown()
     }
 
+    /// Clients are taken as the requests of the node they connect to: however many come and
+    /// go, the nodes number no origin for them, the actor stores no order entry for them, and
+    /// the nodes forget them once their connections are gone.
+    @Test func clientsThatComeAndGoLeaveNoOriginBehind() async throws {
+        guard let cluster = try await TestCluster.start(.sqlite, count: 2) else { return }
+        let (owner, gateway) = (cluster.nodes[0], cluster.nodes[1])
+        let actor = ActorID(namespace: "test", kind: Recorder.kind.name, key: "clients")
+        try await owner.ref(Recorder.self, key: actor.key).call(Recorder.Put(key: "first", value: "v"))
+        try await gateway.ref(Recorder.self, key: actor.key).call(Recorder.Put(key: "forwarded", value: "v"))
+        let nodeOrigins = (owner.origins.count, gateway.origins.count)
+        for index in 0..<40 {
+            // Half call the owner, half the other node, which forwards.
+            let client = try ClusterClient(cluster: "test", secret: TestCluster.secret, node: try cluster.address(index % 2))
+            try await client.call(Recorder.Put(key: "k\(index)", value: "v"), kind: "recorder", key: actor.key, namespace: "test")
+            try await client.call(Recorder.Put(key: "k\(index)", value: "w"), kind: "recorder", key: actor.key, namespace: "test")
+            await client.shutdown()
+        }
+        #expect(owner.origins.count == nodeOrigins.0)
+        #expect(gateway.origins.count == nodeOrigins.1)
+        let order = try #require(cluster.stores[0].committedOrder(of: actor))
+        var rows = [ModuleRow(module: ModuleRow.orderModule, key: [], value: order)]
+        let entries = OrderState.take(from: &rows, origins: OriginTable(this: "reader"))
+        #expect(entries.count <= 2, "one entry per node at most, none per client: \(entries.count)")
+        #expect(try await eventually { owner.clientOrder.count == 0 && gateway.clientOrder.count == 0 })
+        #expect(try await owner.ref(Recorder.self, key: actor.key).call(Recorder.Get(key: "k39")) == "w")
+        await cluster.shutdown()
+    }
+
+    /// A client's request that comes in on an older connection after a later one came in on
+    /// a newer connection is refused; a client is forgotten once its connections are gone.
+    @Test func clientOrderRefusesAnOvertakenRequestAndForgetsGoneClients() {
+        let order = ClientOrder()
+        var first: (AnyObject & Sendable)? = Locked(0)
+        var second: (AnyObject & Sendable)? = Locked(0)
+        #expect(order.admit("client-a", sequence: 1, connection: first!))
+        #expect(order.admit("client-a", sequence: 3, connection: second!))
+        #expect(!order.admit("client-a", sequence: 2, connection: first!))
+        #expect(order.admit("client-b", sequence: 1, connection: second!))
+        #expect(order.admit("client-a", sequence: 0, connection: first!), "not numbered: always taken")
+        #expect(order.count == 2)
+        second = nil
+        #expect(order.count == 1, "client-b's only connection is gone; client-a still has one")
+        first = nil
+        #expect(order.count == 0)
+        _ = (first, second)
+    }
+
     @Test func nodesAndClientsTalkOverMutualTLSAndAPlainClientIsRefused() async throws {
         let directory = try TemporaryDirectory()
         let files = try TestCertificates.write(to: directory.path)
@@ -225,6 +272,37 @@ struct ClusterTests {
         // Back in touch, A forwards to the new owner and never shows the old value.
         let (value, _) = try await retrying { try await onA.call(Recorder.Get(key: "k")) }
         #expect(value == "new")
+        await cluster.shutdown()
+    }
+
+    /// The store's wall clock jumps a minute forward while A, cut off from the store, still
+    /// serves on its lease: by the store's clock A's heartbeat is long past the failure
+    /// timeout, but B takes the name only once B itself watched A silent for a failure
+    /// timeout — after A's lease ran out.
+    @Test func aForwardJumpOfTheStoresClockLetsNoNodeTakeANameItsOwnerStillServes() async throws {
+        let storeClock = TestClock()
+        let store = InMemoryStore(clock: storeClock)
+        guard let cluster = try await TestCluster.start(.sqlite, failureTimeout: .seconds(4), sharedStore: store) else { return }
+        let (a, b) = (cluster.nodes[0], cluster.nodes[1])
+        let key = "jumped"
+        try await a.ref(Recorder.self, key: key).call(Recorder.Put(key: "k", value: "v"))
+        func owner() async throws -> NodeID? {
+            try await store.registrations(kind: Recorder.kind.name, limit: 100).first { $0.actor.key == key }?.owner
+        }
+        #expect(try await owner() == a.id)
+        cluster.stores[0].failHeartbeats(true)
+        try await b.refreshMembers()
+        storeClock.advance(by: .seconds(60))
+        try await b.refreshMembers()
+        // B is asked for the name at once: A's lease (80 % of 4 s) still holds.
+        _ = try? await b.ref(Recorder.self, key: key).call(Recorder.Host())
+        let aServed = a.leaseSnapshot.deadline > a.clock.now
+        #expect(aServed, "the test was too slow: A's lease ran out before B's first call ended")
+        #expect(try await owner() == a.id, "B took the name while A still serves it")
+        // B takes it once it watched A silent for the failure timeout.
+        #expect(try await eventuallyAsync { (try? await b.ref(Recorder.self, key: key).call(Recorder.Host())) == b.id.rawValue })
+        #expect(a.leaseSnapshot.deadline <= a.clock.now, "A's lease had run out")
+        #expect(try await b.ref(Recorder.self, key: key).call(Recorder.Get(key: "k")) == "v")
         await cluster.shutdown()
     }
 

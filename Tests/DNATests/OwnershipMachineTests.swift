@@ -40,6 +40,31 @@ struct OwnershipMachineTests {
         #expect(lease.snapshot.deadline == Self.at(6000))
     }
 
+    // MARK: SilenceWatch
+
+    static func record(_ id: String, stamp: Int64, age: Int64) -> NodeRecord {
+        NodeRecord(
+            id: NodeID(rawValue: id), cluster: "c", address: "a", state: .up, heartbeatAgeMilliseconds: age, activations: 0,
+            failureTimeoutMilliseconds: 5000, heartbeatStamp: stamp)
+    }
+
+    @Test("a node is silent once its heartbeat mark stayed the same for its failure timeout by the watcher's clock, whatever the store's clock says")
+    func silenceIsMeasuredOnTheWatchersClock() {
+        var watch = SilenceWatch()
+        watch.observe([Self.record("a", stamp: 7, age: 0)], at: Self.at(1000))
+        // The store's wall clock jumped: the heartbeat looks an hour old.
+        watch.observe([Self.record("a", stamp: 7, age: 3_600_000)], at: Self.at(1250))
+        #expect(watch.silentNodes(at: Self.at(5999)).isEmpty, "the lease of a's last heartbeat may still hold")
+        #expect(watch.silentNodes(at: Self.at(6000)) == [NodeID(rawValue: "a"): 7])
+        // A heartbeat since: the watch starts again.
+        watch.observe([Self.record("a", stamp: 8, age: 0)], at: Self.at(6100))
+        #expect(watch.silentNodes(at: Self.at(11_000)).isEmpty)
+        #expect(watch.silentNodes(at: Self.at(11_100)) == [NodeID(rawValue: "a"): 8])
+        // A node no longer listed is forgotten.
+        watch.observe([], at: Self.at(11_200))
+        #expect(watch.silentNodes(at: Self.at(20_000)).isEmpty)
+    }
+
     // MARK: ActivationStateMachine
 
     typealias Machine = ActivationStateMachine<String, String, Int>

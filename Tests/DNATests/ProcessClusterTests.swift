@@ -1,4 +1,4 @@
-import DNA
+@testable import DNA
 import DNAExamples
 import Foundation
 import Synchronization
@@ -33,6 +33,26 @@ struct ProcessClusterTests {
         let record = try await store.nodes(cluster: "test").first { $0.id.rawValue == nodes[0].id }
         #expect(record?.state == .left, "\(String(describing: record))")
         await stop()
+    }
+
+    /// `dna node --sqlite-synchronous full` makes acknowledged writes survive a power loss
+    /// (an fsync per commit); anything but normal or full is refused.
+    @Test func aNodeTakesWhatAnAcknowledgedSQLiteWriteSurvives() async throws {
+        let directory = try TemporaryDirectory()
+        let store = "sqlite:" + directory.databasePath
+        let node = try await NodeProcess.start(store: store, arguments: ["--sqlite-synchronous", "full"])
+        defer { node.stop() }
+        let client = try node.client()
+        try await client.call(KVActor.Put(key: "a", value: "b"), kind: "kv", key: "synced")
+        #expect(try await client.call(KVActor.Get(key: "a"), kind: "kv", key: "synced") == "b")
+        await client.shutdown()
+        await #expect(throws: (any Error).self) {
+            try await NodeProcess.start(store: store, arguments: ["--sqlite-synchronous", "sometimes"]).stop()
+        }
+        // The library's choice carries the setting to the store it makes.
+        let made = try Node.StoreChoice.sqlite(path: directory.databasePath, synchronous: .full).make(true)
+        #expect((made.store as? SQLiteStore)?.configuration.synchronous == .full)
+        #expect((try Node.StoreChoice.sqlite(path: directory.databasePath).make(true).store as? SQLiteStore)?.configuration.synchronous == .normal)
     }
 
     @Test func threeProcessesGiveOneActivationToConcurrentFirstCalls() async throws {

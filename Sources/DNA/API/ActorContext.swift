@@ -120,7 +120,9 @@ public final class ActorContext {
 
     /// Sets the durable alarm `name` (1 to 64 bytes) to go off at `date`, and then every
     /// `interval` if given: ``DurableActor/alarm(_:context:)`` runs then, on whichever node
-    /// owns the actor. Setting an alarm that exists moves it. Stored with the current
+    /// owns the actor. Setting an alarm that exists moves it. Names are told apart by their
+    /// UTF-8 bytes, as actor keys are: `"é"` precomposed (NFC) and decomposed (NFD) name two
+    /// alarms, though Swift's `==` calls them equal. Stored with the current
     /// batch: a message that throws leaves the alarms as they were. A time in the past
     /// fires at once. A repeating alarm that missed times (the cluster was down) fires
     /// once, and then at the next time still ahead: missed times are not made up.
@@ -134,7 +136,7 @@ public final class ActorContext {
         if let interval, interval < Self.minAlarmInterval {
             throw DNAError(.invalidArgument, "an alarm repeats at most once a second, got every \(interval)")
         }
-        guard alarmSchedule.alarms[name] != nil || alarmSchedule.alarms.count < Self.maxAlarms else {
+        guard alarmSchedule[name] != nil || alarmSchedule.count < Self.maxAlarms else {
             throw DNAError(.invalidArgument, "\(id) has \(Self.maxAlarms) alarms already, the most one actor may have; cancel one first")
         }
         alarmSchedule.set(name, AlarmRecord(due: date.milliseconds, interval: interval?.milliseconds ?? 0))
@@ -148,8 +150,17 @@ public final class ActorContext {
     /// Cancels the alarm `name`, with the current batch; nothing if it is not set.
     public func cancelAlarm(_ name: String) { alarmSchedule.remove(name) }
 
-    /// The alarms set now, and when each goes off next.
-    public var alarms: [String: WallClockTime] { (schedule?.alarms ?? [:]).mapValues { WallClockTime(milliseconds: $0.due) } }
+    /// When the alarm named by exactly these UTF-8 bytes goes off next; `nil` if it is not set.
+    public func alarm(named name: String) -> WallClockTime? {
+        schedule?[name].map { WallClockTime(milliseconds: $0.due) }
+    }
+
+    /// The alarms set now, in the order of their names' UTF-8 bytes, and when each goes off
+    /// next. A list rather than a dictionary: names that Swift's `==` calls equal but whose
+    /// bytes differ are two alarms.
+    public var alarms: [(name: String, due: WallClockTime)] {
+        (schedule?.all ?? []).map { ($0.name, WallClockTime(milliseconds: $0.alarm.due)) }
+    }
 
     /// The node this activation runs on.
     public var nodeID: NodeID { node.id }

@@ -7,6 +7,11 @@ import Synchronization
 /// with the cluster secret, and calls actors through it (the node forwards to wherever the
 /// actor lives). `dna kv` uses it.
 ///
+/// Its calls to one actor are handled in the order they leave its connection: the node
+/// takes them as its own requests, in the order they arrive. A call whose connection broke
+/// (``DNAError/Code/nodeUnreachable``) may still be handled, but never after a later call
+/// that came in on a newer connection: then it is refused.
+///
 /// ```swift
 /// let client = try ClusterClient(cluster: "prod", secret: secret, node: try PeerAddress(parsing: "10.0.0.5:7400"))
 /// let value = try await client.call(KVActor.Get(key: "a"), kind: "kv", key: "users")
@@ -31,7 +36,7 @@ public final class ClusterClient: Sendable {
         self.node = node
         self.callTimeout = callTimeout
         delegate = ClientDelegate()
-        var configuration = TransportConfiguration(cluster: cluster, nodeID: "client-" + NodeID.random().rawValue, secret: secret)
+        var configuration = TransportConfiguration(cluster: cluster, nodeID: Self.idPrefix + NodeID.random().rawValue, secret: secret)
         configuration.tls = tls
         transport = try ClusterTransport(configuration: configuration, delegate: delegate)
     }
@@ -66,10 +71,13 @@ public final class ClusterClient: Sendable {
                     return
                 }
                 do throws(TransportError) {
+                    // Not numbered here: the link numbers it as it queues it, so numbers
+                    // follow the order calls leave (the node refuses an earlier number after
+                    // a later one, see `ClientOrder`).
                     try transport.send(
                         WireRequest(
                             id: id, expectsReply: true, hops: 0, namespace: namespace, kind: kind, key: key,
-                            requestName: R.requestName, payload: payload, sequence: id),
+                            requestName: R.requestName, payload: payload),
                         to: node,
                         queued: { attempt in delegate.pending.withLock { $0[id]?.attempt = attempt } })
                 } catch {
@@ -82,6 +90,12 @@ public final class ClusterClient: Sendable {
         }
         return try codec.decodeResponse(bytes) as! R.Response
     }
+
+    /// What a client's id starts with, and a node's never does (a node's id is hex): the node
+    /// a client connects to tells its requests from a node's by it.
+    static let idPrefix = "client-"
+
+    static func isClient(_ peerID: String) -> Bool { peerID.hasPrefix(idPrefix) }
 
     /// Closes the connection; calls still waiting fail.
     public func shutdown() async {

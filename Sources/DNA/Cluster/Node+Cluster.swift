@@ -105,10 +105,30 @@ extension Node {
         // that node, contradicted in turn, asks the store.)
         let contradicted = locations.owner(of: route.actor) == sender && !hasLeft
         if contradicted { locations.forget(route.actor, ifAt: sender) }
-        let origin = origins.number(of: request.origin.isEmpty ? sink.peerNodeID : request.origin)
+        let origin: UInt32
+        let sequence: UInt64
+        if request.origin.isEmpty && ClusterClient.isClient(sink.peerNodeID) {
+            // A client's only route to the actors is its connection to this node, so this
+            // node takes its requests as its own (numbered as it queues them, like a local
+            // send): clients are no origins, and no activation keeps or stores a number per
+            // client. Only a request that comes in on an older connection after a later one
+            // came in on a newer one would be out of order: it is refused (its caller was
+            // already told the connection broke).
+            guard clientOrder.admit(sink.peerNodeID, sequence: request.sequence, connection: sink) else {
+                return refuse(
+                    DNAError(
+                        .outOfOrder,
+                        "\(route.actor): a later request of the same client arrived first, on a newer connection; this one was not handled"))
+            }
+            origin = 0
+            sequence = 0
+        } else {
+            origin = origins.number(of: request.origin.isEmpty ? sink.peerNodeID : request.origin)
+            sequence = request.sequence
+        }
         var envelope = Envelope(
             requestType: route.requestType, message: message, reply: reply, hops: request.hops &+ 1, origin: origin,
-            sequence: request.sequence)
+            sequence: sequence)
         if !request.traceContext.isEmpty, let tracer {
             if let context = TraceCarrier.decode(request.traceContext, with: tracer) {
                 envelope.trace = MessageTrace(context)
@@ -183,12 +203,24 @@ extension Node {
         locations.forget(actor, ifAt: owner)
     }
 
+    /// What a claim may take over (``ActivationRequest/silentNodes``): the nodes this one
+    /// watched silent. `nil` without a transport: such a node reads no membership, and it
+    /// runs alone or evicted every other node when it joined.
+    func silentNodes() -> [NodeID: Int64]? {
+        guard transport != nil else { return nil }
+        let now = clock.now
+        return silence.withLock { $0.silentNodes(at: now) }
+    }
+
     /// Reads the cluster's nodes from the store and connects to live ones not connected
     /// yet (so a first call does not wait for a connection). Calls waiting on a node the
     /// store now counts as dead fail with a retryable error (a paused node would otherwise
     /// hold them until it resumes), and actors believed to be there are looked up afresh.
     package func refreshMembers() async throws(StoreError) {
         let records = try await store.nodes(cluster: configuration.cluster)
+        // Read after the store answered: the marks were written before now.
+        let now = clock.now
+        silence.withLock { $0.observe(records, at: now) }
         let dead = cluster.update(records)
         noteMembers(records)
         if records.contains(where: { $0.id == id && $0.state == .draining }), updateLife({ $0.askedToDrain() }) {
@@ -342,7 +374,9 @@ final class ReceivedRoute: Sendable {
 }
 
 /// The nodes requests come from, numbered for this node's activations (which keep, per
-/// origin, the latest request they handled). 0 is this node.
+/// origin, the latest request they handled). 0 is this node. Only nodes are origins (a
+/// client's requests are taken as the node's own, see ``ClientOrder``): the table holds
+/// this node and each incarnation of another node that sent it requests.
 package final class OriginTable: Sendable {
     private struct State {
         var numbers: [String: UInt32]
@@ -374,6 +408,9 @@ package final class OriginTable: Sendable {
         }
     }
 
+    /// How many origins are numbered, this node included.
+    package var count: Int { state.withLock { $0.names.count } }
+
     package func name(of number: UInt32) -> String {
         state.withLock { Int(number) < $0.names.count ? $0.names[Int(number)] : "" }
     }
@@ -384,6 +421,71 @@ package final class OriginTable: Sendable {
             guard Int(number) < state.names.count else { return [] }
             while state.bytes.count < state.names.count { state.bytes.append(Array(state.names[state.bytes.count].utf8)) }
             return state.bytes[Int(number)]
+        }
+    }
+}
+
+/// The requests of the ``ClusterClient``s connected to this node, which the node takes as
+/// its own. A client numbers its requests as its connection queues them, from one counter
+/// across its reconnections; on one connection they arrive in that order. A request still
+/// on its way in on a broken connection could arrive after later ones came in on a newer
+/// connection: this table keeps, per client, the latest number taken, and refuses an
+/// earlier one.
+///
+/// Bounded by the clients connected: a client is forgotten once every connection its
+/// requests came in on is gone (each is held weakly; the transport lets go of a closed
+/// one). Nothing of it can arrive after that: a request is read from an open connection,
+/// and the client's later connections carry only later numbers.
+final class ClientOrder: Sendable {
+    private struct Connection {
+        weak var object: (AnyObject & Sendable)?
+    }
+
+    private struct Client {
+        var latest: UInt64
+        var connections: [Connection]
+
+        var isGone: Bool { connections.allSatisfy { $0.object == nil } }
+    }
+
+    private struct State {
+        var clients: [String: Client] = [:]
+        /// The table is swept of gone clients when it reaches this size.
+        var sweepAt = ClientOrder.firstSweep
+    }
+
+    private static let firstSweep = 64
+    private let state = Mutex(State())
+
+    /// Whether the request `sequence` of `client`, come in on `connection`, is later than
+    /// every one of the client's taken so far; if so it is taken. 0 (not numbered) is
+    /// always taken.
+    func admit(_ client: String, sequence: UInt64, connection: AnyObject & Sendable) -> Bool {
+        state.withLock { state in
+            guard sequence != 0 else { return true }
+            if let index = state.clients.index(forKey: client) {
+                guard sequence > state.clients.values[index].latest else { return false }
+                state.clients.values[index].latest = sequence
+                if !state.clients.values[index].connections.contains(where: { $0.object === connection }) {
+                    state.clients.values[index].connections.removeAll { $0.object == nil }
+                    state.clients.values[index].connections.append(Connection(object: connection))
+                }
+                return true
+            }
+            state.clients[client] = Client(latest: sequence, connections: [Connection(object: connection)])
+            if state.clients.count >= state.sweepAt {
+                state.clients = state.clients.filter { !$0.value.isGone }
+                state.sweepAt = max(Self.firstSweep, state.clients.count * 2)
+            }
+            return true
+        }
+    }
+
+    /// The clients remembered that still have a connection (the others are forgotten now).
+    var count: Int {
+        state.withLock { state in
+            state.clients = state.clients.filter { !$0.value.isGone }
+            return state.clients.count
         }
     }
 }

@@ -52,3 +52,52 @@ package struct NodeLease: Sendable {
         snapshot.deadline = max(snapshot.deadline, heartbeat.sentAt + duration)
     }
 }
+
+/// What a node has seen of the others' heartbeats, by its own monotonic clock: for each
+/// node, the heartbeat mark the store last showed (``NodeRecord/heartbeatStamp``) and since
+/// when this node has seen it unchanged. A node is *silent* once its mark has not changed
+/// for its own failure timeout; only then may this node take over its names
+/// (``ActivationRequest/silentNodes``).
+///
+/// Why: a node's lease ends 80 % of its failure timeout after it sent its last acknowledged
+/// heartbeat, by its own monotonic clock. That heartbeat was written before this node first
+/// saw its mark, so the lease ended before the watch does — whatever the store's wall clock
+/// did meanwhile (a forward jump ages every heartbeat at once; the store alone would then
+/// let names go while their owner still serves). It assumes only that the two monotonic
+/// clocks run at rates within 20 % of each other.
+///
+/// Pure: records and instants in, the silent nodes out. The node feeds it every membership
+/// refresh.
+package struct SilenceWatch: Sendable {
+    private struct Watched: Sendable {
+        var stamp: Int64
+        var since: DNAInstant
+        var failureTimeout: Duration
+    }
+
+    private var watched: [NodeID: Watched] = [:]
+
+    package init() {}
+
+    /// The store's node rows, read at `now`. Nodes no longer listed are forgotten.
+    package mutating func observe(_ records: [NodeRecord], at now: DNAInstant) {
+        var next: [NodeID: Watched] = [:]
+        next.reserveCapacity(records.count)
+        for record in records {
+            let failureTimeout = Duration.milliseconds(record.failureTimeoutMilliseconds)
+            if let known = watched[record.id], known.stamp == record.heartbeatStamp {
+                next[record.id] = Watched(stamp: known.stamp, since: known.since, failureTimeout: failureTimeout)
+            } else {
+                next[record.id] = Watched(stamp: record.heartbeatStamp, since: now, failureTimeout: failureTimeout)
+            }
+        }
+        watched = next
+    }
+
+    /// The nodes whose mark has not changed for their failure timeout, with that mark.
+    package func silentNodes(at now: DNAInstant) -> [NodeID: Int64] {
+        var silent: [NodeID: Int64] = [:]
+        for (id, node) in watched where now - node.since >= node.failureTimeout { silent[id] = node.stamp }
+        return silent
+    }
+}

@@ -25,7 +25,7 @@ final class StageLeader: DurableActor {
 
     private func sync(_ context: ActorContext) async {
         let node = context.node
-        if context.alarms[Self.alarmName] == nil {
+        if context.alarm(named: Self.alarmName) == nil {
             try? context.setAlarm(Self.alarmName, after: Self.interval, repeating: Self.interval)
         }
         guard let stage = node.stages[context.id.key] else { return }

@@ -480,7 +480,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         envelope.reply?.resume(with: .success(()))
         let schedule = context.alarmSchedule
         // Handled already, moved or cancelled since it was found: a repeated fire.
-        guard let alarm = schedule.alarms[fire.name], alarm.due == fire.due else { return }
+        guard let alarm = schedule[fire.name], alarm.due == fire.due else { return }
         let now = WallClockTime.now.milliseconds
         node.metrics.alarmLateness.record(duration: .milliseconds(max(0, now - alarm.due)))
         do {
@@ -488,7 +488,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             context.log.endMessage()
             node.metrics.alarmsFired.increment()
             // Unless the handler set it again, or cancelled it.
-            if schedule.alarms[fire.name] == alarm {
+            if schedule[fire.name] == alarm {
                 if alarm.interval > 0 {
                     // Missed times are not made up: the next time still ahead.
                     let missed = max(0, (now - alarm.due) / alarm.interval)
@@ -531,7 +531,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             }
             let generation = node.currentLeaseGeneration
             let result = try await node.store.activate(
-                ActivationRequest(actor: id, node: node.id))
+                ActivationRequest(actor: id, node: node.id, silentNodes: node.silentNodes()))
             switch result {
             case .granted(let registration, var rows):
                 granted = registration

@@ -8,9 +8,16 @@ extension Node {
         var due: Int64
     }
 
+    /// An alarm's row: its actor and its name's bytes (the store's key; names that Swift's
+    /// `==` calls equal may be two rows).
     private struct AlarmKey: Hashable {
         var actor: ActorID
-        var name: String
+        var name: KeyIdentity
+
+        init(actor: ActorID, name: String) {
+            self.actor = actor
+            self.name = .utf8(name)
+        }
     }
 
     /// Reads the alarms due within the next two poll intervals from the store (an index on

@@ -81,6 +81,10 @@ public final class Node: Service, Sendable {
     let sequencer = RequestSequencer()
     /// The nodes requests come from, numbered for the activations (0: this node).
     let origins: OriginTable
+    /// The order of the requests of the clients connected to this node (see ``ClientOrder``).
+    let clientOrder = ClientOrder()
+    /// The other nodes' heartbeat marks, watched on this node's clock before a takeover.
+    let silence = Mutex(SilenceWatch())
     /// Requests received since it left: it stops once they stop coming.
     let receivedAfterLeaving = Atomic<Int>(0)
     /// The state its heartbeats report while it serves.

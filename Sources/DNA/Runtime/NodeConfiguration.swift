@@ -37,9 +37,13 @@ extension Node {
         /// ``Configuration/listen``) holds it exclusively; nodes of a cluster on one machine
         /// share it (a local development cluster: SQLite serialises their transactions and
         /// the store's clock is the one machine's clock, so every guarantee holds).
-        public static func sqlite(path: String) -> StoreChoice {
+        /// `synchronous`: what an acknowledged write survives (see
+        /// ``SQLiteStore/Configuration/synchronous``; `.normal`: a crash of the process, not
+        /// a power loss).
+        public static func sqlite(path: String, synchronous: SQLiteStore.Configuration.Synchronous = .normal) -> StoreChoice {
             StoreChoice(description: "sqlite:\(path)") { clustered throws(StoreError) in
                 var configuration = SQLiteStore.Configuration(path: path)
+                configuration.synchronous = synchronous
                 if clustered { configuration.sharing = .shared }
                 return Made(
                     store: SQLiteStore(configuration: configuration), ownedByNode: true,

@@ -50,12 +50,18 @@ public struct NodeRecord: Sendable, Equatable {
     public var labels: [String]
     /// A rebalancing round was asked of the node (`dna rebalance`) and it has not made it yet.
     public var rebalanceRequested: Bool
+    /// A mark the store changes with every heartbeat of the node: compare it, do not read it
+    /// as a time. A node that sees it unchanged for a failure timeout by its own clock
+    /// knows the node made no heartbeat meanwhile, whatever the store's clock did (see
+    /// the node's `SilenceWatch`).
+    public var heartbeatStamp: Int64
 
     public init(
         id: NodeID, cluster: String, address: String, state: NodeState,
         heartbeatAgeMilliseconds: Int64, activations: Int64, failureTimeoutMilliseconds: Int64,
-        labels: [String] = [], rebalanceRequested: Bool = false
+        labels: [String] = [], rebalanceRequested: Bool = false, heartbeatStamp: Int64 = 0
     ) {
+        self.heartbeatStamp = heartbeatStamp
         self.labels = labels
         self.rebalanceRequested = rebalanceRequested
         self.id = id

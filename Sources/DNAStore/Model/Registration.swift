@@ -60,10 +60,19 @@ public struct ModuleRow: Sendable, Equatable {
 public struct ActivationRequest: Sendable {
     public var actor: ActorID
     public var node: NodeID
+    /// The nodes the claimant itself watched fall silent: for each, the heartbeat mark
+    /// (``NodeRecord/heartbeatStamp``) it has seen unchanged for at least that node's
+    /// failure timeout, by its own monotonic clock (the node's `SilenceWatch`). A name whose
+    /// owner is dead by the store's clock is taken over only if its owner is here with the
+    /// mark it still has: a jump of the store's wall clock makes heartbeats look old, not
+    /// the claimant's own watch. `nil`: judged by the store's clock alone (tools and tests
+    /// that run no node).
+    public var silentNodes: [NodeID: Int64]?
 
-    public init(actor: ActorID, node: NodeID) {
+    public init(actor: ActorID, node: NodeID, silentNodes: [NodeID: Int64]? = nil) {
         self.actor = actor
         self.node = node
+        self.silentNodes = silentNodes
     }
 }
 

@@ -16,8 +16,10 @@ final class SQLiteSession {
         INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms, failure_timeout_ms, labels)
         VALUES (?1, ?2, ?3, 'joining', \(now), \(now), ?4, ?5)
         """)
+    /// The heartbeat only moves forward (the row's mark, `NodeRecord.heartbeatStamp`,
+    /// changes with every heartbeat, even two in one millisecond or after the clock went back).
     private lazy var updateHeartbeat = prepared("""
-        UPDATE dna_nodes SET heartbeat_ms = \(now), activations = ?3,
+        UPDATE dna_nodes SET heartbeat_ms = max(\(now), heartbeat_ms + 1), activations = ?3,
             state = CASE WHEN state = 'draining' AND ?2 = 'up' THEN 'draining' ELSE ?2 END
         WHERE node_id = ?1 AND state <> 'left'
         """)
@@ -31,11 +33,13 @@ final class SQLiteSession {
         UPDATE dna_nodes SET rebalance_requested = 0 WHERE node_id = ?1
         """)
     private lazy var selectNodes = prepared("""
-        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms, labels, rebalance_requested
+        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms, labels, rebalance_requested,
+            heartbeat_ms
         FROM dna_nodes WHERE cluster = ?1 ORDER BY node_id
         """)
     private lazy var selectNode = prepared("""
-        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms, labels, rebalance_requested
+        SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms, labels, rebalance_requested,
+            heartbeat_ms
         FROM dna_nodes WHERE node_id = ?1
         """)
     private lazy var deleteGoneNodes = prepared("""
@@ -152,7 +156,7 @@ final class SQLiteSession {
             state: NodeState(rawValue: statement.string(3)) ?? .left,
             heartbeatAgeMilliseconds: statement.int64(4), activations: statement.int64(5),
             failureTimeoutMilliseconds: statement.int64(6), labels: NodeRecord.decodeLabels(statement.string(7)),
-            rebalanceRequested: statement.int64(8) != 0)
+            rebalanceRequested: statement.int64(8) != 0, heartbeatStamp: statement.int64(9))
     }
 
     func nodes(cluster: String) throws(StoreError) -> [NodeRecord] {
@@ -199,7 +203,7 @@ final class SQLiteSession {
             if try selectNode.step() { current?.ownerNode = readNode(selectNode) }
         }
         let epoch: Int64
-        switch ClaimDecision.decide(current: current, claimant: request.node) {
+        switch ClaimDecision.decide(current: current, claimant: request.node, silentNodes: request.silentNodes) {
         case .ownedElsewhere(let owner):
             return .ownedElsewhere(owner)
         case .insert(let newEpoch):

@@ -16,12 +16,19 @@ import Darwin
 public final class SQLiteStore: ActorStore {
     /// How an ``SQLiteStore`` opens its file.
     public struct Configuration: Sendable {
-        /// SQLite's `synchronous` setting in WAL mode.
+        /// SQLite's `synchronous` setting in WAL mode: what an acknowledged write (a commit
+        /// the runtime reported durable) survives.
         public enum Synchronous: String, Sendable {
-            /// Durable across a crash of the process; the last transactions may be lost if
-            /// the machine loses power. SQLite's recommended setting for WAL.
+            /// An acknowledged write survives a crash or kill of the process (it is in the
+            /// operating system's page cache, which writes it out), but not a crash of the
+            /// operating system or a loss of power: then the last commits before it (those
+            /// the next WAL fsync, at a checkpoint, had not written out yet) may be lost,
+            /// although their callers were told they were done. The database stays
+            /// consistent (never a torn transaction). SQLite's recommended setting for WAL.
             case normal = "NORMAL"
-            /// Also durable across power loss: an fsync on every commit.
+            /// An acknowledged write survives a crash of the operating system and a loss of
+            /// power too: the WAL is fsynced before each commit is acknowledged (one fsync
+            /// per transaction; concurrent batches share it through group commit).
             case full = "FULL"
         }
 
@@ -36,7 +43,10 @@ public final class SQLiteStore: ActorStore {
 
         /// The database file; created if missing.
         public var path: String
-        /// Default ``Synchronous/normal``.
+        /// What an acknowledged write survives. Default ``Synchronous/normal``: a crash of
+        /// the process, not a crash of the machine or a power loss (the last commits may
+        /// then be lost). Choose ``Synchronous/full`` where an acknowledged write must
+        /// survive those too (`dna node --sqlite-synchronous full`).
         public var synchronous: Synchronous = .normal
         /// Default ``Sharing/exclusive``.
         public var sharing: Sharing = .exclusive

@@ -35,6 +35,8 @@ final class SimNode {
     /// `Node.sequencer`: numbers what this node sends, local or remote.
     private var lastSequence: UInt64 = 0
     private var origins = OriginTable(this: "")
+    /// The heartbeat marks of the other nodes, as `Node` watches them before a takeover.
+    private var silence = SilenceWatch()
     private var nextWaiter = 1
     private var clients: [SimClient] = []
     /// `Node.draining`: takes no new names, moves its activations away, then leaves.
@@ -86,6 +88,7 @@ final class SimNode {
         locations = LocationCache()
         membership = ClusterState()
         origins = OriginTable(this: id.rawValue)
+        silence = SilenceWatch()
         lastSequence = 0
         pending = [:]
         clients = []
@@ -176,6 +179,7 @@ final class SimNode {
         simulation.storeCall(from: self, "nodes") { state, now in state.nodes(cluster: cluster, now: now) } completion: {
             [self] result in
             guard case .success(let records) = result else { return }
+            silence.observe(records, at: localNow)
             let dead = membership.update(records)
             for address in membership.liveAddresses(except: id).sorted(by: { $0.description < $1.description }) {
                 link(to: address).connectIfDisconnected()
@@ -658,7 +662,7 @@ final class SimNode {
 
     private func claim(_ activation: SimActivation) {
         let generation = lease.snapshot.generation
-        let request = ActivationRequest(actor: activation.actor, node: id)
+        let request = ActivationRequest(actor: activation.actor, node: id, silentNodes: silence.silentNodes(at: localNow))
         simulation.storeCall(from: self, "claim \(activation.actor)") { state, now throws(StoreError) in
             try state.activate(request, now: now)
         } completion: { [self] result in

@@ -68,12 +68,13 @@ final class TestCluster {
     }
 
     /// Starts `count` nodes listening on 127.0.0.1, or returns `nil` (after a loud message)
-    /// when the backend does not exist here.
+    /// when the backend does not exist here. With `sharedStore`, every node uses that store
+    /// (and `backend` is not used).
     static func start(
         _ backend: Backend, count: Int = 3, placement: Node.Placement = .firstReceiver,
         heartbeatInterval: Duration = .milliseconds(250), failureTimeout: Duration = .seconds(2),
         maxFrameSize: Int = 16 << 20, actors: [any DurableActor.Type] = [Recorder.self], postgresURL: String? = nil,
-        tls: (any TransportSecurity)? = nil, drainOnShutdown: Bool = false,
+        tls: (any TransportSecurity)? = nil, drainOnShutdown: Bool = false, sharedStore: (any ActorStore)? = nil,
         configure: (_ index: Int, _ configuration: inout Node.Configuration) -> Void = { _, _ in }
     ) async throws -> TestCluster? {
         let directory = try TemporaryDirectory()
@@ -87,7 +88,10 @@ final class TestCluster {
         let runningStores = Locked<[Task<Void, any Error>]>([])
         func makeNode(_ index: Int, _ configure: (Int, inout Node.Configuration) -> Void) throws -> (Node, GatedStore) {
             let inner: any ActorStore
-            if let postgresURL {
+            if let sharedStore {
+                // One store object for every node (an in-memory one, whose clock the test moves).
+                inner = sharedStore
+            } else if let postgresURL {
                 let postgres = try PostgresStore(configuration: .init(url: postgresURL))
                 // A store given to a node is run by whoever made it.
                 runningStores.withLock { $0.append(Task { try await postgres.run() }) }

@@ -98,6 +98,7 @@ final class GatedStore: ActorStore {
         var held: [(CommitBatch, @Sendable (Result<Void, StoreError>) -> Void)] = []
         var heldWaiters: [CheckedContinuation<Void, Never>] = []
         var committed: [Int] = []  // counts of the actor's own writes in committed batches
+        var orders: [ActorID: [UInt8]] = [:]  // each actor's latest order state committed
         var heartbeatsFail = false
     }
     private let state = Mutex(State())
@@ -133,10 +134,18 @@ final class GatedStore: ActorStore {
 
     var committedBatchSizes: [Int] { state.withLock { $0.committed } }
 
+    /// The order state (``CommitBatch/order``) last committed for `actor`.
+    func committedOrder(of actor: ActorID) -> [UInt8]? { state.withLock { $0.orders[actor] } }
+
     private func forward(_ batch: CommitBatch, _ completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
         inner.commit(batch) { [self] result in
             let writes = batch.operations.filter { !$0.module.hasPrefix("dna.") }.count
-            if case .success = result { state.withLock { $0.committed.append(writes) } }
+            if case .success = result {
+                state.withLock { state in
+                    state.committed.append(writes)
+                    if let order = batch.order { state.orders[batch.registration.actor] = order }
+                }
+            }
             completion(result)
         }
     }
