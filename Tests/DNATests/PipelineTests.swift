@@ -309,7 +309,7 @@ struct StageBehaviourTests {
         // Two of the leader's syncs later, the strict stage still has not touched the children.
         try await Task.sleep(for: .seconds(2.5))
         status = try await store.streamStatus(CopyStage.input)
-        #expect(status.consumers[CopyStage.kind.name]?[1] == nil && status.consumers[CopyStage.kind.name]?[2] == nil)
+        #expect(status.consumers[CopyStage.kind.name]?[1] == 1 && status.consumers[CopyStage.kind.name]?[2] == 1, "registered, not read")
         #expect(try await values(store, CopyStage.output).count == 20)
 
         CopyStage.failBad.store(false, ordering: .relaxed)
@@ -323,6 +323,72 @@ struct StageBehaviourTests {
         #expect(copied.filter { $0.partition != 0 }.count == 50)
         status = try await store.streamStatus(CopyStage.input)
         #expect(status.parked[CopyStage.kind.name] == nil)
+        await node.shutdown()
+    }
+
+    /// A size retention, and a parent the stage is still reading (parked on a bad record):
+    /// the 200 records appended to the split's children wait for the stage, however much
+    /// over the limit, and each is copied once it resumes.
+    @Test func retentionKeepsASplitsChildrenUntilTheStageReadsThem() async throws {
+        let directory = try TemporaryDirectory()
+        CopyStage.failBad.store(true, ordering: .relaxed)
+        let setup = SQLiteStore(configuration: .init(path: directory.databasePath))
+        try await setup.open()
+        try await setup.createStream(CopyStage.input, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 400))
+        try await setup.createStream(CopyStage.output, partitions: 1, retention: StreamRetention())
+        _ = try await setup.append(records(50, bad: 25, prefix: "parent"), to: CopyStage.input, producer: nil)
+        await setup.close()
+        var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
+        configuration.namespace = "test"
+        let node = try await Node.started(configuration: configuration, actors: [CopyStage.self])
+        let store = node.store
+        #expect(try await eventuallyAsync { try await store.streamStatus(CopyStage.input).parked[CopyStage.kind.name]?[0] != nil })
+        #expect(try await store.reshard(CopyStage.input, .split(0)) == [1, 2])
+        _ = try await store.append(records(200, prefix: "child"), to: CopyStage.input, producer: nil)
+        _ = try await store.trimStreams()
+        let status = try await store.streamStatus(CopyStage.input)
+        #expect(status.partitions[1].firstSequence == 1 && status.partitions[2].firstSequence == 1, "nothing of the children trimmed")
+        #expect(status.partitions[1].length + status.partitions[2].length == 200)
+        CopyStage.failBad.store(false, ordering: .relaxed)
+        #expect(try await store.resumeConsumer(CopyStage.kind.name, of: CopyStage.input, partition: 0) == 1)
+        #expect(try await eventuallyAsync { try await values(store, CopyStage.output).count == 250 })
+        let copied = try await values(store, CopyStage.output)
+        for child in [1, 2] {
+            let sequences = copied.filter { $0.partition == child }.map(\.sequence)
+            #expect(sequences == Array(1..<status.partitions[child].nextSequence), "child \(child): every record, once, in order")
+        }
+        await node.shutdown()
+    }
+
+    /// A stream that drops unread records, trimmed past the checkpoint of a stage parked on
+    /// it: resumed, the stage moves on from the first record kept (counting the skip)
+    /// rather than failing on the deleted ones.
+    @Test func aStagePastWhosePositionRetentionDroppedMovesOn() async throws {
+        let directory = try TemporaryDirectory()
+        CopyStage.failBad.store(true, ordering: .relaxed)
+        let setup = SQLiteStore(configuration: .init(path: directory.databasePath))
+        try await setup.open()
+        try await setup.createStream(
+            CopyStage.input, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 200, dropUnconsumed: true))
+        try await setup.createStream(CopyStage.output, partitions: 1, retention: StreamRetention())
+        _ = try await setup.append(records(50, bad: 25, prefix: "parent"), to: CopyStage.input, producer: nil)
+        await setup.close()
+        var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
+        configuration.namespace = "test"
+        let node = try await Node.started(configuration: configuration, actors: [CopyStage.self])
+        let store = node.store
+        #expect(try await eventuallyAsync { try await store.streamStatus(CopyStage.input).parked[CopyStage.kind.name]?[0] != nil })
+        #expect(try await store.trimStreams() > 20)
+        let trimmed = try await store.streamStatus(CopyStage.input)
+        let first = trimmed.partitions[0].firstSequence
+        #expect(first > 21 && trimmed.consumers[CopyStage.kind.name]?[0] == 21, "the stage had read 20")
+        #expect(trimmed.droppedUnread(by: CopyStage.kind.name, partition: 0) == first - 21)
+        CopyStage.failBad.store(false, ordering: .relaxed)
+        #expect(try await store.resumeConsumer(CopyStage.kind.name, of: CopyStage.input, partition: 0) == 1)
+        #expect(try await eventuallyAsync { try await store.streamStatus(CopyStage.input).consumers[CopyStage.kind.name]?[0] == 51 })
+        let copied = try await values(store, CopyStage.output).map(\.sequence)
+        #expect(copied == Array(1...20) + Array(first...50), "what it read, then what was kept")
+        #expect(try await store.streamStatus(CopyStage.input).droppedUnread(by: CopyStage.kind.name, partition: 0) == 0)
         await node.shutdown()
     }
 
@@ -386,5 +452,29 @@ struct StageBehaviourTests {
         let after = try await store.registrations(kind: CopyStage.kind.name, limit: 100)
         #expect(after.allSatisfy { $0.owner != drained.id }, "the drained node hosts no consumer")
         await cluster.shutdown()
+    }
+}
+
+@Suite("Stage order")
+struct StageOrderTests {
+    /// A closed parent trimmed empty: finished for a consumer whose checkpoint is at its
+    /// end, not for one without a checkpoint (it read none of its records).
+    @Test func aTrimmedEmptyParentIsFinishedOnlyForAConsumerThatReadIt() {
+        let parent = StreamPartitionStatus(
+            partition: 0, isOpen: false, keyLow: 0, keyHigh: .max, firstSequence: 41, nextSequence: 41, bytes: 0, parents: [])
+        let child = StreamPartitionStatus(
+            partition: 1, isOpen: true, keyLow: 0, keyHigh: .max, firstSequence: 1, nextSequence: 5, bytes: 40, parents: [0])
+        var status = StreamStatus(
+            stream: StreamName(namespace: "test", name: "s"), retention: StreamRetention(maxBytesPerPartition: 10), partitions: [parent, child])
+        #expect(!StageOrder.isFinished(parent, in: status, consumer: "stage"), "no checkpoint: none of its 40 records read")
+        #expect(StageOrder.runnable(status, consumer: "stage", waitsForParents: true) == [0])
+        status.consumers["stage"] = [0: 41]
+        #expect(StageOrder.isFinished(parent, in: status, consumer: "stage"))
+        #expect(StageOrder.runnable(status, consumer: "stage", waitsForParents: true) == [1])
+        // A parent that never held a record is finished for any consumer.
+        var never = parent
+        never.firstSequence = 1
+        never.nextSequence = 1
+        #expect(StageOrder.isFinished(never, in: status, consumer: "other"))
     }
 }

@@ -119,6 +119,9 @@ struct StageDescription: Sendable {
     var waitsForParents: Bool
     var stream: StreamName?
     var sourcePartitions: (@Sendable (Node) async throws -> [SourcePartition])?
+    /// Registers the stage with its external source, for one that keeps what its readers
+    /// have not read (``PartitionSource/register(consumer:)``).
+    var registerOnSource: (@Sendable (Node) async throws -> Void)? = nil
 }
 
 /// Asks a consumer to read its partition (sent by the consumer to itself, its leader, a
@@ -186,7 +189,13 @@ enum StageConsumer {
         }
         do {
             if !cursor.started || cursor.parked != nil {
-                let status = try await node.store.streamStatus(S.input)
+                var status = try await node.store.streamStatus(S.input)
+                if status.consumers[consumer]?[partition] == nil {
+                    // Started before its leader registered the stage: from now on retention
+                    // keeps what it has not read.
+                    _ = try await node.store.registerConsumer(consumer, of: S.input)
+                    status = try await node.store.streamStatus(S.input)
+                }
                 guard let info = status.partitions.first(where: { $0.partition == partition }) else {
                     node.logger.warning("stream has no such partition; consumer stops", metadata: ["actor": "\(context.id)"])
                     context.deactivate()
@@ -208,11 +217,27 @@ enum StageConsumer {
                         again(after: .seconds(1))
                         return
                     }
-                    cursor.next = cursor.checkpoint.value > 0 ? cursor.checkpoint.value : info.firstSequence
+                    // Without a batch committed yet: from where the stream registered it.
+                    let registered = status.consumers[consumer]?[partition] ?? info.firstSequence
+                    cursor.next = cursor.checkpoint.value > 0 ? cursor.checkpoint.value : registered
                     cursor.started = true
                 }
             }
-            let records = try await node.store.readStream(S.input, partition: partition, from: cursor.next, limit: S.batchSize)
+            let read: Result<[StreamRecord], StoreError>
+            do {
+                read = .success(try await node.store.readStream(S.input, partition: partition, from: cursor.next, limit: S.batchSize))
+            } catch {
+                read = .failure(error)
+            }
+            if case .failure(let error) = read, error.code == .invalidArgument,
+                let info = try await node.store.streamStatus(S.input).partitions.first(where: { $0.partition == partition }),
+                cursor.next < info.firstSequence
+            {
+                try skipDropped(upTo: info.firstSequence, cursor: cursor, stage: S.self, partition: partition, context: context)
+                try context.tell(StagePull())
+                return
+            }
+            let records = try read.get()
             guard !records.isEmpty else {
                 let status = try await node.store.streamStatus(S.input)
                 if let info = status.partitions.first(where: { $0.partition == partition }), !info.isOpen, cursor.next >= info.nextSequence {
@@ -260,5 +285,22 @@ enum StageConsumer {
             node.logger.debug("stage consumer could not read its stream; retrying", metadata: ["actor": "\(context.id)", "error": "\(error)"])
             again(after: .seconds(1))
         }
+    }
+
+    /// Retention deleted records before the consumer read them (its stream drops unread
+    /// records): it moves on to the first record kept, and the skip is counted
+    /// (`dna_stage_records_dropped_total`) and logged, its checkpoint moving with this batch.
+    private static func skipDropped<S: StreamStage>(
+        upTo first: Int64, cursor: StageCursor, stage: S.Type, partition: Int, context: ActorContext
+    ) throws {
+        let node = context.node
+        let dropped = first - cursor.next
+        node.metrics.stageRecordsDropped.increment(by: Int(dropped))
+        node.logger.warning(
+            "records deleted by retention before the stage read them; it moves on",
+            metadata: ["actor": "\(context.id)", "stream": "\(S.input)", "dropped": "\(cursor.next)-\(first - 1)", "count": "\(dropped)"])
+        cursor.next = first
+        try cursor.checkpoint.set(first)
+        context.log.recordProgress(StreamEffects.Progress(consumer: S.kind.name, stream: S.input, partition: partition, next: first))
     }
 }
