@@ -455,6 +455,64 @@ struct StageBehaviourTests {
     }
 }
 
+/// A stage whose handler always throws; it notes the time of each attempt by its node's clock.
+final class AlwaysFailingStage: StreamStage {
+    static let kind: ActorKind = "always-failing"
+    static let input = StreamName(namespace: "test", name: "failing")
+    static let attempts = Mutex<[DNAInstant]>([])
+    static var failurePolicy: StageFailurePolicy { StageFailurePolicy(attempts: 4, firstBackOff: .seconds(1)) }
+
+    struct Attempts: ActorRequest {
+        typealias Response = Int
+    }
+
+    static func handlers(_ h: inout Handlers<AlwaysFailingStage>) {
+        h.on(Attempts.self) { _, _, _ in attempts.withLock { $0.count } }
+    }
+
+    init(context: ActorContext) async throws {}
+
+    func process(_ records: [StreamRecord], context: ActorContext) async throws {
+        Self.attempts.withLock { $0.append(context.node.clock.now) }
+        throw TestFailure(reason: "the service it calls is down")
+    }
+}
+
+@Suite("Pipeline stages: back-off", .serialized, .timeLimit(.minutes(3)))
+struct StageBackOffTests {
+    /// Wakes come every 100 ms (as the leader's syncs and appends send them): the attempts
+    /// keep the policy's spacing all the same (1 s, 2 s, 4 s), then the partition parks.
+    @Test func wakesDuringABackOffDoNotRetryBeforeItsTime() async throws {
+        AlwaysFailingStage.attempts.withLock { $0 = [] }
+        let clock = TestClock()
+        let node = try await makeNode(.custom(InMemoryStore(clock: clock)), actors: [AlwaysFailingStage.self], clock: clock)
+        try await node.store.createStream(AlwaysFailingStage.input, partitions: 1, retention: StreamRetention())
+        _ = try await node.append([StreamAppendRecord(key: [1], value: [1])], to: AlwaysFailingStage.input)
+        let consumer = AlwaysFailingStage.consumer(of: 0)
+        let ref = try node.ref(AlwaysFailingStage.self, key: consumer.key, namespace: consumer.namespace)
+        /// Three wakes, then a call behind them: its answer comes once they were handled.
+        func wake() async throws -> Int {
+            for _ in 0..<3 { try node.cast(StagePull(), to: consumer) }
+            return try await ref.call(AlwaysFailingStage.Attempts())
+        }
+        #expect(try await wake() == 1, "the first attempt only")
+        for _ in 0..<80 {
+            clock.advance(by: .milliseconds(100))
+            _ = try await wake()
+        }
+        let attempts = AlwaysFailingStage.attempts.withLock { $0 }
+        #expect(attempts.count == 4)
+        let policy = AlwaysFailingStage.failurePolicy
+        for (index, (earlier, later)) in zip(attempts, attempts.dropFirst()).enumerated() {
+            let backOff = policy.backOff(after: index + 1)
+            #expect(later - earlier >= backOff, "attempt \(index + 2) waited its back-off")
+            #expect(later - earlier <= backOff + .milliseconds(100), "and came at its time (the first wake after it)")
+        }
+        #expect(try await node.store.streamStatus(AlwaysFailingStage.input).parked[AlwaysFailingStage.kind.name]?[0] != nil)
+        await node.shutdown()
+    }
+}
+
 @Suite("Stage order")
 struct StageOrderTests {
     /// A closed parent trimmed empty: finished for a consumer whose checkpoint is at its

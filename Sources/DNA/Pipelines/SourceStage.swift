@@ -104,6 +104,8 @@ final class SourceCursor<S: SourceStage> {
     var position: S.Source.Position?
     var started = false
     var failures = 0
+    /// After a failed batch: no attempt before this instant, whatever wakes the consumer.
+    var retryNotBefore: DNAInstant?
     var emptyPolls = 0
     var timer: ScheduledMessage?
 
@@ -188,6 +190,7 @@ enum SourceConsumer {
         value.parked = nil
         try cursor.checkpoint.set(value)
         cursor.failures = 0
+        cursor.retryNotBefore = nil
         try context.tell(StagePull())
     }
 
@@ -216,6 +219,11 @@ enum SourceConsumer {
             return
         }
         if cursor.checkpoint.value.parked != nil { return }
+        // A wake (the leader's) during a back-off leaves the retry at its time.
+        if let due = cursor.retryNotBefore, case let now = node.clock.now, now < due {
+            again(after: due - now)
+            return
+        }
         do {
             if !cursor.started {
                 if S.waitsForParents {
@@ -266,7 +274,11 @@ enum SourceConsumer {
             } catch {
                 cursor.failures += 1
                 let what = "\(records.count) record(s) after \(position)"
-                if let reason = S.failurePolicy.failed(error, attempt: cursor.failures, of: what, context: context, retry: again) {
+                let retry = { (wait: Duration) in
+                    cursor.retryNotBefore = node.clock.now + wait
+                    again(after: wait)
+                }
+                if let reason = S.failurePolicy.failed(error, attempt: cursor.failures, of: what, context: context, retry: retry) {
                     var value = cursor.checkpoint.value
                     value.parked = reason
                     try cursor.checkpoint.set(value)
@@ -274,6 +286,7 @@ enum SourceConsumer {
                 return
             }
             cursor.failures = 0
+            cursor.retryNotBefore = nil
             let last = records[records.count - 1].position
             cursor.position = last
             var value = cursor.checkpoint.value

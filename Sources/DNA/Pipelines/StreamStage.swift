@@ -140,6 +140,8 @@ final class StageCursor {
     var started = false
     var finished = false
     var failures = 0
+    /// After a failed batch: no attempt before this instant, whatever wakes the consumer.
+    var retryNotBefore: DNAInstant?
     var parked: String?
     var emptyPolls = 0
     var timer: ScheduledMessage?
@@ -187,6 +189,11 @@ enum StageConsumer {
             cursor.timer?.cancel()
             cursor.timer = context.schedule(StagePull(), after: wait)
         }
+        // A wake (the leader's, an append's) during a back-off leaves the retry at its time.
+        if let due = cursor.retryNotBefore, case let now = node.clock.now, now < due {
+            again(after: due - now)
+            return
+        }
         do {
             if !cursor.started || cursor.parked != nil {
                 var status = try await node.store.streamStatus(S.input)
@@ -210,6 +217,7 @@ enum StageConsumer {
                     node.logger.info("parked stage partition resumed", metadata: ["actor": "\(context.id)"])
                     cursor.parked = nil
                     cursor.failures = 0
+                    cursor.retryNotBefore = nil
                 }
                 if !cursor.started {
                     if S.waitsForParents, !StageOrder.unfinishedParents(of: info, in: status, consumer: consumer).isEmpty {
@@ -267,15 +275,22 @@ enum StageConsumer {
             } catch {
                 cursor.failures += 1
                 let what = "records \(records[0].sequence)-\(records[records.count - 1].sequence)"
-                if let reason = S.failurePolicy.failed(error, attempt: cursor.failures, of: what, context: context, retry: again) {
+                let retry = { (wait: Duration) in
+                    cursor.retryNotBefore = node.clock.now + wait
+                    again(after: wait)
+                }
+                if let reason = S.failurePolicy.failed(error, attempt: cursor.failures, of: what, context: context, retry: retry) {
                     cursor.parked = reason
                     context.log.recordProgress(
                         StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: cursor.next, parked: reason))
-                    again(after: .seconds(1))
+                    // Until this batch commits the store shows no park: a wake before the
+                    // first check would take that for a resume.
+                    retry(.seconds(1))
                 }
                 return
             }
             cursor.failures = 0
+            cursor.retryNotBefore = nil
             cursor.next = records[records.count - 1].sequence + 1
             try cursor.checkpoint.set(cursor.next)
             context.log.recordProgress(StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: cursor.next))
