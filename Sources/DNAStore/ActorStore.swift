@@ -124,7 +124,8 @@ public protocol ActorStore: Sendable {
     ///   ``StoreError/Code/invalidArgument`` for an empty consumer name.
     func registerConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int
     /// Forgets a consumer of a stream (one gone for good): its checkpoints no longer hold
-    /// records back from retention. Returns the partitions it had checkpoints on.
+    /// records back from retention (a stage still deployed registers again at its leader's
+    /// next sync). Returns the partitions it had checkpoints on.
     ///
     /// - Throws: ``StoreError/Code/notFound`` for a missing stream.
     func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int

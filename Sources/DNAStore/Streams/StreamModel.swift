@@ -29,7 +29,9 @@ public struct StreamRetention: Sendable, Equatable {
     public var maxAge: Duration?
     /// A partition's records beyond this many bytes, oldest first, may be deleted (`nil`: no limit).
     public var maxBytesPerPartition: Int64?
-    /// Delete past the limits even what a consumer has not read yet.
+    /// Delete past the limits even what a consumer has not read yet: its checkpoint stays
+    /// behind (``StreamStatus/droppedUnread(by:partition:)``), and a consumer stage moves on
+    /// from the first record kept, logging and counting what it skipped.
     public var dropUnconsumed: Bool
 
     public init(maxAge: Duration? = nil, maxBytesPerPartition: Int64? = nil, dropUnconsumed: Bool = false) {
