@@ -213,7 +213,7 @@ struct StreamCommand: AsyncParsableCommand {
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print each partition (state, key range, length, sequences, bytes) and each consumer's checkpoint, lag, owner node and parked reason.")
+        static let configuration = CommandConfiguration(abstract: "Print each partition (state, key range, length, sequences, bytes) and each consumer's checkpoint, lag, records retention dropped before it read them, owner node and parked reason.")
 
         @OptionGroup var target: Target
 
@@ -234,7 +234,9 @@ struct StreamCommand: AsyncParsableCommand {
                             + (partition.parents.isEmpty ? "-" : partition.parents.map(String.init).joined(separator: ",")))
                 }
                 if !status.consumers.isEmpty {
-                    print("\n" + pad("CONSUMER", 24) + pad("PARTITION", 11) + pad("CHECKPOINT", 12) + pad("LAG", 10) + pad("OWNER", 34) + "PARKED")
+                    print(
+                        "\n" + pad("CONSUMER", 24) + pad("PARTITION", 11) + pad("CHECKPOINT", 12) + pad("LAG", 10) + pad("DROPPED", 10)
+                            + pad("OWNER", 34) + "PARKED")
                     for consumer in status.consumers.keys.sorted() {
                         // A consumer stage's partition is the actor named by its number.
                         var owners: [String: String] = [:]
@@ -247,6 +249,7 @@ struct StreamCommand: AsyncParsableCommand {
                             print(
                                 pad(consumer, 24) + pad("\(partition.partition)", 11) + pad(checkpoint, 12)
                                     + pad("\(status.lag(of: consumer, partition: partition.partition) ?? 0)", 10)
+                                    + pad("\(status.droppedUnread(by: consumer, partition: partition.partition))", 10)
                                     + pad(owners["\(partition.partition)"] ?? "-", 34)
                                     + (status.parked[consumer]?[partition.partition] ?? "-"))
                         }

@@ -262,6 +262,26 @@ extension PostgresStore {
         return result
     }
 
+    public func registerConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
+        try stream.validate()
+        try StreamProgressRule.checkName(consumer)
+        let logger = configuration.logger
+        return try await inTransaction("registering consumer \(consumer) of \(stream)") { connection in
+            let id = try await Self.streamID(stream, on: connection, logger: logger)
+            // Under the partitions' lock, as a split or a trim takes it: a row made here is
+            // seen by the next, and no partition appears or is trimmed meanwhile.
+            _ = try await Self.partitions(of: id, lock: true, on: connection, logger: logger)
+            return try await connection.query(
+                """
+                INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms)
+                SELECT stream_id, partition_id, \(consumer), first_seq, \(unescaped: Self.now) FROM dna_partitions WHERE stream_id = \(id)
+                ON CONFLICT (stream_id, partition_id, consumer) DO NOTHING
+                RETURNING 1
+                """, logger: logger
+            ).collect().count
+        }
+    }
+
     public func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try stream.validate()
         let logger = configuration.logger
@@ -289,8 +309,10 @@ extension PostgresStore {
             }
             var deleted = 0
             for (id, retention) in kept {
+                // The checkpoints once the partitions are locked: none is registered meanwhile.
+                let partitions = try await Self.partitions(of: id, lock: true, on: connection, logger: logger)
                 let progress = try await Self.consumers(of: id, on: connection, logger: logger)
-                for partition in try await Self.partitions(of: id, lock: true, on: connection, logger: logger) {
+                for partition in partitions {
                     var rows: [(sequence: Int64, bytes: Int64, appended: Int64)] = []
                     for try await (seq, size, appended) in try await connection.query(
                         """
@@ -340,6 +362,14 @@ extension PostgresStore {
                         "INSERT INTO dna_partition_edges (stream_id, parent_id, child_id) VALUES (\(id), \(Int64(parent)), \(Int64(child.partition)))",
                         logger: logger)
                 }
+                // Every consumer registered on the stream reads the children from their start.
+                try await connection.run(
+                    """
+                    INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms)
+                    SELECT DISTINCT \(id), \(Int64(child.partition)), consumer, 1, \(unescaped: Self.now)
+                    FROM dna_stream_progress WHERE stream_id = \(id)
+                    ON CONFLICT (stream_id, partition_id, consumer) DO NOTHING
+                    """, logger: logger)
             }
             return change.opening.map(\.partition)
         }

@@ -118,8 +118,18 @@ public protocol ActorStore: Sendable {
     /// - Throws: ``StoreError/Code/notFound``; ``StoreError/Code/invalidArgument`` for a
     ///   checkpoint past the partition's end or before its start, or an empty consumer name.
     func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError)
+    /// Registers `consumer` on `stream`: gives it a checkpoint at the start (the first
+    /// record kept) of every partition it has none on, so retention keeps from then on
+    /// every record it has not read. A split or merge gives every registered consumer a
+    /// checkpoint on the new partitions in its own transaction. Returns how many it made
+    /// (0 when the consumer had one everywhere already).
+    ///
+    /// - Throws: ``StoreError/Code/notFound`` for a missing stream;
+    ///   ``StoreError/Code/invalidArgument`` for an empty consumer name.
+    func registerConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int
     /// Forgets a consumer of a stream (one gone for good): its checkpoints no longer hold
-    /// records back from retention. Returns the partitions it had checkpoints on.
+    /// records back from retention (a stage still deployed registers again at its leader's
+    /// next sync). Returns the partitions it had checkpoints on.
     ///
     /// - Throws: ``StoreError/Code/notFound`` for a missing stream.
     func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int

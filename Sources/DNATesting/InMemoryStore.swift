@@ -110,6 +110,11 @@ public final class InMemoryStore: ActorStore {
         try perform { state, _ throws(StoreError) in try state.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next) }
     }
 
+    public func registerConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
+        try stream.validate()
+        return try perform { state, _ throws(StoreError) in try state.registerConsumer(consumer, of: stream) }
+    }
+
     public func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try stream.validate()
         return try perform { state, _ throws(StoreError) in try state.forgetConsumer(consumer, of: stream) }
@@ -387,6 +392,18 @@ package struct InMemoryStoreState: Sendable {
         }
     }
 
+    package mutating func registerConsumer(_ consumer: String, of name: StreamName) throws(StoreError) -> Int {
+        guard var stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
+        try StreamProgressRule.checkName(consumer)
+        var made = 0
+        for partition in stream.partitions where stream.consumers[consumer]?[partition.partition] == nil {
+            stream.consumers[consumer, default: [:]][partition.partition] = partition.firstSequence
+            made += 1
+        }
+        streams[name] = stream
+        return made
+    }
+
     package mutating func forgetConsumer(_ consumer: String, of name: StreamName) throws(StoreError) -> Int {
         guard streams[name] != nil else { throw StoreError(.notFound, "no stream \(name)") }
         streams[name]?.parked[consumer] = nil
@@ -426,6 +443,7 @@ package struct InMemoryStoreState: Sendable {
                 StreamPartitionStatus(
                     partition: child.partition, isOpen: true, keyLow: child.lo, keyHigh: child.hi, firstSequence: 1, nextSequence: 1,
                     bytes: 0, parents: change.closing))
+            for consumer in stream.consumers.keys { stream.consumers[consumer]?[child.partition] = 1 }
         }
         streams[name] = stream
         return change.opening.map(\.partition)

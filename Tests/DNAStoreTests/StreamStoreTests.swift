@@ -147,6 +147,75 @@ struct StreamStoreTests {
         await store.close()
     }
 
+    /// A consumer still reading a split's parent: the 200 records appended to the children
+    /// wait for it (the split gave it a checkpoint at each child's start), under a size
+    /// retention that would keep only about 40 of each child's.
+    @Test(arguments: Engine.allCases)
+    func aSplitsChildrenKeepWhatAConsumerOfTheStreamHasNotRead(engine: Engine) async throws {
+        let (store, cleanup) = try await engine.make()
+        defer { cleanup() }
+        // Parent records of 10 bytes; at most 400 bytes kept per partition.
+        try await store.createStream(stream, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 400))
+        _ = try await store.append((0..<50).map { record("p-\($0 % 10)", "value-x") }, to: stream, producer: nil)
+        try await store.commitProgress(consumer: "stage", stream: stream, partition: 0, next: 21)
+        #expect(try await store.reshard(stream, .split(0)) == [1, 2])
+        _ = try await store.append((0..<200).map { record("child-\($0)", "value") }, to: stream, producer: nil)
+        #expect(try await store.trimStreams() == 10, "only the parent's records past the limit that the stage read")
+        var status = try await store.streamStatus(stream)
+        #expect(status.consumers["stage"]?[1] == 1 && status.consumers["stage"]?[2] == 1)
+        #expect(status.partitions[1].firstSequence == 1 && status.partitions[2].firstSequence == 1)
+        #expect(status.partitions[1].length + status.partitions[2].length == 200)
+        // A merge's child too.
+        #expect(try await store.reshard(stream, .merge(1, 2)) == [3])
+        status = try await store.streamStatus(stream)
+        #expect(status.consumers["stage"]?[3] == 1)
+        await store.close()
+    }
+
+    /// A consumer registered on a stream that holds records starts at each partition's first
+    /// record kept, and retention keeps from there; on a stream that drops unread records,
+    /// its checkpoint stays behind and the status shows what it lost.
+    @Test(arguments: Engine.allCases)
+    func aRegisteredConsumerKeepsEachPartitionFromItsStart(engine: Engine) async throws {
+        let (store, cleanup) = try await engine.make()
+        defer { cleanup() }
+        // Records of 10 bytes; at most 30 bytes kept per partition.
+        try await store.createStream(stream, partitions: 2, retention: StreamRetention(maxBytesPerPartition: 30))
+        _ = try await store.append((1...10).map { record("k", "value-\($0 % 10)-x", partition: 0) }, to: stream, producer: nil)
+        #expect(try await store.trimStreams() == 7, "no consumer yet")
+        #expect(try await store.registerConsumer("late", of: stream) == 2)
+        #expect(try await store.registerConsumer("late", of: stream) == 0, "registered already")
+        var status = try await store.streamStatus(stream)
+        #expect(status.consumers["late"] == [0: 8, 1: 1])
+        _ = try await store.append((1...5).map { record("k", "value-\($0 % 10)-x", partition: 0) }, to: stream, producer: nil)
+        #expect(try await store.trimStreams() == 0, "nothing the late consumer has not read")
+        try await store.commitProgress(consumer: "late", stream: stream, partition: 0, next: 13)
+        #expect(try await store.trimStreams() == 5)
+        // A checkpoint moved on is not moved back; missing ones are made.
+        try await store.commitProgress(consumer: "half", stream: stream, partition: 1, next: 1)
+        #expect(try await store.registerConsumer("half", of: stream) == 1)
+        #expect(try await store.registerConsumer("late", of: stream) == 0)
+        status = try await store.streamStatus(stream)
+        #expect(status.consumers["half"] == [0: 13, 1: 1] && status.consumers["late"]?[0] == 13)
+        // Dropping unread records: the checkpoint stays where it was.
+        let lossy = StreamName(namespace: "test", name: "lossy")
+        try await store.createStream(lossy, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 30, dropUnconsumed: true))
+        _ = try await store.append((1...10).map { record("k", "value-\($0 % 10)-x") }, to: lossy, producer: nil)
+        #expect(try await store.registerConsumer("reader", of: lossy) == 1)
+        #expect(try await store.trimStreams() == 7)
+        status = try await store.streamStatus(lossy)
+        #expect(status.consumers["reader"]?[0] == 1 && status.droppedUnread(by: "reader", partition: 0) == 7)
+        #expect(status.droppedUnread(by: "nobody", partition: 0) == 0)
+        // Bad input.
+        let unnamed = await #expect(throws: StoreError.self) { _ = try await store.registerConsumer("", of: stream) }
+        #expect(unnamed?.code == .invalidArgument)
+        let missing = await #expect(throws: StoreError.self) {
+            _ = try await store.registerConsumer("c", of: StreamName(namespace: "test", name: "nothing"))
+        }
+        #expect(missing?.code == .notFound)
+        await store.close()
+    }
+
     @Test func retentionByAgeCountsFromTheStoresClock() {
         let partition = StreamPartitionStatus(
             partition: 0, isOpen: true, keyLow: 0, keyHigh: .max, firstSequence: 1, nextSequence: 5, bytes: 40, parents: [])

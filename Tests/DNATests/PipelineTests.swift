@@ -309,7 +309,7 @@ struct StageBehaviourTests {
         // Two of the leader's syncs later, the strict stage still has not touched the children.
         try await Task.sleep(for: .seconds(2.5))
         status = try await store.streamStatus(CopyStage.input)
-        #expect(status.consumers[CopyStage.kind.name]?[1] == nil && status.consumers[CopyStage.kind.name]?[2] == nil)
+        #expect(status.consumers[CopyStage.kind.name]?[1] == 1 && status.consumers[CopyStage.kind.name]?[2] == 1, "registered, not read")
         #expect(try await values(store, CopyStage.output).count == 20)
 
         CopyStage.failBad.store(false, ordering: .relaxed)
@@ -323,6 +323,72 @@ struct StageBehaviourTests {
         #expect(copied.filter { $0.partition != 0 }.count == 50)
         status = try await store.streamStatus(CopyStage.input)
         #expect(status.parked[CopyStage.kind.name] == nil)
+        await node.shutdown()
+    }
+
+    /// A size retention, and a parent the stage is still reading (parked on a bad record):
+    /// the 200 records appended to the split's children wait for the stage, however much
+    /// over the limit, and each is copied once it resumes.
+    @Test func retentionKeepsASplitsChildrenUntilTheStageReadsThem() async throws {
+        let directory = try TemporaryDirectory()
+        CopyStage.failBad.store(true, ordering: .relaxed)
+        let setup = SQLiteStore(configuration: .init(path: directory.databasePath))
+        try await setup.open()
+        try await setup.createStream(CopyStage.input, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 400))
+        try await setup.createStream(CopyStage.output, partitions: 1, retention: StreamRetention())
+        _ = try await setup.append(records(50, bad: 25, prefix: "parent"), to: CopyStage.input, producer: nil)
+        await setup.close()
+        var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
+        configuration.namespace = "test"
+        let node = try await Node.started(configuration: configuration, actors: [CopyStage.self])
+        let store = node.store
+        #expect(try await eventuallyAsync { try await store.streamStatus(CopyStage.input).parked[CopyStage.kind.name]?[0] != nil })
+        #expect(try await store.reshard(CopyStage.input, .split(0)) == [1, 2])
+        _ = try await store.append(records(200, prefix: "child"), to: CopyStage.input, producer: nil)
+        _ = try await store.trimStreams()
+        let status = try await store.streamStatus(CopyStage.input)
+        #expect(status.partitions[1].firstSequence == 1 && status.partitions[2].firstSequence == 1, "nothing of the children trimmed")
+        #expect(status.partitions[1].length + status.partitions[2].length == 200)
+        CopyStage.failBad.store(false, ordering: .relaxed)
+        #expect(try await store.resumeConsumer(CopyStage.kind.name, of: CopyStage.input, partition: 0) == 1)
+        #expect(try await eventuallyAsync { try await values(store, CopyStage.output).count == 250 })
+        let copied = try await values(store, CopyStage.output)
+        for child in [1, 2] {
+            let sequences = copied.filter { $0.partition == child }.map(\.sequence)
+            #expect(sequences == Array(1..<status.partitions[child].nextSequence), "child \(child): every record, once, in order")
+        }
+        await node.shutdown()
+    }
+
+    /// A stream that drops unread records, trimmed past the checkpoint of a stage parked on
+    /// it: resumed, the stage moves on from the first record kept (counting the skip)
+    /// rather than failing on the deleted ones.
+    @Test func aStagePastWhosePositionRetentionDroppedMovesOn() async throws {
+        let directory = try TemporaryDirectory()
+        CopyStage.failBad.store(true, ordering: .relaxed)
+        let setup = SQLiteStore(configuration: .init(path: directory.databasePath))
+        try await setup.open()
+        try await setup.createStream(
+            CopyStage.input, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 200, dropUnconsumed: true))
+        try await setup.createStream(CopyStage.output, partitions: 1, retention: StreamRetention())
+        _ = try await setup.append(records(50, bad: 25, prefix: "parent"), to: CopyStage.input, producer: nil)
+        await setup.close()
+        var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
+        configuration.namespace = "test"
+        let node = try await Node.started(configuration: configuration, actors: [CopyStage.self])
+        let store = node.store
+        #expect(try await eventuallyAsync { try await store.streamStatus(CopyStage.input).parked[CopyStage.kind.name]?[0] != nil })
+        #expect(try await store.trimStreams() > 20)
+        let trimmed = try await store.streamStatus(CopyStage.input)
+        let first = trimmed.partitions[0].firstSequence
+        #expect(first > 21 && trimmed.consumers[CopyStage.kind.name]?[0] == 21, "the stage had read 20")
+        #expect(trimmed.droppedUnread(by: CopyStage.kind.name, partition: 0) == first - 21)
+        CopyStage.failBad.store(false, ordering: .relaxed)
+        #expect(try await store.resumeConsumer(CopyStage.kind.name, of: CopyStage.input, partition: 0) == 1)
+        #expect(try await eventuallyAsync { try await store.streamStatus(CopyStage.input).consumers[CopyStage.kind.name]?[0] == 51 })
+        let copied = try await values(store, CopyStage.output).map(\.sequence)
+        #expect(copied == Array(1...20) + Array(first...50), "what it read, then what was kept")
+        #expect(try await store.streamStatus(CopyStage.input).droppedUnread(by: CopyStage.kind.name, partition: 0) == 0)
         await node.shutdown()
     }
 
@@ -386,5 +452,87 @@ struct StageBehaviourTests {
         let after = try await store.registrations(kind: CopyStage.kind.name, limit: 100)
         #expect(after.allSatisfy { $0.owner != drained.id }, "the drained node hosts no consumer")
         await cluster.shutdown()
+    }
+}
+
+/// A stage whose handler always throws; it notes the time of each attempt by its node's clock.
+final class AlwaysFailingStage: StreamStage {
+    static let kind: ActorKind = "always-failing"
+    static let input = StreamName(namespace: "test", name: "failing")
+    static let attempts = Mutex<[DNAInstant]>([])
+    static var failurePolicy: StageFailurePolicy { StageFailurePolicy(attempts: 4, firstBackOff: .seconds(1)) }
+
+    struct Attempts: ActorRequest {
+        typealias Response = Int
+    }
+
+    static func handlers(_ h: inout Handlers<AlwaysFailingStage>) {
+        h.on(Attempts.self) { _, _, _ in attempts.withLock { $0.count } }
+    }
+
+    init(context: ActorContext) async throws {}
+
+    func process(_ records: [StreamRecord], context: ActorContext) async throws {
+        Self.attempts.withLock { $0.append(context.node.clock.now) }
+        throw TestFailure(reason: "the service it calls is down")
+    }
+}
+
+@Suite("Pipeline stages: back-off", .serialized, .timeLimit(.minutes(3)))
+struct StageBackOffTests {
+    /// Wakes come every 100 ms (as the leader's syncs and appends send them): the attempts
+    /// keep the policy's spacing all the same (1 s, 2 s, 4 s), then the partition parks.
+    @Test func wakesDuringABackOffDoNotRetryBeforeItsTime() async throws {
+        AlwaysFailingStage.attempts.withLock { $0 = [] }
+        let clock = TestClock()
+        let node = try await makeNode(.custom(InMemoryStore(clock: clock)), actors: [AlwaysFailingStage.self], clock: clock)
+        try await node.store.createStream(AlwaysFailingStage.input, partitions: 1, retention: StreamRetention())
+        _ = try await node.append([StreamAppendRecord(key: [1], value: [1])], to: AlwaysFailingStage.input)
+        let consumer = AlwaysFailingStage.consumer(of: 0)
+        let ref = try node.ref(AlwaysFailingStage.self, key: consumer.key, namespace: consumer.namespace)
+        /// Three wakes, then a call behind them: its answer comes once they were handled.
+        func wake() async throws -> Int {
+            for _ in 0..<3 { try node.cast(StagePull(), to: consumer) }
+            return try await ref.call(AlwaysFailingStage.Attempts())
+        }
+        #expect(try await wake() == 1, "the first attempt only")
+        for _ in 0..<80 {
+            clock.advance(by: .milliseconds(100))
+            _ = try await wake()
+        }
+        let attempts = AlwaysFailingStage.attempts.withLock { $0 }
+        #expect(attempts.count == 4)
+        let policy = AlwaysFailingStage.failurePolicy
+        for (index, (earlier, later)) in zip(attempts, attempts.dropFirst()).enumerated() {
+            let backOff = policy.backOff(after: index + 1)
+            #expect(later - earlier >= backOff, "attempt \(index + 2) waited its back-off")
+            #expect(later - earlier <= backOff + .milliseconds(100), "and came at its time (the first wake after it)")
+        }
+        #expect(try await node.store.streamStatus(AlwaysFailingStage.input).parked[AlwaysFailingStage.kind.name]?[0] != nil)
+        await node.shutdown()
+    }
+}
+
+@Suite("Stage order")
+struct StageOrderTests {
+    /// A closed parent trimmed empty: finished for a consumer whose checkpoint is at its
+    /// end, not for one without a checkpoint (it read none of its records).
+    @Test func aTrimmedEmptyParentIsFinishedOnlyForAConsumerThatReadIt() {
+        let parent = StreamPartitionStatus(
+            partition: 0, isOpen: false, keyLow: 0, keyHigh: .max, firstSequence: 41, nextSequence: 41, bytes: 0, parents: [])
+        let child = StreamPartitionStatus(
+            partition: 1, isOpen: true, keyLow: 0, keyHigh: .max, firstSequence: 1, nextSequence: 5, bytes: 40, parents: [0])
+        var status = StreamStatus(
+            stream: StreamName(namespace: "test", name: "s"), retention: StreamRetention(maxBytesPerPartition: 10), partitions: [parent, child])
+        #expect(!StageOrder.isFinished(parent, in: status, consumer: "stage"), "no checkpoint: none of its 40 records read")
+        #expect(StageOrder.runnable(status, consumer: "stage", waitsForParents: true) == [0])
+        status.consumers["stage"] = [0: 41]
+        #expect(StageOrder.isFinished(parent, in: status, consumer: "stage"))
+        #expect(StageOrder.runnable(status, consumer: "stage", waitsForParents: true) == [1])
+        // A parent that never held a record is finished for any consumer.
+        var never = parent
+        never.firstSequence = 1
+        never.nextSequence = 1
+        #expect(StageOrder.isFinished(never, in: status, consumer: "other"))
     }
 }

@@ -25,8 +25,91 @@ final class TableIngest: SourceStage {
     }
 }
 
+/// Copies a DNA stream read through ``StreamSource`` to `source-dst` (the value: the
+/// record's sequence); a record "bad" throws while the flag says so.
+final class StreamSourceCopy: SourceStage {
+    static let kind: ActorKind = "stream-source-copy"
+    static let input = StreamName(namespace: "test", name: "source-src")
+    static let output = StreamName(namespace: "test", name: "source-dst")
+    static let failBad = Atomic<Bool>(false)
+    static var namespace: String { "test" }
+    static var batchSize: Int { 10 }
+    static var failurePolicy: StageFailurePolicy { StageFailurePolicy(attempts: 2, firstBackOff: .milliseconds(10)) }
+
+    static func source(on node: Node) throws -> StreamSource { StreamSource(store: node.store, stream: input) }
+
+    init(context: ActorContext) async throws {}
+
+    func process(_ records: [SourceRecord<Int64>], context: ActorContext) async throws {
+        for record in records {
+            if Self.failBad.load(ordering: .relaxed), record.value == Array("bad".utf8) { throw TestFailure(reason: "bad record") }
+            try context.append(to: Self.output, key: record.key, value: Array("\(record.position)".utf8), partition: 0)
+        }
+    }
+}
+
 @Suite("Source stages", .serialized, .timeLimit(.minutes(2)))
 struct SourceStageTests {
+    /// A source stage over a DNA stream holds its records back from retention as a stream
+    /// stage does: what it has not read stays, however far over the size limit.
+    @Test func aSourceStageOverADNAStreamKeepsWhatItHasNotReadFromRetention() async throws {
+        let directory = try TemporaryDirectory()
+        StreamSourceCopy.failBad.store(true, ordering: .relaxed)
+        let setup = SQLiteStore(configuration: .init(path: directory.databasePath))
+        try await setup.open()
+        try await setup.createStream(StreamSourceCopy.input, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 100))
+        try await setup.createStream(StreamSourceCopy.output, partitions: 1, retention: StreamRetention())
+        let records = (0..<50).map { StreamAppendRecord(key: Array("r-\($0)".utf8), value: Array(($0 == 25 ? "bad" : "ok").utf8)) }
+        _ = try await setup.append(records, to: StreamSourceCopy.input, producer: nil)
+        await setup.close()
+        var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
+        configuration.namespace = "test"
+        let node = try await Node.started(configuration: configuration, actors: [StreamSourceCopy.self])
+        let store = node.store
+        func copied() async throws -> [Int64] {
+            try await store.readStream(StreamSourceCopy.output, partition: 0, from: 1, limit: 1000).map { Int64(String(decoding: $0.value, as: UTF8.self))! }
+        }
+        // Two batches of ten, then the bad record's batch fails.
+        #expect(try await eventuallyAsync { try await store.streamStatus(StreamSourceCopy.input).consumers[StreamSourceCopy.kind.name]?[0] == 21 })
+        _ = try await store.trimStreams()
+        #expect(try await store.streamStatus(StreamSourceCopy.input).partitions[0].firstSequence == 21, "only what the stage read")
+        StreamSourceCopy.failBad.store(false, ordering: .relaxed)
+        try await node.resumeSourceStage(StreamSourceCopy.self, partition: "0")
+        #expect(try await eventuallyAsync { try await copied().count == 50 })
+        #expect(try await copied() == Array(1...50))
+        await node.shutdown()
+    }
+
+    /// The same stage over a stream that drops unread records, trimmed past its position
+    /// while it is parked: resumed, it moves on from the first record kept.
+    @Test func aSourceStageWhosePositionRetentionDroppedMovesOn() async throws {
+        let directory = try TemporaryDirectory()
+        StreamSourceCopy.failBad.store(true, ordering: .relaxed)
+        let setup = SQLiteStore(configuration: .init(path: directory.databasePath))
+        try await setup.open()
+        try await setup.createStream(
+            StreamSourceCopy.input, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 100, dropUnconsumed: true))
+        try await setup.createStream(StreamSourceCopy.output, partitions: 1, retention: StreamRetention())
+        let records = (0..<50).map { StreamAppendRecord(key: Array("r-\($0)".utf8), value: Array(($0 == 25 ? "bad" : "ok").utf8)) }
+        _ = try await setup.append(records, to: StreamSourceCopy.input, producer: nil)
+        await setup.close()
+        var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
+        configuration.namespace = "test"
+        let node = try await Node.started(configuration: configuration, actors: [StreamSourceCopy.self])
+        let store = node.store
+        func copied() async throws -> [Int64] {
+            try await store.readStream(StreamSourceCopy.output, partition: 0, from: 1, limit: 1000).map { Int64(String(decoding: $0.value, as: UTF8.self))! }
+        }
+        #expect(try await eventuallyAsync { try await store.streamStatus(StreamSourceCopy.input).consumers[StreamSourceCopy.kind.name]?[0] == 21 })
+        #expect(try await store.trimStreams() > 20)
+        let first = try await store.streamStatus(StreamSourceCopy.input).partitions[0].firstSequence
+        StreamSourceCopy.failBad.store(false, ordering: .relaxed)
+        try await node.resumeSourceStage(StreamSourceCopy.self, partition: "0")
+        #expect(try await eventuallyAsync { try await copied().count == 20 + Int(51 - first) })
+        #expect(try await copied() == Array(1...20) + Array(first...50), "what it read, then what was kept")
+        await node.shutdown()
+    }
+
     static func insert(_ range: Range<Int>, url: String) async throws {
         let rows = range.map { "('d\($0 % 5)', convert_to('r\($0)', 'UTF8'))" }.joined(separator: ", ")
         try await LocalPostgresServer.execute("INSERT INTO sensor_rows (device, reading) VALUES \(rows)", on: url)

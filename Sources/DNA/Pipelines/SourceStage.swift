@@ -46,7 +46,8 @@ extension SourceStage {
     static var stageDescription: StageDescription {
         StageDescription(
             kind: kind.name, namespace: namespace, waitsForParents: waitsForParents, stream: nil,
-            sourcePartitions: { node in try await source(on: node).partitions() })
+            sourcePartitions: { node in try await source(on: node).partitions() },
+            registerOnSource: { node in try await source(on: node).register(consumer: kind.name) })
     }
 
     static var sourceEntries: [(ObjectIdentifier, HandlerEntry)] {
@@ -103,6 +104,8 @@ final class SourceCursor<S: SourceStage> {
     var position: S.Source.Position?
     var started = false
     var failures = 0
+    /// After a failed batch: no attempt before this instant, whatever wakes the consumer.
+    var retryNotBefore: DNAInstant?
     var emptyPolls = 0
     var timer: ScheduledMessage?
 
@@ -150,7 +153,34 @@ enum SourceConsumer {
         value.finished = true
         value.position = position
         try cursor.checkpoint.set(value)
+        recordProgress(position, cursor: cursor, context: context)
         return true
+    }
+
+    /// Records after `position` up to `start` were deleted before the stage read them: it
+    /// moves on, the skip logged and (for integer positions) counted in
+    /// `dna_stage_records_dropped_total`, its position moving with this batch.
+    private static func skipDropped<S: SourceStage>(
+        after position: S.Source.Position, upTo start: S.Source.Position, cursor: SourceCursor<S>, context: ActorContext
+    ) throws {
+        let node = context.node
+        if let from = position as? Int64, let to = start as? Int64 { node.metrics.stageRecordsDropped.increment(by: Int(to - from)) }
+        node.logger.warning(
+            "records deleted from the source before the stage read them; it moves on",
+            metadata: ["actor": "\(context.id)", "after": "\(position)", "through": "\(start)"])
+        cursor.position = start
+        var value = cursor.checkpoint.value
+        value.position = start
+        try cursor.checkpoint.set(value)
+        recordProgress(start, cursor: cursor, context: context)
+    }
+
+    /// Tells a source that keeps records for its readers how far the stage read, with the
+    /// batch (``PartitionSource/progress(of:partition:after:)``).
+    private static func recordProgress<S: SourceStage>(_ position: S.Source.Position, cursor: SourceCursor<S>, context: ActorContext) {
+        if let progress = cursor.source.progress(of: S.kind.name, partition: context.id.key, after: position) {
+            context.log.recordProgress(progress)
+        }
     }
 
     static func resume<S: SourceStage>(_ stage: S, context: ActorContext) throws {
@@ -160,6 +190,7 @@ enum SourceConsumer {
         value.parked = nil
         try cursor.checkpoint.set(value)
         cursor.failures = 0
+        cursor.retryNotBefore = nil
         try context.tell(StagePull())
     }
 
@@ -188,6 +219,11 @@ enum SourceConsumer {
             return
         }
         if cursor.checkpoint.value.parked != nil { return }
+        // A wake (the leader's) during a back-off leaves the retry at its time.
+        if let due = cursor.retryNotBefore, case let now = node.clock.now, now < due {
+            again(after: due - now)
+            return
+        }
         do {
             if !cursor.started {
                 if S.waitsForParents {
@@ -204,7 +240,17 @@ enum SourceConsumer {
                 cursor.started = true
             }
             let position = try await startPosition(cursor, partition: partition)
-            let records = try await cursor.source.read(partition, after: position, limit: S.batchSize)
+            let records: [SourceRecord<S.Source.Position>]
+            do {
+                records = try await cursor.source.read(partition, after: position, limit: S.batchSize)
+            } catch {
+                // Deleted before the stage read it (a DNA stream that drops unread records):
+                // it moves on from the first record kept.
+                guard let start = try? await cursor.source.start(of: partition), position < start else { throw error }
+                try skipDropped(after: position, upTo: start, cursor: cursor, context: context)
+                try context.tell(StagePull())
+                return
+            }
             guard !records.isEmpty else {
                 let partitions = try await cursor.source.partitions()
                 if let info = partitions.first(where: { $0.id == partition }), !info.isOpen {
@@ -212,6 +258,7 @@ enum SourceConsumer {
                     value.finished = true
                     value.position = position
                     try cursor.checkpoint.set(value)
+                    recordProgress(position, cursor: cursor, context: context)
                     cursor.timer?.cancel()
                     for child in partitions where child.parents.contains(partition) { try? node.cast(StagePull(), to: S.consumer(of: child.id)) }
                     context.deactivate()
@@ -227,7 +274,11 @@ enum SourceConsumer {
             } catch {
                 cursor.failures += 1
                 let what = "\(records.count) record(s) after \(position)"
-                if let reason = S.failurePolicy.failed(error, attempt: cursor.failures, of: what, context: context, retry: again) {
+                let retry = { (wait: Duration) in
+                    cursor.retryNotBefore = node.clock.now + wait
+                    again(after: wait)
+                }
+                if let reason = S.failurePolicy.failed(error, attempt: cursor.failures, of: what, context: context, retry: retry) {
                     var value = cursor.checkpoint.value
                     value.parked = reason
                     try cursor.checkpoint.set(value)
@@ -235,11 +286,13 @@ enum SourceConsumer {
                 return
             }
             cursor.failures = 0
+            cursor.retryNotBefore = nil
             let last = records[records.count - 1].position
             cursor.position = last
             var value = cursor.checkpoint.value
             value.position = last
             try cursor.checkpoint.set(value)
+            recordProgress(last, cursor: cursor, context: context)
             node.metrics.stageRecords.increment(by: records.count)
             try context.tell(StagePull())
         } catch {

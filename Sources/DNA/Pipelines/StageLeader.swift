@@ -39,7 +39,13 @@ final class StageLeader: DurableActor {
     private func sync(_ stage: StageDescription, stream: StreamName, context: ActorContext) async {
         let node = context.node
         do {
-            let status = try await node.store.streamStatus(stream)
+            var status = try await node.store.streamStatus(stream)
+            if status.partitions.contains(where: { status.consumers[stage.kind]?[$0.partition] == nil }) {
+                // A stage new to the stream (or to partitions made before it was): from now
+                // on retention keeps every record it has not read.
+                _ = try await node.store.registerConsumer(stage.kind, of: stream)
+                status = try await node.store.streamStatus(stream)
+            }
             for partition in StageOrder.runnable(status, consumer: stage.kind, waitsForParents: stage.waitsForParents) {
                 let checkpoint = status.consumers[stage.kind]?[partition] ?? 0
                 if let woken = wokenAt[partition], woken != checkpoint {
@@ -68,6 +74,7 @@ final class StageLeader: DurableActor {
     ) async {
         let node = context.node
         do {
+            try await stage.registerOnSource?(node)
             for partition in try await source(node) where !finished.contains(partition.id) {
                 let consumer = ActorID(namespace: stage.namespace, kind: stage.kind, key: partition.id)
                 if partition.isOpen {

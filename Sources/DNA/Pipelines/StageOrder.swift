@@ -3,10 +3,10 @@
 /// itself): KCL's parent-before-child rule, without its hole — a parent with no checkpoint
 /// row has not been consumed (unless it never held a record).
 public enum StageOrder {
-    /// The consumer's checkpoint on `partition`: the next sequence it reads; the
-    /// partition's first sequence if it has none.
+    /// The consumer's checkpoint on `partition`: the next sequence it reads. Without one
+    /// (not registered yet) it has read nothing, whatever retention deleted.
     public static func checkpoint(of consumer: String, on partition: StreamPartitionStatus, in status: StreamStatus) -> Int64 {
-        status.consumers[consumer]?[partition.partition] ?? partition.firstSequence
+        status.consumers[consumer]?[partition.partition] ?? 1
     }
 
     /// Closed, and consumed to its end.

@@ -119,6 +119,9 @@ struct StageDescription: Sendable {
     var waitsForParents: Bool
     var stream: StreamName?
     var sourcePartitions: (@Sendable (Node) async throws -> [SourcePartition])?
+    /// Registers the stage with its external source, for one that keeps what its readers
+    /// have not read (``PartitionSource/register(consumer:)``).
+    var registerOnSource: (@Sendable (Node) async throws -> Void)? = nil
 }
 
 /// Asks a consumer to read its partition (sent by the consumer to itself, its leader, a
@@ -137,6 +140,8 @@ final class StageCursor {
     var started = false
     var finished = false
     var failures = 0
+    /// After a failed batch: no attempt before this instant, whatever wakes the consumer.
+    var retryNotBefore: DNAInstant?
     var parked: String?
     var emptyPolls = 0
     var timer: ScheduledMessage?
@@ -184,9 +189,20 @@ enum StageConsumer {
             cursor.timer?.cancel()
             cursor.timer = context.schedule(StagePull(), after: wait)
         }
+        // A wake (the leader's, an append's) during a back-off leaves the retry at its time.
+        if let due = cursor.retryNotBefore, case let now = node.clock.now, now < due {
+            again(after: due - now)
+            return
+        }
         do {
             if !cursor.started || cursor.parked != nil {
-                let status = try await node.store.streamStatus(S.input)
+                var status = try await node.store.streamStatus(S.input)
+                if status.consumers[consumer]?[partition] == nil {
+                    // Started before its leader registered the stage: from now on retention
+                    // keeps what it has not read.
+                    _ = try await node.store.registerConsumer(consumer, of: S.input)
+                    status = try await node.store.streamStatus(S.input)
+                }
                 guard let info = status.partitions.first(where: { $0.partition == partition }) else {
                     node.logger.warning("stream has no such partition; consumer stops", metadata: ["actor": "\(context.id)"])
                     context.deactivate()
@@ -201,6 +217,7 @@ enum StageConsumer {
                     node.logger.info("parked stage partition resumed", metadata: ["actor": "\(context.id)"])
                     cursor.parked = nil
                     cursor.failures = 0
+                    cursor.retryNotBefore = nil
                 }
                 if !cursor.started {
                     if S.waitsForParents, !StageOrder.unfinishedParents(of: info, in: status, consumer: consumer).isEmpty {
@@ -208,11 +225,27 @@ enum StageConsumer {
                         again(after: .seconds(1))
                         return
                     }
-                    cursor.next = cursor.checkpoint.value > 0 ? cursor.checkpoint.value : info.firstSequence
+                    // Without a batch committed yet: from where the stream registered it.
+                    let registered = status.consumers[consumer]?[partition] ?? info.firstSequence
+                    cursor.next = cursor.checkpoint.value > 0 ? cursor.checkpoint.value : registered
                     cursor.started = true
                 }
             }
-            let records = try await node.store.readStream(S.input, partition: partition, from: cursor.next, limit: S.batchSize)
+            let read: Result<[StreamRecord], StoreError>
+            do {
+                read = .success(try await node.store.readStream(S.input, partition: partition, from: cursor.next, limit: S.batchSize))
+            } catch {
+                read = .failure(error)
+            }
+            if case .failure(let error) = read, error.code == .invalidArgument,
+                let info = try await node.store.streamStatus(S.input).partitions.first(where: { $0.partition == partition }),
+                cursor.next < info.firstSequence
+            {
+                try skipDropped(upTo: info.firstSequence, cursor: cursor, stage: S.self, partition: partition, context: context)
+                try context.tell(StagePull())
+                return
+            }
+            let records = try read.get()
             guard !records.isEmpty else {
                 let status = try await node.store.streamStatus(S.input)
                 if let info = status.partitions.first(where: { $0.partition == partition }), !info.isOpen, cursor.next >= info.nextSequence {
@@ -242,15 +275,22 @@ enum StageConsumer {
             } catch {
                 cursor.failures += 1
                 let what = "records \(records[0].sequence)-\(records[records.count - 1].sequence)"
-                if let reason = S.failurePolicy.failed(error, attempt: cursor.failures, of: what, context: context, retry: again) {
+                let retry = { (wait: Duration) in
+                    cursor.retryNotBefore = node.clock.now + wait
+                    again(after: wait)
+                }
+                if let reason = S.failurePolicy.failed(error, attempt: cursor.failures, of: what, context: context, retry: retry) {
                     cursor.parked = reason
                     context.log.recordProgress(
                         StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: cursor.next, parked: reason))
-                    again(after: .seconds(1))
+                    // Until this batch commits the store shows no park: a wake before the
+                    // first check would take that for a resume.
+                    retry(.seconds(1))
                 }
                 return
             }
             cursor.failures = 0
+            cursor.retryNotBefore = nil
             cursor.next = records[records.count - 1].sequence + 1
             try cursor.checkpoint.set(cursor.next)
             context.log.recordProgress(StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: cursor.next))
@@ -260,5 +300,22 @@ enum StageConsumer {
             node.logger.debug("stage consumer could not read its stream; retrying", metadata: ["actor": "\(context.id)", "error": "\(error)"])
             again(after: .seconds(1))
         }
+    }
+
+    /// Retention deleted records before the consumer read them (its stream drops unread
+    /// records): it moves on to the first record kept, and the skip is counted
+    /// (`dna_stage_records_dropped_total`) and logged, its checkpoint moving with this batch.
+    private static func skipDropped<S: StreamStage>(
+        upTo first: Int64, cursor: StageCursor, stage: S.Type, partition: Int, context: ActorContext
+    ) throws {
+        let node = context.node
+        let dropped = first - cursor.next
+        node.metrics.stageRecordsDropped.increment(by: Int(dropped))
+        node.logger.warning(
+            "records deleted by retention before the stage read them; it moves on",
+            metadata: ["actor": "\(context.id)", "stream": "\(S.input)", "dropped": "\(cursor.next)-\(first - 1)", "count": "\(dropped)"])
+        cursor.next = first
+        try cursor.checkpoint.set(first)
+        context.log.recordProgress(StreamEffects.Progress(consumer: S.kind.name, stream: S.input, partition: partition, next: first))
     }
 }

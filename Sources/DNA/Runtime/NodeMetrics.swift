@@ -32,6 +32,8 @@ struct NodeMetrics: Sendable {
     let stageFailures = Counter(label: "dna_stage_failures_total")
     /// Stage partitions parked after their handler kept failing.
     let stageParked = Counter(label: "dna_stage_parked_total")
+    /// Records a stage never read: deleted by the retention of a stream that drops unread records.
+    let stageRecordsDropped = Counter(label: "dna_stage_records_dropped_total")
     /// Casts lost where nobody could be told (`cast` throws whatever is known when it is
     /// called), by reason: `link_failed` (queued on a link that failed), `refused` (the
     /// receiving node refused it), `out_of_order` (overtaken on another route),

@@ -161,6 +161,12 @@ extension SQLiteSession {
         }
         let insert = cachedStatement("INSERT INTO dna_partitions (stream_id, partition_id, state, key_lo, key_hi) VALUES (?1, ?2, 'open', ?3, ?4)")
         let edge = cachedStatement("INSERT INTO dna_partition_edges (stream_id, parent_id, child_id) VALUES (?1, ?2, ?3)")
+        // Every consumer registered on the stream reads the children from their start.
+        let checkpoint = cachedStatement("""
+            INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms)
+            SELECT DISTINCT ?1, ?2, consumer, 1, \(SQLiteSchema.nowMilliseconds) FROM dna_stream_progress WHERE stream_id = ?1
+            ON CONFLICT (stream_id, partition_id, consumer) DO NOTHING
+            """)
         for child in change.opening {
             insert.bind(1, id)
             insert.bind(2, Int64(child.partition))
@@ -173,6 +179,9 @@ extension SQLiteSession {
                 edge.bind(3, Int64(child.partition))
                 try edge.run()
             }
+            checkpoint.bind(1, id)
+            checkpoint.bind(2, Int64(child.partition))
+            try checkpoint.run()
         }
         return change.opening.map(\.partition)
     }
@@ -231,6 +240,20 @@ extension SQLiteSession {
                 consumer: progress.consumer, stream: progress.stream, partition: progress.partition, next: progress.next,
                 parked: progress.parked)
         }
+    }
+
+    func registerConsumer(_ consumer: String, of stream: StreamName) throws(StoreError) -> Int {
+        let id = try streamID(stream)
+        try StreamProgressRule.checkName(consumer)
+        let insert = cachedStatement("""
+            INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms)
+            SELECT stream_id, partition_id, ?2, first_seq, \(SQLiteSchema.nowMilliseconds) FROM dna_partitions WHERE stream_id = ?1
+            ON CONFLICT (stream_id, partition_id, consumer) DO NOTHING
+            """)
+        insert.bind(1, id)
+        insert.bind(2, consumer)
+        try insert.run()
+        return connection.changes
     }
 
     func forgetConsumer(_ consumer: String, of stream: StreamName) throws(StoreError) -> Int {

@@ -258,6 +258,11 @@ public final class SQLiteStore: ActorStore {
         }
     }
 
+    public func registerConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
+        try stream.validate()
+        return try await perform { session throws(StoreError) in try session.registerConsumer(consumer, of: stream) }
+    }
+
     public func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try stream.validate()
         return try await perform { session throws(StoreError) in try session.forgetConsumer(consumer, of: stream) }

@@ -17,6 +17,19 @@ public protocol PartitionSource: Sendable {
     func start(of partition: String) async throws -> Position
     /// Up to `limit` records of `partition` after `position`, in order.
     func read(_ partition: String, after position: Position, limit: Int) async throws -> [SourceRecord<Position>]
+    /// Registers a stage reading the source (its leader calls this at every sync): a
+    /// source that deletes old records keeps, from then on, what the stage has not read.
+    /// Nothing by default.
+    func register(consumer: String) async throws
+    /// What to commit with the batch that read `partition` up to `position`, so that the
+    /// source keeps only what the stage has not read (a DNA stream's checkpoint); `nil` by
+    /// default.
+    func progress(of consumer: String, partition: String, after position: Position) -> StreamEffects.Progress?
+}
+
+extension PartitionSource {
+    public func register(consumer: String) async throws {}
+    public func progress(of consumer: String, partition: String, after position: Position) -> StreamEffects.Progress? { nil }
 }
 
 /// A partition of a ``PartitionSource``.
@@ -79,6 +92,20 @@ public struct StreamSource: PartitionSource {
         try await store.readStream(stream, partition: try Self.number(partition, of: stream), from: position + 1, limit: limit).map {
             SourceRecord(position: $0.sequence, key: $0.key, value: $0.value)
         }
+    }
+
+    /// Registers the stage on the stream (``ActorStore/registerConsumer(_:of:)``) when it
+    /// lacks a checkpoint on some partition.
+    public func register(consumer: String) async throws {
+        let status = try await store.streamStatus(stream)
+        guard status.partitions.contains(where: { status.consumers[consumer]?[$0.partition] == nil }) else { return }
+        _ = try await store.registerConsumer(consumer, of: stream)
+    }
+
+    /// The stream checkpoint of a stage that read up to `position`.
+    public func progress(of consumer: String, partition: String, after position: Int64) -> StreamEffects.Progress? {
+        guard let number = try? Self.number(partition, of: stream) else { return nil }
+        return StreamEffects.Progress(consumer: consumer, stream: stream, partition: number, next: position + 1)
     }
 
     private static func number(_ partition: String, of stream: StreamName) throws(StoreError) -> Int {

@@ -21,14 +21,17 @@ public struct StreamName: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// How long a stream keeps records. Records a consumer stage has not checkpointed are kept
-/// regardless, unless ``dropUnconsumed``.
+/// How long a stream keeps records. Records a registered consumer has not read are kept
+/// regardless (``ActorStore/registerConsumer(_:of:)``; a consumer stage registers itself),
+/// unless ``dropUnconsumed``.
 public struct StreamRetention: Sendable, Equatable {
     /// Records older than this may be deleted (`nil`: no age limit).
     public var maxAge: Duration?
     /// A partition's records beyond this many bytes, oldest first, may be deleted (`nil`: no limit).
     public var maxBytesPerPartition: Int64?
-    /// Delete past the limits even what a consumer has not read yet.
+    /// Delete past the limits even what a consumer has not read yet: its checkpoint stays
+    /// behind (``StreamStatus/droppedUnread(by:partition:)``), and a consumer stage moves on
+    /// from the first record kept, logging and counting what it skipped.
     public var dropUnconsumed: Bool
 
     public init(maxAge: Duration? = nil, maxBytesPerPartition: Int64? = nil, dropUnconsumed: Bool = false) {
@@ -185,6 +188,16 @@ public struct StreamStatus: Sendable, Equatable {
     public func lag(of consumer: String, partition: Int) -> Int64? {
         guard let status = partitions.first(where: { $0.partition == partition }) else { return nil }
         return status.nextSequence - (consumers[consumer]?[partition] ?? status.firstSequence)
+    }
+
+    /// Records of `partition` that retention deleted before `consumer` read them (a stream
+    /// that drops unread records): a consumer stage skips them when it next reads, counting
+    /// them in `dna_stage_records_dropped_total`.
+    public func droppedUnread(by consumer: String, partition: Int) -> Int64 {
+        guard let status = partitions.first(where: { $0.partition == partition }), let checkpoint = consumers[consumer]?[partition] else {
+            return 0
+        }
+        return max(0, status.firstSequence - checkpoint)
     }
 }
 
@@ -419,8 +432,12 @@ public enum StreamReshard: Sendable, Equatable {
 
 /// What every engine checks before recording a consumer's checkpoint.
 public enum StreamProgressRule {
-    public static func check(consumer: String, next: Int64, in partition: StreamPartitionStatus, stream: StreamName) throws(StoreError) {
+    public static func checkName(_ consumer: String) throws(StoreError) {
         guard !consumer.isEmpty, consumer.utf8.count <= 200 else { throw StoreError(.invalidArgument, "a consumer name is 1 to 200 bytes") }
+    }
+
+    public static func check(consumer: String, next: Int64, in partition: StreamPartitionStatus, stream: StreamName) throws(StoreError) {
+        try checkName(consumer)
         guard next >= 1, next <= partition.nextSequence else {
             throw StoreError(
                 .invalidArgument,

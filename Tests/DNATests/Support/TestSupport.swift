@@ -203,6 +203,9 @@ final class GatedStore: ActorStore {
         try await inner.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next)
     }
     func trimStreams() async throws(StoreError) -> Int { try await inner.trimStreams() }
+    func registerConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
+        try await inner.registerConsumer(consumer, of: stream)
+    }
     func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try await inner.forgetConsumer(consumer, of: stream)
     }
