@@ -537,6 +537,7 @@ public final class PostgresStore: ActorStore {
                 for try await count in try await connection.execute(statement, logger: logger) { matched = count }
                 // Only once the fence matched: a batch applied before appends nothing again.
                 if matched == 1 {
+                    try await Self.lockPartitions(of: effects.flatMap { $0.appends.map(\.stream) }, on: connection, logger: logger)
                     for effect in effects { try await Self.apply(effect, on: connection, logger: logger) }
                 }
                 return matched
