@@ -598,6 +598,9 @@ enum Deadline {
 
     /// Runs `body` (which calls ``PooledAttempt/start(on:)`` before it sends anything).
     /// The lease deadline applies until the attempt started; the operation deadline always.
+    /// Raced rather than in a task group: a group waits for all of its tasks, and a driver
+    /// call that never returns (a connection lost at the wrong moment) would hold the
+    /// caller, and the actor behind it, forever.
     static func race<T: Sendable>(
         _ attempt: PooledAttempt, leaseTimeout: Duration, operationTimeout: Duration, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
