@@ -318,7 +318,8 @@ extension PostgresStore {
         var deleted = 0
         for (id, retention, partitions) in streams {
             for partition in partitions {
-                while true {
+                // A node stopping ends its trim between pages (each page is committed).
+                while !Task.isCancelled {
                     let (count, more) = try await inTransaction("trimming stream \(id) partition \(partition)") { connection in
                         try await Self.trimPage(stream: id, partition: partition, retention: retention, now: now, on: connection, logger: logger)
                     }
