@@ -143,6 +143,7 @@ let package = Package(
                 "DNAStore", "DNAPostgres", "DNATesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]),
         // Certificates for the TLS tests (test-only; no product exposes it).
         .target(name: "DNATestCertificates"),

@@ -24,12 +24,13 @@ extension PostgresStore {
         /// How long opening one connection may take. Default 10 s.
         public var connectTimeout: Duration = .seconds(10)
         /// How long an operation waits for a connection (all busy, or the server gone)
-        /// before failing with ``StoreError/Code/unavailable``. Default 10 s.
+        /// before failing with ``StoreError/Code/unavailable``; it then sends nothing, even on
+        /// a connection granted afterwards. Default 10 s.
         public var leaseTimeout: Duration = .seconds(10)
         /// How long one operation (a connection and its statements) may take in all before
-        /// it fails with ``StoreError/Code/unavailable``, whatever the driver is waiting
-        /// for. A commit that timed out may still have been applied: the next batch's
-        /// sequence check tells. Default 20 s.
+        /// it fails, whatever the driver is waiting for: ``StoreError/Code/unavailable`` if
+        /// it had no connection yet (nothing is sent); past that, a commit fails with
+        /// ``StoreError/Code/outcomeUnknown`` (it may have been applied). Default 20 s.
         public var operationTimeout: Duration = .seconds(20)
         /// How long the server lets a session sit idle inside a transaction before it ends
         /// the session (rolling the transaction back): a node paused or cut off in the middle

@@ -4,7 +4,9 @@ import NIOCore
 import PostgresNIO
 
 /// Streams on PostgreSQL: each operation is one transaction; an append locks its stream's
-/// partition rows (appends to one stream are serialised; reads are not).
+/// partition rows (appends to one stream are serialised; reads are not). Every transaction
+/// that locks partition rows takes them in (stream, partition) order; a trim holds one
+/// partition's for one page of deletes.
 extension PostgresStore {
     private static let now = PostgresSchema.nowMilliseconds
 
@@ -152,7 +154,22 @@ extension PostgresStore {
         return plan.positions
     }
 
-    /// A batch's stream effects inside its commit's transaction (after its fence matched).
+    /// Locks the partitions of `streams` in the one order every transaction takes them,
+    /// (stream, partition): two batches appending to the same streams in different orders
+    /// would otherwise each hold what the other waits for.
+    static func lockPartitions(of streams: [StreamName], on connection: PostgresConnection, logger: Logger) async throws {
+        guard Set(streams).count > 1 else { return }  // an append locks one stream's in order itself
+        try await connection.run(
+            """
+            SELECT 1 FROM dna_partitions p JOIN dna_streams s ON s.stream_id = p.stream_id
+            JOIN unnest(\(streams.map(\.namespace))::TEXT[], \(streams.map(\.name))::TEXT[]) AS w(namespace, name)
+                ON s.namespace = w.namespace AND s.name = w.name
+            ORDER BY p.stream_id, p.partition_id FOR UPDATE OF p
+            """, logger: logger)
+    }
+
+    /// A batch's stream effects inside its commit's transaction (after its fence matched, and
+    /// with the partitions of every stream it appends to locked: ``lockPartitions(of:on:logger:)``).
     static func apply(_ effects: StreamEffects, on connection: PostgresConnection, logger: Logger) async throws {
         for append in effects.appends { _ = try await Self.append(append.records, to: append.stream, producer: nil, on: connection, logger: logger) }
         for progress in effects.progress {
@@ -293,52 +310,95 @@ extension PostgresStore {
         }
     }
 
+    /// Records deleted by one trim transaction: each holds its partition's lock only as long
+    /// as it takes to delete these (appends to the partition wait meanwhile).
+    static let trimPageSize = 1_000
+
+    /// Retention, one short transaction per page of a partition's oldest records (found
+    /// through the records' primary key), each locking that one partition: appends wait
+    /// for a page at most, and a partition of any size is trimmed in steps that each fit in
+    /// the statement timeout.
     public func trimStreams() async throws(StoreError) -> Int {
         let logger = configuration.logger
-        return try await inTransaction("trimming streams") { connection in
+        let (now, streams) = try await withConnection("listing the streams to trim") { connection in
             var now: Int64 = 0
             for try await value in try await connection.query("SELECT \(unescaped: Self.now)", logger: logger).decode(Int64.self) { now = value }
-            var kept: [(Int64, StreamRetention)] = []
-            for try await (id, age, bytes, drop) in try await connection.query(
+            var kept: [(id: Int64, retention: StreamRetention, partitions: [Int64])] = []
+            for try await (id, age, bytes, drop, partitions) in try await connection.query(
                 """
-                SELECT stream_id, retention_ms, retention_bytes, drop_unconsumed FROM dna_streams
-                WHERE retention_ms IS NOT NULL OR retention_bytes IS NOT NULL
+                SELECT s.stream_id, s.retention_ms, s.retention_bytes, s.drop_unconsumed,
+                    ARRAY(SELECT partition_id FROM dna_partitions p WHERE p.stream_id = s.stream_id ORDER BY partition_id)
+                FROM dna_streams s
+                WHERE s.retention_ms IS NOT NULL OR s.retention_bytes IS NOT NULL ORDER BY s.stream_id
                 """, logger: logger
-            ).decode((Int64, Int64?, Int64?, Bool).self) {
-                kept.append((id, StreamRetention(maxAge: age.map { .milliseconds($0) }, maxBytesPerPartition: bytes, dropUnconsumed: drop)))
+            ).decode((Int64, Int64?, Int64?, Bool, [Int64]).self) {
+                kept.append(
+                    (id, StreamRetention(maxAge: age.map { .milliseconds($0) }, maxBytesPerPartition: bytes, dropUnconsumed: drop), partitions))
             }
-            var deleted = 0
-            for (id, retention) in kept {
-                // The checkpoints once the partitions are locked: none is registered meanwhile.
-                let partitions = try await Self.partitions(of: id, lock: true, on: connection, logger: logger)
-                let progress = try await Self.consumers(of: id, on: connection, logger: logger)
-                for partition in partitions {
-                    var rows: [(sequence: Int64, bytes: Int64, appended: Int64)] = []
-                    for try await (seq, size, appended) in try await connection.query(
-                        """
-                        SELECT seq, (octet_length(key) + octet_length(value))::bigint, appended_ms FROM dna_records
-                        WHERE stream_id = \(id) AND partition_id = \(Int64(partition.partition)) ORDER BY seq
-                        """, logger: logger
-                    ).decode((Int64, Int64, Int64).self) {
-                        rows.append((seq, size, appended))
+            return (now, kept)
+        }
+        var deleted = 0
+        for (id, retention, partitions) in streams {
+            for partition in partitions {
+                // A node stopping ends its trim between pages (each page is committed).
+                while !Task.isCancelled {
+                    let (count, more) = try await inTransaction("trimming stream \(id) partition \(partition)") { connection in
+                        try await Self.trimPage(stream: id, partition: partition, retention: retention, now: now, on: connection, logger: logger)
                     }
-                    let protected = progress.values.compactMap { $0[partition.partition] }.min()
-                    let keep = StreamRetentionRule.keepFrom(rows, partition: partition, retention: retention, protectedFrom: protected, now: now)
-                    guard keep > partition.firstSequence else { continue }
-                    let gone = rows.filter { $0.sequence < keep }
-                    try await connection.run(
-                        "DELETE FROM dna_records WHERE stream_id = \(id) AND partition_id = \(Int64(partition.partition)) AND seq < \(keep)",
-                        logger: logger)
-                    try await connection.run(
-                        """
-                        UPDATE dna_partitions SET first_seq = \(keep), bytes = \(partition.bytes - gone.reduce(0) { $0 + $1.bytes })
-                        WHERE stream_id = \(id) AND partition_id = \(Int64(partition.partition))
-                        """, logger: logger)
-                    deleted += gone.count
+                    deleted += count
+                    if !more { break }
                 }
             }
-            return deleted
         }
+        return deleted
+    }
+
+    /// Deletes what retention lets go of among a partition's oldest ``trimPageSize``
+    /// records; says how many, and whether the next page may have more to go.
+    private static func trimPage(
+        stream id: Int64, partition partitionID: Int64, retention: StreamRetention, now: Int64, on connection: PostgresConnection,
+        logger: Logger
+    ) async throws -> (deleted: Int, more: Bool) {
+        var found: StreamPartitionStatus?
+        for try await (state, lo, hi, first, next, bytes) in try await connection.query(
+            """
+            SELECT state, key_lo, key_hi, first_seq, next_seq, bytes FROM dna_partitions
+            WHERE stream_id = \(id) AND partition_id = \(partitionID) FOR UPDATE
+            """, logger: logger
+        ).decode((String, Int64, Int64, Int64, Int64, Int64).self) {
+            found = StreamPartitionStatus(
+                partition: Int(partitionID), isOpen: state == "open", keyLow: UInt32(lo), keyHigh: UInt32(hi), firstSequence: first,
+                nextSequence: next, bytes: bytes, parents: [])
+        }
+        guard let partition = found else { return (0, false) }
+        let progress = try await Self.consumers(of: id, on: connection, logger: logger)
+        var rows: [(sequence: Int64, bytes: Int64, appended: Int64)] = []
+        for try await (seq, size, appended) in try await connection.query(
+            """
+            SELECT seq, (octet_length(key) + octet_length(value))::bigint, appended_ms FROM dna_records
+            WHERE stream_id = \(id) AND partition_id = \(partitionID) AND seq >= \(partition.firstSequence)
+            ORDER BY seq LIMIT \(Int64(trimPageSize))
+            """, logger: logger
+        ).decode((Int64, Int64, Int64).self) {
+            rows.append((seq, size, appended))
+        }
+        let protected = progress.values.compactMap { $0[partition.partition] }.min()
+        let keep = StreamRetentionRule.keepFrom(
+            rows, partition: partition, retention: retention, protectedFrom: protected, now: now, totalBytes: partition.bytes)
+        guard keep > partition.firstSequence else { return (0, false) }
+        let gone = rows.filter { $0.sequence < keep }
+        try await connection.run(
+            """
+            DELETE FROM dna_records
+            WHERE stream_id = \(id) AND partition_id = \(partitionID) AND seq >= \(partition.firstSequence) AND seq < \(keep)
+            """, logger: logger)
+        try await connection.run(
+            """
+            UPDATE dna_partitions SET first_seq = \(keep), bytes = \(partition.bytes - gone.reduce(0) { $0 + $1.bytes })
+            WHERE stream_id = \(id) AND partition_id = \(partitionID)
+            """, logger: logger)
+        // The whole page went: the next one may go too.
+        return (gone.count, rows.count == trimPageSize && gone.count == rows.count)
     }
 
     public func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {

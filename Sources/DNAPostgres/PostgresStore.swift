@@ -110,6 +110,9 @@ public final class PostgresStore: ActorStore {
         }
     }
 
+    /// For tests: runs when the pool grants a connection, before the attempt starts on it.
+    let connectionGrantedHook = Mutex<(@Sendable () async -> Void)?>(nil)
+
     /// How many commit statements were started; batches merged into one count once.
     var commitStatementCount: Int { commits.statementCount }
 
@@ -133,31 +136,37 @@ public final class PostgresStore: ActorStore {
 
     /// ``withConnection(_:_:)`` for callers that entered the gate already (commits, which
     /// enter when handed over so that ``close()`` waits for queued ones too).
+    ///
+    /// Two deadlines: a connection within ``Configuration/leaseTimeout``, and the whole
+    /// within `timeout` or ``Configuration/operationTimeout``. A deadline that fires before
+    /// `body` started abandons the attempt: nothing is sent, even on a connection the pool
+    /// grants afterwards, and the caller is told ``StoreError/Code/unavailable``. Once
+    /// `body` started, a lost answer is ``StoreError/Code/outcomeUnknown`` for callers that
+    /// say `outcomeUnknownOnceSent`.
     private func pooled<T: Sendable>(
         _ context: @autoclosure () -> String, timeout: Duration? = nil, outcomeUnknownOnceSent: Bool = false,
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreError) -> T {
         let client = client
-        let leaseTimeout = configuration.leaseTimeout
-        let operationTimeout = min(configuration.operationTimeout, timeout ?? configuration.operationTimeout)
-        let leased = LeaseFlag()
+        let attempt = PooledAttempt()
+        let grantedHook = connectionGrantedHook.withLock { $0 }
         do {
-            // Raced rather than in a task group: a group waits for all of its tasks, and a
-            // driver call that never returns (a connection lost at the wrong moment) would
-            // hold the caller, and the actor behind it, forever.
-            return try await Deadline.race(operationTimeout, unlessSet: nil, flag: leased) { flag in
-                try await Deadline.race(leaseTimeout, unlessSet: flag) { _ in
-                    try await client.withConnection { connection in
-                        flag.set(connection)
-                        return try await body(connection)
-                    }
+            return try await Deadline.race(
+                attempt, leaseTimeout: configuration.leaseTimeout,
+                operationTimeout: min(configuration.operationTimeout, timeout ?? configuration.operationTimeout)
+            ) {
+                try await client.withConnection { connection in
+                    await grantedHook?()
+                    // The pool may grant a connection to a request whose deadline passed.
+                    guard attempt.start(on: connection) else { throw CancellationError() }
+                    return try await body(connection)
                 }
             }
         } catch {
             let mapped = PostgresErrors.map(error, context())
-            // Once a connection was had, the statements may have reached the server: a lost
-            // answer (not one the server gave) is not a refusal.
-            if outcomeUnknownOnceSent, leased.isSet, mapped.code == .unavailable, PostgresErrors.sqlState(error) == nil {
+            // Once started, the statements may have reached the server: a lost answer (not
+            // one the server gave) is not a refusal.
+            if outcomeUnknownOnceSent, attempt.hasStarted, mapped.code == .unavailable, PostgresErrors.sqlState(error) == nil {
                 throw StoreError(.outcomeUnknown, mapped.message)
             }
             throw mapped
@@ -542,6 +551,7 @@ public final class PostgresStore: ActorStore {
                 for try await count in try await connection.execute(statement, logger: logger) { matched = count }
                 // Only once the fence matched: a batch applied before appends nothing again.
                 if matched == 1 {
+                    try await Self.lockPartitions(of: effects.flatMap { $0.appends.map(\.stream) }, on: connection, logger: logger)
                     for effect in effects { try await Self.apply(effect, on: connection, logger: logger) }
                 }
                 return matched
@@ -576,11 +586,11 @@ public final class PostgresStore: ActorStore {
     }
 }
 
-/// Runs an operation against a deadline without waiting for it to give up: the caller
-/// gets ``StoreError/Code/unavailable`` when the time is up, and the operation is
+/// Runs a pooled attempt against its deadlines without waiting for it to give up: the
+/// caller gets ``StoreError/Code/unavailable`` when the time is up, and the operation is
 /// cancelled and left to end on its own.
 enum Deadline {
-    /// Who answers first: the operation or the timer.
+    /// Who answers first: the operation or a timer.
     private final class Race<T: Sendable>: Sendable {
         private let slot = Mutex<CheckedContinuation<T, any Error>?>(nil)
         private let work = Mutex<Task<Void, Never>?>(nil)
@@ -600,44 +610,76 @@ enum Deadline {
         }
     }
 
+    /// Runs `body` (which calls ``PooledAttempt/start(on:)`` before it sends anything).
+    /// The lease deadline applies until the attempt started; the operation deadline always.
+    /// Raced rather than in a task group: a group waits for all of its tasks, and a driver
+    /// call that never returns (a connection lost at the wrong moment) would hold the
+    /// caller, and the actor behind it, forever.
     static func race<T: Sendable>(
-        _ timeout: Duration, unlessSet outerFlag: LeaseFlag? = nil, flag ownFlag: LeaseFlag? = nil,
-        _ body: @escaping @Sendable (LeaseFlag) async throws -> T
+        _ attempt: PooledAttempt, leaseTimeout: Duration, operationTimeout: Duration, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        let flag = outerFlag ?? ownFlag ?? LeaseFlag()
         let race = Race<T>()
         return try await withCheckedThrowingContinuation { continuation in
             race.arm(continuation)
-            race.track(
-                Task {
-                    do { _ = race.finish(.success(try await body(flag))) } catch { _ = race.finish(.failure(error)) }
-                })
-            Task {
-                try? await Task.sleep(for: timeout)
-                // The lease deadline no longer applies once a connection was had.
-                if outerFlag != nil, flag.isSet { return }
-                if race.finish(.failure(StoreError(.unavailable, "PostgreSQL did not answer within \(timeout)"))) {
-                    race.cancelWork()
-                    // The operation is stuck on its connection: close it, so the pool gets
-                    // it back (and replaces it) instead of losing it to the stuck operation.
-                    if outerFlag == nil { flag.closeConnection() }
+            let work = Task {
+                do { _ = race.finish(.success(try await body())) } catch { _ = race.finish(.failure(error)) }
+            }
+            race.track(work)
+            let begun = ContinuousClock.now
+            let timers = Task {
+                for (deadline, waitingForLease) in [(leaseTimeout, true), (operationTimeout, false)].sorted(by: { $0.0 < $1.0 }) {
+                    try? await Task.sleep(until: begun + deadline, clock: .continuous)
+                    if Task.isCancelled { return }
+                    if attempt.abandon() {
+                        let waited = waitingForLease ? "no PostgreSQL connection within" : "PostgreSQL did not answer within"
+                        if race.finish(.failure(StoreError(.unavailable, "\(waited) \(deadline)"))) { race.cancelWork() }
+                        return
+                    }
+                    // Started: the lease deadline no longer applies.
+                    if waitingForLease { continue }
+                    if race.finish(.failure(StoreError(.unavailable, "PostgreSQL did not answer within \(deadline)"))) {
+                        race.cancelWork()
+                        // The operation is stuck on its connection: close it, so the pool gets
+                        // it back (and replaces it) instead of losing it to the stuck operation.
+                        attempt.closeConnection()
+                    }
+                    return
                 }
+            }
+            // The timers are not needed once the operation answered.
+            Task {
+                await work.value
+                timers.cancel()
             }
         }
     }
 }
 
-/// Whether a connection was leased (set once, read by the lease timer), and which.
-final class LeaseFlag: Sendable {
-    private let value = Atomic<Bool>(false)
+/// One try of a pooled operation: whether it started on a connection (and which) or was
+/// abandoned at a deadline before. Exactly one of the two wins, whatever the timing of
+/// the pool's grant and the deadline.
+final class PooledAttempt: Sendable {
+    private static let pending: UInt8 = 0
+    private static let started: UInt8 = 1
+    private static let abandoned: UInt8 = 2
+
+    private let state = Atomic<UInt8>(PooledAttempt.pending)
     private let connection = Mutex<PostgresConnection?>(nil)
 
-    func set(_ connection: PostgresConnection? = nil) {
-        if let connection { self.connection.withLock { $0 = connection } }
-        value.store(true, ordering: .releasing)
+    /// On the granted connection, before anything is sent: false if the attempt was
+    /// abandoned (then nothing may be sent).
+    func start(on connection: PostgresConnection) -> Bool {
+        self.connection.withLock { $0 = connection }
+        return state.compareExchange(expected: Self.pending, desired: Self.started, ordering: .acquiringAndReleasing).exchanged
     }
 
-    var isSet: Bool { value.load(ordering: .acquiring) }
+    /// At a deadline: true if nothing was or will be sent (the attempt is abandoned).
+    func abandon() -> Bool {
+        let (exchanged, original) = state.compareExchange(expected: Self.pending, desired: Self.abandoned, ordering: .acquiringAndReleasing)
+        return exchanged || original == Self.abandoned
+    }
+
+    var hasStarted: Bool { state.load(ordering: .acquiring) == Self.started }
 
     func closeConnection() {
         connection.withLock { $0 }?.close().whenComplete { _ in }

@@ -2,13 +2,21 @@ import DNAStore
 import Logging
 import NIOCore
 import PostgresNIO
+import Synchronization
 
 /// A PostgreSQL table as a ``PartitionSource``: rows ordered by a sequence column (a
 /// `bigserial`, say), optionally split into partitions by a partition column; the row's key
-/// and value come from two columns (`text` or `bytea`). Reads through a `PostgresStore`'s
-/// connections. Positions are the sequence column's values; a partition whose rows stop
-/// coming is still open (a table has no end). Without a partition column the table is one
-/// partition, ``wholeTable``.
+/// and value come from two columns (`bytea` as it is, any other type as its text in UTF-8).
+/// Reads through a `PostgresStore`'s connections. Positions are the sequence column's
+/// values; a partition whose rows stop coming is still open (a table has no end). Without a
+/// partition column the table is one partition, ``wholeTable``.
+///
+/// Sequence values commit out of order (a transaction takes 10, another takes 11 and
+/// commits first), so a read returns only rows below which nothing can still appear: up to
+/// the highest value seen at an earlier read once every transaction that was then writing
+/// to the table has ended (see ``SettledHorizon``). That holds when the values are taken by
+/// the column's default (a sequence or identity without `CACHE`) in the statement that
+/// inserts the row, which is what `bigserial` and `GENERATED ... AS IDENTITY` do.
 public struct PostgresTableSource: PartitionSource {
     public typealias Position = Int64
 
@@ -18,6 +26,7 @@ public struct PostgresTableSource: PartitionSource {
     public let keyColumn: String
     public let valueColumn: String
     public let partitionColumn: String?
+    private let horizon = SettledHorizon()
 
     /// - Throws: ``StoreError/Code/invalidArgument`` for a table or column name that is not
     ///   a plain SQL identifier (letters, digits, `_`; a table may be `schema.table`): names
@@ -72,20 +81,43 @@ public struct PostgresTableSource: PartitionSource {
         guard limit >= 1, limit <= StreamReadRule.maxLimit else {
             throw StoreError(.invalidArgument, "a read returns 1 to \(StreamReadRule.maxLimit) records, asked for \(limit)")
         }
-        var bindings = PostgresBindings()
-        bindings.append(position)
-        var filter = "\(sequenceColumn) > $1"
+        // The highest value committed, then (the same statement, so afterwards) the
+        // transactions writing to the table: every INSERT holds RowExclusiveLock on it from
+        // before it takes its value until its transaction ends.
+        let sample = """
+            SELECT (SELECT max(\(sequenceColumn))::bigint FROM \(table)),
+                ARRAY(SELECT virtualtransaction FROM pg_locks
+                    WHERE locktype = 'relation' AND mode = 'RowExclusiveLock' AND relation = '\(table)'::regclass
+                        AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+            """
+        var filter = "\(sequenceColumn) > $1 AND \(sequenceColumn) <= $2"
         if let partitionColumn {
-            bindings.append(partition)
-            filter += " AND \(partitionColumn)::text = $2"
+            filter += " AND \(partitionColumn)::text = $3"
+        }
+        // `bytea` as it is; anything else (text above all) as its text: a cast of text to
+        // bytea would parse backslashes as escapes.
+        func bytes(_ column: String) -> String {
+            "CASE WHEN pg_typeof(\(column)) = 'bytea'::regtype THEN \(column)::text::bytea ELSE convert_to(\(column)::text, 'UTF8') END"
         }
         let sql = """
-            SELECT \(sequenceColumn)::bigint, convert_to(\(keyColumn)::text, 'UTF8'), \(valueColumn)::bytea FROM \(table)
+            SELECT \(sequenceColumn)::bigint, \(bytes(keyColumn)), \(bytes(valueColumn)) FROM \(table)
             WHERE \(filter) ORDER BY \(sequenceColumn) LIMIT \(limit)
             """
         let logger = store.configuration.logger
-        let binds = bindings
+        let horizon = horizon
+        let partitionColumn = partitionColumn
         return try await store.withConnection("reading \(table)") { connection in
+            var settled = horizon.settled
+            for try await (highest, writers) in try await connection.query(PostgresQuery(unsafeSQL: sample), logger: logger)
+                .decode((Int64?, [String]).self)
+            {
+                settled = horizon.advance(highest: highest, writers: Set(writers))
+            }
+            guard settled > position else { return [] }
+            var binds = PostgresBindings()
+            binds.append(position)
+            binds.append(settled)
+            if partitionColumn != nil { binds.append(partition) }
             var records: [SourceRecord<Int64>] = []
             for try await (sequence, key, value) in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
                 .decode((Int64, ByteBuffer, ByteBuffer).self)
@@ -93,6 +125,38 @@ public struct PostgresTableSource: PartitionSource {
                 records.append(SourceRecord(position: sequence, key: Array(key.readableBytesView), value: Array(value.readableBytesView)))
             }
             return records
+        }
+    }
+}
+
+/// The highest sequence value of a table below which no row can still appear, learnt from
+/// two samples. A sample is the highest value committed and the transactions then writing
+/// to the table. Each row at or below that value was taken (sequences only grow) by a
+/// transaction that had begun its INSERT before the sample, so it had committed, rolled
+/// back, or was one of those writers; once none of them holds its lock any more (locks go
+/// after the commit is visible), every such row is there to read.
+final class SettledHorizon: Sendable {
+    private struct State {
+        var settled = Int64.min
+        /// A sample waiting for its writers to end.
+        var pending: (highest: Int64, writers: Set<String>)?
+    }
+
+    private let state = Mutex(State())
+
+    var settled: Int64 { state.withLock { $0.settled } }
+
+    /// Takes a sample (`writers`: the virtual transaction ids); returns the bound now.
+    func advance(highest: Int64?, writers: Set<String>) -> Int64 {
+        state.withLock { state in
+            if let pending = state.pending, pending.writers.isDisjoint(with: writers) {
+                state.settled = max(state.settled, pending.highest)
+                state.pending = nil
+            }
+            if state.pending == nil, let highest, highest > state.settled {
+                if writers.isEmpty { state.settled = highest } else { state.pending = (highest, writers) }
+            }
+            return state.settled
         }
     }
 }

@@ -2,6 +2,8 @@ import DNAPostgres
 import DNAStore
 import DNATesting
 import Foundation
+import Logging
+import PostgresNIO
 import Testing
 
 /// The sources a consumer stage reads: DNA's streams and a PostgreSQL table.
@@ -56,6 +58,71 @@ struct PartitionSourceTests {
         #expect(throws: StoreError.self) {
             _ = try PostgresTableSource(store: store, table: "readings", sequenceColumn: "id", keyColumn: "device\"", valueColumn: "payload")
         }
+        await store.close()
+    }
+
+    /// Sequence values commit out of order: a row whose value is below one already read must
+    /// not be skipped. The consumer reads as a stage does, each time after its last position.
+    @Test func aRowCommittedAfterAHigherOneIsNotSkipped() async throws {
+        guard PostgresTestServer.isAvailable else { return }
+        let url = try await PostgresTestServer.freshDatabase()
+        let store = try await PostgresStoreTests().openStore(url: url)
+        try await LocalPostgresServer.execute("CREATE TABLE readings (id bigserial PRIMARY KEY, device text NOT NULL, payload text NOT NULL)", on: url)
+        let source = try PostgresTableSource(store: store, table: "readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload")
+        var position = try await source.start(of: PostgresTableSource.wholeTable)
+        var seen: [Int64] = []
+        func poll() async throws {
+            let records = try await source.read(PostgresTableSource.wholeTable, after: position, limit: 10)
+            seen += records.map(\.position)
+            position = records.last?.position ?? position
+        }
+        let early = try await PostgresStoreTests.connect(url)
+        let late = try await PostgresStoreTests.connect(url)
+        let logger = Logger(label: "test-application")
+        try await early.query("BEGIN", logger: logger)
+        try await early.query("INSERT INTO readings (device, payload) VALUES ('a', 'first')", logger: logger)  // takes 1
+        try await late.query("INSERT INTO readings (device, payload) VALUES ('a', 'second')", logger: logger)  // takes 2, committed
+        try await poll()
+        #expect(seen.isEmpty, "row 1 may still commit: nothing at or above it is read yet")
+        try await early.query("COMMIT", logger: logger)
+        try await poll()
+        try await poll()
+        #expect(seen == [1, 2])
+        // A writer that rolls back holds nothing up once it ended.
+        try await early.query("BEGIN", logger: logger)
+        try await early.query("INSERT INTO readings (device, payload) VALUES ('a', 'gone')", logger: logger)  // takes 3
+        try await late.query("INSERT INTO readings (device, payload) VALUES ('a', 'fourth')", logger: logger)  // takes 4
+        try await poll()
+        #expect(seen == [1, 2])
+        try await early.query("ROLLBACK", logger: logger)
+        try await poll()
+        #expect(seen == [1, 2, 4])
+        try await early.close()
+        try await late.close()
+        await store.close()
+    }
+
+    /// Keys and values of text columns are their UTF-8 text, backslashes included; bytea
+    /// columns are their bytes.
+    @Test func textColumnsAreReadAsTheirTextAndByteaAsItsBytes() async throws {
+        guard PostgresTestServer.isAvailable else { return }
+        let url = try await PostgresTestServer.freshDatabase()
+        let store = try await PostgresStoreTests().openStore(url: url)
+        try await LocalPostgresServer.execute(
+            """
+            CREATE TABLE files (id bigserial PRIMARY KEY, path text NOT NULL, raw bytea NOT NULL);
+            INSERT INTO files (path, raw) VALUES ('C:\\temp\\x41', '\\x005cff'::bytea);
+            """, on: url)
+        let text = try PostgresTableSource(store: store, table: "files", sequenceColumn: "id", keyColumn: "raw", valueColumn: "path")
+        let records = try await text.read(PostgresTableSource.wholeTable, after: 0, limit: 10)
+        #expect(records.map { String(decoding: $0.value, as: UTF8.self) } == [#"C:\temp\x41"#])
+        #expect(records.map(\.key) == [[0x00, 0x5c, 0xff]])
+        let byPath = try PostgresTableSource(
+            store: store, table: "files", sequenceColumn: "id", keyColumn: "path", valueColumn: "raw", partitionColumn: "path")
+        let partition = try #require(try await byPath.partitions().first)
+        #expect(partition.id == #"C:\temp\x41"#)
+        let again = try await byPath.read(partition.id, after: 0, limit: 10)
+        #expect(again.map(\.key) == [Array(#"C:\temp\x41"#.utf8)] && again.map(\.value) == [[0x00, 0x5c, 0xff]])
         await store.close()
     }
 }

@@ -1,8 +1,10 @@
 @testable import DNAPostgres
 import DNAStore
 import DNATesting
+import Logging
 import NIOCore
 import NIOPosix
+import PostgresNIO
 import Synchronization
 import Testing
 
@@ -230,6 +232,77 @@ extension PostgresAcknowledgementTests {
             }
             await store.close()
         }
+    }
+}
+
+extension PostgresAcknowledgementTests {
+    /// A store with one connection, `key`'s registration held, and a reader of how far its
+    /// commits went (`batch_seq`, past every queued request: the pool serves in order).
+    private func oneConnectionStore(key: String) async throws -> (PostgresStore, Registration, @Sendable () async throws -> Int64) {
+        let store = try await helpers.openStore { $0.maximumConnections = 1 }
+        try await store.join(node: helpers.node, cluster: "c", address: "a", failureTimeout: .seconds(5), labels: [])
+        let (registration, _) = try granted(
+            try await store.activate(ActivationRequest(actor: ActorID(namespace: "t", kind: "kv", key: key), node: helpers.node)))
+        let applied: @Sendable () async throws -> Int64 = {
+            try await store.withConnection("reading the fence") { connection in
+                var sequence: Int64 = -1
+                for try await value in try await connection.query(
+                    "SELECT batch_seq FROM dna_actors WHERE actor_id = \(registration.rowID)", logger: Logger(label: "test")
+                ).decode(Int64.self) {
+                    sequence = value
+                }
+                return sequence
+            }
+        }
+        return (store, registration, applied)
+    }
+
+    /// Defect 3: a commit answered `unavailable` (certainly not applied) never applies. The
+    /// pool's one connection is busy past the batch's deadline and free right after it.
+    @Test(.timeLimit(.minutes(2))) func aCommitAbandonedAtItsDeadlineIsNotAppliedByALateConnection() async throws {
+        let (store, registration, applied) = try await oneConnectionStore(key: "late")
+        let holding = OnceSignal()
+        let release = OnceSignal()
+        let holder = Task {
+            try await store.withConnection("holding the only connection") { _ in
+                holding.signal()
+                await release.wait()
+            }
+        }
+        await holding.wait()
+        let batch = CommitBatch(registration: registration, sequence: 1, operations: [helpers.put("k", "v")], timeout: .milliseconds(300))
+        let error = await #expect(throws: StoreError.self) { try await store.commit(batch) }
+        #expect(error?.code == .unavailable, "no connection was had: nothing was sent")
+        release.signal()
+        try await holder.value
+        #expect(try await applied() == 0, "answered unavailable, yet applied")
+        try await store.commit(batch)  // the caller's retry
+        #expect(try await applied() == 1)
+        await store.close()
+    }
+
+    /// Defect 3: the pool grants the connection exactly as the deadline fires (the hook holds
+    /// the granted connection until the caller has its answer): the attempt sends nothing.
+    @Test(.timeLimit(.minutes(2))) func aConnectionGrantedAsTheDeadlineFiresSendsNothing() async throws {
+        let (store, registration, applied) = try await oneConnectionStore(key: "grant")
+        let granted = OnceSignal()
+        let answered = OnceSignal()
+        store.connectionGrantedHook.withLock {
+            $0 = {
+                granted.signal()
+                await answered.wait()
+            }
+        }
+        let batch = CommitBatch(registration: registration, sequence: 1, operations: [helpers.put("k", "v")], timeout: .milliseconds(300))
+        let error = await #expect(throws: StoreError.self) { try await store.commit(batch) }
+        store.connectionGrantedHook.withLock { $0 = nil }
+        await granted.wait()
+        #expect(error?.code == .unavailable, "the attempt had not started: nothing was sent")
+        answered.signal()
+        #expect(try await applied() == 0, "answered unavailable, yet applied")
+        try await store.commit(batch)
+        #expect(try await applied() == 1)
+        await store.close()
     }
 }
 

@@ -1,6 +1,8 @@
 @testable import DNAPostgres
 import DNAStore
 import Foundation
+import Logging
+import PostgresNIO
 import Synchronization
 import DNATesting
 import Testing
@@ -316,6 +318,14 @@ struct PostgresStoreTests {
 
     func execute(_ url: String, _ sql: String) async throws {
         try await LocalPostgresServer.execute(sql, on: url)
+    }
+
+    /// A connection of its own to the database at `url`, as another application's (for
+    /// tests that hold a transaction open beside the store's).
+    static func connect(_ url: String) async throws -> PostgresConnection {
+        try await PostgresConnection.connect(
+            configuration: try PostgresStore.Configuration(url: url).connectionConfiguration(), id: 0,
+            logger: Logger(label: "test-application"))
     }
 }
 

@@ -362,6 +362,7 @@ public final class Node: Service, Sendable {
             }
             group.addTask { await self.heartbeatLoop() }
             group.addTask { await self.passivationLoop() }
+            group.addTask { await self.retentionLoop() }
             group.addTask { await self.alarmLoop() }
             if !stages.isEmpty { group.addTask { await self.stageLeaderLoop() } }
             if transport != nil { group.addTask { await self.rebalanceLoop() } }
@@ -467,15 +468,23 @@ public final class Node: Service, Sendable {
                 } catch {
                     logger.debug("could not forget gone nodes", metadata: ["error": "\(error)"])
                 }
-                // Streams' retention, by one node: the live one with the lowest id.
-                if !cluster.servingNodes(except: id).contains(where: { $0.id.rawValue < id.rawValue }) {
-                    do {
-                        let trimmed = try await store.trimStreams()
-                        if trimmed > 0 { logger.debug("stream records past their retention deleted", metadata: ["records": "\(trimmed)"]) }
-                    } catch {
-                        logger.warning("could not apply stream retention", metadata: ["error": "\(error)"])
-                    }
-                }
+            }
+        }
+    }
+
+    /// Streams' retention, about once a minute, by one node: the live one with the lowest
+    /// id. A loop of its own: trimming a large backlog takes as long as it takes, and must
+    /// not hold up the heartbeats (the node would lose its lease).
+    private func retentionLoop() async {
+        while !Task.isCancelled {
+            do { try await clock.sleep(for: .seconds(60)) } catch { return }
+            if lifeSnapshot.hasLeft { return }
+            guard !cluster.servingNodes(except: id).contains(where: { $0.id.rawValue < id.rawValue }) else { continue }
+            do {
+                let trimmed = try await store.trimStreams()
+                if trimmed > 0 { logger.debug("stream records past their retention deleted", metadata: ["records": "\(trimmed)"]) }
+            } catch {
+                logger.warning("could not apply stream retention", metadata: ["error": "\(error)"])
             }
         }
     }

@@ -205,19 +205,21 @@ public struct StreamStatus: Sendable, Equatable {
 /// records are kept from.
 public enum StreamRetentionRule {
     /// - Parameters:
-    ///   - records: the partition's records from its first on: sequence, bytes, appended (ms).
+    ///   - records: the partition's records from its first on: sequence, bytes, appended (ms);
+    ///     all of them, or the oldest ones (a page) with `totalBytes`.
+    ///   - totalBytes: the size of all the partition's records, when `records` are a page.
     ///   - protectedFrom: the lowest checkpoint of its consumers (`nil`: none).
     /// - Returns: the new first sequence (records below it go).
     public static func keepFrom(
         _ records: [(sequence: Int64, bytes: Int64, appended: Int64)], partition: StreamPartitionStatus, retention: StreamRetention,
-        protectedFrom: Int64?, now: Int64
+        protectedFrom: Int64?, now: Int64, totalBytes: Int64? = nil
     ) -> Int64 {
         var cut = partition.firstSequence
         if let age = retention.maxAge?.milliseconds {
             for record in records where record.appended < now - age { cut = max(cut, record.sequence + 1) }
         }
         if let limit = retention.maxBytesPerPartition {
-            var total = records.reduce(Int64(0)) { $0 + $1.bytes }
+            var total = totalBytes ?? records.reduce(Int64(0)) { $0 + $1.bytes }
             for record in records where total > limit {
                 total -= record.bytes
                 cut = max(cut, record.sequence + 1)
