@@ -51,6 +51,10 @@ package final class ClusterState: Sendable {
 
     package func address(of node: NodeID) -> PeerAddress? { members.withLock { $0[node]?.address } }
 
+    /// Whether the store's last view counts `node` dead (silent past its failure timeout
+    /// by the store's clock, or left); `false` for a node not in the view.
+    func isDead(_ node: NodeID) -> Bool { members.withLock { $0[node].map { !$0.alive } ?? false } }
+
     /// Whether `node` is live, up and not draining: it may take actors.
     func servesNewActors(_ node: NodeID) -> Bool { members.withLock { $0[node]?.servesNewActors ?? false } }
 

@@ -212,6 +212,20 @@ extension Node {
         return silence.withLock { $0.silentNodes(at: now) }
     }
 
+    /// For an owner that looks dead but this node has not yet watched silent for its failure
+    /// timeout: when it will have (a claim made then takes the name over, unless the owner
+    /// made a heartbeat since). It looks dead if the store's last view says so, or if its
+    /// mark has not changed for half its failure timeout (a live node makes at least two
+    /// heartbeats per failure timeout; the store may count it dead before this node's next
+    /// membership read). `nil` for any other owner.
+    func silenceWatchEnds(for owner: NodeID) -> DNAInstant? {
+        guard transport != nil, let watch = silence.withLock({ $0.watch(of: owner) }) else { return nil }
+        let now = clock.now
+        let ends = watch.unchangedSince + watch.failureTimeout
+        guard ends > now, cluster.isDead(owner) || now - watch.unchangedSince >= watch.failureTimeout / 2 else { return nil }
+        return ends
+    }
+
     /// Reads the cluster's nodes from the store and connects to live ones not connected
     /// yet (so a first call does not wait for a connection). Calls waiting on a node the
     /// store now counts as dead fail with a retryable error (a paused node would otherwise

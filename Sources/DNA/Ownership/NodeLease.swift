@@ -94,6 +94,12 @@ package struct SilenceWatch: Sendable {
         watched = next
     }
 
+    /// Since when `node`'s mark has been seen unchanged, and its failure timeout; `nil` if
+    /// not watched.
+    package func watch(of node: NodeID) -> (unchangedSince: DNAInstant, failureTimeout: Duration)? {
+        watched[node].map { ($0.since, $0.failureTimeout) }
+    }
+
     /// The nodes whose mark has not changed for their failure timeout, with that mark.
     package func silentNodes(at now: DNAInstant) -> [NodeID: Int64] {
         var silent: [NodeID: Int64] = [:]

@@ -520,18 +520,30 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         do {
             // Messages sent before the node runs wait for it here.
             try await node.waitUntilReady()
-            if !node.holdsLease {
-                // Claim only while the node's heartbeat is fresh, or it would stop serving at once.
-                try await node.renewLease(state: node.servingState)
-                // Renewed too late to hold (the store answered after the lease's deadline):
-                // claiming now would stop at once, and messages would go round again.
-                guard node.holdsLease else {
-                    throw StoreError(.unavailable, "the node's heartbeat was answered too late to give it a lease; try again")
+            var claims = 0
+            var generation: UInt64
+            var result: ActivationOutcome
+            repeat {
+                claims += 1
+                if !node.holdsLease {
+                    // Claim only while the node's heartbeat is fresh, or it would stop serving at once.
+                    try await node.renewLease(state: node.servingState)
+                    // Renewed too late to hold (the store answered after the lease's deadline):
+                    // claiming now would stop at once, and messages would go round again.
+                    guard node.holdsLease else {
+                        throw StoreError(.unavailable, "the node's heartbeat was answered too late to give it a lease; try again")
+                    }
                 }
-            }
-            let generation = node.currentLeaseGeneration
-            let result = try await node.store.activate(
-                ActivationRequest(actor: id, node: node.id, silentNodes: node.silentNodes()))
+                generation = node.currentLeaseGeneration
+                result = try await node.store.activate(
+                    ActivationRequest(actor: id, node: node.id, silentNodes: node.silentNodes()))
+                // The owner is dead by the store's clock, but this node has not watched it
+                // silent for its failure timeout yet (`SilenceWatch`): it may still serve on
+                // its lease. Wait for the watch (the messages wait in the mailbox) and claim
+                // again, rather than forwarding to a node about to stop serving.
+                guard claims == 1, case .ownedElsewhere(let owner) = result, let ends = node.silenceWatchEnds(for: owner) else { break }
+                try await node.clock.sleep(until: ends)
+            } while true
             switch result {
             case .granted(let registration, var rows):
                 granted = registration
