@@ -105,30 +105,14 @@ extension Node {
         // that node, contradicted in turn, asks the store.)
         let contradicted = locations.owner(of: route.actor) == sender && !hasLeft
         if contradicted { locations.forget(route.actor, ifAt: sender) }
-        let origin: UInt32
-        let sequence: UInt64
-        if request.origin.isEmpty && ClusterClient.isClient(sink.peerNodeID) {
-            // A client's only route to the actors is its connection to this node, so this
-            // node takes its requests as its own (numbered as it queues them, like a local
-            // send): clients are no origins, and no activation keeps or stores a number per
-            // client. Only a request that comes in on an older connection after a later one
-            // came in on a newer one would be out of order: it is refused (its caller was
-            // already told the connection broke).
-            guard clientOrder.admit(sink.peerNodeID, sequence: request.sequence, connection: sink) else {
-                return refuse(
-                    DNAError(
-                        .outOfOrder,
-                        "\(route.actor): a later request of the same client arrived first, on a newer connection; this one was not handled"))
-            }
-            origin = 0
-            sequence = 0
-        } else {
-            origin = origins.number(of: request.origin.isEmpty ? sink.peerNodeID : request.origin)
-            sequence = request.sequence
-        }
+        // A client's only route to the actors is its connection to this node, so this node
+        // takes its requests as its own (numbered as it queues them, like a local send):
+        // clients are no origins, and no activation keeps or stores a number per client.
+        let fromClient = request.origin.isEmpty && ClusterClient.isClient(sink.peerNodeID)
         var envelope = Envelope(
-            requestType: route.requestType, message: message, reply: reply, hops: request.hops &+ 1, origin: origin,
-            sequence: sequence)
+            requestType: route.requestType, message: message, reply: reply, hops: request.hops &+ 1,
+            origin: fromClient ? 0 : origins.number(of: request.origin.isEmpty ? sink.peerNodeID : request.origin),
+            sequence: fromClient ? 0 : request.sequence)
         if !request.traceContext.isEmpty, let tracer {
             if let context = TraceCarrier.decode(request.traceContext, with: tracer) {
                 envelope.trace = MessageTrace(context)
@@ -138,7 +122,21 @@ extension Node {
                     "ignored a malformed trace context in a request", metadata: ["peer": "\(sink.peerNodeID)", "actor": "\(route.actor)"])
             }
         }
-        do { try deliver(envelope, to: route.actor, kind: route.kind, claimHere: contradicted) } catch { refuse(error) }
+        guard fromClient else {
+            do { try deliver(envelope, to: route.actor, kind: route.kind, claimHere: contradicted) } catch { refuse(error) }
+            return
+        }
+        // Only a request that comes in on an older connection after a later one came in on a
+        // newer one would be out of order: it is refused (its caller was already told the
+        // connection broke). One taken is queued, and numbered, before a later one is taken.
+        let taken = clientOrder.admit(sink.peerNodeID, sequence: request.sequence, connection: sink) {
+            do throws(DNAError) { try deliver(envelope, to: route.actor, kind: route.kind, claimHere: contradicted) } catch { refuse(error) }
+        }
+        if !taken {
+            refuse(
+                DNAError(
+                    .outOfOrder, "\(route.actor): a later request of the same client arrived first, on a newer connection; this one was not handled"))
+        }
     }
 
     /// The answer to a call this node sent.
@@ -472,27 +470,35 @@ final class ClientOrder: Sendable {
     private let state = Mutex(State())
 
     /// Whether the request `sequence` of `client`, come in on `connection`, is later than
-    /// every one of the client's taken so far; if so it is taken. 0 (not numbered) is
-    /// always taken.
-    func admit(_ client: String, sequence: UInt64, connection: AnyObject & Sendable) -> Bool {
+    /// every one of the client's taken so far; if so it is taken and `deliver` queues it
+    /// before any other client's request is taken (two connections of a client are read on
+    /// two threads: a request taken first must also be numbered first). 0 (not numbered)
+    /// is always taken.
+    func admit(_ client: String, sequence: UInt64, connection: AnyObject & Sendable, then deliver: () -> Void) -> Bool {
         state.withLock { state in
-            guard sequence != 0 else { return true }
-            if let index = state.clients.index(forKey: client) {
-                guard sequence > state.clients.values[index].latest else { return false }
-                state.clients.values[index].latest = sequence
-                if !state.clients.values[index].connections.contains(where: { $0.object === connection }) {
-                    state.clients.values[index].connections.removeAll { $0.object == nil }
-                    state.clients.values[index].connections.append(Connection(object: connection))
-                }
-                return true
-            }
-            state.clients[client] = Client(latest: sequence, connections: [Connection(object: connection)])
-            if state.clients.count >= state.sweepAt {
-                state.clients = state.clients.filter { !$0.value.isGone }
-                state.sweepAt = max(Self.firstSweep, state.clients.count * 2)
+            let taken = Self.take(&state, client, sequence: sequence, connection: connection)
+            if taken { deliver() }
+            return taken
+        }
+    }
+
+    private static func take(_ state: inout State, _ client: String, sequence: UInt64, connection: AnyObject & Sendable) -> Bool {
+        guard sequence != 0 else { return true }
+        if let index = state.clients.index(forKey: client) {
+            guard sequence > state.clients.values[index].latest else { return false }
+            state.clients.values[index].latest = sequence
+            if !state.clients.values[index].connections.contains(where: { $0.object === connection }) {
+                state.clients.values[index].connections.removeAll { $0.object == nil }
+                state.clients.values[index].connections.append(Connection(object: connection))
             }
             return true
         }
+        state.clients[client] = Client(latest: sequence, connections: [Connection(object: connection)])
+        if state.clients.count >= state.sweepAt {
+            state.clients = state.clients.filter { !$0.value.isGone }
+            state.sweepAt = max(Self.firstSweep, state.clients.count * 2)
+        }
+        return true
     }
 
     /// The clients remembered that still have a connection (the others are forgotten now).
