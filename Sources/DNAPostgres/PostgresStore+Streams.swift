@@ -337,6 +337,13 @@ extension PostgresStore {
             }
             return (now, kept)
         }
+        // Producers made for one append each, long enough ago that no retry can come.
+        let forgottenBefore = StreamProducer.oneAppendBound(now - StreamProducer.oneAppendRetention.milliseconds)
+        try await inTransaction("forgetting producers of single appends") { connection in
+            try await connection.run(
+                "DELETE FROM dna_producers WHERE producer_id >= \(StreamProducer.oneAppendPrefix) AND producer_id < \(forgottenBefore)",
+                logger: logger)
+        }
         var deleted = 0
         for (id, retention, partitions) in streams {
             for partition in partitions {

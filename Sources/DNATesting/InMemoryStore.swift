@@ -411,6 +411,11 @@ package struct InMemoryStoreState: Sendable {
     }
 
     package mutating func trimStreams(now: Int64) -> Int {
+        let forgottenBefore = now - StreamProducer.oneAppendRetention.milliseconds
+        for name in Array(streams.keys) {
+            guard let producers = streams[name]?.producers else { continue }
+            streams[name]?.producers = producers.filter { !StreamProducer.isOneAppend($0.key, madeBefore: forgottenBefore) }
+        }
         var deleted = 0
         for (name, var stream) in streams where stream.retention.maxAge != nil || stream.retention.maxBytesPerPartition != nil {
             for index in stream.partitions.indices {

@@ -13,6 +13,22 @@ struct StreamStoreTests {
     }
 
     @Test(arguments: Engine.allCases)
+    func producersMadeForOneAppendAreForgottenAfterAnHour(engine: Engine) async throws {
+        let (store, cleanup) = try await engine.make()
+        defer { cleanup() }
+        try await store.createStream(stream, partitions: 1, retention: StreamRetention())
+        let now = WallClockTime.now.milliseconds
+        let old = StreamProducer(id: StreamProducer.oneAppendBound(now - 2 * 3_600_000) + "/old", firstSequence: 1)
+        let recent = StreamProducer.forOneAppend(atMilliseconds: now)
+        let mine = StreamProducer(id: "gateway-1", firstSequence: 1)
+        for producer in [old, recent, mine] { _ = try await store.append([record("k", "v")], to: stream, producer: producer) }
+        _ = try await store.trimStreams()
+        // Sent again: only the producer made for one append over an hour ago is forgotten.
+        let again = try await [old, recent, mine].asyncMap { try await store.append([record("k", "v")], to: stream, producer: $0) }
+        #expect(again.map { $0[0].duplicate } == [false, true, true])
+    }
+
+    @Test(arguments: Engine.allCases)
     func recordsAreAppendedInOrderPerPartitionAndReadBack(engine: Engine) async throws {
         let (store, cleanup) = try await engine.make()
         defer { cleanup() }
@@ -334,5 +350,13 @@ struct StreamEffectsTests {
         }
         #expect(values.sorted() == ["w", "x", "y", "z"])
         await store.close()
+    }
+}
+
+extension Array {
+    fileprivate func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        for element in self { result.append(try await transform(element)) }
+        return result
     }
 }

@@ -64,6 +64,30 @@ extension UndeliveredMessageTests {
     }
 }
 
+/// Appends through a node are idempotent: a lost answer is sent again, stored once
+/// (defect 4 of issue 18).
+@Suite("Appends whose answer was lost")
+struct LostAppendAnswerTests {
+    @Test func anAppendWithoutAProducerWhoseAnswerWasLostIsStoredOnce() async throws {
+        let store = GatedStore(InMemoryStore())
+        let node = try await makeNode(.custom(store))
+        let stream = StreamName(namespace: "test", name: "lost-answers")
+        try await store.createStream(stream, partitions: 1, retention: StreamRetention())
+        let records = (0..<3).map { StreamAppendRecord(key: Array("k\($0)".utf8), value: Array("v".utf8)) }
+        store.loseAppendAnswers(1)
+        let positions = try await node.append(records, to: stream)
+        #expect(positions.allSatisfy { $0.duplicate }, "the second attempt found what the first stored")
+        let stored = try await store.readStream(stream, partition: 0, from: 1, limit: 100)
+        #expect(stored.map(\.key) == records.map(\.key), "stored once, in order")
+        // Every answer lost: the caller is told the outcome is unknown, never a refusal.
+        store.loseAppendAnswers(3)
+        let error = await #expect(throws: StoreError.self) { try await node.append(records, to: stream) }
+        #expect(error?.code == .outcomeUnknown)
+        #expect(try await store.readStream(stream, partition: 0, from: 1, limit: 100).count == 6, "once more, not three times")
+        await node.shutdown()
+    }
+}
+
 extension Sequence {
     fileprivate func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
         var result: [T] = []

@@ -120,12 +120,32 @@ extension Node {
 extension Node {
     /// Appends `records` to `stream` (``ActorStore/append(_:to:producer:)``) and wakes this
     /// node's consumer stages waiting for it at once (others poll).
+    ///
+    /// Idempotent: without a `producer`, one is made for this append (the store forgets it
+    /// an hour later), and an append whose answer was lost is sent again with the same
+    /// producer, up to three times, so it is stored once; records an earlier attempt stored
+    /// come back as ``StreamPosition/duplicate``.
+    ///
+    /// - Throws: ``StoreError/Code/outcomeUnknown`` if every attempt's answer was lost (the
+    ///   records may be stored: retry with the same `producer` and sequences to store them
+    ///   at most once), or what the store refused with.
     public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer? = nil) async throws(StoreError)
         -> [StreamPosition]
     {
-        let positions = try await store.append(records, to: stream, producer: producer)
-        appended(to: [stream])
-        return positions
+        let producer = producer ?? StreamProducer.forOneAppend(atMilliseconds: WallClockTime.now.milliseconds)
+        var attempt = 1
+        while true {
+            do {
+                let positions = try await store.append(records, to: stream, producer: producer)
+                appended(to: [stream])
+                return positions
+            } catch where error.code == .outcomeUnknown && attempt < 3 {
+                logger.warning(
+                    "an append's answer was lost; sending it again with the same producer", metadata: ["stream": "\(stream)", "attempt": "\(attempt)"])
+                attempt += 1
+                do { try await clock.sleep(for: .milliseconds(50 * attempt)) } catch { throw StoreError(.outcomeUnknown, "\(error)") }
+            }
+        }
     }
 
     /// A consumer of `stream` found nothing to read: it is pulled when records come.

@@ -294,6 +294,12 @@ extension SQLiteSession {
                 ))
         }
         streams.reset()
+        // Producers made for one append each, long enough ago that no retry can come.
+        let producers = cachedStatement("DELETE FROM dna_producers WHERE producer_id >= ?1 AND producer_id < ?2")
+        producers.bind(1, StreamProducer.oneAppendPrefix)
+        producers.bind(2, StreamProducer.oneAppendBound(nowMilliseconds - StreamProducer.oneAppendRetention.milliseconds))
+        _ = try producers.step()
+        producers.reset()
         let records = cachedStatement("""
             SELECT seq, length(key) + length(value), appended_ms FROM dna_records
             WHERE stream_id = ?1 AND partition_id = ?2 ORDER BY seq

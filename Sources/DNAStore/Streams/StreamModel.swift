@@ -96,6 +96,29 @@ public struct StreamProducer: Sendable, Equatable {
         self.id = id
         self.firstSequence = firstSequence
     }
+
+    /// Producers made for one append each, when the caller gave none: the id starts with
+    /// this prefix and the time it was made (16 hex digits of milliseconds), so the store
+    /// forgets them ``oneAppendRetention`` later (a retry comes within seconds).
+    public static let oneAppendPrefix = "dna.append/"
+    public static let oneAppendRetention: Duration = .seconds(3600)
+
+    /// A producer for one append made at `milliseconds` (wall-clock time).
+    public static func forOneAppend(atMilliseconds milliseconds: Int64) -> StreamProducer {
+        StreamProducer(id: oneAppendBound(milliseconds) + "/" + String(UInt64.random(in: 0...UInt64.max), radix: 16), firstSequence: 1)
+    }
+
+    /// Ids of the producers for one append made before `milliseconds` sort below this (and
+    /// at or above ``oneAppendPrefix``).
+    public static func oneAppendBound(_ milliseconds: Int64) -> String {
+        let digits = String(UInt64(max(0, milliseconds)), radix: 16)
+        return oneAppendPrefix + String(repeating: "0", count: max(0, 16 - digits.count)) + digits
+    }
+
+    /// Whether `id` is a producer for one append made before `milliseconds`.
+    public static func isOneAppend(_ id: String, madeBefore milliseconds: Int64) -> Bool {
+        id >= oneAppendPrefix && id < oneAppendBound(milliseconds)
+    }
 }
 
 /// Where an appended record went.

@@ -100,6 +100,7 @@ final class GatedStore: ActorStore {
         var committed: [Int] = []  // counts of the actor's own writes in committed batches
         var orders: [ActorID: [UInt8]] = [:]  // each actor's latest order state committed
         var heartbeatsFail = false
+        var appendAnswersToLose = 0
     }
     private let state = Mutex(State())
 
@@ -109,6 +110,9 @@ final class GatedStore: ActorStore {
 
     /// While set, heartbeats fail as if the database were unreachable from this node.
     func failHeartbeats(_ fail: Bool) { state.withLock { $0.heartbeatsFail = fail } }
+
+    /// The next `count` appends are stored, but their callers get `outcomeUnknown`.
+    func loseAppendAnswers(_ count: Int) { state.withLock { $0.appendAnswersToLose = count } }
 
     /// Lets every held commit through and stops holding.
     func release() {
@@ -193,7 +197,13 @@ final class GatedStore: ActorStore {
     func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
         -> [StreamPosition]
     {
-        try await inner.append(records, to: stream, producer: producer)
+        let positions = try await inner.append(records, to: stream, producer: producer)
+        let lose = state.withLock { state in
+            defer { state.appendAnswersToLose = max(0, state.appendAnswersToLose - 1) }
+            return state.appendAnswersToLose > 0
+        }
+        if lose { throw StoreError(.outcomeUnknown, "the answer was lost (test)") }
+        return positions
     }
     func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError) -> [StreamRecord] {
         try await inner.readStream(stream, partition: partition, from: sequence, limit: limit)
