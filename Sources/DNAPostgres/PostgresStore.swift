@@ -163,6 +163,7 @@ public final class PostgresStore: ActorStore {
                 }
             }
         } catch {
+            if let rolledBack = error as? RolledBack { throw PostgresErrors.map(rolledBack.underlying, context()) }
             let mapped = PostgresErrors.map(error, context())
             // Once started, the statements may have reached the server: a lost answer (not
             // one the server gave) is not a refusal.
@@ -195,11 +196,10 @@ public final class PostgresStore: ActorStore {
     private static func transaction<T: Sendable>(
         on connection: PostgresConnection, logger: Logger, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
-        try await connection.run("BEGIN", logger: logger)
+        do { try await connection.run("BEGIN", logger: logger) } catch { throw RolledBack(underlying: error) }
+        let value: T
         do {
-            let value = try await body(connection)
-            try await connection.run("COMMIT", logger: logger)
-            return value
+            value = try await body(connection)
         } catch {
             do {
                 try await connection.run("ROLLBACK", logger: logger)
@@ -207,8 +207,17 @@ public final class PostgresStore: ActorStore {
                 // A connection left inside a failed transaction must not go back to the pool.
                 try? await connection.close()
             }
-            throw error
+            throw RolledBack(underlying: error)
         }
+        // Only from here on may a lost answer hide a committed transaction.
+        try await connection.run("COMMIT", logger: logger)
+        return value
+    }
+
+    /// What failed before a transaction's COMMIT was sent: it was rolled back (a connection
+    /// closed inside a transaction aborts it too), so nothing of it happened.
+    struct RolledBack: Error {
+        let underlying: any Error
     }
 
     // MARK: Membership

@@ -145,7 +145,16 @@ enum SourceConsumer {
         let partition = context.id.key
         guard let info = try await cursor.source.partitions().first(where: { $0.id == partition }), !info.isOpen else { return false }
         let position = try await startPosition(cursor, partition: partition)
-        guard try await cursor.source.read(partition, after: position, limit: 1).isEmpty else {
+        let next: [SourceRecord<S.Source.Position>]
+        do {
+            next = try await cursor.source.read(partition, after: position, limit: 1)
+        } catch {
+            // Deleted before the stage read it: the pull moves on (and records the skip).
+            guard let start = try? await cursor.source.start(of: partition), position < start else { throw error }
+            try? context.tell(StagePull())
+            return false
+        }
+        guard next.isEmpty else {
             try? context.tell(StagePull())
             return false
         }

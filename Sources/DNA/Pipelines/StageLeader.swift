@@ -79,8 +79,15 @@ final class StageLeader: DurableActor {
                 let consumer = ActorID(namespace: stage.namespace, kind: stage.kind, key: partition.id)
                 if partition.isOpen {
                     try? node.cast(StagePull(), to: consumer)
-                } else if try await node.stageFinished(consumer) {
-                    finished.insert(partition.id)
+                    continue
+                }
+                // One partition's failure leaves the others' syncs alone.
+                do {
+                    if try await node.stageFinished(consumer) { finished.insert(partition.id) }
+                } catch {
+                    node.logger.warning(
+                        "stage leader could not learn whether a closed partition finished",
+                        metadata: ["stage": "\(stage.kind)", "partition": "\(partition.id)", "error": "\(error)"])
                 }
             }
         } catch {
