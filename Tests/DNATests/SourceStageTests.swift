@@ -52,23 +52,32 @@ final class StreamSourceCopy: SourceStage {
 struct SourceStageTests {
     /// A source stage over a DNA stream holds its records back from retention as a stream
     /// stage does: what it has not read stays, however far over the size limit.
-    @Test func aSourceStageOverADNAStreamKeepsWhatItHasNotReadFromRetention() async throws {
-        let directory = try TemporaryDirectory()
+    /// A node running `StreamSourceCopy` over 50 input records (the 26th fails until
+    /// `failBad` is cleared), the input kept by `retention`.
+    private func startCopying(_ retention: StreamRetention, in directory: TemporaryDirectory) async throws -> Node {
         StreamSourceCopy.failBad.store(true, ordering: .relaxed)
         let setup = SQLiteStore(configuration: .init(path: directory.databasePath))
         try await setup.open()
-        try await setup.createStream(StreamSourceCopy.input, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 100))
+        try await setup.createStream(StreamSourceCopy.input, partitions: 1, retention: retention)
         try await setup.createStream(StreamSourceCopy.output, partitions: 1, retention: StreamRetention())
         let records = (0..<50).map { StreamAppendRecord(key: Array("r-\($0)".utf8), value: Array(($0 == 25 ? "bad" : "ok").utf8)) }
         _ = try await setup.append(records, to: StreamSourceCopy.input, producer: nil)
         await setup.close()
         var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
         configuration.namespace = "test"
-        let node = try await Node.started(configuration: configuration, actors: [StreamSourceCopy.self])
+        return try await Node.started(configuration: configuration, actors: [StreamSourceCopy.self])
+    }
+
+    /// The record numbers copied to the output, in order.
+    private static func copied(_ store: any ActorStore) async throws -> [Int64] {
+        try await store.readStream(StreamSourceCopy.output, partition: 0, from: 1, limit: 1000).map { Int64(String(decoding: $0.value, as: UTF8.self))! }
+    }
+
+    @Test func aSourceStageOverADNAStreamKeepsWhatItHasNotReadFromRetention() async throws {
+        let directory = try TemporaryDirectory()
+        let node = try await startCopying(StreamRetention(maxBytesPerPartition: 100), in: directory)
         let store = node.store
-        func copied() async throws -> [Int64] {
-            try await store.readStream(StreamSourceCopy.output, partition: 0, from: 1, limit: 1000).map { Int64(String(decoding: $0.value, as: UTF8.self))! }
-        }
+        func copied() async throws -> [Int64] { try await Self.copied(store) }
         // Two batches of ten, then the bad record's batch fails.
         #expect(try await eventuallyAsync { try await store.streamStatus(StreamSourceCopy.input).consumers[StreamSourceCopy.kind.name]?[0] == 21 })
         _ = try await store.trimStreams()
@@ -84,22 +93,9 @@ struct SourceStageTests {
     /// while it is parked: resumed, it moves on from the first record kept.
     @Test func aSourceStageWhosePositionRetentionDroppedMovesOn() async throws {
         let directory = try TemporaryDirectory()
-        StreamSourceCopy.failBad.store(true, ordering: .relaxed)
-        let setup = SQLiteStore(configuration: .init(path: directory.databasePath))
-        try await setup.open()
-        try await setup.createStream(
-            StreamSourceCopy.input, partitions: 1, retention: StreamRetention(maxBytesPerPartition: 100, dropUnconsumed: true))
-        try await setup.createStream(StreamSourceCopy.output, partitions: 1, retention: StreamRetention())
-        let records = (0..<50).map { StreamAppendRecord(key: Array("r-\($0)".utf8), value: Array(($0 == 25 ? "bad" : "ok").utf8)) }
-        _ = try await setup.append(records, to: StreamSourceCopy.input, producer: nil)
-        await setup.close()
-        var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
-        configuration.namespace = "test"
-        let node = try await Node.started(configuration: configuration, actors: [StreamSourceCopy.self])
+        let node = try await startCopying(StreamRetention(maxBytesPerPartition: 100, dropUnconsumed: true), in: directory)
         let store = node.store
-        func copied() async throws -> [Int64] {
-            try await store.readStream(StreamSourceCopy.output, partition: 0, from: 1, limit: 1000).map { Int64(String(decoding: $0.value, as: UTF8.self))! }
-        }
+        func copied() async throws -> [Int64] { try await Self.copied(store) }
         #expect(try await eventuallyAsync { try await store.streamStatus(StreamSourceCopy.input).consumers[StreamSourceCopy.kind.name]?[0] == 21 })
         #expect(try await store.trimStreams() > 20)
         let first = try await store.streamStatus(StreamSourceCopy.input).partitions[0].firstSequence
