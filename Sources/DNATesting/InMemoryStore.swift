@@ -6,17 +6,24 @@ import Synchronization
 /// engines (``InMemoryStoreState``), reads its clock from a ``DNAClock`` (so a test clock
 /// decides heartbeat ages), and can be made to fail on demand (``setUnavailable(_:)``).
 public final class InMemoryStore: ActorStore {
-    private struct Locked {
-        var data = InMemoryStoreState()
-        var unavailable: StoreError?
-    }
-
-    private let state = Mutex(Locked())
+    private let database: InMemoryDatabase
     private let clock: any DNAClock
+    private let interposer: (any InMemoryStoreInterposer)?
 
     /// - Parameter clock: the store's clock (heartbeat ages are measured on it).
     public init(clock: any DNAClock = SystemClock()) {
+        self.database = InMemoryDatabase()
         self.clock = clock
+        self.interposer = nil
+    }
+
+    /// A store over `database`, which other stores made this way share (as nodes share a
+    /// database server), whose every operation goes through `interposer`: the simulation's
+    /// network to the store, with its delays and faults.
+    package init(sharing database: InMemoryDatabase, clock: any DNAClock, interposer: any InMemoryStoreInterposer) {
+        self.database = database
+        self.clock = clock
+        self.interposer = interposer
     }
 
     /// Nothing to open: the store lives in memory.
@@ -24,70 +31,79 @@ public final class InMemoryStore: ActorStore {
 
     /// While set, every operation fails with this error (e.g. ``StoreError/Code/unavailable``).
     public func setUnavailable(_ error: StoreError?) {
-        state.withLock { $0.unavailable = error }
+        database.locked.withLock { $0.unavailable = error }
     }
 
-    private func perform<T>(_ body: (inout InMemoryStoreState, DNAInstant) throws(StoreError) -> T) throws(StoreError) -> T {
+    private func performNow<T>(_ body: (inout InMemoryStoreState, DNAInstant) throws(StoreError) -> T) -> Result<T, StoreError> {
         let now = clock.now
-        let result: Result<T, StoreError> = state.withLock { state in
+        return database.locked.withLock { state in
             if let error = state.unavailable { return .failure(error) }
             do throws(StoreError) { return .success(try body(&state.data, now)) } catch { return .failure(error) }
+        }
+    }
+
+    private func perform<T: Sendable>(
+        _ operation: String = #function, _ body: @escaping @Sendable (inout InMemoryStoreState, DNAInstant) throws(StoreError) -> T
+    ) async throws(StoreError) -> T {
+        guard let interposer else { return try performNow(body).get() }
+        let result = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<T, StoreError>, Never>) in
+            interposer.intercept(operation, apply: { self.performNow(body) }, answer: { continuation.resume(returning: $0) })
         }
         return try result.get()
     }
 
     public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String]) async throws(StoreError) {
-        try perform { state, now throws(StoreError) in
+        try await perform { state, now throws(StoreError) in
             state.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout, labels: labels, now: now)
         }
     }
 
     public func requestRebalance(cluster: String) async throws(StoreError) -> Int {
-        try perform { state, _ throws(StoreError) in state.requestRebalance(cluster: cluster) }
+        try await perform { state, _ throws(StoreError) in state.requestRebalance(cluster: cluster) }
     }
 
     public func rebalanceDone(node: NodeID) async throws(StoreError) {
-        try perform { state, _ throws(StoreError) in state.rebalanceDone(node: node) }
+        try await perform { state, _ throws(StoreError) in state.rebalanceDone(node: node) }
     }
 
     public func heartbeat(node: NodeID, state nodeState: NodeState, activations: Int64) async throws(StoreError) {
-        try perform { state, now throws(StoreError) in
+        try await perform { state, now throws(StoreError) in
             try state.heartbeat(node: node, state: nodeState, activations: activations, now: now)
         }
     }
 
     public func requestDrain(node: NodeID) async throws(StoreError) {
-        try perform { state, _ throws(StoreError) in try state.requestDrain(node: node) }
+        try await perform { state, _ throws(StoreError) in try state.requestDrain(node: node) }
     }
 
     public func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] {
-        try perform { state, now throws(StoreError) in state.nodes(cluster: cluster, now: now) }
+        try await perform { state, now throws(StoreError) in state.nodes(cluster: cluster, now: now) }
     }
 
     public func forgetNodes(cluster: String, goneFor retention: Duration) async throws(StoreError) -> Int {
-        try perform { state, now throws(StoreError) in state.forgetNodes(cluster: cluster, goneFor: retention, now: now) }
+        try await perform { state, now throws(StoreError) in state.forgetNodes(cluster: cluster, goneFor: retention, now: now) }
     }
 
     public func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
-        try perform { state, _ throws(StoreError) in state.evictOtherNodes(cluster: cluster, keeping: node) }
+        try await perform { state, _ throws(StoreError) in state.evictOtherNodes(cluster: cluster, keeping: node) }
     }
 
     public func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome {
         try request.actor.validate()
-        return try perform { state, now throws(StoreError) in try state.activate(request, now: now) }
+        return try await perform { state, now throws(StoreError) in try state.activate(request, now: now) }
     }
 
     public func release(_ registration: Registration) async throws(StoreError) {
-        try perform { state, _ throws(StoreError) in state.release(registration) }
+        try await perform { state, _ throws(StoreError) in state.release(registration) }
     }
 
     public func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError) {
-        try perform { state, _ throws(StoreError) in try state.handOver(registration, to: target, transientState: transientState) }
+        try await perform { state, _ throws(StoreError) in try state.handOver(registration, to: target, transientState: transientState) }
     }
 
     public func createStream(_ stream: StreamName, partitions: Int, retention: StreamRetention) async throws(StoreError) {
         try StreamRules.checkCreate(stream, partitions: partitions, retention: retention)
-        try perform { state, _ throws(StoreError) in try state.createStream(stream, partitions: partitions, retention: retention) }
+        try await perform { state, _ throws(StoreError) in try state.createStream(stream, partitions: partitions, retention: retention) }
     }
 
     public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
@@ -95,64 +111,91 @@ public final class InMemoryStore: ActorStore {
     {
         try stream.validate()
         try StreamAppendRule.validate(producer)
-        return try perform { state, _ throws(StoreError) in try state.append(records, to: stream, producer: producer) }
+        return try await perform { state, _ throws(StoreError) in try state.append(records, to: stream, producer: producer) }
     }
 
     public func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError)
         -> [StreamRecord]
     {
         try stream.validate()
-        return try perform { state, _ throws(StoreError) in try state.readStream(stream, partition: partition, from: sequence, limit: limit) }
+        return try await perform { state, _ throws(StoreError) in try state.readStream(stream, partition: partition, from: sequence, limit: limit) }
     }
 
     public func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError) {
         try stream.validate()
-        try perform { state, _ throws(StoreError) in try state.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next) }
+        try await perform { state, _ throws(StoreError) in try state.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next) }
     }
 
     public func registerConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try stream.validate()
-        return try perform { state, _ throws(StoreError) in try state.registerConsumer(consumer, of: stream) }
+        return try await perform { state, _ throws(StoreError) in try state.registerConsumer(consumer, of: stream) }
     }
 
     public func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try stream.validate()
-        return try perform { state, _ throws(StoreError) in try state.forgetConsumer(consumer, of: stream) }
+        return try await perform { state, _ throws(StoreError) in try state.forgetConsumer(consumer, of: stream) }
     }
 
     public func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) async throws(StoreError) -> Int {
         try stream.validate()
-        return try perform { state, _ throws(StoreError) in try state.resumeConsumer(consumer, of: stream, partition: partition) }
+        return try await perform { state, _ throws(StoreError) in try state.resumeConsumer(consumer, of: stream, partition: partition) }
     }
 
     public func trimStreams() async throws(StoreError) -> Int {
-        try perform { state, _ throws(StoreError) in state.trimStreams(now: WallClockTime.now.milliseconds) }
+        try await perform { state, _ throws(StoreError) in state.trimStreams(now: self.clock.wallNow.milliseconds) }
     }
 
     public func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
         try stream.validate()
-        return try perform { state, _ throws(StoreError) in try state.reshard(stream, operation) }
+        return try await perform { state, _ throws(StoreError) in try state.reshard(stream, operation) }
     }
 
     public func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus {
         try stream.validate()
-        return try perform { state, _ throws(StoreError) in try state.streamStatus(stream) }
+        return try await perform { state, _ throws(StoreError) in try state.streamStatus(stream) }
     }
 
     public func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
-        try perform { state, now throws(StoreError) in state.dueAlarms(before: before, limit: limit, now: now) }
+        try await perform { state, now throws(StoreError) in state.dueAlarms(before: before, limit: limit, now: now) }
     }
 
     public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
-        try perform { state, _ throws(StoreError) in state.registrations(kind: kind, limit: limit) }
+        try await perform { state, _ throws(StoreError) in state.registrations(kind: kind, limit: limit) }
     }
 
     public func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
-        let result = Result { () throws(StoreError) in _ = try perform { state, _ throws(StoreError) in try state.commit(batch) } }
-        completion(result)
+        let apply = { @Sendable in self.performNow { state, _ throws(StoreError) in _ = try state.commit(batch) } }
+        guard let interposer else { return completion(apply()) }
+        interposer.intercept("commit", apply: apply, answer: completion)
     }
 
     public func close() async {}
+}
+
+/// The data of in-memory stores, which several ``InMemoryStore``s may share.
+package final class InMemoryDatabase: Sendable {
+    struct Locked {
+        var data = InMemoryStoreState()
+        var unavailable: StoreError?
+    }
+
+    let locked = Mutex(Locked())
+
+    package init() {}
+
+    /// Reads or changes the data directly (the simulation's checks).
+    package func withState<T>(_ body: (inout InMemoryStoreState) throws -> T) rethrows -> T {
+        try locked.withLock { try body(&$0.data) }
+    }
+}
+
+/// Stands between ``InMemoryStore``'s callers and its data: the simulation's network to the
+/// store. For each operation it calls `apply` at most once (when the operation reaches the
+/// data) and `answer` at most once (never, if the caller is gone).
+package protocol InMemoryStoreInterposer: Sendable {
+    func intercept<T: Sendable>(
+        _ operation: String, apply: @escaping @Sendable () -> Result<T, StoreError>,
+        answer: @escaping @Sendable (Result<T, StoreError>) -> Void)
 }
 
 /// The rules of a store, applied to data in memory, synchronously: what ``InMemoryStore``

@@ -214,11 +214,24 @@ public struct TransportError: Error, Sendable, CustomStringConvertible, Equatabl
 /// One sink serves every request of a connection. A response larger than
 /// ``TransportConfiguration/maxFrameSize`` is replaced by a `payloadTooLarge` ``WireError``.
 public final class ResponseSink: Sendable {
-    private let writer: InboundWriter
+    private enum Writer {
+        case connection(InboundWriter)
+        /// Another transport's (the simulation's).
+        case other(@Sendable (WireResponse) -> Void)
+    }
+
+    private let writer: Writer
     private let authenticatedPeer: String
 
     init(writer: InboundWriter, peerNodeID: String) {
-        self.writer = writer
+        self.writer = .connection(writer)
+        self.authenticatedPeer = peerNodeID
+    }
+
+    /// A sink for a transport other than ``ClusterTransport`` (the simulation's): `send`
+    /// carries the response back to `peerNodeID`.
+    package init(peerNodeID: String, send: @escaping @Sendable (WireResponse) -> Void) {
+        self.writer = .other(send)
         self.authenticatedPeer = peerNodeID
     }
 
@@ -226,8 +239,29 @@ public final class ResponseSink: Sendable {
     public var peerNodeID: String { authenticatedPeer }
     /// Queues `response`; writes are coalesced per event-loop tick. Dropped if the
     /// connection has closed.
-    public func send(_ response: WireResponse) { writer.send(response) }
+    public func send(_ response: WireResponse) {
+        switch writer {
+        case .connection(let writer): writer.send(response)
+        case .other(let send): send(response)
+        }
+    }
 }
+
+/// What a node needs of its links to the other nodes: ``ClusterTransport``, or the
+/// simulation's network (which runs the real node over simulated links).
+package protocol NodeTransport: Sendable {
+    /// Starts listening; returns the bound port.
+    func start() async throws -> Int
+    /// Queues `request` on the link to `peer` (see ``ClusterTransport/send(_:to:queued:)``).
+    func send(_ request: WireRequest, to peer: PeerAddress, queued: (UInt64) -> Void) throws(TransportError)
+    func connect(to peer: PeerAddress)
+    func disconnect(from peer: PeerAddress)
+    var linkedPeers: [PeerAddress] { get }
+    func isConnected(to peer: PeerAddress) -> Bool
+    func shutdown() async
+}
+
+extension ClusterTransport: NodeTransport {}
 
 /// What the transport hands to its owner (the node). Called on event-loop threads: do
 /// not block.

@@ -144,7 +144,7 @@ public final class ActorContext {
 
     /// Sets the alarm `name` to go off `delay` from now (see ``setAlarm(_:at:repeating:)``).
     public func setAlarm(_ name: String, after delay: Duration, repeating interval: Duration? = nil) throws(DNAError) {
-        try setAlarm(name, at: WallClockTime.now + delay, repeating: interval)
+        try setAlarm(name, at: node.clock.wallNow + delay, repeating: interval)
     }
 
     /// Cancels the alarm `name`, with the current batch; nothing if it is not set.
@@ -202,9 +202,13 @@ public struct ScheduledMessage: Sendable {
 /// The pending timers of one activation.
 final class TimerSet: Sendable {
     private let clock: any DNAClock
+    private let executor: (any TaskExecutor)?
     private let state = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
 
-    init(clock: any DNAClock) { self.clock = clock }
+    init(clock: any DNAClock, executor: (any TaskExecutor)?) {
+        self.clock = clock
+        self.executor = executor
+    }
 
     var isEmpty: Bool { state.withLock { $0.tasks.isEmpty } }
 
@@ -214,7 +218,7 @@ final class TimerSet: Sendable {
             state.next += 1
             let deadline = clock.now + delay
             let clock = self.clock
-            state.tasks[id] = Task { [weak self] in
+            state.tasks[id] = Task(executorPreference: executor) { [weak self] in
                 try? await clock.sleep(until: deadline)
                 guard let self, self.state.withLock({ $0.tasks.removeValue(forKey: id) }) != nil else { return }
                 fire()

@@ -139,7 +139,7 @@ extension Node {
     public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer? = nil) async throws(StoreError)
         -> [StreamPosition]
     {
-        let producer = producer ?? StreamProducer.forOneAppend(atMilliseconds: WallClockTime.now.milliseconds)
+        let producer = producer ?? StreamProducer.forOneAppend(atMilliseconds: clock.wallNow.milliseconds)
         var attempt = 1
         while true {
             do {
@@ -195,7 +195,7 @@ extension Node {
         case .now: try? cast(StageSync(), to: StageLeader.id(of: stage))
         case .later(let deadline):
             let clock = clock
-            Task { [weak self] in
+            spawn { [weak self] in
                 try? await clock.sleep(until: deadline)
                 guard let self else { return }
                 self.leaderPokes.withLock { pokes in

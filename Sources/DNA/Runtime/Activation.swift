@@ -60,7 +60,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             pipelineDepth: configuration.commitPipelineDepth, commitTimeout: configuration.commitTimeout, reportsCommits: true)
         machine = Mutex(Machine(id: id, limits: limits, now: node.clock.now))
         sequencer = node.sequencer
-        timers = TimerSet(clock: node.clock)
+        timers = TimerSet(clock: node.clock, executor: node.taskExecutor)
     }
 
     // MARK: Mailbox
@@ -78,7 +78,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             parked?.resume()
             return .accepted
         case .acceptedStartTask:
-            Task { await self.run() }
+            node.spawn { await self.run() }
             return .accepted
         case .full:
             return .full
@@ -93,7 +93,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         case .notIdle:
             return false
         case .storeOrderFirst:
-            Task { await self.run() }
+            node.spawn { await self.run() }
             return false
         case .stopped(let registration):
             stoppedRegistration = registration
@@ -215,7 +215,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             case .accepted(let parked):
                 parked?.resume()
             case .acceptedStartTask:
-                Task { await self.run() }
+                node.spawn { await self.run() }
             case .refused(let reason):
                 reply.resume(.failure(DNAError(.invalidArgument, reason)))
             }
@@ -333,7 +333,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         if let deadline {
             if deadline <= clock.now { return }
             // Only while a commit waits to be retried: not on the path of every batch.
-            Task { [weak self] in
+            node.spawn { [weak self] in
                 try? await clock.sleep(until: deadline)
                 self?.machine.withLock { $0.wake() }?.resume()
             }
@@ -481,7 +481,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         let schedule = context.alarmSchedule
         // Handled already, moved or cancelled since it was found: a repeated fire.
         guard let alarm = schedule[fire.name], alarm.due == fire.due else { return }
-        let now = WallClockTime.now.milliseconds
+        let now = node.clock.wallNow.milliseconds
         node.metrics.alarmLateness.record(duration: .milliseconds(max(0, now - alarm.due)))
         do {
             try await instance.alarm(fire.name, context: context)

@@ -33,7 +33,7 @@ extension Node {
         var sent: [AlarmKey: (due: Int64, at: Int64)] = [:]
         var nextScan: Int64 = 0
         while !Task.isCancelled {
-            var now = WallClockTime.now.milliseconds
+            var now = clock.wallNow.milliseconds
             if now >= nextScan {
                 nextScan = now + poll
                 do {
@@ -51,14 +51,14 @@ extension Node {
                 }
                 sent = sent.filter { now - $0.value.at < resendAfter }
             }
-            now = WallClockTime.now.milliseconds
+            now = clock.wallNow.milliseconds
             while let first = pending.first, first.due <= now {
                 pending.removeFirst()
                 fire(first.actor, alarm: first.name, due: first.due)
                 sent[AlarmKey(actor: first.actor, name: first.name)] = (first.due, now)
             }
             let wake = min(nextScan, pending.first?.due ?? nextScan)
-            do { try await Task.sleep(for: .milliseconds(max(1, wake - WallClockTime.now.milliseconds))) } catch { return }
+            do { try await clock.sleep(for: .milliseconds(max(1, wake - clock.wallNow.milliseconds))) } catch { return }
         }
     }
 

@@ -28,7 +28,9 @@ public final class Node: Service, Sendable {
     /// change it through their messages.
     public let store: any ActorStore
     /// The connections to other nodes; `nil` for a single node.
-    let transport: ClusterTransport?
+    let transport: (any NodeTransport)?
+    /// Where the node's tasks run: `nil` (the global executor) except in the simulation.
+    let taskExecutor: (any TaskExecutor)?
     let cluster = ClusterState()
     let logger: Logger
     let metrics = NodeMetrics()
@@ -121,7 +123,8 @@ public final class Node: Service, Sendable {
         let tracer = InstrumentationSystem.tracer
         self.tracer = tracer is NoOpTracer ? nil : tracer
         self.lease = Mutex(NodeLease(failureTimeout: configuration.failureTimeout))
-        self.id = NodeID.random()
+        self.id = configuration.simulated?.nodeID ?? NodeID.random()
+        self.taskExecutor = configuration.simulated?.executor
         self.origins = OriginTable(this: id.rawValue)
         var kinds: [String: any AnyKindRuntime] = [:]
         let stageTypes = actors.filter { $0 is any StreamStage.Type || $0 is any SourceStage.Type }
@@ -142,7 +145,9 @@ public final class Node: Service, Sendable {
         exclusive = made.exclusive
         leaseEnforced = configuration.listen != nil
         let proxy = TransportDelegateProxy()
-        if let listen = configuration.listen, let secret = configuration.secret {
+        if let simulated = configuration.simulated, configuration.listen != nil {
+            transport = simulated.makeTransport(proxy, sequencer)
+        } else if let listen = configuration.listen, let secret = configuration.secret {
             var settings = TransportConfiguration(cluster: configuration.cluster, nodeID: id.rawValue, secret: secret)
             settings.host = listen.host
             settings.port = listen.port
@@ -312,6 +317,11 @@ public final class Node: Service, Sendable {
     func cast<R: ActorRequest>(_ request: R, to id: ActorID) throws(DNAError) {
         guard let kind = kinds[id.kind] else { throw DNAError(.unknownActorKind, "no actor kind '\(id.kind)' on this node") }
         try ActorTarget(id: id, node: self, kind: kind).send(R.self, MessageBox(request), reply: nil)
+    }
+
+    /// Starts an unstructured task of the node's (on its executor, see ``taskExecutor``).
+    func spawn(_ operation: sending @escaping @isolated(any) () async -> Void) {
+        Task(executorPreference: taskExecutor, operation: operation)
     }
 
     /// Removes the activation from the directory (if it is still the one there).

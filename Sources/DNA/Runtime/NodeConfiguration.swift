@@ -154,6 +154,8 @@ extension Node {
         /// deadlines, idle passivation, timers. Default ``SystemClock``; tests use
         /// `DNATesting.TestClock`.
         public var clock: any DNAClock = SystemClock()
+        /// Set by the simulation, which runs real nodes over its own network and scheduler.
+        package var simulated: SimulatedEnvironment?
 
         public init(store: StoreChoice) { self.store = store }
 
@@ -259,6 +261,27 @@ extension Node {
             guard limits.maxMoves >= 1, limits.maxFraction > 0, limits.maxFraction <= 1 else {
                 throw DNAError(.invalidArgument, "rebalancing.limits must allow a move: maxMoves ≥ 1, maxFraction in (0, 1]")
             }
+        }
+    }
+}
+
+extension Node {
+    /// What the simulation gives a real node in place of the process's: its id, the
+    /// executor every task of the node runs on (one thread, in an order the simulation
+    /// chooses), and its links to the other nodes (made with the node's sequencer, which
+    /// numbers requests as they are queued, as ``ClusterTransport`` does).
+    package struct SimulatedEnvironment: Sendable {
+        package var nodeID: NodeID
+        package var executor: any TaskExecutor
+        package var makeTransport: @Sendable (any ClusterTransportDelegate, RequestSequencer) -> any NodeTransport
+
+        package init(
+            nodeID: NodeID, executor: any TaskExecutor,
+            makeTransport: @escaping @Sendable (any ClusterTransportDelegate, RequestSequencer) -> any NodeTransport
+        ) {
+            self.nodeID = nodeID
+            self.executor = executor
+            self.makeTransport = makeTransport
         }
     }
 }

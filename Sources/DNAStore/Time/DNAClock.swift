@@ -34,6 +34,13 @@ public protocol DNAClock: Sendable {
     var now: DNAInstant { get }
     /// Suspends until `deadline`; throws `CancellationError` if the task is cancelled first.
     func sleep(until deadline: DNAInstant) async throws
+    /// The date now, for what is kept as a date (alarms, the age of stream records).
+    /// Default: the system's ``WallClockTime/now``.
+    var wallNow: WallClockTime { get }
+}
+
+extension DNAClock {
+    public var wallNow: WallClockTime { .now }
 }
 
 extension DNAClock {

@@ -1,0 +1,105 @@
+/// A call or cast a client of the runtime simulation made to a ``SimulatedRegister``, and
+/// what it was told.
+package struct RegisterOperation: Sendable {
+    package enum Kind: Sendable { case read, append, cast }
+    package var kind: Kind
+    package var actor: Int
+    /// The id appended (empty for reads).
+    package var value: String
+    package var slot: Int
+    package var incarnation: Int
+    package var invoked: Int64
+    package var responded: Int64?
+    /// The log it was answered with.
+    package var result: [String]?
+    /// The code of the error it was answered with.
+    package var error: String?
+
+    package init(
+        kind: Kind, actor: Int, value: String, slot: Int, incarnation: Int, invoked: Int64, responded: Int64? = nil,
+        result: [String]? = nil, error: String? = nil
+    ) {
+        self.kind = kind
+        self.actor = actor
+        self.value = value
+        self.slot = slot
+        self.incarnation = incarnation
+        self.invoked = invoked
+        self.responded = responded
+        self.result = result
+        self.error = error
+    }
+
+    var summary: String {
+        let what: String
+        switch kind {
+        case .read: what = "read"
+        case .append: what = "append \(value)"
+        case .cast: what = "cast \(value)"
+        }
+        let answered = responded.map { "answered at \(Duration.nanoseconds($0))" } ?? "unanswered"
+        return "\(what) from n\(slot).\(incarnation) sent at \(Duration.nanoseconds(invoked)), \(answered)\(error.map { " (\($0))" } ?? "")"
+    }
+}
+
+/// What the clients of one register were told, against what a linearizable log allows:
+/// every log answered is a prefix of a longer one (one history), no call saw less than a
+/// call answered before it was sent (real time), an acknowledged append is in the log it
+/// was answered with (at its end) and in the final log, nothing is in the final log twice,
+/// nothing told "certainly not applied" is in it, and every call to a process still
+/// running was answered.
+package enum RegisterHistory {
+    package static func firstViolation(
+        actor name: String, operations: [RegisterOperation], final: [String], certainlyNotApplied: Set<String>,
+        isRunning: (_ slot: Int, _ incarnation: Int) -> Bool
+    ) -> (invariant: String, detail: String)? {
+        var seen: Set<String> = []
+        for value in final where !seen.insert(value).inserted {
+            return ("applied twice", "\(name): \(value) is in the final log twice")
+        }
+        let answered = operations.filter { $0.result != nil }
+        let byLength = answered.sorted { $0.result!.count < $1.result!.count }
+        for (shorter, longer) in zip(byLength, byLength.dropFirst()) where !longer.result!.starts(with: shorter.result!) {
+            return (
+                "divergent logs",
+                "\(name): \(shorter.summary) saw …\(shorter.result!.suffix(3)) (\(shorter.result!.count)), \(longer.summary) saw …\(longer.result!.suffix(3)) (\(longer.result!.count)), not its continuation"
+            )
+        }
+        let byResponse = answered.sorted { $0.responded! < $1.responded! }
+        var next = 0
+        var longest: RegisterOperation?
+        for operation in answered.sorted(by: { $0.invoked < $1.invoked }) {
+            while next < byResponse.count, byResponse[next].responded! < operation.invoked {
+                if byResponse[next].result!.count > longest?.result!.count ?? -1 { longest = byResponse[next] }
+                next += 1
+            }
+            if let longest, operation.result!.count < longest.result!.count {
+                return (
+                    "stale answer",
+                    "\(name): \(operation.summary) saw \(operation.result!.count) appends, but \(longest.summary), answered before it was sent, saw \(longest.result!.count)"
+                )
+            }
+        }
+        let finalSet = Set(final)
+        for operation in operations {
+            if operation.kind == .append {
+                if let log = operation.result, log.last != operation.value {
+                    return ("wrong answer", "\(name): \(operation.summary) was answered with a log that does not end with it")
+                }
+                if operation.result != nil, !finalSet.contains(operation.value) {
+                    return ("lost write", "\(name): \(operation.summary) was acknowledged, and is not in the final log")
+                }
+                if let code = operation.error, certainlyNotApplied.contains(code), finalSet.contains(operation.value) {
+                    return ("failed but applied", "\(name): \(operation.summary) was told \(code), and is in the final log")
+                }
+            }
+            if operation.kind != .cast, operation.responded == nil, isRunning(operation.slot, operation.incarnation) {
+                return ("unanswered", "\(name): \(operation.summary) was never answered, and its process still runs")
+            }
+        }
+        if let longest = byLength.last, !final.starts(with: longest.result!) {
+            return ("divergent logs", "\(name): \(longest.summary) saw a log the final log (\(final.count)) does not continue")
+        }
+        return nil
+    }
+}

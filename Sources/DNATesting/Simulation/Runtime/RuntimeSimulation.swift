@@ -1,0 +1,586 @@
+import DNA
+import DNAStore
+import DNATransport
+import Foundation
+import Logging
+
+/// A deterministic simulation of a DNA cluster that runs the **real runtime**: N ``Node``s
+/// (their drivers, decision machines, activations, heartbeat, passivation, alarm,
+/// retention and rebalancing loops, forwarding, hand-overs and drains), each on an
+/// executor of its own, over a simulated network, store and clocks, all on one thread, in
+/// an order drawn from a seed. Faults: crashes and restarts, pauses of a whole process
+/// (also mid-batch), drifting clocks, jumps of the store's clock, store outages, stalls,
+/// slowness, lock timeouts and deadlock aborts (refused before they apply), answers lost
+/// after the store applied an operation (every operation: commits, hand-overs, claims,
+/// heartbeats), nodes cut from the store, network partitions, broken connections, drains
+/// and migrations.
+///
+/// Clients on every node send calls and casts to ``SimulatedRegister`` actors, whose every
+/// answer is the actor's whole log; at the end it checks that what every caller was told
+/// is linearizable (the logs seen form one chain, and no call saw less than a call that
+/// finished before it began), that no acknowledged append is lost, nothing is applied
+/// twice, nothing reported as certainly not applied was applied, and every call to a node
+/// still running was answered.
+///
+/// For a replay to follow the same path, run the process with `SWIFT_DETERMINISTIC_HASHING=1`
+/// (the runtime iterates dictionaries; `dna simulate` sets it).
+public final class RuntimeSimulation: @unchecked Sendable {
+    static let port = 7400
+    /// The dates of the simulation's clocks start here (2027-01-15).
+    static let epochMilliseconds: Int64 = 1_800_000_000_000
+    static let actorNamespace = "sim"
+
+    static func slot(of address: PeerAddress) -> Int? {
+        guard address.host.hasPrefix("node"), address.port == port else { return nil }
+        return Int(address.host.dropFirst(4))
+    }
+
+    /// One node's place: the process in it dies and is started again (a new incarnation,
+    /// a new node id, the same address).
+    final class Slot: @unchecked Sendable {
+        let index: Int
+        var incarnation = 0
+        var isUp = false
+        var paused = false
+        /// What reached the process while it was paused, run when it resumes.
+        var deferred: [() -> Void] = []
+        var executor: SimulatedExecutor?
+        var node: Node?
+        var clock: SimulatedClock?
+        var transport: SimulatedTransport?
+        var nodeID = NodeID(rawValue: "")
+        /// Until when its operations cannot reach the store.
+        var storeCutUntil: Int64 = 0
+        var address: PeerAddress { PeerAddress(host: "node\(index)", port: RuntimeSimulation.port) }
+
+        init(index: Int) { self.index = index }
+    }
+
+    typealias Operation = RegisterOperation
+
+    let configuration: SimulationConfiguration
+    var random: SimulationRandom
+    private(set) var now: Int64 = 0
+    /// How far the store's clock is from the simulation's time (its jumps).
+    private(set) var storeClockOffset: Int64 = 0
+    private var queue = EventQueue()
+    private var nextSequence: UInt64 = 0
+    private(set) var events = 0
+    private(set) var jobs = 0
+    var violations: [SimulationViolation] = []
+    var traceLines: [String] = []
+    var counters: [String: Int] = [:]
+    let database = InMemoryDatabase()
+    private(set) var storeClock: SimulatedStoreClock!
+    private(set) var network: SimulatedNetwork!
+    private(set) var slots: [Slot] = []
+    var operations: [Operation] = []
+    /// Slots whose executors have jobs to run.
+    private var ready: [Int] = []
+    private var nextValue = 1
+    private var finalLogs: [Int: [String]] = [:]
+
+    private var storeFailingUntil: Int64 = 0
+    private var storeLosingAnswersUntil: Int64 = 0
+    private var storeLockTroubleUntil: Int64 = 0
+    private var storeSlowUntil: Int64 = 0
+    private var storeStalledUntil: Int64 = 0
+
+    private var faultsEnd: Int64 { configuration.faultyPhase.wholeNanoseconds }
+    private var end: Int64 { (configuration.faultyPhase + configuration.quietPhase).wholeNanoseconds }
+    /// Clients send nothing new after this: what is under way gets its answer before the end.
+    private var clientsStop: Int64 { faultsEnd + configuration.quietPhase.wholeNanoseconds / 2 }
+
+    public init(configuration: SimulationConfiguration) {
+        self.configuration = configuration
+        self.random = SimulationRandom(seed: configuration.seed)
+        self.storeClock = SimulatedStoreClock(simulation: self)
+        self.network = SimulatedNetwork(simulation: self)
+    }
+
+    /// Runs the simulation on a thread of its own (the simulation's jobs run there).
+    public static func run(_ configuration: SimulationConfiguration) async -> SimulationResult {
+        await withCheckedContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(returning: RuntimeSimulation(configuration: configuration).run())
+            }
+            thread.stackSize = 64 << 20
+            thread.start()
+        }
+    }
+
+    /// Runs the simulation on the calling thread, which must not be one of Swift
+    /// concurrency's (see ``run(_:)``).
+    public func run() -> SimulationResult {
+        slots = (0..<configuration.nodes).map(Slot.init)
+        for slot in slots {
+            schedule(at: random.duration(.zero, .milliseconds(300)).wholeNanoseconds, "boot") { [self] in boot(slot) }
+        }
+        scheduleFaults()
+        if configuration.migrations { scheduleMigrations() }
+        schedule(at: end, "final reads") { [self] in finalReads(attempt: 1) }
+        let limit = end + Duration.seconds(60).wholeNanoseconds
+        while let event = queue.pop(), event.time <= limit {
+            now = max(now, event.time)
+            events += 1
+            event.action()
+            runReadyJobs()
+            if !violations.isEmpty { break }
+            if now >= end && finalLogs.count == configuration.actors { break }
+        }
+        if violations.isEmpty { check() }
+        return SimulationResult(
+            seed: configuration.seed, violations: violations, events: events, simulatedTime: .nanoseconds(now), trace: traceLines,
+            counters: counters.merging(["jobs": jobs]) { $1 })
+    }
+
+    // MARK: Scheduling
+
+    func schedule(at time: Int64, _ label: @autoclosure () -> String, _ action: @escaping () -> Void) {
+        nextSequence += 1
+        queue.push(ClusterSimulation.Event(time: max(time, now), sequence: nextSequence, node: nil, label: "", action: action))
+    }
+
+    /// An event for one incarnation of a node's process: dropped if it died, kept for later
+    /// while it is paused.
+    func schedule(at time: Int64, on slot: Int, incarnation: Int, _ label: @autoclosure () -> String, _ action: @escaping () -> Void) {
+        schedule(at: time, label()) { [self] in
+            let target = slots[slot]
+            guard target.isUp, target.incarnation == incarnation else { return }
+            if target.paused { target.deferred.append(action) } else { action() }
+        }
+    }
+
+    private func markReady(_ slot: Int, incarnation: Int) {
+        guard slots[slot].incarnation == incarnation else { return }
+        ready.append(slot)
+    }
+
+    private func runReadyJobs() {
+        var ran = 0
+        while let index = ready.popLast() {
+            let slot = slots[index]
+            guard slot.isUp, !slot.paused, let executor = slot.executor else { continue }
+            while executor.runOne() {
+                ran += 1
+                if ran > 2_000_000 {
+                    violation("livelock", "n\(index) ran 2,000,000 jobs without time passing")
+                    return
+                }
+            }
+        }
+        jobs += ran
+    }
+
+    func count(_ name: String, by amount: Int = 1) { counters[name, default: 0] += amount }
+
+    func violation(_ invariant: String, _ detail: String) {
+        violations.append(SimulationViolation(time: .nanoseconds(now), invariant: invariant, detail: detail))
+        trace("VIOLATION \(invariant): \(detail)")
+    }
+
+    func trace(_ line: @autoclosure () -> String) {
+        guard configuration.trace else { return }
+        let milliseconds = now / 1_000_000
+        let micro = (now / 1_000) % 1_000
+        traceLines.append("[\(milliseconds).\(String(repeating: "0", count: 3 - String(micro).count))\(micro)ms] \(line())")
+    }
+
+    // MARK: Processes
+
+    private func boot(_ slot: Slot) {
+        slot.incarnation += 1
+        slot.isUp = true
+        slot.paused = false
+        slot.deferred = []
+        let index = slot.index
+        let incarnation = slot.incarnation
+        slot.nodeID = NodeID(rawValue: "n\(index).\(incarnation)")
+        let executor = SimulatedExecutor(seed: random.next()) { [unowned self] in markReady(index, incarnation: incarnation) }
+        slot.executor = executor
+        let drift = configuration.maxClockDrift
+        let clock = SimulatedClock(
+            simulation: self, slot: index, incarnation: incarnation, rate: 1 + Double.random(in: -drift...drift, using: &random))
+        slot.clock = clock
+        let store = InMemoryStore(
+            sharing: database, clock: storeClock, interposer: SimulatedStoreLink(simulation: self, slot: index, incarnation: incarnation))
+        var settings = Node.Configuration(store: .custom(store))
+        settings.cluster = "sim"
+        settings.namespace = Self.actorNamespace
+        settings.listen = slot.address
+        settings.secret = Array(repeating: 7, count: 16)
+        settings.clock = clock
+        settings.failureTimeout = configuration.failureTimeout
+        settings.heartbeatInterval = configuration.heartbeatInterval
+        settings.commitTimeout = configuration.commitTimeout
+        settings.maxBatch = configuration.maxBatch
+        settings.commitPipelineDepth = configuration.pipelineDepth
+        settings.maxHops = configuration.maxHops
+        settings.idleTimeout = .seconds(4)
+        settings.drainOnShutdown = false
+        if configuration.trace {
+            let label = "n\(index).\(incarnation)"
+            settings.logger = Logger(label: label) { [unowned self] label in SimulationLogHandler(simulation: self, label: label) }
+        } else {
+            settings.logger = Logger(label: "sim") { _ in SwiftLogNoOpLogHandler() }
+        }
+        settings.simulated = Node.SimulatedEnvironment(nodeID: slot.nodeID, executor: executor) { [unowned self] delegate, sequencer in
+            let transport = SimulatedTransport(
+                simulation: self, slot: index, incarnation: incarnation, delegate: delegate, sequencer: sequencer)
+            slots[index].transport = transport
+            return transport
+        }
+        let node: Node
+        do {
+            node = try Node(configuration: settings, actors: [SimulatedRegister.self])
+        } catch {
+            violation("node not made", "n\(index): \(error)")
+            return
+        }
+        slot.node = node
+        trace("n\(index) boots as \(slot.nodeID)")
+        Task(executorPreference: executor) { [unowned self] in
+            do {
+                try await node.run()
+            } catch {
+                trace("n\(index).\(incarnation) failed to start: \(error)")
+                schedule(at: now + 100_000_000, "restart after a failed start") { [self] in
+                    guard slot.incarnation == incarnation, slot.isUp else { return }
+                    stop(slot)
+                    boot(slot)
+                }
+            }
+        }
+        Task(executorPreference: executor) { [unowned self] in
+            do { try await node.waitUntilReady() } catch { return }
+            for _ in 0..<configuration.clientsPerNode {
+                Task(executorPreference: executor) { [unowned self] in
+                    await client(slot: index, incarnation: incarnation, node: node, clock: clock)
+                }
+            }
+        }
+    }
+
+    /// The process is gone: it runs nothing more, its connections break.
+    private func stop(_ slot: Slot) {
+        guard slot.isUp else { return }
+        slot.isUp = false
+        slot.paused = false
+        slot.deferred = []
+        slot.executor?.kill()
+        slot.executor = nil
+        slot.node = nil
+        slot.clock = nil
+        slot.transport = nil
+        network.breakConnections(of: slot.index, reason: "peer died")
+    }
+
+    private func crash(_ slot: Slot, restartAfter down: Duration) {
+        guard slot.isUp else { return }
+        trace("n\(slot.index) crashes (down \(down))")
+        count("fault.crash")
+        stop(slot)
+        schedule(at: now + down.wholeNanoseconds, "restart") { [self] in if !slot.isUp { boot(slot) } }
+    }
+
+    private func pause(_ slot: Slot, for length: Duration) {
+        guard slot.isUp, !slot.paused else { return }
+        trace("n\(slot.index) pauses for \(length)")
+        count("fault.pause")
+        slot.paused = true
+        let incarnation = slot.incarnation
+        schedule(at: now + length.wholeNanoseconds, "resume") { [self] in
+            guard slot.isUp, slot.incarnation == incarnation, slot.paused else { return }
+            trace("n\(slot.index) resumes")
+            slot.paused = false
+            let deferred = slot.deferred
+            slot.deferred = []
+            for action in deferred { action() }
+            if slot.executor?.hasJobs == true { ready.append(slot.index) }
+        }
+    }
+
+    /// Drains the node, shuts it down, and starts it again a moment later.
+    private func drainAndRestart(_ slot: Slot, down: Duration) {
+        guard slot.isUp, let node = slot.node, let executor = slot.executor else { return }
+        trace("n\(slot.index) drains and stops")
+        count("fault.drain")
+        let incarnation = slot.incarnation
+        Task(executorPreference: executor) { [unowned self] in
+            do {
+                let report = try await node.drain()
+                count("drain.moved", by: report.moved)
+                count("drain.stopped", by: report.stopped)
+            } catch {
+                count("drain.failed")
+            }
+            await node.shutdown()
+            guard slot.incarnation == incarnation, slot.isUp else { return }
+            trace("n\(slot.index) stopped after draining")
+            stop(slot)
+            schedule(at: now + down.wholeNanoseconds, "restart") { [self] in if !slot.isUp { boot(slot) } }
+        }
+    }
+
+    // MARK: The store
+
+    private static func isRead(_ operation: String) -> Bool {
+        operation.hasPrefix("nodes(") || operation.hasPrefix("readStream(") || operation.hasPrefix("streamStatus(")
+            || operation.hasPrefix("dueAlarms(") || operation.hasPrefix("registrations(")
+    }
+
+    private func storeLatency() -> Int64 {
+        let base = Int64.random(in: 200_000...3_000_000, using: &random)
+        return now < storeSlowUntil ? base + Int64.random(in: 0...400_000_000, using: &random) : base
+    }
+
+    /// An operation from a node to the store: it travels there (waiting out a stall),
+    /// is refused or applied, and its answer travels back, unless it is lost.
+    func storeOperation<T>(
+        from slot: Int, incarnation: Int, _ operation: String, apply: @escaping () -> Result<T, StoreError>,
+        answer: @escaping (Result<T, StoreError>) -> Void
+    ) {
+        guard slots[slot].isUp, slots[slot].incarnation == incarnation else { return }
+        let cut = now < slots[slot].storeCutUntil
+        schedule(at: max(now + storeLatency(), storeStalledUntil), "store: \(operation)") { [self] in
+            let result: Result<T, StoreError>
+            if cut || now < storeFailingUntil {
+                result = .failure(StoreError(.unavailable, "simulated: the store cannot be reached"))
+            } else if now < storeLockTroubleUntil && random.chance(0.3) {
+                result = .failure(StoreError(.unavailable, "simulated: lock timeout or deadlock, rolled back"))
+            } else {
+                let applied = apply()
+                if now < storeLosingAnswersUntil && random.chance(0.5) {
+                    count("store.answerLost")
+                    result =
+                        Self.isRead(operation)
+                        ? .failure(StoreError(.unavailable, "simulated: the answer was lost"))
+                        : .failure(StoreError(.outcomeUnknown, "simulated: the answer was lost"))
+                } else {
+                    result = applied
+                }
+            }
+            schedule(at: now + storeLatency(), on: slot, incarnation: incarnation, "store answer") { answer(result) }
+        }
+    }
+
+    // MARK: Faults
+
+    private func scheduleFaults() {
+        var time: Int64 = 2_000_000_000
+        while true {
+            time += random.duration(.milliseconds(200), .milliseconds(1_500)).wholeNanoseconds
+            guard time < faultsEnd else { break }
+            let kind = Int.random(in: 0..<100, using: &random)
+            let slot = slots[Int.random(in: 0..<configuration.nodes, using: &random)]
+            let other = slots[Int.random(in: 0..<configuration.nodes, using: &random)]
+            let length = random.duration(.milliseconds(100), .seconds(3))
+            let until = time + length.wholeNanoseconds
+            let action: () -> Void
+            switch kind {
+            case 0..<12:
+                let down = random.duration(.milliseconds(200), .seconds(4))
+                action = { [self] in crash(slot, restartAfter: down) }
+            case 12..<24:
+                let pauseLength = random.duration(.milliseconds(100), .seconds(9))
+                action = { [self] in pause(slot, for: pauseLength) }
+            case 24..<32:
+                action = { [self] in count("fault.storeDown"); storeFailingUntil = max(storeFailingUntil, until) }
+            case 32..<42:
+                action = { [self] in count("fault.answersLost"); storeLosingAnswersUntil = max(storeLosingAnswersUntil, until) }
+            case 42..<50:
+                action = { [self] in count("fault.lockTrouble"); storeLockTroubleUntil = max(storeLockTroubleUntil, until) }
+            case 50..<56:
+                action = { [self] in count("fault.storeSlow"); storeSlowUntil = max(storeSlowUntil, until) }
+            case 56..<60:
+                let stall = time + random.duration(.milliseconds(100), .seconds(2)).wholeNanoseconds
+                action = { [self] in count("fault.storeStall"); storeStalledUntil = max(storeStalledUntil, stall) }
+            case 60..<68:
+                let cut = time + random.duration(.milliseconds(100), .seconds(7)).wholeNanoseconds
+                action = { [self] in
+                    count("fault.storeCut")
+                    trace("n\(slot.index) is cut from the store")
+                    slot.storeCutUntil = max(slot.storeCutUntil, cut)
+                }
+            case 68..<76:
+                action = { [self] in
+                    guard slot.index != other.index else { return }
+                    count("fault.partition")
+                    trace("n\(slot.index) and n\(other.index) are partitioned")
+                    network.partition(slot.index, other.index, until: until)
+                }
+            case 76..<82:
+                action = { [self] in
+                    guard let (from, to) = network.randomConnection() else { return }
+                    count("fault.connectionBroken")
+                    network.breakConnection(from: from, to: to, reason: "broken by a fault")
+                }
+            case 82..<86:
+                action = { [self] in count("fault.networkSlow"); network.slowUntil = max(network.slowUntil, until) }
+            case 86..<92:
+                let failure = configuration.failureTimeout.wholeNanoseconds
+                let jump =
+                    random.chance(0.7)
+                    ? Int64(Double(failure) * Double.random(in: 0.2...2, using: &random))
+                    : -Int64.random(in: 0...1_000_000_000, using: &random)
+                action = { [self] in
+                    count("fault.storeClockJump")
+                    trace("the store's clock jumps \(Duration.nanoseconds(jump))")
+                    storeClockOffset += jump
+                }
+            default:
+                let down = random.duration(.milliseconds(200), .seconds(2))
+                action = { [self] in drainAndRestart(slot, down: down) }
+            }
+            schedule(at: time, "fault", action)
+        }
+    }
+
+    private func actorID(_ actor: Int) -> ActorID {
+        ActorID(namespace: Self.actorNamespace, kind: SimulatedRegister.kind.name, key: "a\(actor)")
+    }
+
+    private func scheduleMigrations() {
+        var time: Int64 = 1_000_000_000
+        while true {
+            time += random.duration(.milliseconds(100), .seconds(1)).wholeNanoseconds
+            guard time < faultsEnd else { break }
+            let actor = Int.random(in: 0..<configuration.actors, using: &random)
+            let pick = Int.random(in: 0..<configuration.nodes, using: &random)
+            schedule(at: time, "migration") { [self] in migrate(actor, toward: pick) }
+        }
+    }
+
+    private func migrate(_ actor: Int, toward pick: Int) {
+        let id = actorID(actor)
+        guard let owner = database.withState({ $0.names[id]?.owner }),
+            let source = slots.first(where: { $0.isUp && $0.nodeID == owner }), let node = source.node,
+            let executor = source.executor
+        else { return }
+        let candidates = slots.filter { $0.isUp && $0.index != source.index && $0.node != nil }
+        guard !candidates.isEmpty else { return }
+        let target = candidates[pick % candidates.count].nodeID
+        Task(executorPreference: executor) { [unowned self] in
+            do {
+                try await node.migrate(id, to: target)
+                count("migration.moved")
+            } catch {
+                count("migration.notMoved.\(Self.code(of: error))")
+            }
+        }
+    }
+
+    // MARK: Clients
+
+    private static func code(of error: any Error) -> String {
+        (error as? DNAError)?.code.name ?? "\(type(of: error))"
+    }
+
+    private func newValue() -> String {
+        defer { nextValue += 1 }
+        return "v\(nextValue)"
+    }
+
+    private func record(_ kind: Operation.Kind, actor: Int, value: String, slot: Int, incarnation: Int) -> Int {
+        operations.append(Operation(kind: kind, actor: actor, value: value, slot: slot, incarnation: incarnation, invoked: now))
+        return operations.count - 1
+    }
+
+    private func complete(_ index: Int, _ result: Result<[String], any Error>) {
+        operations[index].responded = now
+        switch result {
+        case .success(let log):
+            operations[index].result = log
+            count("call.ok")
+        case .failure(let error):
+            let code = Self.code(of: error)
+            operations[index].error = code
+            count("call.failed.\(code)")
+        }
+    }
+
+    /// One client of a node: calls and casts, one at a time, with pauses between.
+    private func client(slot: Int, incarnation: Int, node: Node, clock: SimulatedClock) async {
+        while true {
+            do { try await clock.sleep(for: random.duration(.milliseconds(5), .milliseconds(150))) } catch { return }
+            guard now < clientsStop else { return }
+            let actor = Int.random(in: 0..<configuration.actors, using: &random)
+            let draw = Int.random(in: 0..<100, using: &random)
+            guard let ref = try? node.ref(SimulatedRegister.self, key: "a\(actor)") else { return }
+            if draw < 10 {
+                let value = newValue()
+                let index = record(.cast, actor: actor, value: value, slot: slot, incarnation: incarnation)
+                do {
+                    try ref.cast(SimulatedRegister.Append(id: value))
+                    operations[index].responded = now
+                    count("cast.sent")
+                } catch {
+                    operations[index].responded = now
+                    operations[index].error = Self.code(of: error)
+                    count("cast.refused.\(Self.code(of: error))")
+                }
+            } else if draw < 55 {
+                let value = newValue()
+                let index = record(.append, actor: actor, value: value, slot: slot, incarnation: incarnation)
+                do { complete(index, .success(try await ref.call(SimulatedRegister.Append(id: value)))) } catch {
+                    complete(index, .failure(error))
+                }
+            } else {
+                let index = record(.read, actor: actor, value: "", slot: slot, incarnation: incarnation)
+                do { complete(index, .success(try await ref.call(SimulatedRegister.Read()))) } catch { complete(index, .failure(error)) }
+            }
+        }
+    }
+
+    /// Reads every actor's log through a live node, at the end.
+    private func finalReads(attempt: Int) {
+        let live = slots.filter { $0.isUp && !$0.paused && $0.node != nil }
+        guard !live.isEmpty else {
+            violation("no live node", "no node is up at the end")
+            return
+        }
+        for actor in 0..<configuration.actors where finalLogs[actor] == nil {
+            let slot = live[actor % live.count]
+            guard let node = slot.node, let executor = slot.executor else { continue }
+            let incarnation = slot.incarnation
+            Task(executorPreference: executor) { [unowned self] in
+                let index = record(.read, actor: actor, value: "", slot: slot.index, incarnation: incarnation)
+                do {
+                    let log = try await node.ref(SimulatedRegister.self, key: "a\(actor)").call(SimulatedRegister.Read())
+                    complete(index, .success(log))
+                    finalLogs[actor] = log
+                } catch {
+                    complete(index, .failure(error))
+                }
+            }
+        }
+        schedule(at: now + 2_000_000_000, "final reads again") { [self] in
+            guard finalLogs.count < configuration.actors else { return }
+            if attempt >= 10 {
+                let missing = (0..<configuration.actors).filter { finalLogs[$0] == nil }.map { "a\($0)" }
+                violation("final read failed", "no answer for \(missing.prefix(10).joined(separator: ", ")) after \(attempt) attempts")
+                return
+            }
+            finalReads(attempt: attempt + 1)
+        }
+    }
+
+    // MARK: Checks
+
+    private func check() {
+        var byActor: [Int: [RegisterOperation]] = [:]
+        for operation in operations { byActor[operation.actor, default: []].append(operation) }
+        for actor in 0..<configuration.actors {
+            guard let final = finalLogs[actor] else { continue }
+            let found = RegisterHistory.firstViolation(
+                actor: "a\(actor)", operations: byActor[actor] ?? [], final: final,
+                certainlyNotApplied: ClusterSimulation.certainlyNotApplied
+            ) { [self] slot, incarnation in slots[slot].isUp && slots[slot].incarnation == incarnation }
+            if let found {
+                violation(found.invariant, found.detail)
+                return
+            }
+        }
+        count("operations", by: operations.count)
+    }
+}

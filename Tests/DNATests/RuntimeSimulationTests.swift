@@ -1,0 +1,108 @@
+import DNATesting
+import Foundation
+import Testing
+
+@testable import DNA
+
+/// The simulation that runs real nodes: a slice of what `dna simulate` runs at scale, and
+/// the checks it makes, on histories written by hand.
+@Suite("Runtime simulation")
+struct RuntimeSimulationTests {
+    static func run(_ seeds: ClosedRange<UInt64>, nodes: Int, actors: Int = 3, seconds: Int = 10) async -> [String] {
+        var failures: [String] = []
+        for seed in seeds {
+            var configuration = SimulationConfiguration(seed: seed)
+            configuration.nodes = nodes
+            configuration.actors = actors
+            configuration.faultyPhase = .seconds(seconds)
+            configuration.quietPhase = .seconds(30)
+            let result = await RuntimeSimulation.run(configuration)
+            if let violation = result.violations.first {
+                failures.append(
+                    "seed \(seed): \(violation) — replay with dna simulate --seed \(seed) --nodes \(nodes) --actors \(actors) --seconds \(seconds) --trace"
+                )
+            }
+        }
+        return failures
+    }
+
+    @Test("real nodes under faults: what every caller was told is linearizable, nothing acknowledged is lost")
+    func realNodes() async {
+        let failures = await Self.run(1...4, nodes: 3)
+        #expect(failures.isEmpty, "\(failures.prefix(3))")
+    }
+
+    @Test("a run injects faults and gets calls through")
+    func runDoesSomething() async {
+        var configuration = SimulationConfiguration(seed: 7)
+        configuration.faultyPhase = .seconds(10)
+        configuration.quietPhase = .seconds(30)
+        let result = await RuntimeSimulation.run(configuration)
+        #expect(result.violations.isEmpty, "\(result.violations.prefix(1))")
+        #expect((result.counters["call.ok"] ?? 0) > 500, "calls went through: \(result.counters)")
+        let faults = result.counters.filter { $0.key.hasPrefix("fault.") }.values.reduce(0, +)
+        #expect(faults > 5, "faults were injected: \(result.counters)")
+        #expect((result.counters["migration.moved"] ?? 0) > 0, "actors moved: \(result.counters)")
+    }
+
+    // MARK: The checks
+
+    typealias Operation = RegisterOperation
+
+    static func check(_ operations: [Operation], final: [String], running: Bool = false) -> String? {
+        RegisterHistory.firstViolation(
+            actor: "a0", operations: operations, final: final, certainlyNotApplied: ["commitFailed"], isRunning: { _, _ in running }
+        )?.invariant
+    }
+
+    static func append(_ value: String, _ invoked: Int64, _ responded: Int64?, _ result: [String]?, error: String? = nil) -> Operation {
+        Operation(kind: .append, actor: 0, value: value, slot: 0, incarnation: 1, invoked: invoked, responded: responded, result: result, error: error)
+    }
+
+    static func read(_ invoked: Int64, _ responded: Int64?, _ result: [String]?) -> Operation {
+        Operation(kind: .read, actor: 0, value: "", slot: 1, incarnation: 1, invoked: invoked, responded: responded, result: result)
+    }
+
+    @Test("a linearizable history passes, concurrent calls may see either order")
+    func linearizable() {
+        let history = [
+            Self.append("v1", 0, 10, ["v1"]),
+            Self.read(5, 8, []),  // concurrent with v1: may miss it
+            Self.append("v2", 20, 30, ["v1", "v2"]),
+            Self.read(25, 40, ["v1", "v2"]),
+            Self.read(31, 41, ["v1", "v2"]),
+        ]
+        #expect(Self.check(history, final: ["v1", "v2"]) == nil)
+    }
+
+    @Test("a read that misses an append acknowledged before it was sent is a stale answer")
+    func staleRead() {
+        let history = [Self.append("v1", 0, 10, ["v1"]), Self.read(11, 20, [])]
+        #expect(Self.check(history, final: ["v1"]) == "stale answer")
+    }
+
+    @Test("two logs that are not one history diverge")
+    func divergent() {
+        let history = [Self.append("v1", 0, 10, ["v1"]), Self.append("v2", 0, 10, ["v2"])]
+        #expect(Self.check(history, final: ["v1", "v2"]) == "divergent logs")
+    }
+
+    @Test("an acknowledged append missing from the final log is lost")
+    func lostWrite() {
+        #expect(Self.check([Self.append("v1", 0, 10, ["v1"])], final: []) == "lost write")
+        #expect(Self.check([Self.append("v1", 0, 10, nil, error: "outcomeUnknown"), Self.read(20, 30, [])], final: []) == nil)
+    }
+
+    @Test("an append told it certainly failed must not be applied; nothing is applied twice")
+    func failedButApplied() {
+        #expect(Self.check([Self.append("v1", 0, 10, nil, error: "commitFailed")], final: ["v1"]) == "failed but applied")
+        #expect(Self.check([Self.append("v1", 0, 10, nil, error: "outcomeUnknown")], final: ["v1"]) == nil)
+        #expect(Self.check([Self.append("v1", 0, 10, ["v1"])], final: ["v1", "v1"]) == "applied twice")
+    }
+
+    @Test("a call to a process still running must be answered")
+    func unanswered() {
+        #expect(Self.check([Self.read(0, nil, nil)], final: [], running: true) == "unanswered")
+        #expect(Self.check([Self.read(0, nil, nil)], final: [], running: false) == nil)
+    }
+}
