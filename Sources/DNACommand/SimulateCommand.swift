@@ -1,6 +1,7 @@
 import ArgumentParser
 import DNATesting
 import Foundation
+import Synchronization
 
 struct SimulateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -36,7 +37,7 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Actors the clients talk to.")
     var actors: Int = 3
 
-    @Option(help: "Seconds of simulated time with faults (then 60 s without, so every call is answered).")
+    @Option(help: "Seconds of simulated time with faults (then 30 s without with the runtime engine, 60 s with the model, so every call is answered).")
     var seconds: Int = 30
 
     @Option(
@@ -45,6 +46,9 @@ struct SimulateCommand: ParsableCommand {
             store and clocks) or `model` (the decision machines alone, driven by a model of the node; faster).
             """)
     var engine: Engine = .runtime
+
+    @Option(help: "Seeds run at once, each on a thread (default: one per processor).")
+    var parallel: Int?
 
     enum Engine: String, ExpressibleByArgument, CaseIterable {
         case runtime
@@ -56,21 +60,7 @@ struct SimulateCommand: ParsableCommand {
         guard actors >= 1 else { throw ValidationError("--actors must be at least 1") }
         guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
         guard seconds >= 1 else { throw ValidationError("--seconds must be at least 1") }
-    }
-
-    /// Runs `body` on a thread of its own (the runtime simulation runs jobs on its thread,
-    /// which must not be one of Swift concurrency's) and waits for it.
-    static func onThread<T>(_ body: @escaping @Sendable () -> T) -> T {
-        let box = ResultBox<T>()
-        let done = DispatchSemaphore(value: 0)
-        let thread = Thread {
-            box.value = body()
-            done.signal()
-        }
-        thread.stackSize = 64 << 20
-        thread.start()
-        done.wait()
-        return box.value!
+        if let parallel, parallel < 1 { throw ValidationError("--parallel must be at least 1") }
     }
 
     func run() throws {
@@ -89,57 +79,108 @@ struct SimulateCommand: ParsableCommand {
         // Progress on a terminal, on standard error (the results stay on standard output).
         let terminal = isatty(STDERR_FILENO) == 1 && !trace
         func progress(_ line: String) { FileHandle.standardError.write(Data("\u{1B}[2K\(line)\r".utf8)) }
-        var done = 0
-        for seed in seeds {
-            if terminal {
-                let elapsed = (ContinuousClock.now - started).components.seconds
-                progress("seed \(seed): \(done)/\(seeds.count) done, \(events) events, \(elapsed) s")
-            }
-            done += 1
+        let runner = SeedRunner(seeds: seeds, threads: min(parallel ?? ProcessInfo.processInfo.activeProcessorCount, seeds.count)) {
+            [nodes, actors, seconds, trace, engine] seed in
             var configuration = SimulationConfiguration(seed: seed)
             configuration.nodes = nodes
             configuration.actors = actors
             configuration.faultyPhase = .seconds(seconds)
             configuration.trace = trace
-            let result: SimulationResult
+            if engine == .runtime { configuration.quietPhase = .seconds(30) }
             switch engine {
-            case .model: result = ClusterSimulation(configuration).run()
-            case .runtime:
-                let settings = configuration
-                result = Self.onThread { RuntimeSimulation(configuration: settings).run() }
+            case .model: return ClusterSimulation(configuration).run()
+            case .runtime: return RuntimeSimulation(configuration: configuration).run()
             }
+        }
+        var done = 0
+        while let result = runner.next() {
+            done += 1
             events += result.events
             for (name, value) in result.counters { counters[name, default: 0] += value }
             if trace { for line in result.trace { print(line) } }
+            if terminal {
+                let elapsed = (ContinuousClock.now - started).components.seconds
+                progress("\(done)/\(seeds.count) seeds done (last: \(result.seed)), \(events) events, \(elapsed) s")
+            }
             if let violation = result.violations.first {
                 if terminal { progress("") }
-                print("seed \(seed): VIOLATION \(violation)")
+                print("seed \(result.seed): VIOLATION \(violation)")
                 if keepGoing {
-                    failing[violation.invariant, default: []].append(seed)
+                    failing[violation.invariant, default: []].append(result.seed)
                     continue
                 }
-                print("replay: dna simulate --engine \(engine.rawValue) --seed \(seed) --nodes \(nodes) --actors \(actors) --seconds \(seconds) --trace")
+                runner.stop()
+                print(
+                    "replay: dna simulate --engine \(engine.rawValue) --seed \(result.seed) --nodes \(nodes) --actors \(actors) --seconds \(seconds) --trace"
+                )
                 throw ExitCode(1)
             }
         }
         if terminal { progress("") }
         if !failing.isEmpty {
             for (invariant, seeds) in failing.sorted(by: { $0.key < $1.key }) {
-                print("\(invariant): \(seeds.count) seeds, first \(seeds.prefix(10).map(String.init).joined(separator: " "))")
+                print("\(invariant): \(seeds.count) seeds, first \(seeds.sorted().prefix(10).map(String.init).joined(separator: " "))")
             }
             throw ExitCode(1)
         }
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         print(
-            "\(seeds.count) seeds, \(nodes) nodes, \(actors) actors (\(engine.rawValue)): no violation; \(String(format: "%.1f", Double(seeds.count) / seconds)) seeds/s, \(events) events (\(String(format: "%.0f", Double(events) / seconds)) events/s)"
+            "\(seeds.count) seeds, \(nodes) nodes, \(actors) actors (\(engine.rawValue), \(runner.threads) threads): no violation; \(String(format: "%.2f", Double(seeds.count) / seconds)) seeds/s, \(events) events (\(String(format: "%.0f", Double(events) / seconds)) events/s), \(String(format: "%.0f", seconds)) s"
         )
         let interesting = counters.keys.sorted().map { "\($0)=\(counters[$0]!)" }
         print("counters: " + interesting.joined(separator: " "))
     }
 }
 
-/// What a thread hands back to the one waiting for it (after its semaphore).
-private final class ResultBox<T>: @unchecked Sendable {
-    var value: T?
+/// Runs seeds on threads of their own (each simulation runs its jobs on the thread it
+/// runs on, which must not be one of Swift concurrency's), and hands their results back as
+/// they finish.
+private final class SeedRunner: @unchecked Sendable {
+    private struct State {
+        var next = 0
+        var stopped = false
+        var finished: [SimulationResult] = []
+    }
+
+    let threads: Int
+    private let seeds: [UInt64]
+    private let state = Mutex(State())
+    private let finished = DispatchSemaphore(value: 0)
+    private var delivered = 0
+
+    init(seeds: [UInt64], threads: Int, run: @escaping @Sendable (UInt64) -> SimulationResult) {
+        self.seeds = seeds
+        self.threads = max(1, threads)
+        for _ in 0..<self.threads {
+            let thread = Thread { [self] in
+                while let seed = take() {
+                    let result = run(seed)
+                    state.withLock { $0.finished.append(result) }
+                    finished.signal()
+                }
+            }
+            thread.stackSize = 64 << 20
+            thread.start()
+        }
+    }
+
+    private func take() -> UInt64? {
+        state.withLock { state in
+            guard !state.stopped, state.next < seeds.count else { return nil }
+            defer { state.next += 1 }
+            return seeds[state.next]
+        }
+    }
+
+    /// The next result to finish; `nil` once every seed was handed back (or after ``stop()``).
+    func next() -> SimulationResult? {
+        guard delivered < seeds.count, !state.withLock({ $0.stopped }) else { return nil }
+        finished.wait()
+        delivered += 1
+        return state.withLock { $0.finished.removeFirst() }
+    }
+
+    /// Takes no more seeds (the threads finish the ones they run).
+    func stop() { state.withLock { $0.stopped = true } }
 }

@@ -14,11 +14,14 @@ package struct RegisterOperation: Sendable {
     package var result: [String]?
     /// The code of the error it was answered with.
     package var error: String?
+    /// The client that sent it (0: none in particular); a client sends one call at a time.
+    package var client: Int
 
     package init(
         kind: Kind, actor: Int, value: String, slot: Int, incarnation: Int, invoked: Int64, responded: Int64? = nil,
-        result: [String]? = nil, error: String? = nil
+        result: [String]? = nil, error: String? = nil, client: Int = 0
     ) {
+        self.client = client
         self.kind = kind
         self.actor = actor
         self.value = value
@@ -46,8 +49,10 @@ package struct RegisterOperation: Sendable {
 /// every log answered is a prefix of a longer one (one history), no call saw less than a
 /// call answered before it was sent (real time), an acknowledged append is in the log it
 /// was answered with (at its end) and in the final log, nothing is in the final log twice,
-/// nothing told "certainly not applied" is in it, and every call to a process still
-/// running was answered.
+/// nothing told "certainly not applied" is in it, every call to a process still running
+/// was answered, and each client's messages were handled in the order it sent them (its
+/// appends and casts are in the log in that order, and what it sent before a call that was
+/// applied is in that call's answer).
 package enum RegisterHistory {
     package static func firstViolation(
         actor name: String, operations: [RegisterOperation], final: [String], certainlyNotApplied: Set<String>,
@@ -99,6 +104,33 @@ package enum RegisterHistory {
         }
         if let longest = byLength.last, !final.starts(with: longest.result!) {
             return ("divergent logs", "\(name): \(longest.summary) saw a log the final log (\(final.count)) does not continue")
+        }
+        // Order per sender.
+        var position: [String: Int] = [:]
+        for (index, value) in final.enumerated() { position[value] = index }
+        var byClient: [Int: [RegisterOperation]] = [:]
+        for operation in operations where operation.client != 0 { byClient[operation.client, default: []].append(operation) }
+        for client in byClient.keys.sorted() {
+            let sent = byClient[client]!.sorted { $0.invoked < $1.invoked }
+            var lastApplied: RegisterOperation?
+            var appliedBefore: [RegisterOperation] = []
+            for operation in sent {
+                if let log = operation.result {
+                    let seen = Set(log)
+                    if let missing = appliedBefore.first(where: { !seen.contains($0.value) }) {
+                        return (
+                            "out of order",
+                            "\(name): \(operation.summary) did not see \(missing.summary), sent before it by the same client and applied"
+                        )
+                    }
+                }
+                guard operation.kind != .read, let at = position[operation.value] else { continue }
+                if let lastApplied, position[lastApplied.value]! > at {
+                    return ("out of order", "\(name): \(operation.summary) was applied before \(lastApplied.summary), sent before it by the same client")
+                }
+                lastApplied = operation
+                appliedBefore.append(operation)
+            }
         }
         return nil
     }

@@ -78,6 +78,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
     /// Slots whose executors have jobs to run.
     private var ready: [Int] = []
     private var nextValue = 1
+    private var nextClient = 0
     private var finalLogs: [Int: [String]] = [:]
 
     private var storeFailingUntil: Int64 = 0
@@ -88,6 +89,9 @@ public final class RuntimeSimulation: @unchecked Sendable {
 
     private var faultsEnd: Int64 { configuration.faultyPhase.wholeNanoseconds }
     private var end: Int64 { (configuration.faultyPhase + configuration.quietPhase).wholeNanoseconds }
+    /// Clients of large clusters wait longer between calls: the load of the cluster stays
+    /// about that of 8 nodes (the faults and the topology grow, not the traffic).
+    private var thinkScale: Double { max(1, Double(configuration.nodes) / 8) }
     /// Clients send nothing new after this: what is under way gets its answer before the end.
     private var clientsStop: Int64 { faultsEnd + configuration.quietPhase.wholeNanoseconds / 2 }
 
@@ -255,7 +259,8 @@ public final class RuntimeSimulation: @unchecked Sendable {
             do { try await node.waitUntilReady() } catch { return }
             for _ in 0..<configuration.clientsPerNode {
                 Task(executorPreference: executor) { [unowned self] in
-                    await client(slot: index, incarnation: incarnation, node: node, clock: clock)
+                    nextClient += 1
+                    await client(nextClient, slot: index, incarnation: incarnation, node: node, clock: clock)
                 }
             }
         }
@@ -366,58 +371,61 @@ public final class RuntimeSimulation: @unchecked Sendable {
 
     // MARK: Faults
 
+    /// Faults come every 0.3–2 s of the faulty phase. Those of one process (crashes, pauses,
+    /// a cut from the store, drains) last long enough for the others to take its names;
+    /// those of the whole store are short, so that the cluster also runs for stretches in
+    /// which one process alone is wrong.
     private func scheduleFaults() {
         var time: Int64 = 2_000_000_000
         while true {
-            time += random.duration(.milliseconds(200), .milliseconds(1_500)).wholeNanoseconds
+            time += random.duration(.milliseconds(300), .seconds(2)).wholeNanoseconds
             guard time < faultsEnd else { break }
             let kind = Int.random(in: 0..<100, using: &random)
             let slot = slots[Int.random(in: 0..<configuration.nodes, using: &random)]
             let other = slots[Int.random(in: 0..<configuration.nodes, using: &random)]
-            let length = random.duration(.milliseconds(100), .seconds(3))
-            let until = time + length.wholeNanoseconds
+            let until = time + random.duration(.milliseconds(50), .milliseconds(1_500)).wholeNanoseconds
             let action: () -> Void
             switch kind {
-            case 0..<12:
+            case 0..<14:
                 let down = random.duration(.milliseconds(200), .seconds(4))
                 action = { [self] in crash(slot, restartAfter: down) }
-            case 12..<24:
+            case 14..<30:
                 let pauseLength = random.duration(.milliseconds(100), .seconds(9))
                 action = { [self] in pause(slot, for: pauseLength) }
-            case 24..<32:
+            case 30..<36:
                 action = { [self] in count("fault.storeDown"); storeFailingUntil = max(storeFailingUntil, until) }
-            case 32..<42:
+            case 36..<44:
                 action = { [self] in count("fault.answersLost"); storeLosingAnswersUntil = max(storeLosingAnswersUntil, until) }
-            case 42..<50:
+            case 44..<50:
                 action = { [self] in count("fault.lockTrouble"); storeLockTroubleUntil = max(storeLockTroubleUntil, until) }
-            case 50..<56:
+            case 50..<54:
                 action = { [self] in count("fault.storeSlow"); storeSlowUntil = max(storeSlowUntil, until) }
-            case 56..<60:
-                let stall = time + random.duration(.milliseconds(100), .seconds(2)).wholeNanoseconds
-                action = { [self] in count("fault.storeStall"); storeStalledUntil = max(storeStalledUntil, stall) }
-            case 60..<68:
-                let cut = time + random.duration(.milliseconds(100), .seconds(7)).wholeNanoseconds
+            case 54..<57:
+                action = { [self] in count("fault.storeStall"); storeStalledUntil = max(storeStalledUntil, until) }
+            case 57..<67:
+                let cut = time + random.duration(.milliseconds(100), .seconds(9)).wholeNanoseconds
                 action = { [self] in
                     count("fault.storeCut")
-                    trace("n\(slot.index) is cut from the store")
+                    trace("n\(slot.index) is cut from the store until \(Duration.nanoseconds(cut))")
                     slot.storeCutUntil = max(slot.storeCutUntil, cut)
                 }
-            case 68..<76:
+            case 67..<75:
+                let partitionEnd = time + random.duration(.milliseconds(100), .seconds(5)).wholeNanoseconds
                 action = { [self] in
                     guard slot.index != other.index else { return }
                     count("fault.partition")
-                    trace("n\(slot.index) and n\(other.index) are partitioned")
-                    network.partition(slot.index, other.index, until: until)
+                    trace("n\(slot.index) and n\(other.index) are partitioned until \(Duration.nanoseconds(partitionEnd))")
+                    network.partition(slot.index, other.index, until: partitionEnd)
                 }
-            case 76..<82:
+            case 75..<81:
                 action = { [self] in
                     guard let (from, to) = network.randomConnection() else { return }
                     count("fault.connectionBroken")
                     network.breakConnection(from: from, to: to, reason: "broken by a fault")
                 }
-            case 82..<86:
+            case 81..<84:
                 action = { [self] in count("fault.networkSlow"); network.slowUntil = max(network.slowUntil, until) }
-            case 86..<92:
+            case 84..<90:
                 let failure = configuration.failureTimeout.wholeNanoseconds
                 let jump =
                     random.chance(0.7)
@@ -464,6 +472,11 @@ public final class RuntimeSimulation: @unchecked Sendable {
             do {
                 try await node.migrate(id, to: target)
                 count("migration.moved")
+                // Told "moved": the name is the target's now (unless the target died since).
+                let owner = database.withState { $0.names[id]?.owner }
+                if owner != target, slots.contains(where: { $0.isUp && $0.nodeID == target }) {
+                    violation("migrate told moved", "\(id) was reported moved to \(target), and the store has it at \(owner.map(\.rawValue) ?? "nobody")")
+                }
             } catch {
                 count("migration.notMoved.\(Self.code(of: error))")
             }
@@ -481,13 +494,15 @@ public final class RuntimeSimulation: @unchecked Sendable {
         return "v\(nextValue)"
     }
 
-    private func record(_ kind: Operation.Kind, actor: Int, value: String, slot: Int, incarnation: Int) -> Int {
-        operations.append(Operation(kind: kind, actor: actor, value: value, slot: slot, incarnation: incarnation, invoked: now))
+    private func record(_ kind: Operation.Kind, actor: Int, value: String, slot: Int, incarnation: Int, client: Int = 0) -> Int {
+        operations.append(
+            Operation(kind: kind, actor: actor, value: value, slot: slot, incarnation: incarnation, invoked: now, client: client))
         return operations.count - 1
     }
 
     private func complete(_ index: Int, _ result: Result<[String], any Error>) {
         operations[index].responded = now
+        defer { trace("a\(operations[index].actor): \(operations[index].summary) \(operations[index].result.map { "→ \($0.count) appends, last \($0.last ?? "-")" } ?? "")") }
         switch result {
         case .success(let log):
             operations[index].result = log
@@ -500,16 +515,16 @@ public final class RuntimeSimulation: @unchecked Sendable {
     }
 
     /// One client of a node: calls and casts, one at a time, with pauses between.
-    private func client(slot: Int, incarnation: Int, node: Node, clock: SimulatedClock) async {
+    private func client(_ client: Int, slot: Int, incarnation: Int, node: Node, clock: SimulatedClock) async {
         while true {
-            do { try await clock.sleep(for: random.duration(.milliseconds(5), .milliseconds(150))) } catch { return }
+            do { try await clock.sleep(for: random.duration(.milliseconds(5), .milliseconds(150)) * thinkScale) } catch { return }
             guard now < clientsStop else { return }
             let actor = Int.random(in: 0..<configuration.actors, using: &random)
             let draw = Int.random(in: 0..<100, using: &random)
             guard let ref = try? node.ref(SimulatedRegister.self, key: "a\(actor)") else { return }
             if draw < 10 {
                 let value = newValue()
-                let index = record(.cast, actor: actor, value: value, slot: slot, incarnation: incarnation)
+                let index = record(.cast, actor: actor, value: value, slot: slot, incarnation: incarnation, client: client)
                 do {
                     try ref.cast(SimulatedRegister.Append(id: value))
                     operations[index].responded = now
@@ -521,12 +536,12 @@ public final class RuntimeSimulation: @unchecked Sendable {
                 }
             } else if draw < 55 {
                 let value = newValue()
-                let index = record(.append, actor: actor, value: value, slot: slot, incarnation: incarnation)
+                let index = record(.append, actor: actor, value: value, slot: slot, incarnation: incarnation, client: client)
                 do { complete(index, .success(try await ref.call(SimulatedRegister.Append(id: value)))) } catch {
                     complete(index, .failure(error))
                 }
             } else {
-                let index = record(.read, actor: actor, value: "", slot: slot, incarnation: incarnation)
+                let index = record(.read, actor: actor, value: "", slot: slot, incarnation: incarnation, client: client)
                 do { complete(index, .success(try await ref.call(SimulatedRegister.Read()))) } catch { complete(index, .failure(error)) }
             }
         }
