@@ -1,7 +1,7 @@
 /// A call or cast a client of the runtime simulation made to a ``SimulatedRegister``, and
 /// what it was told.
 package struct RegisterOperation: Sendable {
-    package enum Kind: Sendable { case read, append, cast }
+    package enum Kind: Sendable { case read, append, cast, arm }
     package var kind: Kind
     package var actor: Int
     /// The id appended (empty for reads).
@@ -39,6 +39,7 @@ package struct RegisterOperation: Sendable {
         case .read: what = "read"
         case .append: what = "append \(value)"
         case .cast: what = "cast \(value)"
+        case .arm: what = "alarm \(value)"
         }
         let answered = responded.map { "answered at \(Duration.nanoseconds($0))" } ?? "unanswered"
         return "\(what) from n\(slot).\(incarnation) sent at \(Duration.nanoseconds(invoked)), \(answered)\(error.map { " (\($0))" } ?? "")"
@@ -49,7 +50,8 @@ package struct RegisterOperation: Sendable {
 /// every log answered is a prefix of a longer one (one history), no call saw less than a
 /// call answered before it was sent (real time), an acknowledged append is in the log it
 /// was answered with (at its end) and in the final log, nothing is in the final log twice,
-/// nothing told "certainly not applied" is in it, every call to a process still running
+/// nothing told "certainly not applied" is in it, every alarm acknowledged went off (its
+/// entry is in the final log), every call to a process still running
 /// was answered, and each client's messages were handled in the order it sent them (its
 /// appends and casts are in the log in that order, and what it sent before a call that was
 /// applied is in that call's answer).
@@ -98,6 +100,15 @@ package enum RegisterHistory {
                     return ("failed but applied", "\(name): \(operation.summary) was told \(code), and is in the final log")
                 }
             }
+            if operation.kind == .arm {
+                let fired = finalSet.contains(SimulatedRegister.alarmEntry(operation.value))
+                if operation.result != nil, !fired {
+                    return ("alarm lost", "\(name): \(operation.summary) was acknowledged, and never went off")
+                }
+                if let code = operation.error, certainlyNotApplied.contains(code), fired {
+                    return ("failed but applied", "\(name): \(operation.summary) was told \(code), and went off")
+                }
+            }
             if operation.kind != .cast, operation.responded == nil, isRunning(operation.slot, operation.incarnation) {
                 return ("unanswered", "\(name): \(operation.summary) was never answered, and its process still runs")
             }
@@ -124,7 +135,7 @@ package enum RegisterHistory {
                         )
                     }
                 }
-                guard operation.kind != .read, let at = position[operation.value] else { continue }
+                guard operation.kind == .append || operation.kind == .cast, let at = position[operation.value] else { continue }
                 if let lastApplied, position[lastApplied.value]! > at {
                     return ("out of order", "\(name): \(operation.summary) was applied before \(lastApplied.summary), sent before it by the same client")
                 }

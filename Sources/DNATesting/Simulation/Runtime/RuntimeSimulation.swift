@@ -15,8 +15,8 @@ import Logging
 /// heartbeats), nodes cut from the store, network partitions, broken connections, drains
 /// and migrations.
 ///
-/// Clients on every node send calls and casts to ``SimulatedRegister`` actors, whose every
-/// answer is the actor's whole log; at the end it checks that what every caller was told
+/// Clients on every node send calls, casts and alarms to ``SimulatedRegister`` actors,
+/// whose every answer is the actor's whole log; at the end it checks that what every caller was told
 /// is linearizable (the logs seen form one chain, and no call saw less than a call that
 /// finished before it began), that no acknowledged append is lost, nothing is applied
 /// twice, nothing reported as certainly not applied was applied, and every call to a node
@@ -533,6 +533,13 @@ public final class RuntimeSimulation: @unchecked Sendable {
                     operations[index].responded = now
                     operations[index].error = Self.code(of: error)
                     count("cast.refused.\(Self.code(of: error))")
+                }
+            } else if draw < 15 {
+                let value = newValue()
+                let index = record(.arm, actor: actor, value: value, slot: slot, incarnation: incarnation, client: client)
+                let delay = Int64.random(in: 0...3_000, using: &random)
+                do { complete(index, .success(try await ref.call(SimulatedRegister.Arm(id: value, milliseconds: delay)))) } catch {
+                    complete(index, .failure(error))
                 }
             } else if draw < 55 {
                 let value = newValue()

@@ -16,6 +16,16 @@ final class SimulatedRegister: DurableActor {
         typealias Response = [String]
     }
 
+    /// Sets the alarm `id` to go off after `milliseconds`; answers the log. When it goes
+    /// off, `alarm:<id>` is appended (once, however often the alarm is handled).
+    struct Arm: ActorRequest {
+        typealias Response = [String]
+        var id: String
+        var milliseconds: Int64
+    }
+
+    static func alarmEntry(_ id: String) -> String { "alarm:" + id }
+
     let log: Value<[String]>
 
     init(context: ActorContext) async throws {
@@ -28,5 +38,14 @@ final class SimulatedRegister: DurableActor {
             return actor.log.value
         }
         h.on(Read.self) { actor, _, _ in actor.log.value }
+        h.on(Arm.self) { actor, arm, context in
+            try context.setAlarm(arm.id, after: .milliseconds(arm.milliseconds))
+            return actor.log.value
+        }
+    }
+
+    func alarm(_ name: String, context: ActorContext) async throws {
+        let entry = Self.alarmEntry(name)
+        if !log.value.contains(entry) { try log.update { $0.append(entry) } }
     }
 }
