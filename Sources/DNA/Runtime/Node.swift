@@ -253,51 +253,27 @@ public final class Node: Service, Sendable {
             let route: CachedRoute = try directory.withLock { directory throws(DNAError) in
                 // Read under the directory's lock, which stopping takes to change it.
                 let life = lifeSnapshot
-                guard life.isAccepting else { throw DNAError(.nodeStopped, "node \(self.id) is shutting down") }
-                if let existing = directory.activations[id] { return .local(existing) }
-                // A node that left (it forwards for a moment after a drain) claims nothing.
-                let claimHere = claimHere && !life.hasLeft
-                if transport != nil && !claimHere {
-                    // Read before the location: a change after this read shows as a new generation.
-                    let generation = locations.generation
-                    if let owner = locations.owner(of: id), let address = cluster.address(of: owner) {
+                let existing = directory.activations[id]
+                var decision = RoutingDecision(
+                    accepting: life.isAccepting, hasLocalActivation: existing != nil, clustered: transport != nil,
+                    claimHere: claimHere, drained: life.drained, hasLeft: life.hasLeft, hops: envelope.hops,
+                    placement: kind.placement, labels: configuration.labels)
+                while true {
+                    switch decision.next() {
+                    case .useLocal:
+                        return .local(existing!)
+                    case .activateHere:
+                        let created = kind.makeActivation(id: id, node: self)
+                        directory.activations[id] = created
+                        return .local(created)
+                    case .forward(let owner, let address, let generation):
                         return .remote(owner: owner, address: address, generation: generation)
-                    }
-                    // Placements give no generation, so they are not remembered: they change
-                    // with the membership.
-                    switch kind.placement {
-                    case .firstReceiver:
-                        break
-                    case .consistentHash:
-                        if let (owner, address) = cluster.placement(of: id, this: self.id) {
-                            return .remote(owner: owner, address: address, generation: nil)
-                        }
-                    case .leastLoaded:
-                        // Another node chose this one: it claims the name.
-                        if envelope.hops == 0, !life.drained,
-                            let (owner, address) = cluster.leastLoaded(this: self.id, thisLoad: directory.activations.count)
-                        {
-                            return .remote(owner: owner, address: address, generation: nil)
-                        }
-                    case .pinned(let label):
-                        if !configuration.labels.contains(label) || life.drained {
-                            guard let (owner, address) = cluster.placement(of: id, excluding: self.id, label: label) else {
-                                throw DNAError(.noEligibleNode, "\(id) runs only on nodes labelled '\(label)', and none is live and taking actors")
-                            }
-                            return .remote(owner: owner, address: address, generation: nil)
-                        }
-                    }
-                    if life.drained, let (owner, address) = cluster.placement(of: id, excluding: self.id) {
-                        // A draining node takes no new names: another node claims it.
-                        return .remote(owner: owner, address: address, generation: nil)
-                    }
-                    if life.hasLeft {
-                        throw DNAError(.routingFailed, "node \(self.id) left the cluster; \(id) is served by another node")
+                    case .refuse(let refusal):
+                        throw refusal.error(node: self.id, actor: id)
+                    case .lookUp(let question):
+                        decision.record(answer(question, about: id, thisLoad: directory.activations.count), for: question)
                     }
                 }
-                let created = kind.makeActivation(id: id, node: self)
-                directory.activations[id] = created
-                return .local(created)
             }
             switch route {
             case .local(let activation):
@@ -310,6 +286,25 @@ public final class Node: Service, Sendable {
                 try sendRemote(envelope, to: id, kind: kind, owner: owner, address: address)
                 return route
             }
+        }
+    }
+
+    /// Answers the routing decision's question (with the directory locked).
+    private func answer(_ question: RoutingDecision.Question, about id: ActorID, thisLoad: Int) -> RoutingDecision.Answer {
+        switch question {
+        case .cachedLocation:
+            // Before the owner: a change after this read shows as a new generation.
+            let generation = locations.generation
+            guard let owner = locations.owner(of: id), let address = cluster.address(of: owner) else { return .nobody }
+            return .node(owner, address, generation: generation)
+        case .hashedNode:
+            return .placed(cluster.placement(of: id, this: self.id))
+        case .lessLoadedNode:
+            return .placed(cluster.leastLoaded(this: self.id, thisLoad: thisLoad))
+        case .labelledNode(let label):
+            return .placed(cluster.placement(of: id, excluding: self.id, label: label))
+        case .otherNode:
+            return .placed(cluster.placement(of: id, excluding: self.id))
         }
     }
 
