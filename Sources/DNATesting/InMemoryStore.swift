@@ -227,6 +227,8 @@ package struct InMemoryStoreState: Sendable {
     private var nextRowID: Int64 = 1
     /// rowID → module → encoded key → value.
     package private(set) var data: [Int64: [String: [[UInt8]: [UInt8]]]] = [:]
+    /// The actors with alarms set, by row: what `dueAlarms` reads, without a scan of every name.
+    private var actorsWithAlarms: [Int64: ActorID] = [:]
 
     package init() {}
 
@@ -505,8 +507,8 @@ package struct InMemoryStoreState: Sendable {
 
     package func dueAlarms(before: Int64, limit: Int, now: DNAInstant) -> [DueAlarm] {
         var due: [DueAlarm] = []
-        for (actor, name) in names {
-            guard let alarms = data[name.rowID]?[ModuleRow.alarmModule] else { continue }
+        for (rowID, actor) in actorsWithAlarms {
+            guard let name = names[actor], name.rowID == rowID, let alarms = data[rowID]?[ModuleRow.alarmModule] else { continue }
             let owner = name.owner.flatMap { id in nodes[id].map { record(id, $0, now: now) } }.flatMap { $0.isAlive ? $0.id : nil }
             for (key, value) in alarms {
                 guard let alarm = AlarmRecord(encoded: value), alarm.due <= before else { continue }
@@ -541,6 +543,11 @@ package struct InMemoryStoreState: Sendable {
         var modules = data[registration.rowID] ?? [:]
         for operation in batch.operations {
             modules[operation.module, default: [:]][operation.key] = operation.value
+        }
+        if modules[ModuleRow.alarmModule]?.isEmpty == false {
+            actorsWithAlarms[registration.rowID] = registration.actor
+        } else {
+            actorsWithAlarms[registration.rowID] = nil
         }
         data[registration.rowID] = modules
         return true

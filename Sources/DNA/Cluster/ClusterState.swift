@@ -33,16 +33,17 @@ package final class ClusterState: Sendable {
     /// Replaces the membership with the store's view; returns the nodes that died since the
     /// last view (left, or no heartbeat within the failure timeout).
     package func update(_ records: [NodeRecord]) -> Set<NodeID> {
-        var updated: [NodeID: Member] = [:]
-        for record in records {
-            updated[record.id] = Member(
-                record: record, address: try? PeerAddress(parsing: record.address),
-                alive: record.isAlive)
-        }
-        return members.withLock { members in
+        members.withLock { members in
+            var updated: [NodeID: Member] = [:]
+            updated.reserveCapacity(records.count)
             var died: Set<NodeID> = []
-            for (node, member) in updated where !member.alive && members[node]?.alive != false {
-                died.insert(node)
+            for record in records {
+                let known = members[record.id]
+                // Parsed again only when it changed: every node reads every other's row each heartbeat.
+                let address = known.map { $0.record.address == record.address } == true ? known!.address : try? PeerAddress(parsing: record.address)
+                let member = Member(record: record, address: address, alive: record.isAlive)
+                if !member.alive && known?.alive != false { died.insert(record.id) }
+                updated[record.id] = member
             }
             members = updated
             return died

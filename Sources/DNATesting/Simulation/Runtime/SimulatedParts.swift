@@ -230,7 +230,7 @@ final class SimulatedTransport: NodeTransport, @unchecked Sendable {
         if let target = RuntimeSimulation.slot(of: peer) { simulation.network.breakConnection(from: slot, to: target, reason: "disconnected") }
     }
 
-    var linkedPeers: [PeerAddress] { linked.sorted { $0.description < $1.description } }
+    var linkedPeers: [PeerAddress] { Array(linked) }
 
     func isConnected(to peer: PeerAddress) -> Bool { linked.contains(peer) }
 
