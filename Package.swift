@@ -98,6 +98,7 @@ let package = Package(
                 "DNAStore",
                 "DNATransport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),

@@ -47,6 +47,9 @@ struct SimulateCommand: ParsableCommand {
             """)
     var engine: Engine = .runtime
 
+    @Flag(help: "No crashes (the runtime engine): a crash becomes a pause, and every cast must be applied or counted as dropped.")
+    var noCrashes = false
+
     @Option(help: "Seeds run at once, each on a thread (default: one per processor).")
     var parallel: Int?
 
@@ -80,12 +83,13 @@ struct SimulateCommand: ParsableCommand {
         let terminal = isatty(STDERR_FILENO) == 1 && !trace
         func progress(_ line: String) { FileHandle.standardError.write(Data("\u{1B}[2K\(line)\r".utf8)) }
         let runner = SeedRunner(seeds: seeds, threads: min(parallel ?? ProcessInfo.processInfo.activeProcessorCount, seeds.count)) {
-            [nodes, actors, seconds, trace, engine] seed in
+            [nodes, actors, seconds, trace, engine, noCrashes] seed in
             var configuration = SimulationConfiguration(seed: seed)
             configuration.nodes = nodes
             configuration.actors = actors
             configuration.faultyPhase = .seconds(seconds)
             configuration.trace = trace
+            configuration.crashes = !noCrashes
             if engine == .runtime { configuration.quietPhase = .seconds(30) }
             switch engine {
             case .model: return ClusterSimulation(configuration).run()
@@ -111,7 +115,7 @@ struct SimulateCommand: ParsableCommand {
                 }
                 runner.stop()
                 print(
-                    "replay: dna simulate --engine \(engine.rawValue) --seed \(result.seed) --nodes \(nodes) --actors \(actors) --seconds \(seconds) --trace"
+                    "replay: dna simulate --engine \(engine.rawValue) --seed \(result.seed) --nodes \(nodes) --actors \(actors) --seconds \(seconds)\(noCrashes ? " --no-crashes" : "") --trace"
                 )
                 throw ExitCode(1)
             }

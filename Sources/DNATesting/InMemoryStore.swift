@@ -111,7 +111,9 @@ public final class InMemoryStore: ActorStore {
     {
         try stream.validate()
         try StreamAppendRule.validate(producer)
-        return try await perform { state, _ throws(StoreError) in try state.append(records, to: stream, producer: producer) }
+        return try await perform { state, _ throws(StoreError) in
+            try state.append(records, to: stream, producer: producer, now: self.clock.wallNow.milliseconds)
+        }
     }
 
     public func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError)
@@ -345,7 +347,12 @@ package struct InMemoryStoreState: Sendable {
         names[registration.actor]?.owner = target
         names[registration.actor]?.epoch = name.epoch + 1
         names[registration.actor]?.sequence = 0
+        handOvers[registration.actor, default: []].append(target)
     }
+
+    /// The targets of every hand-over applied, by actor (what the simulation checks a
+    /// `migrate`'s answer against).
+    package private(set) var handOvers: [ActorID: [NodeID]] = [:]
 
     package struct Stream: Sendable {
         package var retention: StreamRetention
@@ -370,13 +377,13 @@ package struct InMemoryStoreState: Sendable {
             })
     }
 
-    package mutating func append(_ records: [StreamAppendRecord], to name: StreamName, producer: StreamProducer?) throws(StoreError)
-        -> [StreamPosition]
-    {
+    /// `now`: the store's date (milliseconds since 1970), which the records are stamped with.
+    package mutating func append(
+        _ records: [StreamAppendRecord], to name: StreamName, producer: StreamProducer?, now: Int64 = WallClockTime.now.milliseconds
+    ) throws(StoreError) -> [StreamPosition] {
         guard var stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
         let plan = try StreamAppendRule.plan(
             records, in: stream.partitions, stream: name, producer: producer, lastStored: producer.flatMap { stream.producers[$0.id] } ?? 0)
-        let now = WallClockTime.now.milliseconds
         for row in plan.inserts {
             stream.records[row.partition, default: []].append(
                 StreamRecord(partition: row.partition, sequence: row.sequence, key: row.record.key, value: row.record.value, appendedMilliseconds: now))

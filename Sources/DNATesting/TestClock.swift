@@ -32,6 +32,13 @@ public final class TestClock: DNAClock {
 
     public var now: DNAInstant { state.withLock { $0.now } }
 
+    /// The date it starts at: 2026-01-01T00:00:00Z.
+    public static let startDate = WallClockTime(milliseconds: 1_767_225_600_000)
+
+    /// The date: ``startDate`` plus the time advanced, so alarms and the age of stream
+    /// records follow the test's time too.
+    public var wallNow: WallClockTime { Self.startDate + .nanoseconds(now.nanoseconds) }
+
     /// How many tasks are sleeping on this clock now.
     public var sleeperCount: Int { state.withLock { $0.sleepers.count } }
 

@@ -240,25 +240,35 @@ extension Node {
             logger.info("asked to drain", metadata: ["node": "\(id)"])
             stopRequested.signal()
         }
+        var dropped: Set<PeerAddress> = []
         if let transport {
             let live = Set(cluster.liveAddresses(except: id))
             for address in live { transport.connect(to: address) }
             // Links to nodes that are gone, where no live node listens now, are dropped.
             for peer in transport.linkedPeers where !live.contains(peer) && !cluster.isLive(at: peer) && !cluster.isLeaving(at: peer) {
                 transport.disconnect(from: peer)
+                dropped.insert(peer)
             }
         }
-        guard !dead.isEmpty else { return }
-        // Calls to a node that left on purpose are still answered: it forwards for a moment
-        // after leaving (and a node that stops closes its connections, which fails them).
-        let silent = dead.filter { node in records.first { $0.id == node }?.state != .left }
-        let failed = cluster.pending.withLock { pending in
-            let ids = pending.compactMap { silent.contains($0.value.owner) ? $0.key : nil }
-            return ids.compactMap { pending.removeValue(forKey: $0) }
+        // Calls waiting on a node the store counts as silent fail, whenever they were sent: a
+        // call sent to a node already dead in this view (the store still named it the owner)
+        // would otherwise wait for ever, its link dropped above. Calls to a node that left on
+        // purpose are still answered: it forwards for a moment after leaving (and a node that
+        // stops closes its connections, which fails them).
+        let silent = Set(records.lazy.filter { !$0.isAlive && $0.state != .left }.map(\.id))
+        // So do calls sent on a link just dropped (to a node that left, say): the transport
+        // reports nothing for a link it was told to drop, and their answers cannot come.
+        var failed: [PendingCall] = []
+        if !silent.isEmpty || !dropped.isEmpty {
+            failed = cluster.pending.withLock { pending in
+                let ids = pending.compactMap { silent.contains($0.value.owner) || dropped.contains($0.value.peer) ? $0.key : nil }
+                return ids.compactMap { pending.removeValue(forKey: $0) }
+            }
         }
-        locations.forget(owners: dead)
+        if !dead.isEmpty { locations.forget(owners: dead) }
         for call in failed {
-            call.reply.resume(throwing: DNAError(.nodeUnreachable, "node \(call.owner) stopped heartbeating; \(call.actor) will move"))
+            let reason = silent.contains(call.owner) ? "stopped heartbeating" : "is gone, and its link was dropped"
+            call.reply.resume(throwing: DNAError(.nodeUnreachable, "node \(call.owner) \(reason); \(call.actor) will move"))
         }
     }
 

@@ -1,5 +1,6 @@
 import DNATransport
 import Logging
+import Metrics
 import ServiceLifecycle
 import Synchronization
 import Tracing
@@ -33,7 +34,7 @@ public final class Node: Service, Sendable {
     let taskExecutor: (any TaskExecutor)?
     let cluster = ClusterState()
     let logger: Logger
-    let metrics = NodeMetrics()
+    let metrics: NodeMetrics
     let eventHub = NodeEventHub()
     /// The process's tracer, when one was bootstrapped before the node was made (then
     /// calls, forwards, handlers and commits make spans, and requests carry the trace
@@ -125,6 +126,7 @@ public final class Node: Service, Sendable {
         self.lease = Mutex(NodeLease(failureTimeout: configuration.failureTimeout))
         self.id = configuration.simulated?.nodeID ?? NodeID.random()
         self.taskExecutor = configuration.simulated?.executor
+        self.metrics = NodeMetrics(factory: configuration.simulated?.metrics ?? MetricsSystem.factory)
         self.origins = OriginTable(this: id.rawValue)
         var kinds: [String: any AnyKindRuntime] = [:]
         let stageTypes = actors.filter { $0 is any StreamStage.Type || $0 is any SourceStage.Type }

@@ -1,5 +1,6 @@
 import DNATransport
 import Logging
+import Metrics
 
 extension Node {
     /// Which store a node uses: ``sqlite(path:)`` (the default engine, embedded), an
@@ -274,13 +275,16 @@ extension Node {
         package var nodeID: NodeID
         package var executor: any TaskExecutor
         package var makeTransport: @Sendable (any ClusterTransportDelegate, RequestSequencer) -> any NodeTransport
+        /// Where the node's metrics go (the simulation counts each node's apart).
+        package var metrics: (any MetricsFactory)?
 
         package init(
-            nodeID: NodeID, executor: any TaskExecutor,
+            nodeID: NodeID, executor: any TaskExecutor, metrics: (any MetricsFactory)? = nil,
             makeTransport: @escaping @Sendable (any ClusterTransportDelegate, RequestSequencer) -> any NodeTransport
         ) {
             self.nodeID = nodeID
             self.executor = executor
+            self.metrics = metrics
             self.makeTransport = makeTransport
         }
     }

@@ -25,6 +25,9 @@ public struct SimulationConfiguration: Sendable {
     public var maxClockDrift = 0.02
     /// Nodes move activations to other nodes (`Node.migrate`) during the faulty phase.
     public var migrations = true
+    /// Whether processes die (the runtime engine; without, crashes and drains become
+    /// pauses, clients set no alarms, and every cast must be applied or counted as dropped).
+    public var crashes = true
     /// Keep a line per event (for `dna simulate --trace`).
     public var trace = false
 

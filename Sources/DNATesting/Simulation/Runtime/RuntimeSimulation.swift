@@ -71,6 +71,8 @@ public final class RuntimeSimulation: @unchecked Sendable {
     var traceLines: [String] = []
     var counters: [String: Int] = [:]
     let database = InMemoryDatabase()
+    /// Every node's counters (casts dropped, …), added up.
+    let metrics = SimulationMetrics()
     private(set) var storeClock: SimulatedStoreClock!
     private(set) var network: SimulatedNetwork!
     private(set) var slots: [Slot] = []
@@ -133,6 +135,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
             if now >= end && finalLogs.count == configuration.actors { break }
         }
         if violations.isEmpty { check() }
+        defer { release() }
         return SimulationResult(
             seed: configuration.seed, violations: violations, events: events, simulatedTime: .nanoseconds(now), trace: traceLines,
             counters: counters.merging(["jobs": jobs]) { $1 })
@@ -228,7 +231,8 @@ public final class RuntimeSimulation: @unchecked Sendable {
         } else {
             settings.logger = Logger(label: "sim") { _ in SwiftLogNoOpLogHandler() }
         }
-        settings.simulated = Node.SimulatedEnvironment(nodeID: slot.nodeID, executor: executor) { [unowned self] delegate, sequencer in
+        settings.simulated = Node.SimulatedEnvironment(nodeID: slot.nodeID, executor: executor, metrics: metrics) {
+            [unowned self] delegate, sequencer in
             let transport = SimulatedTransport(
                 simulation: self, slot: index, incarnation: incarnation, delegate: delegate, sequencer: sequencer)
             slots[index].transport = transport
@@ -334,9 +338,16 @@ public final class RuntimeSimulation: @unchecked Sendable {
             || operation.hasPrefix("dueAlarms(") || operation.hasPrefix("registrations(")
     }
 
+    /// 0.2–3 ms; while the store is slow, up to 0.4 s more, and now and then an operation
+    /// that waits past the commit timeout (a long lock wait), so answers race deadlines.
     private func storeLatency() -> Int64 {
         let base = Int64.random(in: 200_000...3_000_000, using: &random)
-        return now < storeSlowUntil ? base + Int64.random(in: 0...400_000_000, using: &random) : base
+        guard now < storeSlowUntil else { return base }
+        if random.chance(0.02) {
+            count("store.pastDeadline")
+            return configuration.commitTimeout.wholeNanoseconds + random.duration(.milliseconds(-2_000), .seconds(4)).wholeNanoseconds
+        }
+        return base + Int64.random(in: 0...400_000_000, using: &random)
     }
 
     /// An operation from a node to the store: it travels there (waiting out a stall),
@@ -388,7 +399,8 @@ public final class RuntimeSimulation: @unchecked Sendable {
             switch kind {
             case 0..<14:
                 let down = random.duration(.milliseconds(200), .seconds(4))
-                action = { [self] in crash(slot, restartAfter: down) }
+                let pauseLength = random.duration(.milliseconds(200), .seconds(4))
+                action = { [self] in configuration.crashes ? crash(slot, restartAfter: down) : pause(slot, for: pauseLength) }
             case 14..<30:
                 let pauseLength = random.duration(.milliseconds(100), .seconds(9))
                 action = { [self] in pause(slot, for: pauseLength) }
@@ -438,7 +450,8 @@ public final class RuntimeSimulation: @unchecked Sendable {
                 }
             default:
                 let down = random.duration(.milliseconds(200), .seconds(2))
-                action = { [self] in drainAndRestart(slot, down: down) }
+                let pauseLength = random.duration(.milliseconds(200), .seconds(2))
+                action = { [self] in configuration.crashes ? drainAndRestart(slot, down: down) : pause(slot, for: pauseLength) }
             }
             schedule(at: time, "fault", action)
         }
@@ -468,17 +481,21 @@ public final class RuntimeSimulation: @unchecked Sendable {
         let candidates = slots.filter { $0.isUp && $0.index != source.index && $0.node != nil }
         guard !candidates.isEmpty else { return }
         let target = candidates[pick % candidates.count].nodeID
+        let handOversBefore = database.withState { $0.handOvers[id]?.count ?? 0 }
+        // What the store applied since the call began: a hand-over of the name to the target?
+        let handedOver = { [unowned self] in database.withState { $0.handOvers[id]?.dropFirst(handOversBefore).contains(target) ?? false } }
         Task(executorPreference: executor) { [unowned self] in
             do {
                 try await node.migrate(id, to: target)
                 count("migration.moved")
-                // Told "moved": the name is the target's now (unless the target died since).
-                let owner = database.withState { $0.names[id]?.owner }
-                if owner != target, slots.contains(where: { $0.isUp && $0.nodeID == target }) {
-                    violation("migrate told moved", "\(id) was reported moved to \(target), and the store has it at \(owner.map(\.rawValue) ?? "nobody")")
-                }
+                if !handedOver() { violation("migrate told moved", "\(id) was reported moved to \(target), and the store applied no such hand-over") }
             } catch {
                 count("migration.notMoved.\(Self.code(of: error))")
+                // Told it certainly did not move (refused before it applied). (`fenced` says the
+                // source no longer held it: another move may have taken it to the same target.)
+                if let error = error as? DNAError, error.code == .commitFailed, handedOver() {
+                    violation("migrate told not moved", "\(id) was reported not moved to \(target) (\(error.code)), and the store applied the hand-over")
+                }
             }
         }
     }
@@ -528,13 +545,14 @@ public final class RuntimeSimulation: @unchecked Sendable {
                 do {
                     try ref.cast(SimulatedRegister.Append(id: value))
                     operations[index].responded = now
+                    trace("a\(actor): cast \(value) from n\(slot).\(incarnation) (client \(client))")
                     count("cast.sent")
                 } catch {
                     operations[index].responded = now
                     operations[index].error = Self.code(of: error)
                     count("cast.refused.\(Self.code(of: error))")
                 }
-            } else if draw < 15 {
+            } else if draw < 15 && configuration.crashes {
                 let value = newValue()
                 let index = record(.arm, actor: actor, value: value, slot: slot, incarnation: incarnation, client: client)
                 let delay = Int64.random(in: 0...3_000, using: &random)
@@ -603,6 +621,48 @@ public final class RuntimeSimulation: @unchecked Sendable {
                 return
             }
         }
+        if !configuration.crashes { checkCasts() }
         count("operations", by: operations.count)
+        for (name, value) in metrics.totals() where value > 0 { counters["metric." + name] = value }
+    }
+
+    /// Every cast is applied or counted as dropped (`dna_casts_dropped_total`). Checked in
+    /// runs without crashes (a process that dies loses what it holds, uncounted) and without
+    /// alarms. The runtime's own casts (the wake after a move) count there too: those lost
+    /// on links are known and taken off; any other of theirs is slack, so a silent loss of a
+    /// client's cast can hide behind one, but a reported loss is certain.
+    private func checkCasts() {
+        let finalSets = finalLogs.mapValues(Set.init)
+        let sent = operations.filter { $0.kind == .cast && $0.error == nil }
+        let applied = sent.filter { finalSets[$0.actor]?.contains($0.value) == true }.count
+        let dropped = metrics.totals().filter { $0.key.hasPrefix("dna_casts_dropped_total") }.values.reduce(0, +)
+        let counted = dropped - network.runtimeCastsLost
+        let missing = sent.count - applied
+        let missingValues = sent.filter { finalSets[$0.actor]?.contains($0.value) != true }.prefix(5).map { "a\($0.actor):\($0.value)" }
+        count("cast.applied", by: applied)
+        count("cast.countedDropped", by: counted)
+        if counted < missing {
+            violation(
+                "cast dropped silently",
+                "\(sent.count) casts sent, \(applied) applied, \(counted) counted as dropped: \(missing - counted) lost without a count, and no process died (missing: \(missingValues))"
+            )
+        }
+    }
+
+    /// Drops everything a finished run holds (its events' closures and the suspended tasks
+    /// of its nodes hold the simulation).
+    private func release() {
+        queue = EventQueue()
+        operations = []
+        finalLogs = [:]
+        for slot in slots {
+            slot.deferred = []
+            slot.executor?.kill()
+            slot.executor = nil
+            slot.node = nil
+            slot.transport = nil
+            slot.clock = nil
+        }
+        ready = []
     }
 }

@@ -19,10 +19,15 @@ final class SimulatedNetwork: @unchecked Sendable {
         var broken = false
         /// Its connection attempt fails: nothing sent on it arrives.
         var failing = false
+        /// Closed by its sender (`disconnect`): what was written before still arrives (TCP
+        /// delivers what it has before the close), nothing comes back.
+        var closedBySender = false
         var lastForward: Int64 = 0
         var lastBack: Int64 = 0
         /// Casts sent and not delivered yet: lost if the connection breaks.
         var castsInFlight = 0
+        /// Of them, the runtime's own (not the clients').
+        var runtimeCastsInFlight = 0
     }
 
     unowned let simulation: RuntimeSimulation
@@ -32,6 +37,13 @@ final class SimulatedNetwork: @unchecked Sendable {
     var partitions: [Int: [Int: Int64]] = [:]
     /// Until when messages take longer (a congested network).
     var slowUntil: Int64 = 0
+    /// The runtime's own casts (wakes, alarm fires) lost with connections, and so counted as
+    /// dropped by their senders.
+    private(set) var runtimeCastsLost = 0
+
+    private static func isRuntimeCast(_ request: WireRequest) -> Bool {
+        !request.expectsReply && !request.requestName.hasSuffix("SimulatedRegister.Append")
+    }
 
     init(simulation: RuntimeSimulation) { self.simulation = simulation }
 
@@ -76,20 +88,25 @@ final class SimulatedNetwork: @unchecked Sendable {
             }
         }
         var connection = connections[pair]!
+        simulation.trace(
+            "net n\(from)→n\(to) \(request.key) \(request.requestName) \(request.expectsReply ? "call \(request.id)" : "cast") seq \(request.sequence) hops \(request.hops) attempt \(connection.attempt)\(connection.failing ? " (failing)" : "")")
         if connection.failing {
             if !request.expectsReply { connections[pair]!.castsInFlight += 1 }
+            if Self.isRuntimeCast(request) { connections[pair]!.runtimeCastsInFlight += 1 }
             return connection.attempt
         }
         let at = max(simulation.now + latency(), connection.lastForward)
         connection.lastForward = at
         if !request.expectsReply { connection.castsInFlight += 1 }
+        if Self.isRuntimeCast(request) { connection.runtimeCastsInFlight += 1 }
         connections[pair] = connection
         let attempt = connection.attempt
         let sender = NodeID(rawValue: simulation.slots[from].nodeID.rawValue)
         simulation.schedule(at: at, on: to, incarnation: connection.toIncarnation, "deliver request") { [self] in
-            guard var current = connections[pair], current.attempt == attempt, !current.broken else { return }
+            guard var current = connections[pair], current.attempt == attempt, !current.broken || current.closedBySender else { return }
             if !request.expectsReply {
                 current.castsInFlight -= 1
+                if Self.isRuntimeCast(request) { current.runtimeCastsInFlight -= 1 }
                 connections[pair] = current
             }
             guard let receiver = simulation.slots[to].transport else { return }
@@ -114,19 +131,27 @@ final class SimulatedNetwork: @unchecked Sendable {
     }
 
     /// Breaks the connection from `from` to `to`: what is on it is lost; the sender hears
-    /// `linkFailed` for its attempt (if it is still alive).
-    func breakConnection(from: Int, to: Int, reason: String) {
+    /// `linkFailed` for its attempt (if it is still alive). Unless the sender closed the link
+    /// itself (`report` false, as ``ClusterTransport/disconnect(from:)`` reports nothing):
+    /// then the requests already written still arrive, and no response comes back.
+    func breakConnection(from: Int, to: Int, reason: String, report: Bool = true) {
         let pair = Pair(from: from, to: to)
         guard var connection = connections[pair], !connection.broken else { return }
         connection.broken = true
+        connection.closedBySender = !report && !connection.failing
         connections[pair] = connection
         let peer = simulation.slots[to].address
         let attempt = connection.attempt
         let dropped = connection.castsInFlight
+        guard report else { return }
+        if simulation.slots[from].isUp && simulation.slots[from].incarnation == connection.fromIncarnation {
+            runtimeCastsLost += connection.runtimeCastsInFlight
+        }
         simulation.schedule(
             at: simulation.now + (connection.failing ? 0 : Int64.random(in: 100_000...5_000_000, using: &simulation.random)), on: from,
             incarnation: connection.fromIncarnation, "link fails"
         ) { [simulation] in
+            simulation.trace("net n\(from)→n\(to) attempt \(attempt) failed (\(reason)), \(dropped) casts lost")
             simulation.slots[from].transport?.delegate.transport(
                 linkFailed: LinkFailure(
                     peer: peer, attempt: attempt, error: TransportError(.unreachable, "simulated: connection \(reason)"),

@@ -225,9 +225,13 @@ final class SimulatedTransport: NodeTransport, @unchecked Sendable {
 
     func connect(to peer: PeerAddress) { linked.insert(peer) }
 
+    /// As ``ClusterTransport`` does: the link is shut down, and what was on it is not reported.
     func disconnect(from peer: PeerAddress) {
         linked.remove(peer)
-        if let target = RuntimeSimulation.slot(of: peer) { simulation.network.breakConnection(from: slot, to: target, reason: "disconnected") }
+        simulation.trace("n\(slot) disconnects from \(peer)")
+        if let target = RuntimeSimulation.slot(of: peer) {
+            simulation.network.breakConnection(from: slot, to: target, reason: "disconnected", report: false)
+        }
     }
 
     var linkedPeers: [PeerAddress] { Array(linked) }
