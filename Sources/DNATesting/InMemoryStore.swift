@@ -347,12 +347,12 @@ package struct InMemoryStoreState: Sendable {
         names[registration.actor]?.owner = target
         names[registration.actor]?.epoch = name.epoch + 1
         names[registration.actor]?.sequence = 0
-        handOvers[registration.actor, default: []].append(target)
+        handOvers[registration.actor, default: []].append((from: registration.owner, to: target))
     }
 
-    /// The targets of every hand-over applied, by actor (what the simulation checks a
-    /// `migrate`'s answer against).
-    package private(set) var handOvers: [ActorID: [NodeID]] = [:]
+    /// Every hand-over applied, by actor (what the simulation checks a `migrate`'s answer
+    /// against).
+    package private(set) var handOvers: [ActorID: [(from: NodeID, to: NodeID)]] = [:]
 
     package struct Stream: Sendable {
         package var retention: StreamRetention

@@ -111,12 +111,13 @@ struct RuntimeSimulationTests {
             error: error, client: client)
     }
 
-    static func cast(_ value: String, _ invoked: Int64, client: Int) -> Operation {
-        Operation(kind: .cast, actor: 0, value: value, slot: 0, incarnation: 1, invoked: invoked, responded: invoked, client: client)
+    static func cast(_ value: String, _ invoked: Int64, client: Int, slot: Int = 0) -> Operation {
+        Operation(kind: .cast, actor: 0, value: value, slot: slot, incarnation: 1, invoked: invoked, responded: invoked, client: client)
     }
 
-    static func read(_ invoked: Int64, _ responded: Int64?, _ result: [String]?, client: Int = 0) -> Operation {
-        Operation(kind: .read, actor: 0, value: "", slot: 1, incarnation: 1, invoked: invoked, responded: responded, result: result, client: client)
+    static func read(_ invoked: Int64, _ responded: Int64?, _ result: [String]?, client: Int = 0, slot: Int = 1) -> Operation {
+        Operation(
+            kind: .read, actor: 0, value: "", slot: slot, incarnation: 1, invoked: invoked, responded: responded, result: result, client: client)
     }
 
     @Test("a linearizable history passes, concurrent calls may see either order")
@@ -162,16 +163,20 @@ struct RuntimeSimulationTests {
         #expect(Self.check([Self.read(0, nil, nil)], final: [], running: false) == nil)
     }
 
-    @Test("a client's messages are handled in the order it sent them")
+    @Test("a node's messages are handled in the order it sent them")
     func orderPerSender() {
         // A cast, then an append from the same client: the append's answer must hold the cast.
         #expect(Self.check([Self.cast("c1", 0, client: 1), Self.append("v2", 1, 5, ["v2"], client: 1)], final: ["v2", "c1"]) == "out of order")
         #expect(Self.check([Self.cast("c1", 0, client: 1), Self.append("v2", 1, 5, ["c1", "v2"], client: 1)], final: ["c1", "v2"]) == nil)
-        // Two casts applied the other way round.
+        // Two casts applied the other way round, from one client or two clients of one node.
         #expect(Self.check([Self.cast("c1", 0, client: 1), Self.cast("c2", 1, client: 1)], final: ["c2", "c1"]) == "out of order")
+        #expect(Self.check([Self.cast("c1", 0, client: 1), Self.cast("c2", 1, client: 2)], final: ["c2", "c1"]) == "out of order")
+        // A cast of one client, then a read of another client of the same node: it sees the cast.
+        #expect(Self.check([Self.cast("c1", 0, client: 1), Self.read(1, 5, [], client: 2, slot: 0)], final: ["c1"]) == "out of order")
         // A cast that was dropped (and counted) leaves no hole to see.
-        #expect(Self.check([Self.cast("c1", 0, client: 1), Self.read(1, 5, [], client: 1)], final: []) == nil)
-        // Other clients' messages may come in any order.
-        #expect(Self.check([Self.cast("c1", 0, client: 1), Self.cast("c2", 1, client: 2)], final: ["c2", "c1"]) == nil)
+        #expect(Self.check([Self.cast("c1", 0, client: 1), Self.read(1, 5, [], client: 1, slot: 0)], final: []) == nil)
+        // Other nodes' messages, and messages sent at one instant, may come in any order.
+        #expect(Self.check([Self.cast("c1", 0, client: 1), Self.cast("c2", 1, client: 2, slot: 1)], final: ["c2", "c1"]) == nil)
+        #expect(Self.check([Self.cast("c1", 0, client: 1), Self.cast("c2", 0, client: 2)], final: ["c2", "c1"]) == nil)
     }
 }

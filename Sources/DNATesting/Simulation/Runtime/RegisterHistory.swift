@@ -52,9 +52,9 @@ package struct RegisterOperation: Sendable {
 /// was answered with (at its end) and in the final log, nothing is in the final log twice,
 /// nothing told "certainly not applied" is in it, every alarm acknowledged went off (its
 /// entry is in the final log), every call to a process still running
-/// was answered, and each client's messages were handled in the order it sent them (its
-/// appends and casts are in the log in that order, and what it sent before a call that was
-/// applied is in that call's answer).
+/// was answered, and each node's messages were handled in the order it sent them (its
+/// appends and casts are in the log in that order, and what it sent before a call, if
+/// applied, is in that call's answer).
 package enum RegisterHistory {
     package static func firstViolation(
         actor name: String, operations: [RegisterOperation], final: [String], certainlyNotApplied: Set<String>,
@@ -116,31 +116,51 @@ package enum RegisterHistory {
         if let longest = byLength.last, !final.starts(with: longest.result!) {
             return ("divergent logs", "\(name): \(longest.summary) saw a log the final log (\(final.count)) does not continue")
         }
-        // Order per sender.
+        // Order per sender: a node numbers what it sends (its clients' messages, in the order
+        // they were sent), and an actor handles each node's messages in that order.
         var position: [String: Int] = [:]
         for (index, value) in final.enumerated() { position[value] = index }
-        var byClient: [Int: [RegisterOperation]] = [:]
-        for operation in operations where operation.client != 0 { byClient[operation.client, default: []].append(operation) }
-        for client in byClient.keys.sorted() {
-            let sent = byClient[client]!.sorted { $0.invoked < $1.invoked }
+        struct Origin: Hashable, Comparable {
+            var slot: Int
+            var incarnation: Int
+            static func < (a: Origin, b: Origin) -> Bool { (a.slot, a.incarnation) < (b.slot, b.incarnation) }
+        }
+        var byOrigin: [Origin: [RegisterOperation]] = [:]
+        for operation in operations where operation.client != 0 {
+            byOrigin[Origin(slot: operation.slot, incarnation: operation.incarnation), default: []].append(operation)
+        }
+        for origin in byOrigin.keys.sorted() {
+            let sent = byOrigin[origin]!.sorted { $0.invoked < $1.invoked }
             var lastApplied: RegisterOperation?
             var appliedBefore: [RegisterOperation] = []
-            for operation in sent {
-                if let log = operation.result {
+            var index = 0
+            while index < sent.count {
+                // Messages sent at one instant have no order between them.
+                var end = index
+                while end < sent.count, sent[end].invoked == sent[index].invoked { end += 1 }
+                let group = sent[index..<end]
+                for operation in group {
+                    guard let log = operation.result else { continue }
                     let seen = Set(log)
                     if let missing = appliedBefore.first(where: { !seen.contains($0.value) }) {
                         return (
                             "out of order",
-                            "\(name): \(operation.summary) did not see \(missing.summary), sent before it by the same client and applied"
+                            "\(name): \(operation.summary) did not see \(missing.summary), sent before it from the same node and applied"
                         )
                     }
                 }
-                guard operation.kind == .append || operation.kind == .cast, let at = position[operation.value] else { continue }
-                if let lastApplied, position[lastApplied.value]! > at {
-                    return ("out of order", "\(name): \(operation.summary) was applied before \(lastApplied.summary), sent before it by the same client")
+                for operation in group {
+                    guard operation.kind == .append || operation.kind == .cast, let at = position[operation.value] else { continue }
+                    if let lastApplied, position[lastApplied.value]! > at {
+                        return ("out of order", "\(name): \(operation.summary) was applied before \(lastApplied.summary), sent before it from the same node")
+                    }
                 }
-                lastApplied = operation
-                appliedBefore.append(operation)
+                for operation in group where operation.kind == .append || operation.kind == .cast {
+                    guard let at = position[operation.value] else { continue }
+                    if position[lastApplied?.value ?? ""].map({ $0 < at }) ?? true { lastApplied = operation }
+                    appliedBefore.append(operation)
+                }
+                index = end
             }
         }
         return nil

@@ -483,18 +483,23 @@ public final class RuntimeSimulation: @unchecked Sendable {
         let target = candidates[pick % candidates.count].nodeID
         let handOversBefore = database.withState { $0.handOvers[id]?.count ?? 0 }
         // What the store applied since the call began: a hand-over of the name to the target?
-        let handedOver = { [unowned self] in database.withState { $0.handOvers[id]?.dropFirst(handOversBefore).contains(target) ?? false } }
+        let handedOver = { [unowned self] in
+            database.withState { $0.handOvers[id]?.dropFirst(handOversBefore).contains { $0 == (owner, target) } ?? false }
+        }
         Task(executorPreference: executor) { [unowned self] in
             do {
                 try await node.migrate(id, to: target)
                 count("migration.moved")
-                if !handedOver() { violation("migrate told moved", "\(id) was reported moved to \(target), and the store applied no such hand-over") }
+                if !handedOver() {
+                    violation("migrate told moved", "\(id) was reported moved from \(owner) to \(target), and the store applied no such hand-over")
+                }
             } catch {
                 count("migration.notMoved.\(Self.code(of: error))")
                 // Told it certainly did not move (refused before it applied). (`fenced` says the
                 // source no longer held it: another move may have taken it to the same target.)
                 if let error = error as? DNAError, error.code == .commitFailed, handedOver() {
-                    violation("migrate told not moved", "\(id) was reported not moved to \(target) (\(error.code)), and the store applied the hand-over")
+                    violation(
+                        "migrate told not moved", "\(id) was reported not moved from \(owner) to \(target) (\(error.code)), and the store applied that hand-over")
                 }
             }
         }
