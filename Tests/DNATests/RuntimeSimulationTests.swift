@@ -87,6 +87,9 @@ struct RuntimeSimulationTests {
             ["--seed", "30", "--seconds", "20", "--no-crashes"],
             // A call on a link the node dropped itself (to a node that had left) was never failed.
             ["--seed", "301"],
+            // The node an actor was handed to forwarded its wake and its alarm's fires along a
+            // cycle of stale location entries, until their hops ran out: the alarm never went off.
+            ["--seed", "17", "--nodes", "100", "--actors", "1000"],
         ])
     func foundDefects(_ arguments: [String]) throws {
         let (status, output) = try Self.replay(arguments)

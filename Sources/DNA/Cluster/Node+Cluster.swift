@@ -103,8 +103,13 @@ extension Node {
         let sender = NodeID(rawValue: sink.peerNodeID)
         // (A node that left claims nothing: it forwards where it thinks the actor is, and
         // that node, contradicted in turn, asks the store.)
-        let contradicted = locations.owner(of: route.actor) == sender && !hasLeft
-        if contradicted { locations.forget(route.actor, ifAt: sender) }
+        // A wake comes from the node that just handed the name to this one: this node holds
+        // it now, whatever it last heard of it (a stale entry here would send the actor's
+        // messages round a cycle of stale entries until their hops ran out).
+        let handedHere = request.hops == 0 && request.requestName == ActivationWake.requestName
+        let cached = locations.owner(of: route.actor)
+        let contradicted = (cached == sender || handedHere) && !hasLeft
+        if contradicted, let cached { locations.forget(route.actor, ifAt: cached) }
         // A client's only route to the actors is its connection to this node, so this node
         // takes its requests as its own (numbered as it queues them, like a local send):
         // clients are no origins, and no activation keeps or stores a number per client.

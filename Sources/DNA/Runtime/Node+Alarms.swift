@@ -6,6 +6,8 @@ extension Node {
         var actor: ActorID
         var name: String
         var due: Int64
+        /// The store has the name at this node.
+        var ownedHere: Bool
     }
 
     /// An alarm's row: its actor and its name's bytes (the store's key; names that Swift's
@@ -43,7 +45,7 @@ extension Node {
                         let key = AlarmKey(actor: alarm.actor, name: alarm.name)
                         if let last = sent[key], last.due == alarm.due, now - last.at < resendAfter { continue }
                         guard queued.insert(key).inserted else { continue }
-                        pending.append(PendingFire(actor: alarm.actor, name: alarm.name, due: alarm.due))
+                        pending.append(PendingFire(actor: alarm.actor, name: alarm.name, due: alarm.due, ownedHere: alarm.owner == id))
                     }
                     pending.sort { $0.due < $1.due }
                 } catch {
@@ -54,7 +56,7 @@ extension Node {
             now = clock.wallNow.milliseconds
             while let first = pending.first, first.due <= now {
                 pending.removeFirst()
-                fire(first.actor, alarm: first.name, due: first.due)
+                fire(first.actor, alarm: first.name, due: first.due, ownedHere: first.ownedHere)
                 sent[AlarmKey(actor: first.actor, name: first.name)] = (first.due, now)
             }
             let wake = min(nextScan, pending.first?.due ?? nextScan)
@@ -71,8 +73,13 @@ extension Node {
         return cluster.placement(of: alarm.actor, this: id) == nil
     }
 
-    private func fire(_ actor: ActorID, alarm name: String, due: Int64) {
-        do { try cast(AlarmFire(name: name, due: due), to: actor) } catch {
+    /// `ownedHere`: the store has the name at this node, so a local activation claims it
+    /// whatever this node's location cache says (a stale entry would forward the fire away
+    /// from the owner, for ever).
+    private func fire(_ actor: ActorID, alarm name: String, due: Int64, ownedHere: Bool) {
+        guard let kind = kinds[actor.kind] else { return }
+        let envelope = Envelope(requestType: ObjectIdentifier(AlarmFire.self), message: MessageBox(AlarmFire(name: name, due: due)), reply: nil)
+        do { try deliver(envelope, to: actor, kind: kind, claimHere: ownedHere) } catch {
             // Sent again at the next read while it is still due.
             logger.debug("could not send an alarm", metadata: ["actor": "\(actor)", "alarm": "\(name)", "error": "\(error)"])
         }
