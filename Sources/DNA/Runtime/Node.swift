@@ -427,22 +427,32 @@ public final class Node: Service, Sendable {
     /// sending here), so that callers whose nodes still send here get their answers from
     /// the actors' new owners rather than an error: for two heartbeat intervals at least,
     /// then until a heartbeat interval passes with no request, at most the failure timeout.
-    private func leaveAfterDraining() async {
-        guard activationCount == 0 else { return }
+    /// Returns whether the store recorded it.
+    private func leaveAfterDraining() async -> Bool {
+        // It claims nothing from the moment it finds it holds nothing (checked and marked
+        // under the directory's lock, where activations are made): once the store has it
+        // `left`, any node may take its names at once, so an activation made after the check
+        // (by a hand-over's wake, say) would serve a name another node holds.
+        let holdsNothing = directory.withLock { directory -> Bool in
+            guard directory.activations.isEmpty else { return false }
+            updateLife { $0.leftCluster() }
+            return true
+        }
+        guard holdsNothing else { return false }
         do { try await store.heartbeat(node: id, state: .left, activations: 0) } catch {
             logger.warning("could not record leaving", metadata: ["error": "\(error)"])
-            return
+            return false
         }
-        updateLife { $0.leftCluster() }
         noteSelf(.left, .nodeLeft(id))
         let start = clock.now
         var seen = receivedAfterLeaving.load(ordering: .relaxed)
         while clock.now - start < configuration.failureTimeout {
-            do { try await clock.sleep(for: configuration.heartbeatInterval) } catch { return }
+            do { try await clock.sleep(for: configuration.heartbeatInterval) } catch { return true }
             let now = receivedAfterLeaving.load(ordering: .relaxed)
-            if now == seen && clock.now - start >= configuration.heartbeatInterval * 2 { return }
+            if now == seen && clock.now - start >= configuration.heartbeatInterval * 2 { return true }
             seen = now
         }
+        return true
     }
 
     private func heartbeatLoop() async {
@@ -595,7 +605,8 @@ public final class Node: Service, Sendable {
             let report = await moveActivationsAway()
             logger.info("drained before stopping", metadata: ["moved": "\(report.moved)", "stopped": "\(report.stopped)"])
         }
-        if lifeSnapshot.drained { await leaveAfterDraining() }
+        var recordedLeaving = false
+        if lifeSnapshot.drained { recordedLeaving = await leaveAfterDraining() }
         // Under the directory's lock: a delivery sees the node accepting, and its activation
         // in the directory, or neither.
         directory.withLock { _ in updateLife { $0.beginStopping() } }
@@ -607,7 +618,7 @@ public final class Node: Service, Sendable {
                 if stop(activation, since: nil) { await activation.finishStop() }
             }
         }
-        if !lifeSnapshot.hasLeft {
+        if !recordedLeaving {
             do {
                 try await store.heartbeat(node: id, state: .left, activations: 0)
                 noteSelf(.left, .nodeLeft(id))
