@@ -182,7 +182,7 @@ public final class ActorContext {
     public func schedule<R: ActorRequest>(_ message: R, after delay: Duration) -> ScheduledMessage {
         let node = self.node
         let id = self.id
-        return timers.start(after: delay) { try? node.cast(message, to: id) }
+        return timers.start(after: delay, on: node.taskExecutor) { try? node.cast(message, to: id) }
     }
 
     /// Asks the runtime to deactivate this actor once the current batch is committed. The
@@ -202,17 +202,15 @@ public struct ScheduledMessage: Sendable {
 /// The pending timers of one activation.
 final class TimerSet: Sendable {
     private let clock: any DNAClock
-    private let executor: (any TaskExecutor)?
     private let state = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
 
-    init(clock: any DNAClock, executor: (any TaskExecutor)?) {
-        self.clock = clock
-        self.executor = executor
-    }
+    init(clock: any DNAClock) { self.clock = clock }
 
     var isEmpty: Bool { state.withLock { $0.tasks.isEmpty } }
 
-    func start(after delay: Duration, _ fire: @escaping @Sendable () -> Void) -> ScheduledMessage {
+    /// `executor`: the node's (``Node/taskExecutor``), passed here rather than kept: one
+    /// set per activation.
+    func start(after delay: Duration, on executor: (any TaskExecutor)?, _ fire: @escaping @Sendable () -> Void) -> ScheduledMessage {
         state.withLock { state in
             let id = state.next
             state.next += 1

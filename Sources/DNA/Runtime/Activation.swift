@@ -60,7 +60,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             pipelineDepth: configuration.commitPipelineDepth, commitTimeout: configuration.commitTimeout, reportsCommits: true)
         machine = Mutex(Machine(id: id, limits: limits, now: node.clock.now))
         sequencer = node.sequencer
-        timers = TimerSet(clock: node.clock, executor: node.taskExecutor)
+        timers = TimerSet(clock: node.clock)
     }
 
     // MARK: Mailbox
