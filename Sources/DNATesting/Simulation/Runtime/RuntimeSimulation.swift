@@ -54,6 +54,18 @@ public final class RuntimeSimulation: @unchecked Sendable {
         var address: PeerAddress { PeerAddress(host: "node\(index)", port: RuntimeSimulation.port) }
 
         init(index: Int) { self.index = index }
+
+        /// The process is gone: nothing of it runs again.
+        func end() {
+            isUp = false
+            paused = false
+            deferred = []
+            executor?.kill()
+            executor = nil
+            node = nil
+            clock = nil
+            transport = nil
+        }
     }
 
     typealias Operation = RegisterOperation
@@ -273,14 +285,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
     /// The process is gone: it runs nothing more, its connections break.
     private func stop(_ slot: Slot) {
         guard slot.isUp else { return }
-        slot.isUp = false
-        slot.paused = false
-        slot.deferred = []
-        slot.executor?.kill()
-        slot.executor = nil
-        slot.node = nil
-        slot.clock = nil
-        slot.transport = nil
+        slot.end()
         network.breakConnections(of: slot.index, reason: "peer died")
     }
 
@@ -660,14 +665,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
         queue = EventQueue()
         operations = []
         finalLogs = [:]
-        for slot in slots {
-            slot.deferred = []
-            slot.executor?.kill()
-            slot.executor = nil
-            slot.node = nil
-            slot.transport = nil
-            slot.clock = nil
-        }
+        for slot in slots { slot.end() }
         ready = []
     }
 }
