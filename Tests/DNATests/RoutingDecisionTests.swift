@@ -83,6 +83,16 @@ struct RoutingDecisionTests {
         #expect(drained == [.lookUp(.cachedLocation), Self.forwardToB])
     }
 
+    @Test("a cached owner the membership counts dead is not followed: the name is placed as if nothing were cached")
+    func cachedOwnerDead() {
+        let dead: RoutingDecision.Answer = .dead(Self.b)
+        #expect(Self.steps(Self.decision(), answers: [.cachedLocation: dead]) == [.lookUp(.cachedLocation), .activateHere])
+        let hashed = Self.steps(Self.decision(placement: .consistentHash), answers: [.cachedLocation: dead, .hashedNode: Self.placedAtC])
+        #expect(hashed == [.lookUp(.cachedLocation), .lookUp(.hashedNode), Self.forwardToC])
+        let drained = Self.steps(Self.decision(drained: true), answers: [.cachedLocation: dead, .otherNode: Self.placedAtC])
+        #expect(drained == [.lookUp(.cachedLocation), .lookUp(.otherNode), Self.forwardToC])
+    }
+
     @Test("first receiver: activates here when the cache knows nothing")
     func firstReceiver() {
         #expect(Self.steps(Self.decision()) == [.lookUp(.cachedLocation), .activateHere])

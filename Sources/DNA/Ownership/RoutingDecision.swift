@@ -44,6 +44,13 @@ package struct RoutingDecision: Sendable {
     package enum Answer: Sendable, Equatable {
         /// No node other than this one.
         case nobody
+        /// The location cache names a node the membership now counts dead. Its entry can
+        /// outlive the view's change (an activation records the owner the store named after
+        /// a read of the membership that forgot the dead node's entries), and a call sent
+        /// there waits until the next read fails it, again and again: the name is placed as
+        /// if nothing were cached, and a claim here takes it over once this node has watched
+        /// the owner silent. The driver forgets the entry.
+        case dead(NodeID)
         /// `generation`: the location cache's; `nil` for a placement, which is not
         /// remembered (it changes with the membership, which has no generation).
         case node(NodeID, PeerAddress, generation: UInt64?)

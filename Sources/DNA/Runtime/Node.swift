@@ -298,6 +298,10 @@ public final class Node: Service, Sendable {
             // Before the owner: a change after this read shows as a new generation.
             let generation = locations.generation
             guard let owner = locations.owner(of: id), let address = cluster.address(of: owner) else { return .nobody }
+            if cluster.isDead(owner) {
+                locations.forget(id, ifAt: owner)
+                return .dead(owner)
+            }
             return .node(owner, address, generation: generation)
         case .hashedNode:
             return .placed(cluster.placement(of: id, this: self.id))
