@@ -53,6 +53,12 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Seeds run at once, each on a thread (default: one per processor).")
     var parallel: Int?
 
+    @Flag(help: .hidden)
+    var worker = false
+
+    @Option(help: .hidden)
+    var seedList: String?
+
     enum Engine: String, ExpressibleByArgument, CaseIterable {
         case runtime
         case model
@@ -74,16 +80,11 @@ struct SimulateCommand: ParsableCommand {
             execv("/proc/self/exe", CommandLine.unsafeArgv)
             // Not reached unless exec failed; the run goes on, maybe not replayable.
         }
-        let seeds: [UInt64] = seed.map { [$0] } ?? (0..<UInt64(self.seeds)).map { first + $0 }
-        let started = ContinuousClock.now
-        var events = 0
-        var counters: [String: Int] = [:]
-        var failing: [String: [UInt64]] = [:]
-        // Progress on a terminal, on standard error (the results stay on standard output).
-        let terminal = isatty(STDERR_FILENO) == 1 && !trace
-        func progress(_ line: String) { FileHandle.standardError.write(Data("\u{1B}[2K\(line)\r".utf8)) }
-        let runner = SeedRunner(seeds: seeds, threads: min(parallel ?? ProcessInfo.processInfo.activeProcessorCount, seeds.count)) {
-            [nodes, actors, seconds, trace, engine, noCrashes] seed in
+        let seeds: [UInt64] =
+            try seedList.map { list in
+                try list.split(separator: ",").map { guard let seed = UInt64($0) else { throw ValidationError("--seed-list: \($0) is not a seed") }; return seed }
+            } ?? seed.map { [$0] } ?? (0..<UInt64(self.seeds)).map { first + $0 }
+        let simulate: @Sendable (UInt64) -> SimulationResult = { [nodes, actors, seconds, trace, engine, noCrashes] seed in
             var configuration = SimulationConfiguration(seed: seed)
             configuration.nodes = nodes
             configuration.actors = actors
@@ -95,6 +96,34 @@ struct SimulateCommand: ParsableCommand {
             case .model: return ClusterSimulation(configuration).run()
             case .runtime: return RuntimeSimulation(configuration: configuration).run()
             }
+        }
+        if worker {
+            // One result per line, for the process that started this one.
+            let runner = SeedRunner(seeds: seeds, threads: 1, run: simulate)
+            let encoder = JSONEncoder()
+            while let result = runner.next() {
+                FileHandle.standardOutput.write(try encoder.encode(result) + Data("\n".utf8))
+            }
+            return
+        }
+        let started = ContinuousClock.now
+        var events = 0
+        var counters: [String: Int] = [:]
+        var failing: [String: [UInt64]] = [:]
+        // Progress on a terminal, on standard error (the results stay on standard output).
+        let terminal = isatty(STDERR_FILENO) == 1 && !trace
+        func progress(_ line: String) { FileHandle.standardError.write(Data("\u{1B}[2K\(line)\r".utf8)) }
+        let threads = min(parallel ?? ProcessInfo.processInfo.activeProcessorCount, seeds.count)
+        let runner: SeedRunner
+        if engine == .runtime, seeds.count > 1 {
+            // A crashed node's suspended tasks can not be destroyed (a Swift task ends only by
+            // running), so the runtime engine's memory grows with every seed: the seeds run in
+            // worker processes, each given a bounded batch.
+            var arguments = ["simulate", "--worker", "--engine", engine.rawValue, "--nodes", "\(nodes)", "--actors", "\(actors)", "--seconds", "\(seconds)"]
+            if noCrashes { arguments.append("--no-crashes") }
+            runner = SeedRunner(seeds: seeds, threads: threads, batch: max(1, 2_000 / nodes), workerArguments: arguments)
+        } else {
+            runner = SeedRunner(seeds: seeds, threads: threads, run: simulate)
         }
         var done = 0
         while let result = runner.next() {
@@ -166,6 +195,94 @@ private final class SeedRunner: @unchecked Sendable {
             }
             thread.stackSize = 64 << 20
             thread.start()
+        }
+    }
+
+    /// Runs the seeds in worker processes (`dna` with `workerArguments` and `--seed-list`),
+    /// `batch` seeds to a process, one process per thread at a time.
+    init(seeds: [UInt64], threads: Int, batch: Int, workerArguments: [String]) {
+        self.seeds = seeds
+        self.threads = max(1, threads)
+        for _ in 0..<self.threads {
+            let thread = Thread { [self] in
+                while true {
+                    let taken = take(batch)
+                    if taken.isEmpty { break }
+                    let results = runWorker(seeds: taken, arguments: workerArguments)
+                    for result in results {
+                        state.withLock { $0.finished.append(result) }
+                        finished.signal()
+                    }
+                }
+            }
+            thread.start()
+        }
+    }
+
+    /// The results of `seeds` run by a worker process; a seed it did not report (it
+    /// crashed) is a violation of its own, with the worker's last words.
+    private func runWorker(seeds: [UInt64], arguments: [String]) -> [SimulationResult] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+        process.arguments = arguments + ["--seed-list", seeds.map(String.init).joined(separator: ",")]
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        var results: [SimulationResult] = []
+        do {
+            try process.run()
+            // Read at once, or a worker that writes much to it would block.
+            let errorText = Mutex("")
+            let errorRead = DispatchSemaphore(value: 0)
+            Thread {
+                let data = errors.fileHandleForReading.readDataToEndOfFile()
+                errorText.withLock { $0 = String(decoding: data.suffix(2_000), as: UTF8.self) }
+                errorRead.signal()
+            }.start()
+            let decoder = JSONDecoder()
+            var buffer = Data()
+            let handle = output.fileHandleForReading
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                buffer.append(chunk)
+                while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = buffer[buffer.startIndex..<newline]
+                    buffer = Data(buffer[buffer.index(after: newline)...])
+                    if let result = try? decoder.decode(SimulationResult.self, from: line) { results.append(result) }
+                }
+                if state.withLock({ $0.stopped }) { process.terminate() }
+            }
+            process.waitUntilExit()
+            errorRead.wait()
+            if results.count < seeds.count, !state.withLock({ $0.stopped }) {
+                let missing = seeds.dropFirst(results.count)
+                let last = errorText.withLock { $0 }
+                for seed in missing {
+                    results.append(SimulationResult(
+                        seed: seed,
+                        violations: [SimulationViolation(time: .zero, invariant: "worker-died", detail: "the worker process running seeds \(seeds.first!)… exited with status \(process.terminationStatus) before reporting this seed: \(last)")],
+                        events: 0, simulatedTime: .zero, trace: [], counters: [:]))
+                }
+            }
+        } catch {
+            for seed in seeds {
+                results.append(SimulationResult(
+                    seed: seed,
+                    violations: [SimulationViolation(time: .zero, invariant: "worker-died", detail: "could not start a worker process: \(error)")],
+                    events: 0, simulatedTime: .zero, trace: [], counters: [:]))
+            }
+        }
+        return results
+    }
+
+    private func take(_ count: Int) -> [UInt64] {
+        state.withLock { state in
+            guard !state.stopped, state.next < seeds.count else { return [] }
+            let taken = Array(seeds[state.next..<min(seeds.count, state.next + count)])
+            state.next += taken.count
+            return taken
         }
     }
 

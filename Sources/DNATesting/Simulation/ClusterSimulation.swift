@@ -35,7 +35,7 @@ public struct SimulationConfiguration: Sendable {
 }
 
 /// An invariant that failed.
-public struct SimulationViolation: Sendable, CustomStringConvertible {
+public struct SimulationViolation: Sendable, Codable, CustomStringConvertible {
     /// Simulated time, from the start.
     public var time: Duration
     /// Which invariant: `single-owner`, `fenced-write`, `acknowledged-write-lost`,
@@ -43,10 +43,16 @@ public struct SimulationViolation: Sendable, CustomStringConvertible {
     public var invariant: String
     public var detail: String
 
+    public init(time: Duration, invariant: String, detail: String) {
+        self.time = time
+        self.invariant = invariant
+        self.detail = detail
+    }
+
     public var description: String { "[\(time)] \(invariant): \(detail)" }
 }
 
-public struct SimulationResult: Sendable {
+public struct SimulationResult: Sendable, Codable {
     public var seed: UInt64
     public var violations: [SimulationViolation]
     /// Events run.
@@ -56,6 +62,17 @@ public struct SimulationResult: Sendable {
     public var trace: [String]
     /// Counts of what happened (calls answered, faults injected, …).
     public var counters: [String: Int]
+
+    public init(
+        seed: UInt64, violations: [SimulationViolation], events: Int, simulatedTime: Duration, trace: [String], counters: [String: Int]
+    ) {
+        self.seed = seed
+        self.violations = violations
+        self.events = events
+        self.simulatedTime = simulatedTime
+        self.trace = trace
+        self.counters = counters
+    }
 }
 
 /// A deterministic, single-threaded simulation of a DNA cluster: N nodes and one store,
