@@ -56,7 +56,7 @@ struct ClusterTests {
     @Test func theRememberedRouteMatchesOnlyTheSameBytes() {
         let route = ReceivedRoute(
             actor: ActorID(namespace: "K", kind: "kv", key: String(repeating: "\u{e9}", count: 200)), requestName: "Put",
-            kind: KindRuntime(KVActor.self, placement: .firstReceiver), requestType: ObjectIdentifier(KVActor.Put.self), codec: RemoteCodec(for: KVActor.Put.self))
+            kind: KindRuntime(KVActor.self, placement: .firstReceiver, features: []), requestType: ObjectIdentifier(KVActor.Put.self), codec: RemoteCodec(for: KVActor.Put.self))
         func request(namespace: String = "K", key: String = String(repeating: "\u{e9}", count: 200)) -> WireRequest {
             WireRequest(id: 1, expectsReply: false, hops: 0, namespace: namespace, kind: "kv", key: key, requestName: "Put", payload: [])
         }

@@ -13,14 +13,24 @@ public final class ActorContext {
     unowned let node: Node
     var deactivationRequested = false
     private let handedOverBytes: [UInt8]?
-    /// A stage consumer's position (``StageCursor``, or a ``SourceCursor``); made by its first pull.
-    var stageCursor: AnyObject?
+    /// What a feature keeps per activation (a stage consumer's position): see ``attached(_:)``.
+    private var attachment: AnyObject?
     /// Made on first use: most activations have no alarms, and every one pays for the object.
     private var schedule: AlarmSchedule?
     var alarmSchedule: AlarmSchedule {
         if let schedule { return schedule }
         let made = AlarmSchedule(rows: [], log: log)
         schedule = made
+        return made
+    }
+
+    /// The object a feature keeps for this activation (one per activation: a kind has a role
+    /// in one feature at most), made by `make` on first use or if the one attached is of
+    /// another type.
+    func attached<T: AnyObject>(_ make: () throws -> T) rethrows -> T {
+        if let existing = attachment as? T { return existing }
+        let made = try make()
+        attachment = made
         return made
     }
 

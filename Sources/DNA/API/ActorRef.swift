@@ -144,8 +144,8 @@ protocol AnyKindRuntime: Sendable {
     var isMovable: Bool { get }
     /// Where activations of this kind start (the type's choice, or the node's).
     var placement: Node.Placement { get }
-    /// Set for a ``StreamStage``.
-    var stage: StageDescription? { get }
+    /// The node's features this kind has a role in: told when an activation starts.
+    var features: [any NodeFeature] { get }
 }
 
 final class KindRuntime<A: DurableActor>: AnyKindRuntime {
@@ -153,10 +153,10 @@ final class KindRuntime<A: DurableActor>: AnyKindRuntime {
     var isMovable: Bool { A.isMovable }
     let placement: Node.Placement
     let handlers: Handlers<A>
-    let stage: StageDescription?
+    let features: [any NodeFeature]
     private let byName: [String: (ObjectIdentifier, HandlerEntry)]
 
-    init(_ type: A.Type, placement: Node.Placement) {
+    init(_ type: A.Type, placement: Node.Placement, features: [any NodeFeature]) {
         name = A.kind.name
         self.placement = A.placement ?? placement
         var handlers = Handlers<A>()
@@ -164,15 +164,13 @@ final class KindRuntime<A: DurableActor>: AnyKindRuntime {
         handlers.on(ActivationWake.self, reply: .immediate) { _, _, _ in }
         // Handled by the activation itself; registered so other nodes' fires decode here.
         handlers.on(AlarmFire.self, reply: .immediate) { _, _, _ in }
-        if let stage = A.self as? any StreamStage.Type {
-            handlers.entries[ObjectIdentifier(StagePull.self)] = stage.pullEntry
-            self.stage = stage.stageDescription
-        } else if let stage = A.self as? any SourceStage.Type {
-            for (type, entry) in stage.sourceEntries { handlers.entries[type] = entry }
-            self.stage = stage.stageDescription
-        } else {
-            self.stage = nil
+        var roles: [any NodeFeature] = []
+        for feature in features {
+            guard let role = feature.role(of: type) else { continue }
+            for (request, entry) in role.handlers { handlers.entries[request] = entry }
+            roles.append(feature)
         }
+        self.features = roles
         self.handlers = handlers
         var byName: [String: (ObjectIdentifier, HandlerEntry)] = [:]
         for (type, entry) in handlers.entries { byName[entry.requestName] = (type, entry) }

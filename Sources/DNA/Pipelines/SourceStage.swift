@@ -130,13 +130,13 @@ extension Node {
 
 enum SourceConsumer {
     static func cursor<S: SourceStage>(_ stage: S, context: ActorContext) throws -> SourceCursor<S> {
-        if let existing = context.stageCursor as? SourceCursor<S> { return existing }
-        let made = SourceCursor<S>(
-            checkpoint: try context.runtimeValue(StageCursor.module, default: SourceCheckpoint<S.Source.Position>()),
-            source: try S.source(on: context.node))
-        made.position = made.checkpoint.value.position
-        context.stageCursor = made
-        return made
+        try context.attached {
+            let made = SourceCursor<S>(
+                checkpoint: try context.runtimeValue(StageCursor.module, default: SourceCheckpoint<S.Source.Position>()),
+                source: try S.source(on: context.node))
+            made.position = made.checkpoint.value.position
+            return made
+        }
     }
 
     static func finished<S: SourceStage>(_ stage: S, context: ActorContext) async throws -> Bool {

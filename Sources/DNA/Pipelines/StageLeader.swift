@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The leader of one stage (named by the stage's kind, in its input stream's namespace):
 /// an ordinary DNA actor, so it runs on one node at a time, fenced by its epoch, and a
 /// repeating alarm brings it back on another node when its node fails. Every second it
@@ -28,7 +30,7 @@ final class StageLeader: DurableActor {
         if context.alarm(named: Self.alarmName) == nil {
             try? context.setAlarm(Self.alarmName, after: Self.interval, repeating: Self.interval)
         }
-        guard let stage = node.stages[context.id.key] else { return }
+        guard let stage = node.pipelines?.stages[context.id.key] else { return }
         if let stream = stage.stream {
             await sync(stage, stream: stream, context: context)
         } else if let list = stage.sourcePartitions {
@@ -107,21 +109,115 @@ struct StageSync: ActorRequest {
     static var requestName: String { "dna.stage.sync" }
 }
 
-extension Node {
+/// Pipelines as a feature of the node (``NodeFeature``): the stages among the node's actor
+/// types, their leaders, and the wakes that appends send their consumers.
+final class PipelineFeature: NodeFeature {
+    /// The stream and source stages among the node's actor types, by kind.
+    let stages: [String: StageDescription]
+    /// This node's consumers waiting for appends, by stream.
+    private let streamWaiters = Mutex<[StreamName: Set<ActorID>]>([:])
+    /// When this node last woke each stage's leader after an append.
+    private let leaderPokes = Mutex<[String: LeaderPoke]>([:])
+
+    /// `nil` if none of `actors` is a stage.
+    init?(actors: [any DurableActor.Type]) {
+        var stages: [String: StageDescription] = [:]
+        for type in actors {
+            if let stage = type as? any StreamStage.Type {
+                stages[stage.kind.name] = stage.stageDescription
+            } else if let stage = type as? any SourceStage.Type {
+                stages[stage.kind.name] = stage.stageDescription
+            }
+        }
+        guard !stages.isEmpty else { return nil }
+        self.stages = stages
+    }
+
+    var ownActors: [any DurableActor.Type] { [StageLeader.self] }
+
+    func role<A: DurableActor>(of type: A.Type) -> KindRole? {
+        if let stage = type as? any StreamStage.Type { return KindRole(handlers: [(ObjectIdentifier(StagePull.self), stage.pullEntry)]) }
+        if let stage = type as? any SourceStage.Type { return KindRole(handlers: stage.sourceEntries) }
+        return nil
+    }
+
+    /// A stage consumer starts reading at once, however it was activated.
+    func activationStarted(_ id: ActorID, on node: Node) {
+        try? node.cast(StagePull(), to: id)
+    }
+
     /// Asks each stage's leader to sync every two seconds, from every node (while its input
-    /// stream exists): this starts
-    /// the leaders, and brings one back soon after its node fails (its alarm does too, once
-    /// the failure is seen, but a fire sent towards the failed node is only sent again later).
-    func stageLeaderLoop() async {
+    /// stream exists): this starts the leaders, and brings one back soon after its node
+    /// fails (its alarm does too, once the failure is seen, but a fire sent towards the
+    /// failed node is only sent again later).
+    func run(on node: Node) async {
         while !Task.isCancelled {
             // A stage whose stream does not exist (yet) has no leader running.
             for stage in stages.values {
-                if let stream = stage.stream, (try? await store.streamStatus(stream)) == nil { continue }
-                try? cast(StageSync(), to: StageLeader.id(of: stage))
+                if let stream = stage.stream, (try? await node.store.streamStatus(stream)) == nil { continue }
+                try? node.cast(StageSync(), to: StageLeader.id(of: stage))
             }
-            do { try await clock.sleep(for: StageLeader.interval * 2) } catch { return }
+            do { try await node.clock.sleep(for: StageLeader.interval * 2) } catch { return }
         }
     }
+
+    /// A consumer of `stream` found nothing to read: it is pulled when records come.
+    func waitForAppends(to stream: StreamName, consumer: ActorID) {
+        streamWaiters.withLock { _ = $0[stream, default: []].insert(consumer) }
+    }
+
+    /// Records were appended to these streams on this node: wake their waiting consumers,
+    /// and (at most every ``StageLeader/pokeInterval`` per stage) the leaders of the stages
+    /// that read them, so consumers not running yet start now rather than at the leader's
+    /// next sync.
+    func appended(to streams: [StreamName], on node: Node) {
+        let now = node.clock.now
+        let woken = streamWaiters.withLock { waiters -> [ActorID] in
+            var woken: [ActorID] = []
+            for stream in streams { woken += waiters.removeValue(forKey: stream) ?? [] }
+            return woken
+        }
+        for stage in stages.values where stage.stream.map(streams.contains) == true { pokeLeader(of: stage, now: now, on: node) }
+        for consumer in woken { try? node.cast(StagePull(), to: consumer) }
+    }
+
+    /// Asks the stage's leader to sync, at most every ``StageLeader/pokeInterval``: a poke
+    /// within the interval is sent at its end (so the last appends are never left to the
+    /// leader's next timed sync).
+    private func pokeLeader(of stage: StageDescription, now: DNAInstant, on node: Node) {
+        enum Decision { case now, later(DNAInstant), nothing }
+        let decision = leaderPokes.withLock { pokes -> Decision in
+            var poke = pokes[stage.kind] ?? LeaderPoke()
+            defer { pokes[stage.kind] = poke }
+            if let last = poke.last, now - last < StageLeader.pokeInterval {
+                if poke.trailing { return .nothing }
+                poke.trailing = true
+                return .later(last + StageLeader.pokeInterval)
+            }
+            poke.last = now
+            return .now
+        }
+        switch decision {
+        case .nothing: return
+        case .now: try? node.cast(StageSync(), to: StageLeader.id(of: stage))
+        case .later(let deadline):
+            let clock = node.clock
+            node.spawn { [weak self, weak node] in
+                try? await clock.sleep(until: deadline)
+                guard let self, let node else { return }
+                self.leaderPokes.withLock { pokes in
+                    pokes[stage.kind]?.trailing = false
+                    pokes[stage.kind]?.last = clock.now
+                }
+                try? node.cast(StageSync(), to: StageLeader.id(of: stage))
+            }
+        }
+    }
+}
+
+extension Node {
+    /// The node's pipelines, if one of its actor types is a stage.
+    var pipelines: PipelineFeature? { feature(PipelineFeature.self) }
 }
 
 extension Node {
@@ -144,65 +240,13 @@ extension Node {
         while true {
             do {
                 let positions = try await store.append(records, to: stream, producer: producer)
-                appended(to: [stream])
+                pipelines?.appended(to: [stream], on: self)
                 return positions
             } catch where error.code == .outcomeUnknown && attempt < 3 {
                 logger.warning(
                     "an append's answer was lost; sending it again with the same producer", metadata: ["stream": "\(stream)", "attempt": "\(attempt)"])
                 attempt += 1
                 do { try await clock.sleep(for: .milliseconds(50 * attempt)) } catch { throw StoreError(.outcomeUnknown, "\(error)") }
-            }
-        }
-    }
-
-    /// A consumer of `stream` found nothing to read: it is pulled when records come.
-    func waitForAppends(to stream: StreamName, consumer: ActorID) {
-        streamWaiters.withLock { _ = $0[stream, default: []].insert(consumer) }
-    }
-
-    /// Records were appended to these streams on this node: wake their waiting consumers,
-    /// and (at most every ``StageLeader/pokeInterval`` per stage) the leaders of the stages that read them, so
-    /// consumers not running yet start now rather than at the leader's next sync.
-    func appended(to streams: [StreamName]) {
-        let now = clock.now
-        let woken = streamWaiters.withLock { waiters -> [ActorID] in
-            var woken: [ActorID] = []
-            for stream in streams { woken += waiters.removeValue(forKey: stream) ?? [] }
-            return woken
-        }
-        for stage in stages.values where stage.stream.map(streams.contains) == true { pokeLeader(of: stage, now: now) }
-        for consumer in woken { try? cast(StagePull(), to: consumer) }
-    }
-
-    /// Asks the stage's leader to sync, at most every ``StageLeader/pokeInterval``: a poke
-    /// within the interval is sent at its end (so the last appends are never left to the
-    /// leader's next timed sync).
-    private func pokeLeader(of stage: StageDescription, now: DNAInstant) {
-        enum Decision { case now, later(DNAInstant), nothing }
-        let decision = leaderPokes.withLock { pokes -> Decision in
-            var poke = pokes[stage.kind] ?? LeaderPoke()
-            defer { pokes[stage.kind] = poke }
-            if let last = poke.last, now - last < StageLeader.pokeInterval {
-                if poke.trailing { return .nothing }
-                poke.trailing = true
-                return .later(last + StageLeader.pokeInterval)
-            }
-            poke.last = now
-            return .now
-        }
-        switch decision {
-        case .nothing: return
-        case .now: try? cast(StageSync(), to: StageLeader.id(of: stage))
-        case .later(let deadline):
-            let clock = clock
-            spawn { [weak self] in
-                try? await clock.sleep(until: deadline)
-                guard let self else { return }
-                self.leaderPokes.withLock { pokes in
-                    pokes[stage.kind]?.trailing = false
-                    pokes[stage.kind]?.last = clock.now
-                }
-                try? self.cast(StageSync(), to: StageLeader.id(of: stage))
             }
         }
     }

@@ -170,14 +170,9 @@ enum StageConsumer {
         let node = context.node
         let consumer = S.kind.name
         let cursor: StageCursor
-        if let existing = context.stageCursor as? StageCursor {
-            cursor = existing
-        } else {
-            do { cursor = StageCursor(checkpoint: try context.runtimeValue(StageCursor.module, default: Int64(0))) } catch {
-                node.logger.error("stage consumer cannot read its checkpoint", metadata: ["actor": "\(context.id)", "error": "\(error)"])
-                return
-            }
-            context.stageCursor = cursor
+        do { cursor = try context.attached { StageCursor(checkpoint: try context.runtimeValue(StageCursor.module, default: Int64(0))) } } catch {
+            node.logger.error("stage consumer cannot read its checkpoint", metadata: ["actor": "\(context.id)", "error": "\(error)"])
+            return
         }
         guard !cursor.finished else { return }
         guard let partition = Int(context.id.key), partition >= 0 else {
@@ -265,7 +260,7 @@ enum StageConsumer {
                 }
                 cursor.emptyPolls += 1
                 // Woken at once by appends committed on this node; polls for the others'.
-                node.waitForAppends(to: S.input, consumer: context.id)
+                node.pipelines?.waitForAppends(to: S.input, consumer: context.id)
                 if let wait = StageCursor.pollWait(afterEmptyPolls: cursor.emptyPolls) { again(after: wait) }
                 return
             }

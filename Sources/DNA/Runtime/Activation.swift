@@ -353,8 +353,9 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 span.end()
             }
             let action = machine.withLock { $0.commitCompleted(sequence: batch.sequence, result: result, now: node.clock.now) }
-            if case .success = result, !batch.streams.appends.isEmpty, !node.stages.isEmpty {
-                node.appended(to: batch.streams.appends.map(\.stream))
+            if case .success = result, !batch.streams.appends.isEmpty, !node.features.isEmpty {
+                let streams = batch.streams.appends.map(\.stream)
+                for feature in node.features { feature.appended(to: streams, on: node) }
             }
             if case .failure(let error) = result {
                 node.metrics.commitFailures.increment()
@@ -558,8 +559,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 }
                 let instance = try await A(context: context)
                 await instance.didActivate(context: context)
-                // A stage consumer starts reading at once, however it was activated.
-                if kind.stage != nil { try? node.cast(StagePull(), to: id) }
+                for feature in kind.features { feature.activationStarted(id, on: node) }
                 let operations = context.log.take()
                 context.log.endMessage()
                 self.instance = instance

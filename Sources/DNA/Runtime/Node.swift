@@ -55,12 +55,8 @@ public final class Node: Service, Sendable {
     /// Ends ``run()``'s serving: graceful shutdown, cancellation or ``shutdown()``.
     let stopRequested = OnceSignal()
     let kinds: [String: any AnyKindRuntime]
-    /// The stream stages among them, by kind.
-    let stages: [String: StageDescription]
-    /// This node's consumers waiting for appends, by stream.
-    let streamWaiters = Mutex<[StreamName: Set<ActorID>]>([:])
-    /// When this node last woke each stage's leader after an append.
-    let leaderPokes = Mutex<[String: LeaderPoke]>([:])
+    /// What only some actor types need (pipelines), made for this node's (``NodeFeature``).
+    let features: [any NodeFeature]
     /// Whether the node serves only while its heartbeats are fresh: in a cluster, other
     /// nodes take its names once they stop, so it must stop serving before they can.
     private let leaseEnforced: Bool
@@ -129,18 +125,16 @@ public final class Node: Service, Sendable {
         self.metrics = NodeMetrics(factory: configuration.simulated?.metrics ?? MetricsSystem.factory)
         self.origins = OriginTable(this: id.rawValue)
         var kinds: [String: any AnyKindRuntime] = [:]
-        let stageTypes = actors.filter { $0 is any StreamStage.Type || $0 is any SourceStage.Type }
-        for type in actors + (stageTypes.isEmpty ? [] : [StageLeader.self]) {
-            let kind = Self.kindRuntime(type, placement: configuration.placement)
+        let features = Self.featureMakers.compactMap { $0(actors) }
+        for type in actors + features.flatMap(\.ownActors) {
+            let kind = Self.kindRuntime(type, placement: configuration.placement, features: features)
             try ActorID.validateSegment(kind.name, what: "kind")
             guard kinds.updateValue(kind, forKey: kind.name) == nil else {
                 throw DNAError(.invalidArgument, "two actor types have the kind '\(kind.name)'")
             }
         }
         self.kinds = kinds
-        var stages: [String: StageDescription] = [:]
-        for kind in kinds.values { if let stage = kind.stage { stages[stage.kind] = stage } }
-        self.stages = stages
+        self.features = features
         let made = try configuration.store.make(configuration.listen != nil)
         store = made.store
         ownsStore = made.ownedByNode
@@ -211,8 +205,8 @@ public final class Node: Service, Sendable {
         }
     }
 
-    private static func kindRuntime<A: DurableActor>(_ type: A.Type, placement: Placement) -> any AnyKindRuntime {
-        KindRuntime(type, placement: placement)
+    private static func kindRuntime<A: DurableActor>(_ type: A.Type, placement: Placement, features: [any NodeFeature]) -> any AnyKindRuntime {
+        KindRuntime(type, placement: placement, features: features)
     }
 
     /// A reference to the actor of type `A` named `key` (in ``Configuration/namespace``
@@ -375,7 +369,7 @@ public final class Node: Service, Sendable {
             group.addTask { await self.passivationLoop() }
             group.addTask { await self.retentionLoop() }
             group.addTask { await self.alarmLoop() }
-            if !stages.isEmpty { group.addTask { await self.stageLeaderLoop() } }
+            for feature in features { group.addTask { await feature.run(on: self) } }
             if transport != nil { group.addTask { await self.rebalanceLoop() } }
             let stopRequested = self.stopRequested
             await withGracefulShutdownHandler {
