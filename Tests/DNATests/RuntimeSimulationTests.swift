@@ -71,6 +71,10 @@ struct RuntimeSimulationTests {
             // hand-over's wake had activated an actor there: it went on answering from memory
             // while another node took the name and acknowledged writes.
             ["--seed", "900126"],
+            // A node lost for good (paused for ever): an activation recorded it as the owner
+            // after a membership read had counted it dead and forgotten its entries, and every
+            // call was then forwarded to it and failed, for ever (the final read went unanswered).
+            ["--seed", "49", "--seconds", "20"],
         ])
     func foundDefects(_ arguments: [String]) throws {
         let (status, output) = try Self.replay(arguments)

@@ -42,6 +42,9 @@ public final class RuntimeSimulation: @unchecked Sendable {
         var incarnation = 0
         var isUp = false
         var paused = false
+        /// Paused for ever from the end of the faults (``RuntimeSimulation/scheduleLostNode()``):
+        /// counted as a process that died.
+        var lost = false
         /// What reached the process while it was paused, run when it resumes.
         var deferred: [() -> Void] = []
         var executor: SimulatedExecutor?
@@ -135,6 +138,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
             schedule(at: random.duration(.zero, .milliseconds(300)).wholeNanoseconds, "boot") { [self] in boot(slot) }
         }
         scheduleFaults()
+        scheduleLostNode()
         if configuration.migrations { scheduleMigrations() }
         schedule(at: end, "final reads") { [self] in finalReads(attempt: 1) }
         let limit = end + Duration.seconds(60).wholeNanoseconds
@@ -304,7 +308,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
         slot.paused = true
         let incarnation = slot.incarnation
         schedule(at: now + length.wholeNanoseconds, "resume") { [self] in
-            guard slot.isUp, slot.incarnation == incarnation, slot.paused else { return }
+            guard slot.isUp, slot.incarnation == incarnation, slot.paused, !slot.lost else { return }
             trace("n\(slot.index) resumes")
             slot.paused = false
             let deferred = slot.deferred
@@ -391,6 +395,25 @@ public final class RuntimeSimulation: @unchecked Sendable {
     /// a cut from the store, drains) last long enough for the others to take its names;
     /// those of the whole store are short, so that the cluster also runs for stretches in
     /// which one process alone is wrong.
+    /// In half the runs with crashes and three nodes or more, one node is lost for good when
+    /// the faults end: paused for ever, as a process stopped by SIGSTOP on a machine that
+    /// never comes back (its connections stay open; what is sent to it waits). The others
+    /// must take its names over: every final read must be answered. Drawn from a generator
+    /// of its own, so the events before it are those the seed made without it.
+    private func scheduleLostNode() {
+        guard configuration.crashes, configuration.nodes >= 3 else { return }
+        var random = SimulationRandom(seed: configuration.seed ^ 0x6C6F_7374_6E6F_6465)
+        guard random.chance(0.5) else { return }
+        let slot = slots[Int.random(in: 0..<configuration.nodes, using: &random)]
+        schedule(at: faultsEnd, "lose a node") { [self] in
+            guard slot.isUp else { return }
+            trace("n\(slot.index) is lost for good (paused for ever)")
+            count("fault.lostNode")
+            slot.paused = true
+            slot.lost = true
+        }
+    }
+
     private func scheduleFaults() {
         var time: Int64 = 2_000_000_000
         while true {
@@ -625,7 +648,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
             let found = RegisterHistory.firstViolation(
                 actor: "a\(actor)", operations: byActor[actor] ?? [], final: final,
                 certainlyNotApplied: ClusterSimulation.certainlyNotApplied
-            ) { [self] slot, incarnation in slots[slot].isUp && slots[slot].incarnation == incarnation }
+            ) { [self] slot, incarnation in slots[slot].isUp && !slots[slot].lost && slots[slot].incarnation == incarnation }
             if let found {
                 violation(found.invariant, found.detail)
                 return
