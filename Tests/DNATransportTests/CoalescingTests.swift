@@ -38,25 +38,23 @@ struct CoalescingTests {
     }
 }
 
-@Suite("Reconnection back-off")
+@Suite("Back-off")
 struct BackoffTests {
-    @Test("delays double from the initial one up to the maximum, and start over after a reset")
+    @Test("delays double from the first one up to the maximum")
     func doubling() {
-        var backoff = Backoff(initial: .milliseconds(50), maximum: .seconds(2))
-        let delays = (0..<9).map { _ in backoff.next().nanoseconds / 1_000_000 }
-        #expect(delays == [50, 100, 200, 400, 800, 1600, 2000, 2000, 2000])
-        backoff.reset()
-        #expect(backoff.next() == .milliseconds(50))
+        let backoff = Backoff(first: .milliseconds(50), maximum: .seconds(2))
+        let delays = (0...9).map { backoff.delay(afterFailures: $0) / .milliseconds(1) }
+        #expect(delays == [50, 50, 100, 200, 400, 800, 1600, 2000, 2000, 2000])
     }
 
-    @Test("huge delays do not overflow, and a maximum below the initial delay is the initial delay")
+    @Test("huge delays do not overflow, and a maximum below the first delay is the first delay")
     func extremes() {
-        var huge = Backoff(initial: .nanoseconds(.max / 3), maximum: .nanoseconds(.max))
-        _ = huge.next()
-        #expect(huge.next() == .nanoseconds(.max / 3 * 2))
-        #expect(huge.next() == .nanoseconds(.max))
-        var inverted = Backoff(initial: .seconds(1), maximum: .milliseconds(10))
-        #expect(inverted.next() == .seconds(1))
-        #expect(inverted.next() == .seconds(1))
+        let huge = Backoff(first: .seconds(Int64.max / 3), maximum: .seconds(Int64.max))
+        #expect(huge.delay(afterFailures: 2) == .seconds(Int64.max / 3 * 2))
+        #expect(huge.delay(afterFailures: 3) == .seconds(Int64.max))
+        #expect(huge.delay(afterFailures: Int.max) == .seconds(Int64.max))
+        let inverted = Backoff(first: .seconds(1), maximum: .milliseconds(10))
+        #expect(inverted.delay(afterFailures: 1) == .seconds(1))
+        #expect(inverted.delay(afterFailures: 5) == .seconds(1))
     }
 }

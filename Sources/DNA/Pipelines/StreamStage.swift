@@ -1,3 +1,5 @@
+import DNATransport
+
 /// A consumer stage of a pipeline: an actor kind that reads a stream, one activation per
 /// partition of it — the actor named by the partition's number, in the stream's namespace.
 ///
@@ -80,9 +82,7 @@ public struct StageFailurePolicy: Sendable, Equatable {
 
     /// The wait before attempt `failures + 1`.
     func backOff(after failures: Int) -> Duration {
-        var wait = firstBackOff
-        for _ in 1..<max(1, failures) where wait < maxBackOff { wait = wait * 2 }
-        return min(wait, maxBackOff)
+        Backoff(first: firstBackOff, maximum: maxBackOff).delay(afterFailures: failures)
     }
 }
 
@@ -152,16 +152,13 @@ final class StageCursor {
     /// Polls of an empty partition before the consumer rests (its leader wakes it when
     /// records come), and the longest wait between two.
     static let maxEmptyPolls = 40
-    static let maxPollWait: Duration = .milliseconds(250)
-    static let firstPollWait: Duration = .milliseconds(5)
+    static let pollBackoff = Backoff(first: .milliseconds(5), maximum: .milliseconds(250))
 
     /// The wait before the next poll of a partition found empty `emptyPolls` times in a
     /// row (5 ms, doubling, at most 250 ms); `nil` once the consumer should rest.
     static func pollWait(afterEmptyPolls emptyPolls: Int) -> Duration? {
         guard emptyPolls <= maxEmptyPolls else { return nil }
-        var wait = firstPollWait
-        for _ in 1..<max(1, emptyPolls) where wait < maxPollWait { wait = wait * 2 }
-        return min(wait, maxPollWait)
+        return pollBackoff.delay(afterFailures: emptyPolls)
     }
 }
 

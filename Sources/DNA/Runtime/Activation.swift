@@ -476,6 +476,9 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     /// Runs the actor's alarm handler if the alarm is still the one the node found due,
     /// then removes the alarm, moves a repeating one to its next time, or — if the handler
     /// threw — moves it to its retry time; all in the current batch.
+    /// After an alarm handler threw: 1 s, doubling, at most 5 minutes (``DurableActor/alarm(_:context:)``).
+    static var alarmRetryBackoff: Backoff { Backoff(first: .seconds(1), maximum: .seconds(300)) }
+
     private func fireAlarm(_ envelope: Envelope, instance: A, context: ActorContext) async {
         let fire = unsafeDowncast(envelope.message, to: MessageBox<AlarmFire>.self).value
         envelope.reply?.resume(with: .success(()))
@@ -502,7 +505,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             context.log.rollbackMessage()
             node.metrics.alarmRetries.increment()
             let attempt = alarm.attempt &+ 1
-            let delay = min(Int64(1000) << Int64(min(attempt - 1, 20)), 300_000)
+            let delay = Self.alarmRetryBackoff.delay(afterFailures: Int(attempt)).wholeNanoseconds / 1_000_000
             schedule.set(fire.name, AlarmRecord(due: now + delay, interval: alarm.interval, attempt: attempt))
             node.logger.warning(
                 "alarm handler threw; retrying", metadata: ["actor": "\(id)", "alarm": "\(fire.name)", "attempt": "\(attempt)", "in_ms": "\(delay)", "error": "\(error)"])

@@ -34,11 +34,13 @@ package struct LinkStateMachine<Channel> {
     private var writable = true
     private var pacer: FlushPacer
     private var lastAttempt: UInt64 = 0
-    private var backoff: Backoff
+    private let backoff: Backoff
+    /// Attempts failed since the last handshake that succeeded.
+    private var failuresInARow = 0
     let maxQueuedBytes: Int
 
     package init(initialDelay: TimeAmount, maximumDelay: TimeAmount, flushWindow: TimeAmount, maxQueuedBytes: Int) {
-        backoff = Backoff(initial: initialDelay, maximum: maximumDelay)
+        backoff = Backoff(first: .nanoseconds(initialDelay.nanoseconds), maximum: .nanoseconds(maximumDelay.nanoseconds))
         pacer = FlushPacer(window: flushWindow)
         self.maxQueuedBytes = maxQueuedBytes
     }
@@ -133,7 +135,7 @@ package struct LinkStateMachine<Channel> {
     package mutating func handshakeCompleted(attempt: UInt64, channel: Channel, writable: Bool) -> Bool {
         guard case .connecting(let current) = phase, current == attempt else { return false }
         phase = .connected(attempt: attempt, channel: channel)
-        backoff.reset()
+        failuresInARow = 0
         flushScheduled = false
         self.writable = writable
         taken()
@@ -164,7 +166,8 @@ package struct LinkStateMachine<Channel> {
     package mutating func failed(attempt: UInt64, now: NIODeadline) -> TimeAmount? {
         switch phase {
         case .connecting(let current) where current == attempt, .connected(let current, _) where current == attempt:
-            let delay = backoff.next()
+            failuresInARow += 1
+            let delay = TimeAmount(clamping: backoff.delay(afterFailures: failuresInARow))
             phase = .backingOff(until: now + delay)
             taken()
             flushScheduled = false
