@@ -394,21 +394,41 @@ struct OwnershipMachineTests {
         #expect(idle.stopIfIdle(since: nil, hasTimers: false) == .stopped(Self.registration))
     }
 
+    @Test("the per-origin order alone: overtaken messages refused, unnumbered ones pass, restored state counts, changes taken once")
+    func originOrder() {
+        func message(_ origin: UInt32, _ sequence: UInt64) -> OrderedTestMessage {
+            OrderedTestMessage(name: "\(origin)/\(sequence)", origin: origin, sequence: sequence)
+        }
+        var order = OriginOrder()
+        #expect(order.takeChanged() == nil, "nothing handled")
+        order.restore([(origin: 1, sequence: 4)])
+        #expect(order.takeChanged() == nil, "a restored state is already stored")
+        let (batch, refused) = order.inOrder([message(1, 3), message(1, 5), message(2, 1), message(1, 0), message(1, 5), message(2, 2)])
+        #expect(batch.map(\.name) == ["1/5", "2/1", "1/0", "2/2"])
+        #expect(refused.map(\.name) == ["1/3", "1/5"], "3 was stored as overtaken; the second 5 repeats the first")
+        #expect(order.takeChanged()?.map(\.sequence) == [5, 2])
+        #expect(order.takeChanged() == nil, "taken once")
+        let (unnumbered, none) = order.inOrder([message(3, 0)])
+        #expect(unnumbered.count == 1 && none.isEmpty && order.takeChanged() == nil, "unnumbered messages change nothing")
+    }
+
     @Test("the order state keeps at most maxOrigins origins: the first heard from and the highest-numbered")
     func orderStateIsBounded() {
-        var latest = LatestPerOrigin()
-        #expect(latest[7] == 0, "an origin not heard from")
-        latest[1000] = 3
-        for origin in UInt32(0)..<600 { latest[origin] = UInt64(origin) + 1 }
-        latest[1000] = 4
-        #expect(latest[1000] == 4 && latest[5] == 6)
-        latest.keepAtMost(512)
-        let kept = latest.entries
-        #expect(kept.count == 512)
+        func message(_ origin: UInt32, _ sequence: UInt64) -> OrderedTestMessage {
+            OrderedTestMessage(name: "", origin: origin, sequence: sequence)
+        }
+        var order = OriginOrder()
+        #expect(order[7] == 0, "an origin not heard from")
+        _ = order.inOrder([message(1000, 3)])
+        _ = order.inOrder((UInt32(0)..<600).map { message($0, UInt64($0) + 1) })
+        _ = order.inOrder([message(1000, 4)])
+        #expect(order[1000] == 4 && order[5] == 6)
+        let kept = order.takeChanged() ?? []
+        #expect(kept.count == OriginOrder.maxOrigins)
         #expect(kept.map(\.origin) == kept.map(\.origin).sorted(), "by origin")
         #expect(kept.contains { $0.origin == 1000 && $0.sequence == 4 }, "the first origin is kept")
         #expect(kept.first?.origin == 89, "the 89 lowest-numbered of the others were forgotten")
-        #expect(latest[88] == 0 && latest[599] == 600)
+        #expect(order[88] == 0 && order[599] == 600)
     }
 }
 

@@ -1,3 +1,4 @@
+import DNATransport
 import DequeModule
 
 /// A message that knows where it comes from and its place in the order its origin sent
@@ -145,24 +146,18 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     /// Writes of the initialiser are durable before the first message is handled.
     private var initialCommitPending = false
     private var settling = Settling.none
-    private var retryDelay = Self.firstRetryDelay
+    /// Attempts of the oldest commit failed in a row (see ``retryBackoff``).
+    private var retryFailures = 0
     private var deactivationRequested = false
     /// A move to another node was asked for (``requestMigration(to:reply:)``); a reference,
     /// so that an activation that never moves pays 8 bytes for it.
     private var migration: Migration?
     /// The hand-over was given to the store; ``migrated()`` follows.
     private var migrationUnderWay = false
-    /// Per origin, the latest message handled.
-    private var highWater = LatestPerOrigin()
-    /// The latest message of some origin changed since the last batch that wrote: the
-    /// table is stored with the next batch that writes (``takeOrderState()``), so that a
-    /// later activation of the name still refuses what an earlier one's messages overtook.
-    private var orderChanged = false
-    /// A stop waits for the order state to be stored (``stopIfIdle(since:hasTimers:)``).
-    private var orderStoreRequested = false
+    /// Per origin, the latest message handled (see ``OriginOrder``).
+    private var order = OriginOrder()
 
-    static var firstRetryDelay: Duration { .milliseconds(5) }
-    static var maxRetryDelay: Duration { .seconds(1) }
+    static var retryBackoff: Backoff { Backoff(first: .milliseconds(5), maximum: .seconds(1)) }
 
     package init(id: ActorID, limits: Limits, now: DNAInstant) {
         self.id = id
@@ -317,7 +312,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             if let migration {
                 // No batch starts while moving: the queue goes to the new owner.
                 guard commits.isEmpty, !migrationUnderWay else { return .wait(until: retryTime) }
-                if orderChanged { return .storeOrder }
+                if order.changed { return .storeOrder }
                 migrationUnderWay = true
                 return .migrate(registration, to: migration.target, reply: migration.reply)
             }
@@ -325,10 +320,10 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
                 if !lease.mayServe(generation: generation, at: now) {
                     return stopServing(registration)
                 }
-                let (batch, refused) = inOrder(takeBatch())
+                let (batch, refused) = order.inOrder(takeBatch())
                 return .handle(batch, refused: refused)
             }
-            if queue.isEmpty && commits.isEmpty && orderChanged && (deactivationRequested || orderStoreRequested) {
+            if queue.isEmpty && commits.isEmpty && order.changed && (deactivationRequested || order.storeRequested) {
                 return .storeOrder
             }
             if queue.isEmpty && commits.isEmpty && deactivationRequested {
@@ -349,7 +344,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         if queue.isEmpty && commits.isEmpty {
             task = .none
             // Storing the order for a stop is no activity: the stop is asked again.
-            if orderStoreRequested { orderStoreRequested = false } else { lastActivity = now }
+            if order.storeRequested { order.storeRequested = false } else { lastActivity = now }
             return .exit(waiters: takeIdleWaiters())
         }
         return .wait(until: retryTime)
@@ -367,48 +362,6 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         let batch = Array(queue[..<count])
         queue.removeFirst(count)
         return batch
-    }
-
-    /// Splits a batch into the messages later than every message of their origin handled
-    /// so far, and those overtaken by one (refused). Nothing is copied when none is refused.
-    private mutating func inOrder(_ batch: [Message]) -> (batch: [Message], refused: [Message]) {
-        var origin = UInt32.max
-        var high: UInt64 = 0
-        var firstRefused: Int?
-        for (index, message) in batch.enumerated() where message.sequence != 0 {
-            if message.origin != origin {
-                if origin != .max { highWater[origin] = high }
-                origin = message.origin
-                high = highWater[origin]
-            }
-            if message.sequence > high {
-                high = message.sequence
-            } else {
-                firstRefused = index
-                break
-            }
-        }
-        if origin != .max {
-            highWater[origin] = high
-            orderChanged = true
-        }
-        guard let firstRefused else { return (batch, []) }
-        var accepted = Array(batch[..<firstRefused])
-        var refused = [batch[firstRefused]]
-        for message in batch[(firstRefused + 1)...] {
-            if message.sequence == 0 {
-                accepted.append(message)
-                continue
-            }
-            let latest = highWater[message.origin]
-            if message.sequence > latest {
-                highWater[message.origin] = message.sequence
-                accepted.append(message)
-            } else {
-                refused.append(message)
-            }
-        }
-        return (accepted, refused)
     }
 
     private mutating func takeIdleWaiters() -> [Waiter] {
@@ -562,14 +515,9 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     /// The latest message per origin, if it changed since the last call: the runtime
     /// stores it with a batch that writes (``CommitBatch/order``). At most ``maxOrigins``
     /// origins are kept (the ones learned first are dropped).
-    package mutating func takeOrderState() -> [(origin: UInt32, sequence: UInt64)]? {
-        guard orderChanged else { return nil }
-        orderChanged = false
-        highWater.keepAtMost(Self.maxOrigins)
-        return highWater.entries
-    }
+    package mutating func takeOrderState() -> [(origin: UInt32, sequence: UInt64)]? { order.takeChanged() }
 
-    static var maxOrigins: Int { 512 }
+    static var maxOrigins: Int { OriginOrder.maxOrigins }
 
     /// Hands the order state (``takeOrderState()``, encoded) to the store as a batch with
     /// no writes, after a ``Step/storeOrder``; `nil` if the activation no longer serves.
@@ -580,7 +528,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
 
     /// Latest messages per origin as an earlier activation of the name stored them.
     package mutating func restoreOrder(_ stored: [(origin: UInt32, sequence: UInt64)]) {
-        for (origin, sequence) in stored where sequence > highWater[origin] { highWater[origin] = sequence }
+        order.restore(stored)
     }
 
 
@@ -611,7 +559,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
                 action.release.append(contentsOf: commits[earlier].held)
                 commits[earlier].held = []
             }
-            retryDelay = Self.firstRetryDelay
+            retryFailures = 0
             if commits[0].batch.sequence == 1 { initialCommitPending = false }
         case .failure(let error):
             if error.code == .outcomeUnknown { commits[index].ambiguous = true }
@@ -633,8 +581,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         }
         let deadline = commits[0].deadline
         if error.isRetryable && now < deadline {
-            let at = min(now + retryDelay, deadline)
-            retryDelay = min(retryDelay * 2, Self.maxRetryDelay)
+            retryFailures += 1
+            let at = min(now + Self.retryBackoff.delay(afterFailures: retryFailures), deadline)
             commits[0].status = .retrying(at: at)
             return
         }
@@ -661,7 +609,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         let registration = self.registration
         commits.removeAll()
         settling = .none
-        retryDelay = Self.firstRetryDelay
+        retryFailures = 0
         initialCommitPending = false
         deactivationRequested = false
         life = .inactive
@@ -771,8 +719,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     package mutating func stopIfIdle(since cutoff: DNAInstant?, hasTimers: Bool) -> StopOutcome {
         guard !stopped, case .none = task, queue.isEmpty, cutoff == nil || !hasTimers else { return .notIdle }
         if let cutoff, lastActivity > cutoff { return .notIdle }
-        if orderChanged, case .active = life {
-            orderStoreRequested = true
+        if order.changed, case .active = life {
+            order.storeRequested = true
             task = .running
             return .storeOrderFirst
         }
@@ -787,42 +735,6 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         guard isRunning else { return false }
         idleWaiters.append(waiter)
         return true
-    }
-}
-
-/// The latest message per origin. Most actors hear from one node (their own): that one
-/// is kept inline, so an idle activation holds no dictionary.
-struct LatestPerOrigin {
-    private var firstOrigin = UInt32.max
-    private var firstLatest: UInt64 = 0
-    private var others: [UInt32: UInt64] = [:]
-
-    /// 0 for an origin not heard from.
-    subscript(origin: UInt32) -> UInt64 {
-        get { origin == firstOrigin ? firstLatest : (others.isEmpty ? 0 : others[origin] ?? 0) }
-        set {
-            if origin == firstOrigin || firstOrigin == .max {
-                firstOrigin = origin
-                firstLatest = newValue
-            } else {
-                others[origin] = newValue
-            }
-        }
-    }
-
-    /// Every origin with its latest, by origin.
-    var entries: [(origin: UInt32, sequence: UInt64)] {
-        var all = others.map { (origin: $0.key, sequence: $0.value) }
-        if firstOrigin != .max { all.append((firstOrigin, firstLatest)) }
-        return all.sorted { $0.origin < $1.origin }
-    }
-
-    /// Keeps at most `limit` origins: the first heard from, then the highest-numbered
-    /// (the lowest-numbered are forgotten first).
-    mutating func keepAtMost(_ limit: Int) {
-        let count = others.count + (firstOrigin == .max ? 0 : 1)
-        guard count > limit else { return }
-        for origin in others.keys.sorted().prefix(count - limit) { others[origin] = nil }
     }
 }
 
