@@ -74,7 +74,7 @@ struct RuntimeSimulationTests {
             // A node lost for good (paused for ever): an activation recorded it as the owner
             // after a membership read had counted it dead and forgotten its entries, and every
             // call was then forwarded to it and failed, for ever (the final read went unanswered).
-            ["--seed", "49", "--seconds", "20"],
+            ["--seed", "66", "--seconds", "20"],
         ])
     func foundDefects(_ arguments: [String]) throws {
         let (status, output) = try Self.replay(arguments)

@@ -388,8 +388,15 @@ final class SimNode {
                 for failure in failures { for reply in failure.held { answer(reply.reply, SimResult(failure.error)) } }
                 activation.instance = nil
                 release(registration)
-            case .stop(let failures, let queued, let error, _):
+            case .stop(let failures, let queued, let refused, let error, _):
                 simulation.trace("\(activation.actor) stops: \(error)")
+                for envelope in refused {
+                    if let reply = envelope.reply {
+                        answer(reply, .failure(code: DNAError.Code.outOfOrder.name, message: "overtaken"))
+                    } else {
+                        simulation.count("cast.droppedOutOfOrder")
+                    }
+                }
                 if activations[activation.actor] === activation { activations[activation.actor] = nil }
                 activation.instance = nil
                 for failure in failures { for reply in failure.held { answer(reply.reply, SimResult(failure.error)) } }

@@ -73,7 +73,9 @@ final class SimulatedNetwork: @unchecked Sendable {
             var connection = Connection(attempt: nextAttempt, fromIncarnation: incarnation, toIncarnation: target.incarnation)
             nextAttempt += 1
             connections[pair] = connection
-            if !target.isUp || isPartitioned(from, to) {
+            if target.isUp && !isPartitioned(from, to) {
+                simulation.slots[from].transport?.connected(to: target.address)
+            } else {
                 // The connection attempt fails: what is sent on it meanwhile is lost, and the
                 // sender hears so (with the casts it lost).
                 connections[pair]!.failing = true
@@ -152,6 +154,7 @@ final class SimulatedNetwork: @unchecked Sendable {
             incarnation: connection.fromIncarnation, "link fails"
         ) { [simulation] in
             simulation.trace("net n\(from)→n\(to) attempt \(attempt) failed (\(reason)), \(dropped) casts lost")
+            simulation.slots[from].transport?.attemptFailed(to: peer)
             simulation.slots[from].transport?.delegate.transport(
                 linkFailed: LinkFailure(
                     peer: peer, attempt: attempt, error: TransportError(.unreachable, "simulated: connection \(reason)"),

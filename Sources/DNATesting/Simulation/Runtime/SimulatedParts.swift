@@ -197,6 +197,11 @@ final class SimulatedTransport: NodeTransport, @unchecked Sendable {
     let sequencer: RequestSequencer
     var isShutDown = false
     var linked: Set<PeerAddress> = []
+    /// As ``ClusterTransport``'s links: after a failed attempt a link backs off (50 ms,
+    /// doubling, at most 2 s; started over by a connection that succeeds), and a send
+    /// meanwhile fails at once.
+    private var backOff: [PeerAddress: (failures: Int, until: Int64)] = [:]
+    static let reconnectBackoff = Backoff(first: .milliseconds(50), maximum: .seconds(2))
 
     init(
         simulation: RuntimeSimulation, slot: Int, incarnation: Int, delegate: any ClusterTransportDelegate, sequencer: RequestSequencer
@@ -215,6 +220,9 @@ final class SimulatedTransport: NodeTransport, @unchecked Sendable {
         guard let target = RuntimeSimulation.slot(of: peer) else {
             throw TransportError(.invalidAddress, "no simulated node at \(peer)")
         }
+        if let (_, until) = backOff[peer], simulation.now < until {
+            throw TransportError(.unreachable, "backing off after a failure; retry in \((until - simulation.now) / 1_000_000) ms")
+        }
         linked.insert(peer)
         var request = request
         // Numbered as it is queued, as the real transport does (a request the node numbered already keeps its number).
@@ -224,6 +232,15 @@ final class SimulatedTransport: NodeTransport, @unchecked Sendable {
     }
 
     func connect(to peer: PeerAddress) { linked.insert(peer) }
+
+    /// An attempt to `peer` failed: the link backs off.
+    func attemptFailed(to peer: PeerAddress) {
+        let failures = (backOff[peer]?.failures ?? 0) + 1
+        backOff[peer] = (failures, simulation.now + Self.reconnectBackoff.delay(afterFailures: failures).wholeNanoseconds)
+    }
+
+    /// A connection to `peer` was made (its handshake, immediate here): back-off starts over.
+    func connected(to peer: PeerAddress) { backOff[peer] = nil }
 
     /// As ``ClusterTransport`` does: the link is shut down, and what was on it is not reported.
     func disconnect(from peer: PeerAddress) {
