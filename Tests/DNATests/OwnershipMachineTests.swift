@@ -109,7 +109,7 @@ struct OwnershipMachineTests {
         guard case .activate = machine.nextStep(now: Self.at(1), lease: Self.lease()) else { return #expect(Bool(false)) }
         // The claim took long: by the time it is granted the lease has run out.
         _ = machine.activated(.granted(Self.registration, leaseGeneration: 1, operations: []), now: Self.at(4100))
-        guard case .stop(let failures, let queued, let error, _) = machine.nextStep(now: Self.at(4100), lease: Self.lease())
+        guard case .stop(let failures, let queued, _, let error, _) = machine.nextStep(now: Self.at(4100), lease: Self.lease())
         else { return #expect(Bool(false), "the first batch must not be handled") }
         #expect(failures.isEmpty)
         #expect(queued == ["m1"])
@@ -198,7 +198,7 @@ struct OwnershipMachineTests {
         var (machine, commit) = Self.withBatchInFlight()
         _ = machine.enqueue("m2")
         // The lease ran out: m2 was never handled and fails; r1's batch is still under way.
-        guard case .stop(let failures, let queued, _, _) = machine.nextStep(now: Self.at(5000), lease: Self.lease())
+        guard case .stop(let failures, let queued, _, _, _) = machine.nextStep(now: Self.at(5000), lease: Self.lease())
         else { return #expect(Bool(false)) }
         #expect(failures.isEmpty, "the batch in flight may still commit: its caller is not told it failed")
         #expect(queued == ["m2"])
@@ -283,7 +283,7 @@ struct OwnershipMachineTests {
             return #expect(Bool(false), "the second batch is still under way")
         }
         _ = machine.commitCompleted(sequence: second.sequence, result: .failure(StoreError(.fenced, "taken")), now: Self.at(120))
-        guard case .stop(let failures, _, _, _) = machine.nextStep(now: Self.at(121), lease: Self.lease()) else {
+        guard case .stop(let failures, _, _, _, _) = machine.nextStep(now: Self.at(121), lease: Self.lease()) else {
             return #expect(Bool(false))
         }
         #expect(failures.map(\.held) == [["r1"], ["r2"]])
@@ -336,6 +336,30 @@ struct OwnershipMachineTests {
         }
         #expect(later.map(\.name) == ["1/8"])
         #expect(refusedLater.map(\.name) == ["1/6"])
+    }
+
+    @Test("an activation that stops without storing its order refuses the queued messages overtaken by one it handled")
+    func aStopRefusesWhatItsHandledMessagesOvertook() {
+        typealias OrderedMachine = ActivationStateMachine<OrderedTestMessage, String, Int>
+        var machine = OrderedMachine(
+            id: Self.actor, limits: .init(mailboxCapacity: 100, maxBatch: 10, pipelineDepth: 4, commitTimeout: .seconds(10)),
+            now: Self.at(0))
+        // A read, message 11 of origin 1, is handled and answered from memory.
+        _ = machine.enqueue(Self.ordered(1, 11))
+        _ = machine.nextStep(now: Self.at(1), lease: Self.lease())
+        _ = machine.activated(.granted(Self.registration, leaseGeneration: 1, operations: []), now: Self.at(2))
+        guard case .handle = machine.nextStep(now: Self.at(3), lease: Self.lease()) else { return #expect(Bool(false)) }
+        guard case .release = machine.handled(operations: [], held: ["read"], now: Self.at(4), lease: Self.lease()) else {
+            return #expect(Bool(false))
+        }
+        // Message 7 of origin 1 (sent before the read, on a route that held it) comes after,
+        // with a later one and one of another origin; then the lease runs out.
+        for message in [Self.ordered(1, 7), Self.ordered(2, 3), Self.ordered(1, 12)] { _ = machine.enqueue(message) }
+        guard case .stop(_, let queued, let refused, _, _) = machine.nextStep(now: Self.at(5000), lease: Self.lease()) else {
+            return #expect(Bool(false))
+        }
+        #expect(refused.map(\.name) == ["1/7"], "the next owner does not know of the read: handled there, 7 would follow it")
+        #expect(queued.map(\.name) == ["2/3", "1/12"], "the others go on, in order")
     }
 
     @Test("a read-only batch's order is stored before the name is handed over, deactivated or stopped when idle (defect 8)")

@@ -75,6 +75,11 @@ struct RuntimeSimulationTests {
             // after a membership read had counted it dead and forgotten its entries, and every
             // call was then forwarded to it and failed, for ever (the final read went unanswered).
             ["--seed", "66", "--seconds", "20"],
+            // An activation fenced while a message of its own node's, sent before a read it had
+            // answered from memory, waited in its queue: it forwarded that message to the next
+            // owner, which knew nothing of the read (its order was never stored) and applied
+            // the earlier message after the later read.
+            ["--seed", "226", "--seconds", "20"],
         ])
     func foundDefects(_ arguments: [String]) throws {
         let (status, output) = try Self.replay(arguments)

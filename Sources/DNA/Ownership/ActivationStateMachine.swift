@@ -236,11 +236,16 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         /// next message activates afresh.
         case reset(failures: [Failure], release: Registration)
         /// The activation takes no more messages: leave the directory, deliver `queued`
-        /// afresh (they were never handled; the name may be another node's by now), tell
-        /// each batch's callers their error (`error` is why it stopped), drop the instance,
-        /// wake `waiters`. Commits still under way are seen through by the task, which then
-        /// exits.
-        case stop(failures: [Failure], queued: [Message], error: DNAError, waiters: [Waiter])
+        /// afresh (they were never handled; the name may be another node's by now), refuse
+        /// `refused` as out of order, tell each batch's callers their error (`error` is why
+        /// it stopped), drop the instance, wake `waiters`. Commits still under way are seen
+        /// through by the task, which then exits.
+        ///
+        /// `refused`: queued messages overtaken by one this activation handled. It stops
+        /// without having stored its order (fenced, or its lease ran out), so the next owner
+        /// would not know of the later message — one it answered from memory, say a read —
+        /// and would handle the earlier one after it.
+        case stop(failures: [Failure], queued: [Message], refused: [Message], error: DNAError, waiters: [Waiter])
         /// The actor asked to be deactivated and everything is durable: give the name up
         /// and drop the instance (the activation stays; the next message activates afresh).
         case deactivate(release: Registration)
@@ -614,8 +619,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         deactivationRequested = false
         life = .inactive
         if fenced || stopped {
-            let (queued, waiters) = stop()
-            return .stop(failures: failures, queued: queued, error: fencedError(cause), waiters: waiters)
+            let (queued, refused, waiters) = stopRefusingOvertaken()
+            return .stop(failures: failures, queued: queued, refused: refused, error: fencedError(cause), waiters: waiters)
         }
         guard let registration else { preconditionFailure("settling without a registration") }
         return .reset(failures: failures, release: registration)
@@ -649,8 +654,20 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     private mutating func stopServing(_ registration: Registration) -> Step {
         let failure = DNAError(
             .fenced, "the node has not reached the store within the failure timeout; \(id) stopped here, retry to reach its owner")
+        let (queued, refused, waiters) = stopRefusingOvertaken()
+        return .stop(failures: [], queued: queued, refused: refused, error: failure, waiters: waiters)
+    }
+
+    /// ``stop()``, with the queued messages overtaken by one handled here set apart.
+    private mutating func stopRefusingOvertaken() -> (queued: [Message], refused: [Message], waiters: [Waiter]) {
         let (queued, waiters) = stop()
-        return .stop(failures: [], queued: queued, error: failure, waiters: waiters)
+        guard queued.contains(where: { order.overtaken($0) }) else { return (queued, [], waiters) }
+        var kept: [Message] = []
+        var refused: [Message] = []
+        for message in queued {
+            if order.overtaken(message) { refused.append(message) } else { kept.append(message) }
+        }
+        return (kept, refused, waiters)
     }
 
     private mutating func stop() -> (queued: [Message], waiters: [Waiter]) {

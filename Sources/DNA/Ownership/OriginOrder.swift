@@ -75,6 +75,12 @@ struct OriginOrder {
         return (accepted, refused)
     }
 
+    /// Whether `message` was overtaken by a message of its origin handled already (it would
+    /// be refused if it were handled now).
+    func overtaken<Message: OrderedMessage>(_ message: Message) -> Bool {
+        message.sequence != 0 && message.sequence <= self[message.origin]
+    }
+
     /// Every origin with its latest, by origin, if that changed since the last call (then
     /// at most ``maxOrigins``: the first heard from, then the highest-numbered).
     mutating func takeChanged() -> [(origin: UInt32, sequence: UInt64)]? {

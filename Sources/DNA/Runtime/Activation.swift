@@ -164,9 +164,10 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 fail(failures)
                 await dropInstance(.lost)
                 await release(registration)
-            case .stop(let failures, let queued, let error, let waiters):
+            case .stop(let failures, let queued, let refused, let error, let waiters):
                 node.logger.warning("activation stops", metadata: ["actor": "\(id)", "error": "\(error)"])
                 node.removeFromDirectory(self)
+                if !refused.isEmpty { refuseOutOfOrder(refused) }
                 // Never handled here, and the name may be another node's by now: they go
                 // wherever it is (what cannot go on fails or is counted) before anything
                 // else is awaited, so that later messages rarely overtake them (one that
