@@ -78,7 +78,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             parked?.resume()
             return .accepted
         case .acceptedStartTask:
-            node.spawn { await self.run() }
+            startTask()
             return .accepted
         case .full:
             return .full
@@ -93,7 +93,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         case .notIdle:
             return false
         case .storeOrderFirst:
-            node.spawn { await self.run() }
+            startTask()
             return false
         case .stopped(let registration):
             stoppedRegistration = registration
@@ -216,7 +216,7 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             case .accepted(let parked):
                 parked?.resume()
             case .acceptedStartTask:
-                node.spawn { await self.run() }
+                startTask()
             case .refused(let reason):
                 reply.resume(.failure(DNAError(.invalidArgument, reason)))
             }
@@ -325,6 +325,17 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         if lost > 0 {
             node.metrics.castsDroppedNotCommitted.increment(by: lost)
             node.logger.warning("casts lost: their batch was not committed", metadata: ["actor": "\(id)", "casts": "\(lost)"])
+        }
+    }
+
+    /// Starts the activation's task. The task holds the node strongly while it runs (the
+    /// activation holds it unowned): after a start that failed, what the task does once its
+    /// last caller was told (a stop's bookkeeping) may run after the node's owner let go.
+    private func startTask() {
+        let node: Node = self.node
+        node.spawn {
+            await self.run()
+            withExtendedLifetime(node) {}
         }
     }
 
