@@ -121,7 +121,11 @@ struct SimulateCommand: ParsableCommand {
             // worker processes, each given a bounded batch.
             var arguments = ["simulate", "--worker", "--engine", engine.rawValue, "--nodes", "\(nodes)", "--actors", "\(actors)", "--seconds", "\(seconds)"]
             if noCrashes { arguments.append("--no-crashes") }
-            runner = SeedRunner(seeds: seeds, threads: threads, batch: max(1, 2_000 / nodes), workerArguments: arguments)
+            if trace { arguments.append("--trace") }
+            // At most 2,000 / nodes seeds to a worker (its memory), and at least four batches
+            // per thread (so every thread has work until the end).
+            let batch = max(1, min(2_000 / nodes, seeds.count / (threads * 4)))
+            runner = SeedRunner(seeds: seeds, threads: threads, batch: batch, workerArguments: arguments)
         } else {
             runner = SeedRunner(seeds: seeds, threads: threads, run: simulate)
         }
@@ -250,14 +254,18 @@ private final class SeedRunner: @unchecked Sendable {
                 while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
                     let line = buffer[buffer.startIndex..<newline]
                     buffer = Data(buffer[buffer.index(after: newline)...])
-                    if let result = try? decoder.decode(SimulationResult.self, from: line) { results.append(result) }
+                    // A line that does not decode leaves its seed unreported (below).
+                    if let result = try? decoder.decode(SimulationResult.self, from: line), seeds.contains(result.seed) {
+                        results.append(result)
+                    }
                 }
                 if state.withLock({ $0.stopped }) { process.terminate() }
             }
             process.waitUntilExit()
             errorRead.wait()
-            if results.count < seeds.count, !state.withLock({ $0.stopped }) {
-                let missing = seeds.dropFirst(results.count)
+            let reported = Set(results.map(\.seed))
+            if reported.count < seeds.count, !state.withLock({ $0.stopped }) {
+                let missing = seeds.filter { !reported.contains($0) }
                 let last = errorText.withLock { $0 }
                 for seed in missing {
                     results.append(SimulationResult(

@@ -14,6 +14,7 @@ package struct Backoff: Sendable, Equatable {
 
     /// The wait after `failures` failures in a row (`first` for one, or fewer).
     package func delay(afterFailures failures: Int) -> Duration {
+        guard first > .zero else { return .zero }
         var wait = first
         var doublings = failures - 1
         while doublings > 0, wait < maximum {

@@ -446,10 +446,13 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     }
 
     /// The name is owned by another node: the activation stops taking messages and hands
-    /// over what it queued (to be forwarded there, in order).
-    package mutating func stopAndTakeQueue() -> (queued: [Message], waiters: [Waiter]) {
+    /// over what it queued (to be forwarded there, in order) — but for what its order says
+    /// was overtaken (`refused`): an activation reset after a failed commit keeps the order
+    /// it learned, which the store never got, and the owner would handle those after the
+    /// later messages this one answered.
+    package mutating func stopAndTakeQueue() -> (queued: [Message], refused: [Message], waiters: [Waiter]) {
         life = .inactive
-        return stop()
+        return stopRefusingOvertaken()
     }
 
     // MARK: Batches and the output gate
@@ -768,3 +771,11 @@ package final class MigrationReply: @unchecked Sendable {
     package func resume(_ result: Result<Void, DNAError>) { completion(result) }
 }
 
+// Synthesised here (the type's file); the actions with errors compare in
+// ActivationStateMachine+Equatable.swift.
+
+extension ActivationStateMachine.CompletionAction: Equatable where Held: Equatable, Waiter: Equatable {}
+
+extension ActivationStateMachine.EnqueueOutcome: Equatable where Waiter: Equatable {}
+
+extension ActivationStateMachine.MigrationRequestOutcome: Equatable where Waiter: Equatable {}

@@ -82,7 +82,8 @@ public struct StageFailurePolicy: Sendable, Equatable {
 
     /// The wait before attempt `failures + 1`.
     func backOff(after failures: Int) -> Duration {
-        Backoff(first: firstBackOff, maximum: maxBackOff).delay(afterFailures: failures)
+        // At most maxBackOff, even below firstBackOff (as documented).
+        Backoff(first: min(firstBackOff, maxBackOff), maximum: maxBackOff).delay(afterFailures: failures)
     }
 }
 

@@ -582,8 +582,9 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 outcome = .granted(registration, leaseGeneration: generation, operations: operations)
             case .ownedElsewhere(let owner):
                 let moved = await node.relocate(self, kind: kind, to: owner) {
-                    let (queued, waiters) = machine.withLock { $0.stopAndTakeQueue() }
+                    let (queued, refused, waiters) = machine.withLock { $0.stopAndTakeQueue() }
                     for waiter in waiters { waiter.resume() }
+                    if !refused.isEmpty { refuseOutOfOrder(refused) }
                     return queued
                 }
                 if moved { return }

@@ -106,7 +106,7 @@ public struct StorageOperation: Sendable, Equatable {
 /// at once and none is ever committed on top of one that failed. A batch the store already
 /// applied is answered with success and not applied again, so an attempt whose answer was
 /// lost can be made again safely.
-public struct CommitBatch: Sendable {
+public struct CommitBatch: Sendable, Equatable {
     public var registration: Registration
     public var sequence: Int64
     public var operations: [StorageOperation]

@@ -685,7 +685,14 @@ final class SimNode {
                     return
                 }
                 // `Node.relocate`: the queue goes to the owner, in order, and the location is remembered.
-                let (queued, _) = activation.machine.stopAndTakeQueue()
+                let (queued, refused, _) = activation.machine.stopAndTakeQueue()
+                for envelope in refused {
+                    if let reply = envelope.reply {
+                        answer(reply, .failure(code: DNAError.Code.outOfOrder.name, message: "overtaken"))
+                    } else {
+                        simulation.count("cast.droppedOutOfOrder")
+                    }
+                }
                 if activations[activation.actor] === activation { activations[activation.actor] = nil }
                 locations.record(owner, for: activation.actor)
                 for envelope in queued {

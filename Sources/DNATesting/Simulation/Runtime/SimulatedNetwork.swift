@@ -152,9 +152,10 @@ final class SimulatedNetwork: @unchecked Sendable {
         simulation.schedule(
             at: simulation.now + (connection.failing ? 0 : Int64.random(in: 100_000...5_000_000, using: &simulation.random)), on: from,
             incarnation: connection.fromIncarnation, "link fails"
-        ) { [simulation] in
+        ) { [self, simulation] in
             simulation.trace("net n\(from)→n\(to) attempt \(attempt) failed (\(reason)), \(dropped) casts lost")
-            simulation.slots[from].transport?.attemptFailed(to: peer)
+            // As `LinkStateMachine.failed`: a stale attempt's failure starts no back-off.
+            if connections[pair]?.attempt == attempt { simulation.slots[from].transport?.attemptFailed(to: peer) }
             simulation.slots[from].transport?.delegate.transport(
                 linkFailed: LinkFailure(
                     peer: peer, attempt: attempt, error: TransportError(.unreachable, "simulated: connection \(reason)"),
