@@ -22,9 +22,7 @@ public struct RebalanceReport: Sendable, Equatable {
 struct RebalanceState {
     var rounds = 0
     var lastRound: DNAInstant?
-    /// A round is due soon: a node joined, or `dna rebalance` asked (then forced).
-    var joinSeen = false
-    var asked = false
+    var timing: RebalanceTiming
 }
 
 extension Node {
@@ -44,35 +42,25 @@ extension Node {
         return await rebalanceRound(forced: true)!
     }
 
-    /// Every tick (a heartbeat interval): a round when one is asked, soon after a node
-    /// joined, or each ``Configuration/Rebalancing/interval`` when enabled.
+    /// Every tick (a heartbeat interval, at most the rebalancing interval), does what
+    /// ``RebalanceTiming`` decides.
     func rebalanceLoop() async {
-        let settings = configuration.rebalancing
-        let tick = min(configuration.heartbeatInterval, settings.interval)
-        var sinceRound: Duration = .zero
-        // After a round that moved something, the next waits until the receivers' heartbeats
-        // have carried their new counts, or it would move more than the plan meant.
-        var settle: Duration = .zero
+        let tick = min(configuration.heartbeatInterval, configuration.rebalancing.interval)
         while !Task.isCancelled {
             do { try await clock.sleep(for: tick) } catch { return }
-            sinceRound += tick
             if lifeSnapshot.drained { return }
-            let (asked, joined) = rebalancing.withLock { state in
-                defer { (state.asked, state.joinSeen) = (false, false) }
-                return (state.asked, state.joinSeen)
-            }
-            if asked {
+            switch rebalancing.withLock({ $0.timing.tick(tick) }) {
+            case .wait:
+                continue
+            case .askedRound:
                 _ = await rebalanceRound(forced: true)
                 do { try await store.rebalanceDone(node: id) } catch {
                     logger.warning("could not record the rebalancing round asked for", metadata: ["error": "\(error)"])
                 }
-                sinceRound = .zero
-            } else if settings.enabled && (joined || sinceRound >= settings.interval) && sinceRound >= settle {
+                rebalancing.withLock { $0.timing.roundMade(moved: nil) }
+            case .round:
                 let report = await rebalanceRound(forced: false)
-                settle = (report?.moved ?? 0) > 0 ? configuration.heartbeatInterval * 2 : .zero
-                sinceRound = .zero
-            } else if joined {
-                rebalancing.withLock { $0.joinSeen = true }
+                rebalancing.withLock { $0.timing.roundMade(moved: report?.moved ?? 0) }
             }
         }
     }

@@ -43,7 +43,7 @@ public final class Node: Service, Sendable {
     /// What the node last saw of each member, for ``NodeEvent``s.
     let memberViews = Mutex<[NodeID: MemberView]>([:])
     /// See ``RebalanceState``.
-    let rebalancing = Mutex(RebalanceState())
+    let rebalancing: Mutex<RebalanceState>
     private let ownsStore: Bool
     /// The node holds its embedded file alone: every other node recorded in it is dead.
     private let exclusive: Bool
@@ -120,6 +120,11 @@ public final class Node: Service, Sendable {
         let tracer = InstrumentationSystem.tracer
         self.tracer = tracer is NoOpTracer ? nil : tracer
         self.lease = Mutex(NodeLease(failureTimeout: configuration.failureTimeout))
+        self.rebalancing = Mutex(
+            RebalanceState(
+                timing: RebalanceTiming(
+                    enabled: configuration.rebalancing.enabled, interval: configuration.rebalancing.interval,
+                    heartbeatInterval: configuration.heartbeatInterval)))
         self.id = configuration.simulated?.nodeID ?? NodeID.random()
         self.taskExecutor = configuration.simulated?.executor
         self.metrics = NodeMetrics(factory: configuration.simulated?.metrics ?? MetricsSystem.factory)

@@ -139,8 +139,8 @@ extension Node {
         let asked = records.contains { $0.id == id && $0.rebalanceRequested }
         if joined || asked {
             rebalancing.withLock { state in
-                if joined { state.joinSeen = true }
-                if asked { state.asked = true }
+                if joined { state.timing.nodeJoined() }
+                if asked { state.timing.roundAsked() }
             }
         }
         for event in changes { eventHub.emit(event) }
