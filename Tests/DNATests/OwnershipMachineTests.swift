@@ -69,6 +69,14 @@ struct OwnershipMachineTests {
 
     typealias Machine = ActivationStateMachine<String, String, Int>
 
+    typealias OrderedMachine = ActivationStateMachine<OrderedTestMessage, String, Int>
+
+    /// A machine whose messages carry an origin and a sequence, at 0 ms.
+    static func orderedMachine() -> OrderedMachine {
+        OrderedMachine(
+            id: actor, limits: .init(mailboxCapacity: 100, maxBatch: 10, pipelineDepth: 4, commitTimeout: .seconds(10)), now: at(0))
+    }
+
     static func ordered(_ origin: UInt32, _ sequence: UInt64) -> OrderedTestMessage {
         OrderedTestMessage(name: "\(origin)/\(sequence)", origin: origin, sequence: sequence)
     }
@@ -302,13 +310,7 @@ struct OwnershipMachineTests {
 
     @Test("a message overtaken by a later one of its origin is refused, also by a later activation (defect i)")
     func overtakenMessagesAreRefused() {
-        typealias OrderedMachine = ActivationStateMachine<OrderedTestMessage, String, Int>
-        func machine() -> OrderedMachine {
-            OrderedMachine(
-                id: Self.actor, limits: .init(mailboxCapacity: 100, maxBatch: 10, pipelineDepth: 4, commitTimeout: .seconds(10)),
-                now: Self.at(0))
-        }
-        var first = machine()
+        var first = Self.orderedMachine()
         for message in [Self.ordered(1, 5), Self.ordered(2, 1), Self.ordered(1, 7), Self.ordered(1, 6), Self.ordered(2, 2), Self.ordered(1, 0)] {
             _ = first.enqueue(message)
         }
@@ -323,7 +325,7 @@ struct OwnershipMachineTests {
         let stored = first.takeOrderState() ?? []
         #expect(stored.map(\.origin) == [1, 2] && stored.map(\.sequence) == [7, 2])
         #expect(first.takeOrderState() == nil, "unchanged since")
-        var second = machine()
+        var second = Self.orderedMachine()
         second.restoreOrder(stored)
         _ = second.enqueue(Self.ordered(1, 6))
         _ = second.enqueue(Self.ordered(1, 8))
@@ -338,10 +340,7 @@ struct OwnershipMachineTests {
 
     @Test("an activation that stops without storing its order refuses the queued messages overtaken by one it handled")
     func aStopRefusesWhatItsHandledMessagesOvertook() {
-        typealias OrderedMachine = ActivationStateMachine<OrderedTestMessage, String, Int>
-        var machine = OrderedMachine(
-            id: Self.actor, limits: .init(mailboxCapacity: 100, maxBatch: 10, pipelineDepth: 4, commitTimeout: .seconds(10)),
-            now: Self.at(0))
+        var machine = Self.orderedMachine()
         // A read, message 11 of origin 1, is handled and answered from memory.
         _ = machine.enqueue(Self.ordered(1, 11))
         _ = machine.nextStep(now: Self.at(1), lease: Self.lease())
@@ -361,9 +360,7 @@ struct OwnershipMachineTests {
 
         // The same when a claim finds the name at another node (after a reset, the order
         // learned before it stays in memory only) and the queue follows the name there.
-        var relocating = OrderedMachine(
-            id: Self.actor, limits: .init(mailboxCapacity: 100, maxBatch: 10, pipelineDepth: 4, commitTimeout: .seconds(10)),
-            now: Self.at(0))
+        var relocating = Self.orderedMachine()
         relocating.restoreOrder([(origin: 1, sequence: 11)])
         for message in [Self.ordered(1, 7), Self.ordered(1, 12)] { _ = relocating.enqueue(message) }
         let (forwarded, overtaken, _) = relocating.stopAndTakeQueue()
@@ -373,12 +370,9 @@ struct OwnershipMachineTests {
 
     @Test("a read-only batch's order is stored before the name is handed over, deactivated or stopped when idle (defect 8)")
     func orderOfReadOnlyBatchesIsStoredBeforeTheNameIsGivenUp() {
-        typealias OrderedMachine = ActivationStateMachine<OrderedTestMessage, String, Int>
         /// A machine that handled the read-only message 11 of origin 1 and answered it.
         func afterARead() -> OrderedMachine {
-            var machine = OrderedMachine(
-                id: Self.actor, limits: .init(mailboxCapacity: 100, maxBatch: 10, pipelineDepth: 4, commitTimeout: .seconds(10)),
-                now: Self.at(0))
+            var machine = Self.orderedMachine()
             _ = machine.enqueue(Self.ordered(1, 11))
             _ = machine.nextStep(now: Self.at(1), lease: Self.lease())
             _ = machine.activated(.granted(Self.registration, leaseGeneration: 1, operations: []), now: Self.at(2))

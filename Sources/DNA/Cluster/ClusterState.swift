@@ -52,6 +52,15 @@ package final class ClusterState: Sendable {
 
     package func address(of node: NodeID) -> PeerAddress? { members.withLock { $0[node]?.address } }
 
+    /// `node`'s address and whether the view counts it dead, in one lookup (the routing of
+    /// every forwarded message asks both); `nil` for a node not in the view.
+    func addressAndDeath(of node: NodeID) -> (address: PeerAddress, dead: Bool)? {
+        members.withLock { members in
+            guard let member = members[node], let address = member.address else { return nil }
+            return (address, !member.alive)
+        }
+    }
+
     /// Whether the store's last view counts `node` dead (silent past its failure timeout
     /// by the store's clock, or left); `false` for a node not in the view.
     func isDead(_ node: NodeID) -> Bool { members.withLock { $0[node].map { !$0.alive } ?? false } }

@@ -296,8 +296,8 @@ public final class Node: Service, Sendable {
         case .cachedLocation:
             // Before the owner: a change after this read shows as a new generation.
             let generation = locations.generation
-            guard let owner = locations.owner(of: id), let address = cluster.address(of: owner) else { return .nobody }
-            if cluster.isDead(owner) {
+            guard let owner = locations.owner(of: id), let (address, dead) = cluster.addressAndDeath(of: owner) else { return .nobody }
+            if dead {
                 locations.forget(id, ifAt: owner)
                 return .dead(owner)
             }
