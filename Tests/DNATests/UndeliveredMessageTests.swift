@@ -86,6 +86,22 @@ struct LostAppendAnswerTests {
         #expect(try await store.readStream(stream, partition: 0, from: 1, limit: 100).count == 6, "once more, not three times")
         await node.shutdown()
     }
+
+    /// Found by the runtime simulation with pipelines: a retry refused after a lost answer
+    /// was reported as the refusal, though the first attempt had stored the records.
+    @Test func anAppendWhoseRetryIsRefusedAfterALostAnswerIsReportedUnknown() async throws {
+        let store = GatedStore(InMemoryStore())
+        let node = try await makeNode(.custom(store))
+        let stream = StreamName(namespace: "test", name: "lost-then-refused")
+        try await store.createStream(stream, partitions: 1, retention: StreamRetention())
+        store.loseAppendAnswers(1, thenRefuse: true)
+        let error = await #expect(throws: StoreError.self) {
+            try await node.append([StreamAppendRecord(key: [1], value: [1])], to: stream)
+        }
+        #expect(error?.code == .outcomeUnknown, "the first attempt stored the record: not 'certainly not stored'")
+        #expect(try await store.readStream(stream, partition: 0, from: 1, limit: 100).count == 1)
+        await node.shutdown()
+    }
 }
 
 extension Sequence {

@@ -229,9 +229,10 @@ extension Node {
     /// producer, up to three times, so it is stored once; records an earlier attempt stored
     /// come back as ``StreamPosition/duplicate``.
     ///
-    /// - Throws: ``StoreError/Code/outcomeUnknown`` if every attempt's answer was lost (the
-    ///   records may be stored: retry with the same `producer` and sequences to store them
-    ///   at most once), or what the store refused with.
+    /// - Throws: ``StoreError/Code/outcomeUnknown`` if an attempt's answer was lost and no
+    ///   later attempt was answered with the positions (the records may be stored: retry
+    ///   with the same `producer` and sequences to store them at most once), or what the
+    ///   store refused the first attempt with.
     public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer? = nil) async throws(StoreError)
         -> [StreamPosition]
     {
@@ -247,6 +248,11 @@ extension Node {
                     "an append's answer was lost; sending it again with the same producer", metadata: ["stream": "\(stream)", "attempt": "\(attempt)"])
                 attempt += 1
                 do { try await clock.sleep(for: .milliseconds(50 * attempt)) } catch { throw StoreError(.outcomeUnknown, "\(error)") }
+            } catch where attempt > 1 && error.code != .outcomeUnknown {
+                // This attempt certainly stored nothing, but an earlier one may have.
+                throw StoreError(
+                    .outcomeUnknown,
+                    "an earlier attempt's answer was lost and this one failed (\(error)): the records may be stored; retry with the same producer")
             }
         }
     }

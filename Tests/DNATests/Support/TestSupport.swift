@@ -101,6 +101,7 @@ final class GatedStore: ActorStore {
         var orders: [ActorID: [UInt8]] = [:]  // each actor's latest order state committed
         var heartbeatsFail = false
         var appendAnswersToLose = 0
+        var refuseAppendsAfterLoss = false
     }
     private let state = Mutex(State())
 
@@ -112,7 +113,14 @@ final class GatedStore: ActorStore {
     func failHeartbeats(_ fail: Bool) { state.withLock { $0.heartbeatsFail = fail } }
 
     /// The next `count` appends are stored, but their callers get `outcomeUnknown`.
-    func loseAppendAnswers(_ count: Int) { state.withLock { $0.appendAnswersToLose = count } }
+    /// The next `count` appends are stored, but their callers get `outcomeUnknown`; with
+    /// `thenRefuse`, every append after those is refused (`unavailable`, nothing stored).
+    func loseAppendAnswers(_ count: Int, thenRefuse: Bool = false) {
+        state.withLock {
+            $0.appendAnswersToLose = count
+            $0.refuseAppendsAfterLoss = thenRefuse
+        }
+    }
 
     /// Lets every held commit through and stops holding.
     func release() {
@@ -197,6 +205,9 @@ final class GatedStore: ActorStore {
     func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
         -> [StreamPosition]
     {
+        if state.withLock({ $0.refuseAppendsAfterLoss && $0.appendAnswersToLose == 0 }) {
+            throw StoreError(.unavailable, "the store is unreachable (test)")
+        }
         let positions = try await inner.append(records, to: stream, producer: producer)
         let lose = state.withLock { state in
             defer { state.appendAnswersToLose = max(0, state.appendAnswersToLose - 1) }
