@@ -50,6 +50,14 @@ struct SimulateCommand: ParsableCommand {
     @Flag(help: "No crashes (the runtime engine): a crash becomes a pause, and every cast must be applied or counted as dropped.")
     var noCrashes = false
 
+    @Flag(
+        help: """
+            Also run a pipeline (the runtime engine): clients append to a stream with retention that is split and merged \
+            while a stage copies it to another, through outages of the stage's sink; its output must hold every \
+            acknowledged record once, in order per key.
+            """)
+    var pipelines = false
+
     @Option(help: "Seeds run at once, each on a thread (default: one per processor).")
     var parallel: Int?
 
@@ -84,13 +92,14 @@ struct SimulateCommand: ParsableCommand {
             try seedList.map { list in
                 try list.split(separator: ",").map { guard let seed = UInt64($0) else { throw ValidationError("--seed-list: \($0) is not a seed") }; return seed }
             } ?? seed.map { [$0] } ?? (0..<UInt64(self.seeds)).map { first + $0 }
-        let simulate: @Sendable (UInt64) -> SimulationResult = { [nodes, actors, seconds, trace, engine, noCrashes] seed in
+        let simulate: @Sendable (UInt64) -> SimulationResult = { [nodes, actors, seconds, trace, engine, noCrashes, pipelines] seed in
             var configuration = SimulationConfiguration(seed: seed)
             configuration.nodes = nodes
             configuration.actors = actors
             configuration.faultyPhase = .seconds(seconds)
             configuration.trace = trace
             configuration.crashes = !noCrashes
+            configuration.pipelines = pipelines
             if engine == .runtime { configuration.quietPhase = .seconds(30) }
             switch engine {
             case .model: return ClusterSimulation(configuration).run()
@@ -121,6 +130,7 @@ struct SimulateCommand: ParsableCommand {
             // worker processes, each given a bounded batch.
             var arguments = ["simulate", "--worker", "--engine", engine.rawValue, "--nodes", "\(nodes)", "--actors", "\(actors)", "--seconds", "\(seconds)"]
             if noCrashes { arguments.append("--no-crashes") }
+            if pipelines { arguments.append("--pipelines") }
             if trace { arguments.append("--trace") }
             // At most 2,000 / nodes seeds to a worker (its memory), and at least four batches
             // per thread (so every thread has work until the end).
@@ -148,7 +158,7 @@ struct SimulateCommand: ParsableCommand {
                 }
                 runner.stop()
                 print(
-                    "replay: dna simulate --engine \(engine.rawValue) --seed \(result.seed) --nodes \(nodes) --actors \(actors) --seconds \(seconds)\(noCrashes ? " --no-crashes" : "") --trace"
+                    "replay: dna simulate --engine \(engine.rawValue) --seed \(result.seed) --nodes \(nodes) --actors \(actors) --seconds \(seconds)\(noCrashes ? " --no-crashes" : "")\(pipelines ? " --pipelines" : "") --trace"
                 )
                 throw ExitCode(1)
             }

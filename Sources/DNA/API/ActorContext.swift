@@ -10,7 +10,7 @@ public final class ActorContext {
     let timers: TimerSet
     private let rowsByModule: [String: ArraySlice<ModuleRow>]
     private var declaredModules: Set<String> = []
-    unowned let node: Node
+    package unowned let node: Node
     var deactivationRequested = false
     private let handedOverBytes: [UInt8]?
     /// What a feature keeps per activation (a stage consumer's position): see ``attached(_:)``.

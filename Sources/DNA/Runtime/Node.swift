@@ -497,7 +497,7 @@ public final class Node: Service, Sendable {
     /// not hold up the heartbeats (the node would lose its lease).
     private func retentionLoop() async {
         while !Task.isCancelled {
-            do { try await clock.sleep(for: .seconds(60)) } catch { return }
+            do { try await clock.sleep(for: configuration.simulated?.retentionInterval ?? .seconds(60)) } catch { return }
             if lifeSnapshot.hasLeft { return }
             guard !cluster.servingNodes(except: id).contains(where: { $0.id.rawValue < id.rawValue }) else { continue }
             do {

@@ -277,6 +277,10 @@ extension Node {
         package var makeTransport: @Sendable (any ClusterTransportDelegate, RequestSequencer) -> any NodeTransport
         /// Where the node's metrics go (the simulation counts each node's apart).
         package var metrics: (any MetricsFactory)?
+        /// The simulation itself, for the actors it defines (a stage's failing sink).
+        package var harness: (any AnyObject & Sendable)?
+        /// How often the node applies streams' retention (a minute in a process).
+        package var retentionInterval: Duration = .seconds(60)
 
         package init(
             nodeID: NodeID, executor: any TaskExecutor, metrics: (any MetricsFactory)? = nil,

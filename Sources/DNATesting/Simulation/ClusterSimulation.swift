@@ -28,6 +28,9 @@ public struct SimulationConfiguration: Sendable {
     /// Whether processes die (the runtime engine; without, crashes and drains become
     /// pauses, clients set no alarms, and every cast must be applied or counted as dropped).
     public var crashes = true
+    /// Also run a pipeline (the runtime engine, ``SimulatedPipeline``): a stage copying a
+    /// stream that is split, merged and trimmed, through outages of the stage's sink.
+    public var pipelines = false
     /// Keep a line per event (for `dna simulate --trace`).
     public var trace = false
 

@@ -97,6 +97,9 @@ public final class RuntimeSimulation: @unchecked Sendable {
     private var nextValue = 1
     private var nextClient = 0
     private var finalLogs: [Int: [String]] = [:]
+    /// The pipeline, with ``SimulationConfiguration/pipelines``.
+    private(set) var pipeline: SimulatedPipeline?
+    private var pipelineCheckedAt: Int64 = 0
 
     private var storeFailingUntil: Int64 = 0
     private var storeLosingAnswersUntil: Int64 = 0
@@ -117,6 +120,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
         self.random = SimulationRandom(seed: configuration.seed)
         self.storeClock = SimulatedStoreClock(simulation: self)
         self.network = SimulatedNetwork(simulation: self)
+        if configuration.pipelines { self.pipeline = SimulatedPipeline(simulation: self) }
     }
 
     /// Runs the simulation on a thread of its own (the simulation's jobs run there).
@@ -134,6 +138,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
     /// concurrency's (see ``run(_:)``).
     public func run() -> SimulationResult {
         slots = (0..<configuration.nodes).map(Slot.init)
+        pipeline?.start(faultsEnd: faultsEnd)
         for slot in slots {
             schedule(at: random.duration(.zero, .milliseconds(300)).wholeNanoseconds, "boot") { [self] in boot(slot) }
         }
@@ -148,13 +153,21 @@ public final class RuntimeSimulation: @unchecked Sendable {
             event.action()
             runReadyJobs()
             if !violations.isEmpty { break }
-            if now >= end && finalLogs.count == configuration.actors { break }
+            if now >= end && finalLogs.count == configuration.actors && pipelineSettled() { break }
         }
         if violations.isEmpty { check() }
         defer { release() }
         return SimulationResult(
             seed: configuration.seed, violations: violations, events: events, simulatedTime: .nanoseconds(now), trace: traceLines,
             counters: counters.merging(["jobs": jobs]) { $1 })
+    }
+
+    /// Whether the pipeline's output holds every acknowledged append (looked at every 100 ms).
+    private func pipelineSettled() -> Bool {
+        guard let pipeline else { return true }
+        guard now - pipelineCheckedAt >= 100_000_000 else { return false }
+        pipelineCheckedAt = now
+        return pipeline.isSettled()
     }
 
     // MARK: Scheduling
@@ -254,9 +267,12 @@ public final class RuntimeSimulation: @unchecked Sendable {
             slots[index].transport = transport
             return transport
         }
+        settings.simulated?.harness = self
+        if pipeline != nil { settings.simulated?.retentionInterval = .seconds(2) }
         let node: Node
         do {
-            node = try Node(configuration: settings, actors: [SimulatedRegister.self])
+            let actors: [any DurableActor.Type] = pipeline == nil ? [SimulatedRegister.self] : [SimulatedRegister.self, SimulatedStage.self]
+            node = try Node(configuration: settings, actors: actors)
         } catch {
             violation("node not made", "n\(index): \(error)")
             return
@@ -569,6 +585,10 @@ public final class RuntimeSimulation: @unchecked Sendable {
         while true {
             do { try await clock.sleep(for: random.duration(.milliseconds(5), .milliseconds(150)) * thinkScale) } catch { return }
             guard now < clientsStop else { return }
+            if let pipeline, pipeline.random.chance(0.2) {
+                await pipeline.append(through: node, slot: slot)
+                continue
+            }
             let actor = Int.random(in: 0..<configuration.actors, using: &random)
             let draw = Int.random(in: 0..<100, using: &random)
             guard let ref = try? node.ref(SimulatedRegister.self, key: "a\(actor)") else { return }
@@ -654,6 +674,10 @@ public final class RuntimeSimulation: @unchecked Sendable {
                 return
             }
         }
+        if let pipeline, let found = pipeline.firstViolation() {
+            violation(found.invariant, found.detail)
+            return
+        }
         if !configuration.crashes { checkCasts() }
         count("operations", by: operations.count)
         for (name, value) in metrics.totals() where value > 0 { counters["metric." + name] = value }
@@ -688,6 +712,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
         queue = EventQueue()
         operations = []
         finalLogs = [:]
+        pipeline = nil
         for slot in slots { slot.end() }
         ready = []
     }

@@ -1,0 +1,193 @@
+import DNA
+import DNAStore
+
+/// The stage the runtime simulation runs (with ``SimulationConfiguration/pipelines``): it
+/// reads `sim/input` and appends every record, key and value unchanged, to `sim/output` in
+/// the batch that moves its checkpoint, so the output must hold each input record once, in
+/// order per key. What it writes to fails while the simulation's sink is down, so its
+/// retries, back-off and parking run.
+final class SimulatedStage: StreamStage {
+    static let kind: ActorKind = "copier"
+    static let input = SimulatedPipeline.input
+    static var batchSize: Int { 16 }
+
+    struct SinkDown: Error {}
+
+    init(context: ActorContext) async throws {}
+
+    func process(_ records: [StreamRecord], context: ActorContext) async throws {
+        if let simulation = context.node.configuration.simulated?.harness as? RuntimeSimulation, simulation.pipeline?.sinkIsDown == true {
+            throw SinkDown()
+        }
+        for record in records { try context.append(to: SimulatedPipeline.output, key: record.key, value: record.value) }
+    }
+}
+
+/// The pipeline of a runtime simulation: clients append to a stream with a small size
+/// retention that is applied every 2 s; the stream is split and merged while a
+/// ``SimulatedStage`` copies it, on whatever nodes hold its consumers and its leader, through
+/// crashes, moves and outages of its sink (50 ms – 1 s, shorter than the stage's default
+/// back-off takes to park a partition). At the end every acknowledged append must be in the
+/// output exactly once, in the order of appends per key that did not overlap; no append must
+/// be there twice, nor one reported as certainly not stored.
+///
+/// Its faults and choices come from a generator of its own, so a seed's other events are
+/// those the seed makes without it, until the pipeline's load changes their timing.
+final class SimulatedPipeline {
+    static let input = StreamName(namespace: RuntimeSimulation.actorNamespace, name: "input")
+    static let output = StreamName(namespace: RuntimeSimulation.actorNamespace, name: "output")
+    /// About a dozen records a partition: retention trims behind the stage all the time.
+    static let retention = StreamRetention(maxBytesPerPartition: 120)
+    static let keys = 6
+
+    struct Append {
+        var key: String
+        var value: String
+        var slot: Int
+        var invoked: Int64
+        var responded: Int64?
+        /// `nil` while unanswered; the error's code when it failed.
+        var failure: String?
+        var acknowledged = false
+    }
+
+    unowned let simulation: RuntimeSimulation
+    var random: SimulationRandom
+    var appends: [Append] = []
+    private var sinkDownUntil: Int64 = 0
+    private var nextValue = 1
+    /// When the output first held every acknowledged append (the run may end).
+    private(set) var settled = false
+
+    init(simulation: RuntimeSimulation) {
+        self.simulation = simulation
+        random = SimulationRandom(seed: simulation.configuration.seed ^ 0x7069_7065_6C69_6E65)
+    }
+
+    var sinkIsDown: Bool { simulation.now < sinkDownUntil }
+
+    /// Makes the streams (before any node boots) and schedules the pipeline's faults.
+    func start(faultsEnd: Int64) {
+        simulation.database.withState { state in
+            try? state.createStream(Self.input, partitions: 2, retention: Self.retention)
+            try? state.createStream(Self.output, partitions: 1, retention: StreamRetention())
+        }
+        var time: Int64 = 1_000_000_000
+        while true {
+            time += random.duration(.seconds(2), .seconds(6)).wholeNanoseconds
+            guard time < faultsEnd else { break }
+            let length = random.duration(.milliseconds(50), .seconds(1)).wholeNanoseconds
+            let reshard = random.chance(0.5)
+            let merge = random.chance(0.4)
+            let pick = Int(random.next() % 1_000)
+            simulation.schedule(at: time, "pipeline fault") { [self] in
+                sinkDownUntil = max(sinkDownUntil, simulation.now + length)
+                simulation.count("fault.sinkDown")
+                simulation.trace("the stage's sink is down for \(Duration.nanoseconds(length))")
+                if reshard { self.reshard(merge: merge, pick: pick) }
+            }
+        }
+    }
+
+    /// A split of an open partition, or a merge of two adjacent ones (as `dna stream
+    /// reshard` does, straight in the store).
+    private func reshard(merge: Bool, pick: Int) {
+        let result: Result<[Int], StoreError> = simulation.database.withState { state in
+            guard let open = state.streams[Self.input]?.partitions.filter(\.isOpen).sorted(by: { $0.keyLow < $1.keyLow }), !open.isEmpty
+            else { return .success([]) }
+            let operation: StreamReshard =
+                merge && open.count >= 2
+                ? .merge(open[pick % (open.count - 1)].partition, open[pick % (open.count - 1) + 1].partition)
+                : .split(open[pick % open.count].partition)
+            // At most 8 open partitions: splits stop there.
+            if case .split = operation, open.count >= 8 { return .success([]) }
+            do throws(StoreError) { return .success(try state.reshard(Self.input, operation)) } catch { return .failure(error) }
+        }
+        switch result {
+        case .success(let opened) where !opened.isEmpty:
+            simulation.count("pipeline.reshard")
+            simulation.trace("\(Self.input) reshards: partitions \(opened) open")
+        case .success: break
+        case .failure(let error): simulation.count("pipeline.reshard.refused.\(error.code)")
+        }
+    }
+
+    /// One client's append of one record, through `node`.
+    func append(through node: Node, slot: Int) async {
+        let key = "k\(Int.random(in: 0..<Self.keys, using: &random))"
+        let value = "p\(nextValue)"
+        nextValue += 1
+        let index = appends.count
+        appends.append(Append(key: key, value: value, slot: slot, invoked: simulation.now))
+        do {
+            _ = try await node.append([StreamAppendRecord(key: Array(key.utf8), value: Array(value.utf8))], to: Self.input)
+            appends[index].acknowledged = true
+            simulation.count("pipeline.append.ok")
+        } catch {
+            appends[index].failure = "\(error.code)"
+            simulation.count("pipeline.append.failed.\(error.code)")
+        }
+        appends[index].responded = simulation.now
+        simulation.trace("\(Self.input): append \(value) to \(key) → \(appends[index].failure ?? "ok")")
+    }
+
+    /// The output's values, in order.
+    private func outputValues() -> [(key: String, value: String)] {
+        simulation.database.withState { state in
+            (state.streams[Self.output]?.records[0] ?? []).map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) }
+        }
+    }
+
+    /// Whether every acknowledged append reached the output.
+    func isSettled() -> Bool {
+        if settled { return true }
+        let copied = Set(outputValues().map(\.value))
+        settled = appends.allSatisfy { !$0.acknowledged || copied.contains($0.value) }
+        return settled
+    }
+
+    /// What the stage's consumers and the stream say, for a violation's detail.
+    private func streamState() -> String {
+        simulation.database.withState { state in
+            guard let stream = state.streams[Self.input] else { return "no stream" }
+            let partitions = stream.partitions.map { "p\($0.partition)\($0.isOpen ? "" : " closed")[\($0.firstSequence)..<\($0.nextSequence)]" }
+            let checkpoints = (stream.consumers[SimulatedStage.kind.name] ?? [:]).sorted { $0.key < $1.key }.map { "p\($0.key)@\($0.value)" }
+            let parked = (stream.parked[SimulatedStage.kind.name] ?? [:]).sorted { $0.key < $1.key }.map { "p\($0.key): \($0.value)" }
+            return "partitions \(partitions.joined(separator: ", ")); checkpoints \(checkpoints.joined(separator: ", ")); parked \(parked)"
+        }
+    }
+
+    /// The end-to-end checks, once the run is over: `nil` when they hold.
+    func firstViolation() -> (invariant: String, detail: String)? {
+        let output = outputValues()
+        var position: [String: Int] = [:]
+        for (index, record) in output.enumerated() {
+            if position[record.value] != nil { return ("pipeline record doubled", "\(record.value) is in the output twice") }
+            position[record.value] = index
+        }
+        for append in appends {
+            let copied = position[append.value] != nil
+            if append.acknowledged && !copied {
+                return (
+                    "pipeline record lost",
+                    "\(append.value) (key \(append.key), acknowledged) never reached the output; \(streamState())"
+                )
+            }
+            if let failure = append.failure, copied, failure != "\(StoreError.Code.outcomeUnknown)" {
+                return ("pipeline failed but applied", "\(append.value) was reported not stored (\(failure)) and reached the output")
+            }
+        }
+        // Per key, an append acknowledged before another began comes out first.
+        let byKey = Dictionary(grouping: appends.filter { position[$0.value] != nil }, by: \.key)
+        for (key, list) in byKey {
+            for first in list {
+                guard first.acknowledged, let done = first.responded else { continue }
+                for later in list where later.invoked > done && position[later.value]! < position[first.value]! {
+                    return ("pipeline out of order", "\(key): \(later.value) (sent after \(first.value) was acknowledged) came out before it")
+                }
+            }
+        }
+        simulation.count("pipeline.copied", by: output.count)
+        return nil
+    }
+}
