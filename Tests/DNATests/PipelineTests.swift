@@ -535,4 +535,27 @@ struct StageOrderTests {
         never.nextSequence = 1
         #expect(StageOrder.isFinished(never, in: status, consumer: "other"))
     }
+
+    /// Found by the runtime simulation with pipelines (`dna simulate --pipelines --seed
+    /// 1029`): p0 and p1 merged into p2, split at once into p3 and p4; p2 never held a record,
+    /// so its checkpoint was at its end, and p4's consumer copied new records of a key while
+    /// an older record of that key still waited in p1.
+    @Test func anEmptyPartitionIsFinishedOnlyOnceItsParentsAre() {
+        func partition(_ id: Int, open: Bool, next: Int64, parents: [Int]) -> StreamPartitionStatus {
+            StreamPartitionStatus(
+                partition: id, isOpen: open, keyLow: 0, keyHigh: .max, firstSequence: 1, nextSequence: next, bytes: 0, parents: parents)
+        }
+        let merged = partition(2, open: false, next: 1, parents: [0, 1])
+        let child = partition(4, open: true, next: 3, parents: [2])
+        var status = StreamStatus(
+            stream: StreamName(namespace: "test", name: "s"), retention: StreamRetention(),
+            partitions: [partition(0, open: false, next: 5, parents: []), partition(1, open: false, next: 9, parents: []), merged, child])
+        status.consumers["stage"] = [0: 5, 1: 7, 2: 1, 4: 1]
+        #expect(!StageOrder.isFinished(merged, in: status, consumer: "stage"), "p1 still has records 7 and 8 to read")
+        #expect(StageOrder.unfinishedParents(of: child, in: status, consumer: "stage") == [2])
+        #expect(StageOrder.runnable(status, consumer: "stage", waitsForParents: true) == [1])
+        status.consumers["stage"]?[1] = 9
+        #expect(StageOrder.isFinished(merged, in: status, consumer: "stage"))
+        #expect(StageOrder.runnable(status, consumer: "stage", waitsForParents: true) == [4])
+    }
 }

@@ -9,27 +9,47 @@ public enum StageOrder {
         status.consumers[consumer]?[partition.partition] ?? 1
     }
 
-    /// Closed, and consumed to its end.
+    /// Closed, consumed to its end, and so are its parents, theirs, and so on: a partition
+    /// that never held a record (a merge split again at once) is consumed "to its end"
+    /// before anything of its parents was read, and a child must not start before them.
     public static func isFinished(_ partition: StreamPartitionStatus, in status: StreamStatus, consumer: String) -> Bool {
-        !partition.isOpen && checkpoint(of: consumer, on: partition, in: status) >= partition.nextSequence
+        guard !partition.isOpen, checkpoint(of: consumer, on: partition, in: status) >= partition.nextSequence else { return false }
+        return partition.parents.isEmpty || partition.parents.allSatisfy(finished(in: status, consumer: consumer).contains)
+    }
+
+    /// The partitions finished for `consumer` (see ``isFinished(_:in:consumer:)``).
+    static func finished(in status: StreamStatus, consumer: String) -> Set<Int> {
+        var finished: Set<Int> = []
+        var changed = true
+        // Until nothing more is finished: a partition's parents are decided before it.
+        while changed {
+            changed = false
+            for partition in status.partitions where !finished.contains(partition.partition) && !partition.isOpen {
+                guard checkpoint(of: consumer, on: partition, in: status) >= partition.nextSequence,
+                    partition.parents.allSatisfy(finished.contains)
+                else { continue }
+                finished.insert(partition.partition)
+                changed = true
+            }
+        }
+        return finished
     }
 
     /// The parents of `partition` the consumer has not consumed to their end.
     public static func unfinishedParents(of partition: StreamPartitionStatus, in status: StreamStatus, consumer: String) -> [Int] {
-        partition.parents.filter { parent in
-            guard let info = status.partitions.first(where: { $0.partition == parent }) else { return true }
-            return !isFinished(info, in: status, consumer: consumer)
-        }
+        let finished = finished(in: status, consumer: consumer)
+        return partition.parents.filter { !finished.contains($0) }
     }
 
     /// The partitions whose consumer should run now: not parked, with records it has not
     /// read, and (if it waits for parents) every parent finished.
     public static func runnable(_ status: StreamStatus, consumer: String, waitsForParents: Bool) -> [Int] {
-        status.partitions.compactMap { partition in
+        let finished = finished(in: status, consumer: consumer)
+        return status.partitions.compactMap { partition in
             guard status.parked[consumer]?[partition.partition] == nil,
                 checkpoint(of: consumer, on: partition, in: status) < partition.nextSequence
             else { return nil }
-            if waitsForParents, !unfinishedParents(of: partition, in: status, consumer: consumer).isEmpty { return nil }
+            if waitsForParents, !partition.parents.allSatisfy(finished.contains) { return nil }
             return partition.partition
         }
     }
