@@ -101,17 +101,15 @@ struct SourceCheckpoint<Position: Codable & Sendable>: Codable, Sendable {
 final class SourceCursor<S: SourceStage> {
     let checkpoint: Value<SourceCheckpoint<S.Source.Position>>
     let source: S.Source
-    var position: S.Source.Position?
-    var started = false
-    var failures = 0
-    /// After a failed batch: no attempt before this instant, whatever wakes the consumer.
-    var retryNotBefore: DNAInstant?
-    var emptyPolls = 0
+    /// Its position: the last one read (`nil` until it knows where it starts).
+    var machine: StageConsumerMachine<S.Source.Position>
     var timer: ScheduledMessage?
 
     init(checkpoint: Value<SourceCheckpoint<S.Source.Position>>, source: S.Source) {
         self.checkpoint = checkpoint
         self.source = source
+        machine = StageConsumerMachine(
+            policy: S.failurePolicy, position: checkpoint.value.position, finished: checkpoint.value.finished, parked: checkpoint.value.parked)
     }
 }
 
@@ -131,11 +129,9 @@ extension Node {
 enum SourceConsumer {
     static func cursor<S: SourceStage>(_ stage: S, context: ActorContext) throws -> SourceCursor<S> {
         try context.attached {
-            let made = SourceCursor<S>(
+            SourceCursor<S>(
                 checkpoint: try context.runtimeValue(StageCursor.module, default: SourceCheckpoint<S.Source.Position>()),
                 source: try S.source(on: context.node))
-            made.position = made.checkpoint.value.position
-            return made
         }
     }
 
@@ -144,6 +140,11 @@ enum SourceConsumer {
         if cursor.checkpoint.value.finished { return true }
         let partition = context.id.key
         guard let info = try await cursor.source.partitions().first(where: { $0.id == partition }), !info.isOpen else { return false }
+        // A partition that never held a record is read "to its end" before its parents are:
+        // it is finished only once they are (as ``StageOrder/isFinished(_:in:consumer:)``).
+        if S.waitsForParents {
+            for parent in info.parents where !(try await context.node.stageFinished(S.consumer(of: parent))) { return false }
+        }
         let position = try await startPosition(cursor, partition: partition)
         let next: [SourceRecord<S.Source.Position>]
         do {
@@ -162,6 +163,7 @@ enum SourceConsumer {
         value.finished = true
         value.position = position
         try cursor.checkpoint.set(value)
+        cursor.machine.finish(at: position)
         recordProgress(position, cursor: cursor, context: context)
         return true
     }
@@ -177,7 +179,7 @@ enum SourceConsumer {
         node.logger.warning(
             "records deleted from the source before the stage read them; it moves on",
             metadata: ["actor": "\(context.id)", "after": "\(position)", "through": "\(start)"])
-        cursor.position = start
+        cursor.machine.skipped(to: start)
         var value = cursor.checkpoint.value
         value.position = start
         try cursor.checkpoint.set(value)
@@ -198,16 +200,14 @@ enum SourceConsumer {
         var value = cursor.checkpoint.value
         value.parked = nil
         try cursor.checkpoint.set(value)
-        cursor.failures = 0
-        cursor.retryNotBefore = nil
+        cursor.machine.resumed()
         try context.tell(StagePull())
     }
 
+    /// Where the consumer is, or the partition's start if it has not read yet.
     private static func startPosition<S: SourceStage>(_ cursor: SourceCursor<S>, partition: String) async throws -> S.Source.Position {
-        if let position = cursor.position { return position }
-        let start = try await cursor.source.start(of: partition)
-        cursor.position = start
-        return start
+        if let position = cursor.machine.position { return position }
+        return try await cursor.source.start(of: partition)
     }
 
     static func pull<S: SourceStage>(_ stage: S, context: ActorContext) async {
@@ -223,18 +223,20 @@ enum SourceConsumer {
             cursor.timer?.cancel()
             cursor.timer = context.schedule(StagePull(), after: wait)
         }
-        if cursor.checkpoint.value.finished {
-            context.deactivate()
-            return
-        }
-        if cursor.checkpoint.value.parked != nil { return }
-        // A wake (the leader's) during a back-off leaves the retry at its time.
-        if let due = cursor.retryNotBefore, case let now = node.clock.now, now < due {
-            again(after: due - now)
-            return
-        }
         do {
-            if !cursor.started {
+            let position: S.Source.Position
+            switch cursor.machine.pull(now: node.clock.now) {
+            case .finished:
+                context.deactivate()
+                return
+            case .checkPark:
+                // Its resume message lets it run again.
+                return
+            case .wait(let wait):
+                again(after: wait)
+                return
+            case .read(let from): position = from
+            case .start:
                 if S.waitsForParents {
                     guard let info = try await cursor.source.partitions().first(where: { $0.id == partition }) else {
                         node.logger.warning("source has no such partition; consumer stops", metadata: ["actor": "\(context.id)"])
@@ -242,13 +244,13 @@ enum SourceConsumer {
                         return
                     }
                     for parent in info.parents where !(try await node.stageFinished(S.consumer(of: parent))) {
-                        again(after: .seconds(1))
+                        again(after: cursor.machine.parentsUnfinished())
                         return
                     }
                 }
-                cursor.started = true
+                let start = try await startPosition(cursor, partition: partition)
+                position = cursor.machine.started(at: start)
             }
-            let position = try await startPosition(cursor, partition: partition)
             let records: [SourceRecord<S.Source.Position>]
             do {
                 records = try await cursor.source.read(partition, after: position, limit: S.batchSize)
@@ -262,42 +264,41 @@ enum SourceConsumer {
             }
             guard !records.isEmpty else {
                 let partitions = try await cursor.source.partitions()
-                if let info = partitions.first(where: { $0.id == partition }), !info.isOpen {
+                let closed = partitions.first(where: { $0.id == partition }).map { !$0.isOpen } ?? false
+                switch cursor.machine.readNothing(partitionClosed: closed) {
+                case .finish(let end):
                     var value = cursor.checkpoint.value
                     value.finished = true
-                    value.position = position
+                    value.position = end
                     try cursor.checkpoint.set(value)
-                    recordProgress(position, cursor: cursor, context: context)
+                    recordProgress(end, cursor: cursor, context: context)
                     cursor.timer?.cancel()
                     for child in partitions where child.parents.contains(partition) { try? node.cast(StagePull(), to: S.consumer(of: child.id)) }
                     context.deactivate()
-                    return
+                case .poll(let wait): again(after: wait)
+                case .rest: break
                 }
-                cursor.emptyPolls += 1
-                if let wait = StageCursor.pollWait(afterEmptyPolls: cursor.emptyPolls) { again(after: wait) }
                 return
             }
-            cursor.emptyPolls = 0
+            cursor.machine.readRecords()
             do {
                 try await stage.process(records, context: context)
             } catch {
-                cursor.failures += 1
                 let what = "\(records.count) record(s) after \(position)"
-                let retry = { (wait: Duration) in
-                    cursor.retryNotBefore = node.clock.now + wait
+                switch cursor.machine.processFailed("\(error)", what: what, now: node.clock.now) {
+                case .retry(let wait):
+                    S.failurePolicy.failed(error, attempt: cursor.machine.failures, context: context)
                     again(after: wait)
-                }
-                if let reason = S.failurePolicy.failed(error, attempt: cursor.failures, of: what, context: context, retry: retry) {
+                case .park(let reason):
+                    S.failurePolicy.parked(reason, context: context)
                     var value = cursor.checkpoint.value
                     value.parked = reason
                     try cursor.checkpoint.set(value)
                 }
                 return
             }
-            cursor.failures = 0
-            cursor.retryNotBefore = nil
             let last = records[records.count - 1].position
-            cursor.position = last
+            cursor.machine.processed(through: last)
             var value = cursor.checkpoint.value
             value.position = last
             try cursor.checkpoint.set(value)

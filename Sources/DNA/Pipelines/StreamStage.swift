@@ -59,29 +59,28 @@ public struct StageFailurePolicy: Sendable, Equatable {
         self.maxBackOff = maxBackOff
     }
 
-    /// A batch whose handler threw: its writes and appends are undone and the failure
-    /// counted; before the last attempt, the batch is retried after the back-off (`retry`)
-    /// and the answer is `nil`; after it, the answer is the reason to park the partition with.
-    func failed(
-        _ error: any Error, attempt: Int, of what: String, context: ActorContext, retry: (Duration) -> Void
-    ) -> String? {
+    /// A batch whose handler threw and will be retried: its writes and appends are undone,
+    /// the failure counted and logged.
+    func failed(_ error: any Error, attempt: Int, context: ActorContext) {
         let node = context.node
         context.log.rollbackMessage()
         node.metrics.stageFailures.increment()
-        guard attempt >= attempts else {
-            node.logger.warning(
-                "stage handler failed; retrying", metadata: ["actor": "\(context.id)", "attempt": "\(attempt)", "error": "\(error)"])
-            retry(backOff(after: attempt))
-            return nil
-        }
-        let reason = String("\(what) failed \(attempt) times: \(error)".prefix(500))
+        node.logger.warning(
+            "stage handler failed; retrying", metadata: ["actor": "\(context.id)", "attempt": "\(attempt)", "error": "\(error)"])
+    }
+
+    /// A batch whose handler failed its last attempt: its writes and appends are undone, the
+    /// partition parks with `reason`, counted and logged.
+    func parked(_ reason: String, context: ActorContext) {
+        let node = context.node
+        context.log.rollbackMessage()
+        node.metrics.stageFailures.increment()
         node.metrics.stageParked.increment()
         node.logger.error("stage partition parked", metadata: ["actor": "\(context.id)", "reason": "\(reason)"])
-        return reason
     }
 
     /// The wait before attempt `failures + 1`.
-    func backOff(after failures: Int) -> Duration {
+    package func backOff(after failures: Int) -> Duration {
         // At most maxBackOff, even below firstBackOff (as documented).
         Backoff(first: min(firstBackOff, maxBackOff), maximum: maxBackOff).delay(afterFailures: failures)
     }
@@ -137,30 +136,15 @@ final class StageCursor {
     /// The committed checkpoint (runtime module `dna.input`): the next sequence to read;
     /// 0 until the first batch.
     let checkpoint: Value<Int64>
-    var next: Int64 = 0
-    var started = false
-    var finished = false
-    var failures = 0
-    /// After a failed batch: no attempt before this instant, whatever wakes the consumer.
-    var retryNotBefore: DNAInstant?
-    var parked: String?
-    var emptyPolls = 0
+    var machine: StageConsumerMachine<Int64>
     var timer: ScheduledMessage?
 
-    init(checkpoint: Value<Int64>) { self.checkpoint = checkpoint }
+    init(checkpoint: Value<Int64>, policy: StageFailurePolicy) {
+        self.checkpoint = checkpoint
+        machine = StageConsumerMachine(policy: policy, position: checkpoint.value > 0 ? checkpoint.value : nil)
+    }
 
     static let module = "dna.input"
-    /// Polls of an empty partition before the consumer rests (its leader wakes it when
-    /// records come), and the longest wait between two.
-    static let maxEmptyPolls = 40
-    static let pollBackoff = Backoff(first: .milliseconds(5), maximum: .milliseconds(250))
-
-    /// The wait before the next poll of a partition found empty `emptyPolls` times in a
-    /// row (5 ms, doubling, at most 250 ms); `nil` once the consumer should rest.
-    static func pollWait(afterEmptyPolls emptyPolls: Int) -> Duration? {
-        guard emptyPolls <= maxEmptyPolls else { return nil }
-        return pollBackoff.delay(afterFailures: emptyPolls)
-    }
 }
 
 enum StageConsumer {
@@ -168,11 +152,14 @@ enum StageConsumer {
         let node = context.node
         let consumer = S.kind.name
         let cursor: StageCursor
-        do { cursor = try context.attached { StageCursor(checkpoint: try context.runtimeValue(StageCursor.module, default: Int64(0))) } } catch {
+        do {
+            cursor = try context.attached {
+                StageCursor(checkpoint: try context.runtimeValue(StageCursor.module, default: Int64(0)), policy: S.failurePolicy)
+            }
+        } catch {
             node.logger.error("stage consumer cannot read its checkpoint", metadata: ["actor": "\(context.id)", "error": "\(error)"])
             return
         }
-        guard !cursor.finished else { return }
         guard let partition = Int(context.id.key), partition >= 0 else {
             node.logger.error("a stage consumer is named by its partition's number", metadata: ["actor": "\(context.id)"])
             context.deactivate()
@@ -182,13 +169,15 @@ enum StageConsumer {
             cursor.timer?.cancel()
             cursor.timer = context.schedule(StagePull(), after: wait)
         }
-        // A wake (the leader's, an append's) during a back-off leaves the retry at its time.
-        if let due = cursor.retryNotBefore, case let now = node.clock.now, now < due {
-            again(after: due - now)
-            return
-        }
         do {
-            if !cursor.started || cursor.parked != nil {
+            var from: Int64
+            switch cursor.machine.pull(now: node.clock.now) {
+            case .finished: return
+            case .wait(let wait):
+                again(after: wait)
+                return
+            case .read(let next): from = next
+            case .start, .checkPark:
                 var status = try await node.store.streamStatus(S.input)
                 if status.consumers[consumer]?[partition] == nil {
                     // Started before its leader registered the stage: from now on retention
@@ -202,96 +191,86 @@ enum StageConsumer {
                     return
                 }
                 if let reason = status.parked[consumer]?[partition] {
-                    cursor.parked = reason
-                    again(after: .seconds(1))
+                    again(after: cursor.machine.parkedUntilResumed(reason))
                     return
                 }
-                if cursor.parked != nil {
+                if cursor.machine.parked != nil {
                     node.logger.info("parked stage partition resumed", metadata: ["actor": "\(context.id)"])
-                    cursor.parked = nil
-                    cursor.failures = 0
-                    cursor.retryNotBefore = nil
+                    cursor.machine.resumed()
                 }
-                if !cursor.started {
-                    if S.waitsForParents, !StageOrder.unfinishedParents(of: info, in: status, consumer: consumer).isEmpty {
-                        // Its parents' consumers wake it when they finish; this is the fallback.
-                        again(after: .seconds(1))
-                        return
-                    }
-                    // Without a batch committed yet: from where the stream registered it.
-                    let registered = status.consumers[consumer]?[partition] ?? info.firstSequence
-                    cursor.next = cursor.checkpoint.value > 0 ? cursor.checkpoint.value : registered
-                    cursor.started = true
+                if S.waitsForParents, !StageOrder.unfinishedParents(of: info, in: status, consumer: consumer).isEmpty {
+                    again(after: cursor.machine.parentsUnfinished())
+                    return
                 }
+                // Without a batch committed yet: from where the stream registered it.
+                from = cursor.machine.started(at: status.consumers[consumer]?[partition] ?? info.firstSequence)
             }
             let read: Result<[StreamRecord], StoreError>
             do {
-                read = .success(try await node.store.readStream(S.input, partition: partition, from: cursor.next, limit: S.batchSize))
+                read = .success(try await node.store.readStream(S.input, partition: partition, from: from, limit: S.batchSize))
             } catch {
                 read = .failure(error)
             }
             if case .failure(let error) = read, error.code == .invalidArgument,
                 let info = try await node.store.streamStatus(S.input).partitions.first(where: { $0.partition == partition }),
-                cursor.next < info.firstSequence
+                from < info.firstSequence
             {
-                try skipDropped(upTo: info.firstSequence, cursor: cursor, stage: S.self, partition: partition, context: context)
+                try skipDropped(from: from, upTo: info.firstSequence, cursor: cursor, stage: S.self, partition: partition, context: context)
                 try context.tell(StagePull())
                 return
             }
             let records = try read.get()
             guard !records.isEmpty else {
                 let status = try await node.store.streamStatus(S.input)
-                if let info = status.partitions.first(where: { $0.partition == partition }), !info.isOpen, cursor.next >= info.nextSequence {
+                let info = status.partitions.first(where: { $0.partition == partition })
+                let closed = info.map { !$0.isOpen && from >= $0.nextSequence } ?? false
+                switch cursor.machine.readNothing(partitionClosed: closed) {
+                case .finish(let next):
                     // Consumed to its end: record it (children wait for that row), wake the children.
-                    if status.consumers[consumer]?[partition] != cursor.next {
-                        try cursor.checkpoint.set(cursor.next)
-                        context.log.recordProgress(
-                            StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: cursor.next))
+                    if status.consumers[consumer]?[partition] != next {
+                        try cursor.checkpoint.set(next)
+                        context.log.recordProgress(StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: next))
                     }
-                    cursor.finished = true
                     cursor.timer?.cancel()
                     for child in status.partitions where child.parents.contains(partition) {
                         try? node.cast(StagePull(), to: S.consumer(of: child.partition))
                     }
                     context.deactivate()
-                    return
+                case .poll(let wait):
+                    // Woken at once by appends committed on this node; polls for the others'.
+                    node.pipelines?.waitForAppends(to: S.input, consumer: context.id)
+                    again(after: wait)
+                case .rest:
+                    node.pipelines?.waitForAppends(to: S.input, consumer: context.id)
                 }
-                cursor.emptyPolls += 1
-                // Woken at once by appends committed on this node; polls for the others'.
-                node.pipelines?.waitForAppends(to: S.input, consumer: context.id)
-                if let wait = StageCursor.pollWait(afterEmptyPolls: cursor.emptyPolls) { again(after: wait) }
                 return
             }
-            cursor.emptyPolls = 0
+            cursor.machine.readRecords()
             do {
                 try await stage.process(records, context: context)
             } catch {
-                cursor.failures += 1
                 let what = "records \(records[0].sequence)-\(records[records.count - 1].sequence)"
-                let retry = { (wait: Duration) in
-                    cursor.retryNotBefore = node.clock.now + wait
+                switch cursor.machine.processFailed("\(error)", what: what, now: node.clock.now) {
+                case .retry(let wait):
+                    S.failurePolicy.failed(error, attempt: cursor.machine.failures, context: context)
                     again(after: wait)
-                }
-                if let reason = S.failurePolicy.failed(error, attempt: cursor.failures, of: what, context: context, retry: retry) {
-                    cursor.parked = reason
+                case .park(let reason):
+                    S.failurePolicy.parked(reason, context: context)
                     context.log.recordProgress(
-                        StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: cursor.next, parked: reason))
-                    // Until this batch commits the store shows no park: a wake before the
-                    // first check would take that for a resume.
-                    retry(.seconds(1))
+                        StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: from, parked: reason))
+                    again(after: StageConsumerMachine<Int64>.recheck)
                 }
                 return
             }
-            cursor.failures = 0
-            cursor.retryNotBefore = nil
-            cursor.next = records[records.count - 1].sequence + 1
-            try cursor.checkpoint.set(cursor.next)
-            context.log.recordProgress(StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: cursor.next))
+            let next = records[records.count - 1].sequence + 1
+            cursor.machine.processed(through: next)
+            try cursor.checkpoint.set(next)
+            context.log.recordProgress(StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: next))
             node.metrics.stageRecords.increment(by: records.count)
             try context.tell(StagePull())
         } catch {
             node.logger.debug("stage consumer could not read its stream; retrying", metadata: ["actor": "\(context.id)", "error": "\(error)"])
-            again(after: .seconds(1))
+            again(after: StageConsumerMachine<Int64>.recheck)
         }
     }
 
@@ -299,15 +278,15 @@ enum StageConsumer {
     /// records): it moves on to the first record kept, and the skip is counted
     /// (`dna_stage_records_dropped_total`) and logged, its checkpoint moving with this batch.
     private static func skipDropped<S: StreamStage>(
-        upTo first: Int64, cursor: StageCursor, stage: S.Type, partition: Int, context: ActorContext
+        from next: Int64, upTo first: Int64, cursor: StageCursor, stage: S.Type, partition: Int, context: ActorContext
     ) throws {
         let node = context.node
-        let dropped = first - cursor.next
+        let dropped = first - next
         node.metrics.stageRecordsDropped.increment(by: Int(dropped))
         node.logger.warning(
             "records deleted by retention before the stage read them; it moves on",
-            metadata: ["actor": "\(context.id)", "stream": "\(S.input)", "dropped": "\(cursor.next)-\(first - 1)", "count": "\(dropped)"])
-        cursor.next = first
+            metadata: ["actor": "\(context.id)", "stream": "\(S.input)", "dropped": "\(next)-\(first - 1)", "count": "\(dropped)"])
+        cursor.machine.skipped(to: first)
         try cursor.checkpoint.set(first)
         context.log.recordProgress(StreamEffects.Progress(consumer: S.kind.name, stream: S.input, partition: partition, next: first))
     }
