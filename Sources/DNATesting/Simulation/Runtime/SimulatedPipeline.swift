@@ -13,12 +13,37 @@ final class SimulatedStage: StreamStage {
 
     struct SinkDown: Error {}
 
+    /// This activation's failed attempts at its current batch, and when the last one failed
+    /// (the simulation's time): a retry must wait out the back-off.
+    private var failures = 0
+    private var lastFailure: Int64 = 0
+
     init(context: ActorContext) async throws {}
 
     func process(_ records: [StreamRecord], context: ActorContext) async throws {
-        if let simulation = context.node.configuration.simulated?.harness as? RuntimeSimulation, simulation.pipeline?.sinkIsDown == true {
+        guard let simulation = context.node.configuration.simulated?.harness as? RuntimeSimulation, let pipeline = simulation.pipeline else {
+            return
+        }
+        let now = simulation.now
+        if failures > 0, failures < Self.failurePolicy.attempts {
+            // The node's clock may run 2 % fast: its wait is at least 0.97 of the back-off here.
+            let backOff = Self.failurePolicy.backOff(after: failures)
+            if Double(now - lastFailure) < Double(backOff.wholeNanoseconds) * 0.97 {
+                simulation.violation(
+                    "stage retried before its back-off",
+                    "\(context.id) retried records \(records[0].sequence)-… \(Duration.nanoseconds(now - lastFailure)) after failure \(failures), before its back-off of \(backOff)"
+                )
+            }
+        }
+        let values = records.map { String(decoding: $0.value, as: UTF8.self) }
+        if pipeline.sinkIsDown {
+            failures = failures >= Self.failurePolicy.attempts ? 1 : failures + 1
+            lastFailure = now
+            simulation.trace("\(context.id) on \(context.nodeID): sink down, attempt \(failures) at \(values.first ?? "")…")
             throw SinkDown()
         }
+        failures = 0
+        simulation.trace("\(context.id) on \(context.nodeID) copies \(values.joined(separator: " "))")
         for record in records { try context.append(to: SimulatedPipeline.output, key: record.key, value: record.value) }
     }
 }
@@ -86,6 +111,21 @@ final class SimulatedPipeline {
                 simulation.trace("the stage's sink is down for \(Duration.nanoseconds(length))")
                 if reshard { self.reshard(merge: merge, pick: pick) }
             }
+        }
+        // After the faults an operator resumes what parked (`dna stream resume`): a park
+        // needs every attempt to meet an outage, which pauses and slow stores can line up.
+        for second in 0..<30 {
+            simulation.schedule(at: faultsEnd + Int64(second) * 2_000_000_000, "operator resumes") { [self] in resumeParked() }
+        }
+    }
+
+    private func resumeParked() {
+        let resumed = simulation.database.withState { state in
+            (try? state.resumeConsumer(SimulatedStage.kind.name, of: Self.input, partition: nil)) ?? 0
+        }
+        if resumed > 0 {
+            simulation.count("pipeline.resumedByOperator", by: resumed)
+            simulation.trace("the operator resumes \(resumed) parked partition(s)")
         }
     }
 
