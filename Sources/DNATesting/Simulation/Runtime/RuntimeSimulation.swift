@@ -170,6 +170,14 @@ public final class RuntimeSimulation: @unchecked Sendable {
         return pipeline.isSettled()
     }
 
+    /// A node that is up and not paused, and its executor.
+    func liveNode() -> (Node, SimulatedExecutor)? {
+        for slot in slots where slot.isUp && !slot.paused {
+            if let node = slot.node, let executor = slot.executor { return (node, executor) }
+        }
+        return nil
+    }
+
     // MARK: Scheduling
 
     func schedule(at time: Int64, _ label: @autoclosure () -> String, _ action: @escaping () -> Void) {
@@ -271,7 +279,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
         if pipeline != nil { settings.simulated?.retentionInterval = .seconds(2) }
         let node: Node
         do {
-            let actors: [any DurableActor.Type] = pipeline == nil ? [SimulatedRegister.self] : [SimulatedRegister.self, SimulatedStage.self]
+            let actors: [any DurableActor.Type] = pipeline == nil ? [SimulatedRegister.self] : [SimulatedRegister.self, SimulatedStage.self, SimulatedSourceStage.self]
             node = try Node(configuration: settings, actors: actors)
         } catch {
             violation("node not made", "n\(index): \(error)")

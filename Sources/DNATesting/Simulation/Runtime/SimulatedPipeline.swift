@@ -1,50 +1,79 @@
 import DNA
 import DNAStore
 
-/// The stage the runtime simulation runs (with ``SimulationConfiguration/pipelines``): it
-/// reads `sim/input` and appends every record, key and value unchanged, to `sim/output` in
-/// the batch that moves its checkpoint, so the output must hold each input record once, in
-/// order per key. What it writes to fails while the simulation's sink is down, so its
+/// The stream stage the runtime simulation runs (with ``SimulationConfiguration/pipelines``):
+/// it reads `sim/input` and appends every record, key and value unchanged, to `sim/output`
+/// in the batch that moves its checkpoint, so the output must hold each input record once,
+/// in order per key. What it writes to fails while the simulation's sink is down, so its
 /// retries, back-off and parking run.
 final class SimulatedStage: StreamStage {
     static let kind: ActorKind = "copier"
     static let input = SimulatedPipeline.input
     static var batchSize: Int { 16 }
 
-    struct SinkDown: Error {}
-
-    /// This activation's failed attempts at its current batch, and when the last one failed
-    /// (the simulation's time): a retry must wait out the back-off.
-    private var failures = 0
-    private var lastFailure: Int64 = 0
+    private let attempts = StageAttempts()
 
     init(context: ActorContext) async throws {}
 
     func process(_ records: [StreamRecord], context: ActorContext) async throws {
+        try attempts.attempt(records.map { String(decoding: $0.value, as: UTF8.self) }, policy: Self.failurePolicy, context: context)
+        for record in records { try context.append(to: SimulatedPipeline.output, key: record.key, value: record.value) }
+    }
+}
+
+/// The same copy as a source stage over ``StreamSource`` (its own consumers, leader and
+/// checkpoints in its actors' storage, retention kept off its unread records by the
+/// stream's registration), to `sim/source-output`.
+final class SimulatedSourceStage: SourceStage {
+    static let kind: ActorKind = "source-copier"
+    static var namespace: String { RuntimeSimulation.actorNamespace }
+    static var batchSize: Int { 16 }
+
+    static func source(on node: Node) throws -> StreamSource { StreamSource(store: node.store, stream: SimulatedPipeline.input) }
+
+    private let attempts = StageAttempts()
+
+    init(context: ActorContext) async throws {}
+
+    func process(_ records: [SourceRecord<Int64>], context: ActorContext) async throws {
+        try attempts.attempt(records.map { String(decoding: $0.value, as: UTF8.self) }, policy: Self.failurePolicy, context: context)
+        for record in records { try context.append(to: SimulatedPipeline.sourceOutput, key: record.key, value: record.value) }
+    }
+}
+
+/// One stage activation's failed attempts at its current batch, and when the last one
+/// failed (the simulation's time): a retry must wait out the back-off.
+final class StageAttempts: @unchecked Sendable {
+    struct SinkDown: Error {}
+
+    private var failures = 0
+    private var lastFailure: Int64 = 0
+
+    /// Checks the back-off before this attempt; throws while the sink is down.
+    func attempt(_ values: [String], policy: StageFailurePolicy, context: ActorContext) throws {
         guard let simulation = context.node.configuration.simulated?.harness as? RuntimeSimulation, let pipeline = simulation.pipeline else {
             return
         }
         let now = simulation.now
-        if failures > 0, failures < Self.failurePolicy.attempts {
+        if failures > 0, failures < policy.attempts {
             // The node's clock may run 2 % fast: its wait is at least 0.97 of the back-off here.
-            let backOff = Self.failurePolicy.backOff(after: failures)
+            let backOff = policy.backOff(after: failures)
             if Double(now - lastFailure) < Double(backOff.wholeNanoseconds) * 0.97 {
                 simulation.violation(
                     "stage retried before its back-off",
-                    "\(context.id) retried records \(records[0].sequence)-… \(Duration.nanoseconds(now - lastFailure)) after failure \(failures), before its back-off of \(backOff)"
+                    "\(context.id) retried \(values.first ?? "")… \(Duration.nanoseconds(now - lastFailure)) after failure \(failures), before its back-off of \(backOff)"
                 )
             }
         }
-        let values = records.map { String(decoding: $0.value, as: UTF8.self) }
         if pipeline.sinkIsDown {
-            failures = failures >= Self.failurePolicy.attempts ? 1 : failures + 1
+            failures = failures >= policy.attempts ? 1 : failures + 1
             lastFailure = now
             simulation.trace("\(context.id) on \(context.nodeID): sink down, attempt \(failures) at \(values.first ?? "")…")
+            if failures == policy.attempts { pipeline.parked(context.id) }
             throw SinkDown()
         }
         failures = 0
         simulation.trace("\(context.id) on \(context.nodeID) copies \(values.joined(separator: " "))")
-        for record in records { try context.append(to: SimulatedPipeline.output, key: record.key, value: record.value) }
     }
 }
 
@@ -58,9 +87,10 @@ final class SimulatedStage: StreamStage {
 ///
 /// Its faults and choices come from a generator of its own, so a seed's other events are
 /// those the seed makes without it, until the pipeline's load changes their timing.
-final class SimulatedPipeline {
+final class SimulatedPipeline: @unchecked Sendable {
     static let input = StreamName(namespace: RuntimeSimulation.actorNamespace, name: "input")
     static let output = StreamName(namespace: RuntimeSimulation.actorNamespace, name: "output")
+    static let sourceOutput = StreamName(namespace: RuntimeSimulation.actorNamespace, name: "source-output")
     /// About a dozen records a partition: retention trims behind the stage all the time.
     static let retention = StreamRetention(maxBytesPerPartition: 120)
     static let keys = 6
@@ -96,6 +126,7 @@ final class SimulatedPipeline {
         simulation.database.withState { state in
             try? state.createStream(Self.input, partitions: 2, retention: Self.retention)
             try? state.createStream(Self.output, partitions: 1, retention: StreamRetention())
+            try? state.createStream(Self.sourceOutput, partitions: 1, retention: StreamRetention())
         }
         var time: Int64 = 1_000_000_000
         while true {
@@ -119,6 +150,15 @@ final class SimulatedPipeline {
         }
     }
 
+    /// Source-stage consumers that parked (their park is in their own storage).
+    private var parkedSources: Set<String> = []
+
+    /// A stage's consumer failed its last attempt: it parks.
+    func parked(_ consumer: ActorID) {
+        simulation.count("pipeline.parked")
+        if consumer.kind == SimulatedSourceStage.kind.name { parkedSources.insert(consumer.key) }
+    }
+
     private func resumeParked() {
         let resumed = simulation.database.withState { state in
             (try? state.resumeConsumer(SimulatedStage.kind.name, of: Self.input, partition: nil)) ?? 0
@@ -126,6 +166,20 @@ final class SimulatedPipeline {
         if resumed > 0 {
             simulation.count("pipeline.resumedByOperator", by: resumed)
             simulation.trace("the operator resumes \(resumed) parked partition(s)")
+        }
+        // A source stage's park is resumed through a node (`Node.resumeSourceStage`).
+        guard !parkedSources.isEmpty, let (node, executor) = simulation.liveNode() else { return }
+        let partitions = parkedSources
+        parkedSources = []
+        for partition in partitions.sorted() {
+            Task(executorPreference: executor) { [self] in
+                do {
+                    try await node.resumeSourceStage(SimulatedSourceStage.self, partition: partition)
+                    simulation.count("pipeline.resumedByOperator")
+                } catch {
+                    parkedSources.insert(partition)
+                }
+            }
         }
     }
 
@@ -171,38 +225,45 @@ final class SimulatedPipeline {
         simulation.trace("\(Self.input): append \(value) to \(key) → \(appends[index].failure ?? "ok")")
     }
 
-    /// The output's values, in order.
-    private func outputValues() -> [(key: String, value: String)] {
+    /// An output's values, in order.
+    private func outputValues(_ output: StreamName) -> [(key: String, value: String)] {
         simulation.database.withState { state in
-            (state.streams[Self.output]?.records[0] ?? []).map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) }
+            (state.streams[output]?.records[0] ?? []).map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) }
         }
     }
 
-    /// Whether every acknowledged append reached the output.
+    /// Whether every acknowledged append reached both outputs.
     func isSettled() -> Bool {
         if settled { return true }
-        let copied = Set(outputValues().map(\.value))
-        settled = appends.allSatisfy { !$0.acknowledged || copied.contains($0.value) }
+        settled = [Self.output, Self.sourceOutput].allSatisfy { output in
+            let copied = Set(outputValues(output).map(\.value))
+            return appends.allSatisfy { !$0.acknowledged || copied.contains($0.value) }
+        }
         return settled
     }
 
     /// What the stage's consumers and the stream say, for a violation's detail.
-    private func streamState() -> String {
+    private func streamState(consumer: String) -> String {
         simulation.database.withState { state in
             guard let stream = state.streams[Self.input] else { return "no stream" }
             let partitions = stream.partitions.map { "p\($0.partition)\($0.isOpen ? "" : " closed")[\($0.firstSequence)..<\($0.nextSequence)]" }
-            let checkpoints = (stream.consumers[SimulatedStage.kind.name] ?? [:]).sorted { $0.key < $1.key }.map { "p\($0.key)@\($0.value)" }
-            let parked = (stream.parked[SimulatedStage.kind.name] ?? [:]).sorted { $0.key < $1.key }.map { "p\($0.key): \($0.value)" }
+            let checkpoints = (stream.consumers[consumer] ?? [:]).sorted { $0.key < $1.key }.map { "p\($0.key)@\($0.value)" }
+            let parked = (stream.parked[consumer] ?? [:]).sorted { $0.key < $1.key }.map { "p\($0.key): \($0.value)" }
             return "partitions \(partitions.joined(separator: ", ")); checkpoints \(checkpoints.joined(separator: ", ")); parked \(parked)"
         }
     }
 
     /// The end-to-end checks, once the run is over: `nil` when they hold.
     func firstViolation() -> (invariant: String, detail: String)? {
-        let output = outputValues()
+        firstViolation(in: Self.output, consumer: SimulatedStage.kind.name)
+            ?? firstViolation(in: Self.sourceOutput, consumer: SimulatedSourceStage.kind.name)
+    }
+
+    private func firstViolation(in stream: StreamName, consumer: String) -> (invariant: String, detail: String)? {
+        let output = outputValues(stream)
         var position: [String: Int] = [:]
         for (index, record) in output.enumerated() {
-            if position[record.value] != nil { return ("pipeline record doubled", "\(record.value) is in the output twice") }
+            if position[record.value] != nil { return ("pipeline record doubled", "\(record.value) is in \(stream) twice") }
             position[record.value] = index
         }
         for append in appends {
@@ -210,11 +271,11 @@ final class SimulatedPipeline {
             if append.acknowledged && !copied {
                 return (
                     "pipeline record lost",
-                    "\(append.value) (key \(append.key), acknowledged) never reached the output; \(streamState())"
+                    "\(append.value) (key \(append.key), acknowledged) never reached \(stream); \(streamState(consumer: consumer))"
                 )
             }
             if let failure = append.failure, copied, failure != "\(StoreError.Code.outcomeUnknown)" {
-                return ("pipeline failed but applied", "\(append.value) was reported not stored (\(failure)) and reached the output")
+                return ("pipeline failed but applied", "\(append.value) was reported not stored (\(failure)) and reached \(stream)")
             }
         }
         // Per key, an append acknowledged before another began comes out first.
@@ -223,11 +284,11 @@ final class SimulatedPipeline {
             for first in list {
                 guard first.acknowledged, let done = first.responded else { continue }
                 for later in list where later.invoked > done && position[later.value]! < position[first.value]! {
-                    return ("pipeline out of order", "\(key): \(later.value) (sent after \(first.value) was acknowledged) came out before it")
+                    return ("pipeline out of order", "\(stream), \(key): \(later.value) (sent after \(first.value) was acknowledged) came out before it")
                 }
             }
         }
-        simulation.count("pipeline.copied", by: output.count)
+        simulation.count(stream == Self.output ? "pipeline.copied" : "pipeline.sourceCopied", by: output.count)
         return nil
     }
 }
