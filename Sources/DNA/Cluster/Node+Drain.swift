@@ -48,22 +48,29 @@ extension Node {
             logger.warning("could not record draining", metadata: ["error": "\(error)"])
         }
         var report = DrainReport(moved: 0, stopped: 0, duration: .zero)
-        let deadline = clock.now + max(configuration.failureTimeout * 6, .seconds(30))
-        while clock.now < deadline {
+        let rounds = DrainTiming.Rounds(start: start, failureTimeout: configuration.failureTimeout)
+        rounds: while true {
             let remaining = directory.withLock { Array($0.activations.values) }
-            if remaining.isEmpty { break }
             let others = cluster.servingNodes(except: id)
-            if others.isEmpty {
+            switch rounds.next(now: clock.now, remaining: remaining.count, otherNodes: others.count) {
+            case .done: break rounds
+            case .noOtherNode:
                 logger.warning("no live node takes actors: the rest stay until the node stops", metadata: ["left": "\(remaining.count)"])
-                break
-            }
-            let targets = Self.drainTargets(count: remaining.count, this: id, others: others)
-            let outcomes = await moveConcurrently(remaining.indices.map { (remaining[$0], targets[$0 % targets.count]) })
-            report.moved += outcomes.filter { $0 == .moved }.count
-            report.stopped += outcomes.filter { $0 == .stopped }.count
-            if outcomes.allSatisfy({ $0 == .notYet }) {
-                // Activations still claiming their names: they can move once active.
-                try? await clock.sleep(for: .milliseconds(10))
+                break rounds
+            case .timedOut:
+                logger.warning("drain timed out: the rest stay until the node stops", metadata: ["left": "\(remaining.count)"])
+                break rounds
+            case .move:
+                let targets = Self.drainTargets(count: remaining.count, this: id, others: others)
+                let outcomes = await moveConcurrently(remaining.indices.map { (remaining[$0], targets[$0 % targets.count]) })
+                let moved = outcomes.filter { $0 == .moved }.count
+                let stopped = outcomes.filter { $0 == .stopped }.count
+                report.moved += moved
+                report.stopped += stopped
+                if let pause = rounds.pause(afterRoundMoving: moved, stopping: stopped) {
+                    // Activations still claiming their names: they can move once active.
+                    try? await clock.sleep(for: pause)
+                }
             }
         }
         report.duration = clock.now - start

@@ -427,9 +427,7 @@ public final class Node: Service, Sendable {
 
     /// After a drain that left nothing here: the node records that it left, then forwards
     /// what still comes (the others learn of it at their next membership read and stop
-    /// sending here), so that callers whose nodes still send here get their answers from
-    /// the actors' new owners rather than an error: for two heartbeat intervals at least,
-    /// then until a heartbeat interval passes with no request, at most the failure timeout.
+    /// sending here) for as long as ``DrainTiming/Forwarding`` says.
     /// Returns whether the store recorded it.
     private func leaveAfterDraining() async -> Bool {
         // It claims nothing from the moment it finds it holds nothing (checked and marked
@@ -447,14 +445,12 @@ public final class Node: Service, Sendable {
             return false
         }
         noteSelf(.left, .nodeLeft(id))
-        let start = clock.now
-        var seen = receivedAfterLeaving.load(ordering: .relaxed)
-        while clock.now - start < configuration.failureTimeout {
+        var forwarding = DrainTiming.Forwarding(
+            start: clock.now, received: receivedAfterLeaving.load(ordering: .relaxed), heartbeatInterval: configuration.heartbeatInterval,
+            failureTimeout: configuration.failureTimeout)
+        repeat {
             do { try await clock.sleep(for: configuration.heartbeatInterval) } catch { return true }
-            let now = receivedAfterLeaving.load(ordering: .relaxed)
-            if now == seen && clock.now - start >= configuration.heartbeatInterval * 2 { return true }
-            seen = now
-        }
+        } while forwarding.tick(now: clock.now, received: receivedAfterLeaving.load(ordering: .relaxed))
         return true
     }
 
