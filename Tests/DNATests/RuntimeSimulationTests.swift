@@ -101,6 +101,10 @@ struct RuntimeSimulationTests {
             // so it counted as read to its end, and p4's consumer copied a key's new records
             // before an older one still waiting in p1 (`pipeline out of order`).
             ["--seed", "1029", "--pipelines"],
+            // A source stage's consumer read nothing after its position, was paused, and found
+            // its partition closed when it resumed: it recorded the partition finished, though
+            // a record had come between the read and the close (`pipeline record lost`).
+            ["--seed", "1074", "--pipelines"],
         ])
     func foundDefects(_ arguments: [String]) throws {
         let (status, output) = try Self.replay(arguments)

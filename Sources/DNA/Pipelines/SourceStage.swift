@@ -196,11 +196,11 @@ enum SourceConsumer {
 
     static func resume<S: SourceStage>(_ stage: S, context: ActorContext) throws {
         let cursor = try cursor(stage, context: context)
+        cursor.machine.resumed()
         guard cursor.checkpoint.value.parked != nil else { return }
         var value = cursor.checkpoint.value
         value.parked = nil
         try cursor.checkpoint.set(value)
-        cursor.machine.resumed()
         try context.tell(StagePull())
     }
 
@@ -230,7 +230,10 @@ enum SourceConsumer {
                 context.deactivate()
                 return
             case .checkPark:
-                // Its resume message lets it run again.
+                // Its resume message lets it run again; a park that never committed is none.
+                guard cursor.checkpoint.value.parked == nil else { return }
+                cursor.machine.resumed()
+                try context.tell(StagePull())
                 return
             case .wait(let wait):
                 again(after: wait)
@@ -265,6 +268,11 @@ enum SourceConsumer {
             guard !records.isEmpty else {
                 let partitions = try await cursor.source.partitions()
                 let closed = partitions.first(where: { $0.id == partition }).map { !$0.isOpen } ?? false
+                if closed, !(try await cursor.source.read(partition, after: position, limit: 1)).isEmpty {
+                    // Records came between the read and the close: the partition ends after them.
+                    try context.tell(StagePull())
+                    return
+                }
                 switch cursor.machine.readNothing(partitionClosed: closed) {
                 case .finish(let end):
                     var value = cursor.checkpoint.value
