@@ -224,7 +224,12 @@ package struct InMemoryStoreState: Sendable {
         package var order: [UInt8]?
     }
 
-    package private(set) var nodes: [NodeID: Node] = [:]
+    package private(set) var nodes: [NodeID: Node] = [:] {
+        didSet { if nodes.count != oldValue.count { nodeOrder = nodes.keys.sorted { $0.rawValue < $1.rawValue } } }
+    }
+    /// The nodes' ids in order: every node reads every row each heartbeat, and rows are
+    /// added and removed far more rarely.
+    private var nodeOrder: [NodeID] = []
     package private(set) var names: [ActorID: Name] = [:]
     private var nextRowID: Int64 = 1
     /// rowID → module → encoded key → value.
@@ -279,9 +284,7 @@ package struct InMemoryStoreState: Sendable {
     }
 
     package func nodes(cluster: String, now: DNAInstant) -> [NodeRecord] {
-        nodes.filter { $0.value.cluster == cluster }
-            .map { record($0.key, $0.value, now: now) }
-            .sorted { $0.id.rawValue < $1.id.rawValue }
+        nodeOrder.compactMap { id in nodes[id].flatMap { $0.cluster == cluster ? record(id, $0, now: now) : nil } }
     }
 
     package mutating func forgetNodes(cluster: String, goneFor retention: Duration, now: DNAInstant) -> Int {

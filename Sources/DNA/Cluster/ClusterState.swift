@@ -34,18 +34,21 @@ package final class ClusterState: Sendable {
     /// last view (left, or no heartbeat within the failure timeout).
     package func update(_ records: [NodeRecord]) -> Set<NodeID> {
         members.withLock { members in
-            var updated: [NodeID: Member] = [:]
-            updated.reserveCapacity(records.count)
             var died: Set<NodeID> = []
+            // Updated in place: every node reads every other's row each heartbeat, and the set
+            // of nodes rarely changes.
             for record in records {
                 let known = members[record.id]
-                // Parsed again only when it changed: every node reads every other's row each heartbeat.
+                // Parsed again only when it changed.
                 let address = known.map { $0.record.address == record.address } == true ? known!.address : try? PeerAddress(parsing: record.address)
                 let member = Member(record: record, address: address, alive: record.isAlive)
                 if !member.alive && known?.alive != false { died.insert(record.id) }
-                updated[record.id] = member
+                members[record.id] = member
             }
-            members = updated
+            if members.count != records.count {
+                let current = Set(records.map(\.id))
+                members = members.filter { current.contains($0.key) }
+            }
             return died
         }
     }
