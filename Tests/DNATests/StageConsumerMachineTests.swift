@@ -86,7 +86,9 @@ struct StageConsumerMachineTests {
     func finishing() {
         var machine = Self.reading(from: 9)
         #expect(machine.readNothing(partitionClosed: true) == .finish(at: 9))
-        #expect(machine.pull(now: Self.at(1)) == .finished)
+        #expect(machine.pull(now: Self.at(1)) == .read(from: 9), "not finished until the finish is recorded")
+        machine.finish(at: 9)
+        #expect(machine.pull(now: Self.at(2)) == .finished)
         var known = Machine(policy: StageFailurePolicy(), position: 5, finished: true)
         #expect(known.pull(now: Self.at(0)) == .finished, "a source consumer's stored finish")
     }

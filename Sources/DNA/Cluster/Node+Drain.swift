@@ -48,7 +48,7 @@ extension Node {
             logger.warning("could not record draining", metadata: ["error": "\(error)"])
         }
         var report = DrainReport(moved: 0, stopped: 0, duration: .zero)
-        let rounds = DrainTiming.Rounds(start: start, failureTimeout: configuration.failureTimeout)
+        let rounds = DrainTiming.Rounds(start: clock.now, failureTimeout: configuration.failureTimeout)
         rounds: while true {
             let remaining = directory.withLock { Array($0.activations.values) }
             let others = cluster.servingNodes(except: id)

@@ -196,8 +196,13 @@ enum SourceConsumer {
 
     static func resume<S: SourceStage>(_ stage: S, context: ActorContext) throws {
         let cursor = try cursor(stage, context: context)
+        // A partition that is not parked keeps its back-off.
+        guard cursor.machine.parked != nil || cursor.checkpoint.value.parked != nil else { return }
         cursor.machine.resumed()
-        guard cursor.checkpoint.value.parked != nil else { return }
+        guard cursor.checkpoint.value.parked != nil else {
+            try context.tell(StagePull())
+            return
+        }
         var value = cursor.checkpoint.value
         value.parked = nil
         try cursor.checkpoint.set(value)
@@ -279,6 +284,7 @@ enum SourceConsumer {
                     value.finished = true
                     value.position = end
                     try cursor.checkpoint.set(value)
+                    cursor.machine.finish(at: end)
                     recordProgress(end, cursor: cursor, context: context)
                     cursor.timer?.cancel()
                     for child in partitions where child.parents.contains(partition) { try? node.cast(StagePull(), to: S.consumer(of: child.id)) }

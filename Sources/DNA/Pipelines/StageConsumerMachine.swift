@@ -93,14 +93,16 @@ struct StageConsumerMachine<Position: Sendable & Equatable>: Sendable {
         return from
     }
 
-    /// Another path found the partition finished at `position` (a child asked).
+    /// The partition is recorded finished at `position` (this consumer read it to its end,
+    /// or found so when a child asked).
     mutating func finish(at position: Position) {
         phase = .finished
         self.position = position
     }
 
     enum EmptyAction: Equatable, Sendable {
-        /// Closed and read to the end: record it, wake the children, let the activation go.
+        /// Closed and read to the end: record it, then ``finish(at:)``, wake the children,
+        /// let the activation go.
         case finish(at: Position)
         case poll(after: Duration)
         /// Polled long enough: wait for a wake.
@@ -110,10 +112,7 @@ struct StageConsumerMachine<Position: Sendable & Equatable>: Sendable {
     /// A read found nothing after the position.
     mutating func readNothing(partitionClosed: Bool) -> EmptyAction {
         guard let position else { return .rest }
-        if partitionClosed {
-            phase = .finished
-            return .finish(at: position)
-        }
+        if partitionClosed { return .finish(at: position) }
         emptyPolls += 1
         guard emptyPolls <= Self.maxEmptyPolls else { return .rest }
         return .poll(after: Self.pollBackoff.delay(afterFailures: emptyPolls))

@@ -231,6 +231,7 @@ enum StageConsumer {
                         try cursor.checkpoint.set(next)
                         context.log.recordProgress(StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: next))
                     }
+                    cursor.machine.finish(at: next)
                     cursor.timer?.cancel()
                     for child in status.partitions where child.parents.contains(partition) {
                         try? node.cast(StagePull(), to: S.consumer(of: child.partition))

@@ -111,8 +111,9 @@ final class SimulatedPipeline: @unchecked Sendable {
     var appends: [Append] = []
     private var sinkDownUntil: Int64 = 0
     private var nextValue = 1
-    /// When the output first held every acknowledged append (the run may end).
-    private(set) var settled = false
+    /// When both outputs first held every acknowledged append: the run ends 2 s later (a
+    /// straggler's late copy would show as a double).
+    private var settledAt: Int64?
 
     init(simulation: RuntimeSimulation) {
         self.simulation = simulation
@@ -150,14 +151,8 @@ final class SimulatedPipeline: @unchecked Sendable {
         }
     }
 
-    /// Source-stage consumers that parked (their park is in their own storage).
-    private var parkedSources: Set<String> = []
-
     /// A stage's consumer failed its last attempt: it parks.
-    func parked(_ consumer: ActorID) {
-        simulation.count("pipeline.parked")
-        if consumer.kind == SimulatedSourceStage.kind.name { parkedSources.insert(consumer.key) }
-    }
+    func parked(_ consumer: ActorID) { simulation.count("pipeline.parked") }
 
     private func resumeParked() {
         let resumed = simulation.database.withState { state in
@@ -167,17 +162,16 @@ final class SimulatedPipeline: @unchecked Sendable {
             simulation.count("pipeline.resumedByOperator", by: resumed)
             simulation.trace("the operator resumes \(resumed) parked partition(s)")
         }
-        // A source stage's park is resumed through a node (`Node.resumeSourceStage`).
-        guard !parkedSources.isEmpty, let (node, executor) = simulation.liveNode() else { return }
-        let partitions = parkedSources
-        parkedSources = []
-        for partition in partitions.sorted() {
+        // A source stage keeps its park in its consumers' storage: every partition is resumed
+        // through a node (`Node.resumeSourceStage`; one that is not parked keeps its back-off).
+        guard let (node, executor) = simulation.liveNode() else { return }
+        let partitions = simulation.database.withState { $0.streams[Self.input]?.partitions.map(\.partition) ?? [] }
+        for partition in partitions {
             Task(executorPreference: executor) { [self] in
                 do {
-                    try await node.resumeSourceStage(SimulatedSourceStage.self, partition: partition)
-                    simulation.count("pipeline.resumedByOperator")
+                    try await node.resumeSourceStage(SimulatedSourceStage.self, partition: String(partition))
                 } catch {
-                    parkedSources.insert(partition)
+                    simulation.count("pipeline.sourceResumeFailed")
                 }
             }
         }
@@ -234,12 +228,13 @@ final class SimulatedPipeline: @unchecked Sendable {
 
     /// Whether every acknowledged append reached both outputs.
     func isSettled() -> Bool {
-        if settled { return true }
-        settled = [Self.output, Self.sourceOutput].allSatisfy { output in
+        if let settledAt { return simulation.now >= settledAt + 2_000_000_000 }
+        let copied = [Self.output, Self.sourceOutput].allSatisfy { output in
             let copied = Set(outputValues(output).map(\.value))
             return appends.allSatisfy { !$0.acknowledged || copied.contains($0.value) }
         }
-        return settled
+        if copied { settledAt = simulation.now }
+        return false
     }
 
     /// What the stage's consumers and the stream say, for a violation's detail.
