@@ -67,50 +67,6 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         case active(Registration, leaseGeneration: UInt64)
     }
 
-    /// A batch handed to the store, oldest first.
-    struct Commit {
-        enum Status {
-            /// An attempt is under way.
-            case inFlight
-            case durable
-            /// The last attempt failed; what to do is decided in ``nextStep(now:lease:)``.
-            case failed(StoreError)
-            /// Waiting to be attempted again at the given time.
-            case retrying(at: DNAInstant)
-        }
-
-        var batch: CommitBatch
-        var held: [Held]
-        var status: Status
-        /// The messages handled in the batch.
-        var messages = 0
-        /// Casts among them: lost with the batch if it certainly did not commit.
-        var casts = 0
-        /// The time its callers' wait ends: no attempt is started or runs past it.
-        var deadline: DNAInstant
-        /// An attempt ended with an unknown outcome: it may have been applied.
-        var ambiguous = false
-
-        var isDurable: Bool {
-            if case .durable = status { return true }
-            return false
-        }
-
-        var isInFlight: Bool {
-            if case .inFlight = status { return true }
-            return false
-        }
-    }
-
-    /// Why the pipeline stopped retrying: it concludes once no attempt is under way.
-    enum Settling {
-        case none
-        /// The store says the name is no longer ours.
-        case fenced(StoreError)
-        /// The oldest batch could not be committed before its deadline, or was refused.
-        case gaveUp(StoreError)
-    }
-
     /// A move of the activation to another node.
     final class Migration {
         let target: NodeID
@@ -141,13 +97,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     private(set) var lastActivity: DNAInstant
     private var idleWaiters: [Waiter] = []
     private(set) var life = Life.inactive
-    private var commits = Deque<Commit>()
-    private var lastSequence: Int64 = 0
-    /// Writes of the initialiser are durable before the first message is handled.
-    private var initialCommitPending = false
-    private var settling = Settling.none
-    /// Attempts of the oldest commit failed in a row (see ``retryBackoff``).
-    private var retryFailures = 0
+    /// The batches handed to the store, their retries and how a failure settles.
+    private var commits = CommitPipeline<Held>()
     private var deactivationRequested = false
     /// A move to another node was asked for (``requestMigration(to:reply:)``); a reference,
     /// so that an activation that never moves pays 8 bytes for it.
@@ -157,7 +108,6 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     /// Per origin, the latest message handled (see ``OriginOrder``).
     private var order = OriginOrder()
 
-    static var retryBackoff: Backoff { Backoff(first: .milliseconds(5), maximum: .seconds(1)) }
 
     package init(id: ActorID, limits: Limits, now: DNAInstant) {
         self.id = id
@@ -269,33 +219,16 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     package mutating func nextStep(now: DNAInstant, lease: NodeLease.Snapshot) -> Step {
         // Commits the store has answered are seen through first: a failure is retried
         // now, not only once the mailbox runs dry.
-        while let oldest = commits.first {
-            switch oldest.status {
-            case .durable:
-                let messages = oldest.messages
-                commits.removeFirst()
-                // An idle activation keeps no storage for commits (a slot is large).
-                if commits.isEmpty { commits = Deque() }
-                if limits.reportsCommits, messages > 0, !stopped, case .none = settling, case .active = life {
-                    return .didCommit(messages: messages)
-                }
-                continue
-            case .inFlight:
-                break
-            case .retrying(let at):
-                if case .none = settling, now >= at {
-                    commits[0].status = .inFlight
-                    commits[0].batch.timeout = oldest.deadline - now
-                    return .commit(commits[0].batch)
-                }
-            case .failed(let error):
-                if case .none = settling { decide(error, now: now) }
-            }
-            break
+        var reportDurable = false
+        if limits.reportsCommits, !stopped, case .active = life { reportDurable = true }
+        switch commits.advance(now: now, reportDurable: reportDurable) {
+        case .none: break
+        case .durable(let messages): return .didCommit(messages: messages)
+        case .retry(let batch): return .commit(batch)
         }
-        if case .none = settling {} else {
+        if commits.isSettling {
             // No answer is given while an attempt is under way: it may still succeed.
-            if commits.contains(where: \.isInFlight) { return .wait(until: nil) }
+            if commits.hasAttemptInFlight { return .wait(until: nil) }
             return conclude()
         }
         if stopped {
@@ -313,7 +246,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             life = .activating
             return .activate
         case .active(let registration, let generation):
-            if initialCommitPending { return .wait(until: retryTime) }
+            if commits.initialCommitPending { return .wait(until: retryTime) }
             if let migration {
                 // No batch starts while moving: the queue goes to the new owner.
                 guard commits.isEmpty, !migrationUnderWay else { return .wait(until: retryTime) }
@@ -340,10 +273,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         }
     }
 
-    private var retryTime: DNAInstant? {
-        guard let oldest = commits.first, case .retrying(let at) = oldest.status else { return nil }
-        return at
-    }
+    private var retryTime: DNAInstant? { commits.retryTime }
 
     private mutating func idleOrWait(now: DNAInstant) -> Step {
         if queue.isEmpty && commits.isEmpty {
@@ -384,20 +314,14 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
 
     /// Whether ``nextStep(now:lease:)`` would do something other than wait.
     private func hasWork(now: DNAInstant) -> Bool {
-        if case .none = settling {} else { return !commits.contains(where: \.isInFlight) }
-        if let oldest = commits.first {
-            switch oldest.status {
-            case .inFlight: break
-            case .durable, .failed: return true
-            case .retrying(let at): if now >= at { return true }
-            }
-        }
+        if commits.isSettling { return !commits.hasAttemptInFlight }
+        if commits.hasWork(now: now) { return true }
         if stopped { return commits.isEmpty }
         switch life {
         case .activating: return false
         case .inactive: return !queue.isEmpty || commits.isEmpty
         case .active:
-            if initialCommitPending { return false }
+            if commits.initialCommitPending { return false }
             // Moving: nothing to do until every commit is durable, then the hand-over.
             if migration != nil { return commits.isEmpty && !migrationUnderWay }
             if !queue.isEmpty { return commits.count < limits.pipelineDepth }
@@ -434,10 +358,9 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         switch outcome {
         case .granted(let registration, let generation, let operations):
             life = .active(registration, leaseGeneration: generation)
-            lastSequence = 0
+            commits.restart()
             guard !operations.isEmpty else { return .none }
-            initialCommitPending = true
-            return .commit(append(operations, held: [], registration: registration, now: now))
+            return .commit(commits.append(operations, held: [], registration: registration, now: now, timeout: limits.commitTimeout, initial: true))
         case .failed(let error):
             life = .inactive
             let (queued, waiters) = stop()
@@ -493,29 +416,15 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     ) -> HandledAction {
         guard case .active(let registration, _) = life else { return .none }
         if operations.isEmpty && streams.isEmpty {
-            guard let last = commits.last, !last.isDurable else {
-                if held.isEmpty { return .none }
-                return mayAnswer(now: now, lease: lease) ? .release(held) : .fail(held, leaseLostError(wrote: false))
-            }
             // Released with the last batch in flight: these replies may have seen its writes.
-            commits[commits.count - 1].held.append(contentsOf: held)
-            return .none
+            if commits.holdWithLast(held) { return .none }
+            if held.isEmpty { return .none }
+            return mayAnswer(now: now, lease: lease) ? .release(held) : .fail(held, leaseLostError(wrote: false))
         }
-        let batch = append(operations, held: held, registration: registration, now: now, order: order, streams: streams)
-        commits[commits.count - 1].messages = messages
-        commits[commits.count - 1].casts = casts
+        let batch = commits.append(
+            operations, held: held, registration: registration, now: now, timeout: limits.commitTimeout, order: order, streams: streams)
+        commits.describeLast(messages: messages, casts: casts)
         return .commit(batch)
-    }
-
-    private mutating func append(
-        _ operations: [StorageOperation], held: [Held], registration: Registration, now: DNAInstant, order: [UInt8]? = nil,
-        streams: StreamEffects = .none
-    ) -> CommitBatch {
-        lastSequence += 1
-        var batch = CommitBatch(registration: registration, sequence: lastSequence, operations: operations, order: order, streams: streams)
-        batch.timeout = limits.commitTimeout
-        commits.append(Commit(batch: batch, held: held, status: .inFlight, deadline: now + limits.commitTimeout))
-        return batch
     }
 
     package mutating func requestDeactivation() { deactivationRequested = true }
@@ -531,7 +440,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     /// no writes, after a ``Step/storeOrder``; `nil` if the activation no longer serves.
     package mutating func commitOrder(_ order: [UInt8], now: DNAInstant) -> CommitBatch? {
         guard case .active(let registration, _) = life else { return nil }
-        return append([], held: [], registration: registration, now: now, order: order)
+        return commits.append([], held: [], registration: registration, now: now, timeout: limits.commitTimeout, order: order)
     }
 
     /// Latest messages per origin as an earlier activation of the name stored them.
@@ -554,25 +463,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     package mutating func commitCompleted(sequence: Int64, result: Result<Void, StoreError>, now: DNAInstant)
         -> CompletionAction
     {
-        var action = CompletionAction()
-        guard let index = commits.firstIndex(where: { $0.batch.sequence == sequence }), commits[index].isInFlight else {
-            return action
-        }
-        switch result {
-        case .success:
-            // The store applies an activation's batches strictly in sequence: every earlier
-            // batch is durable too, whatever order the answers arrive in.
-            for earlier in 0...index {
-                commits[earlier].status = .durable
-                action.release.append(contentsOf: commits[earlier].held)
-                commits[earlier].held = []
-            }
-            retryFailures = 0
-            if commits[0].batch.sequence == 1 { initialCommitPending = false }
-        case .failure(let error):
-            if error.code == .outcomeUnknown { commits[index].ambiguous = true }
-            commits[index].status = .failed(error)
-        }
+        guard let release = commits.completed(sequence: sequence, result: result) else { return CompletionAction() }
+        var action = CompletionAction(release: release)
         if case .parked(let waiter) = task {
             task = .running
             action.resume = waiter
@@ -580,45 +472,13 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         return action
     }
 
-    /// The oldest commit's attempt failed with `error`: retry it before its deadline, or
-    /// stop retrying (then the pipeline concludes once nothing is under way).
-    private mutating func decide(_ error: StoreError, now: DNAInstant) {
-        if error.code == .fenced {
-            settling = .fenced(error)
-            return
-        }
-        let deadline = commits[0].deadline
-        if error.isRetryable && now < deadline {
-            retryFailures += 1
-            let at = min(now + Self.retryBackoff.delay(afterFailures: retryFailures), deadline)
-            commits[0].status = .retrying(at: at)
-            return
-        }
-        settling = .gaveUp(error)
-    }
-
     /// Every attempt has ended: tell each unfinished batch's callers what is known.
     private mutating func conclude() -> Step {
-        let fenced: Bool
-        let cause: StoreError
-        switch settling {
-        case .none: preconditionFailure("conclude() while not settling")
-        case .fenced(let error):
-            fenced = true
-            cause = error
-        case .gaveUp(let error):
-            fenced = false
-            cause = error
-        }
-        let failures = commits.filter { !$0.isDurable }.map { commit in
-            Failure(
-                held: commit.held, error: commit.ambiguous ? outcomeUnknown(cause) : settledError(cause, fenced: fenced), casts: commit.casts)
+        let (unsettled, cause, fenced) = commits.conclude()
+        let failures = unsettled.map { batch in
+            Failure(held: batch.held, error: batch.ambiguous ? outcomeUnknown(cause) : settledError(cause, fenced: fenced), casts: batch.casts)
         }
         let registration = self.registration
-        commits.removeAll()
-        settling = .none
-        retryFailures = 0
-        initialCommitPending = false
         deactivationRequested = false
         life = .inactive
         if fenced || stopped {
@@ -695,7 +555,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     package mutating func requestMigration(to target: NodeID, reply: MigrationReply) -> MigrationRequestOutcome {
         guard !stopped, case .active = life else { return .refused("\(id) is not active on this node") }
         guard migration == nil else { return .refused("\(id) is already moving") }
-        guard case .none = settling else { return .refused("\(id) is recovering from a failed commit") }
+        guard !commits.isSettling else { return .refused("\(id) is recovering from a failed commit") }
         migration = Migration(target: target, reply: reply)
         let (start, resume) = runTask()
         return start ? .acceptedStartTask : .accepted(resume: resume)
