@@ -1,4 +1,5 @@
 import ArgumentParser
+import DNA
 import DNATesting
 import Foundation
 import Synchronization
@@ -58,6 +59,25 @@ struct SimulateCommand: ParsableCommand {
             """)
     var pipelines = false
 
+    @Option(help: "Where the runtime engine's nodes place actors: first-receiver (default), least-loaded, consistent-hash, or mixed (drawn per seed).")
+    var placement: PlacementChoice = .firstReceiver
+
+    enum PlacementChoice: String, ExpressibleByArgument, CaseIterable {
+        case firstReceiver = "first-receiver"
+        case leastLoaded = "least-loaded"
+        case consistentHash = "consistent-hash"
+        case mixed
+
+        var placement: Node.Placement? {
+            switch self {
+            case .firstReceiver: .firstReceiver
+            case .leastLoaded: .leastLoaded
+            case .consistentHash: .consistentHash
+            case .mixed: nil
+            }
+        }
+    }
+
     @Option(help: "Seeds run at once, each on a thread (default: one per processor).")
     var parallel: Int?
 
@@ -92,7 +112,7 @@ struct SimulateCommand: ParsableCommand {
             try seedList.map { list in
                 try list.split(separator: ",").map { guard let seed = UInt64($0) else { throw ValidationError("--seed-list: \($0) is not a seed") }; return seed }
             } ?? seed.map { [$0] } ?? (0..<UInt64(self.seeds)).map { first + $0 }
-        let simulate: @Sendable (UInt64) -> SimulationResult = { [nodes, actors, seconds, trace, engine, noCrashes, pipelines] seed in
+        let simulate: @Sendable (UInt64) -> SimulationResult = { [nodes, actors, seconds, trace, engine, noCrashes, pipelines, placement] seed in
             var configuration = SimulationConfiguration(seed: seed)
             configuration.nodes = nodes
             configuration.actors = actors
@@ -100,6 +120,7 @@ struct SimulateCommand: ParsableCommand {
             configuration.trace = trace
             configuration.crashes = !noCrashes
             configuration.pipelines = pipelines
+            configuration.placement = placement.placement
             if engine == .runtime { configuration.quietPhase = .seconds(30) }
             switch engine {
             case .model: return ClusterSimulation(configuration).run()
@@ -131,6 +152,7 @@ struct SimulateCommand: ParsableCommand {
             var arguments = ["simulate", "--worker", "--engine", engine.rawValue, "--nodes", "\(nodes)", "--actors", "\(actors)", "--seconds", "\(seconds)"]
             if noCrashes { arguments.append("--no-crashes") }
             if pipelines { arguments.append("--pipelines") }
+            if placement != .firstReceiver { arguments += ["--placement", placement.rawValue] }
             if trace { arguments.append("--trace") }
             // At most 2,000 / nodes seeds to a worker (its memory), and at least four batches
             // per thread (so every thread has work until the end).
@@ -158,7 +180,7 @@ struct SimulateCommand: ParsableCommand {
                 }
                 runner.stop()
                 print(
-                    "replay: dna simulate --engine \(engine.rawValue) --seed \(result.seed) --nodes \(nodes) --actors \(actors) --seconds \(seconds)\(noCrashes ? " --no-crashes" : "")\(pipelines ? " --pipelines" : "") --trace"
+                    "replay: dna simulate --engine \(engine.rawValue) --seed \(result.seed) --nodes \(nodes) --actors \(actors) --seconds \(seconds)\(noCrashes ? " --no-crashes" : "")\(pipelines ? " --pipelines" : "")\(placement != .firstReceiver ? " --placement \(placement.rawValue)" : "") --trace"
                 )
                 throw ExitCode(1)
             }

@@ -45,6 +45,23 @@ struct RoutingDecisionTests {
         return steps
     }
 
+    /// Found by `dna simulate --placement consistent-hash --seed 20`: the hash named c, c's
+    /// claim found the name owned here, and the message went to and fro until its hops ran out.
+    @Test("consistent hashing: a message from the very node the name hashes to is claimed here")
+    func hashedNodeSentItBack() {
+        var fromC = Self.decision(hops: 1, placement: .consistentHash)
+        fromC.sender = Self.c
+        #expect(Self.steps(fromC, answers: [.hashedNode: Self.placedAtC]) == [.lookUp(.cachedLocation), .lookUp(.hashedNode), .activateHere])
+        var fromB = Self.decision(hops: 1, placement: .consistentHash)
+        fromB.sender = Self.b
+        #expect(
+            Self.steps(fromB, answers: [.hashedNode: Self.placedAtC]) == [.lookUp(.cachedLocation), .lookUp(.hashedNode), Self.forwardToC],
+            "from another node, the hash decides")
+        var left = fromC
+        left.hasLeft = true
+        #expect(Self.steps(left, answers: [.hashedNode: Self.placedAtC]).last == Self.forwardToC, "a node that left claims nothing")
+    }
+
     @Test("a stopping node refuses, even with the activation here")
     func stoppingRefuses() {
         #expect(Self.steps(Self.decision(accepting: false)) == [.refuse(.shuttingDown)])

@@ -105,6 +105,9 @@ struct RuntimeSimulationTests {
             // its partition closed when it resumed: it recorded the partition finished, though
             // a record had come between the read and the close (`pipeline record lost`).
             ["--seed", "1074", "--pipelines"],
+            // Consistent hashing: the name hashed to n2, n2's claim found it owned by n0, and
+            // n0 sent it back by the hash, to and fro until its hops ran out: never answered.
+            ["--seed", "20", "--placement", "consistent-hash"],
         ])
     func foundDefects(_ arguments: [String]) throws {
         let (status, output) = try Self.replay(arguments)

@@ -128,7 +128,7 @@ extension Node {
             }
         }
         guard fromClient else {
-            do { try deliver(envelope, to: route.actor, kind: route.kind, claimHere: contradicted) } catch { refuse(error) }
+            do { try deliver(envelope, to: route.actor, kind: route.kind, claimHere: contradicted, from: sender) } catch { refuse(error) }
             return
         }
         // Only a request that comes in on an older connection after a later one came in on a

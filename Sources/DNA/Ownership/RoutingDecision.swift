@@ -97,6 +97,8 @@ package struct RoutingDecision: Sendable {
     package var hops: UInt8
     package var placement: Node.Placement
     package var labels: [String]
+    /// The node that sent the message here, if another node did.
+    package var sender: NodeID?
 
     // The answers so far; `nil` until asked.
     package var cachedLocation: Answer?
@@ -140,6 +142,12 @@ package struct RoutingDecision: Sendable {
             break
         case .consistentHash:
             guard let placed else { return .lookUp(.hashedNode) }
+            if case .node(let node, _, _) = placed, node == sender, !hasLeft {
+                // The node the name hashes to sent it here: its claim found the name owned
+                // here (the hash moved with the membership, the name did not). Sent back, it
+                // would go to and fro until its hops ran out; a claim here asks the store.
+                return .activateHere
+            }
             if let forward = placed.forward { return forward }
         case .leastLoaded:
             // Another node chose this one (hops > 0): it claims the name.

@@ -249,7 +249,9 @@ public final class Node: Service, Sendable {
     /// one of them is wrong, so the store decides: a local activation claims the name (and
     /// follows it to its owner if the store says so).
     @discardableResult
-    func deliver(_ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime, claimHere: Bool = false) throws(DNAError) -> CachedRoute {
+    func deliver(
+        _ envelope: Envelope, to id: ActorID, kind: any AnyKindRuntime, claimHere: Bool = false, from sender: NodeID? = nil
+    ) throws(DNAError) -> CachedRoute {
         while true {
             let route: CachedRoute = try directory.withLock { directory throws(DNAError) in
                 // Read under the directory's lock, which stopping takes to change it.
@@ -259,6 +261,7 @@ public final class Node: Service, Sendable {
                     accepting: life.isAccepting, hasLocalActivation: existing != nil, clustered: transport != nil,
                     claimHere: claimHere, drained: life.drained, hasLeft: life.hasLeft, hops: envelope.hops,
                     placement: kind.placement, labels: configuration.labels)
+                decision.sender = sender
                 while true {
                     switch decision.next() {
                     case .useLocal:

@@ -31,6 +31,9 @@ public struct SimulationConfiguration: Sendable {
     /// Also run a pipeline (the runtime engine, ``SimulatedPipeline``): a stage copying a
     /// stream that is split, merged and trimmed, through outages of the stage's sink.
     public var pipelines = false
+    /// Where the runtime engine's nodes place actors (`Node.Configuration.placement`);
+    /// `nil`: drawn per seed (first receiver, least loaded or consistent hash).
+    public var placement: Node.Placement? = .firstReceiver
     /// Keep a line per event (for `dna simulate --trace`).
     public var trace = false
 

@@ -100,6 +100,8 @@ public final class RuntimeSimulation: @unchecked Sendable {
     /// The pipeline, with ``SimulationConfiguration/pipelines``.
     private(set) var pipeline: SimulatedPipeline?
     private var pipelineCheckedAt: Int64 = 0
+    /// Where the nodes place actors this run (``SimulationConfiguration/placement``).
+    let placement: Node.Placement
 
     private var storeFailingUntil: Int64 = 0
     private var storeLosingAnswersUntil: Int64 = 0
@@ -117,6 +119,13 @@ public final class RuntimeSimulation: @unchecked Sendable {
 
     public init(configuration: SimulationConfiguration) {
         self.configuration = configuration
+        if let placement = configuration.placement {
+            self.placement = placement
+        } else {
+            // Drawn from a generator of its own: the seed's other draws are unchanged.
+            var draw = SimulationRandom(seed: configuration.seed ^ 0x706C_6163_656D_656E)
+            self.placement = [Node.Placement.firstReceiver, .leastLoaded, .consistentHash][Int(draw.next() % 3)]
+        }
         self.random = SimulationRandom(seed: configuration.seed)
         self.storeClock = SimulatedStoreClock(simulation: self)
         self.network = SimulatedNetwork(simulation: self)
@@ -260,6 +269,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
         settings.maxBatch = configuration.maxBatch
         settings.commitPipelineDepth = configuration.pipelineDepth
         settings.maxHops = configuration.maxHops
+        settings.placement = placement
         settings.idleTimeout = .seconds(4)
         settings.drainOnShutdown = false
         if configuration.trace {
