@@ -224,11 +224,9 @@ package struct InMemoryStoreState: Sendable {
         package var order: [UInt8]?
     }
 
-    package private(set) var nodes: [NodeID: Node] = [:] {
-        didSet { if nodes.count != oldValue.count { nodeOrder = nodes.keys.sorted { $0.rawValue < $1.rawValue } } }
-    }
-    /// The nodes' ids in order: every node reads every row each heartbeat, and rows are
-    /// added and removed far more rarely.
+    package private(set) var nodes: [NodeID: Node] = [:]
+    /// The nodes' ids in order, kept by `join` and `forgetNodes`: every node reads every row
+    /// each heartbeat, and rows are added and removed far more rarely.
     private var nodeOrder: [NodeID] = []
     package private(set) var names: [ActorID: Name] = [:]
     private var nextRowID: Int64 = 1
@@ -250,6 +248,9 @@ package struct InMemoryStoreState: Sendable {
     package mutating func join(
         node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String] = [], now: DNAInstant
     ) {
+        if nodes[node] == nil {
+            nodeOrder.insert(node, at: nodeOrder.firstIndex { $0.rawValue > node.rawValue } ?? nodeOrder.endIndex)
+        }
         nodes[node] = Node(
             cluster: cluster, address: address, state: .joining, heartbeat: now, activations: 0, failureTimeout: failureTimeout,
             labels: labels)
@@ -292,6 +293,7 @@ package struct InMemoryStoreState: Sendable {
             node.cluster == cluster && now - node.heartbeat > (node.state == .left ? .zero : node.failureTimeout) + retention
         }.map(\.key)
         for id in gone { nodes[id] = nil }
+        if !gone.isEmpty { nodeOrder.removeAll { nodes[$0] == nil } }
         return gone.count
     }
 

@@ -228,14 +228,3 @@ struct CommitPipeline<Held> {
         return (unsettled, cause, fenced)
     }
 }
-
-extension CommitPipeline.Advance {
-    static func == (a: Self, b: Self) -> Bool {
-        switch (a, b) {
-        case (.none, .none): true
-        case (.durable(let x), .durable(let y)): x == y
-        case (.retry(let x), .retry(let y)): x == y
-        default: false
-        }
-    }
-}
