@@ -664,31 +664,22 @@ enum Deadline {
     }
 }
 
-/// One try of a pooled operation: whether it started on a connection (and which) or was
-/// abandoned at a deadline before. Exactly one of the two wins, whatever the timing of
-/// the pool's grant and the deadline.
+/// One try of a pooled operation (a ``StoreAttempt``) and the connection it started on.
 final class PooledAttempt: Sendable {
-    private static let pending: UInt8 = 0
-    private static let started: UInt8 = 1
-    private static let abandoned: UInt8 = 2
-
-    private let state = Atomic<UInt8>(PooledAttempt.pending)
+    private let attempt = StoreAttempt()
     private let connection = Mutex<PostgresConnection?>(nil)
 
     /// On the granted connection, before anything is sent: false if the attempt was
     /// abandoned (then nothing may be sent).
     func start(on connection: PostgresConnection) -> Bool {
         self.connection.withLock { $0 = connection }
-        return state.compareExchange(expected: Self.pending, desired: Self.started, ordering: .acquiringAndReleasing).exchanged
+        return attempt.start()
     }
 
     /// At a deadline: true if nothing was or will be sent (the attempt is abandoned).
-    func abandon() -> Bool {
-        let (exchanged, original) = state.compareExchange(expected: Self.pending, desired: Self.abandoned, ordering: .acquiringAndReleasing)
-        return exchanged || original == Self.abandoned
-    }
+    func abandon() -> Bool { attempt.abandon() }
 
-    var hasStarted: Bool { state.load(ordering: .acquiring) == Self.started }
+    var hasStarted: Bool { attempt.hasStarted }
 
     func closeConnection() {
         connection.withLock { $0 }?.close().whenComplete { _ in }

@@ -684,9 +684,7 @@ extension ClusterSimulation {
             let once = AnsweredOnce()
             let inner = completion
             completion = { result in
-                guard !once.done else { return }
-                once.done = true
-                inner(result)
+                if once.claim() { inner(result) }
             }
             let timedOut = completion
             schedule(at: now + timeout.wholeNanoseconds, node: target, "\(label) times out") { [self] in
@@ -768,7 +766,13 @@ extension ClusterSimulation {
 
 /// Whether an answer was given (the first of an answer and a timeout wins).
 final class AnsweredOnce {
-    var done = false
+    private var done = false
+
+    /// `true` the first time only.
+    func claim() -> Bool {
+        defer { done = true }
+        return !done
+    }
 }
 
 // MARK: - Event queue

@@ -107,6 +107,9 @@ public final class RuntimeSimulation: @unchecked Sendable {
     private var storeLosingAnswersUntil: Int64 = 0
     private var storeLockTroubleUntil: Int64 = 0
     private var storeSlowUntil: Int64 = 0
+    /// Which store calls race their lease deadline, and who wins: a generator of its own, so
+    /// the other draws are those the seed made without it.
+    private var deadlineRaces: SimulationRandom
     private var storeStalledUntil: Int64 = 0
 
     private var faultsEnd: Int64 { configuration.faultyPhase.wholeNanoseconds }
@@ -127,6 +130,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
             self.placement = [Node.Placement.firstReceiver, .leastLoaded, .consistentHash][Int(draw.next() % 3)]
         }
         self.random = SimulationRandom(seed: configuration.seed)
+        self.deadlineRaces = SimulationRandom(seed: configuration.seed ^ 0x6465_6164_6C69_6E65)
         self.storeClock = SimulatedStoreClock(simulation: self)
         self.network = SimulatedNetwork(simulation: self)
         if configuration.pipelines { self.pipeline = SimulatedPipeline(simulation: self) }
@@ -401,7 +405,20 @@ public final class RuntimeSimulation: @unchecked Sendable {
     ) {
         guard slots[slot].isUp, slots[slot].incarnation == incarnation else { return }
         let cut = now < slots[slot].storeCutUntil
+        let answered = AnsweredOnce()
         schedule(at: max(now + storeLatency(), storeStalledUntil), "store: \(operation)") { [self] in
+            // A slow store keeps the pool's connections busy: now and then one is granted
+            // just as the caller's lease deadline passes, and the two race (as on PostgreSQL).
+            if now < storeSlowUntil, !Self.isRead(operation), deadlineRaces.chance(0.3) {
+                let attempt = StoreAttempt()
+                if deadlineRaces.chance(0.5), attempt.abandon() {
+                    count("store.abandonedAtDeadline")
+                    schedule(at: now, on: slot, incarnation: incarnation, "lease deadline") {
+                        if answered.claim() { answer(.failure(StoreError(.unavailable, "simulated: no connection within the lease timeout"))) }
+                    }
+                }
+                guard attempt.start() else { return }
+            }
             let result: Result<T, StoreError>
             if cut || now < storeFailingUntil {
                 result = .failure(StoreError(.unavailable, "simulated: the store cannot be reached"))
@@ -419,7 +436,9 @@ public final class RuntimeSimulation: @unchecked Sendable {
                     result = applied
                 }
             }
-            schedule(at: now + storeLatency(), on: slot, incarnation: incarnation, "store answer") { answer(result) }
+            schedule(at: now + storeLatency(), on: slot, incarnation: incarnation, "store answer") {
+                if answered.claim() { answer(result) }
+            }
         }
     }
 
@@ -735,3 +754,4 @@ public final class RuntimeSimulation: @unchecked Sendable {
         ready = []
     }
 }
+
