@@ -442,7 +442,7 @@ struct RebalanceCommand: AsyncParsableCommand {
     }
 
     /// Asks every up node for a round and waits until all have made it.
-    private func rebalanceNow(_ store: any ActorStore) async throws {
+    private func rebalanceNow(_ store: any MembershipStore) async throws {
         let before = try await store.nodes(cluster: cluster).filter(\.isAlive)
         guard before.contains(where: { $0.state == .up }) else {
             throw ValidationError("no live node of cluster \(cluster) takes actors: nothing to rebalance")

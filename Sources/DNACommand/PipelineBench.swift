@@ -145,7 +145,7 @@ extension BenchRunner {
     }
 
     /// Until stage three's checkpoints cover `total` records.
-    private func waitUntilConsumed(_ store: any ActorStore, total: Int) async throws {
+    private func waitUntilConsumed(_ store: any StreamStore, total: Int) async throws {
         let deadline = clock.now + .seconds(3600)
         while clock.now < deadline {
             let status = try await store.streamStatus(BenchPipeline.stream(2))
@@ -159,7 +159,7 @@ extension BenchRunner {
     /// Reads the output: duplicates, missing records, and the latencies of records numbered
     /// from `timedFrom` on (from their stamp, taken as they were fed, to their append to the
     /// output stream, as the store recorded it: in the transaction that made it durable).
-    private func check(_ store: any ActorStore, total: Int, timedFrom: Int) async throws -> (duplicates: Int, missing: Int, latencies: [Double]) {
+    private func check(_ store: any StreamStore, total: Int, timedFrom: Int) async throws -> (duplicates: Int, missing: Int, latencies: [Double]) {
         var seen = [UInt8](repeating: 0, count: total)
         var duplicates = 0
         var latencies: [Double] = []

@@ -99,7 +99,7 @@ struct PipelineDemoCommand: AsyncParsableCommand {
     }
 
     /// Readings the second stage has consumed (forwarded by the first).
-    private func consumed(_ store: any ActorStore) async throws -> Int64 {
+    private func consumed(_ store: any StreamStore) async throws -> Int64 {
         let status = try await store.streamStatus(ExamplePipeline.cityReadings)
         return status.partitions.reduce(Int64(0)) { $0 + (status.consumers[CityTotals.kind.name]?[$1.partition] ?? $1.firstSequence) - $1.firstSequence }
     }

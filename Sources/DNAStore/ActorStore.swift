@@ -1,17 +1,24 @@
 /// The one interface between the runtime and a database: node membership, name
-/// registration with epochs, module data, and fenced atomic batch commits.
+/// registration with epochs, module data, and fenced atomic batch commits — the four parts
+/// below, which an engine implements together.
 ///
-/// Engines: ``SQLiteStore`` (embedded, the default) and ``InMemoryStore`` (unit tests only).
+/// Engines: ``SQLiteStore`` (embedded, the default), `PostgresStore` (clusters, in
+/// `DNAPostgres`) and `InMemoryStore` (unit tests and the simulation, in `DNATesting`).
 /// Every engine gives the same guarantees:
-/// - ``activate(_:)`` applies ``ClaimDecision`` atomically: of concurrent claimants
-///   exactly one wins a name at a given epoch.
-/// - ``commit(_:completion:)`` checks, in the same transaction as the writes, that the
-///   batch's registration (owner and epoch) is still the current one; if not, nothing is
-///   written and the error is ``StoreError/Code/fenced``.
+/// - ``OwnershipStore/activate(_:)`` applies ``ClaimDecision`` atomically: of concurrent
+///   claimants exactly one wins a name at a given epoch.
+/// - ``OwnershipStore/commit(_:completion:)`` checks, in the same transaction as the
+///   writes, that the batch's registration (owner and epoch) is still the current one; if
+///   not, nothing is written and the error is ``StoreError/Code/fenced``.
 /// - Liveness is judged by the store's own clock.
-public protocol ActorStore: Sendable {
-    // MARK: Life-cycle
+///
+/// A wrapper (metrics, tracing, faults) implements the parts it changes by forwarding to
+/// the engine it wraps; code that needs one part takes only that part (a tool that reads
+/// streams takes `any StreamStore`).
+public typealias ActorStore = MembershipStore & OwnershipStore & AlarmStore & StreamStore
 
+/// Opening and closing the database: what every part of a store shares.
+public protocol StoreLifecycle: Sendable {
     /// Opens the database (connects, checks or creates the schema). No initialiser of a
     /// store does I/O: this does, once; concurrent and later calls wait for or repeat its
     /// outcome. Operations handed over before it wait for it or fail with
@@ -23,8 +30,23 @@ public protocol ActorStore: Sendable {
     /// makes this way, in its own `run()`.
     func run() async throws(StoreError)
 
-    // MARK: Membership
+    /// Flushes, stops background work and closes the database.
+    func close() async
+}
 
+extension StoreLifecycle {
+    /// Opens, then waits until the task is cancelled, then closes: for engines whose
+    /// background work runs on threads of their own (or that have none).
+    public func run() async throws(StoreError) {
+        try await open()
+        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        await close()
+    }
+}
+
+/// Nodes of a cluster: joining, heartbeats judged by the store's clock, drains and
+/// rebalancing rounds asked by an operator, and forgetting the nodes long gone.
+public protocol MembershipStore: StoreLifecycle {
     /// Adds a node row in state `joining` with a heartbeat at the store's `now`, and the
     /// node's failure timeout (others judge it dead by that, not by their own) and its
     /// labels (see ``NodeRecord/labels``).
@@ -56,8 +78,11 @@ public protocol ActorStore: Sendable {
     /// embedded node that holds the database exclusively, so others are certainly dead.
     func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError)
 
-    // MARK: Registration
+}
 
+/// Names and their data: claims at epochs, hand-overs, releases, and batches committed
+/// atomically and fenced.
+public protocol OwnershipStore: StoreLifecycle {
     /// Claims the name for `request.node` (see ``ClaimDecision``) and, when granted,
     /// returns the actor's stored module data.
     func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome
@@ -74,12 +99,35 @@ public protocol ActorStore: Sendable {
     ///   ``StoreError/Code/outcomeUnknown`` if the store's answer was lost once the hand-over
     ///   was sent (the name may be the target's).
     func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError)
+    /// Registered names, optionally of one kind (`dna status --actors`).
+    func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord]
+
+    /// Commits a batch atomically and fenced; calls `completion` once, on any thread.
+    func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void)
+
+}
+
+extension OwnershipStore {
+    /// Commits a batch atomically and fenced (see ``commit(_:completion:)``).
+    public func commit(_ batch: CommitBatch) async throws(StoreError) {
+        let result: Result<Void, StoreError> = await withUnsafeContinuation { continuation in
+            commit(batch) { continuation.resume(returning: $0) }
+        }
+        try result.get()
+    }
+}
+
+/// Alarms: set and cancelled in an actor's commits (``CommitBatch``), found here when due.
+public protocol AlarmStore: StoreLifecycle {
     /// Alarms due at or before `before` (ms since 1970), the earliest first, at most
     /// `limit`, with the live owner of each actor's name: read through an index on the due
     /// time, not by visiting actors.
     func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm]
-    // MARK: Streams
+}
 
+/// Streams: partitioned logs with retention, appends with producers, consumers'
+/// checkpoints, splits and merges.
+public protocol StreamStore: StoreLifecycle {
     /// Creates a stream of `partitions` partitions (1 to 1,024), each a range of the
     /// key-hash space.
     ///
@@ -142,32 +190,4 @@ public protocol ActorStore: Sendable {
     func trimStreams() async throws(StoreError) -> Int
     /// The stream's partitions: state, key range, first and next sequence, bytes, parents.
     func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus
-    /// Registered names, optionally of one kind (`dna status --actors`).
-    func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord]
-
-    // MARK: Data
-
-    /// Commits a batch atomically and fenced; calls `completion` once, on any thread.
-    func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void)
-
-    /// Flushes, stops background work and closes the database.
-    func close() async
-}
-
-extension ActorStore {
-    /// Opens, then waits until the task is cancelled, then closes: for engines whose
-    /// background work runs on threads of their own (or that have none).
-    public func run() async throws(StoreError) {
-        try await open()
-        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
-        await close()
-    }
-
-    /// Commits a batch atomically and fenced (see ``commit(_:completion:)``).
-    public func commit(_ batch: CommitBatch) async throws(StoreError) {
-        let result: Result<Void, StoreError> = await withUnsafeContinuation { continuation in
-            commit(batch) { continuation.resume(returning: $0) }
-        }
-        try result.get()
-    }
 }

@@ -154,6 +154,26 @@ struct StoreContractTests {
         await store.close()
     }
 
+    /// A wrapper implements what it changes (here: commits refused while a switch is on)
+    /// and forwards the rest to the engine it wraps.
+    @Test(arguments: Engine.allCases)
+    func aStoreWrapperForwardsWhatItDoesNotImplement(engine: Engine) async throws {
+        let (engineStore, cleanup) = try await setUp(engine)
+        defer { cleanup() }
+        let store = RefusingStore(engineStore)
+        let (registration, _) = try granted(try await store.activate(request(nodeA)))
+        #expect(try await store.nodes(cluster: "c").map(\.id).sorted { $0.rawValue < $1.rawValue } == [nodeA, nodeB])
+        let put = [StorageOperation(module: "kv", key: bytes("k"), value: bytes("v"))]
+        store.refusing.withLock { $0 = true }
+        await #expect(throws: StoreError.self) { try await store.commit(CommitBatch(registration: registration, sequence: 1, operations: put)) }
+        store.refusing.withLock { $0 = false }
+        try await store.commit(CommitBatch(registration: registration, sequence: 1, operations: put))
+        try await store.release(registration)
+        let (_, rows) = try granted(try await engineStore.activate(request(nodeB)))
+        #expect(rows == [ModuleRow(module: "kv", key: bytes("k"), value: bytes("v"))])
+        await store.close()
+    }
+
     /// Defect j: rows of nodes gone for longer than the retention are deleted; a node whose
     /// row is gone is told so at its next heartbeat and serves nothing more.
     @Test(arguments: Engine.allCases)
@@ -563,5 +583,18 @@ struct StoreContractTests {
         }
         #expect(error?.code == .invalidName)
         await store.close()
+    }
+}
+
+/// Refuses commits while `refusing` is set; everything else goes to the wrapped engine.
+final class RefusingStore: StoreWrapper {
+    let wrapped: any ActorStore
+    let refusing = Mutex(false)
+
+    init(_ wrapped: any ActorStore) { self.wrapped = wrapped }
+
+    func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
+        if refusing.withLock({ $0 }) { return completion(.failure(StoreError(.unavailable, "refused by the test"))) }
+        wrapped.commit(batch, completion: completion)
     }
 }

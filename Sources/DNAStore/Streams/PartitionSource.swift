@@ -66,10 +66,10 @@ public struct SourceRecord<Position: Sendable>: Sendable {
 public struct StreamSource: PartitionSource {
     public typealias Position = Int64
 
-    public let store: any ActorStore
+    public let store: any StreamStore
     public let stream: StreamName
 
-    public init(store: any ActorStore, stream: StreamName) {
+    public init(store: any StreamStore, stream: StreamName) {
         self.store = store
         self.stream = stream
     }

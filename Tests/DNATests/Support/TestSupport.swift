@@ -91,8 +91,8 @@ func makeNode(
 }
 
 /// A store that can hold commits back (to observe the output gate) and counts them.
-final class GatedStore: ActorStore {
-    let inner: any ActorStore
+final class GatedStore: StoreWrapper {
+    let wrapped: any ActorStore
     private struct State {
         var holding = false
         var held: [(CommitBatch, @Sendable (Result<Void, StoreError>) -> Void)] = []
@@ -105,7 +105,7 @@ final class GatedStore: ActorStore {
     }
     private let state = Mutex(State())
 
-    init(_ inner: any ActorStore) { self.inner = inner }
+    init(_ wrapped: any ActorStore) { self.wrapped = wrapped }
 
     func hold() { state.withLock { $0.holding = true } }
 
@@ -150,7 +150,7 @@ final class GatedStore: ActorStore {
     func committedOrder(of actor: ActorID) -> [UInt8]? { state.withLock { $0.orders[actor] } }
 
     private func forward(_ batch: CommitBatch, _ completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
-        inner.commit(batch) { [self] result in
+        wrapped.commit(batch) { [self] result in
             let writes = batch.operations.filter { !$0.module.hasPrefix("dna.") }.count
             if case .success = result {
                 state.withLock { state in
@@ -176,31 +176,9 @@ final class GatedStore: ActorStore {
         }
     }
 
-    func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String]) async throws(StoreError) {
-        try await inner.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout, labels: labels)
-    }
-    func requestRebalance(cluster: String) async throws(StoreError) -> Int { try await inner.requestRebalance(cluster: cluster) }
-    func rebalanceDone(node: NodeID) async throws(StoreError) { try await inner.rebalanceDone(node: node) }
     func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
         if self.state.withLock({ $0.heartbeatsFail }) { throw StoreError(.unavailable, "heartbeats blocked by the test") }
-        try await inner.heartbeat(node: node, state: state, activations: activations)
-    }
-    func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] { try await inner.nodes(cluster: cluster) }
-    func open() async throws(StoreError) { try await inner.open() }
-    func forgetNodes(cluster: String, goneFor retention: Duration) async throws(StoreError) -> Int {
-        try await inner.forgetNodes(cluster: cluster, goneFor: retention)
-    }
-    func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
-        try await inner.evictOtherNodes(cluster: cluster, keeping: node)
-    }
-    func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome { try await inner.activate(request) }
-    func release(_ registration: Registration) async throws(StoreError) { try await inner.release(registration) }
-    func requestDrain(node: NodeID) async throws(StoreError) { try await inner.requestDrain(node: node) }
-    func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError) {
-        try await inner.handOver(registration, to: target, transientState: transientState)
-    }
-    func createStream(_ stream: StreamName, partitions: Int, retention: StreamRetention) async throws(StoreError) {
-        try await inner.createStream(stream, partitions: partitions, retention: retention)
+        try await wrapped.heartbeat(node: node, state: state, activations: activations)
     }
     func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
         -> [StreamPosition]
@@ -208,7 +186,7 @@ final class GatedStore: ActorStore {
         if state.withLock({ $0.refuseAppendsAfterLoss && $0.appendAnswersToLose == 0 }) {
             throw StoreError(.unavailable, "the store is unreachable (test)")
         }
-        let positions = try await inner.append(records, to: stream, producer: producer)
+        let positions = try await wrapped.append(records, to: stream, producer: producer)
         let lose = state.withLock { state in
             defer { state.appendAnswersToLose = max(0, state.appendAnswersToLose - 1) }
             return state.appendAnswersToLose > 0
@@ -216,33 +194,6 @@ final class GatedStore: ActorStore {
         if lose { throw StoreError(.outcomeUnknown, "the answer was lost (test)") }
         return positions
     }
-    func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError) -> [StreamRecord] {
-        try await inner.readStream(stream, partition: partition, from: sequence, limit: limit)
-    }
-    func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus { try await inner.streamStatus(stream) }
-    func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError) {
-        try await inner.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next)
-    }
-    func trimStreams() async throws(StoreError) -> Int { try await inner.trimStreams() }
-    func registerConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
-        try await inner.registerConsumer(consumer, of: stream)
-    }
-    func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
-        try await inner.forgetConsumer(consumer, of: stream)
-    }
-    func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) async throws(StoreError) -> Int {
-        try await inner.resumeConsumer(consumer, of: stream, partition: partition)
-    }
-    func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
-        try await inner.reshard(stream, operation)
-    }
-    func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
-        try await inner.dueAlarms(before: before, limit: limit)
-    }
-    func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
-        try await inner.registrations(kind: kind, limit: limit)
-    }
-    func close() async { await inner.close() }
 }
 
 /// A value shared between a test and the tasks it starts.
