@@ -16,7 +16,12 @@ let package = Package(
         // For users' tests: the in-memory store, a test clock, a cluster in one process, a
         // private PostgreSQL server, and the deterministic cluster simulation.
         .library(name: "DNATesting", targets: ["DNATesting"]),
+        // The operator's command: nodes, status, drains, rebalancing, streams.
         .executable(name: "dna", targets: ["DNACommand"]),
+        // Benchmarks against raw engines in the same run, with their baselines and demos.
+        .executable(name: "dna-bench", targets: ["DNABench"]),
+        // The deterministic cluster simulation over many seeds.
+        .executable(name: "dna-simulate", targets: ["DNASimulate"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -102,9 +107,9 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
-        // malloc's count of heap in use, for `dna bench --scenario memory`.
+        // malloc's count of heap in use, for `dna-bench --scenario memory`.
         .target(name: "CHeapInfo"),
-        // The built-in example actors (the KV actor that `dna bench` drives).
+        // The built-in example actors (the KV actor that `dna-bench` drives).
         .target(name: "DNAExamples", dependencies: ["DNA"]),
         // The metrics and health endpoint (NIO HTTP/1.1), a `Service` beside the node.
         .target(
@@ -119,23 +124,57 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // Layer 5: the `dna` command line, and every benchmark with its baselines.
+        // What the command-line tools share: the store argument, the secret, logging, TLS.
+        .target(
+            name: "DNACommandSupport",
+            dependencies: [
+                "DNA",
+                "DNAPostgres",
+                "DNATLS",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Layer 5: the `dna` command an operator deploys (no test servers, no baselines).
         .executableTarget(
             name: "DNACommand",
             dependencies: [
                 "DNA",
                 "DNAPostgres",
                 "DNATLS",
-                "DNATesting",
                 "DNAExamples",
                 "DNATransport",
                 "DNAPrometheus",
-                "CHeapInfo",
+                "DNACommandSupport",
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // `dna-bench`: every benchmark with its baselines (raw SQLite, PostgreSQL, the transport).
+        .executableTarget(
+            name: "DNABench",
+            dependencies: [
+                "DNA",
+                "DNAPostgres",
+                "DNATesting",
+                "DNAExamples",
+                "DNATransport",
+                "DNACommandSupport",
+                "CHeapInfo",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // `dna-simulate`: the cluster simulation of `DNATesting` from the command line.
+        .executableTarget(
+            name: "DNASimulate",
+            dependencies: [
+                "DNA",
+                "DNATesting",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
@@ -158,7 +197,8 @@ let package = Package(
         .testTarget(
             name: "DNATests",
             dependencies: [
-                "DNA", "DNAExamples", "DNAPostgres", "DNATLS", "DNATesting", "DNACommand", "DNATestCertificates", "DNAPrometheus",
+                "DNA", "DNAExamples", "DNAPostgres", "DNATLS", "DNATesting", "DNACommand", "DNABench", "DNASimulate", "DNATestCertificates",
+                "DNAPrometheus",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

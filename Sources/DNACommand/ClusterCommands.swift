@@ -1,3 +1,4 @@
+import DNACommandSupport
 import ArgumentParser
 import DNA
 import DNAExamples
@@ -9,105 +10,6 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
-
-/// The cluster secret, from `DNA_CLUSTER_SECRET` (never from the command line, where `ps`
-/// would show it).
-func clusterSecret() throws -> [UInt8] {
-    guard let secret = ProcessInfo.processInfo.environment["DNA_CLUSTER_SECRET"], !secret.isEmpty else {
-        throw ValidationError("set DNA_CLUSTER_SECRET to the cluster's shared secret (at least 16 bytes)")
-    }
-    guard secret.utf8.count >= 16 else { throw ValidationError("DNA_CLUSTER_SECRET must be at least 16 bytes") }
-    return Array(secret.utf8)
-}
-
-func bootstrapLogging(_ level: String) throws {
-    guard let level = Logger.Level(rawValue: level) else {
-        throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
-    }
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
-    }
-}
-
-/// Where a command finds the cluster: the store and the cluster name, shared by the
-/// commands that take them.
-struct StoreLocation: ParsableArguments {
-    @Option(
-        help: """
-            The store: postgres://USER@HOST:PORT/DB, or sqlite:PATH (shared by the nodes of one machine). \
-            Default: $DNA_STORE, which keeps a password off the command line.
-            """)
-    var store: String?
-
-    @Option(help: "The cluster name.")
-    var cluster: String = "local"
-
-    mutating func validate() throws {
-        if store == nil { store = ProcessInfo.processInfo.environment["DNA_STORE"] }
-        guard let store, !store.isEmpty else { throw ValidationError("name the store with --store or DNA_STORE") }
-    }
-}
-
-/// A store given as text, as `dna` takes it: `sqlite:PATH` (or a bare path) or `postgres://…`.
-enum StoreArgument {
-    case sqlite(path: String)
-    case postgres(url: String)
-
-    init(_ text: String) {
-        if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
-            self = .postgres(url: text)
-        } else if text.hasPrefix("sqlite:") {
-            self = .sqlite(path: String(text.dropFirst("sqlite:".count)))
-        } else {
-            self = .sqlite(path: text)
-        }
-    }
-
-    var choice: Node.StoreChoice { choice(synchronous: .normal) }
-
-    /// `synchronous`: for an SQLite file, what an acknowledged write survives.
-    func choice(synchronous: SQLiteStore.Configuration.Synchronous) -> Node.StoreChoice {
-        switch self {
-        case .sqlite(let path): .sqlite(path: path, synchronous: synchronous)
-        case .postgres(let url): .postgres(url: url)
-        }
-    }
-}
-
-/// `HOST:PORT` to listen on; unlike a peer's address, port 0 (pick a free one) is allowed.
-func listenAddress(_ text: String) throws -> PeerAddress {
-    if text.hasSuffix(":0") {
-        let host = String(text.dropLast(2))
-        _ = try PeerAddress(parsing: host + ":1")  // validates the host part
-        return PeerAddress(host: host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host, port: 0)
-    }
-    return try PeerAddress(parsing: text)
-}
-
-/// Mutual TLS between nodes (and clients) from PEM files: all three, or none.
-struct TLSOptions: ParsableArguments {
-    @Option(help: "This node's (or client's) TLS certificate chain, PEM. With --tls-key and --tls-ca.")
-    var tlsCertificate: String?
-
-    @Option(help: "The private key of --tls-certificate, PEM.")
-    var tlsKey: String?
-
-    @Option(help: "The cluster's CA certificate(s), PEM: peers must present a certificate it signed.")
-    var tlsCa: String?
-
-    func configuration() throws -> (any TransportSecurity)? {
-        switch (tlsCertificate, tlsKey, tlsCa) {
-        case (nil, nil, nil):
-            return nil
-        case (let certificate?, let key?, let ca?):
-            return try TransportTLSConfiguration.mutual(certificateChain: certificate, privateKey: key, trustRoots: ca)
-        default:
-            throw ValidationError("--tls-certificate, --tls-key and --tls-ca go together")
-        }
-    }
-}
 
 struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -274,36 +176,6 @@ struct StatusCommand: AsyncParsableCommand {
         }
     }
 
-}
-
-/// Runs `body` with the store `text` names (`postgres://…` or `sqlite:PATH`), which must
-/// exist already; an SQLite file is opened shared, beside the nodes using it.
-/// With `creating`, a missing SQLite file is made (`dna stream create` on a new store).
-func withExistingStore(
-    _ text: String, creating: Bool = false, _ body: @escaping @Sendable (any ActorStore) async throws -> Void
-) async throws {
-    switch StoreArgument(text) {
-    case .postgres(let url):
-        try await PostgresStore(configuration: .init(url: url)).withRunning { store in try await body(store) }
-    case .sqlite(let path):
-        guard creating || FileManager.default.fileExists(atPath: path) else { throw ValidationError("no database at \(path)") }
-        var configuration = SQLiteStore.Configuration(path: path)
-        configuration.sharing = .shared
-        let store = SQLiteStore(configuration: configuration)
-        try await store.open()
-        do {
-            try await body(store)
-        } catch {
-            await store.close()
-            throw error
-        }
-        await store.close()
-    }
-}
-
-/// `text` left-aligned in `width` columns (at least one space after it).
-func pad(_ text: String, _ width: Int) -> String {
-    text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
 }
 
 struct DrainCommand: AsyncParsableCommand {

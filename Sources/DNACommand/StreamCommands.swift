@@ -1,3 +1,4 @@
+import DNACommandSupport
 import ArgumentParser
 import DNA
 import Foundation

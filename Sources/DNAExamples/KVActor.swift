@@ -1,6 +1,6 @@
 import DNA
 
-/// The built-in example actor: a string key-value map. `dna bench` and `dna kv` use it.
+/// The built-in example actor: a string key-value map. `dna-bench` and `dna kv` use it.
 public final class KVActor: DurableActor {
     public static let kind: ActorKind = "kv"
 

@@ -6,7 +6,7 @@ import DNA
 /// `"<city>:<amount>"`. ``DeviceTotals`` keeps each device's count and sum and forwards the
 /// amount to the stream `city-readings`, keyed by the city; ``CityTotals`` keeps each
 /// city's count and sum. Each stage's state, its output and its checkpoint commit
-/// together, so the totals are exact across node failures. `dna pipeline-demo` runs it.
+/// together, so the totals are exact across node failures. `dna-bench pipeline-demo` runs it.
 public enum ExamplePipeline {
     public static let readings = StreamName(name: "readings")
     public static let cityReadings = StreamName(name: "city-readings")

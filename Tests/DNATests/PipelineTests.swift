@@ -536,7 +536,7 @@ struct StageOrderTests {
         #expect(StageOrder.isFinished(never, in: status, consumer: "other"))
     }
 
-    /// Found by the runtime simulation with pipelines (`dna simulate --pipelines --seed
+    /// Found by the runtime simulation with pipelines (`dna-simulate --pipelines --seed
     /// 1029`): p0 and p1 merged into p2, split at once into p3 and p4; p2 never held a record,
     /// so its checkpoint was at its end, and p4's consumer copied new records of a key while
     /// an older record of that key still waited in p1.

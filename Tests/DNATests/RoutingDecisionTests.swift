@@ -45,7 +45,7 @@ struct RoutingDecisionTests {
         return steps
     }
 
-    /// Found by `dna simulate --placement consistent-hash --seed 20`: the hash named c, c's
+    /// Found by `dna-simulate --placement consistent-hash --seed 20`: the hash named c, c's
     /// claim found the name owned here, and the message went to and fro until its hops ran out.
     @Test("consistent hashing: a message from the very node the name hashes to is claimed here")
     func hashedNodeSentItBack() {

@@ -4,7 +4,7 @@ import Testing
 
 @testable import DNA
 
-/// The simulation that runs real nodes: a slice of what `dna simulate` runs at scale, and
+/// The simulation that runs real nodes: a slice of what `dna-simulate` runs at scale, and
 /// the checks it makes, on histories written by hand.
 @Suite("Runtime simulation")
 struct RuntimeSimulationTests {
@@ -47,12 +47,12 @@ struct RuntimeSimulationTests {
         #expect((result.counters["migration.moved"] ?? 0) > 0, "actors moved: \(result.counters)")
     }
 
-    /// Runs `dna simulate` (the package's own build) with deterministic hashing, so the seed
+    /// Runs `dna-simulate` (the package's own build) with deterministic hashing, so the seed
     /// follows the path it followed when it found a defect.
     static func replay(_ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: NodeProcess.executable)
-        process.arguments = ["simulate", "--parallel", "1"] + arguments
+        process.executableURL = URL(fileURLWithPath: NodeProcess.tool("dna-simulate"))
+        process.arguments = ["--parallel", "1"] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFT_DETERMINISTIC_HASHING"] = "1"
         process.environment = environment

@@ -2,7 +2,7 @@ import DNATesting
 import Foundation
 import Testing
 
-/// The deterministic cluster simulation, a slice of what `dna simulate` runs at scale.
+/// The deterministic cluster simulation, a slice of what `dna-simulate` runs at scale.
 @Suite("Cluster simulation")
 struct SimulationTests {
     static func run(_ seeds: ClosedRange<UInt64>, nodes: Int) -> [String] {
@@ -12,7 +12,7 @@ struct SimulationTests {
             configuration.nodes = nodes
             let result = ClusterSimulation(configuration).run()
             if let violation = result.violations.first {
-                failures.append("seed \(seed): \(violation) — replay with dna simulate --seed \(seed) --nodes \(nodes) --trace")
+                failures.append("seed \(seed): \(violation) — replay with dna-simulate --seed \(seed) --nodes \(nodes) --trace")
             }
         }
         return failures

@@ -52,7 +52,7 @@ struct StreamCommandTests {
     @Test func thePipelineDemoTotalsItsReadingsAndStatusShowsItsConsumers() async throws {
         let directory = try TemporaryDirectory()
         let store = "sqlite:" + directory.databasePath
-        let demo = try runDNA(["pipeline-demo", "--store", store, "--readings", "3000", "--devices", "40"])
+        let demo = try runDNA(["pipeline-demo", "--store", store, "--readings", "3000", "--devices", "40"], tool: "dna-bench")
         #expect(demo.status == 0, "\(demo.error)")
         #expect(demo.output.contains("fed 3000 readings from 40 devices"), "\(demo.output)")
         #expect(demo.output.contains("totals match the readings fed: yes"), "\(demo.output)")
@@ -63,7 +63,7 @@ struct StreamCommandTests {
         #expect(rows.allSatisfy { $0.split(separator: " ", omittingEmptySubsequences: true)[3] == "0" }, "no lag: \(status.output)")
         let resume = try runDNA(["stream", "resume", "--store", store, "readings", "--consumer", "device-totals"])
         #expect(resume.status == 0 && resume.output.contains("no parked partition"), "\(resume.output)\(resume.error)")
-        let bad = try runDNA(["pipeline-demo", "--store", store, "--readings", "0"])
+        let bad = try runDNA(["pipeline-demo", "--store", store, "--readings", "0"], tool: "dna-bench")
         #expect(bad.status != 0 && bad.error.contains("--readings and --devices must be more than 0"), "\(bad.error)")
     }
 }

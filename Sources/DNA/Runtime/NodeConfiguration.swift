@@ -117,12 +117,12 @@ extension Node {
         /// encoded request or response. Default 16 MiB.
         public var maxFrameSize: Int = 16 << 20
         /// The most messages one batch takes from a mailbox before committing. Default 256,
-        /// chosen by `dna bench` (see the README): larger batches gain little throughput
+        /// chosen by `dna-bench` (see the README): larger batches gain little throughput
         /// and hold calls longer.
         public var maxBatch: Int = 256
         /// How many batches of one activation may be on their way to the store at once, so
         /// the actor handles the next batch while earlier ones commit. Default 16, chosen by
-        /// `dna bench`: the store commits what is queued as one group, and with 4 the actor
+        /// `dna-bench`: the store commits what is queued as one group, and with 4 the actor
         /// often waited for a whole group to finish before it could hand over the next
         /// batch, leaving the store idle meanwhile.
         public var commitPipelineDepth: Int = 16

@@ -34,7 +34,7 @@ public struct SimulationConfiguration: Sendable {
     /// Where the runtime engine's nodes place actors (`Node.Configuration.placement`);
     /// `nil`: drawn per seed (first receiver, least loaded or consistent hash).
     public var placement: Node.Placement? = .firstReceiver
-    /// Keep a line per event (for `dna simulate --trace`).
+    /// Keep a line per event (for `dna-simulate --trace`).
     public var trace = false
 
     public init(seed: UInt64) { self.seed = seed }

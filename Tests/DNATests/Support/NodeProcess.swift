@@ -10,13 +10,16 @@ final class NodeProcess: @unchecked Sendable {
     let address: PeerAddress
 
     /// The `dna` executable next to the test bundle (`swift build` / `swift test` build it).
-    static var executable: String {
+    static var executable: String { tool("dna") }
+
+    /// One of the package's executables (`dna`, `dna-bench`, `dna-simulate`) next to the test bundle.
+    static func tool(_ name: String) -> String {
         let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for candidate in [bundleDirectory, bundleDirectory.deletingLastPathComponent()] {
-            let path = candidate.appendingPathComponent("dna").path
+            let path = candidate.appendingPathComponent(name).path
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
-        return bundleDirectory.appendingPathComponent("dna").path
+        return bundleDirectory.appendingPathComponent(name).path
     }
 
     /// Starts a node and waits until it prints that it listens.
@@ -116,9 +119,9 @@ final class NodeProcess: @unchecked Sendable {
 }
 
 /// Runs the package's `dna` with `arguments`; its exit status, standard output and error.
-func runDNA(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+func runDNA(_ arguments: [String], tool: String = "dna") throws -> (status: Int32, output: String, error: String) {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: NodeProcess.executable)
+    process.executableURL = URL(fileURLWithPath: NodeProcess.tool(tool))
     process.arguments = arguments
     let output = Pipe()
     let error = Pipe()

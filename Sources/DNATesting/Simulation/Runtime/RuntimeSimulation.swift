@@ -23,7 +23,7 @@ import Logging
 /// still running was answered.
 ///
 /// For a replay to follow the same path, run the process with `SWIFT_DETERMINISTIC_HASHING=1`
-/// (the runtime iterates dictionaries; `dna simulate` sets it).
+/// (the runtime iterates dictionaries; `dna-simulate` sets it).
 public final class RuntimeSimulation: @unchecked Sendable {
     static let port = 7400
     /// The dates of the simulation's clocks start here (2027-01-15).

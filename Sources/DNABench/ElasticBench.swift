@@ -4,7 +4,7 @@ import DNATesting
 import Foundation
 import Synchronization
 
-/// The elastic-cluster scenarios of `dna bench`: a drain and a rebalance under a steady
+/// The elastic-cluster scenarios of `dna-bench`: a drain and a rebalance under a steady
 /// call load, three nodes in this process on one SQLite file.
 extension BenchRunner {
     /// A steady load of calls: `lanes` callers, each on one of `nodes` in turn, each owning

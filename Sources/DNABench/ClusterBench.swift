@@ -5,7 +5,7 @@ import DNAPostgres
 import DNATransport
 import Foundation
 
-/// The cluster scenarios of `dna bench`: calls between two nodes, failover after SIGKILL,
+/// The cluster scenarios of `dna-bench`: calls between two nodes, failover after SIGKILL,
 /// and the seed on PostgreSQL against raw PostgreSQL.
 extension BenchRunner {
     static let benchSecret = Array("dna-bench-secret-\(UInt64.random(in: 0...UInt64.max))".utf8)
@@ -173,7 +173,9 @@ struct ChildNode {
 
     static func start(store: String, failureTimeout: Double, arguments extra: [String] = []) async throws -> ChildNode {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        // `dna node`, built beside this executable.
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("dna")
         process.arguments = [
             "node", "--store", store, "--cluster", "bench", "--listen", "127.0.0.1:0", "--failure-timeout", "\(failureTimeout)",
             "--log-level", "error",

@@ -1,3 +1,4 @@
+import DNACommandSupport
 import ArgumentParser
 import DNA
 import DNAExamples
@@ -5,7 +6,7 @@ import DNAPostgres
 import DNATesting
 import Foundation
 
-/// `dna pipeline-demo`: the example pipeline (readings → totals per device → totals per
+/// `dna-bench pipeline-demo`: the example pipeline (readings → totals per device → totals per
 /// city) on one node, fed and checked.
 struct PipelineDemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -4,7 +4,7 @@ import DNAExamples
 import CHeapInfo
 import Foundation
 
-/// The scenarios of `dna bench`. Each runs DNA on the embedded store and, where the issue
+/// The scenarios of `dna-bench`. Each runs DNA on the embedded store and, where the issue
 /// asks for a ratio, the raw SQLite baseline in the same run.
 struct BenchRunner {
     var root: String

@@ -6,7 +6,7 @@ import Synchronization
 
 struct SimulateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "simulate",
+        commandName: "dna-simulate",
         abstract: "Run the deterministic cluster simulation over many seeds; stop at the first violation and print its seed.",
         discussion: """
             Each seed runs N real nodes (`--engine runtime`, the default: Node, Activation and their machines, over a \
@@ -180,7 +180,7 @@ struct SimulateCommand: ParsableCommand {
                 }
                 runner.stop()
                 print(
-                    "replay: dna simulate --engine \(engine.rawValue) --seed \(result.seed) --nodes \(nodes) --actors \(actors) --seconds \(seconds)\(noCrashes ? " --no-crashes" : "")\(pipelines ? " --pipelines" : "")\(placement != .firstReceiver ? " --placement \(placement.rawValue)" : "") --trace"
+                    "replay: dna-simulate --engine \(engine.rawValue) --seed \(result.seed) --nodes \(nodes) --actors \(actors) --seconds \(seconds)\(noCrashes ? " --no-crashes" : "")\(pipelines ? " --pipelines" : "")\(placement != .firstReceiver ? " --placement \(placement.rawValue)" : "") --trace"
                 )
                 throw ExitCode(1)
             }

@@ -4,7 +4,7 @@ import Synchronization
 
 /// Measures the transport on loopback: two transports in this process, one echoing.
 ///
-/// For `dna bench`; not used by the runtime.
+/// For `dna-bench`; not used by the runtime.
 enum TransportBenchmark {
     /// What ``run(requests:payloadSize:latencySamples:window:)`` measured.
     struct Result: Sendable, CustomStringConvertible {
