@@ -13,6 +13,9 @@ let package = Package(
         .library(name: "DNATLS", targets: ["DNATLS"]),
         // Operations over HTTP: Prometheus metrics (swift-prometheus) and health probes.
         .library(name: "DNAPrometheus", targets: ["DNAPrometheus"]),
+        // For writing a store engine: `@_spi(StoreEngine) import DNAStore` adds the rules
+        // every engine applies (ClaimDecision, the Stream*Rule enums) to what `DNA` exports.
+        .library(name: "DNAStore", targets: ["DNAStore"]),
         // For users' tests: the in-memory store, a test clock, a cluster in one process, a
         // private PostgreSQL server, and the deterministic cluster simulation.
         .library(name: "DNATesting", targets: ["DNATesting"]),

@@ -1,3 +1,4 @@
+import DNAStore
 import DNA
 import DNATesting
 import DNAExamples

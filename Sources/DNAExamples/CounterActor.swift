@@ -2,26 +2,26 @@ import DNA
 
 /// A built-in example actor: a durable counter that also counts its own activations in its
 /// storage, so a test (or an operator) can tell that a name never ran twice at once.
-public final class CounterActor: DurableActor {
-    public static let kind: ActorKind = "counter"
+package final class CounterActor: DurableActor {
+    package static let kind: ActorKind = "counter"
 
     /// Adds `amount`; answers the new total once durable.
-    public struct Add: ActorRequest {
-        public typealias Response = Int
-        public var amount: Int
-        public init(amount: Int) { self.amount = amount }
+    package struct Add: ActorRequest {
+        package typealias Response = Int
+        package var amount: Int
+        package init(amount: Int) { self.amount = amount }
     }
 
     /// Where the counter runs, its total and how often it was activated.
-    public struct Info: ActorRequest {
-        public typealias Response = Report
-        public init() {}
+    package struct Info: ActorRequest {
+        package typealias Response = Report
+        package init() {}
     }
 
-    public struct Report: Codable, Sendable, Equatable {
-        public var node: String
-        public var activations: Int
-        public var total: Int
+    package struct Report: Codable, Sendable, Equatable {
+        package var node: String
+        package var activations: Int
+        package var total: Int
     }
 
     struct State: Codable, Sendable {
@@ -32,7 +32,7 @@ public final class CounterActor: DurableActor {
     let state: Value<State>
     let node: String
 
-    public init(context: ActorContext) async throws {
+    package init(context: ActorContext) async throws {
         state = try context.value("state", default: State())
         var updated = state.value
         updated.activations += 1
@@ -40,7 +40,7 @@ public final class CounterActor: DurableActor {
         node = context.nodeID.rawValue
     }
 
-    public static func handlers(_ h: inout Handlers<CounterActor>) {
+    package static func handlers(_ h: inout Handlers<CounterActor>) {
         h.on(Add.self) { actor, add, _ in
             var updated = actor.state.value
             updated.total += add.amount

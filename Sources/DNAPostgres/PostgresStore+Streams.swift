@@ -1,3 +1,4 @@
+@_spi(StoreEngine) import DNAStore
 import DNAStore
 import Logging
 import NIOCore

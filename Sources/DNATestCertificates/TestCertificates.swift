@@ -3,8 +3,8 @@ import Foundation
 /// Test certificates (P-256, valid until 2126): a CA, a node certificate it signed for
 /// `localhost` and `127.0.0.1`, and an unrelated self-signed one. Made with openssl for
 /// these tests only.
-public enum TestCertificates {
-    public static let ca = """
+package enum TestCertificates {
+    package static let ca = """
 -----BEGIN CERTIFICATE-----
 MIIBgzCCASmgAwIBAgIULrnc9MvsdA4f4q8fpb7AeUEf4X0wCgYIKoZIzj0EAwIw
 FjEUMBIGA1UEAwwLRE5BIHRlc3QgQ0EwIBcNMjYxMTIyMDczNzE2WhgPMjEyNjEw
@@ -18,7 +18,7 @@ wjqpdDrc8Q==
 -----END CERTIFICATE-----
 """
 
-    public static let node = """
+    package static let node = """
 -----BEGIN CERTIFICATE-----
 MIIBxTCCAWugAwIBAgIUOmfedPUTu1SW3KfCw1TWkLE1PL8wCgYIKoZIzj0EAwIw
 FjEUMBIGA1UEAwwLRE5BIHRlc3QgQ0EwIBcNMjYxMTIyMDczNzE3WhgPMjEyNjEw
@@ -33,7 +33,7 @@ dvSeqtUtlwJiJak3YvQSPN2zuONJxhWmMQ==
 -----END CERTIFICATE-----
 """
 
-    public static let nodeKey = """
+    package static let nodeKey = """
 -----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg+kZYi12PP0sPO2yG
 PEf6zLf4IEyKAOW6MaMxao8SxjqhRANCAAR7BTexT1XGOALSjKxp7ikScJzjFm0T
@@ -41,7 +41,7 @@ t3QTNT9SAV7L/AB1bTVldftdI6M6+IYkKjyrnAY+tiJQeB9DMHbFsnBy
 -----END PRIVATE KEY-----
 """
 
-    public static let other = """
+    package static let other = """
 -----BEGIN CERTIFICATE-----
 MIIBmTCCAUGgAwIBAgIUZpaL4nVZ6Vn6L1RLcvWTNnb5tIcwCgYIKoZIzj0EAwIw
 FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMjA3MzcxN1oYDzIxMjYxMDI5
@@ -55,7 +55,7 @@ zj0EAwIDRgAwQwIfcGhRBzeMEmgGopId4x795Ukdm/YeFLflZhBxD/gjewIgeFdX
 -----END CERTIFICATE-----
 """
 
-    public static let otherKey = """
+    package static let otherKey = """
 -----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgXtgLjHxaZFtOz0vR
 t/pFSXtcuiaOOezoVAaDEXi/0vKhRANCAAQ9ERGcplqxtML7opJz9NJf8LTuKW9j
@@ -64,14 +64,14 @@ e4S3SpUnDXXz5cHv3ixrBdIcvRHqj3jjxADeYPR9rgDWLqwjh5vYxdvb
 """
 
     /// Paths of PEM files holding the CA, the node certificate and its key.
-    public struct Files: Sendable {
-        public let ca: String
-        public let certificate: String
-        public let key: String
+    package struct Files: Sendable {
+        package let ca: String
+        package let certificate: String
+        package let key: String
     }
 
     /// Writes the CA, node certificate and key into `directory`.
-    public static func write(to directory: String) throws -> Files {
+    package static func write(to directory: String) throws -> Files {
         let files = Files(ca: directory + "/ca.pem", certificate: directory + "/node.pem", key: directory + "/node-key.pem")
         try ca.write(toFile: files.ca, atomically: true, encoding: .utf8)
         try node.write(toFile: files.certificate, atomically: true, encoding: .utf8)

@@ -8,54 +8,54 @@ import Synchronization
 
 /// How a node's transport listens, authenticates and connects. Every setting has a
 /// documented default.
-public struct TransportConfiguration: Sendable {
+package struct TransportConfiguration: Sendable {
     /// The cluster name; a peer of another cluster is refused in the handshake.
-    public var cluster: String
+    package var cluster: String
     /// This node's identity (a `NodeID`'s raw value), told to peers in the handshake.
-    public var nodeID: String
+    package var nodeID: String
     /// The shared cluster secret. Never sent: the handshake proves knowledge of it with
     /// HMAC-SHA256 over both sides' nonces. At least 16 bytes.
-    public var secret: [UInt8]
+    package var secret: [UInt8]
     /// Where to listen. Default `127.0.0.1`.
-    public var host: String = "127.0.0.1"
+    package var host: String = "127.0.0.1"
     /// Port to listen on; 0 picks a free one (see ``ClusterTransport/start()``). Default 0.
-    public var port: Int = 0
+    package var port: Int = 0
     /// The largest frame accepted or sent, in bytes. Default 16 MiB.
-    public var maxFrameSize: Int = 16 << 20
+    package var maxFrameSize: Int = 16 << 20
     /// The most connections peers opened to this node that have not completed the
     /// handshake yet; one more is closed at once. Bounds what unauthenticated peers can
     /// hold (each waits at most ``handshakeTimeout``). Default 64.
-    public var maxUnauthenticatedConnections = 64
+    package var maxUnauthenticatedConnections = 64
     /// How long a handshake may take before the connection is closed. Default 5 s.
-    public var handshakeTimeout: Duration = .seconds(5)
+    package var handshakeTimeout: Duration = .seconds(5)
     /// How long a connection attempt may take. Default 2 s.
-    public var connectTimeout: Duration = .seconds(2)
+    package var connectTimeout: Duration = .seconds(2)
     /// First wait before reconnecting after a failed connection; doubles up to
     /// ``reconnectMaxDelay``. Default 50 ms.
-    public var reconnectInitialDelay: Duration = .milliseconds(50)
+    package var reconnectInitialDelay: Duration = .milliseconds(50)
     /// Longest wait between reconnection attempts. Default 2 s.
-    public var reconnectMaxDelay: Duration = .seconds(2)
+    package var reconnectMaxDelay: Duration = .seconds(2)
     /// The shortest time between two flushes of a link that is streaming (its last flush
     /// carried several requests): a stream of casts goes out in large writes instead of
     /// one wake-up and one syscall every few messages. A link whose flushes carry one
     /// request at a time (sequential calls) flushes at once, however short the round trip.
     /// Default 100 µs; `.zero` flushes every event-loop tick.
-    public var flushWindow: Duration = .microseconds(100)
+    package var flushWindow: Duration = .microseconds(100)
     /// The most bytes of requests one link holds that the peer has not taken yet (queued
     /// while connecting, or while the connection is not writable because the peer reads
     /// slower than we send). A send past it is refused at once with
     /// ``TransportError/Code/overloaded`` and nothing is queued, so a slow or stopped peer
     /// cannot make a sender use unbounded memory. Default 64 MiB.
-    public var maxQueuedBytes: Int = 64 << 20
-    public var logger: Logger = Logger(label: "dna.transport")
+    package var maxQueuedBytes: Int = 64 << 20
+    package var logger: Logger = Logger(label: "dna.transport")
     /// Numbers the requests this node sends (see ``WireRequest/sequence``); a node shares
     /// it with its local mailboxes. Default: one of the transport's own.
-    public var sequencer = RequestSequencer()
+    package var sequencer = RequestSequencer()
     /// TLS for every connection, listener and outgoing; `nil` (the default) is plain TCP.
     /// The DNA handshake runs inside TLS either way.
-    public var tls: (any TransportSecurity)? = nil
+    package var tls: (any TransportSecurity)? = nil
 
-    public init(cluster: String, nodeID: String, secret: [UInt8]) {
+    package init(cluster: String, nodeID: String, secret: [UInt8]) {
         self.cluster = cluster
         self.nodeID = nodeID
         self.secret = secret
@@ -102,36 +102,36 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A request from one node to an actor hosted (or to be placed) on another.
-public struct WireRequest: Sendable, Equatable {
+package struct WireRequest: Sendable, Equatable {
     /// Unique per sending node; the response carries it back. 0 for a cast.
-    public var id: UInt64
+    package var id: UInt64
     /// `false` for a cast: no response is sent.
-    public var expectsReply: Bool
+    package var expectsReply: Bool
     /// How many times this request was forwarded already.
-    public var hops: UInt8
-    public var namespace: String
-    public var kind: String
-    public var key: String
+    package var hops: UInt8
+    package var namespace: String
+    package var kind: String
+    package var key: String
     /// The request type's registered name (`ActorRequest.requestName`).
-    public var requestName: String
+    package var requestName: String
     /// The encoded request.
-    public var payload: [UInt8]
+    package var payload: [UInt8]
     /// The node the request comes from, when it is not the node that sends it on this
     /// connection (a request forwarded on behalf of another); empty: the sender itself.
-    public var origin: String
+    package var origin: String
     /// Numbers the requests of the origin in the order it sent them (0: the link numbers
     /// it when it queues it). An activation handles a request only if it is later than
     /// every request of the same origin it handled, so a request that was overtaken on
     /// another route is refused instead of handled out of order.
-    public var sequence: UInt64
+    package var sequence: UInt64
     /// The caller's trace context (swift-distributed-tracing's carrier, as `key=value`
     /// lines), empty when the caller does not trace. At most ``maxTraceContextSize`` bytes.
-    public var traceContext: String
+    package var traceContext: String
 
     /// The most bytes a request's trace context may take.
-    public static let maxTraceContextSize = 4096
+    package static let maxTraceContextSize = 4096
 
-    public init(
+    package init(
         id: UInt64, expectsReply: Bool, hops: UInt8, namespace: String, kind: String, key: String,
         requestName: String, payload: [UInt8], origin: String = "", sequence: UInt64 = 0, traceContext: String = ""
     ) {
@@ -150,13 +150,13 @@ public struct WireRequest: Sendable, Equatable {
 }
 
 /// An error carried back to the caller's node.
-public struct WireError: Sendable, Equatable, Error {
+package struct WireError: Sendable, Equatable, Error {
     /// A stable code (a `DNAError.Code` name).
-    public var code: String
-    public var message: String
-    public var retryable: Bool
+    package var code: String
+    package var message: String
+    package var retryable: Bool
 
-    public init(code: String, message: String, retryable: Bool) {
+    package init(code: String, message: String, retryable: Bool) {
         self.code = code
         self.message = message
         self.retryable = retryable
@@ -164,12 +164,12 @@ public struct WireError: Sendable, Equatable, Error {
 }
 
 /// The answer to a ``WireRequest`` that expects one.
-public struct WireResponse: Sendable, Equatable {
-    public var id: UInt64
+package struct WireResponse: Sendable, Equatable {
+    package var id: UInt64
     /// The encoded response, or the error.
-    public var result: Result<[UInt8], WireError>
+    package var result: Result<[UInt8], WireError>
 
-    public init(id: UInt64, result: Result<[UInt8], WireError>) {
+    package init(id: UInt64, result: Result<[UInt8], WireError>) {
         self.id = id
         self.result = result
     }
@@ -213,7 +213,7 @@ public struct TransportError: Error, Sendable, CustomStringConvertible, Equatabl
 ///
 /// One sink serves every request of a connection. A response larger than
 /// ``TransportConfiguration/maxFrameSize`` is replaced by a `payloadTooLarge` ``WireError``.
-public final class ResponseSink: Sendable {
+package final class ResponseSink: Sendable {
     private enum Writer {
         case connection(InboundWriter)
         /// Another transport's (the simulation's).
@@ -236,10 +236,10 @@ public final class ResponseSink: Sendable {
     }
 
     /// The authenticated peer's node id (from the handshake).
-    public var peerNodeID: String { authenticatedPeer }
+    package var peerNodeID: String { authenticatedPeer }
     /// Queues `response`; writes are coalesced per event-loop tick. Dropped if the
     /// connection has closed.
-    public func send(_ response: WireResponse) {
+    package func send(_ response: WireResponse) {
         switch writer {
         case .connection(let writer): writer.send(response)
         case .other(let send): send(response)
@@ -265,7 +265,7 @@ extension ClusterTransport: NodeTransport {}
 
 /// What the transport hands to its owner (the node). Called on event-loop threads: do
 /// not block.
-public protocol ClusterTransportDelegate: AnyObject, Sendable {
+package protocol ClusterTransportDelegate: AnyObject, Sendable {
     /// A request from an authenticated peer. Answer through `sink` if it expects a reply.
     func transport(didReceive request: WireRequest, sink: ResponseSink)
     /// A response to a request this node sent to `peer`.
@@ -276,19 +276,19 @@ public protocol ClusterTransportDelegate: AnyObject, Sendable {
 }
 
 /// What ``ClusterTransportDelegate/transport(linkFailed:)`` reports.
-public struct LinkFailure: Sendable {
-    public var peer: PeerAddress
+package struct LinkFailure: Sendable {
+    package var peer: PeerAddress
     /// The connection attempt that failed (what ``ClusterTransport/send(_:to:queued:)``
     /// reported for the requests it carried): requests sent on a later attempt are not
     /// affected, however late this report comes.
-    public var attempt: UInt64
-    public var error: TransportError
+    package var attempt: UInt64
+    package var error: TransportError
     /// Casts that were queued on the attempt and are lost with it (nobody can be told:
     /// count and log them). Casts already written to a connection that broke are lost
     /// too, uncounted: TCP does not say what the peer read.
-    public var droppedCasts: Int
+    package var droppedCasts: Int
 
-    public init(peer: PeerAddress, attempt: UInt64, error: TransportError, droppedCasts: Int) {
+    package init(peer: PeerAddress, attempt: UInt64, error: TransportError, droppedCasts: Int) {
         self.peer = peer
         self.attempt = attempt
         self.error = error
@@ -307,14 +307,14 @@ public struct LinkFailure: Sendable {
 /// code `"payloadTooLarge"` (not retryable) through
 /// ``ClusterTransportDelegate/transport(didReceive:from:)`` — the link itself is fine, so
 /// `linkFailed` is not called.
-public final class ClusterTransport: Sendable {
+package final class ClusterTransport: Sendable {
     private let core: TransportCore
 
     /// Makes the transport; it holds `delegate` until ``shutdown()``.
     ///
     /// Throws ``TransportError/Code/invalidConfiguration`` if the secret is shorter than 16
     /// bytes, a size or duration is out of range, or the TLS configuration is unusable.
-    public init(configuration: TransportConfiguration, delegate: any ClusterTransportDelegate) throws(TransportError) {
+    package init(configuration: TransportConfiguration, delegate: any ClusterTransportDelegate) throws(TransportError) {
         guard configuration.secret.count >= 16 else {
             throw TransportError(.invalidConfiguration, "the cluster secret must be at least 16 bytes")
         }
@@ -340,7 +340,7 @@ public final class ClusterTransport: Sendable {
     /// Throws ``TransportError`` with ``TransportError/Code/shutDown`` after ``shutdown()``,
     /// ``TransportError/Code/invalidConfiguration`` if already started; NIO's error if the
     /// address can not be bound.
-    public func start() async throws -> Int {
+    package func start() async throws -> Int {
         let core = self.core
         let starting = core.state.withLock { state -> TransportError? in
             if state.isShutDown { return TransportError(.shutDown, "the transport is shut down") }
@@ -395,31 +395,31 @@ public final class ClusterTransport: Sendable {
     ///   ``TransportError/Code/shutDown`` after ``shutdown()``, and
     ///   ``TransportError/Code/overloaded`` if the link already holds
     ///   ``TransportConfiguration/maxQueuedBytes`` the peer has not taken.
-    public func send(_ request: WireRequest, to peer: PeerAddress, queued: (UInt64) -> Void = { _ in }) throws(TransportError) {
+    package func send(_ request: WireRequest, to peer: PeerAddress, queued: (UInt64) -> Void = { _ in }) throws(TransportError) {
         guard let link = link(to: peer) else { throw TransportError(.shutDown, "the transport is shut down") }
         try link.send(request, queued: queued)
     }
 
     /// Drops the link to `peer` (a node that left): closes its connection and forgets it.
     /// A later send connects afresh.
-    public func disconnect(from peer: PeerAddress) {
+    package func disconnect(from peer: PeerAddress) {
         guard let link = core.links.withLock({ $0?.removeValue(forKey: peer) }) else { return }
         link.shutDown()?.close(promise: nil)
     }
 
     /// The peers this transport has a link to (connected or not).
-    public var linkedPeers: [PeerAddress] { core.links.withLock { $0.map { Array($0.keys) } ?? [] } }
+    package var linkedPeers: [PeerAddress] { core.links.withLock { $0.map { Array($0.keys) } ?? [] } }
 
     /// Opens (and authenticates) the link to `peer` now if it is not connected, so that
     /// the first request does not wait for the connection. Does nothing if the link is
     /// connecting, connected, still backing off after a failure, or the transport is shut
     /// down; a failure is reported like any other (`linkFailed`).
-    public func connect(to peer: PeerAddress) {
+    package func connect(to peer: PeerAddress) {
         link(to: peer)?.connectIfDisconnected()
     }
 
     /// Whether the link to `peer` is connected and authenticated.
-    public func isConnected(to peer: PeerAddress) -> Bool {
+    package func isConnected(to peer: PeerAddress) -> Bool {
         core.links.withLock { $0?[peer] }?.isConnected ?? false
     }
 
@@ -436,7 +436,7 @@ public final class ClusterTransport: Sendable {
 
     /// Closes the listener and every connection; later sends are dropped (the delegate
     /// hears `linkFailed` with ``TransportError/Code/shutDown``).
-    public func shutdown() async {
+    package func shutdown() async {
         let links = core.links.withLock { links in
             defer { links = nil }
             return links.map { Array($0.values) } ?? []
@@ -457,11 +457,11 @@ public final class ClusterTransport: Sendable {
 
 /// Numbers what a node sends, in the order it puts it on its way (see
 /// ``WireRequest/sequence``). One per node, shared by its transport and its local mailboxes.
-public final class RequestSequencer: Sendable {
+package final class RequestSequencer: Sendable {
     private let last = Atomic<UInt64>(0)
 
-    public init() {}
+    package init() {}
 
     /// The next number (the first is 1).
-    public func next() -> UInt64 { last.wrappingAdd(1, ordering: .relaxed).newValue }
+    package func next() -> UInt64 { last.wrappingAdd(1, ordering: .relaxed).newValue }
 }

@@ -9,15 +9,15 @@ enum TransportBenchmark {
     /// What ``run(requests:payloadSize:latencySamples:window:)`` measured.
     struct Result: Sendable, CustomStringConvertible {
         /// Pipelined requests with replies (up to `window` outstanding) per second.
-        public var requestsPerSecond: Double
+        package var requestsPerSecond: Double
         /// Median of sequential round trips (send, await the reply), in microseconds.
-        public var p50Microseconds: Double
+        package var p50Microseconds: Double
         /// 99th percentile of the sequential round trips, in microseconds.
-        public var p99Microseconds: Double
-        public var requests: Int
-        public var payloadSize: Int
+        package var p99Microseconds: Double
+        package var requests: Int
+        package var payloadSize: Int
 
-        public var description: String {
+        package var description: String {
             let rate = Int(requestsPerSecond.rounded())
             return "\(requests) requests of \(payloadSize) B: \(rate) req/s pipelined; round trip p50 "
                 + "\(Int(p50Microseconds.rounded())) µs, p99 \(Int(p99Microseconds.rounded())) µs"

@@ -13,7 +13,7 @@
 /// - A name owned by the claimant itself is granted again at epoch + 1: a new activation
 ///   fences off any older activation of the same node generation.
 /// - A name owned by a live node stays with it.
-public enum ClaimDecision: Equatable, Sendable {
+@_spi(StoreEngine) public enum ClaimDecision: Equatable, Sendable {
     case insert(epoch: Int64)
     case takeOver(epoch: Int64)
     case ownedElsewhere(NodeID)

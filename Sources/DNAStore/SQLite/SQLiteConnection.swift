@@ -2,7 +2,7 @@ import CSQLite
 
 /// One SQLite connection and its prepared statements. Not thread-safe: it belongs to the
 /// one thread that uses it (the store's worker, or a benchmark's baseline loop).
-public final class SQLiteConnection {
+package final class SQLiteConnection {
     let handle: OpaquePointer
 
     /// Process-wide SQLite settings, applied once before the first connection.
@@ -12,7 +12,7 @@ public final class SQLiteConnection {
     }()
 
     /// Opens (creating if needed) the database at `path`.
-    public init(path: String) throws(StoreError) {
+    package init(path: String) throws(StoreError) {
         _ = Self.configured
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
@@ -29,7 +29,7 @@ public final class SQLiteConnection {
     deinit { sqlite3_close_v2(handle) }
 
     /// Runs one or more statements that return no rows.
-    public func execute(_ sql: String) throws(StoreError) {
+    package func execute(_ sql: String) throws(StoreError) {
         var errorMessage: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(handle, sql, nil, nil, &errorMessage)
         if rc != SQLITE_OK {
@@ -40,7 +40,7 @@ public final class SQLiteConnection {
     }
 
     /// Prepares a statement to keep and reuse.
-    public func prepare(_ sql: String) throws(StoreError) -> SQLiteStatement {
+    package func prepare(_ sql: String) throws(StoreError) -> SQLiteStatement {
         var statement: OpaquePointer?
         let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
         guard rc == SQLITE_OK, let statement else { throw Self.error(rc, "\(lastErrorMessage) in: \(sql)") }
@@ -49,12 +49,12 @@ public final class SQLiteConnection {
 
     var lastErrorMessage: String { String(cString: sqlite3_errmsg(handle)) }
 
-    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+    package var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
     /// Rows changed by the last INSERT, UPDATE or DELETE.
-    public var changes: Int { Int(sqlite3_changes(handle)) }
+    package var changes: Int { Int(sqlite3_changes(handle)) }
 
-    public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+    package var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 
     /// Whether `error` is SQLite's "busy" (another connection holds a lock it needs).
     static func isBusy(_ error: StoreError) -> Bool {
@@ -74,7 +74,7 @@ public final class SQLiteConnection {
 }
 
 /// A prepared statement. Bind, step, read columns, reset.
-public final class SQLiteStatement {
+package final class SQLiteStatement {
     let handle: OpaquePointer
     unowned let connection: SQLiteConnection
 
@@ -85,31 +85,31 @@ public final class SQLiteStatement {
 
     deinit { sqlite3_finalize(handle) }
 
-    public func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(handle, index, value) }
+    package func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(handle, index, value) }
 
-    public func bind(_ index: Int32, _ value: String) {
+    package func bind(_ index: Int32, _ value: String) {
         var value = value
         value.withUTF8 { bytes in
             _ = sqlite3_bind_text(handle, index, bytes.baseAddress, Int32(bytes.count), dna_sqlite_transient())
         }
     }
 
-    public func bind(_ index: Int32, _ value: Int64?) {
+    package func bind(_ index: Int32, _ value: Int64?) {
         if let value { bind(index, value) } else { sqlite3_bind_null(handle, index) }
     }
 
-    public func bind(_ index: Int32, _ value: String?) {
+    package func bind(_ index: Int32, _ value: String?) {
         if let value { bind(index, value) } else { sqlite3_bind_null(handle, index) }
     }
 
     /// Binds a blob, or NULL for `nil`.
-    public func bind(_ index: Int32, bytes: [UInt8]?) {
+    package func bind(_ index: Int32, bytes: [UInt8]?) {
         if let bytes { bind(index, bytes: bytes) } else { sqlite3_bind_null(handle, index) }
     }
 
     /// Binds a blob. One longer than SQLite can take is bound as NULL, which the schema's
     /// NOT NULL constraints then refuse with an error (not a crash).
-    public func bind(_ index: Int32, bytes: [UInt8]) {
+    package func bind(_ index: Int32, bytes: [UInt8]) {
         guard bytes.count <= Int(Int32.max) else {
             sqlite3_bind_null(handle, index)
             return
@@ -122,7 +122,7 @@ public final class SQLiteStatement {
 
     /// Steps once: `true` when a row is ready, `false` when done.
     @discardableResult
-    public func step() throws(StoreError) -> Bool {
+    package func step() throws(StoreError) -> Bool {
         let rc = sqlite3_step(handle)
         if rc == SQLITE_ROW { return true }
         if rc == SQLITE_DONE { return false }
@@ -132,18 +132,18 @@ public final class SQLiteStatement {
     }
 
     /// Steps to completion, then resets.
-    public func run() throws(StoreError) {
+    package func run() throws(StoreError) {
         defer { reset() }
         while try step() {}
     }
 
-    public func reset() {
+    package func reset() {
         sqlite3_reset(handle)
     }
 
     /// Sets every parameter to NULL, releasing SQLite's copies of the values bound (it
     /// keeps them until they are bound again).
-    public func clearBindings() {
+    package func clearBindings() {
         sqlite3_clear_bindings(handle)
     }
 
@@ -154,17 +154,17 @@ public final class SQLiteStatement {
         return String(cString: text)
     }
 
-    public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    package func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
 
-    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    package func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
 
-    public func string(_ column: Int32) -> String {
+    package func string(_ column: Int32) -> String {
         guard let text = sqlite3_column_text(handle, column) else { return "" }
         let count = Int(sqlite3_column_bytes(handle, column))
         return String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self)
     }
 
-    public func bytes(_ column: Int32) -> [UInt8] {
+    package func bytes(_ column: Int32) -> [UInt8] {
         let count = Int(sqlite3_column_bytes(handle, column))
         guard count > 0, let blob = sqlite3_column_blob(handle, column) else { return [] }
         return Array(UnsafeRawBufferPointer(start: blob, count: count))

@@ -1,13 +1,13 @@
 /// The SQLite schema (documented in `docs/schema.md`), and the check that a file is ours.
-public enum SQLiteSchema {
+package enum SQLiteSchema {
     /// The schema version this build writes and reads.
-    public static let version = 5
+    package static let version = 5
 
     /// The store clock: milliseconds since 1970 by the database's `now`.
     static let nowMilliseconds = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 
     /// The table that holds every storage module's rows (also used by the benchmark baseline).
-    public static let moduleDataTable = """
+    package static let moduleDataTable = """
         CREATE TABLE IF NOT EXISTS dna_module_data (
             actor_id INTEGER NOT NULL,
             module   TEXT    NOT NULL,
@@ -18,13 +18,13 @@ public enum SQLiteSchema {
         """
 
     /// The most rows one upsert statement of the store's writer carries.
-    public static let maxRowsPerUpsert = 64
+    package static let maxRowsPerUpsert = 64
 
     /// The upsert of `rows` module rows in one statement (`rows` ≤ ``maxRowsPerUpsert``),
     /// also used by the benchmark baselines. Row `n` (from 0) binds parameters `4n + 1` to
     /// `4n + 4`. In one statement, a later row for the same key updates the earlier one, so
     /// the last write still wins.
-    public static func upsertModuleRows(_ rows: Int) -> String {
+    package static func upsertModuleRows(_ rows: Int) -> String {
         let tuples = (0..<rows).map { row in
             let first = 4 * row + 1
             return "(?\(first), ?\(first + 1), ?\(first + 2), ?\(first + 3))"
@@ -164,7 +164,7 @@ public enum SQLiteSchema {
 
     /// The alarms due by `?1` (``AlarmRecord/dueKey(_:)``), earliest first, at most `?2`,
     /// with their name's owner if it is alive; through ``alarmIndex``.
-    public static let dueAlarms = """
+    package static let dueAlarms = """
         SELECT a.namespace, a.kind, a.name, m.key, substr(m.value, 1, 8),
             CASE WHEN n.state <> 'left' AND \(nowMilliseconds) - n.heartbeat_ms < n.failure_timeout_ms THEN a.owner END
         FROM dna_module_data m JOIN dna_actors a ON a.actor_id = m.actor_id LEFT JOIN dna_nodes n ON n.node_id = a.owner
@@ -173,7 +173,7 @@ public enum SQLiteSchema {
         """
 
     /// Sets the connection up (WAL, durability, busy timeout).
-    public static func configure(
+    package static func configure(
         _ connection: SQLiteConnection, synchronous: SQLiteStore.Configuration.Synchronous, busyTimeout: Duration
     ) throws(StoreError) {
         try connection.execute("PRAGMA busy_timeout = \(busyTimeout.milliseconds)")

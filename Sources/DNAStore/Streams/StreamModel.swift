@@ -43,7 +43,7 @@ public struct StreamRetention: Sendable, Equatable {
 
 /// The stable hash of a record key that places it in a partition: FNV-1a, 32 bits, over the
 /// key's bytes (the same on every node and in every release).
-public enum StreamKeyHash {
+@_spi(StoreEngine) public enum StreamKeyHash {
     public static func hash(_ key: [UInt8]) -> UInt32 {
         var hash: UInt32 = 0x811c_9dc5
         for byte in key {
@@ -226,7 +226,7 @@ public struct StreamStatus: Sendable, Equatable {
 
 /// Retention, decided the same way by every engine for one partition: the sequence its
 /// records are kept from.
-public enum StreamRetentionRule {
+@_spi(StoreEngine) public enum StreamRetentionRule {
     /// - Parameters:
     ///   - records: the partition's records from its first on: sequence, bytes, appended (ms);
     ///     all of them, or the oldest ones (a page) with `totalBytes`.
@@ -267,7 +267,7 @@ extension StreamAppendRecord {
 
 /// The rules every engine applies to an append, on the partitions as it read them: which
 /// partition each record goes to, and whether the producer appended it already.
-public enum StreamAppendRule {
+@_spi(StoreEngine) public enum StreamAppendRule {
     /// The partition of `record` among `partitions` (open ones take appends).
     public static func partition(of record: StreamAppendRecord, in partitions: [StreamPartitionStatus], stream: StreamName)
         throws(StoreError) -> Int
@@ -344,7 +344,7 @@ public enum StreamAppendRule {
 }
 
 /// What every engine checks before a read.
-public enum StreamReadRule {
+@_spi(StoreEngine) public enum StreamReadRule {
     /// The most records one read returns.
     public static let maxLimit = 10_000
 
@@ -369,7 +369,7 @@ public enum StreamReadRule {
 }
 
 /// Checks every engine makes before creating a stream.
-public enum StreamRules {
+@_spi(StoreEngine) public enum StreamRules {
     public static let maxPartitions = 1024
 
     public static func checkCreate(_ stream: StreamName, partitions: Int, retention: StreamRetention) throws(StoreError) {
@@ -389,7 +389,7 @@ public enum StreamRules {
 /// Partition ids are never reused: children take the next free ids. A closed partition
 /// keeps its records and ends at its next sequence minus one; appends by key go to the
 /// open child whose key range holds the key.
-public enum StreamReshardRule {
+@_spi(StoreEngine) public enum StreamReshardRule {
     public struct Change: Sendable, Equatable {
         /// Partitions that close.
         public var closing: [Int]
@@ -442,12 +442,12 @@ public enum StreamReshardRule {
     }
 }
 
-/// A split or a merge (``ActorStore/reshard(_:_:)``).
+/// A split or a merge (``StreamStore/reshard(_:_:)``).
 public enum StreamReshard: Sendable, Equatable {
     case split(Int)
     case merge(Int, Int)
 
-    public func change(in partitions: [StreamPartitionStatus], stream: StreamName) throws(StoreError) -> StreamReshardRule.Change {
+    @_spi(StoreEngine) public func change(in partitions: [StreamPartitionStatus], stream: StreamName) throws(StoreError) -> StreamReshardRule.Change {
         switch self {
         case .split(let partition): try StreamReshardRule.split(partition, in: partitions, stream: stream)
         case .merge(let first, let second): try StreamReshardRule.merge(first, second, in: partitions, stream: stream)
@@ -456,7 +456,7 @@ public enum StreamReshard: Sendable, Equatable {
 }
 
 /// What every engine checks before recording a consumer's checkpoint.
-public enum StreamProgressRule {
+@_spi(StoreEngine) public enum StreamProgressRule {
     public static func checkName(_ consumer: String) throws(StoreError) {
         guard !consumer.isEmpty, consumer.utf8.count <= 200 else { throw StoreError(.invalidArgument, "a consumer name is 1 to 200 bytes") }
     }
