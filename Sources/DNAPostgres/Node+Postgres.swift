@@ -4,7 +4,7 @@ import DNAStore
 extension Node.StoreChoice {
     /// A PostgreSQL database, `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`: the store
     /// for clusters of several machines (see ``PostgresStore``). A malformed URL is
-    /// ``StoreError/Code/invalidArgument`` when the node opens its store.
+    /// `StoreError.Code.invalidArgument` when the node opens its store.
     public static func postgres(url: String) -> Node.StoreChoice {
         Node.StoreChoice(description: PostgresStore.Configuration.redacted(url)) { _ throws(StoreError) in
             Made(store: try PostgresStore(configuration: try .init(url: url)), ownedByNode: true, exclusive: false)

@@ -10,9 +10,11 @@ extension PostgresStore {
         public var host: String
         /// TCP port of the server. Default 5432.
         public var port: Int = 5432
+        /// The user to connect as.
         public var username: String
         /// `nil` when the URL has none. Never logged and never put into an error message.
         public var password: String?
+        /// The name of the database.
         public var database: String
         /// Whether to talk TLS to the server, from the URL's `sslmode` (`disable`, the
         /// default here; `prefer`; `require`; `verify-ca` and `verify-full` are taken as
@@ -24,13 +26,13 @@ extension PostgresStore {
         /// How long opening one connection may take. Default 10 s.
         public var connectTimeout: Duration = .seconds(10)
         /// How long an operation waits for a connection (all busy, or the server gone)
-        /// before failing with ``StoreError/Code/unavailable``; it then sends nothing, even on
+        /// before failing with `StoreError.Code.unavailable`; it then sends nothing, even on
         /// a connection granted afterwards. Default 10 s.
         public var leaseTimeout: Duration = .seconds(10)
         /// How long one operation (a connection and its statements) may take in all before
-        /// it fails, whatever the driver is waiting for: ``StoreError/Code/unavailable`` if
+        /// it fails, whatever the driver is waiting for: `StoreError.Code.unavailable` if
         /// it had no connection yet (nothing is sent); past that, a commit fails with
-        /// ``StoreError/Code/outcomeUnknown`` (it may have been applied). Default 20 s.
+        /// `StoreError.Code.outcomeUnknown` (it may have been applied). Default 20 s.
         public var operationTimeout: Duration = .seconds(20)
         /// How long the server lets a session sit idle inside a transaction before it ends
         /// the session (rolling the transaction back): a node paused or cut off in the middle
@@ -49,19 +51,24 @@ extension PostgresStore {
         /// The most storage operations that pipelined batches of one actor are merged into
         /// for one statement. Default 20,000.
         public var maxOperationsPerStatement = 20_000
+        /// The logger of the store and its connection pool. Default label `dna.store.postgres`.
         public var logger: Logger = Logger(label: "dna.store.postgres")
 
         /// TLS use, as libpq's `sslmode` names it.
         public enum TLSMode: String, Sendable {
+            /// Plain TCP (`sslmode` `disable` or `allow`).
             case disable
+            /// TLS if the server offers it, plain TCP if not.
             case prefer
+            /// TLS or no connection (`sslmode` `require`, `verify-ca`, `verify-full`), the server's
+            /// certificate verified.
             case require
         }
 
         /// Parses `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `postgresql://`).
         /// User and password may be percent-encoded. Of the query parameters only
         /// `sslmode` is read; others are ignored.
-        /// Throws ``StoreError/Code/invalidArgument`` if malformed.
+        /// Throws `StoreError.Code.invalidArgument` if malformed.
         public init(url: String) throws(StoreError) {
             func invalid(_ why: String) -> StoreError {
                 StoreError(.invalidArgument, "invalid PostgreSQL URL \(Self.redacted(url)): \(why)")

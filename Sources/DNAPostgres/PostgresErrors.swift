@@ -1,10 +1,10 @@
 import DNAStore
 import PostgresNIO
 
-/// Maps what postgres-nio, the pool and NIO throw to ``StoreError`` codes.
+/// Maps what postgres-nio, the pool and NIO throw to `StoreError` codes.
 ///
 /// Whatever comes from the network or from a server that is going away is
-/// ``StoreError/Code/unavailable`` (retryable): the pool reconnects by itself once the
+/// `StoreError.Code.unavailable` (retryable): the pool reconnects by itself once the
 /// server is back. Messages are built from the SQLSTATE and the server's message, never
 /// from the configuration, so they cannot hold the password.
 package enum PostgresErrors {

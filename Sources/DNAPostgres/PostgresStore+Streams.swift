@@ -50,6 +50,11 @@ extension PostgresStore {
         return result
     }
 
+    /// Creates a stream of `partitions` partitions (1 to 1,024) that split the key-hash space evenly.
+    ///
+    /// - Throws: `StoreError.Code.invalidArgument` if the stream exists or a setting is out
+    ///   of range; `StoreError.Code.invalidName` for a stream name that
+    ///   `StreamName.validate()` refuses.
     public func createStream(_ stream: StreamName, partitions: Int, retention: StreamRetention) async throws(StoreError) {
         try StreamRules.checkCreate(stream, partitions: partitions, retention: retention)
         let logger = configuration.logger
@@ -76,6 +81,14 @@ extension PostgresStore {
         }
     }
 
+    /// Appends `records` atomically, in one transaction that locks the stream's partitions
+    /// (appends to one stream are serialised).
+    ///
+    /// - Throws: `StoreError.Code.notFound` for a missing stream or partition,
+    ///   `StoreError.Code.invalidArgument` for a record over the size limits, a closed
+    ///   partition named or a bad producer; `StoreError.Code.outcomeUnknown` if the answer was
+    ///   lost once the append was sent: the records may be stored (a retry with the same
+    ///   producer and sequences stores them once).
     public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
         -> [StreamPosition]
     {
@@ -180,6 +193,11 @@ extension PostgresStore {
         }
     }
 
+    /// Up to `limit` records (1 to 10,000) of a partition from `sequence` on, in order.
+    ///
+    /// - Throws: `StoreError.Code.notFound`; `StoreError.Code.invalidArgument` for a sequence
+    ///   past the partition's end or before what retention kept, also when a trim deleted
+    ///   it during the read.
     public func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError)
         -> [StreamRecord]
     {
@@ -225,6 +243,7 @@ extension PostgresStore {
         return result
     }
 
+    /// Records `consumer`'s checkpoint on a partition: it has read up to `next` (exclusive).
     public func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError) {
         try stream.validate()
         let logger = configuration.logger
@@ -262,6 +281,8 @@ extension PostgresStore {
         throw StoreError(.invalidArgument, "the checkpoint of \(consumer) on \(stream) partition \(partition) was not recorded")
     }
 
+    /// Lets the consumer's parked partitions of the stream (or only `partition`) run again;
+    /// returns how many were parked.
     public func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) async throws(StoreError) -> Int {
         try stream.validate()
         let logger = configuration.logger
@@ -289,6 +310,8 @@ extension PostgresStore {
         return result
     }
 
+    /// Gives `consumer` a checkpoint at the start of every partition it has none on;
+    /// returns how many it made.
     public func registerConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try stream.validate()
         try StreamProgressRule.checkName(consumer)
@@ -309,6 +332,7 @@ extension PostgresStore {
         }
     }
 
+    /// Deletes `consumer`'s checkpoints on the stream; returns how many there were.
     public func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try stream.validate()
         let logger = configuration.logger
@@ -427,6 +451,8 @@ extension PostgresStore {
         return (gone.count, rows.count == trimPageSize && gone.count == rows.count)
     }
 
+    /// Splits or merges partitions in one transaction; returns the children's ids. Every
+    /// consumer with a checkpoint on the stream gets one at the children's start.
     public func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
         try stream.validate()
         let logger = configuration.logger
@@ -461,6 +487,7 @@ extension PostgresStore {
         }
     }
 
+    /// The stream's retention, partitions, consumers' checkpoints and parked partitions.
     public func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus {
         try stream.validate()
         let logger = configuration.logger

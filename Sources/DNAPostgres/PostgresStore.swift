@@ -4,15 +4,15 @@ import Logging
 import PostgresNIO
 import Synchronization
 
-/// The PostgreSQL engine of ``ActorStore`` (postgres-nio), for clusters: several nodes
-/// share one database. Same semantics as ``SQLiteStore``.
+/// The PostgreSQL engine of `ActorStore` (postgres-nio), for clusters: several nodes
+/// share one database. Same semantics as `SQLiteStore`.
 ///
 /// A pool of connections (``Configuration/maximumConnections``) serves every operation;
 /// commits of different actors run concurrently, each one statement. Batches of one actor
 /// that are handed over while an earlier one is still in flight wait for it and are then
 /// merged into one statement (see ``commit(_:completion:)``). The pool reconnects by
 /// itself after the server went away; meanwhile operations fail with
-/// ``StoreError/Code/unavailable``.
+/// `StoreError.Code.unavailable`.
 public final class PostgresStore: ActorStore {
     /// What the store was opened with.
     public let configuration: Configuration
@@ -26,7 +26,7 @@ public final class PostgresStore: ActorStore {
     /// Makes the store; nothing is connected until ``run()`` (a node runs the stores it
     /// makes). Its connection pool works only while ``run()`` runs.
     ///
-    /// - Throws: ``StoreError/Code/invalidArgument`` for settings out of range or TLS
+    /// - Throws: `StoreError.Code.invalidArgument` for settings out of range or TLS
     ///   settings that cannot be used.
     public init(configuration: Configuration) throws(StoreError) {
         guard configuration.maximumConnections >= 1, configuration.maxOperationsPerStatement >= 1 else {
@@ -44,9 +44,9 @@ public final class PostgresStore: ActorStore {
     /// Connects, creates the schema if the database has none, and checks it is DNA's
     /// (migrating an older version). Done once; later calls repeat its outcome.
     ///
-    /// - Throws: ``StoreError/Code/notADNADatabase`` for a database that holds other
-    ///   tables but no DNA schema, ``StoreError/Code/schemaTooNew``,
-    ///   ``StoreError/Code/unavailable`` when the server cannot be reached.
+    /// - Throws: `StoreError.Code.notADNADatabase` for a database that holds other
+    ///   tables but no DNA schema, `StoreError.Code.schemaTooNew`,
+    ///   `StoreError.Code.unavailable` when the server cannot be reached.
     public func open() async throws(StoreError) {
         let configuration = configuration
         try await opening.run { () throws(StoreError) in try await Self.prepareSchema(configuration) }
@@ -119,12 +119,12 @@ public final class PostgresStore: ActorStore {
 
     // MARK: Running operations
 
-    /// Runs `body` on a pooled connection; fails with ``StoreError/Code/unavailable`` if
+    /// Runs `body` on a pooled connection; fails with `StoreError.Code.unavailable` if
     /// no connection is had within ``Configuration/leaseTimeout`` (the pool itself would
     /// queue the request for a minute while the server is down).
     ///
     /// `outcomeUnknownOnceSent`: for writes, an answer lost once the statements may have
-    /// reached the server is ``StoreError/Code/outcomeUnknown``, not a refusal.
+    /// reached the server is `StoreError.Code.outcomeUnknown`, not a refusal.
     func withConnection<T: Sendable>(
         _ context: @autoclosure () -> String, outcomeUnknownOnceSent: Bool = false,
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
@@ -141,8 +141,8 @@ public final class PostgresStore: ActorStore {
     /// Two deadlines: a connection within ``Configuration/leaseTimeout``, and the whole
     /// within `timeout` or ``Configuration/operationTimeout``. A deadline that fires before
     /// `body` started abandons the attempt: nothing is sent, even on a connection the pool
-    /// grants afterwards, and the caller is told ``StoreError/Code/unavailable``. Once
-    /// `body` started, a lost answer is ``StoreError/Code/outcomeUnknown`` for callers that
+    /// grants afterwards, and the caller is told `StoreError.Code.unavailable`. Once
+    /// `body` started, a lost answer is `StoreError.Code.outcomeUnknown` for callers that
     /// say `outcomeUnknownOnceSent`.
     private func pooled<T: Sendable>(
         _ context: @autoclosure () -> String, timeout: Duration? = nil, outcomeUnknownOnceSent: Bool = false,
@@ -223,6 +223,7 @@ public final class PostgresStore: ActorStore {
 
     // MARK: Membership
 
+    /// Adds the node in state `joining`, its heartbeat at the server's clock.
     public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String]) async throws(StoreError) {
         let logger = logger
         let timeout = failureTimeout.milliseconds
@@ -237,6 +238,7 @@ public final class PostgresStore: ActorStore {
         }
     }
 
+    /// Asks every `up` node of the cluster for a rebalancing round; returns how many were asked.
     public func requestRebalance(cluster: String) async throws(StoreError) -> Int {
         let logger = logger
         return try await inTransaction("asking the nodes of \(cluster) to rebalance") { connection in
@@ -247,6 +249,7 @@ public final class PostgresStore: ActorStore {
         }
     }
 
+    /// Clears the node's `NodeRecord.rebalanceRequested`.
     public func rebalanceDone(node: NodeID) async throws(StoreError) {
         let logger = logger
         try await inTransaction("clearing the rebalance request of node \(node)") { connection in
@@ -255,6 +258,9 @@ public final class PostgresStore: ActorStore {
         }
     }
 
+    /// Records a heartbeat by the server's clock, with the node's state and activations.
+    ///
+    /// - Throws: `StoreError.Code.fenced` if the node's row says `left` or is gone.
     public func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
         let logger = logger
         // The heartbeat only moves forward: the row's mark (NodeRecord.heartbeatStamp) changes
@@ -273,6 +279,9 @@ public final class PostgresStore: ActorStore {
         if updated == 0 { throw StoreError(.fenced, "node \(node) was declared gone") }
     }
 
+    /// Moves an `up` node to `draining`.
+    ///
+    /// - Throws: `StoreError.Code.invalidArgument` if the node is not `up`.
     public func requestDrain(node: NodeID) async throws(StoreError) {
         let logger = logger
         let updated = try await inTransaction("asking node \(node) to drain") { connection in
@@ -289,6 +298,7 @@ public final class PostgresStore: ActorStore {
     private static let ownerNodeColumns =
         "n.node_id, n.cluster, n.address, n.state, \(now) - n.heartbeat_ms, n.activations, n.failure_timeout_ms, n.heartbeat_ms"
 
+    /// The nodes of the cluster, by id, with heartbeat ages by the server's clock.
     public func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] {
         let logger = logger
         return try await withConnection("reading the nodes of \(cluster)") { connection in
@@ -309,6 +319,8 @@ public final class PostgresStore: ActorStore {
         }
     }
 
+    /// Deletes the rows of the cluster's nodes gone for longer than `retention` (by the
+    /// server's clock); returns how many.
     public func forgetNodes(cluster: String, goneFor retention: Duration) async throws(StoreError) -> Int {
         let logger = logger
         let retentionMilliseconds = retention.milliseconds
@@ -323,6 +335,7 @@ public final class PostgresStore: ActorStore {
         }
     }
 
+    /// Marks every other node of the cluster `left` and releases their names, in one statement.
     public func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
         let logger = logger
         // One statement: both parts see the same snapshot and commit together.
@@ -340,6 +353,10 @@ public final class PostgresStore: ActorStore {
 
     // MARK: Registration
 
+    /// Claims the name for `request.node` once the actor's commits in flight are answered;
+    /// when granted, returns the actor's stored data.
+    ///
+    /// - Throws: `StoreError.Code.invalidName` for a name that breaks the rules of `ActorID`.
     public func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome {
         try request.actor.validate()
         await commits.whenIdle(request.actor)
@@ -422,6 +439,8 @@ public final class PostgresStore: ActorStore {
         throw StoreError(.unavailable, "registration of \(actor) changed during the claim")
     }
 
+    /// Gives the name up if `registration` still holds it (otherwise does nothing), once the
+    /// actor's commits in flight are answered.
     public func release(_ registration: Registration) async throws(StoreError) {
         await commits.whenIdle(registration.actor)
         let logger = logger
@@ -434,6 +453,12 @@ public final class PostgresStore: ActorStore {
         }
     }
 
+    /// Hands the name to `target` at the next epoch, once the actor's commits in flight are
+    /// answered; `transientState` is kept in the same transaction.
+    ///
+    /// - Throws: `StoreError.Code.fenced` if `registration` no longer holds the name;
+    ///   `StoreError.Code.outcomeUnknown` if the answer was lost once the hand-over was sent
+    ///   (the name may be the target's).
     public func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError) {
         await commits.whenIdle(registration.actor)
         let logger = logger
@@ -461,6 +486,8 @@ public final class PostgresStore: ActorStore {
         }
     }
 
+    /// Alarms due at or before `before` (ms since 1970), the earliest first, at most `limit`,
+    /// each with the live owner of its actor's name (`nil` if none).
     public func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
         let logger = logger
         let key = ByteBuffer(bytes: AlarmRecord.dueKey(before))
@@ -484,6 +511,7 @@ public final class PostgresStore: ActorStore {
         }
     }
 
+    /// Registered names, of one kind or all, ordered by namespace, kind and key; at most `limit`.
     public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
         let logger = logger
         return try await withConnection("reading registrations") { connection in
@@ -588,7 +616,7 @@ public final class PostgresStore: ActorStore {
     }
 
     /// Waits for operations in flight, then stops ``run()`` (which closes every
-    /// connection). Operations started afterwards fail with ``StoreError/Code/closed``.
+    /// connection). Operations started afterwards fail with `StoreError.Code.closed`.
     public func close() async {
         opening.close()
         await gate.close()
@@ -597,7 +625,7 @@ public final class PostgresStore: ActorStore {
 }
 
 /// Runs a pooled attempt against its deadlines without waiting for it to give up: the
-/// caller gets ``StoreError/Code/unavailable`` when the time is up, and the operation is
+/// caller gets `StoreError.Code.unavailable` when the time is up, and the operation is
 /// cancelled and left to end on its own.
 enum Deadline {
     /// Who answers first: the operation or a timer.

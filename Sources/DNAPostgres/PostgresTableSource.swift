@@ -5,7 +5,7 @@ import NIOCore
 import PostgresNIO
 import Synchronization
 
-/// A PostgreSQL table as a ``PartitionSource``: rows ordered by a sequence column (a
+/// A PostgreSQL table as a `PartitionSource`: rows ordered by a sequence column (a
 /// `bigserial`, say), optionally split into partitions by a partition column; the row's key
 /// and value come from two columns (`bytea` as it is, any other type as its text in UTF-8).
 /// Reads through a `PostgresStore`'s connections. Positions are the sequence column's
@@ -15,21 +15,29 @@ import Synchronization
 /// Sequence values commit out of order (a transaction takes 10, another takes 11 and
 /// commits first), so a read returns only rows below which nothing can still appear: up to
 /// the highest value seen at an earlier read once every transaction that was then writing
-/// to the table has ended (see ``SettledHorizon``). That holds when the values are taken by
+/// to the table has ended (the settled horizon). That holds when the values are taken by
 /// the column's default (a sequence or identity without `CACHE`) in the statement that
 /// inserts the row, which is what `bigserial` and `GENERATED ... AS IDENTITY` do.
 public struct PostgresTableSource: PartitionSource {
+    /// A value of the sequence column.
     public typealias Position = Int64
 
+    /// The store whose connections the reads go through.
     public let store: PostgresStore
+    /// The table read: `table` or `schema.table`.
     public let table: String
+    /// The column that orders the rows; positions are its values.
     public let sequenceColumn: String
+    /// The column of a record's key.
     public let keyColumn: String
+    /// The column of a record's value.
     public let valueColumn: String
+    /// The column whose values, as text, are the partitions; `nil`: the table is one,
+    /// ``wholeTable``.
     public let partitionColumn: String?
     private let horizon = SettledHorizon()
 
-    /// - Throws: ``StoreError/Code/invalidArgument`` for a table or column name that is not
+    /// - Throws: `StoreError.Code.invalidArgument` for a table or column name that is not
     ///   a plain SQL identifier (letters, digits, `_`; a table may be `schema.table`): names
     ///   go into the SQL as they are.
     public init(
@@ -60,6 +68,8 @@ public struct PostgresTableSource: PartitionSource {
         }
     }
 
+    /// The partition column's distinct values, as text, or ``wholeTable`` without one; all
+    /// open, none with parents.
     public func partitions() async throws -> [SourcePartition] {
         guard let partitionColumn else { return [SourcePartition(id: Self.wholeTable)] }
         let sql = "SELECT DISTINCT \(partitionColumn)::text FROM \(table) ORDER BY 1"
@@ -76,8 +86,13 @@ public struct PostgresTableSource: PartitionSource {
     /// The one partition of a table read without a partition column.
     public static let wholeTable = "all"
 
+    /// 0: a read returns rows whose sequence value is above it, so rows at 0 or below are never
+    /// read (`bigserial` starts at 1).
     public func start(of partition: String) async throws -> Int64 { 0 }
 
+    /// Up to `limit` rows (1 to 10,000) of `partition` after `position`, in order of the sequence
+    /// column, among those below which no row can still appear (see above): a read may return
+    /// fewer rows than there are, never skip one.
     public func read(_ partition: String, after position: Int64, limit: Int) async throws -> [SourceRecord<Int64>] {
         guard limit >= 1, limit <= StreamReadRule.maxLimit else {
             throw StoreError(.invalidArgument, "a read returns 1 to \(StreamReadRule.maxLimit) records, asked for \(limit)")

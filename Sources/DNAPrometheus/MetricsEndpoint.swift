@@ -9,7 +9,7 @@ import Synchronization
 
 /// The node's HTTP endpoint for operations: `GET /metrics` (the Prometheus text format of
 /// `registry`), `GET /health/live` and `GET /health/ready` (200 or 503, with the reasons in
-/// the body: ``Node/health``). Run it as a `Service` beside the node.
+/// the body: `Node.health`). Run it as a `Service` beside the node.
 ///
 /// ```swift
 /// let registry = PrometheusCollectorRegistry()
@@ -19,6 +19,7 @@ import Synchronization
 /// try await ServiceGroup(services: [node, endpoint], gracefulShutdownSignals: [.sigterm], logger: logger).run()
 /// ```
 public final class MetricsEndpoint: Service, Sendable {
+    /// The address to listen on, as given (port 0: a free one, see ``waitUntilBound()``).
     public let address: PeerAddress
     private let node: Node
     private let registry: PrometheusCollectorRegistry
@@ -35,7 +36,7 @@ public final class MetricsEndpoint: Service, Sendable {
 
     /// Binds the address and serves until graceful shutdown or cancellation.
     ///
-    /// - Throws: ``DNAError/Code/invalidArgument`` when the address cannot be bound (in use,
+    /// - Throws: `DNAError.Code.invalidArgument` when the address cannot be bound (in use,
     ///   or not this machine's), naming it.
     public func run() async throws {
         let node = self.node

@@ -5,7 +5,7 @@
 /// Engines: ``SQLiteStore`` (embedded, the default), `PostgresStore` (clusters, in
 /// `DNAPostgres`) and `InMemoryStore` (unit tests and the simulation, in `DNATesting`).
 /// Every engine gives the same guarantees:
-/// - ``OwnershipStore/activate(_:)`` applies ``ClaimDecision`` atomically: of concurrent
+/// - ``OwnershipStore/activate(_:)`` applies `ClaimDecision` atomically: of concurrent
 ///   claimants exactly one wins a name at a given epoch.
 /// - ``OwnershipStore/commit(_:completion:)`` checks, in the same transaction as the
 ///   writes, that the batch's registration (owner and epoch) is still the current one; if
@@ -83,7 +83,7 @@ public protocol MembershipStore: StoreLifecycle {
 /// Names and their data: claims at epochs, hand-overs, releases, and batches committed
 /// atomically and fenced.
 public protocol OwnershipStore: StoreLifecycle {
-    /// Claims the name for `request.node` (see ``ClaimDecision``) and, when granted,
+    /// Claims the name for `request.node` (see `ClaimDecision`) and, when granted,
     /// returns the actor's stored module data.
     func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome
     /// Gives the name up if `registration` still holds it, so any node may claim it at once.
@@ -151,7 +151,7 @@ public protocol StreamStore: StoreLifecycle {
     ///   returns nothing) or before what retention kept.
     func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError) -> [StreamRecord]
     /// Splits an open partition in two halves of its key range, or merges two open ones
-    /// with adjacent ranges into one (``StreamReshardRule``), in one transaction: the
+    /// with adjacent ranges into one (`StreamReshardRule`), in one transaction: the
     /// parents close where they stand, the children open empty with the parents as their
     /// parents. Returns the children's ids.
     ///

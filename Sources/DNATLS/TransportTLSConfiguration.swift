@@ -19,6 +19,7 @@ public struct TransportTLSConfiguration: TransportSecurity {
     /// address.
     public var serverHostname: String?
 
+    /// TLS with NIOSSL configurations of your own for each side (see the properties).
     public init(server: TLSConfiguration, client: TLSConfiguration, serverHostname: String? = nil) {
         self.server = server
         self.client = client
@@ -33,7 +34,9 @@ public struct TransportTLSConfiguration: TransportSecurity {
     ///   - certificateChain: this node's certificate (and intermediates), PEM.
     ///   - privateKey: its private key, PEM.
     ///   - trustRoots: the CA certificates peers' certificates must chain to, PEM.
-    /// - Throws: ``TransportError`` (`invalidConfiguration`) naming the file that could not
+    ///   - serverHostname: the name a peer's certificate must carry, when it is not the
+    ///     peer's address.
+    /// - Throws: `TransportError` (`invalidConfiguration`) naming the file that could not
     ///   be read or parsed.
     public static func mutual(
         certificateChain: String, privateKey: String, trustRoots: String, serverHostname: String? = nil
@@ -66,6 +69,9 @@ public struct TransportTLSConfiguration: TransportSecurity {
 }
 
 extension TransportTLSConfiguration {
+    /// Makes the SSL contexts of both sides, once for all connections.
+    ///
+    /// - Throws: `TransportError` (`invalidConfiguration`) if NIOSSL refuses a configuration.
     public func prepareConnections() throws(TransportError) -> any ConnectionSecurity {
         try TransportTLSContexts(self)
     }

@@ -4,7 +4,7 @@ import Synchronization
 
 /// A store that keeps everything in this process's memory. **For unit tests and the
 /// simulation only**: nothing survives the process. It follows the same rules as the real
-/// engines (``InMemoryStoreState``), reads its clock from a ``DNAClock`` (so a test clock
+/// engines (`InMemoryStoreState`), reads its clock from a `DNAClock` (so a test clock
 /// decides heartbeat ages), and can be made to fail on demand (``setUnavailable(_:)``).
 public final class InMemoryStore: ActorStore {
     private let database: InMemoryDatabase
@@ -30,7 +30,7 @@ public final class InMemoryStore: ActorStore {
     /// Nothing to open: the store lives in memory.
     public func open() async throws(StoreError) {}
 
-    /// While set, every operation fails with this error (e.g. ``StoreError/Code/unavailable``).
+    /// While set, every operation fails with this error (e.g. `StoreError.Code.unavailable`).
     public func setUnavailable(_ error: StoreError?) {
         database.locked.withLock { $0.unavailable = error }
     }
@@ -53,60 +53,73 @@ public final class InMemoryStore: ActorStore {
         return try result.get()
     }
 
+    /// Adds the node in state `joining`, with a heartbeat at the store clock's now.
     public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String]) async throws(StoreError) {
         try await perform { state, now throws(StoreError) in
             state.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout, labels: labels, now: now)
         }
     }
 
+    /// Asks every `up` node of the cluster for a rebalancing round; returns how many.
     public func requestRebalance(cluster: String) async throws(StoreError) -> Int {
         try await perform { state, _ throws(StoreError) in state.requestRebalance(cluster: cluster) }
     }
 
+    /// Clears the node's request for a rebalancing round.
     public func rebalanceDone(node: NodeID) async throws(StoreError) {
         try await perform { state, _ throws(StoreError) in state.rebalanceDone(node: node) }
     }
 
+    /// Records a heartbeat, the node's state and its activations; `fenced` for a node that left or is gone.
     public func heartbeat(node: NodeID, state nodeState: NodeState, activations: Int64) async throws(StoreError) {
         try await perform { state, now throws(StoreError) in
             try state.heartbeat(node: node, state: nodeState, activations: activations, now: now)
         }
     }
 
+    /// Asks an `up` node to drain.
     public func requestDrain(node: NodeID) async throws(StoreError) {
         try await perform { state, _ throws(StoreError) in try state.requestDrain(node: node) }
     }
 
+    /// The cluster's nodes, with heartbeat ages by the store's clock.
     public func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] {
         try await perform { state, now throws(StoreError) in state.nodes(cluster: cluster, now: now) }
     }
 
+    /// Deletes the nodes gone for longer than `retention`; returns how many.
     public func forgetNodes(cluster: String, goneFor retention: Duration) async throws(StoreError) -> Int {
         try await perform { state, now throws(StoreError) in state.forgetNodes(cluster: cluster, goneFor: retention, now: now) }
     }
 
+    /// Marks every other node of the cluster `left` and releases their names.
     public func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
         try await perform { state, _ throws(StoreError) in state.evictOtherNodes(cluster: cluster, keeping: node) }
     }
 
+    /// Claims the name by the registration rule and, when granted, returns its stored data.
     public func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome {
         try request.actor.validate()
         return try await perform { state, now throws(StoreError) in try state.activate(request, now: now) }
     }
 
+    /// Gives the name up if `registration` still holds it.
     public func release(_ registration: Registration) async throws(StoreError) {
         try await perform { state, _ throws(StoreError) in state.release(registration) }
     }
 
+    /// Hands the name to `target` at the next epoch, if `registration` still holds it.
     public func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError) {
         try await perform { state, _ throws(StoreError) in try state.handOver(registration, to: target, transientState: transientState) }
     }
 
+    /// Creates a stream of `partitions` partitions.
     public func createStream(_ stream: StreamName, partitions: Int, retention: StreamRetention) async throws(StoreError) {
         try StreamRules.checkCreate(stream, partitions: partitions, retention: retention)
         try await perform { state, _ throws(StoreError) in try state.createStream(stream, partitions: partitions, retention: retention) }
     }
 
+    /// Appends the records atomically; with a producer, records appended before are not stored again.
     public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
         -> [StreamPosition]
     {
@@ -117,6 +130,7 @@ public final class InMemoryStore: ActorStore {
         }
     }
 
+    /// Up to `limit` records of a partition from `sequence` on, in order.
     public func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError)
         -> [StreamRecord]
     {
@@ -124,54 +138,65 @@ public final class InMemoryStore: ActorStore {
         return try await perform { state, _ throws(StoreError) in try state.readStream(stream, partition: partition, from: sequence, limit: limit) }
     }
 
+    /// Records a consumer's checkpoint on a partition.
     public func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError) {
         try stream.validate()
         try await perform { state, _ throws(StoreError) in try state.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next) }
     }
 
+    /// Gives the consumer a checkpoint at the start of every partition it has none on; returns how many.
     public func registerConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try stream.validate()
         return try await perform { state, _ throws(StoreError) in try state.registerConsumer(consumer, of: stream) }
     }
 
+    /// Forgets a consumer's checkpoints; returns how many partitions it had them on.
     public func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try stream.validate()
         return try await perform { state, _ throws(StoreError) in try state.forgetConsumer(consumer, of: stream) }
     }
 
+    /// Lets a consumer's parked partitions run again; returns how many were parked.
     public func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) async throws(StoreError) -> Int {
         try stream.validate()
         return try await perform { state, _ throws(StoreError) in try state.resumeConsumer(consumer, of: stream, partition: partition) }
     }
 
+    /// Deletes what every stream's retention lets go; returns how many records.
     public func trimStreams() async throws(StoreError) -> Int {
         try await perform { state, _ throws(StoreError) in state.trimStreams(now: self.clock.wallNow.milliseconds) }
     }
 
+    /// Splits or merges partitions in one step; returns the children's ids.
     public func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
         try stream.validate()
         return try await perform { state, _ throws(StoreError) in try state.reshard(stream, operation) }
     }
 
+    /// The stream's partitions and consumers.
     public func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus {
         try stream.validate()
         return try await perform { state, _ throws(StoreError) in try state.streamStatus(stream) }
     }
 
+    /// Alarms due at or before `before` (ms since 1970), earliest first, at most `limit`.
     public func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
         try await perform { state, now throws(StoreError) in state.dueAlarms(before: before, limit: limit, now: now) }
     }
 
+    /// Registered names, optionally of one kind.
     public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
         try await perform { state, _ throws(StoreError) in state.registrations(kind: kind, limit: limit) }
     }
 
+    /// Commits the batch atomically and fenced (through the interposer, when there is one).
     public func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
         let apply = { @Sendable in self.performNow { state, _ throws(StoreError) in _ = try state.commit(batch) } }
         guard let interposer else { return completion(apply()) }
         interposer.intercept("commit", apply: apply, answer: completion)
     }
 
+    /// Does nothing: the data stays in memory.
     public func close() async {}
 }
 

@@ -19,6 +19,7 @@ import Darwin
 public final class LocalPostgresServer: Sendable {
     /// What went wrong starting or driving the server, with the command's output.
     public struct Failure: Error, CustomStringConvertible {
+        /// What went wrong, with the command's output if any.
         public var description: String
     }
 

@@ -28,8 +28,10 @@ public final class TestClock: DNAClock {
 
     private let state = Mutex(State())
 
+    /// A clock at `DNAInstant.zero`.
     public init() {}
 
+    /// The time: `DNAInstant.zero` plus what the test advanced.
     public var now: DNAInstant { state.withLock { $0.now } }
 
     /// The date it starts at: 2026-01-01T00:00:00Z.
@@ -42,6 +44,8 @@ public final class TestClock: DNAClock {
     /// How many tasks are sleeping on this clock now.
     public var sleeperCount: Int { state.withLock { $0.sleepers.count } }
 
+    /// Returns once an ``advance(by:)`` reaches `deadline` (at once if it is reached); throws
+    /// `CancellationError` if the task is cancelled first.
     public func sleep(until deadline: DNAInstant) async throws {
         let id = state.withLock { state -> UInt64 in
             state.nextID += 1

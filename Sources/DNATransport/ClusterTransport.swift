@@ -64,9 +64,12 @@ package struct TransportConfiguration: Sendable {
 
 /// A node's address on the network, `host:port`.
 public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
+    /// The host name or IP address (an IPv6 address without brackets).
     public var host: String
+    /// The TCP port; 0 in a listening address picks a free port.
     public var port: Int
 
+    /// The address `host:port`, taken as it is (``init(parsing:)`` checks its text).
     public init(host: String, port: Int) {
         self.host = host
         self.port = port
@@ -98,6 +101,7 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
         self.init(host: String(host), port: port)
     }
 
+    /// `host:port` (an IPv6 host without brackets).
     public var description: String { "\(host):\(port)" }
 }
 
@@ -177,12 +181,19 @@ package struct WireResponse: Sendable, Equatable {
 
 /// An error of the transport, with a stable code.
 public struct TransportError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// A stable error code; new codes may be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
+        /// The code's stable name, for example `"unreachable"`.
         public let name: String
+        /// The code named `name`.
         public init(_ name: String) { self.name = name }
+        /// The code's name.
         public var description: String { name }
 
+        /// An address is malformed (``PeerAddress/init(parsing:)``).
         public static let invalidAddress = Code("invalidAddress")
+        /// A setting cannot be used (for example a secret shorter than 16 bytes, or TLS files
+        /// that cannot be read), or the transport was started twice.
         public static let invalidConfiguration = Code("invalidConfiguration")
         /// The peer could not be reached, or the connection broke.
         public static let unreachable = Code("unreachable")
@@ -190,21 +201,27 @@ public struct TransportError: Error, Sendable, CustomStringConvertible, Equatabl
         public static let handshakeFailed = Code("handshakeFailed")
         /// A frame broke the protocol (malformed, unknown type, too big).
         public static let protocolViolation = Code("protocolViolation")
+        /// A peer sent a frame larger than the maximum frame size.
         public static let frameTooLarge = Code("frameTooLarge")
+        /// The transport is shut down.
         public static let shutDown = Code("shutDown")
         /// The link to the peer already holds ``TransportConfiguration/maxQueuedBytes``
         /// not yet taken by the peer; nothing was queued. Slow down and try again.
         public static let overloaded = Code("overloaded")
     }
 
+    /// What went wrong, in a form code can test.
     public var code: Code
+    /// A description for people; its wording may change.
     public var message: String
 
+    /// An error with `code` and a `message` for people.
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
+    /// `TransportError.<code>: <message>`.
     public var description: String { "TransportError.\(code): \(message)" }
 }
 

@@ -97,7 +97,7 @@ public final class ActorContext {
     /// Records appended by one activation are stored in the order it appended them.
     ///
     /// - Throws: ``DNAError/Code/invalidArgument`` for a bad stream name, or a key or value
-    ///   over ``StreamAppendRecord/maxKeySize`` / ``StreamAppendRecord/maxValueSize``. A
+    ///   over `StreamAppendRecord.maxKeySize` / `StreamAppendRecord.maxValueSize`. A
     ///   stream or partition that does not exist fails the batch's commit, which is retried.
     public func append(to stream: StreamName, key: [UInt8], value: [UInt8], partition: Int? = nil) throws(DNAError) {
         let record = StreamAppendRecord(key: key, value: value, partition: partition)

@@ -17,6 +17,7 @@ public protocol ActorRequest: Sendable, Codable {
 }
 
 extension ActorRequest {
+    /// The type's fully qualified name, for example `MyApp.Put`.
     public static var requestName: String { String(reflecting: Self.self) }
 }
 

@@ -4,8 +4,11 @@ import DNATransport
 public struct DNAError: Error, Sendable, CustomStringConvertible {
     /// A stable error code; new codes may be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
+        /// The code's stable name, for example `"fenced"`.
         public let name: String
+        /// The code named `name`.
         public init(_ name: String) { self.name = name }
+        /// The code's name.
         public var description: String { name }
 
         /// The actor name breaks the naming rules (see `ActorID`).
@@ -68,11 +71,14 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
         public static let notMovable = Code("notMovable")
     }
 
+    /// What went wrong, in a form code can test.
     public var code: Code
+    /// A description for people; its wording may change.
     public var message: String
-    /// The error underneath, if any (for example a ``StoreError``).
+    /// The error underneath, if any (for example a `StoreError`).
     public var underlying: (any Error)?
 
+    /// An error with `code`, a `message` for people and the error underneath, if any.
     public init(_ code: Code, _ message: String, underlying: (any Error)? = nil) {
         self.code = code
         self.message = message
@@ -90,6 +96,7 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `DNAError.<code>: <message>`, followed by the underlying error if any.
     public var description: String {
         var text = "DNAError.\(code): \(message)"
         if let underlying { text += " (\(underlying))" }

@@ -1,8 +1,13 @@
 /// The kind of an actor: a stable name for its type, part of every actor name.
 public struct ActorKind: Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+    /// The kind's name, the `kind` part of actor names (`ActorID.kind`): 1 to
+    /// `ActorID.maxSegmentBytes` bytes of `A-Z a-z 0-9 _ . - :`.
     public var name: String
+    /// The kind named `name`.
     public init(_ name: String) { self.name = name }
+    /// The kind named by a literal, as in `static let kind: ActorKind = "counter"`.
     public init(stringLiteral value: String) { self.name = value }
+    /// The kind's name.
     public var description: String { name }
 }
 
@@ -28,7 +33,7 @@ public protocol DurableActor: AnyObject, SendableMetatype {
     static var kind: ActorKind { get }
 
     /// Creates the activation. Module data is already loaded when this runs: declare the
-    /// storage modules here (``ActorContext/kv(_:)``, ``ActorContext/value(_:default:)``).
+    /// storage modules here (``ActorContext/kv(_:of:)``, ``ActorContext/value(_:default:)``).
     /// Writes made here are committed before the first message is handled.
     init(context: ActorContext) async throws
 
@@ -74,12 +79,19 @@ public protocol DurableActor: AnyObject, SendableMetatype {
 }
 
 extension DurableActor {
+    /// `true`: activations may be moved.
     public static var isMovable: Bool { true }
+    /// `nil`: the node's ``Node/Configuration/placement``.
     public static var placement: Node.Placement? { nil }
+    /// `nil`: nothing is handed over.
     public func stateToHandOver() -> (any Encodable)? { nil }
+    /// Does nothing.
     public func didActivate(context: ActorContext) async {}
+    /// Does nothing.
     public func willDeactivate(reason: DeactivationReason, context: ActorContext) async {}
+    /// Does nothing.
     public func didCommit(messages: Int, context: ActorContext) async {}
+    /// Does nothing: the alarm counts as handled.
     public func alarm(_ name: String, context: ActorContext) async throws {}
 }
 
@@ -98,5 +110,6 @@ public enum DeactivationReason: String, Sendable, Hashable, CustomStringConverti
     /// Its name was found active on another node.
     case ownedElsewhere
 
+    /// The case's name, for example `idle`.
     public var description: String { rawValue }
 }

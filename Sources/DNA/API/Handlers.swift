@@ -9,6 +9,7 @@ public struct Handlers<Actor: DurableActor>: Sendable {
     /// Handles requests of type `R`.
     ///
     /// - Parameters:
+    ///   - type: the request type.
     ///   - reply: when the response is released; see ``ReplyTiming``.
     ///   - body: runs with the actor, the request and the actor's context. Writes it makes
     ///     to storage modules commit with its batch; if it throws, its writes are discarded

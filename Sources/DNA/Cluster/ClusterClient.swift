@@ -26,8 +26,13 @@ public final class ClusterClient: Sendable {
     /// ``DNAError/Code/nodeUnreachable`` (the node may still handle it). Default 30 s.
     public let callTimeout: Duration
 
-    /// - Parameter tls: the cluster's TLS settings, if its nodes use TLS.
-    /// - Throws: ``TransportError`` if the secret is shorter than 16 bytes or the TLS
+    /// - Parameters:
+    ///   - cluster: the cluster's name, as its nodes were given it.
+    ///   - secret: the cluster secret (at least 16 bytes), as the nodes' `DNA_CLUSTER_SECRET`.
+    ///   - node: the node the client connects to; it forwards calls to the actors' owners.
+    ///   - tls: the cluster's TLS settings, if its nodes use TLS.
+    ///   - callTimeout: how long a call waits for its answer (see ``callTimeout``).
+    /// - Throws: `TransportError` if the secret is shorter than 16 bytes or the TLS
     ///   settings are invalid.
     public init(
         cluster: String, secret: [UInt8], node: PeerAddress, tls: (any TransportSecurity)? = nil,

@@ -15,6 +15,7 @@ public struct RebalanceReport: Sendable, Equatable {
     /// The loads the round planned from (this node's own count is current, the others'
     /// come from their last heartbeats).
     public var loads: [RebalancePlanner.NodeLoad]
+    /// How long the round took, by the node's clock.
     public var duration: Duration
 }
 
@@ -26,8 +27,8 @@ struct RebalanceState {
 }
 
 extension Node {
-    /// Makes one rebalancing round now, whatever ``Configuration/Rebalancing/enabled`` and
-    /// ``Configuration/Rebalancing/tolerance`` say: plans it from the live nodes' loads (the
+    /// Makes one rebalancing round now, whatever ``Node/Rebalancing/enabled`` and
+    /// ``Node/Rebalancing/tolerance`` say: plans it from the live nodes' loads (the
     /// plan is the same on every node) and moves away the activations it takes from this
     /// node. Other nodes give theirs in their own rounds (`dna rebalance` asks them all).
     ///

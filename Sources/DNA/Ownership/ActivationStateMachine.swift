@@ -430,7 +430,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     package mutating func requestDeactivation() { deactivationRequested = true }
 
     /// The latest message per origin, if it changed since the last call: the runtime
-    /// stores it with a batch that writes (``CommitBatch/order``). At most ``maxOrigins``
+    /// stores it with a batch that writes (`CommitBatch.order`). At most ``maxOrigins``
     /// origins are kept (the ones learned first are dropped).
     package mutating func takeOrderState() -> [(origin: UInt32, sequence: UInt64)]? { order.takeChanged() }
 

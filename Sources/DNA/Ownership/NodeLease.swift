@@ -54,7 +54,7 @@ package struct NodeLease: Sendable {
 }
 
 /// What a node has seen of the others' heartbeats, by its own monotonic clock: for each
-/// node, the heartbeat mark the store last showed (``NodeRecord/heartbeatStamp``) and since
+/// node, the heartbeat mark the store last showed (`NodeRecord.heartbeatStamp`) and since
 /// when this node has seen it unchanged. A node is *silent* once its mark has not changed
 /// for its own failure timeout; only then may this node take over its names
 /// (``ActivationRequest/silentNodes``).

@@ -25,6 +25,7 @@ public enum RebalancePlanner {
         /// At most this fraction of all activations move in one round (at least one).
         public var maxFraction: Double
 
+        /// At most `maxMoves` moves and `maxFraction` of all activations per round.
         public init(maxMoves: Int = 500, maxFraction: Double = 0.25) {
             self.maxMoves = maxMoves
             self.maxFraction = maxFraction
@@ -44,10 +45,14 @@ public enum RebalancePlanner {
 
     /// A live node and the activations it hosts.
     public struct NodeLoad: Sendable, Equatable {
+        /// The node.
         public var id: NodeID
+        /// How many activations it hosts.
         public var activations: Int
+        /// What it may do in this round.
         public var role: Role
 
+        /// The node `id`, hosting `activations` activations; eligible unless `role` says.
         public init(id: NodeID, activations: Int, role: Role = .eligible) {
             self.id = id
             self.activations = activations
@@ -59,8 +64,10 @@ public enum RebalancePlanner {
     public enum Source: Sendable, Hashable, CustomStringConvertible {
         /// Names whose owner is gone and that must run (a pipeline stage's partitions).
         case orphaned
+        /// The activations of this node.
         case node(NodeID)
 
+        /// `(no live owner)`, or the node's id.
         public var description: String {
             switch self {
             case .orphaned: "(no live owner)"
@@ -71,10 +78,14 @@ public enum RebalancePlanner {
 
     /// `count` activations go from `from` to `to`.
     public struct Move: Sendable, Equatable {
+        /// Where the activations come from.
         public var from: Source
+        /// The node that takes them.
         public var to: NodeID
+        /// How many activations move.
         public var count: Int
 
+        /// A move of `count` activations from `from` to `to`.
         public init(from: Source, to: NodeID, count: Int) {
             self.from = from
             self.to = to
@@ -103,6 +114,7 @@ public enum RebalancePlanner {
     ///   - nodes: the live nodes (dead ones host nothing: their names are `orphaned`, or
     ///     wait for their next message).
     ///   - orphaned: names without a live owner that must be running.
+    ///   - limits: the most a round may move (``Limits``).
     /// - Throws: ``DNAError/Code/noEligibleNode`` when something must move (orphaned names,
     ///   a draining node's activations) and no node can take it;
     ///   ``DNAError/Code/invalidArgument`` for negative counts, a node listed twice or

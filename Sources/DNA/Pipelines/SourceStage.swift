@@ -1,4 +1,4 @@
-/// A consumer stage over a source outside DNA (a ``PartitionSource``: a PostgreSQL table
+/// A consumer stage over a source outside DNA (a `PartitionSource`: a PostgreSQL table
 /// with `PostgresTableSource`, a Kafka topic or a Kinesis stream through one of your own):
 /// the same leases — one activation per source partition, the actor named by the
 /// partition's id in ``namespace`` — and the same checkpoints: the source position is kept
@@ -32,10 +32,15 @@ public protocol SourceStage: DurableActor {
 }
 
 extension SourceStage {
+    /// `"default"`.
     public static var namespace: String { "default" }
+    /// 500 records.
     public static var batchSize: Int { 500 }
+    /// `true`: a child partition waits for its parents.
     public static var waitsForParents: Bool { true }
+    /// The default ``StageFailurePolicy``: 5 attempts, waits doubling from 100 ms to 10 s.
     public static var failurePolicy: StageFailurePolicy { StageFailurePolicy() }
+    /// None: a stage needs no handlers to consume its records.
     public static func handlers(_ handlers: inout Handlers<Self>) {}
 
     /// The consumer of `partition`: its actor's name.
@@ -187,7 +192,7 @@ enum SourceConsumer {
     }
 
     /// Tells a source that keeps records for its readers how far the stage read, with the
-    /// batch (``PartitionSource/progress(of:partition:after:)``).
+    /// batch (`PartitionSource.progress(of:partition:after:)`).
     private static func recordProgress<S: SourceStage>(_ position: S.Source.Position, cursor: SourceCursor<S>, context: ActorContext) {
         if let progress = cursor.source.progress(of: S.kind.name, partition: context.id.key, after: position) {
             context.log.recordProgress(progress)

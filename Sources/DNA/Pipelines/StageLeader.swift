@@ -221,15 +221,15 @@ extension Node {
 }
 
 extension Node {
-    /// Appends `records` to `stream` (``ActorStore/append(_:to:producer:)``) and wakes this
+    /// Appends `records` to `stream` (`ActorStore.append(_:to:producer:)`) and wakes this
     /// node's consumer stages waiting for it at once (others poll).
     ///
     /// Idempotent: without a `producer`, one is made for this append (the store forgets it
     /// an hour later), and an append whose answer was lost is sent again with the same
     /// producer, up to three times, so it is stored once; records an earlier attempt stored
-    /// come back as ``StreamPosition/duplicate``.
+    /// come back as `StreamPosition.duplicate`.
     ///
-    /// - Throws: ``StoreError/Code/outcomeUnknown`` if an attempt's answer was lost and no
+    /// - Throws: `StoreError.Code.outcomeUnknown` if an attempt's answer was lost and no
     ///   later attempt was answered with the positions (the records may be stored: retry
     ///   with the same `producer` and sequences to store them at most once), or what the
     ///   store refused the first attempt with.

@@ -7,7 +7,7 @@ import DNATransport
 /// whose partition has records they have not read), and rebalancing and draining move
 /// them like any actor. A consumer receives its partition's records in order, in batches
 /// of at most ``batchSize``; everything ``process(_:context:)`` does — storage writes,
-/// records appended with ``ActorContext/append(to:key:value:partition:)`` — commits in one
+/// records appended with `ActorContext.append(to:key:value:partition:)` — commits in one
 /// transaction with the consumer's checkpoint. A batch whose commit fails is retried as it
 /// was; one applied already appends nothing again; a consumer that was fenced stops, and
 /// the next activation resumes from the committed checkpoint: so each record appended by a
@@ -46,13 +46,18 @@ public protocol StreamStage: DurableActor {
 /// (`firstBackOff`, doubling, at most `maxBackOff`) up to `attempts` times in all, then parks
 /// the partition: it stops consuming it, keeps its checkpoint, and says why in
 /// `dna stream status` and the metric `dna_stage_parked_total`, until it is resumed
-/// (`dna stream resume`, ``ActorStore/resumeConsumer(_:of:partition:)``). Records are never
+/// (`dna stream resume`, `ActorStore.resumeConsumer(_:of:partition:)`). Records are never
 /// skipped.
 public struct StageFailurePolicy: Sendable, Equatable {
+    /// How many times a batch is tried in all before its partition parks (at least 1).
     public var attempts: Int
+    /// The wait before the first retry; it doubles after each further failure.
     public var firstBackOff: Duration
+    /// The longest wait between two attempts.
     public var maxBackOff: Duration
 
+    /// A policy of `attempts` tries in all (at least 1), waiting `firstBackOff`, doubling, at
+    /// most `maxBackOff`, between them.
     public init(attempts: Int = 5, firstBackOff: Duration = .milliseconds(100), maxBackOff: Duration = .seconds(10)) {
         self.attempts = max(1, attempts)
         self.firstBackOff = firstBackOff
@@ -87,9 +92,13 @@ public struct StageFailurePolicy: Sendable, Equatable {
 }
 
 extension StreamStage {
+    /// 500 records.
     public static var batchSize: Int { 500 }
+    /// `true`: a child partition waits for its parents.
     public static var waitsForParents: Bool { true }
+    /// The default ``StageFailurePolicy``: 5 attempts, waits doubling from 100 ms to 10 s.
     public static var failurePolicy: StageFailurePolicy { StageFailurePolicy() }
+    /// None: a stage needs no handlers to consume its records.
     public static func handlers(_ handlers: inout Handlers<Self>) {}
 
     /// The consumer of `partition`: its actor's name.
@@ -120,7 +129,7 @@ struct StageDescription: Sendable {
     var stream: StreamName?
     var sourcePartitions: (@Sendable (Node) async throws -> [SourcePartition])?
     /// Registers the stage with its external source, for one that keeps what its readers
-    /// have not read (``PartitionSource/register(consumer:)``).
+    /// have not read (`PartitionSource.register(consumer:)`).
     var registerOnSource: (@Sendable (Node) async throws -> Void)? = nil
 }
 

@@ -23,9 +23,10 @@ import Tracing
 public final class Node: Service, Sendable {
     /// This node's generational identity.
     public let id: NodeID
+    /// The configuration the node was made with.
     public let configuration: Configuration
     /// The store the node keeps its data in: streams are created, appended to and read
-    /// through it (``ActorStore/append(_:to:producer:)``). Actors' own data is theirs:
+    /// through it (`ActorStore.append(_:to:producer:)`). Actors' own data is theirs:
     /// change it through their messages.
     public let store: any ActorStore
     /// The connections to other nodes; `nil` for a single node.
@@ -110,8 +111,8 @@ public final class Node: Service, Sendable {
     /// before the node is running wait for it (or fail with its start-up error).
     ///
     /// - Throws: ``DNAError`` for an invalid configuration or two actor types with one
-    ///   kind; ``StoreError`` for store settings that cannot be used;
-    ///   ``TransportError`` for transport or TLS settings that cannot be used.
+    ///   kind; `StoreError` for store settings that cannot be used;
+    ///   `TransportError` for transport or TLS settings that cannot be used.
     public init(configuration: Configuration, actors: [any DurableActor.Type]) throws {
         try configuration.validate()
         self.configuration = configuration
@@ -218,7 +219,7 @@ public final class Node: Service, Sendable {
     /// unless `namespace` is given).
     ///
     /// - Throws: ``DNAError/Code/invalidName`` for an empty or too long name (see
-    ///   ``ActorID``), ``DNAError/Code/unknownActorKind`` if `A` was not given to the node.
+    ///   `ActorID`), ``DNAError/Code/unknownActorKind`` if `A` was not given to the node.
     public func ref<A: DurableActor>(_ type: A.Type, key: String, namespace: String? = nil) throws(DNAError) -> ActorRef<A> {
         let id = ActorID(namespace: namespace ?? configuration.namespace, kind: A.kind.name, key: key)
         do { try id.validate() } catch { throw DNAError(.invalidName, error.message, underlying: error) }
@@ -344,7 +345,7 @@ public final class Node: Service, Sendable {
     /// activation finish and commit, gives the names back, leaves the cluster and closes
     /// the store it opened.
     ///
-    /// - Throws: what kept the node from starting: ``StoreError`` (not a DNA database,
+    /// - Throws: what kept the node from starting: `StoreError` (not a DNA database,
     ///   damaged, in use by another node, unreachable), NIO's error if the address cannot
     ///   be bound. Calls waiting for the node fail with the same error.
     public func run() async throws {

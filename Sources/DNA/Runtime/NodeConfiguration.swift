@@ -3,7 +3,7 @@ import Logging
 import Metrics
 
 extension Node {
-    /// Which store a node uses: ``sqlite(path:)`` (the default engine, embedded), an
+    /// Which store a node uses: ``sqlite(path:synchronous:)`` (the default engine, embedded), an
     /// engine from another product (`DNAPostgres` adds `.postgres(url:)`), or a store made
     /// elsewhere (``custom(_:)``).
     public struct StoreChoice: Sendable {
@@ -11,10 +11,14 @@ extension Node {
         /// node made it (and so runs and closes it), and whether the node holds the database
         /// alone (then every other node recorded in it is certainly dead).
         public struct Made: Sendable {
+            /// The store, not opened yet.
             public var store: any ActorStore
+            /// Whether the node made the store, and so runs and closes it.
             public var ownedByNode: Bool
+            /// Whether the node holds the database alone.
             public var exclusive: Bool
 
+            /// What the node gets; see the properties.
             public init(store: any ActorStore, ownedByNode: Bool, exclusive: Bool) {
                 self.store = store
                 self.ownedByNode = ownedByNode
@@ -39,7 +43,7 @@ extension Node {
         /// share it (a local development cluster: SQLite serialises their transactions and
         /// the store's clock is the one machine's clock, so every guarantee holds).
         /// `synchronous`: what an acknowledged write survives (see
-        /// ``SQLiteStore/Configuration/synchronous``; `.normal`: a crash of the process, not
+        /// `SQLiteStore.Configuration.synchronous`; `.normal`: a crash of the process, not
         /// a power loss).
         public static func sqlite(path: String, synchronous: SQLiteStore.Configuration.Synchronous = .normal) -> StoreChoice {
             StoreChoice(description: "sqlite:\(path)") { clustered throws(StoreError) in
@@ -152,12 +156,13 @@ extension Node {
         /// The node's logger.
         public var logger: Logger = Logger(label: "dna.node")
         /// Where the node reads the time and waits: heartbeats, the lease, commit retries and
-        /// deadlines, idle passivation, timers. Default ``SystemClock``; tests use
+        /// deadlines, idle passivation, timers. Default `SystemClock`; tests use
         /// `DNATesting.TestClock`.
         public var clock: any DNAClock = SystemClock()
         /// Set by the simulation, which runs real nodes over its own network and scheduler.
         package var simulated: SimulatedEnvironment?
 
+        /// A configuration with `store` and every other setting at its default.
         public init(store: StoreChoice) { self.store = store }
 
         func validate() throws(DNAError) {
@@ -217,6 +222,7 @@ extension Node {
         /// leaves these actors in place; draining moves them to another node with the label.
         case pinned(label: String)
 
+        /// Its name in logs and errors, for example `least-loaded` or `pinned(zone-a)`.
         public var description: String {
             switch self {
             case .firstReceiver: "first-receiver"
@@ -254,6 +260,7 @@ extension Node {
         /// Nodes carrying any of these labels neither give nor take activations. Default none.
         public var excludedLabels: Set<String> = []
 
+        /// Every setting at its default.
         public init() {}
 
         func validate() throws(DNAError) {

@@ -1,6 +1,6 @@
 import DNAStore
 
-/// An activation's durable alarms: rows of the runtime module ``ModuleRow/alarmModule``,
+/// An activation's durable alarms: rows of the runtime module `ModuleRow.alarmModule`,
 /// written with the batch like any module (so an alarm set by a message that fails is not
 /// set), undone with the message.
 final class AlarmSchedule: UndoableModule {

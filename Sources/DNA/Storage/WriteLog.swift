@@ -8,7 +8,7 @@
 final class WriteLog {
     private(set) var operations: [StorageOperation] = []
     private var messageStart = 0
-    /// Stream appends and checkpoints staged since the last commit (``CommitBatch/streams``);
+    /// Stream appends and checkpoints staged since the last commit (`CommitBatch.streams`);
     /// made on first use, as most actors never append.
     private var staged: StagedStreams?
     /// Modules written in the current message, and in the batch so far.

@@ -17,16 +17,21 @@ public struct ActorID: Hashable, Sendable, CustomStringConvertible {
     /// The longest key, in UTF-8 bytes.
     public static let maxKeyBytes = 512
 
+    /// The application or tenant the actor belongs to.
     public var namespace: String
+    /// The actor's type (see `DurableActor.kind`).
     public var kind: String
+    /// Which actor of its kind.
     public var key: String
 
+    /// A name of these parts, not checked until ``validate()``.
     public init(namespace: String, kind: String, key: String) {
         self.namespace = namespace
         self.kind = kind
         self.key = key
     }
 
+    /// `namespace/kind/key`.
     public var description: String { "\(namespace)/\(kind)/\(key)" }
 
     /// Byte for byte (see above), not by `String`'s canonical equivalence.
@@ -39,6 +44,7 @@ public struct ActorID: Hashable, Sendable, CustomStringConvertible {
         return same(lhs.key, rhs.key) && same(lhs.kind, rhs.kind) && same(lhs.namespace, rhs.namespace)
     }
 
+    /// Hashes the parts' UTF-8 bytes, as `==` compares them.
     public func hash(into hasher: inout Hasher) {
         func combine(_ part: String) {
             var part = part
@@ -66,6 +72,8 @@ public struct ActorID: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Checks a namespace or kind: 1 to ``maxSegmentBytes`` bytes of `A-Z a-z 0-9 _ . - :`;
+    /// throws ``StoreError/Code/invalidName`` with the reason, calling the value `what`.
     public static func validateSegment(_ value: String, what: String) throws(StoreError) {
         let bytes = value.utf8.count
         guard bytes > 0 else { throw StoreError(.invalidName, "actor \(what) is empty") }

@@ -1,8 +1,10 @@
 /// A node's generational identity: a new one on every start, so a restarted process is a
 /// new member and can never be confused with the one that ran before it.
 public struct NodeID: Hashable, Sendable, CustomStringConvertible, Codable {
+    /// The identity as text (32 hex digits when made by ``random()``).
     public var rawValue: String
 
+    /// The identity `rawValue`, as the store keeps it.
     public init(rawValue: String) { self.rawValue = rawValue }
 
     /// A fresh random identity (128 bits, hex).
@@ -17,6 +19,7 @@ public struct NodeID: Hashable, Sendable, CustomStringConvertible, Codable {
         return NodeID(rawValue: hex(high) + hex(low))
     }
 
+    /// The raw value.
     public var description: String { rawValue }
 }
 
@@ -34,9 +37,13 @@ public enum NodeState: String, Sendable, Codable, CaseIterable {
 
 /// A row of the node table, as the store sees it now.
 public struct NodeRecord: Sendable, Equatable {
+    /// The node's identity.
     public var id: NodeID
+    /// The cluster the node joined.
     public var cluster: String
+    /// Where other nodes reach the node (`host:port`; `local` for a node without a listener).
     public var address: String
+    /// Where the node is in its life.
     public var state: NodeState
     /// Milliseconds since the node's last heartbeat, by the store's clock.
     public var heartbeatAgeMilliseconds: Int64
@@ -56,6 +63,7 @@ public struct NodeRecord: Sendable, Equatable {
     /// the node's `SilenceWatch`).
     public var heartbeatStamp: Int64
 
+    /// A node row as an engine read it.
     public init(
         id: NodeID, cluster: String, address: String, state: NodeState,
         heartbeatAgeMilliseconds: Int64, activations: Int64, failureTimeoutMilliseconds: Int64,
@@ -77,6 +85,7 @@ public struct NodeRecord: Sendable, Equatable {
     /// hold no comma).
     public static func encodeLabels(_ labels: [String]) -> String { labels.joined(separator: ",") }
 
+    /// Labels from their stored text (``encodeLabels(_:)``); empty text is no labels.
     public static func decodeLabels(_ text: String) -> [String] {
         text.split(separator: ",").map(String.init)
     }
@@ -97,7 +106,7 @@ public struct NodeRecord: Sendable, Equatable {
 }
 
 extension Duration {
-    /// This duration in whole milliseconds (rounded down).
+    /// This duration in whole milliseconds (truncated toward zero).
     public var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000

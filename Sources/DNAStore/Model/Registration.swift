@@ -1,13 +1,16 @@
 /// The right of one activation to write for one actor name: the owner and the epoch that
 /// the store granted. Every commit is checked against it in the same transaction.
 public struct Registration: Sendable, Hashable {
+    /// The name.
     public var actor: ActorID
     /// The store's surrogate key for the name; module data is keyed by it.
     public var rowID: Int64
+    /// The node the name was granted to.
     public var owner: NodeID
     /// Grows by one on every grant of the name.
     public var epoch: Int64
 
+    /// A registration as the store granted it.
     public init(actor: ActorID, rowID: Int64, owner: NodeID, epoch: Int64) {
         self.actor = actor
         self.rowID = rowID
@@ -18,10 +21,14 @@ public struct Registration: Sendable, Hashable {
 
 /// A row of the registration table, as `dna status --actors` shows it.
 public struct RegistrationRecord: Sendable, Equatable {
+    /// The name.
     public var actor: ActorID
+    /// The node that holds the name; `nil` once it was released.
     public var owner: NodeID?
+    /// The epoch of the name's latest grant (see ``Registration/epoch``).
     public var epoch: Int64
 
+    /// A row as an engine read it.
     public init(actor: ActorID, owner: NodeID?, epoch: Int64) {
         self.actor = actor
         self.owner = owner
@@ -40,15 +47,19 @@ public struct ModuleRow: Sendable, Equatable {
     /// The module of the order-state row.
     public static let orderModule = "dna.order"
     /// The module of the transient state an activation handed over with its name (see
-    /// ``ActorStore/handOver(_:to:transientState:)``); the new activation deletes it.
+    /// ``OwnershipStore/handOver(_:to:transientState:)``); the new activation deletes it.
     public static let handOverModule = "dna.handover"
     /// The module of an actor's durable alarms (``AlarmRecord``), one row per alarm.
     public static let alarmModule = "dna.alarm"
 
+    /// The module's name.
     public var module: String
+    /// The row's key within its module.
     public var key: [UInt8]
+    /// The stored value.
     public var value: [UInt8]
 
+    /// A row of `module` at `key`.
     public init(module: String, key: [UInt8], value: [UInt8]) {
         self.module = module
         self.key = key
@@ -58,7 +69,9 @@ public struct ModuleRow: Sendable, Equatable {
 
 /// What a node asks for when it activates an actor.
 public struct ActivationRequest: Sendable {
+    /// The name to claim.
     public var actor: ActorID
+    /// The claimant: the node that would run the actor.
     public var node: NodeID
     /// The nodes the claimant itself watched fall silent: for each, the heartbeat mark
     /// (``NodeRecord/heartbeatStamp``) it has seen unchanged for at least that node's
@@ -69,6 +82,7 @@ public struct ActivationRequest: Sendable {
     /// that run no node).
     public var silentNodes: [NodeID: Int64]?
 
+    /// A claim of `actor` for `node` (see ``silentNodes`` for the last parameter).
     public init(actor: ActorID, node: NodeID, silentNodes: [NodeID: Int64]? = nil) {
         self.actor = actor
         self.node = node
@@ -86,11 +100,14 @@ public enum ActivationOutcome: Sendable {
 
 /// One write of a batch.
 public struct StorageOperation: Sendable, Equatable {
+    /// The module written.
     public var module: String
+    /// The key written.
     public var key: [UInt8]
     /// `nil` deletes the key.
     public var value: [UInt8]?
 
+    /// A write of `value` at `key` of `module`; a `nil` value deletes the key.
     public init(module: String, key: [UInt8], value: [UInt8]?) {
         self.module = module
         self.key = key
@@ -107,8 +124,11 @@ public struct StorageOperation: Sendable, Equatable {
 /// applied is answered with success and not applied again, so an attempt whose answer was
 /// lost can be made again safely.
 public struct CommitBatch: Sendable, Equatable {
+    /// The registration that must still hold the name for the batch to be written.
     public var registration: Registration
+    /// The batch's number among its registration's, from 1 (see above).
     public var sequence: Int64
+    /// The writes, applied in order.
     public var operations: [StorageOperation]
     /// How long the caller waits for this attempt's answer; an engine that cannot answer
     /// within it answers ``StoreError/Code/outcomeUnknown`` (if the batch may have reached
@@ -124,6 +144,8 @@ public struct CommitBatch: Sendable, Equatable {
     /// appends nothing again.
     public var streams: StreamEffects
 
+    /// A batch; by default the engine's own limits apply, the order state is unchanged and
+    /// no stream is touched.
     public init(
         registration: Registration, sequence: Int64, operations: [StorageOperation], timeout: Duration? = nil,
         order: [UInt8]? = nil, streams: StreamEffects = .none

@@ -2,8 +2,11 @@
 public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
     /// A stable error code; new codes may be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
+        /// The code's name; codes of the same name are equal.
         public let name: String
+        /// The code named `name`.
         public init(_ name: String) { self.name = name }
+        /// The code's name.
         public var description: String { name }
 
         /// The activation lost its name: another owner or a newer epoch holds it. Retryable.
@@ -37,9 +40,12 @@ public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let notFound = Code("notFound")
     }
 
+    /// What went wrong, stably: match on this.
     public var code: Code
+    /// What failed and why, for people; its wording may change.
     public var message: String
 
+    /// An error of `code`, with `message` for people.
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
@@ -50,5 +56,6 @@ public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
         code == .fenced || code == .unavailable || code == .predecessorMissing || code == .outcomeUnknown
     }
 
+    /// The code and the message: `StoreError.fenced: …`.
     public var description: String { "StoreError.\(code): \(message)" }
 }

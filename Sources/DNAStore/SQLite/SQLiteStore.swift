@@ -60,9 +60,11 @@ public final class SQLiteStore: ActorStore {
         /// fills 1,000 pages). Default 20,000.
         public var backgroundCheckpointRows: Int? = 20_000
 
+        /// Settings for the file at `path`, the others at their defaults.
         public init(path: String) { self.path = path }
     }
 
+    /// What the store was opened with.
     public let configuration: Configuration
     private let logger: Logger
     private let worker: SQLiteWorker
@@ -176,62 +178,86 @@ public final class SQLiteStore: ActorStore {
         return try result.get()
     }
 
+    /// Adds the node in state `joining`
+    /// (``MembershipStore/join(node:cluster:address:failureTimeout:labels:)``).
     public func join(node: NodeID, cluster: String, address: String, failureTimeout: Duration, labels: [String]) async throws(StoreError) {
         try await perform { session throws(StoreError) in
             try session.join(node: node, cluster: cluster, address: address, failureTimeout: failureTimeout, labels: labels)
         }
     }
 
+    /// Asks every `up` node of the cluster for a rebalancing round; returns how many were asked.
     public func requestRebalance(cluster: String) async throws(StoreError) -> Int {
         try await perform { session throws(StoreError) in try session.requestRebalance(cluster: cluster) }
     }
 
+    /// Clears the node's ``NodeRecord/rebalanceRequested``.
     public func rebalanceDone(node: NodeID) async throws(StoreError) {
         try await perform { session throws(StoreError) in try session.rebalanceDone(node: node) }
     }
 
+    /// Records a heartbeat by the store's clock, with the node's state and activations
+    /// (``MembershipStore/heartbeat(node:state:activations:)``).
     public func heartbeat(node: NodeID, state: NodeState, activations: Int64) async throws(StoreError) {
         try await perform { session throws(StoreError) in
             try session.heartbeat(node: node, state: state, activations: activations)
         }
     }
 
+    /// Asks an `up` node to drain (``MembershipStore/requestDrain(node:)``).
     public func requestDrain(node: NodeID) async throws(StoreError) {
         try await perform { session throws(StoreError) in try session.requestDrain(node: node) }
     }
 
+    /// The nodes of the cluster, by id, with heartbeat ages by the store's clock.
     public func nodes(cluster: String) async throws(StoreError) -> [NodeRecord] {
         try await perform { session throws(StoreError) in try session.nodes(cluster: cluster) }
     }
 
+    /// Deletes the rows of the cluster's nodes gone for longer than `retention`; returns how
+    /// many (``MembershipStore/forgetNodes(cluster:goneFor:)``).
     public func forgetNodes(cluster: String, goneFor retention: Duration) async throws(StoreError) -> Int {
         try await perform { session throws(StoreError) in try session.forgetNodes(cluster: cluster, goneFor: retention) }
     }
 
+    /// Marks every other node of the cluster `left` and releases their names.
     public func evictOtherNodes(cluster: String, keeping node: NodeID) async throws(StoreError) {
         try await perform { session throws(StoreError) in try session.evictOtherNodes(cluster: cluster, keeping: node) }
     }
 
+    /// Claims the name for `request.node` (``OwnershipStore/activate(_:)``).
+    ///
+    /// - Throws: ``StoreError/Code/invalidName`` for a name that breaks the rules of ``ActorID``.
     public func activate(_ request: ActivationRequest) async throws(StoreError) -> ActivationOutcome {
         try request.actor.validate()
         return try await perform { session throws(StoreError) in try session.activate(request) }
     }
 
+    /// Gives the name up if `registration` still holds it; otherwise does nothing.
     public func release(_ registration: Registration) async throws(StoreError) {
         try await perform { session throws(StoreError) in try session.release(registration) }
     }
 
+    /// Hands the name to `target` at the next epoch, after the batches of the name queued before
+    /// it (``OwnershipStore/handOver(_:to:transientState:)``).
+    ///
+    /// - Throws: ``StoreError/Code/fenced`` if `registration` no longer holds the name.
     public func handOver(_ registration: Registration, to target: NodeID, transientState: [UInt8]?) async throws(StoreError) {
         try await perform { session throws(StoreError) in
             try session.handOver(registration, to: target, transientState: transientState)
         }
     }
 
+    /// Creates a stream of `partitions` partitions (``StreamStore/createStream(_:partitions:retention:)``).
+    ///
+    /// - Throws: ``StoreError/Code/invalidName`` for a stream name that ``StreamName/validate()``
+    ///   refuses; ``StoreError/Code/invalidArgument`` if the stream exists or a setting is out of range.
     public func createStream(_ stream: StreamName, partitions: Int, retention: StreamRetention) async throws(StoreError) {
         try StreamRules.checkCreate(stream, partitions: partitions, retention: retention)
         try await perform { session throws(StoreError) in try session.createStream(stream, partitions: partitions, retention: retention) }
     }
 
+    /// Appends `records` atomically (``StreamStore/append(_:to:producer:)``).
     public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
         -> [StreamPosition]
     {
@@ -242,6 +268,8 @@ public final class SQLiteStore: ActorStore {
         }
     }
 
+    /// Up to `limit` records (1 to 10,000) of a partition from `sequence` on, in order
+    /// (``StreamStore/readStream(_:partition:from:limit:)``).
     public func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError)
         -> [StreamRecord]
     {
@@ -251,6 +279,8 @@ public final class SQLiteStore: ActorStore {
         }
     }
 
+    /// Records `consumer`'s checkpoint on a partition
+    /// (``StreamStore/commitProgress(consumer:stream:partition:next:)``).
     public func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError) {
         try stream.validate()
         try await perform { session throws(StoreError) in
@@ -258,43 +288,59 @@ public final class SQLiteStore: ActorStore {
         }
     }
 
+    /// Gives `consumer` a checkpoint at the start of every partition it has none on; returns
+    /// how many it made (``StreamStore/registerConsumer(_:of:)``).
     public func registerConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try stream.validate()
         return try await perform { session throws(StoreError) in try session.registerConsumer(consumer, of: stream) }
     }
 
+    /// Deletes `consumer`'s checkpoints on the stream; returns how many there were.
     public func forgetConsumer(_ consumer: String, of stream: StreamName) async throws(StoreError) -> Int {
         try stream.validate()
         return try await perform { session throws(StoreError) in try session.forgetConsumer(consumer, of: stream) }
     }
 
+    /// Lets the consumer's parked partitions of the stream (or only `partition`) run again;
+    /// returns how many were parked.
     public func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) async throws(StoreError) -> Int {
         try stream.validate()
         return try await perform { session throws(StoreError) in try session.resumeConsumer(consumer, of: stream, partition: partition) }
     }
 
+    /// Deletes, in every stream, the records its retention lets go, and forgets the producers
+    /// made for one append older than ``StreamProducer/oneAppendRetention``; returns how many
+    /// records it deleted.
     public func trimStreams() async throws(StoreError) -> Int {
         try await perform { session throws(StoreError) in try session.trimStreams() }
     }
 
+    /// Splits or merges partitions; returns the children's ids (``StreamStore/reshard(_:_:)``).
     public func reshard(_ stream: StreamName, _ operation: StreamReshard) async throws(StoreError) -> [Int] {
         try stream.validate()
         return try await perform { session throws(StoreError) in try session.reshard(stream, operation) }
     }
 
+    /// The stream's retention, partitions, consumers' checkpoints and parked partitions.
     public func streamStatus(_ stream: StreamName) async throws(StoreError) -> StreamStatus {
         try stream.validate()
         return try await perform { session throws(StoreError) in try session.streamStatus(stream) }
     }
 
+    /// Alarms due at or before `before` (ms since 1970), the earliest first, at most `limit`
+    /// (``AlarmStore/dueAlarms(before:limit:)``).
     public func dueAlarms(before: Int64, limit: Int) async throws(StoreError) -> [DueAlarm] {
         try await perform { session throws(StoreError) in try session.dueAlarms(before: before, limit: limit) }
     }
 
+    /// Registered names, of one kind or all, ordered by namespace, kind and key; at most `limit`.
     public func registrations(kind: String?, limit: Int) async throws(StoreError) -> [RegistrationRecord] {
         try await perform { session throws(StoreError) in try session.registrations(kind: kind, limit: limit) }
     }
 
+    /// Commits the batch atomically and fenced (``OwnershipStore/commit(_:completion:)``), in one
+    /// transaction with the other operations queued meanwhile; calls `completion` once. A batch
+    /// that is fenced, or whose predecessor is missing, fails alone: the others go on.
     public func commit(_ batch: CommitBatch, completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
         worker.submit(
             SQLiteWorker.Job(
@@ -312,6 +358,8 @@ public final class SQLiteStore: ActorStore {
                 fail: { completion(.failure($0)) }))
     }
 
+    /// Runs the operations queued, then closes the file and lets go of its lock. Operations
+    /// handed over afterwards fail with ``StoreError/Code/closed``.
     public func close() async {
         opening.close()
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in

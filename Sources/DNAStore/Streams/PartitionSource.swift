@@ -28,12 +28,15 @@ public protocol PartitionSource: Sendable {
 }
 
 extension PartitionSource {
+    /// Does nothing (for sources that keep their records regardless of readers).
     public func register(consumer: String) async throws {}
+    /// `nil` (for sources that keep no checkpoints of their readers).
     public func progress(of consumer: String, partition: String, after position: Position) -> StreamEffects.Progress? { nil }
 }
 
 /// A partition of a ``PartitionSource``.
 public struct SourcePartition: Sendable, Equatable, Hashable {
+    /// The partition's id in its source.
     public var id: String
     /// The partitions it continues (a split's parent, a merge's two): read them first.
     public var parents: [String]
@@ -41,6 +44,7 @@ public struct SourcePartition: Sendable, Equatable, Hashable {
     /// its end, it is done.
     public var isOpen: Bool
 
+    /// A partition `id`, open and without parents by default.
     public init(id: String, parents: [String] = [], isOpen: Bool = true) {
         self.id = id
         self.parents = parents
@@ -50,10 +54,14 @@ public struct SourcePartition: Sendable, Equatable, Hashable {
 
 /// A record read from a ``PartitionSource``.
 public struct SourceRecord<Position: Sendable>: Sendable {
+    /// Where the record is in its partition.
     public var position: Position
+    /// The record's key.
     public var key: [UInt8]
+    /// The record's value.
     public var value: [UInt8]
 
+    /// A record at `position`.
     public init(position: Position, key: [UInt8], value: [UInt8]) {
         self.position = position
         self.key = key
@@ -64,22 +72,30 @@ public struct SourceRecord<Position: Sendable>: Sendable {
 /// A DNA stream as a ``PartitionSource``: partition ids are the stream's partition numbers,
 /// positions its sequences.
 public struct StreamSource: PartitionSource {
+    /// A record's sequence in its partition.
     public typealias Position = Int64
 
+    /// The store that holds the stream.
     public let store: any StreamStore
+    /// The stream read.
     public let stream: StreamName
 
+    /// The stream `stream` of `store`.
     public init(store: any StreamStore, stream: StreamName) {
         self.store = store
         self.stream = stream
     }
 
+    /// The stream's partitions, closed ones too: ids are their numbers as text (`"0"`, `"1"`, …).
     public func partitions() async throws -> [SourcePartition] {
         try await store.streamStatus(stream).partitions.map {
             SourcePartition(id: String($0.partition), parents: $0.parents.map(String.init), isOpen: $0.isOpen)
         }
     }
 
+    /// The sequence before the partition's first record kept.
+    ///
+    /// - Throws: ``StoreError/Code/notFound`` for a partition the stream does not have.
     public func start(of partition: String) async throws -> Int64 {
         let number = try Self.number(partition, of: stream)
         guard let status = try await store.streamStatus(stream).partitions.first(where: { $0.partition == number }) else {
@@ -88,13 +104,15 @@ public struct StreamSource: PartitionSource {
         return status.firstSequence - 1
     }
 
+    /// Up to `limit` records of the partition after `position`, in order
+    /// (``StreamStore/readStream(_:partition:from:limit:)``).
     public func read(_ partition: String, after position: Int64, limit: Int) async throws -> [SourceRecord<Int64>] {
         try await store.readStream(stream, partition: try Self.number(partition, of: stream), from: position + 1, limit: limit).map {
             SourceRecord(position: $0.sequence, key: $0.key, value: $0.value)
         }
     }
 
-    /// Registers the stage on the stream (``ActorStore/registerConsumer(_:of:)``) when it
+    /// Registers the stage on the stream (``StreamStore/registerConsumer(_:of:)``) when it
     /// lacks a checkpoint on some partition.
     public func register(consumer: String) async throws {
         let status = try await store.streamStatus(stream)

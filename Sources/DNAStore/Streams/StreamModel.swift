@@ -2,19 +2,23 @@ import Foundation
 
 /// A named stream: an ordered, append-only log per partition, stored in the DNA store.
 /// Partitions cover the 32-bit hash space of record keys, each a range of it; a record with
-/// a key goes to the open partition whose range holds the key's hash (``StreamKeyHash``).
+/// a key goes to the open partition whose range holds the key's hash (`StreamKeyHash`).
 public struct StreamName: Sendable, Hashable, CustomStringConvertible {
+    /// The namespace the stream belongs to (an application or tenant).
     public var namespace: String
+    /// The stream's name within its namespace.
     public var name: String
 
+    /// The stream `name` of `namespace`, not checked until ``validate()``.
     public init(namespace: String = "default", name: String) {
         self.namespace = namespace
         self.name = name
     }
 
+    /// `namespace/name`.
     public var description: String { "\(namespace)/\(name)" }
 
-    /// Checks the name: 1 to 200 bytes each, no control characters.
+    /// Checks the namespace and the name: 1 to 64 bytes each of `A-Z a-z 0-9 _ . - :` (`invalidName` otherwise).
     public func validate() throws(StoreError) {
         try ActorID.validateSegment(namespace, what: "stream namespace")
         try ActorID.validateSegment(name, what: "stream name")
@@ -22,7 +26,7 @@ public struct StreamName: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// How long a stream keeps records. Records a registered consumer has not read are kept
-/// regardless (``ActorStore/registerConsumer(_:of:)``; a consumer stage registers itself),
+/// regardless (``StreamStore/registerConsumer(_:of:)``; a consumer stage registers itself),
 /// unless ``dropUnconsumed``.
 public struct StreamRetention: Sendable, Equatable {
     /// Records older than this may be deleted (`nil`: no age limit).
@@ -34,6 +38,7 @@ public struct StreamRetention: Sendable, Equatable {
     /// from the first record kept, logging and counting what it skipped.
     public var dropUnconsumed: Bool
 
+    /// Retention by age and by size (`nil`: no limit of that kind); the defaults keep every record.
     public init(maxAge: Duration? = nil, maxBytesPerPartition: Int64? = nil, dropUnconsumed: Bool = false) {
         self.maxAge = maxAge
         self.maxBytesPerPartition = maxBytesPerPartition
@@ -67,18 +72,23 @@ public struct StreamRetention: Sendable, Equatable {
 
 /// One record to append: to the partition its key hashes to, or to `partition` if given.
 public struct StreamAppendRecord: Sendable, Equatable {
+    /// The record's key: its hash places the record in a partition.
     public var key: [UInt8]
+    /// The record's value.
     public var value: [UInt8]
+    /// The partition to append to; `nil`: the open one whose key range holds the key's hash.
     public var partition: Int?
 
+    /// A record of `key` and `value`, to `partition` if given.
     public init(key: [UInt8], value: [UInt8], partition: Int? = nil) {
         self.key = key
         self.value = value
         self.partition = partition
     }
 
-    /// The largest value (and key) a record may have: 1 MiB.
+    /// The largest value a record may have: 1 MiB.
     public static let maxValueSize = 1 << 20
+    /// The largest key a record may have: 1 KiB.
     public static let maxKeySize = 1024
 }
 
@@ -88,10 +98,12 @@ public struct StreamAppendRecord: Sendable, Equatable {
 /// repeat (a retried append) and is not stored again. Appends are atomic, so a retry
 /// finds all of its records stored or none.
 public struct StreamProducer: Sendable, Equatable {
+    /// The producer's identity on the stream: 1 to 200 bytes.
     public var id: String
     /// The producer's number of the first record of this append; the others follow.
     public var firstSequence: Int64
 
+    /// Producer `id`, whose append starts at number `firstSequence` (1 or more).
     public init(id: String, firstSequence: Int64) {
         self.id = id
         self.firstSequence = firstSequence
@@ -101,6 +113,7 @@ public struct StreamProducer: Sendable, Equatable {
     /// this prefix and the time it was made (16 hex digits of milliseconds), so the store
     /// forgets them ``oneAppendRetention`` later (a retry comes within seconds).
     public static let oneAppendPrefix = "dna.append/"
+    /// How long after it was made the store forgets a producer made for one append.
     public static let oneAppendRetention: Duration = .seconds(3600)
 
     /// A producer for one append made at `milliseconds` (wall-clock time).
@@ -123,12 +136,14 @@ public struct StreamProducer: Sendable, Equatable {
 
 /// Where an appended record went.
 public struct StreamPosition: Sendable, Equatable {
+    /// The partition the record went to.
     public var partition: Int
     /// Its sequence in the partition; 0 for a ``duplicate`` (stored by an earlier attempt).
     public var sequence: Int64
     /// `true` if the producer had appended it before: not stored again.
     public var duplicate: Bool
 
+    /// A record's place, as an engine reports it.
     public init(partition: Int, sequence: Int64, duplicate: Bool) {
         self.partition = partition
         self.sequence = sequence
@@ -138,13 +153,18 @@ public struct StreamPosition: Sendable, Equatable {
 
 /// A stored record.
 public struct StreamRecord: Sendable, Equatable {
+    /// The partition the record is in.
     public var partition: Int
+    /// The record's number in its partition, from 1.
     public var sequence: Int64
+    /// The record's key.
     public var key: [UInt8]
+    /// The record's value.
     public var value: [UInt8]
     /// When it was appended, ms since 1970 by the store's clock.
     public var appendedMilliseconds: Int64
 
+    /// A record as an engine read it.
     public init(partition: Int, sequence: Int64, key: [UInt8], value: [UInt8], appendedMilliseconds: Int64) {
         self.partition = partition
         self.sequence = sequence
@@ -154,20 +174,27 @@ public struct StreamRecord: Sendable, Equatable {
     }
 }
 
-/// A partition as ``ActorStore/streamStatus(_:)`` shows it.
+/// A partition as ``StreamStore/streamStatus(_:)`` shows it.
 public struct StreamPartitionStatus: Sendable, Equatable {
+    /// The partition's id, never reused within the stream: `0` to `n - 1` for those it was
+    /// created with, the next free ids for the children of splits and merges.
     public var partition: Int
     /// `open` takes appends; `closed` (split or merged) takes none, and ends at `nextSequence - 1`.
     public var isOpen: Bool
+    /// The lowest key hash the partition holds.
     public var keyLow: UInt32
+    /// The highest key hash the partition holds (inclusive).
     public var keyHigh: UInt32
     /// The oldest record kept (equal to `nextSequence` when empty).
     public var firstSequence: Int64
     /// The sequence the next record gets (records are numbered from 1).
     public var nextSequence: Int64
+    /// The size of the records kept: their keys and values, in bytes.
     public var bytes: Int64
+    /// The partitions it was split or merged from; none for those the stream was created with.
     public var parents: [Int]
 
+    /// A partition's status, as an engine read it.
     public init(
         partition: Int, isOpen: Bool, keyLow: UInt32, keyHigh: UInt32, firstSequence: Int64, nextSequence: Int64, bytes: Int64,
         parents: [Int]
@@ -186,16 +213,20 @@ public struct StreamPartitionStatus: Sendable, Equatable {
     public var length: Int64 { nextSequence - firstSequence }
 }
 
-/// A stream as ``ActorStore/streamStatus(_:)`` shows it.
+/// A stream as ``StreamStore/streamStatus(_:)`` shows it.
 public struct StreamStatus: Sendable, Equatable {
+    /// The stream.
     public var stream: StreamName
+    /// The stream's retention.
     public var retention: StreamRetention
+    /// The stream's partitions, closed ones too, by id.
     public var partitions: [StreamPartitionStatus]
     /// Each consumer's checkpoint per partition: the next sequence it reads.
     public var consumers: [String: [Int: Int64]]
     /// The partitions a consumer stage parked (its handler kept failing), with why.
     public var parked: [String: [Int: String]]
 
+    /// A stream's status, as an engine read it; no consumers and nothing parked by default.
     public init(
         stream: StreamName, retention: StreamRetention, partitions: [StreamPartitionStatus], consumers: [String: [Int: Int64]] = [:],
         parked: [String: [Int: String]] = [:]
@@ -444,7 +475,9 @@ extension StreamAppendRecord {
 
 /// A split or a merge (``StreamStore/reshard(_:_:)``).
 public enum StreamReshard: Sendable, Equatable {
+    /// Splits the open partition of this id in two.
     case split(Int)
+    /// Merges two open partitions with adjacent key ranges into one.
     case merge(Int, Int)
 
     @_spi(StoreEngine) public func change(in partitions: [StreamPartitionStatus], stream: StreamName) throws(StoreError) -> StreamReshardRule.Change {
@@ -476,23 +509,33 @@ public enum StreamReshard: Sendable, Equatable {
 /// records, its input checkpoint and its state change together or not at all, and a
 /// retried batch that was applied already appends nothing again.
 public struct StreamEffects: Sendable, Equatable {
+    /// Records to append to one stream.
     public struct Append: Sendable, Equatable {
+        /// The stream appended to.
         public var stream: StreamName
+        /// The records, appended atomically in this order.
         public var records: [StreamAppendRecord]
+        /// Appends `records` to `stream`.
         public init(stream: StreamName, records: [StreamAppendRecord]) {
             self.stream = stream
             self.records = records
         }
     }
 
+    /// A consumer's checkpoint on one partition (see
+    /// ``StreamStore/commitProgress(consumer:stream:partition:next:)``).
     public struct Progress: Sendable, Equatable {
+        /// The consumer whose checkpoint it is.
         public var consumer: String
+        /// The stream read.
         public var stream: StreamName
+        /// The partition read.
         public var partition: Int
         /// The next sequence the consumer reads.
         public var next: Int64
         /// Why the consumer parked the partition; `nil`: it runs.
         public var parked: String?
+        /// The checkpoint `next` of `consumer` on a partition, parked with a reason or not.
         public init(consumer: String, stream: StreamName, partition: Int, next: Int64, parked: String? = nil) {
             self.consumer = consumer
             self.stream = stream
@@ -504,13 +547,17 @@ public struct StreamEffects: Sendable, Equatable {
 
     /// Appended in this order, each group all or none with the batch.
     public var appends: [Append]
+    /// The checkpoints to record.
     public var progress: [Progress]
 
+    /// Effects that append `appends` and record `progress`.
     public init(appends: [Append] = [], progress: [Progress] = []) {
         self.appends = appends
         self.progress = progress
     }
 
+    /// No effect on any stream.
     public static let none = StreamEffects()
+    /// Whether there is nothing to append or record.
     public var isEmpty: Bool { appends.isEmpty && progress.isEmpty }
 }

@@ -1,27 +1,34 @@
 /// A moment on a ``DNAClock``: nanoseconds since the clock's origin. Monotonic: it never
 /// goes back, and says nothing about wall-clock time (nodes never compare theirs).
 public struct DNAInstant: Comparable, Hashable, Sendable, CustomStringConvertible {
+    /// Nanoseconds since the clock's origin.
     public var nanoseconds: Int64
 
+    /// The moment `nanoseconds` after the clock's origin.
     public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
 
     /// The clock's origin.
     public static let zero = DNAInstant(nanoseconds: 0)
 
+    /// Earlier first.
     public static func < (lhs: DNAInstant, rhs: DNAInstant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
 
+    /// The moment `rhs` after `lhs`.
     public static func + (lhs: DNAInstant, rhs: Duration) -> DNAInstant {
         DNAInstant(nanoseconds: lhs.nanoseconds &+ rhs.wholeNanoseconds)
     }
 
+    /// The moment `rhs` before `lhs`.
     public static func - (lhs: DNAInstant, rhs: Duration) -> DNAInstant {
         DNAInstant(nanoseconds: lhs.nanoseconds &- rhs.wholeNanoseconds)
     }
 
+    /// The time from `rhs` to `lhs`.
     public static func - (lhs: DNAInstant, rhs: DNAInstant) -> Duration {
         .nanoseconds(lhs.nanoseconds &- rhs.nanoseconds)
     }
 
+    /// Seconds since the origin, as a decimal (`1.5s`).
     public var description: String { "\(Double(nanoseconds) / 1e9)s" }
 }
 
@@ -40,6 +47,7 @@ public protocol DNAClock: Sendable {
 }
 
 extension DNAClock {
+    /// The system's wall clock, ``WallClockTime/now``.
     public var wallNow: WallClockTime { .now }
 }
 
@@ -55,12 +63,15 @@ extension DNAClock {
 public struct SystemClock: DNAClock {
     private static let origin = ContinuousClock.now
 
+    /// The real clock (every instance reads the same time).
     public init() {}
 
+    /// The time since the process first read the clock.
     public var now: DNAInstant {
         DNAInstant(nanoseconds: (ContinuousClock.now - Self.origin).wholeNanoseconds)
     }
 
+    /// Suspends until `deadline`; throws `CancellationError` if the task is cancelled first.
     public func sleep(until deadline: DNAInstant) async throws {
         try await ContinuousClock().sleep(until: Self.origin + .nanoseconds(deadline.nanoseconds))
     }

@@ -8,18 +8,27 @@ import NIOCore
 public struct SimulationConfiguration: Sendable {
     /// Decides every fault and every delay: the same seed replays the same run.
     public var seed: UInt64
+    /// How many nodes the cluster has. Default 3.
     public var nodes: Int = 3
+    /// How many actors the clients call (keys `a0`, `a1`, …). Default 3.
     public var actors: Int = 3
+    /// How many clients send requests through each node. Default 2.
     public var clientsPerNode: Int = 2
     /// Faults happen during this phase, clients send throughout it.
     public var faultyPhase: Duration = .seconds(30)
     /// Then no faults and no new requests, so every caller must get its answer.
     public var quietPhase: Duration = .seconds(60)
+    /// The nodes' `Node.Configuration.failureTimeout`. Default 5 s.
     public var failureTimeout: Duration = .seconds(5)
+    /// The nodes' `Node.Configuration.heartbeatInterval`. Default 1 s.
     public var heartbeatInterval: Duration = .seconds(1)
+    /// The nodes' `Node.Configuration.commitTimeout`. Default 10 s.
     public var commitTimeout: Duration = .seconds(10)
+    /// The nodes' `Node.Configuration.maxHops`. Default 3.
     public var maxHops = 3
+    /// The nodes' `Node.Configuration.maxBatch`. Default 8.
     public var maxBatch = 8
+    /// The nodes' `Node.Configuration.commitPipelineDepth`. Default 4.
     public var pipelineDepth = 4
     /// The most a node's clock runs fast or slow (a rate: 0.02 is ±2 %).
     public var maxClockDrift = 0.02
@@ -28,7 +37,7 @@ public struct SimulationConfiguration: Sendable {
     /// Whether processes die (the runtime engine; without, crashes and drains become
     /// pauses, clients set no alarms, and every cast must be applied or counted as dropped).
     public var crashes = true
-    /// Also run a pipeline (the runtime engine, ``SimulatedPipeline``): a stage copying a
+    /// Also run a pipeline (the runtime engine, `SimulatedPipeline`): a stage copying a
     /// stream that is split, merged and trimmed, through outages of the stage's sink.
     public var pipelines = false
     /// Where the runtime engine's nodes place actors (`Node.Configuration.placement`);
@@ -37,6 +46,7 @@ public struct SimulationConfiguration: Sendable {
     /// Keep a line per event (for `dna-simulate --trace`).
     public var trace = false
 
+    /// A run drawn from `seed`, every other setting at its default.
     public init(seed: UInt64) { self.seed = seed }
 }
 
@@ -47,28 +57,36 @@ public struct SimulationViolation: Sendable, Codable, CustomStringConvertible {
     /// Which invariant: `single-owner`, `fenced-write`, `acknowledged-write-lost`,
     /// `failed-but-applied`, `fifo`, `unanswered`.
     public var invariant: String
+    /// What was seen, for people.
     public var detail: String
 
+    /// A failure of `invariant` at `time`, described by `detail`.
     public init(time: Duration, invariant: String, detail: String) {
         self.time = time
         self.invariant = invariant
         self.detail = detail
     }
 
+    /// `[time] invariant: detail`.
     public var description: String { "[\(time)] \(invariant): \(detail)" }
 }
 
+/// What a simulation run found.
 public struct SimulationResult: Sendable, Codable {
+    /// The run's seed: with the same configuration, it replays the run.
     public var seed: UInt64
+    /// The invariants that failed; empty when the run passed.
     public var violations: [SimulationViolation]
     /// Events run.
     public var events: Int
+    /// How much simulated time the run took.
     public var simulatedTime: Duration
     /// One line per event when ``SimulationConfiguration/trace`` is set.
     public var trace: [String]
     /// Counts of what happened (calls answered, faults injected, …).
     public var counters: [String: Int]
 
+    /// A result made of its parts.
     public init(
         seed: UInt64, violations: [SimulationViolation], events: Int, simulatedTime: Duration, trace: [String], counters: [String: Int]
     ) {
@@ -82,8 +100,8 @@ public struct SimulationResult: Sendable, Codable {
 }
 
 /// A deterministic, single-threaded simulation of a DNA cluster: N nodes and one store,
-/// running the runtime's own decision machines (``NodeLease``, ``ActivationStateMachine``,
-/// ``LinkStateMachine``, ``ClaimDecision``, the location cache and the membership view),
+/// running the runtime's own decision machines (`NodeLease`, `ActivationStateMachine`,
+/// `LinkStateMachine`, `ClaimDecision`, the location cache and the membership view),
 /// with faults from a seed: message delays, broken connections, node pauses (also in the
 /// middle of a batch or a commit), crashes and restarts, drifting clocks, store stalls,
 /// store failures, lost acknowledgements and failing heartbeats. After every event it
@@ -115,6 +133,7 @@ public final class ClusterSimulation {
     var faultsEnd: Int64 { configuration.faultyPhase.wholeNanoseconds }
     var inFaultyPhase: Bool { now < faultsEnd }
 
+    /// A simulation of `configuration`; ``run()`` runs it.
     public init(_ configuration: SimulationConfiguration) {
         self.configuration = configuration
         random = SimulationRandom(seed: configuration.seed)
@@ -124,6 +143,7 @@ public final class ClusterSimulation {
     /// The stream every batch of writes appends its writes to (one partition).
     static let outputStream = StreamName(namespace: "sim", name: "out")
 
+    /// Runs the whole simulation on the calling thread; stops early at the first violation.
     public func run() -> SimulationResult {
         try! store.state.createStream(Self.outputStream, partitions: 1, retention: StreamRetention())
         for slot in 0..<configuration.nodes {
@@ -647,7 +667,7 @@ struct LoggedWrite {
     var sequence: Int
 }
 
-/// The store of the simulation: the rules of ``InMemoryStoreState`` on the global clock,
+/// The store of the simulation: the rules of `InMemoryStoreState` on the global clock,
 /// with faults.
 final class SimStore {
     var state = InMemoryStoreState()

@@ -778,7 +778,7 @@ struct PendingSimCall {
     var actor: ActorID
 }
 
-/// `OutgoingLink` of the simulation: the same ``LinkStateMachine`` over simulated connections.
+/// `OutgoingLink` of the simulation: the same `LinkStateMachine` over simulated connections.
 final class SimLink {
     unowned let node: SimNode
     let peer: PeerAddress

@@ -1,4 +1,4 @@
-/// A call or cast a client of the runtime simulation made to a ``SimulatedRegister``, and
+/// A call or cast a client of the runtime simulation made to a `SimulatedRegister`, and
 /// what it was told.
 package struct RegisterOperation: Sendable {
     package enum Kind: Sendable { case read, append, cast, arm }

@@ -4,7 +4,7 @@ import DNATransport
 import Foundation
 import Logging
 
-/// A deterministic simulation of a DNA cluster that runs the **real runtime**: N ``Node``s
+/// A deterministic simulation of a DNA cluster that runs the **real runtime**: N `Node`s
 /// (their drivers, decision machines, activations, heartbeat, passivation, alarm,
 /// retention and rebalancing loops, forwarding, hand-overs and drains), each on an
 /// executor of its own, over a simulated network, store and clocks, all on one thread, in
@@ -15,7 +15,7 @@ import Logging
 /// heartbeats), nodes cut from the store, network partitions, broken connections, drains
 /// and migrations.
 ///
-/// Clients on every node send calls, casts and alarms to ``SimulatedRegister`` actors,
+/// Clients on every node send calls, casts and alarms to `SimulatedRegister` actors,
 /// whose every answer is the actor's whole log; at the end it checks that what every caller was told
 /// is linearizable (the logs seen form one chain, and no call saw less than a call that
 /// finished before it began), that no acknowledged append is lost, nothing is applied
@@ -120,6 +120,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
     /// Clients send nothing new after this: what is under way gets its answer before the end.
     private var clientsStop: Int64 { faultsEnd + configuration.quietPhase.wholeNanoseconds / 2 }
 
+    /// A simulation of `configuration`; ``run()`` runs it.
     public init(configuration: SimulationConfiguration) {
         self.configuration = configuration
         if let placement = configuration.placement {
