@@ -149,7 +149,7 @@ struct SimulateCommand: ParsableCommand {
             // A crashed node's suspended tasks can not be destroyed (a Swift task ends only by
             // running), so the runtime engine's memory grows with every seed: the seeds run in
             // worker processes, each given a bounded batch.
-            var arguments = ["simulate", "--worker", "--engine", engine.rawValue, "--nodes", "\(nodes)", "--actors", "\(actors)", "--seconds", "\(seconds)"]
+            var arguments = ["--worker", "--engine", engine.rawValue, "--nodes", "\(nodes)", "--actors", "\(actors)", "--seconds", "\(seconds)"]
             if noCrashes { arguments.append("--no-crashes") }
             if pipelines { arguments.append("--pipelines") }
             if placement != .firstReceiver { arguments += ["--placement", placement.rawValue] }
