@@ -13,10 +13,9 @@ extension BenchRunner {
     func clusterNode(path: String, rebalancing: Bool = false) async throws -> Node {
         var configuration = Node.Configuration(store: .sqlite(path: path))
         // Rounds would move the actors a scenario placed; only `rebalance` wants them.
-        configuration.rebalancing.enabled = rebalancing
-        configuration.cluster = "bench"
-        configuration.listen = PeerAddress(host: "127.0.0.1", port: 0)
-        configuration.secret = Self.benchSecret
+        var cluster = Node.Cluster(name: "bench", listen: PeerAddress(host: "127.0.0.1", port: 0), secret: Self.benchSecret)
+        cluster.rebalancing.enabled = rebalancing
+        configuration.cluster = cluster
         configuration.maxBatch = maxBatch
         configuration.commitPipelineDepth = pipelineDepth
         configuration.idleTimeout = .seconds(3600)

@@ -76,29 +76,28 @@ struct NodeCommand: AsyncParsableCommand {
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         }
         var configuration = Node.Configuration(store: StoreArgument(store).choice(synchronous: synchronous))
-        configuration.cluster = cluster
-        configuration.listen = try listenAddress(listen)
-        configuration.tls = try tls.configuration()
-        if let advertise { configuration.advertisedAddress = advertise }
-        configuration.secret = try clusterSecret()
+        var membership = Node.Cluster(name: cluster, listen: try listenAddress(listen), secret: try clusterSecret())
+        membership.tls = try tls.configuration()
+        if let advertise { membership.advertisedAddress = advertise }
         configuration.heartbeatInterval = .milliseconds(Int64(heartbeatInterval * 1000))
         configuration.failureTimeout = .milliseconds(Int64(failureTimeout * 1000))
         switch placement {
-        case "first-receiver": configuration.placement = .firstReceiver
-        case "consistent-hash": configuration.placement = .consistentHash
-        case "least-loaded": configuration.placement = .leastLoaded
-        case let text where text.hasPrefix("pinned:"): configuration.placement = .pinned(label: String(text.dropFirst("pinned:".count)))
+        case "first-receiver": membership.placement = .firstReceiver
+        case "consistent-hash": membership.placement = .consistentHash
+        case "least-loaded": membership.placement = .leastLoaded
+        case let text where text.hasPrefix("pinned:"): membership.placement = .pinned(label: String(text.dropFirst("pinned:".count)))
         default: throw ValidationError("--placement must be first-receiver, consistent-hash, least-loaded or pinned:LABEL")
         }
-        configuration.labels = labels
+        membership.labels = labels
         switch rebalance {
-        case "on": configuration.rebalancing.enabled = true
-        case "off": configuration.rebalancing.enabled = false
+        case "on": membership.rebalancing.enabled = true
+        case "off": membership.rebalancing.enabled = false
         default: throw ValidationError("--rebalance must be on or off")
         }
         guard rebalanceInterval > 0 else { throw ValidationError("--rebalance-interval must be more than 0") }
-        configuration.rebalancing.interval = .milliseconds(Int64(rebalanceInterval * 1000))
-        configuration.rebalancing.excludedLabels = Set(rebalanceExclude)
+        membership.rebalancing.interval = .milliseconds(Int64(rebalanceInterval * 1000))
+        membership.rebalancing.excludedLabels = Set(rebalanceExclude)
+        configuration.cluster = membership
         configuration.logger = Logger(label: "dna.node")
         let node = try Node(configuration: configuration, actors: [KVActor.self, CounterActor.self, AlarmActor.self, DeviceTotals.self, CityTotals.self])
         var services: [any Service] = [node]

@@ -167,7 +167,7 @@ struct ActorHooksTests {
         guard
             let cluster = try await TestCluster.start(
                 .sqlite, placement: .leastLoaded, actors: [Recorder.self, PinnedWorker.self],
-                configure: { index, configuration in if index == 1 { configuration.labels = ["batch"] } })
+                configure: { index, configuration in if index == 1 { configuration.cluster!.labels = ["batch"] } })
         else { return }
         let (a, b, c) = (cluster.nodes[0], cluster.nodes[1], cluster.nodes[2])
         for index in 0..<300 { try await a.ref(Recorder.self, key: "new-\(index)").call(Recorder.Put(key: "k", value: "v")) }

@@ -194,9 +194,7 @@ struct ClusterTests {
     @Test func nodesAndClientsTalkOverMutualTLSAndAPlainClientIsRefused() async throws {
         let directory = try TemporaryDirectory()
         let files = try TestCertificates.write(to: directory.path)
-        var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
-        configuration.tls = try .mutualTLS(certificateChain: files.certificate, privateKey: files.key, trustRoots: files.ca)
-        let tls = try #require(configuration.tls)
+        let tls = try TransportTLSConfiguration.mutual(certificateChain: files.certificate, privateKey: files.key, trustRoots: files.ca)
         guard let cluster = try await TestCluster.start(.sqlite, count: 2, tls: tls) else { return }
         _ = try await cluster.nodes[0].ref(Recorder.self, key: "secure").call(Recorder.Activations())
         let remote = try cluster.nodes[1].ref(Recorder.self, key: "secure")

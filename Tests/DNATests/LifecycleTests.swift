@@ -27,12 +27,12 @@ struct LifecycleTests {
     func bindFailureIsARunFailure() async throws {
         let directory = try TemporaryDirectory()
         var first = Node.Configuration(store: .sqlite(path: directory.databasePath))
-        first.listen = PeerAddress(host: "127.0.0.1", port: 0)
-        first.secret = Array("a-test-cluster-secret-of-32-bytes".utf8)
+        first.cluster = Node.Cluster(
+            name: "local", listen: PeerAddress(host: "127.0.0.1", port: 0), secret: Array("a-test-cluster-secret-of-32-bytes".utf8))
         let holder = try await Node.started(configuration: first, actors: [Recorder.self])
         let port = try PeerAddress(parsing: holder.advertisedAddress).port
         var second = first
-        second.listen = PeerAddress(host: "127.0.0.1", port: port)
+        second.cluster?.listen = PeerAddress(host: "127.0.0.1", port: port)
         let node = try Node(configuration: second, actors: [Recorder.self])
         await #expect(throws: (any Error).self) { try await node.run() }
         await holder.shutdown()

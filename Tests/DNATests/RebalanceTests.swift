@@ -37,8 +37,8 @@ struct RebalanceTests {
 
     @Test func aNodeThatJoinsGetsItsShareWhileCallersSeeNoError() async throws {
         func enable(_: Int, _ configuration: inout Node.Configuration) {
-            configuration.rebalancing.enabled = true
-            configuration.rebalancing.interval = .milliseconds(300)
+            configuration.cluster!.rebalancing.enabled = true
+            configuration.cluster!.rebalancing.interval = .milliseconds(300)
         }
         guard let cluster = try await TestCluster.start(.sqlite, count: 2, configure: enable) else { return }
         let (a, b) = (cluster.nodes[0], cluster.nodes[1])
@@ -67,7 +67,7 @@ struct RebalanceTests {
     @Test func aRoundAskedInCodeMovesThisNodesPartAndReportsIt() async throws {
         guard
             let cluster = try await TestCluster.start(
-                .sqlite, configure: { _, configuration in configuration.rebalancing.limits.maxFraction = 1 })
+                .sqlite, configure: { _, configuration in configuration.cluster!.rebalancing.limits.maxFraction = 1 })
         else { return }
         let (a, b, c) = (cluster.nodes[0], cluster.nodes[1], cluster.nodes[2])
         for index in 0..<30 { try await a.ref(Recorder.self, key: "actor-\(index)").call(Recorder.Put(key: "k", value: "v")) }
@@ -101,9 +101,9 @@ struct RebalanceTests {
             let cluster = try await TestCluster.start(
                 .sqlite, actors: [Recorder.self, PinnedWorker.self],
                 configure: { index, configuration in
-                    if index == 2 { configuration.labels = ["batch"] }
-                    configuration.rebalancing.excludedLabels = ["batch"]
-                    configuration.rebalancing.limits.maxFraction = 1
+                    if index == 2 { configuration.cluster!.labels = ["batch"] }
+                    configuration.cluster!.rebalancing.excludedLabels = ["batch"]
+                    configuration.cluster!.rebalancing.limits.maxFraction = 1
                 })
         else { return }
         let (a, b, c) = (cluster.nodes[0], cluster.nodes[1], cluster.nodes[2])
@@ -125,7 +125,7 @@ struct RebalanceTests {
         guard
             let cluster = try await TestCluster.start(
                 .sqlite, count: 2, actors: [MigrationTests.Pinned.self],
-                configure: { _, configuration in configuration.rebalancing.limits.maxFraction = 1 })
+                configure: { _, configuration in configuration.cluster!.rebalancing.limits.maxFraction = 1 })
         else { return }
         let a = cluster.nodes[0]
         for index in 0..<8 { _ = try await a.ref(MigrationTests.Pinned.self, key: "stay-\(index)").call(MigrationTests.Pinned.Host()) }
@@ -145,14 +145,18 @@ struct RebalanceTests {
             let error = await #expect(throws: DNAError.self) { try await node.rebalance() }
             #expect(error?.code == .invalidArgument)
         }
+        // A placement or labels without a cluster no longer type-check (they are `Node.Cluster`'s).
         var configuration = Node.Configuration(store: .sqlite(path: directory.databasePath))
-        configuration.labels = ["has,comma"]
+        configuration.cluster = Node.Cluster(
+            name: "c", listen: PeerAddress(host: "127.0.0.1", port: 0), secret: Array("a-test-cluster-secret-of-32-bytes".utf8))
+        configuration.cluster!.labels = ["has,comma"]
         #expect(throws: DNAError.self) { try Node(configuration: configuration, actors: [Recorder.self]) }
-        configuration.labels = []
-        configuration.placement = .leastLoaded
+        configuration.cluster!.labels = []
+        configuration.cluster!.rebalancing.interval = .zero
         #expect(throws: DNAError.self) { try Node(configuration: configuration, actors: [Recorder.self]) }
-        configuration.placement = .firstReceiver
-        configuration.rebalancing.interval = .zero
-        #expect(throws: DNAError.self) { try Node(configuration: configuration, actors: [Recorder.self]) }
+        configuration.cluster!.rebalancing.interval = .seconds(1)
+        configuration.cluster!.secret = Array("short".utf8)
+        let short = #expect(throws: DNAError.self) { try Node(configuration: configuration, actors: [Recorder.self]) }
+        #expect(short?.message.contains("at least 16 bytes") == true)
     }
 }

@@ -234,7 +234,7 @@ extension Node {
     /// store now counts as dead fail with a retryable error (a paused node would otherwise
     /// hold them until it resumes), and actors believed to be there are looked up afresh.
     package func refreshMembers() async throws(StoreError) {
-        let records = try await store.nodes(cluster: configuration.cluster)
+        let records = try await store.nodes(cluster: configuration.clusterName)
         // Read after the store answered: the marks were written before now.
         let now = clock.now
         silence.withLock { $0.observe(records, at: now) }
@@ -344,7 +344,7 @@ extension Node {
         if !cluster.servesNewActors(target) { try? await refreshMembers() }
         guard cluster.servesNewActors(target), cluster.address(of: target) != nil else {
             throw DNAError(
-                .invalidArgument, "node \(target) cannot take \(id): \(cluster.describe(target) ?? "it is not a member of cluster \(configuration.cluster)")")
+                .invalidArgument, "node \(target) cannot take \(id): \(cluster.describe(target) ?? "it is not a member of cluster \(configuration.clusterName)")")
         }
         guard let activation = directory.withLock({ $0.activations[id] }) else {
             throw DNAError(.invalidArgument, "\(id) is not active on this node")

@@ -30,7 +30,7 @@ extension Node {
         try? await refreshMembers()
         guard !cluster.servingNodes(except: id).isEmpty else {
             throw DNAError(
-                .noEligibleNode, "node \(id) is the last live node of cluster \(configuration.cluster) taking actors: nowhere to drain to")
+                .noEligibleNode, "node \(id) is the last live node of cluster \(configuration.clusterName) taking actors: nowhere to drain to")
         }
         let report = await moveActivationsAway()
         await shutdown()

@@ -150,7 +150,7 @@ public final class Node: Service, Sendable {
         if let simulated = configuration.simulated, configuration.listen != nil {
             transport = simulated.makeTransport(proxy, sequencer)
         } else if let listen = configuration.listen, let secret = configuration.secret {
-            var settings = TransportConfiguration(cluster: configuration.cluster, nodeID: id.rawValue, secret: secret)
+            var settings = TransportConfiguration(cluster: configuration.clusterName, nodeID: id.rawValue, secret: secret)
             settings.host = listen.host
             settings.port = listen.port
             settings.maxFrameSize = configuration.maxFrameSize
@@ -403,16 +403,16 @@ public final class Node: Service, Sendable {
         }
         updateLife { $0.advertisedAddress = address }
         try await store.join(
-            node: id, cluster: configuration.cluster, address: address, failureTimeout: configuration.failureTimeout,
+            node: id, cluster: configuration.clusterName, address: address, failureTimeout: configuration.failureTimeout,
             labels: configuration.labels)
         if exclusive {
             // We hold the file alone: every other node recorded in it is dead.
-            try await store.evictOtherNodes(cluster: configuration.cluster, keeping: id)
+            try await store.evictOtherNodes(cluster: configuration.clusterName, keeping: id)
         }
         try await renewLease(state: .up)
         if transport != nil { try await refreshMembers() }
         for waiter in updateLife({ $0.started(address: address) }) { waiter.resume() }
-        logger.info("node up", metadata: ["node": "\(id)", "cluster": "\(configuration.cluster)", "address": "\(address)"])
+        logger.info("node up", metadata: ["node": "\(id)", "cluster": "\(configuration.clusterName)", "address": "\(address)"])
     }
 
     private func becomeFailed(_ error: any Error) {
@@ -483,7 +483,7 @@ public final class Node: Service, Sendable {
             round += 1
             if round % pruneEvery == 0 {
                 do {
-                    let forgotten = try await store.forgetNodes(cluster: configuration.cluster, goneFor: configuration.goneNodeRetention)
+                    let forgotten = try await store.forgetNodes(cluster: configuration.clusterName, goneFor: configuration.goneNodeRetention)
                     if forgotten > 0 { logger.debug("forgot nodes that are gone", metadata: ["nodes": "\(forgotten)"]) }
                 } catch {
                     logger.debug("could not forget gone nodes", metadata: ["error": "\(error)"])

@@ -78,48 +78,11 @@ extension Node {
     public struct Configuration: Sendable {
         /// The store. No default: name the file or the store.
         public var store: StoreChoice
-        /// The cluster name; nodes of one cluster share a store. Default `"local"`.
-        public var cluster: String = "local"
         /// The namespace of references made without one. Default `"default"`.
         public var namespace: String = "default"
-        /// Where this node listens for other nodes of its cluster (`nil`: a single node with
-        /// no transport). Port 0 picks a free port. Default `nil`.
-        public var listen: PeerAddress? = nil
-        /// The address other nodes reach this one at, `host:port`. Default `"local"`, which
-        /// means the ``listen`` host and the port actually bound (set it when nodes must use
-        /// another address, for example behind NAT or when listening on `0.0.0.0`).
-        public var advertisedAddress: String = "local"
-        /// The cluster's shared secret, at least 16 bytes; required with ``listen``. Nodes
-        /// prove they know it in the handshake (HMAC-SHA256 challenge-response); it never
-        /// crosses the network and is never logged. Default `nil`.
-        public var secret: [UInt8]? = nil
-        /// TLS for the connections between nodes (the handshake with the secret runs inside
-        /// it); for a cluster, mutual TLS from the `DNATLS` product:
-        /// `try .mutualTLS(certificateChain:privateKey:trustRoots:)`.
-        /// All nodes of a cluster, and its ``ClusterClient``s, must agree. Default `nil`: plain TCP.
-        public var tls: (any TransportSecurity)? = nil
-        /// A graceful shutdown (`shutdown()`, or SIGTERM under a `ServiceGroup`) first moves
-        /// the node's activations to the other live nodes, as ``Node/drain()`` does, so that
-        /// their callers see no error; without other live nodes it just stops.
-        public var drainOnShutdown = true
-        /// Where an actor that is active nowhere gets activated, unless its type says
-        /// (``DurableActor/placement``). Default ``Placement/firstReceiver``.
-        public var placement: Placement = .firstReceiver
-        /// This node's labels — a role, a zone — recorded in its membership row: kinds
-        /// pinned to a label (``Placement/pinned(label:)``) start only on nodes carrying
-        /// it, and rebalancing can leave labelled nodes alone
-        /// (``Rebalancing/excludedLabels``). 1 to 64 letters, digits or `-_.:=/` each.
-        /// Default none.
-        public var labels: [String] = []
-        /// How the node takes part in moving activations between nodes to even out load.
-        public var rebalancing = Rebalancing()
-        /// The most network links a request may cross while nodes forward it to the actor's
-        /// owner; then the caller gets ``DNAError/Code/routingFailed`` (retryable). Default 3,
-        /// enough for caller → stale owner → new owner with one link to spare.
-        public var maxHops: Int = 3
-        /// The largest frame the transport sends or accepts, in bytes: bounds the size of an
-        /// encoded request or response. Default 16 MiB.
-        public var maxFrameSize: Int = 16 << 20
+        /// The cluster this node joins, and how it talks to the other nodes; `nil` (the
+        /// default): a node on its own, with no transport, in the cluster named `"local"`.
+        public var cluster: Cluster? = nil
         /// The most messages one batch takes from a mailbox before committing. Default 256,
         /// chosen by `dna-bench` (see the README): larger batches gain little throughput
         /// and hold calls longer.
@@ -177,16 +140,10 @@ extension Node {
             }
             guard alarmPollInterval >= .milliseconds(10) else { throw DNAError(.invalidArgument, "alarmPollInterval must be at least 10 ms") }
             guard maxHops >= 1, maxHops <= 16 else { throw DNAError(.invalidArgument, "maxHops must be 1 to 16") }
-            guard tls == nil || listen != nil else {
-                throw DNAError(.invalidArgument, "tls is for the connections between nodes: it needs listen")
-            }
-            if listen != nil {
-                guard let secret, secret.count >= 16 else {
-                    throw DNAError(.invalidArgument, "a node that listens needs a cluster secret of at least 16 bytes")
+            if let cluster {
+                guard cluster.secret.count >= 16 else {
+                    throw DNAError(.invalidArgument, "the cluster secret must be at least 16 bytes (it has \(cluster.secret.count))")
                 }
-            }
-            if placement != .firstReceiver, listen == nil {
-                throw DNAError(.invalidArgument, "\(placement) placement needs a cluster (set listen)")
             }
             if case .pinned(let label) = placement { try Self.validateLabel(label) }
             for label in labels { try Self.validateLabel(label) }
@@ -299,4 +256,74 @@ extension Node {
             self.makeTransport = makeTransport
         }
     }
+}
+
+extension Node {
+    /// A node's membership of a cluster: its name, where the node listens, the secret every
+    /// node proves it knows, and what only matters between nodes. `listen` and `secret`
+    /// have no defaults, so a cluster without them does not type-check.
+    public struct Cluster: Sendable {
+        /// The cluster name; nodes of one cluster share a store and this name.
+        public var name: String
+        /// Where this node listens for other nodes of its cluster. Port 0 picks a free port.
+        public var listen: PeerAddress
+        /// The cluster's shared secret, at least 16 bytes. Nodes prove they know it in the
+        /// handshake (HMAC-SHA256 challenge-response); it never crosses the network and is
+        /// never logged.
+        public var secret: [UInt8]
+        /// The address other nodes reach this one at, `host:port`. Default `"local"`, which
+        /// means the ``listen`` host and the port actually bound (set it when nodes must use
+        /// another address, for example behind NAT or when listening on `0.0.0.0`).
+        public var advertisedAddress: String = "local"
+        /// TLS for the connections between nodes (the handshake with the secret runs inside
+        /// it); mutual TLS from the `DNATLS` product:
+        /// `try .mutualTLS(certificateChain:privateKey:trustRoots:)`.
+        /// All nodes of a cluster, and its ``ClusterClient``s, must agree. Default `nil`: plain TCP.
+        public var tls: (any TransportSecurity)? = nil
+        /// A graceful shutdown (`shutdown()`, or SIGTERM under a `ServiceGroup`) first moves
+        /// the node's activations to the other live nodes, as ``Node/drain()`` does, so that
+        /// their callers see no error; without other live nodes it just stops. Default `true`.
+        public var drainOnShutdown = true
+        /// Where an actor that is active nowhere gets activated, unless its type says
+        /// (``DurableActor/placement``). Default ``Placement/firstReceiver``.
+        public var placement: Placement = .firstReceiver
+        /// This node's labels — a role, a zone — recorded in its membership row: kinds
+        /// pinned to a label (``Placement/pinned(label:)``) start only on nodes carrying
+        /// it, and rebalancing can leave labelled nodes alone
+        /// (``Rebalancing/excludedLabels``). 1 to 64 letters, digits or `-_.:=/` each.
+        /// Default none.
+        public var labels: [String] = []
+        /// How the node takes part in moving activations between nodes to even out load.
+        public var rebalancing = Rebalancing()
+        /// The most network links a request may cross while nodes forward it to the actor's
+        /// owner; then the caller gets ``DNAError/Code/routingFailed`` (retryable). Default 3,
+        /// enough for caller → stale owner → new owner with one link to spare.
+        public var maxHops: Int = 3
+        /// The largest frame the transport sends or accepts, in bytes: bounds the size of an
+        /// encoded request or response. Default 16 MiB.
+        public var maxFrameSize: Int = 16 << 20
+
+        /// A cluster named `name`, this node listening at `listen`, with the cluster's
+        /// `secret`; every other setting at its default.
+        public init(name: String, listen: PeerAddress, secret: [UInt8]) {
+            self.name = name
+            self.listen = listen
+            self.secret = secret
+        }
+    }
+}
+
+// What the runtime reads of a configuration, with or without a cluster.
+extension Node.Configuration {
+    var clusterName: String { cluster?.name ?? "local" }
+    var listen: PeerAddress? { cluster?.listen }
+    var secret: [UInt8]? { cluster?.secret }
+    var advertisedAddress: String { cluster?.advertisedAddress ?? "local" }
+    var tls: (any TransportSecurity)? { cluster?.tls }
+    var drainOnShutdown: Bool { cluster?.drainOnShutdown ?? false }
+    var placement: Node.Placement { cluster?.placement ?? .firstReceiver }
+    var labels: [String] { cluster?.labels ?? [] }
+    var rebalancing: Node.Rebalancing { cluster?.rebalancing ?? Node.Rebalancing() }
+    var maxHops: Int { cluster?.maxHops ?? 3 }
+    var maxFrameSize: Int { cluster?.maxFrameSize ?? 16 << 20 }
 }

@@ -103,18 +103,17 @@ final class TestCluster {
             }
             let store = GatedStore(inner)
             var configuration = Node.Configuration(store: .custom(store))
-            configuration.cluster = "test"
+            var cluster = Node.Cluster(name: "test", listen: PeerAddress(host: "127.0.0.1", port: 0), secret: secret)
+            cluster.placement = placement
+            cluster.maxFrameSize = maxFrameSize
+            cluster.tls = tls
+            cluster.drainOnShutdown = drainOnShutdown
+            // Tests that check where actors are would see rounds move them.
+            cluster.rebalancing.enabled = false
+            configuration.cluster = cluster
             configuration.namespace = "test"
-            configuration.listen = PeerAddress(host: "127.0.0.1", port: 0)
-            configuration.secret = secret
-            configuration.placement = placement
             configuration.heartbeatInterval = heartbeatInterval
             configuration.failureTimeout = failureTimeout
-            configuration.maxFrameSize = maxFrameSize
-            configuration.tls = tls
-            configuration.drainOnShutdown = drainOnShutdown
-            // Tests that check where actors are would see rounds move them.
-            configuration.rebalancing.enabled = false
             configure(index, &configuration)
             return (try Node(configuration: configuration, actors: actors), store)
         }

@@ -263,20 +263,19 @@ public final class RuntimeSimulation: @unchecked Sendable {
         let store = InMemoryStore(
             sharing: database, clock: storeClock, interposer: SimulatedStoreLink(simulation: self, slot: index, incarnation: incarnation))
         var settings = Node.Configuration(store: .custom(store))
-        settings.cluster = "sim"
+        var cluster = Node.Cluster(name: "sim", listen: slot.address, secret: Array(repeating: 7, count: 16))
+        cluster.maxHops = configuration.maxHops
+        cluster.placement = placement
+        cluster.drainOnShutdown = false
+        settings.cluster = cluster
         settings.namespace = Self.actorNamespace
-        settings.listen = slot.address
-        settings.secret = Array(repeating: 7, count: 16)
         settings.clock = clock
         settings.failureTimeout = configuration.failureTimeout
         settings.heartbeatInterval = configuration.heartbeatInterval
         settings.commitTimeout = configuration.commitTimeout
         settings.maxBatch = configuration.maxBatch
         settings.commitPipelineDepth = configuration.pipelineDepth
-        settings.maxHops = configuration.maxHops
-        settings.placement = placement
         settings.idleTimeout = .seconds(4)
-        settings.drainOnShutdown = false
         if configuration.trace {
             let label = "n\(index).\(incarnation)"
             settings.logger = Logger(label: label) { [unowned self] label in SimulationLogHandler(simulation: self, label: label) }
