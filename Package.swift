@@ -129,14 +129,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // What the command-line tools share: the store argument, the secret, logging, TLS.
+        // What the command-line tools share: the store argument, the secret, logging, TLS,
+        // and `dna node` (which `dna-bench` also runs for its cluster scenarios).
         .target(
             name: "DNACommandSupport",
             dependencies: [
                 "DNA",
                 "DNAPostgres",
                 "DNATLS",
+                "DNAExamples",
+                "DNAPrometheus",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

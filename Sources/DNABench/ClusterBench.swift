@@ -172,9 +172,8 @@ struct ChildNode {
 
     static func start(store: String, failureTimeout: Double, arguments extra: [String] = []) async throws -> ChildNode {
         let process = Process()
-        // `dna node`, built beside this executable.
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("dna")
+        // `dna-bench node` (`dna node`, hidden): no other executable needs to be built.
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = [
             "node", "--store", store, "--cluster", "bench", "--listen", "127.0.0.1:0", "--failure-timeout", "\(failureTimeout)",
             "--log-level", "error",

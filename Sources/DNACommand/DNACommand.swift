@@ -1,4 +1,5 @@
 import ArgumentParser
+import DNACommandSupport
 
 @main
 struct DNACommand: AsyncParsableCommand {
