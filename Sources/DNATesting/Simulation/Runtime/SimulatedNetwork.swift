@@ -70,7 +70,7 @@ final class SimulatedNetwork: @unchecked Sendable {
         let pair = Pair(from: from, to: to)
         if connections[pair].map({ $0.broken || $0.fromIncarnation != incarnation }) ?? true {
             let target = simulation.slots[to]
-            var connection = Connection(attempt: nextAttempt, fromIncarnation: incarnation, toIncarnation: target.incarnation)
+            let connection = Connection(attempt: nextAttempt, fromIncarnation: incarnation, toIncarnation: target.incarnation)
             nextAttempt += 1
             connections[pair] = connection
             if target.isUp && !isPartitioned(from, to) {
