@@ -44,7 +44,7 @@ public struct DNAError: Error, Sendable, CustomStringConvertible {
         /// The node hosting the actor could not be reached, or the connection to it broke
         /// before the answer came. The request may or may not have been handled. Retryable.
         public static let nodeUnreachable = Code("nodeUnreachable")
-        /// The request was forwarded ``Node/Configuration/maxHops`` times without reaching
+        /// The request was forwarded ``Node/Cluster/maxHops`` times without reaching
         /// the actor's owner (the nodes' views of the cluster disagree for a moment). Retryable.
         public static let routingFailed = Code("routingFailed")
         /// The encoded request or response is larger than the transport's maximum frame.

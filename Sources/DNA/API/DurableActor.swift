@@ -45,7 +45,7 @@ public protocol DurableActor: AnyObject, SendableMetatype {
     static var isMovable: Bool { get }
 
     /// Where an activation of this type starts when the actor is active nowhere; `nil`
-    /// (the default) uses the node's ``Node/Configuration/placement``.
+    /// (the default) uses the node's ``Node/Cluster/placement``.
     static var placement: Node.Placement? { get }
 
     /// In-memory state to hand to the actor's activation on the node it moves to
@@ -81,7 +81,7 @@ public protocol DurableActor: AnyObject, SendableMetatype {
 extension DurableActor {
     /// `true`: activations may be moved.
     public static var isMovable: Bool { true }
-    /// `nil`: the node's ``Node/Configuration/placement``.
+    /// `nil`: the node's ``Node/Cluster/placement``.
     public static var placement: Node.Placement? { nil }
     /// `nil`: nothing is handed over.
     public func stateToHandOver() -> (any Encodable)? { nil }

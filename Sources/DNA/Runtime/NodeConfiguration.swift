@@ -39,7 +39,7 @@ extension Node {
         }
 
         /// The embedded SQLite file at `path` (created if missing). A single node (no
-        /// ``Configuration/listen``) holds it exclusively; nodes of a cluster on one machine
+        /// ``Cluster/listen``) holds it exclusively; nodes of a cluster on one machine
         /// share it (a local development cluster: SQLite serialises their transactions and
         /// the store's clock is the one machine's clock, so every guarantee holds).
         /// `synchronous`: what an acknowledged write survives (see
@@ -173,7 +173,7 @@ extension Node {
         /// choices), by the activation counts of their last heartbeats; the node picked
         /// activates it even if its count has changed since.
         case leastLoaded
-        /// Only on live nodes carrying `label` (``Configuration/labels``): the receiving
+        /// Only on live nodes carrying `label` (``Cluster/labels``): the receiving
         /// node if it carries it, otherwise one of those chosen by the actor's name. With
         /// no such node live, sends fail with ``DNAError/Code/noEligibleNode``. Rebalancing
         /// leaves these actors in place; draining moves them to another node with the label.
