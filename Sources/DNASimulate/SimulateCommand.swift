@@ -234,7 +234,7 @@ private final class SeedRunner: @unchecked Sendable {
         }
     }
 
-    /// Runs the seeds in worker processes (`dna` with `workerArguments` and `--seed-list`),
+    /// Runs the seeds in worker processes (`dna-simulate` with `workerArguments` and `--seed-list`),
     /// `batch` seeds to a process, one process per thread at a time.
     init(seeds: [UInt64], threads: Int, batch: Int, workerArguments: [String]) {
         self.seeds = seeds

@@ -24,7 +24,7 @@ public struct SimulationConfiguration: Sendable {
     public var heartbeatInterval: Duration = .seconds(1)
     /// The nodes' `Node.Configuration.commitTimeout`. Default 10 s.
     public var commitTimeout: Duration = .seconds(10)
-    /// The nodes' `Node.Configuration.maxHops`. Default 3.
+    /// The nodes' `Node.Cluster.maxHops`. Default 3.
     public var maxHops = 3
     /// The nodes' `Node.Configuration.maxBatch`. Default 8.
     public var maxBatch = 8
@@ -40,7 +40,7 @@ public struct SimulationConfiguration: Sendable {
     /// Also run a pipeline (the runtime engine, `SimulatedPipeline`): a stage copying a
     /// stream that is split, merged and trimmed, through outages of the stage's sink.
     public var pipelines = false
-    /// Where the runtime engine's nodes place actors (`Node.Configuration.placement`);
+    /// Where the runtime engine's nodes place actors (`Node.Cluster.placement`);
     /// `nil`: drawn per seed (first receiver, least loaded or consistent hash).
     public var placement: Node.Placement? = .firstReceiver
     /// Keep a line per event (for `dna-simulate --trace`).

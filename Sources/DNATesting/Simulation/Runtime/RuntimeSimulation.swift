@@ -409,6 +409,9 @@ public final class RuntimeSimulation: @unchecked Sendable {
         schedule(at: max(now + storeLatency(), storeStalledUntil), "store: \(operation)") { [self] in
             // A slow store keeps the pool's connections busy: now and then one is granted
             // just as the caller's lease deadline passes, and the two race (as on PostgreSQL).
+            // An abandoned call is not applied; the rest runs as for any call (its answer is
+            // dropped: the caller heard the deadline's), so the seed's draws stay the same.
+            var started = true
             if now < storeSlowUntil, !Self.isRead(operation), deadlineRaces.chance(0.3) {
                 let attempt = StoreAttempt()
                 if deadlineRaces.chance(0.5), attempt.abandon() {
@@ -417,7 +420,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
                         if answered.claim() { answer(.failure(StoreError(.unavailable, "simulated: no connection within the lease timeout"))) }
                     }
                 }
-                guard attempt.start() else { return }
+                started = attempt.start()
             }
             let result: Result<T, StoreError>
             if cut || now < storeFailingUntil {
@@ -425,7 +428,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
             } else if now < storeLockTroubleUntil && random.chance(0.3) {
                 result = .failure(StoreError(.unavailable, "simulated: lock timeout or deadlock, rolled back"))
             } else {
-                let applied = apply()
+                let applied = started ? apply() : .failure(StoreError(.unavailable, "simulated: abandoned at its lease deadline"))
                 if now < storeLosingAnswersUntil && random.chance(0.5) {
                     count("store.answerLost")
                     result =
