@@ -182,10 +182,13 @@ public final class PostgresStore: ActorStore {
     /// implicit transaction commits only afterwards (at Sync), so a connection lost in
     /// between would acknowledge a write that was rolled back. An explicit `COMMIT`
     /// completes only once the transaction is committed.
-    /// Writes whose effect a caller relies on pass `outcomeUnknownOnceSent` (see
-    /// ``withConnection(_:outcomeUnknownOnceSent:_:)``): their lost answer is no refusal.
+    /// Every write goes through here, so an answer lost once its statements may have
+    /// reached the server is `outcomeUnknown`, never a refusal (see
+    /// ``withConnection(_:outcomeUnknownOnceSent:_:)``): a caller told `unavailable` knows
+    /// nothing happened — a `createStream` or a split retried after a lost answer would
+    /// otherwise be refused for what did happen.
     func inTransaction<T: Sendable>(
-        _ context: @autoclosure () -> String, outcomeUnknownOnceSent: Bool = false,
+        _ context: @autoclosure () -> String, outcomeUnknownOnceSent: Bool = true,
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws(StoreError) -> T {
         let logger = logger
