@@ -4,8 +4,9 @@ import DNATesting
 import Testing
 
 /// Writes other than commits whose answer is lost once they were sent: the caller is told
-/// the outcome is unknown, never a refusal it would retry (defect 4 of issue 18).
-@Suite("PostgreSQL lost answers of hand-overs and appends", .enabled(if: PostgresTestServer.isAvailable))
+/// the outcome is unknown, never a refusal it would retry (defect 4 of issue 18, and every
+/// write transaction since).
+@Suite("PostgreSQL lost answers of writes", .enabled(if: PostgresTestServer.isAvailable))
 struct PostgresLostAnswerTests {
     let helpers = PostgresStoreTests()
 
@@ -56,6 +57,20 @@ struct PostgresLostAnswerTests {
             }
             #expect(proxy.firedCount == 1, "the append was not cut off: the test proved nothing")
             // `unavailable` (retryable) would invite a retry that may store the records twice.
+            #expect(error?.code == .outcomeUnknown, "\(String(describing: error))")
+        }
+    }
+
+    /// Every write transaction, not only hand-overs and appends: a split whose answer is
+    /// lost is of unknown outcome (`unavailable` would have a retry refused as "closed
+    /// already" had the split been applied).
+    @Test(.timeLimit(.minutes(2))) func aSplitWhoseAnswerIsLostIsOfUnknownOutcome() async throws {
+        try await frozenAfter("UPDATE dna_partitions SET state = 'closed'") { proxy, store in
+            let stream = StreamName(namespace: "t", name: "split")
+            try await store.createStream(stream, partitions: 1, retention: StreamRetention())
+            proxy.armFreeze()
+            let error = await #expect(throws: StoreError.self) { _ = try await store.reshard(stream, .split(0)) }
+            #expect(proxy.firedCount == 1, "the split was not cut off: the test proved nothing")
             #expect(error?.code == .outcomeUnknown, "\(String(describing: error))")
         }
     }
