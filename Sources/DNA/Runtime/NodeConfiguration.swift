@@ -298,10 +298,13 @@ extension Node {
         /// The most network links a request may cross while nodes forward it to the actor's
         /// owner; then the caller gets ``DNAError/Code/routingFailed`` (retryable). Default 3,
         /// enough for caller → stale owner → new owner with one link to spare.
-        public var maxHops: Int = 3
+        public var maxHops: Int = Self.defaultMaxHops
         /// The largest frame the transport sends or accepts, in bytes: bounds the size of an
         /// encoded request or response. Default 16 MiB.
-        public var maxFrameSize: Int = 16 << 20
+        public var maxFrameSize: Int = Self.defaultMaxFrameSize
+
+        static let defaultMaxHops = 3
+        static let defaultMaxFrameSize = 16 << 20
 
         /// A cluster named `name`, this node listening at `listen`, with the cluster's
         /// `secret`; every other setting at its default.
@@ -324,6 +327,6 @@ extension Node.Configuration {
     var placement: Node.Placement { cluster?.placement ?? .firstReceiver }
     var labels: [String] { cluster?.labels ?? [] }
     var rebalancing: Node.Rebalancing { cluster?.rebalancing ?? Node.Rebalancing() }
-    var maxHops: Int { cluster?.maxHops ?? 3 }
-    var maxFrameSize: Int { cluster?.maxFrameSize ?? 16 << 20 }
+    var maxHops: Int { cluster?.maxHops ?? Node.Cluster.defaultMaxHops }
+    var maxFrameSize: Int { cluster?.maxFrameSize ?? Node.Cluster.defaultMaxFrameSize }
 }
