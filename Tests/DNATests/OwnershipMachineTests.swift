@@ -72,9 +72,12 @@ struct OwnershipMachineTests {
     typealias OrderedMachine = ActivationStateMachine<OrderedTestMessage, String, Int>
 
     /// A machine whose messages carry an origin and a sequence, at 0 ms.
-    static func orderedMachine() -> OrderedMachine {
+    static func orderedMachine(storesNewOrigins: Bool = false) -> OrderedMachine {
         OrderedMachine(
-            id: actor, limits: .init(mailboxCapacity: 100, maxBatch: 10, pipelineDepth: 4, commitTimeout: .seconds(10)), now: at(0))
+            id: actor,
+            limits: .init(
+                mailboxCapacity: 100, maxBatch: 10, pipelineDepth: 4, commitTimeout: .seconds(10), storesNewOrigins: storesNewOrigins),
+            now: at(0))
     }
 
     static func ordered(_ origin: UInt32, _ sequence: UInt64) -> OrderedTestMessage {
@@ -366,6 +369,53 @@ struct OwnershipMachineTests {
         let (forwarded, overtaken, _) = relocating.stopAndTakeQueue()
         #expect(overtaken.map(\.name) == ["1/7"])
         #expect(forwarded.map(\.name) == ["1/12"])
+    }
+
+    @Test("in a cluster, a read of an origin the activation has not stored yet is answered once its order is durable (seed 2029)")
+    func aReadOfANewOriginWaitsForItsOrder() {
+        var machine = Self.orderedMachine(storesNewOrigins: true)
+        /// Handles the read `message` and returns what the machine says of its reply.
+        func read(_ message: OrderedTestMessage, at time: Int64) -> OrderedMachine.HandledAction {
+            _ = machine.enqueue(message)
+            guard case .handle = machine.nextStep(now: Self.at(time), lease: Self.lease()) else { return .none }
+            let order = machine.orderToStore(writes: false).map { state in state.flatMap { [UInt8($0.origin), UInt8($0.sequence)] } }
+            return machine.handled(operations: [], held: [message.name], now: Self.at(time + 1), lease: Self.lease(), order: order)
+        }
+        _ = machine.enqueue(Self.ordered(1, 11))
+        _ = machine.nextStep(now: Self.at(1), lease: Self.lease())
+        _ = machine.activated(.granted(Self.registration, leaseGeneration: 1, operations: []), now: Self.at(2))
+        guard case .handle = machine.nextStep(now: Self.at(3), lease: Self.lease()) else { return #expect(Bool(false)) }
+        // Origin 1's first message here: message 7 of origin 1 may still wait at a former
+        // owner; answered from memory, a crash here would let the next owner apply 7 after it.
+        let order = machine.orderToStore(writes: false)
+        #expect(order?.map(\.origin) == [1] && order?.map(\.sequence) == [11], "the read's order is stored")
+        guard case .commit(let commit) = machine.handled(operations: [], held: ["1/11"], now: Self.at(4), lease: Self.lease(), order: [1, 11])
+        else { return #expect(Bool(false), "the reply waits for the order to be durable") }
+        #expect(commit.operations.isEmpty && commit.order == [1, 11])
+        let done = machine.commitCompleted(sequence: commit.sequence, result: .success(()), now: Self.at(10))
+        #expect(done.release == ["1/11"], "answered once its order is durable")
+        // Later reads of that origin are answered from memory.
+        guard case .release(let replies) = read(Self.ordered(1, 12), at: 20) else { return #expect(Bool(false)) }
+        #expect(replies == ["1/12"])
+        // Another origin's first read waits again.
+        guard case .commit = read(Self.ordered(2, 3), at: 30) else { return #expect(Bool(false)) }
+        _ = machine.commitCompleted(sequence: commit.sequence + 1, result: .success(()), now: Self.at(35))
+        // A new activation of the name (a fresh claim) has stored nothing of its own.
+        machine.requestDeactivation()
+        guard case .deactivate = machine.nextStep(now: Self.at(40), lease: Self.lease()) else { return #expect(Bool(false)) }
+        _ = machine.enqueue(Self.ordered(1, 13))
+        guard case .activate = machine.nextStep(now: Self.at(41), lease: Self.lease()) else { return #expect(Bool(false)) }
+        _ = machine.activated(.granted(Self.registration, leaseGeneration: 1, operations: []), now: Self.at(42))
+        guard case .handle = machine.nextStep(now: Self.at(43), lease: Self.lease()) else { return #expect(Bool(false)) }
+        #expect(machine.orderToStore(writes: false) != nil, "origin 1 is new to this activation")
+
+        // A node alone (no cluster) answers reads from memory: no other owner exists.
+        var alone = Self.orderedMachine()
+        _ = alone.enqueue(Self.ordered(1, 11))
+        _ = alone.nextStep(now: Self.at(1), lease: Self.lease())
+        _ = alone.activated(.granted(Self.registration, leaseGeneration: 1, operations: []), now: Self.at(2))
+        guard case .handle = alone.nextStep(now: Self.at(3), lease: Self.lease()) else { return #expect(Bool(false)) }
+        #expect(alone.orderToStore(writes: false) == nil)
     }
 
     @Test("a read-only batch's order is stored before the name is handed over, deactivated or stopped when idle (defect 8)")

@@ -117,6 +117,10 @@ struct RuntimeSimulationTests {
             // the same node was applied by the next owner after the read had been answered
             // without it (`out of order`).
             ["--seed", "75", "--actors", "1"],
+            // A cast to an owner just paused for 8 s waited there while its sender took the
+            // name over, answered a read of its own from memory and crashed before storing the
+            // order: the next owner applied the cast after the read (`out of order`).
+            ["--seed", "2029", "--pipelines"],
         ])
     func foundDefects(_ arguments: [String]) throws {
         let (status, output) = try Self.replay(arguments)

@@ -40,13 +40,20 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         package var commitTimeout: Duration
         /// Whether the task is told of each durable batch (``Step/didCommit(messages:)``).
         package var reportsCommits: Bool
+        /// Whether the first batch of each origin in an activation stores the order before
+        /// it answers (in a cluster; see ``OriginOrder``).
+        package var storesNewOrigins: Bool
 
-        package init(mailboxCapacity: Int, maxBatch: Int, pipelineDepth: Int, commitTimeout: Duration, reportsCommits: Bool = false) {
+        package init(
+            mailboxCapacity: Int, maxBatch: Int, pipelineDepth: Int, commitTimeout: Duration, reportsCommits: Bool = false,
+            storesNewOrigins: Bool = false
+        ) {
             self.mailboxCapacity = mailboxCapacity
             self.maxBatch = maxBatch
             self.pipelineDepth = pipelineDepth
             self.commitTimeout = commitTimeout
             self.reportsCommits = reportsCommits
+            self.storesNewOrigins = storesNewOrigins
         }
     }
 
@@ -113,6 +120,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         self.id = id
         self.limits = limits
         self.lastActivity = now
+        order.storesNewOrigins = limits.storesNewOrigins
     }
 
     // MARK: Mailbox
@@ -359,6 +367,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         case .granted(let registration, let generation, let operations):
             life = .active(registration, leaseGeneration: generation)
             commits.restart()
+            order.forgetStored()
             guard !operations.isEmpty else { return .none }
             return .commit(commits.append(operations, held: [], registration: registration, now: now, timeout: limits.commitTimeout, initial: true))
         case .failed(let error):
@@ -415,7 +424,7 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         messages: Int = 0, casts: Int = 0, streams: StreamEffects = .none
     ) -> HandledAction {
         guard case .active(let registration, _) = life else { return .none }
-        if operations.isEmpty && streams.isEmpty {
+        if operations.isEmpty && streams.isEmpty && order == nil {
             // Released with the last batch in flight: these replies may have seen its writes.
             if commits.holdWithLast(held) { return .none }
             if held.isEmpty { return .none }
@@ -433,6 +442,16 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     /// stores it with a batch that writes (`CommitBatch.order`). At most ``maxOrigins``
     /// origins are kept (the ones learned first are dropped).
     package mutating func takeOrderState() -> [(origin: UInt32, sequence: UInt64)]? { order.takeChanged() }
+
+    /// The order state to store with the batch just handled (``handled(operations:held:now:lease:order:messages:casts:streams:)``'s
+    /// `order`): with a batch that writes, if it changed; with one that wrote nothing, if
+    /// the batch handled an origin this activation had not stored yet — it is then
+    /// committed on its own and the batch's replies wait for it (see ``OriginOrder``).
+    package mutating func orderToStore(writes: Bool) -> [(origin: UInt32, sequence: UInt64)]? {
+        let mustStore = order.storingBeforeAnswering()
+        guard writes || mustStore else { return nil }
+        return order.takeChanged()
+    }
 
     static var maxOrigins: Int { OriginOrder.maxOrigins }
 

@@ -57,7 +57,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         let configuration = node.configuration
         let limits = Machine.Limits(
             mailboxCapacity: configuration.mailboxCapacity, maxBatch: configuration.maxBatch,
-            pipelineDepth: configuration.commitPipelineDepth, commitTimeout: configuration.commitTimeout, reportsCommits: true)
+            pipelineDepth: configuration.commitPipelineDepth, commitTimeout: configuration.commitTimeout, reportsCommits: true,
+            storesNewOrigins: node.transport != nil)
         machine = Mutex(Machine(id: id, limits: limits, now: node.clock.now))
         sequencer = node.sequencer
         timers = TimerSet(clock: node.clock)
@@ -457,7 +458,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         let deactivate = context.deactivationRequested
         context.deactivationRequested = false
         var order: [UInt8]?
-        if !operations.isEmpty || !streams.isEmpty, let state = machine.withLock({ $0.takeOrderState() }) {
+        let writes = !operations.isEmpty || !streams.isEmpty
+        if let state = machine.withLock({ $0.orderToStore(writes: writes) }) {
             order = OrderState.encode(state, origins: node.origins)
         }
         let action = machine.withLock { machine in

@@ -235,7 +235,7 @@ final class SimNode {
                 id: actor,
                 limits: .init(
                     mailboxCapacity: 10_000, maxBatch: configuration.maxBatch, pipelineDepth: configuration.pipelineDepth,
-                    commitTimeout: configuration.commitTimeout),
+                    commitTimeout: configuration.commitTimeout, storesNewOrigins: true),
                 now: localNow))
         activations[actor] = activation
         try deliver(envelope, to: actor)
@@ -590,7 +590,7 @@ final class SimNode {
     private func handle(_ batch: [SimEnvelope], in activation: SimActivation, index: Int, operations: [StorageOperation], held: [SimHeld]) {
         guard index < batch.count else {
             var order: [UInt8]?
-            if !operations.isEmpty, let state = activation.machine.takeOrderState() {
+            if let state = activation.machine.orderToStore(writes: !operations.isEmpty) {
                 order = OrderState.encode(state, origins: origins)
             }
             // Like a consumer stage, each write also appends a record to the output stream
