@@ -188,10 +188,23 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The trait integration suites share (one at a time, beside the unit tests).
+        .target(name: "DNATestSupport", path: "Tests/DNATestSupport"),
+        // Pure machines, planners, codecs and the model simulation: no I/O, in parallel.
+        .testTarget(
+            name: "DNAUnitTests",
+            dependencies: [
+                "DNA", "DNAStore", "DNATransport", "DNATesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // Integration: SQLite files, PostgreSQL servers, sockets, processes, real time.
         .testTarget(
             name: "DNAStoreTests",
             dependencies: [
-                "DNAStore", "DNAPostgres", "DNATesting",
+                "DNAStore", "DNAPostgres", "DNATesting", "DNATestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -201,7 +214,7 @@ let package = Package(
         .testTarget(
             name: "DNATransportTests",
             dependencies: [
-                "DNATransport", "DNATLS", "DNATestCertificates",
+                "DNATransport", "DNATLS", "DNATestCertificates", "DNATestSupport",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
@@ -209,7 +222,7 @@ let package = Package(
             name: "DNATests",
             dependencies: [
                 "DNA", "DNAExamples", "DNAPostgres", "DNATLS", "DNATesting", "DNACommand", "DNABench", "DNASimulate", "DNATestCertificates",
-                "DNAPrometheus",
+                "DNAPrometheus", "DNATestSupport",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

@@ -4,10 +4,11 @@ import DNATesting
 import Foundation
 import Logging
 import PostgresNIO
+import DNATestSupport
 import Testing
 
 /// The sources a consumer stage reads: DNA's streams and a PostgreSQL table.
-@Suite("Partition sources")
+@Suite("Partition sources", .integration, .serialized)
 struct PartitionSourceTests {
     @Test(arguments: Engine.allCases)
     func aStreamIsASourceWithItsPartitionsParentsAndSequences(engine: Engine) async throws {
@@ -33,8 +34,8 @@ struct PartitionSourceTests {
     }
 
     @Test func aPostgreSQLTableIsASourceOrderedByItsSequenceColumn() async throws {
-        guard PostgresTestServer.isAvailable else { return }
-        let url = try await PostgresTestServer.freshDatabase()
+        guard TestPostgres.isAvailable else { return }
+        let url = try #require(try await TestPostgres.freshDatabase())
         let store = try await PostgresStoreTests().openStore(url: url)
         try await LocalPostgresServer.execute(
             "CREATE TABLE readings (id bigserial PRIMARY KEY, device text NOT NULL, payload bytea NOT NULL)", on: url)
@@ -64,8 +65,8 @@ struct PartitionSourceTests {
     /// Sequence values commit out of order: a row whose value is below one already read must
     /// not be skipped. The consumer reads as a stage does, each time after its last position.
     @Test func aRowCommittedAfterAHigherOneIsNotSkipped() async throws {
-        guard PostgresTestServer.isAvailable else { return }
-        let url = try await PostgresTestServer.freshDatabase()
+        guard TestPostgres.isAvailable else { return }
+        let url = try #require(try await TestPostgres.freshDatabase())
         let store = try await PostgresStoreTests().openStore(url: url)
         try await LocalPostgresServer.execute("CREATE TABLE readings (id bigserial PRIMARY KEY, device text NOT NULL, payload text NOT NULL)", on: url)
         let source = try PostgresTableSource(store: store, table: "readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload")
@@ -105,8 +106,8 @@ struct PartitionSourceTests {
     /// Keys and values of text columns are their UTF-8 text, backslashes included; bytea
     /// columns are their bytes.
     @Test func textColumnsAreReadAsTheirTextAndByteaAsItsBytes() async throws {
-        guard PostgresTestServer.isAvailable else { return }
-        let url = try await PostgresTestServer.freshDatabase()
+        guard TestPostgres.isAvailable else { return }
+        let url = try #require(try await TestPostgres.freshDatabase())
         let store = try await PostgresStoreTests().openStore(url: url)
         try await LocalPostgresServer.execute(
             """

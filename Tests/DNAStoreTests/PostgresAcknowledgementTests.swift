@@ -6,11 +6,12 @@ import NIOCore
 import NIOPosix
 import PostgresNIO
 import Synchronization
+import DNATestSupport
 import Testing
 
 /// A commit the store acknowledged must be in the database, even when the connection is
 /// lost right after the server reported the statement done.
-@Suite("PostgreSQL acknowledgements", .enabled(if: PostgresTestServer.isAvailable))
+@Suite("PostgreSQL acknowledgements", .integration, .serialized, .enabled(if: TestPostgres.isAvailable))
 struct PostgresAcknowledgementTests {
     /// postgres-nio completes a statement at its CommandComplete; an implicit transaction
     /// commits only later, at Sync. The proxy delivers the commit statement's
@@ -24,7 +25,7 @@ struct PostgresAcknowledgementTests {
         key: String, _ adjust: @escaping @Sendable (inout PostgresStore.Configuration) -> Void = { _ in },
         _ body: (_ proxy: SyncDroppingProxy, _ store: PostgresStore, _ registration: Registration, _ url: String) async throws -> Void
     ) async throws {
-        let url = try await PostgresTestServer.freshDatabase()
+        let url = try #require(try await TestPostgres.freshDatabase())
         let direct = try PostgresStore.Configuration(url: url)
         let proxy = try await SyncDroppingProxy.start(
             upstreamHost: direct.host, upstreamPort: direct.port, marker: CommitStatement.sql)
@@ -158,7 +159,7 @@ extension PostgresAcknowledgementTests {
     /// Defect e: claims blocked on a name's row lock give their connections up after
     /// `lockTimeout`, so they cannot take every connection from the node's heartbeats.
     @Test(.timeLimit(.minutes(2))) func blockedClaimsDoNotStarveHeartbeats() async throws {
-        let url = try await PostgresTestServer.freshDatabase()
+        let url = try #require(try await TestPostgres.freshDatabase())
         let store = try await helpers.openStore(url: url) {
             $0.maximumConnections = 2
             $0.lockTimeout = .milliseconds(500)

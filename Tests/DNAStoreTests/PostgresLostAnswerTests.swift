@@ -1,12 +1,13 @@
 @testable import DNAPostgres
 import DNAStore
 import DNATesting
+import DNATestSupport
 import Testing
 
 /// Writes other than commits whose answer is lost once they were sent: the caller is told
 /// the outcome is unknown, never a refusal it would retry (defect 4 of issue 18, and every
 /// write transaction since).
-@Suite("PostgreSQL lost answers of writes", .enabled(if: PostgresTestServer.isAvailable))
+@Suite("PostgreSQL lost answers of writes", .integration, .serialized, .enabled(if: TestPostgres.isAvailable))
 struct PostgresLostAnswerTests {
     let helpers = PostgresStoreTests()
 
@@ -15,7 +16,7 @@ struct PostgresLostAnswerTests {
     private func frozenAfter(
         _ marker: String, _ body: (_ proxy: SyncDroppingProxy, _ store: PostgresStore) async throws -> Void
     ) async throws {
-        let url = try await PostgresTestServer.freshDatabase()
+        let url = try #require(try await TestPostgres.freshDatabase())
         let direct = try PostgresStore.Configuration(url: url)
         let proxy = try await SyncDroppingProxy.start(upstreamHost: direct.host, upstreamPort: direct.port, marker: marker)
         do {

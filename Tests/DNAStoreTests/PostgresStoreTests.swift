@@ -5,11 +5,12 @@ import Logging
 import PostgresNIO
 import Synchronization
 import DNATesting
+import DNATestSupport
 import Testing
 
 /// What only the PostgreSQL engine has: many connections, a server that can go away,
 /// databases that belong to someone else.
-@Suite("PostgreSQL store", .enabled(if: PostgresTestServer.isAvailable))
+@Suite("PostgreSQL store", .integration, .serialized, .enabled(if: TestPostgres.isAvailable))
 struct PostgresStoreTests {
     let node = NodeID(rawValue: "node-a")
 
@@ -17,7 +18,7 @@ struct PostgresStoreTests {
         -> PostgresStore
     {
         let target: String
-        if let url { target = url } else { target = try await PostgresTestServer.freshDatabase() }
+        if let url { target = url } else { target = try #require(try await TestPostgres.freshDatabase()) }
         var configuration = try PostgresStore.Configuration(url: target)
         adjust(&configuration)
         return try await PostgresStore.running(configuration)
@@ -28,7 +29,7 @@ struct PostgresStoreTests {
     }
 
     @Test func fiftyClaimantsOnSeparateConnectionsExactlyOneIsGranted() async throws {
-        let url = try await PostgresTestServer.freshDatabase()
+        let url = try #require(try await TestPostgres.freshDatabase())
         // Five stores of ten connections each: 50 claims in flight at once, each by a live
         // node of its own, so none may be granted the name after another was.
         var stores: [PostgresStore] = []
@@ -142,7 +143,7 @@ struct PostgresStoreTests {
             print("SKIPPED: pausing the server is not supported with \(LocalPostgresServer.urlVariable)")
             return
         }
-        let server = try await PostgresTestServer.startServer()
+        let server = try await TestPostgres.startServer()
         let url = try await server.createDatabase(named: "pause_test")
         let store = try await openStore(url: url) { $0.leaseTimeout = .seconds(1) }
         try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5), labels: [])
@@ -219,24 +220,24 @@ struct PostgresStoreTests {
         let (_, after) = try granted(try await store.activate(ActivationRequest(actor: actor, node: node)))
         #expect(after.contains(ModuleRow(module: "kv", key: bytes("key-\(counter)"), value: bytes("\(counter)"))))
         await store.close()
-        PostgresTestServer.forget(server)
+        TestPostgres.forget(server)
         await server.stop()
     }
 
     @Test func foreignDatabaseIsRefused() async throws {
-        let url = try await PostgresTestServer.freshDatabase()
+        let url = try #require(try await TestPostgres.freshDatabase())
         try await execute(url, "CREATE TABLE invoices (id BIGINT PRIMARY KEY, amount NUMERIC)")
         let error = await #expect(throws: StoreError.self) { _ = try await openStore(url: url) }
         #expect(error?.code == .notADNADatabase)
 
-        let foreignMeta = try await PostgresTestServer.freshDatabase()
+        let foreignMeta = try #require(try await TestPostgres.freshDatabase())
         try await execute(foreignMeta, "CREATE TABLE dna_meta (id INT)")
         let metaError = await #expect(throws: StoreError.self) { _ = try await openStore(url: foreignMeta) }
         #expect(metaError?.code == .notADNADatabase)
     }
 
     @Test func newerSchemaIsRefused() async throws {
-        let url = try await PostgresTestServer.freshDatabase()
+        let url = try #require(try await TestPostgres.freshDatabase())
         await (try await openStore(url: url)).close()
         try await execute(url, "UPDATE dna_meta SET value = '999' WHERE key = 'schema_version'")
         let error = await #expect(throws: StoreError.self) { _ = try await openStore(url: url) }
@@ -244,7 +245,7 @@ struct PostgresStoreTests {
     }
 
     @Test func aVersion2DatabaseIsMigrated() async throws {
-        let url = try await PostgresTestServer.freshDatabase()
+        let url = try #require(try await TestPostgres.freshDatabase())
         await (try await openStore(url: url)).close()
         try await execute(url, "ALTER TABLE dna_nodes DROP COLUMN labels")
         try await execute(url, "ALTER TABLE dna_nodes DROP COLUMN rebalance_requested")
@@ -265,7 +266,7 @@ struct PostgresStoreTests {
     }
 
     @Test func storesOpeningTogetherShareOneSchema() async throws {
-        let url = try await PostgresTestServer.freshDatabase()
+        let url = try #require(try await TestPostgres.freshDatabase())
         let stores = try await withThrowingTaskGroup(of: PostgresStore.self) { group in
             for _ in 0..<6 { group.addTask { try await openStore(url: url) } }
             var stores: [PostgresStore] = []

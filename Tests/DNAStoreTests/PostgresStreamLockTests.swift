@@ -4,11 +4,12 @@ import DNATesting
 import Logging
 import PostgresNIO
 import Synchronization
+import DNATestSupport
 import Testing
 
 /// How stream operations on PostgreSQL share the partitions' row locks: a trim holds one
 /// partition's for a page of deletes, and every transaction takes them in one order.
-@Suite("PostgreSQL stream locks", .enabled(if: PostgresTestServer.isAvailable))
+@Suite("PostgreSQL stream locks", .integration, .serialized, .enabled(if: TestPostgres.isAvailable))
 struct PostgresStreamLockTests {
     let helpers = PostgresStoreTests()
     let logger = Logger(label: "test-application")
@@ -63,7 +64,7 @@ struct PostgresStreamLockTests {
     /// in their batch's order, the second would hold the other stream meanwhile, and the
     /// two would wait for each other once the first stream is free.
     @Test(.timeLimit(.minutes(2))) func batchesAppendingToTwoStreamsInOppositeOrdersDoNotDeadlock() async throws {
-        let url = try await PostgresTestServer.freshDatabase()
+        let url = try #require(try await TestPostgres.freshDatabase())
         let store = try await helpers.openStore(url: url)
         let node = helpers.node
         try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5), labels: [])

@@ -1,8 +1,9 @@
 import DNAStore
 import Foundation
+import DNATestSupport
 import Testing
 
-@Suite("SQLite file checks")
+@Suite("SQLite file checks", .integration, .serialized)
 struct SQLiteFileTests {
     func temporaryPath() throws -> (String, () -> Void) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dna-file-\(UUID().uuidString)")

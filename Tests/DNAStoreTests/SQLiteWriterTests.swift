@@ -1,9 +1,10 @@
 @testable import DNAStore
 import Foundation
+import DNATestSupport
 import Testing
 
 /// The SQLite session's writes, below the worker: what its statements keep bound.
-@Suite("SQLite writer")
+@Suite("SQLite writer", .integration, .serialized)
 struct SQLiteWriterTests {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dna-writer-\(UUID().uuidString)")
 

@@ -3,6 +3,7 @@ import DNAStore
 import Foundation
 import Synchronization
 import DNATesting
+import DNATestSupport
 import Testing
 
 /// The engines under test: every contract test runs on each.
@@ -14,7 +15,7 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible {
     /// Every engine that can run here: PostgreSQL only where its binaries (or
     /// `DNA_POSTGRES_URL`) are, else it is skipped with a loud message.
     static var allCases: [Engine] {
-        PostgresTestServer.isAvailable ? [.sqlite, .inMemory, .postgres] : [.sqlite, .inMemory]
+        TestPostgres.isAvailable ? [.sqlite, .inMemory, .postgres] : [.sqlite, .inMemory]
     }
 
     var testDescription: String { rawValue }
@@ -22,7 +23,7 @@ enum Engine: String, CaseIterable, CustomTestStringConvertible {
     func make() async throws -> (store: any ActorStore, cleanup: () -> Void) {
         switch self {
         case .postgres:
-            let url = try await PostgresTestServer.freshDatabase()
+            let url = try #require(try await TestPostgres.freshDatabase())
             return (try await PostgresStoreTests().openStore(url: url), {})
         case .inMemory:
             return (InMemoryStore(), {})
@@ -46,7 +47,7 @@ func granted(_ outcome: ActivationOutcome) throws -> (Registration, [ModuleRow])
 
 func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
-@Suite("Store contract (SQLite, in-memory and PostgreSQL)")
+@Suite("Store contract (SQLite, in-memory and PostgreSQL)", .integration, .serialized)
 struct StoreContractTests {
     let actor = ActorID(namespace: "test", kind: "kv", key: "a")
     let nodeA = NodeID(rawValue: "node-a")

@@ -2,10 +2,11 @@
 import DNAStore
 import DNATesting
 import Foundation
+import DNATestSupport
 import Testing
 
 /// Streams on every engine: the same contract.
-@Suite("Streams in the store (SQLite, in-memory and PostgreSQL)")
+@Suite("Streams in the store (SQLite, in-memory and PostgreSQL)", .integration, .serialized)
 struct StreamStoreTests {
     let stream = StreamName(namespace: "test", name: "readings")
 
@@ -274,7 +275,7 @@ struct StreamStoreTests {
 }
 
 /// A batch's stream effects (a consumer stage's outputs and checkpoint) on every engine.
-@Suite("Stream effects of commits (SQLite, in-memory and PostgreSQL)")
+@Suite("Stream effects of commits (SQLite, in-memory and PostgreSQL)", .integration, .serialized)
 struct StreamEffectsTests {
     let input = StreamName(namespace: "test", name: "in")
     let output = StreamName(namespace: "test", name: "out")

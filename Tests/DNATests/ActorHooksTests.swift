@@ -1,5 +1,6 @@
 @testable import DNA
 import Foundation
+import DNATestSupport
 import Testing
 
 /// A test actor with every hook: it records them, and keeps an in-memory count of the
@@ -74,7 +75,7 @@ final class PinnedWorker: DurableActor {
     }
 }
 
-@Suite("Actor hooks, events, hand-over of transient state, placement", .serialized)
+@Suite("Actor hooks, events, hand-over of transient state, placement", .integration, .serialized)
 struct ActorHooksTests {
     @Test func hooksRunAroundTheActivationsLife() async throws {
         let directory = try TemporaryDirectory()

@@ -3,6 +3,7 @@ import DNAExamples
 import DNAPostgres
 import DNATesting
 import Foundation
+import DNATestSupport
 import Testing
 
 /// A test actor whose alarm handler records each run, and throws the first `failures`
@@ -65,7 +66,7 @@ final class Alarmed: DurableActor {
     }
 }
 
-@Suite("Durable alarms", .serialized)
+@Suite("Durable alarms", .integration, .serialized)
 struct AlarmTests {
     private func runs(_ key: String) -> [(key: String, alarm: String, at: Int64, node: String)] {
         Alarmed.runs.withLock { $0.filter { $0.key == key } }

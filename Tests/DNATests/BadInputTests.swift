@@ -1,6 +1,7 @@
 import DNA
 import Foundation
 import DNATesting
+import DNATestSupport
 import Testing
 
 final class NotRegistered: DurableActor {
@@ -9,7 +10,7 @@ final class NotRegistered: DurableActor {
     static func handlers(_ handlers: inout Handlers<NotRegistered>) {}
 }
 
-@Suite("Bad input gets a clear error")
+@Suite("Bad input gets a clear error", .integration, .serialized)
 struct BadInputTests {
     @Test(arguments: ["", String(repeating: "k", count: ActorID.maxKeyBytes + 1), "tab\there"])
     func invalidActorKeysAreRefused(key: String) async throws {

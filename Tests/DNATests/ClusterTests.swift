@@ -7,11 +7,12 @@ import DNATLS
 import DNATransport
 import Synchronization
 import DNATesting
+import DNATestSupport
 import Testing
 
 /// Several nodes in this process sharing one store (SQLite file, or PostgreSQL), talking
 /// over loopback TCP.
-@Suite("Cluster in one process", .serialized, .timeLimit(.minutes(3)))
+@Suite("Cluster in one process", .integration, .serialized, .timeLimit(.minutes(3)))
 struct ClusterTests {
     @Test(arguments: Backend.allCases)
     func everyNodeReachesTheOneActivation(backend: Backend) async throws {
@@ -338,7 +339,7 @@ func expectCode<T>(_ code: DNAError.Code, sourceLocation: SourceLocation = #_sou
     }
 }
 
-@Suite("PostgreSQL outage", .serialized, .timeLimit(.minutes(3)))
+@Suite("PostgreSQL outage", .integration, .serialized, .timeLimit(.minutes(3)))
 struct PostgresOutageTests {
     @Test func aClusterRidesOutAPostgreSQLRestartWithoutLosingAcknowledgedWrites() async throws {
         guard ProcessInfo.processInfo.environment["DNA_POSTGRES_URL"] == nil else {

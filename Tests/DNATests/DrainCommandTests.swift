@@ -1,10 +1,11 @@
 import DNA
 import DNAExamples
 import Foundation
+import DNATestSupport
 import Testing
 
 /// `dna drain` against `dna node` processes: the node asked moves its actors and exits.
-@Suite("dna drain", .serialized, .timeLimit(.minutes(2)))
+@Suite("dna drain", .integration, .serialized, .timeLimit(.minutes(2)))
 struct DrainCommandTests {
     @Test func aDrainedNodeMovesItsActorsAndExits() async throws {
         let directory = try TemporaryDirectory()

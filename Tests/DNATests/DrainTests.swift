@@ -1,10 +1,11 @@
 @testable import DNA
 import Foundation
+import DNATestSupport
 import Testing
 
 /// `Node.drain()` and the drain of a graceful shutdown: every activation moves to the other
 /// live nodes, callers under load see no error, nothing is lost.
-@Suite("Draining", .serialized)
+@Suite("Draining", .integration, .serialized)
 struct DrainTests {
     /// Calls from B and C to `actors` names, round robin, until `stop` is set; the errors.
     private func load(_ cluster: TestCluster, actors: Int, until stop: Locked<Bool>, writes: Locked<Int>) async -> [String] {

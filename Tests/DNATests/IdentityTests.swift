@@ -2,12 +2,13 @@
 import DNAPostgres
 import DNATesting
 import Foundation
+import DNATestSupport
 import Testing
 
 /// Keys and names are identified by their encoded bytes everywhere (defect a): canonically
 /// equivalent spellings, `0.0` and `-0.0`, and values whose `==` is looser than their
 /// encoding stay apart in memory as they do in the store, before and after a restart.
-@Suite("Identity of keys and names", .serialized)
+@Suite("Identity of keys and names", .integration, .serialized)
 struct IdentityTests {
     static let composed = "caf\u{E9}"  // é as one code point (NFC)
     static let decomposed = "cafe\u{301}"  // e + combining acute accent (NFD)

@@ -1,10 +1,11 @@
 import DNA
 import DNATesting
 import Foundation
+import DNATestSupport
 import Testing
 
 /// A node does no I/O until it runs; calls wait for it; a cancelled call stops waiting.
-@Suite("Node life-cycle")
+@Suite("Node life-cycle", .integration, .serialized)
 struct LifecycleTests {
     @Test("making a node does no I/O; run() opens the store and its failure reaches waiting callers")
     func noIOInTheInitialiser() async throws {

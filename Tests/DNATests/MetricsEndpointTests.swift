@@ -3,6 +3,7 @@ import DNAPrometheus
 import Foundation
 import Metrics
 import Prometheus
+import DNATestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -48,7 +49,7 @@ func httpGet(port: Int, path: String) throws -> (status: Int, body: String) {
     return (status, parts.dropFirst().joined(separator: "\r\n\r\n"))
 }
 
-@Suite("Metrics and health endpoint", .serialized)
+@Suite("Metrics and health endpoint", .integration, .serialized)
 struct MetricsEndpointTests {
     /// The value of an unlabelled sample in Prometheus text, if present.
     private func sample(_ name: String, in text: String) -> Double? {

@@ -1,11 +1,12 @@
 @testable import DNA
 import Foundation
 import Synchronization
+import DNATestSupport
 import Testing
 
 /// `Node.migrate`: an activation moves to another node with its data, its queue and its
 /// callers, under load.
-@Suite("Live migration", .serialized)
+@Suite("Live migration", .integration, .serialized)
 struct MigrationTests {
     /// An actor that opted out of moving.
     final class Pinned: DurableActor {

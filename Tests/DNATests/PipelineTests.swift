@@ -4,11 +4,12 @@ import DNAExamples
 import DNATesting
 import Foundation
 import Synchronization
+import DNATestSupport
 import Testing
 
 /// Consumer stages: started by the cluster, exactly once between stages, in order per
 /// partition, parents before children, a failing handler parked.
-@Suite("Pipelines", .serialized, .timeLimit(.minutes(3)))
+@Suite("Pipelines", .integration, .serialized, .timeLimit(.minutes(3)))
 struct PipelineTests {
     static let cities = ["oslo", "lima", "pune", "kyiv", "baku"]
 
@@ -95,7 +96,7 @@ func eventuallyAsync(within limit: Duration = .seconds(20), _ condition: () asyn
 }
 
 /// The example pipeline on three `dna node` processes: killed and paused for real.
-@Suite("Pipeline on dna node processes", .serialized, .timeLimit(.minutes(4)))
+@Suite("Pipeline on dna node processes", .integration, .serialized, .timeLimit(.minutes(4)))
 struct PipelineProcessTests {
     /// A store of the same database the processes use, for the test's own appends and reads.
     static func open(_ location: String) async throws -> (store: any ActorStore, stop: () async -> Void) {
@@ -250,7 +251,7 @@ final class RelaxedCopyStage: StreamStage {
     }
 }
 
-@Suite("Pipeline stages: order, resharding, failures, drains", .serialized, .timeLimit(.minutes(3)))
+@Suite("Pipeline stages: order, resharding, failures, drains", .integration, .serialized, .timeLimit(.minutes(3)))
 struct StageBehaviourTests {
     func values(_ store: any ActorStore, _ stream: StreamName) async throws -> [(partition: Int, sequence: Int64)] {
         let status = try await store.streamStatus(stream)
@@ -478,7 +479,7 @@ final class AlwaysFailingStage: StreamStage {
     }
 }
 
-@Suite("Pipeline stages: back-off", .serialized, .timeLimit(.minutes(3)))
+@Suite("Pipeline stages: back-off", .integration, .serialized, .timeLimit(.minutes(3)))
 struct StageBackOffTests {
     /// Wakes come every 100 ms (as the leader's syncs and appends send them): the attempts
     /// keep the policy's spacing all the same (1 s, 2 s, 4 s), then the partition parks.
@@ -513,7 +514,7 @@ struct StageBackOffTests {
     }
 }
 
-@Suite("Stage order")
+@Suite("Stage order", .integration, .serialized)
 struct StageOrderTests {
     /// A closed parent trimmed empty: finished for a consumer whose checkpoint is at its
     /// end, not for one without a checkpoint (it read none of its records).

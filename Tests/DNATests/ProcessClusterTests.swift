@@ -2,10 +2,12 @@
 import DNAExamples
 import Foundation
 import Synchronization
+import DNATestSupport
+import DNATesting
 import Testing
 
 /// Nodes as separate `dna node` processes: killed, paused and resumed for real.
-@Suite("Cluster of dna node processes", .serialized, .timeLimit(.minutes(3)))
+@Suite("Cluster of dna node processes", .integration, .serialized, .timeLimit(.minutes(3)))
 struct ProcessClusterTests {
     /// The store the processes share: a fresh PostgreSQL database if PostgreSQL exists here,
     /// else a shared SQLite file.

@@ -1,10 +1,11 @@
 import DNA
 import DNAExamples
 import Foundation
+import DNATestSupport
 import Testing
 
 /// `dna rebalance` as a user runs it, on a store whose nodes reported their loads.
-@Suite("dna rebalance")
+@Suite("dna rebalance", .integration, .serialized)
 struct RebalanceCommandTests {
     /// A store whose three nodes reported 3,000, 0 and 0 activations (one of them draining
     /// if asked).

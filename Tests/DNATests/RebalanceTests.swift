@@ -1,10 +1,11 @@
 @testable import DNA
 import Foundation
+import DNATestSupport
 import Testing
 
 /// Rebalancing rounds carried out by the nodes: a node that joins gets its share while
 /// callers see no error, `Node.rebalance()` and `dna rebalance` make a round now.
-@Suite("Rebalancing", .serialized)
+@Suite("Rebalancing", .integration, .serialized)
 struct RebalanceTests {
     /// Calls from `callers` to `actors` names, round robin, until `stop` is set; the errors.
     private func load(_ callers: [Node], actors: Int, until stop: Locked<Bool>, writes: Locked<Int>) async -> [String] {

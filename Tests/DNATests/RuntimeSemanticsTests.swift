@@ -2,6 +2,7 @@
 import Foundation
 import Synchronization
 import DNATesting
+import DNATestSupport
 import Testing
 
 /// A flag a test can set from a task and read later.
@@ -11,7 +12,7 @@ final class Flag: Sendable {
     var isSet: Bool { value.load(ordering: .sequentiallyConsistent) }
 }
 
-@Suite("Runtime semantics")
+@Suite("Runtime semantics", .integration, .serialized)
 struct RuntimeSemanticsTests {
     // MARK: Activation
 

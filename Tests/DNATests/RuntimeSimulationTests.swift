@@ -1,12 +1,13 @@
 import DNATesting
 import Foundation
+import DNATestSupport
 import Testing
 
 @testable import DNA
 
 /// The simulation that runs real nodes: a slice of what `dna-simulate` runs at scale, and
 /// the checks it makes, on histories written by hand.
-@Suite("Runtime simulation")
+@Suite("Runtime simulation", .integration, .serialized)
 struct RuntimeSimulationTests {
     // The runs whose outcome is checked go through the `dna` binary with deterministic
     // hashing (see `replay`): in this process, dictionaries iterate in another order on each

@@ -3,6 +3,7 @@ import DNAPostgres
 import DNATesting
 import Foundation
 import Synchronization
+import DNATestSupport
 import Testing
 
 /// Brings a PostgreSQL table, partitioned by device, into the DNA stream `ingested`.
@@ -48,7 +49,7 @@ final class StreamSourceCopy: SourceStage {
     }
 }
 
-@Suite("Source stages", .serialized, .timeLimit(.minutes(2)))
+@Suite("Source stages", .integration, .serialized, .timeLimit(.minutes(2)))
 struct SourceStageTests {
     /// A source stage over a DNA stream holds its records back from retention as a stream
     /// stage does: what it has not read stays, however far over the size limit.

@@ -1,9 +1,10 @@
 import DNA
 import Foundation
+import DNATestSupport
 import Testing
 
 /// `dna status` on a store with nodes and names.
-@Suite("dna status")
+@Suite("dna status", .integration, .serialized)
 struct StatusCommandTests {
     @Test func nodesShowStateAgeActivationsAndLabelsAndNamesCountPerKind() async throws {
         let directory = try TemporaryDirectory()

@@ -1,9 +1,10 @@
 import DNA
 import Foundation
+import DNATestSupport
 import Testing
 
 /// `dna stream` as a user runs it.
-@Suite("dna stream")
+@Suite("dna stream", .integration, .serialized)
 struct StreamCommandTests {
     @Test func createAppendReadAndStatus() async throws {
         let directory = try TemporaryDirectory()

@@ -1,6 +1,7 @@
 @testable import DNA
 import Foundation
 import InMemoryTracing
+import DNATestSupport
 import Testing
 import Tracing
 
@@ -14,7 +15,7 @@ enum TestTracing {
     }()
 }
 
-@Suite("Tracing", .serialized)
+@Suite("Tracing", .integration, .serialized)
 struct TracingTests {
     @Test func aCallToAnActorOnAnotherNodeIsOneTrace() async throws {
         let tracer = TestTracing.tracer

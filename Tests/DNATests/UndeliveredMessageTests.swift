@@ -1,11 +1,12 @@
 @testable import DNA
 import DNAStore
 import DNATesting
+import DNATestSupport
 import Testing
 
 /// Messages an activation queued but never handled when it stopped go on to wherever the
 /// name is; what cannot is failed or counted, never dropped silently (defect 5 of issue 18).
-@Suite("Messages an activation never handled")
+@Suite("Messages an activation never handled", .integration, .serialized)
 struct UndeliveredMessageTests {
     @Test(.timeLimit(.minutes(1))) func castsQueuedWhenTheLeaseRanOutGoOnToTheNextActivation() async throws {
         guard let cluster = try await TestCluster.start(.sqlite, count: 1) else { return }
@@ -66,7 +67,7 @@ extension UndeliveredMessageTests {
 
 /// Appends through a node are idempotent: a lost answer is sent again, stored once
 /// (defect 4 of issue 18).
-@Suite("Appends whose answer was lost")
+@Suite("Appends whose answer was lost", .integration, .serialized)
 struct LostAppendAnswerTests {
     @Test func anAppendWithoutAProducerWhoseAnswerWasLostIsStoredOnce() async throws {
         let store = GatedStore(InMemoryStore())

@@ -1,12 +1,13 @@
 import NIOCore
 import NIOPosix
+import DNATestSupport
 import Testing
 
 @testable import DNATransport
 
 /// Peers that are not well-behaved members of the cluster: the server closes their
 /// connection, accepts none of their requests, and keeps serving everyone else.
-@Suite("Hostile and misconfigured peers")
+@Suite("Hostile and misconfigured peers", .integration, .serialized)
 struct HostilePeerTests {
     enum Hostile: String, CaseIterable, CustomTestStringConvertible, Sendable {
         case httpGarbage, unknownFrameType, oversizedLengthPrefix, handshakeSizedFrameTooLarge, badMagic

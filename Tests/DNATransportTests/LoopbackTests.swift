@@ -2,11 +2,12 @@ import Dispatch
 import NIOCore
 import NIOPosix
 import Synchronization
+import DNATestSupport
 import Testing
 
 @testable import DNATransport
 
-@Suite("Transport on loopback")
+@Suite("Transport on loopback", .integration, .serialized)
 struct LoopbackTests {
     @Test("a peer that stops reading: sends past maxQueuedBytes are refused, nothing accepted is lost, then sends flow again")
     func backPressure() async throws {

@@ -1,12 +1,13 @@
 import NIOCore
 import DNATLS
 import NIOSSL
+import DNATestSupport
 import Testing
 
 @testable import DNATransport
 import DNATestCertificates
 
-@Suite("TLS")
+@Suite("TLS", .integration, .serialized)
 struct TLSTests {
     static func tls(certificate: String = TestCertificates.node, key: String = TestCertificates.nodeKey) throws
         -> TransportTLSConfiguration

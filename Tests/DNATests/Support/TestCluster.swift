@@ -12,25 +12,6 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible {
     var testDescription: String { rawValue }
 }
 
-/// One private PostgreSQL server for the whole test process (or `DNA_POSTGRES_URL`).
-enum TestPostgres {
-    private static let server = Task { () -> LocalPostgresServer? in
-        guard LocalPostgresServer.isAvailable else {
-            print("⚠️  SKIPPED: no PostgreSQL binaries and no DNA_POSTGRES_URL: PostgreSQL cluster tests do not run")
-            return nil
-        }
-        return try await LocalPostgresServer.start()
-    }
-
-    /// A fresh database's URL, or `nil` when no PostgreSQL exists here.
-    static func freshDatabase() async throws -> String? {
-        guard let server = try await server.value else { return nil }
-        return try await server.createDatabase(named: "dna_\(UUID().uuidString.prefix(8).lowercased())")
-    }
-
-    static func server() async throws -> LocalPostgresServer? { try await server.value }
-}
-
 /// Nodes of one cluster in this process, each with its own connection to one shared store
 /// (wrapped so a test can block a node's heartbeats).
 final class TestCluster {
