@@ -9,6 +9,7 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 
 /// `dna node`; `dna-bench` starts its cluster scenarios' nodes with it too, from its own
 /// executable, so that a benchmark needs no other binary.

@@ -1,1 +1,2 @@
+import ArgumentParser
 SimulateCommand.main()

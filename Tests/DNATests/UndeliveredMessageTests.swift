@@ -3,6 +3,7 @@ import DNAStore
 import DNATesting
 import DNATestSupport
 import Testing
+import Prometheus
 
 /// Messages an activation queued but never handled when it stopped go on to wherever the
 /// name is; what cannot is failed or counted, never dropped silently (defect 5 of issue 18).

@@ -2,6 +2,7 @@ import DNATransport
 import Logging
 import Synchronization
 import Tracing
+import CoreMetrics
 
 /// Routing between nodes: sending to actors active elsewhere, handling what other nodes
 /// send, and following an actor to the node that owns it.

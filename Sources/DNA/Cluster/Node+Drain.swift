@@ -1,4 +1,6 @@
 import DNAStore
+import Synchronization
+import Logging
 
 /// What a drain did.
 public struct DrainReport: Sendable, Equatable {

@@ -1,5 +1,7 @@
 import DNAStore
 import Synchronization
+import Logging
+import CoreMetrics
 
 /// What this node did in one rebalancing round.
 public struct RebalanceReport: Sendable, Equatable {

@@ -1,3 +1,5 @@
+import Logging
+import CoreMetrics
 /// A consumer stage over a source outside DNA (a `PartitionSource`: a PostgreSQL table
 /// with `PostgresTableSource`, a Kafka topic or a Kinesis stream through one of your own):
 /// the same leases — one activation per source partition, the actor named by the

@@ -1,4 +1,5 @@
 import Synchronization
+import Logging
 
 /// The leader of one stage (named by the stage's kind, in its input stream's namespace):
 /// an ordinary DNA actor, so it runs on one node at a time, fenced by its epoch, and a

@@ -1,4 +1,6 @@
 import DNATransport
+import Logging
+import CoreMetrics
 
 /// A consumer stage of a pipeline: an actor kind that reads a stream, one activation per
 /// partition of it — the actor named by the partition's number, in the stream's namespace.

@@ -3,6 +3,8 @@ import DequeModule
 import Logging
 import Synchronization
 import Tracing
+import Metrics
+import CoreMetrics
 
 /// The node's view of an activation, whatever its actor type.
 protocol AnyActivation: AnyObject, Sendable {

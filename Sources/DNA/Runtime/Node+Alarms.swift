@@ -1,4 +1,5 @@
 import DNAStore
+import Logging
 
 extension Node {
     /// An alarm found due soon, waiting for its time.

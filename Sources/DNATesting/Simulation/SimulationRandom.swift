@@ -1,3 +1,4 @@
+import DNAStore
 /// The simulation's only source of randomness: SplitMix64, so a seed replays exactly.
 package struct SimulationRandom: RandomNumberGenerator {
     private var state: UInt64

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import Synchronization
+import CoreMetrics
 
 /// One connection a peer opened to us: runs the server side of the handshake, then hands
 /// each request to the delegate, in arrival order, with a ``ResponseSink`` bound to this

@@ -2,6 +2,7 @@ import DNA
 import Foundation
 import Synchronization
 import Testing
+import DNATesting
 
 /// A one-shot gate: `wait()` suspends until `open()`.
 final class Gate: Sendable {
