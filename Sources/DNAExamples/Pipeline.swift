@@ -1,4 +1,4 @@
-import DNA
+public import DNA
 
 /// The example pipeline: device readings → totals per device → totals per city.
 ///

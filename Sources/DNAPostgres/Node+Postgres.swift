@@ -1,4 +1,4 @@
-import DNA
+public import DNA
 import DNAStore
 
 extension Node.StoreChoice {

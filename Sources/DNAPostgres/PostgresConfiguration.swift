@@ -1,7 +1,7 @@
-import DNAStore
-import Foundation
-import Logging
-import PostgresNIO
+public import DNAStore
+public import Foundation
+public import Logging
+public import PostgresNIO
 
 extension PostgresStore {
     /// How a ``PostgresStore`` reaches its database, and how hard it uses it.

@@ -1,5 +1,5 @@
-import DNAStore
-import PostgresNIO
+public import DNAStore
+public import PostgresNIO
 
 /// Maps what postgres-nio, the pool and NIO throw to `StoreError` codes.
 ///

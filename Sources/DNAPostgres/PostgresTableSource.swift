@@ -1,5 +1,5 @@
-@_spi(StoreEngine) import DNAStore
-import DNAStore
+@_spi(StoreEngine) public import DNAStore
+public import DNAStore
 import Logging
 import NIOCore
 import PostgresNIO

@@ -1,11 +1,11 @@
-import DNA
-import Logging
-import NIOCore
-import NIOHTTP1
-import NIOPosix
-import Prometheus
-import ServiceLifecycle
-import Synchronization
+public import DNA
+public import Logging
+public import NIOCore
+public import NIOHTTP1
+public import NIOPosix
+public import Prometheus
+public import ServiceLifecycle
+public import Synchronization
 
 /// The node's HTTP endpoint for operations: `GET /metrics` (the Prometheus text format of
 /// `registry`), `GET /health/live` and `GET /health/ready` (200 or 503, with the reasons in

@@ -1,7 +1,7 @@
-import DNATransport
-import Foundation
-import NIOCore
-import NIOSSL
+public import DNATransport
+public import Foundation
+public import NIOCore
+public import NIOSSL
 
 /// TLS for node-to-node connections: set it as `Node.Configuration.tls` (and give it to
 /// `ClusterClient`), or as `TransportConfiguration.tls`.

@@ -1,4 +1,4 @@
-import DNA
+public import DNA
 
 extension Node {
     /// Makes a node and starts its `Node.run()` in a task of its own; returns once the

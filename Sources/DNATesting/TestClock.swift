@@ -1,4 +1,4 @@
-import DNAStore
+public import DNAStore
 import Synchronization
 
 /// A clock that moves only when a test moves it: give it to a node

@@ -1,4 +1,4 @@
-import Testing
+public import Testing
 
 /// The trait of the integration suites — those that start processes, open sockets and
 /// PostgreSQL servers, or wait on real time: one such suite runs at a time, across every

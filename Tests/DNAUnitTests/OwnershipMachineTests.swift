@@ -1,4 +1,4 @@
-@testable import DNA
+@testable public import DNA
 import DNAStore
 import Testing
 

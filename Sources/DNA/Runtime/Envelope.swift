@@ -1,4 +1,4 @@
-import Synchronization
+public import Synchronization
 
 /// A local caller waiting for its answer: resumed once, by the answer or by the
 /// cancellation of the caller's task, whichever comes first.

@@ -1,5 +1,5 @@
-import Logging
-import Tracing
+public import Logging
+public import Tracing
 
 /// The trace context a message carries, when the node traces (a swift-distributed-tracing
 /// tracer was bootstrapped): one reference, so an envelope stays small when nothing is

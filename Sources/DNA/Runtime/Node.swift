@@ -1,7 +1,7 @@
 import DNATransport
 import Logging
 import Metrics
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 import Tracing
 

@@ -1,6 +1,6 @@
-import DNATransport
-import Logging
-import Metrics
+public import DNATransport
+public import Logging
+public import Metrics
 
 extension Node {
     /// Which store a node uses: ``sqlite(path:synchronous:)`` (the default engine, embedded), an

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// An actor's durable alarm as the store keeps it: a row of the runtime module
 /// ``ModuleRow/alarmModule`` (key: the alarm's name, UTF-8), whose value starts with the

@@ -1,11 +1,11 @@
-import Foundation
-import Logging
-import Synchronization
+public import Foundation
+public import Logging
+public import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+public import Glibc
 #elseif canImport(Darwin)
-import Darwin
+public import Darwin
 #endif
 
 /// The embedded store: one SQLite file in WAL mode. The default engine; nothing to set up.

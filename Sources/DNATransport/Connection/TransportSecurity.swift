@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// A layer under the DNA handshake on every node-to-node connection, such as TLS (the
 /// `DNATLS` product provides ``TransportSecurity`` for mutual TLS). Without one,
