@@ -27,7 +27,10 @@ struct Bench: AsyncParsableCommand {
         case all
     }
 
-    @Option(help: "seed | many-actors | call-latency | activation | memory | remote-calls | transport | failover | drain | rebalance | alarms | pipeline | all")
+    @Option(
+        help:
+            "seed | many-actors | call-latency | activation | memory | remote-calls | transport | failover | drain | rebalance | alarms | pipeline | all"
+    )
     var scenario: Scenario = .seed
 
     @Option(
@@ -36,10 +39,14 @@ struct Bench: AsyncParsableCommand {
             """)
     var store: String = "sqlite"
 
-    @Option(help: "Messages for seed (default 1,000,000), calls for call-latency (default 10,000), records for pipeline (default 1,000,000).")
+    @Option(
+        help: "Messages for seed (default 1,000,000), calls for call-latency (default 10,000), records for pipeline (default 1,000,000).")
     var messages: Int?
 
-    @Option(help: "Actors for many-actors and activation (default 10,000), memory (default 100,000), drain (default 1,000), rebalance (default 3,000).")
+    @Option(
+        help:
+            "Actors for many-actors and activation (default 10,000), memory (default 100,000), drain (default 1,000), rebalance (default 3,000)."
+    )
     var actors: Int?
 
     @Option(help: "Alarms for alarms (default 10,000: 10 per actor).")
@@ -67,7 +74,10 @@ struct Bench: AsyncParsableCommand {
         try bootstrapLogging("error")
         let scenarios: [Scenario] =
             scenario == .all
-            ? [.seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .transport, .failover, .drain, .rebalance, .alarms, .pipeline]
+            ? [
+                .seed, .manyActors, .callLatency, .activation, .memory, .remoteCalls, .transport, .failover, .drain, .rebalance, .alarms,
+                .pipeline,
+            ]
             : [scenario]
         var postgresServer: LocalPostgresServer?
         var postgresURL: String?

@@ -174,10 +174,11 @@ struct ChildNode {
         let process = Process()
         // `dna-bench node` (`dna node`, hidden): no other executable needs to be built.
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = [
-            "node", "--store", store, "--cluster", "bench", "--listen", "127.0.0.1:0", "--failure-timeout", "\(failureTimeout)",
-            "--log-level", "error",
-        ] + extra
+        process.arguments =
+            [
+                "node", "--store", store, "--cluster", "bench", "--listen", "127.0.0.1:0", "--failure-timeout", "\(failureTimeout)",
+                "--log-level", "error",
+            ] + extra
         var environment = ProcessInfo.processInfo.environment
         environment["DNA_CLUSTER_SECRET"] = String(decoding: BenchRunner.benchSecret, as: UTF8.self)
         process.environment = environment

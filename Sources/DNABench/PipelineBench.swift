@@ -80,7 +80,8 @@ extension BenchRunner {
         var configuration = Node.Configuration(store: storeChoice)
         configuration.maxBatch = maxBatch
         configuration.commitPipelineDepth = pipelineDepth
-        let node = try await Node.started(configuration: configuration, actors: [BenchStageOne.self, BenchStageTwo.self, BenchStageThree.self])
+        let node = try await Node.started(
+            configuration: configuration, actors: [BenchStageOne.self, BenchStageTwo.self, BenchStageThree.self])
         let store = node.store
         for index in 0..<4 {
             try await store.createStream(BenchPipeline.stream(index), partitions: BenchPipeline.partitions, retention: StreamRetention())
@@ -139,7 +140,8 @@ extension BenchRunner {
             let end = min(first + count, index + 1_000)
             let now = BenchPipeline.nowMicroseconds
             let records = (index..<end).map { BenchPipeline.record($0, at: now) }
-            _ = try await node.append(records, to: BenchPipeline.stream(0), producer: StreamProducer(id: producer, firstSequence: Int64(index + 1)))
+            _ = try await node.append(
+                records, to: BenchPipeline.stream(0), producer: StreamProducer(id: producer, firstSequence: Int64(index + 1)))
             index = end
         }
     }
@@ -159,7 +161,9 @@ extension BenchRunner {
     /// Reads the output: duplicates, missing records, and the latencies of records numbered
     /// from `timedFrom` on (from their stamp, taken as they were fed, to their append to the
     /// output stream, as the store recorded it: in the transaction that made it durable).
-    private func check(_ store: any StreamStore, total: Int, timedFrom: Int) async throws -> (duplicates: Int, missing: Int, latencies: [Double]) {
+    private func check(
+        _ store: any StreamStore, total: Int, timedFrom: Int
+    ) async throws -> (duplicates: Int, missing: Int, latencies: [Double]) {
         var seen = [UInt8](repeating: 0, count: total)
         var duplicates = 0
         var latencies: [Double] = []
@@ -210,7 +214,9 @@ extension BenchRunner {
         while index < records {
             let end = min(records, index + 1_000)
             let now = BenchPipeline.nowMicroseconds
-            _ = try await store.append((index..<end).map { BenchPipeline.record($0, at: now) }, to: streams[0], producer: StreamProducer(id: "baseline", firstSequence: Int64(index + 1)))
+            _ = try await store.append(
+                (index..<end).map { BenchPipeline.record($0, at: now) }, to: streams[0],
+                producer: StreamProducer(id: "baseline", firstSequence: Int64(index + 1)))
             index = end
         }
         for hop in 1...3 {
@@ -224,7 +230,8 @@ extension BenchRunner {
                             _ = try await store.append(
                                 batch.map { StreamAppendRecord(key: $0.key, value: $0.value) }, to: streams[hop], producer: nil)
                             from = batch[batch.count - 1].sequence + 1
-                            try await store.commitProgress(consumer: "hop-\(hop)", stream: streams[hop - 1], partition: partition, next: from)
+                            try await store.commitProgress(
+                                consumer: "hop-\(hop)", stream: streams[hop - 1], partition: partition, next: from)
                         }
                     }
                 }

@@ -68,11 +68,13 @@ struct PipelineDemoCommand: AsyncParsableCommand {
                 let device = i % devices
                 let city = Self.cities[device % Self.cities.count]
                 let amount = Int64(i % 10 + 1)
-                records.append(StreamAppendRecord(key: Array("device-\(device)".utf8), value: ExamplePipeline.reading(city: city, amount: amount)))
+                records.append(
+                    StreamAppendRecord(key: Array("device-\(device)".utf8), value: ExamplePipeline.reading(city: city, amount: amount)))
                 fed[city, default: .init()].count += 1
                 fed[city, default: .init()].sum += amount
             }
-            _ = try await store.append(records, to: ExamplePipeline.readings, producer: StreamProducer(id: producer, firstSequence: Int64(index + 1)))
+            _ = try await store.append(
+                records, to: ExamplePipeline.readings, producer: StreamProducer(id: producer, firstSequence: Int64(index + 1)))
             index = end
         }
         let fedIn = ContinuousClock.now - started
@@ -86,12 +88,16 @@ struct PipelineDemoCommand: AsyncParsableCommand {
         let rate = Double(readings) / max(0.001, Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)
         print("readings → device-totals → city-readings → city-totals: done in \(seconds(took)) s (\(Int(rate)) readings/s)")
         let after = try await cityTotals(node)
-        print("\n" + "CITY".padding(toLength: 10, withPad: " ", startingAt: 0) + "READINGS".padding(toLength: 12, withPad: " ", startingAt: 0) + "SUM")
+        print(
+            "\n" + "CITY".padding(toLength: 10, withPad: " ", startingAt: 0) + "READINGS".padding(toLength: 12, withPad: " ", startingAt: 0)
+                + "SUM")
         var matches = true
         for city in after.keys.sorted() {
             let total = after[city]!
             let old = before[city] ?? .init()
-            print(city.padding(toLength: 10, withPad: " ", startingAt: 0) + "\(total.count)".padding(toLength: 12, withPad: " ", startingAt: 0) + "\(total.sum)")
+            print(
+                city.padding(toLength: 10, withPad: " ", startingAt: 0)
+                    + "\(total.count)".padding(toLength: 12, withPad: " ", startingAt: 0) + "\(total.sum)")
             let added = ExamplePipeline.Total(count: total.count - old.count, sum: total.sum - old.sum)
             if added != (fed[city] ?? .init()) { matches = false }
         }
@@ -102,7 +108,9 @@ struct PipelineDemoCommand: AsyncParsableCommand {
     /// Readings the second stage has consumed (forwarded by the first).
     private func consumed(_ store: any StreamStore) async throws -> Int64 {
         let status = try await store.streamStatus(ExamplePipeline.cityReadings)
-        return status.partitions.reduce(Int64(0)) { $0 + (status.consumers[CityTotals.kind.name]?[$1.partition] ?? $1.firstSequence) - $1.firstSequence }
+        return status.partitions.reduce(Int64(0)) {
+            $0 + (status.consumers[CityTotals.kind.name]?[$1.partition] ?? $1.firstSequence) - $1.firstSequence
+        }
     }
 
     private func cityTotals(_ node: Node) async throws -> [String: ExamplePipeline.Total] {

@@ -14,7 +14,9 @@ import ServiceLifecycle
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Print a cluster's nodes (state, heartbeat age, activations, labels); --kinds counts names per kind and node, --actors lists a kind's names.")
+        abstract:
+            "Print a cluster's nodes (state, heartbeat age, activations, labels); --kinds counts names per kind and node, --actors lists a kind's names."
+    )
 
     @OptionGroup var location: StoreLocation
     var store: String { location.store ?? "" }
@@ -99,7 +101,8 @@ struct DrainCommand: AsyncParsableCommand {
             }
             guard target.isAlive else {
                 throw ValidationError(
-                    "node \(target.id) (\(target.address)) is not alive (\(target.state.rawValue), last heartbeat \(target.heartbeatAgeMilliseconds) ms ago): nothing to drain")
+                    "node \(target.id) (\(target.address)) is not alive (\(target.state.rawValue), last heartbeat \(target.heartbeatAgeMilliseconds) ms ago): nothing to drain"
+                )
             }
             let others = nodes.filter { $0.isAlive && $0.state == .up && $0.id != target.id }
             guard !others.isEmpty else {
@@ -128,10 +131,13 @@ struct DrainCommand: AsyncParsableCommand {
                     return
                 }
                 guard row.isAlive else {
-                    throw ValidationError("node \(target.id) died while draining (after \(seconds) s); its names are taken over as after any failure")
+                    throw ValidationError(
+                        "node \(target.id) died while draining (after \(seconds) s); its names are taken over as after any failure")
                 }
                 guard ContinuousClock.now - start < .milliseconds(Int64(timeout * 1000)) else {
-                    throw ValidationError("node \(target.id) did not leave within \(Int(timeout)) s (state \(row.state.rawValue), \(row.activations) activation(s) left)")
+                    throw ValidationError(
+                        "node \(target.id) did not leave within \(Int(timeout)) s (state \(row.state.rawValue), \(row.activations) activation(s) left)"
+                    )
                 }
             }
         }
@@ -164,16 +170,22 @@ struct RebalanceCommand: AsyncParsableCommand {
     @Option(help: "At most this fraction of all activations moves in one round, in (0, 1].")
     var maxFraction: Double = RebalancePlanner.Limits().maxFraction
 
-    @Option(name: .customLong("exclude"), help: "With --dry-run: a node (id or HOST:PORT) to leave alone: it neither gives nor takes. Repeatable.")
+    @Option(
+        name: .customLong("exclude"),
+        help: "With --dry-run: a node (id or HOST:PORT) to leave alone: it neither gives nor takes. Repeatable.")
     var excluded: [String] = []
 
     @Option(help: "Seconds to wait for the nodes to make their round.")
     var timeout: Double = 60
 
     func validate() throws {
-        guard dryRun || (excluded.isEmpty && maxMoves == RebalancePlanner.Limits().maxMoves && maxFraction == RebalancePlanner.Limits().maxFraction)
+        guard
+            dryRun
+                || (excluded.isEmpty && maxMoves == RebalancePlanner.Limits().maxMoves
+                    && maxFraction == RebalancePlanner.Limits().maxFraction)
         else {
-            throw ValidationError("--exclude, --max-moves and --max-fraction shape a --dry-run only: nodes make their rounds with their own settings")
+            throw ValidationError(
+                "--exclude, --max-moves and --max-fraction shape a --dry-run only: nodes make their rounds with their own settings")
         }
         guard timeout > 0 else { throw ValidationError("--timeout must be more than 0") }
     }
@@ -219,7 +231,8 @@ struct RebalanceCommand: AsyncParsableCommand {
             if waiting.isEmpty { break }
             guard ContinuousClock.now < deadline else {
                 throw ValidationError(
-                    "\(waiting.count) node(s) had not made their round after \(timeout) s: \(waiting.map(\.address).joined(separator: ", "))")
+                    "\(waiting.count) node(s) had not made their round after \(timeout) s: \(waiting.map(\.address).joined(separator: ", "))"
+                )
             }
             try await Task.sleep(for: .milliseconds(100))
         }

@@ -7,7 +7,9 @@ import Foundation
 struct StreamCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stream", abstract: "Create, append to, read and inspect durable streams in the store.",
-        subcommands: [Create.self, Append.self, Read.self, Status.self, Split.self, Merge.self, Trim.self, ForgetConsumer.self, Resume.self])
+        subcommands: [
+            Create.self, Append.self, Read.self, Status.self, Split.self, Merge.self, Trim.self, ForgetConsumer.self, Resume.self,
+        ])
 
     /// The store and the stream's name, shared by the subcommands.
     struct Target: ParsableArguments {
@@ -110,7 +112,9 @@ struct StreamCommand: AsyncParsableCommand {
             let (stream, partition, from, limit) = (target.stream, partition, from, limit)
             try await withExistingStore(target.store) { store in
                 for record in try await store.readStream(stream, partition: partition, from: from, limit: limit) {
-                    print("\(record.sequence)\t\(String(decoding: record.key, as: UTF8.self))\t\(String(decoding: record.value, as: UTF8.self))")
+                    print(
+                        "\(record.sequence)\t\(String(decoding: record.key, as: UTF8.self))\t\(String(decoding: record.value, as: UTF8.self))"
+                    )
                 }
             }
         }
@@ -174,7 +178,8 @@ struct StreamCommand: AsyncParsableCommand {
 
     struct ForgetConsumer: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "forget-consumer", abstract: "Forget a consumer gone for good: its checkpoints no longer hold records back from retention.")
+            commandName: "forget-consumer",
+            abstract: "Forget a consumer gone for good: its checkpoints no longer hold records back from retention.")
 
         @OptionGroup var target: Target
 
@@ -208,13 +213,19 @@ struct StreamCommand: AsyncParsableCommand {
             let (stream, consumer, partition) = (target.stream, consumer, partition)
             try await withExistingStore(target.store) { store in
                 let resumed = try await store.resumeConsumer(consumer, of: stream, partition: partition)
-                print(resumed == 0 ? "no parked partition of \(consumer) on \(stream)" : "resumed \(resumed) parked partition(s) of \(consumer) on \(stream)")
+                print(
+                    resumed == 0
+                        ? "no parked partition of \(consumer) on \(stream)"
+                        : "resumed \(resumed) parked partition(s) of \(consumer) on \(stream)")
             }
         }
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print each partition (state, key range, length, sequences, bytes) and each consumer's checkpoint, lag, records retention dropped before it read them, owner node and parked reason.")
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Print each partition (state, key range, length, sequences, bytes) and each consumer's checkpoint, lag, records retention dropped before it read them, owner node and parked reason."
+        )
 
         @OptionGroup var target: Target
 

@@ -140,4 +140,3 @@ package func withExistingStore(
 package func pad(_ text: String, _ width: Int) -> String {
     text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
 }
-

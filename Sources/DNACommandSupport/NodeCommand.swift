@@ -74,7 +74,9 @@ package struct NodeCommand: AsyncParsableCommand {
         var endpointAddress: PeerAddress?
         let registry = PrometheusCollectorRegistry()
         if let metrics {
-            guard let address = try? PeerAddress(parsing: metrics) else { throw ValidationError("--metrics must be HOST:PORT, got '\(metrics)'") }
+            guard let address = try? PeerAddress(parsing: metrics) else {
+                throw ValidationError("--metrics must be HOST:PORT, got '\(metrics)'")
+            }
             endpointAddress = address
             // Before the node is made: its metrics are created with it.
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
@@ -103,7 +105,8 @@ package struct NodeCommand: AsyncParsableCommand {
         membership.rebalancing.excludedLabels = Set(rebalanceExclude)
         configuration.cluster = membership
         configuration.logger = Logger(label: "dna.node")
-        let node = try Node(configuration: configuration, actors: [KVActor.self, CounterActor.self, AlarmActor.self, DeviceTotals.self, CityTotals.self])
+        let node = try Node(
+            configuration: configuration, actors: [KVActor.self, CounterActor.self, AlarmActor.self, DeviceTotals.self, CityTotals.self])
         var services: [any Service] = [node]
         let endpoint = endpointAddress.map { MetricsEndpoint(node: node, address: $0, registry: registry) }
         if let endpoint { services.append(endpoint) }
@@ -124,4 +127,3 @@ package struct NodeCommand: AsyncParsableCommand {
         }
     }
 }
-

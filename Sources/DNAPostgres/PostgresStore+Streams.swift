@@ -20,7 +20,9 @@ extension PostgresStore {
         throw StoreError(.notFound, "no stream \(stream)")
     }
 
-    private static func partitions(of id: Int64, lock: Bool, on connection: PostgresConnection, logger: Logger) async throws
+    private static func partitions(
+        of id: Int64, lock: Bool, on connection: PostgresConnection, logger: Logger
+    ) async throws
         -> [StreamPartitionStatus]
     {
         var result: [StreamPartitionStatus] = []
@@ -89,7 +91,9 @@ extension PostgresStore {
     ///   partition named or a bad producer; `StoreError.Code.outcomeUnknown` if the answer was
     ///   lost once the append was sent: the records may be stored (a retry with the same
     ///   producer and sequences stores them once).
-    public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
+    public func append(
+        _ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?
+    ) async throws(StoreError)
         -> [StreamPosition]
     {
         try stream.validate()
@@ -185,7 +189,9 @@ extension PostgresStore {
     /// A batch's stream effects inside its commit's transaction (after its fence matched, and
     /// with the partitions of every stream it appends to locked: ``lockPartitions(of:on:logger:)``).
     static func apply(_ effects: StreamEffects, on connection: PostgresConnection, logger: Logger) async throws {
-        for append in effects.appends { _ = try await Self.append(append.records, to: append.stream, producer: nil, on: connection, logger: logger) }
+        for append in effects.appends {
+            _ = try await Self.append(append.records, to: append.stream, producer: nil, on: connection, logger: logger)
+        }
         for progress in effects.progress {
             try await recordProgress(
                 consumer: progress.consumer, stream: progress.stream, partition: progress.partition, next: progress.next,
@@ -198,14 +204,19 @@ extension PostgresStore {
     /// - Throws: `StoreError.Code.notFound`; `StoreError.Code.invalidArgument` for a sequence
     ///   past the partition's end or before what retention kept, also when a trim deleted
     ///   it during the read.
-    public func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError)
+    public func readStream(
+        _ stream: StreamName, partition: Int, from sequence: Int64, limit: Int
+    ) async throws(StoreError)
         -> [StreamRecord]
     {
         try stream.validate()
         let logger = configuration.logger
         return try await withConnection("reading stream \(stream)") { connection in
             let id = try await Self.streamID(stream, on: connection, logger: logger)
-            guard let status = try await Self.partitions(of: id, lock: false, on: connection, logger: logger).first(where: { $0.partition == partition })
+            guard
+                let status = try await Self.partitions(of: id, lock: false, on: connection, logger: logger).first(where: {
+                    $0.partition == partition
+                })
             else { throw StoreError(.notFound, "stream \(stream) has no partition \(partition)") }
             try StreamReadRule.check(from: sequence, limit: limit, in: status, stream: stream)
             var records: [StreamRecord] = []
@@ -275,7 +286,10 @@ extension PostgresStore {
             if written == 1 { return }
         }
         let id = try await streamID(stream, on: connection, logger: logger)
-        guard let status = try await partitions(of: id, lock: false, on: connection, logger: logger).first(where: { $0.partition == partition })
+        guard
+            let status = try await partitions(of: id, lock: false, on: connection, logger: logger).first(where: {
+                $0.partition == partition
+            })
         else { throw StoreError(.notFound, "stream \(stream) has no partition \(partition)") }
         try StreamProgressRule.check(consumer: consumer, next: next, in: status, stream: stream)
         throw StoreError(.invalidArgument, "the checkpoint of \(consumer) on \(stream) partition \(partition) was not recorded")
@@ -300,7 +314,9 @@ extension PostgresStore {
         }
     }
 
-    private static func parkedConsumers(of id: Int64, on connection: PostgresConnection, logger: Logger) async throws -> [String: [Int: String]] {
+    private static func parkedConsumers(
+        of id: Int64, on connection: PostgresConnection, logger: Logger
+    ) async throws -> [String: [Int: String]] {
         var result: [String: [Int: String]] = [:]
         for try await (consumer, partition, parked) in try await connection.query(
             "SELECT consumer, partition_id, parked FROM dna_stream_progress WHERE stream_id = \(id) AND parked IS NOT NULL", logger: logger
@@ -356,7 +372,9 @@ extension PostgresStore {
         let logger = configuration.logger
         let (now, streams) = try await withConnection("listing the streams to trim") { connection in
             var now: Int64 = 0
-            for try await value in try await connection.query("SELECT \(unescaped: Self.now)", logger: logger).decode(Int64.self) { now = value }
+            for try await value in try await connection.query("SELECT \(unescaped: Self.now)", logger: logger).decode(Int64.self) {
+                now = value
+            }
             var kept: [(id: Int64, retention: StreamRetention, partitions: [Int64])] = []
             for try await (id, age, bytes, drop, partitions) in try await connection.query(
                 """
@@ -367,7 +385,10 @@ extension PostgresStore {
                 """, logger: logger
             ).decode((Int64, Int64?, Int64?, Bool, [Int64]).self) {
                 kept.append(
-                    (id, StreamRetention(maxAge: age.map { .milliseconds($0) }, maxBytesPerPartition: bytes, dropUnconsumed: drop), partitions))
+                    (
+                        id, StreamRetention(maxAge: age.map { .milliseconds($0) }, maxBytesPerPartition: bytes, dropUnconsumed: drop),
+                        partitions
+                    ))
             }
             return (now, kept)
         }
@@ -386,7 +407,8 @@ extension PostgresStore {
                 while !Task.isCancelled {
                     do throws(StoreError) {
                         let (count, more) = try await inTransaction("trimming stream \(id) partition \(partition)") { connection in
-                            try await Self.trimPage(stream: id, partition: partition, retention: retention, now: now, on: connection, logger: logger)
+                            try await Self.trimPage(
+                                stream: id, partition: partition, retention: retention, now: now, on: connection, logger: logger)
                         }
                         deleted += count
                         if !more { break }
@@ -458,10 +480,12 @@ extension PostgresStore {
         let logger = configuration.logger
         return try await inTransaction("resharding stream \(stream)") { connection in
             let id = try await Self.streamID(stream, on: connection, logger: logger)
-            let change = try operation.change(in: try await Self.partitions(of: id, lock: true, on: connection, logger: logger), stream: stream)
+            let change = try operation.change(
+                in: try await Self.partitions(of: id, lock: true, on: connection, logger: logger), stream: stream)
             for partition in change.closing {
                 try await connection.run(
-                    "UPDATE dna_partitions SET state = 'closed' WHERE stream_id = \(id) AND partition_id = \(Int64(partition))", logger: logger)
+                    "UPDATE dna_partitions SET state = 'closed' WHERE stream_id = \(id) AND partition_id = \(Int64(partition))",
+                    logger: logger)
             }
             for child in change.opening {
                 try await connection.run(
@@ -500,7 +524,8 @@ extension PostgresStore {
                 retention = StreamRetention(maxAge: age.map { .milliseconds($0) }, maxBytesPerPartition: bytes, dropUnconsumed: drop)
             }
             return StreamStatus(
-                stream: stream, retention: retention, partitions: try await Self.partitions(of: id, lock: false, on: connection, logger: logger),
+                stream: stream, retention: retention,
+                partitions: try await Self.partitions(of: id, lock: false, on: connection, logger: logger),
                 consumers: try await Self.consumers(of: id, on: connection, logger: logger),
                 parked: try await Self.parkedConsumers(of: id, on: connection, logger: logger))
         }

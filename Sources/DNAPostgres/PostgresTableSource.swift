@@ -44,7 +44,9 @@ public struct PostgresTableSource: PartitionSource {
         store: PostgresStore, table: String, sequenceColumn: String, keyColumn: String, valueColumn: String,
         partitionColumn: String? = nil
     ) throws(StoreError) {
-        for (what, name) in [("table", table), ("sequence column", sequenceColumn), ("key column", keyColumn), ("value column", valueColumn)]
+        for (what, name) in [
+            ("table", table), ("sequence column", sequenceColumn), ("key column", keyColumn), ("value column", valueColumn),
+        ]
             + (partitionColumn.map { [("partition column", $0)] } ?? [])
         {
             guard Self.isIdentifier(name, qualified: what == "table") else {

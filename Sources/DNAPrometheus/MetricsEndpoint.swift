@@ -123,7 +123,9 @@ private final class EndpointHandler: ChannelInboundHandler, Sendable {
                 let text = ok ? "ok\n" : health.reasons.joined(separator: "\n") + "\n"
                 (status, contentType, body) = (ok ? .ok : .serviceUnavailable, "text/plain", Array(text.utf8))
             default:
-                (status, contentType, body) = (.notFound, "text/plain", Array("not found: try /metrics, /health/live, /health/ready\n".utf8))
+                (status, contentType, body) = (
+                    .notFound, "text/plain", Array("not found: try /metrics, /health/live, /health/ready\n".utf8)
+                )
             }
         }
         var headers = HTTPHeaders()

@@ -38,7 +38,10 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Actors the clients talk to.")
     var actors: Int = 3
 
-    @Option(help: "Seconds of simulated time with faults (then 30 s without with the runtime engine, 60 s with the model, so every call is answered).")
+    @Option(
+        help:
+            "Seconds of simulated time with faults (then 30 s without with the runtime engine, 60 s with the model, so every call is answered)."
+    )
     var seconds: Int = 30
 
     @Option(
@@ -59,7 +62,10 @@ struct SimulateCommand: ParsableCommand {
             """)
     var pipelines = false
 
-    @Option(help: "Where the runtime engine's nodes place actors: first-receiver (default), least-loaded, consistent-hash, or mixed (drawn per seed).")
+    @Option(
+        help:
+            "Where the runtime engine's nodes place actors: first-receiver (default), least-loaded, consistent-hash, or mixed (drawn per seed)."
+    )
     var placement: PlacementChoice = .firstReceiver
 
     enum PlacementChoice: String, ExpressibleByArgument, CaseIterable {
@@ -110,9 +116,12 @@ struct SimulateCommand: ParsableCommand {
         }
         let seeds: [UInt64] =
             try seedList.map { list in
-                try list.split(separator: ",").map { guard let seed = UInt64($0) else { throw ValidationError("--seed-list: \($0) is not a seed") }; return seed }
+                try list.split(separator: ",").map {
+                    guard let seed = UInt64($0) else { throw ValidationError("--seed-list: \($0) is not a seed") }; return seed
+                }
             } ?? seed.map { [$0] } ?? (0..<UInt64(self.seeds)).map { first + $0 }
-        let simulate: @Sendable (UInt64) -> SimulationResult = { [nodes, actors, seconds, trace, engine, noCrashes, pipelines, placement] seed in
+        let simulate: @Sendable (UInt64) -> SimulationResult = {
+            [nodes, actors, seconds, trace, engine, noCrashes, pipelines, placement] seed in
             var configuration = SimulationConfiguration(seed: seed)
             configuration.nodes = nodes
             configuration.actors = actors
@@ -149,7 +158,9 @@ struct SimulateCommand: ParsableCommand {
             // A crashed node's suspended tasks can not be destroyed (a Swift task ends only by
             // running), so the runtime engine's memory grows with every seed: the seeds run in
             // worker processes, each given a bounded batch.
-            var arguments = ["--worker", "--engine", engine.rawValue, "--nodes", "\(nodes)", "--actors", "\(actors)", "--seconds", "\(seconds)"]
+            var arguments = [
+                "--worker", "--engine", engine.rawValue, "--nodes", "\(nodes)", "--actors", "\(actors)", "--seconds", "\(seconds)",
+            ]
             if noCrashes { arguments.append("--no-crashes") }
             if pipelines { arguments.append("--pipelines") }
             if placement != .firstReceiver { arguments += ["--placement", placement.rawValue] }
@@ -300,18 +311,28 @@ private final class SeedRunner: @unchecked Sendable {
                 let missing = seeds.filter { !reported.contains($0) }
                 let last = errorText.withLock { $0 }
                 for seed in missing {
-                    results.append(SimulationResult(
-                        seed: seed,
-                        violations: [SimulationViolation(time: .zero, invariant: "worker-died", detail: "the worker process running seeds \(seeds.first!)… exited with status \(process.terminationStatus) before reporting this seed: \(last)")],
-                        events: 0, simulatedTime: .zero, trace: [], counters: [:]))
+                    results.append(
+                        SimulationResult(
+                            seed: seed,
+                            violations: [
+                                SimulationViolation(
+                                    time: .zero, invariant: "worker-died",
+                                    detail:
+                                        "the worker process running seeds \(seeds.first!)… exited with status \(process.terminationStatus) before reporting this seed: \(last)"
+                                )
+                            ],
+                            events: 0, simulatedTime: .zero, trace: [], counters: [:]))
                 }
             }
         } catch {
             for seed in seeds {
-                results.append(SimulationResult(
-                    seed: seed,
-                    violations: [SimulationViolation(time: .zero, invariant: "worker-died", detail: "could not start a worker process: \(error)")],
-                    events: 0, simulatedTime: .zero, trace: [], counters: [:]))
+                results.append(
+                    SimulationResult(
+                        seed: seed,
+                        violations: [
+                            SimulationViolation(time: .zero, invariant: "worker-died", detail: "could not start a worker process: \(error)")
+                        ],
+                        events: 0, simulatedTime: .zero, trace: [], counters: [:]))
             }
         }
         return results

@@ -142,7 +142,9 @@ public protocol StreamStore: StoreLifecycle {
     ///   partition named, or a bad producer; ``StoreError/Code/outcomeUnknown`` if the
     ///   store's answer was lost once the append was sent: the records may be stored, and
     ///   a retry stores them once only with the same `producer` and sequences.
-    func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
+    func append(
+        _ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?
+    ) async throws(StoreError)
         -> [StreamPosition]
     /// Up to `limit` records of a partition from `sequence` on, in order.
     ///

@@ -78,13 +78,17 @@ extension StoreWrapper {
         try await wrapped.createStream(stream, partitions: partitions, retention: retention)
     }
     /// Forwards to ``wrapped``.
-    public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
+    public func append(
+        _ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?
+    ) async throws(StoreError)
         -> [StreamPosition]
     {
         try await wrapped.append(records, to: stream, producer: producer)
     }
     /// Forwards to ``wrapped``.
-    public func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError)
+    public func readStream(
+        _ stream: StreamName, partition: Int, from sequence: Int64, limit: Int
+    ) async throws(StoreError)
         -> [StreamRecord]
     {
         try await wrapped.readStream(stream, partition: partition, from: sequence, limit: limit)

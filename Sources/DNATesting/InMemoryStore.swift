@@ -120,7 +120,9 @@ public final class InMemoryStore: ActorStore {
     }
 
     /// Appends the records atomically; with a producer, records appended before are not stored again.
-    public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
+    public func append(
+        _ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?
+    ) async throws(StoreError)
         -> [StreamPosition]
     {
         try stream.validate()
@@ -131,17 +133,23 @@ public final class InMemoryStore: ActorStore {
     }
 
     /// Up to `limit` records of a partition from `sequence` on, in order.
-    public func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError)
+    public func readStream(
+        _ stream: StreamName, partition: Int, from sequence: Int64, limit: Int
+    ) async throws(StoreError)
         -> [StreamRecord]
     {
         try stream.validate()
-        return try await perform { state, _ throws(StoreError) in try state.readStream(stream, partition: partition, from: sequence, limit: limit) }
+        return try await perform { state, _ throws(StoreError) in
+            try state.readStream(stream, partition: partition, from: sequence, limit: limit)
+        }
     }
 
     /// Records a consumer's checkpoint on a partition.
     public func commitProgress(consumer: String, stream: StreamName, partition: Int, next: Int64) async throws(StoreError) {
         try stream.validate()
-        try await perform { state, _ throws(StoreError) in try state.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next) }
+        try await perform { state, _ throws(StoreError) in
+            try state.commitProgress(consumer: consumer, stream: stream, partition: partition, next: next)
+        }
     }
 
     /// Gives the consumer a checkpoint at the start of every partition it has none on; returns how many.
@@ -417,10 +425,14 @@ package struct InMemoryStoreState: Sendable {
             records, in: stream.partitions, stream: name, producer: producer, lastStored: producer.flatMap { stream.producers[$0.id] } ?? 0)
         for row in plan.inserts {
             stream.records[row.partition, default: []].append(
-                StreamRecord(partition: row.partition, sequence: row.sequence, key: row.record.key, value: row.record.value, appendedMilliseconds: now))
+                StreamRecord(
+                    partition: row.partition, sequence: row.sequence, key: row.record.key, value: row.record.value,
+                    appendedMilliseconds: now))
         }
         for partition in plan.changed {
-            if let index = stream.partitions.firstIndex(where: { $0.partition == partition.partition }) { stream.partitions[index] = partition }
+            if let index = stream.partitions.firstIndex(where: { $0.partition == partition.partition }) {
+                stream.partitions[index] = partition
+            }
         }
         if let producer, let highest = plan.producerLast { stream.producers[producer.id] = highest }
         streams[name] = stream
@@ -539,7 +551,8 @@ package struct InMemoryStoreState: Sendable {
 
     package func streamStatus(_ name: StreamName) throws(StoreError) -> StreamStatus {
         guard let stream = streams[name] else { throw StoreError(.notFound, "no stream \(name)") }
-        return StreamStatus(stream: name, retention: stream.retention, partitions: stream.partitions, consumers: stream.consumers,
+        return StreamStatus(
+            stream: name, retention: stream.retention, partitions: stream.partitions, consumers: stream.consumers,
             parked: stream.parked)
     }
 

@@ -4,9 +4,9 @@ import Logging
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A private PostgreSQL server in a temporary directory on a free port, for tests and
@@ -198,7 +198,10 @@ public final class LocalPostgresServer: Sendable {
         options += instance.settings.map { "-c \($0)" }
         try await Self.run(
             instance.binaries + "/pg_ctl",
-            ["-D", instance.dataDirectory, "-w", "-t", "60", "-o", options.joined(separator: " "), "-l", instance.directory + "/server.log", "start"],
+            [
+                "-D", instance.dataDirectory, "-w", "-t", "60", "-o", options.joined(separator: " "), "-l",
+                instance.directory + "/server.log", "start",
+            ],
             log: instance.directory + "/pg_ctl.log")
     }
 

@@ -95,7 +95,8 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible {
         guard !host.isEmpty, !host.contains(where: \.isWhitespace) else {
             throw TransportError(.invalidAddress, "malformed address \"\(text)\": empty host")
         }
-        guard !portText.isEmpty, portText.allSatisfy({ $0 >= "0" && $0 <= "9" }), let port = Int(portText), (1...65535).contains(port) else {
+        guard !portText.isEmpty, portText.allSatisfy({ $0 >= "0" && $0 <= "9" }), let port = Int(portText), (1...65535).contains(port)
+        else {
             throw TransportError(.invalidAddress, "malformed address \"\(text)\": port must be 1...65535")
         }
         self.init(host: String(host), port: port)

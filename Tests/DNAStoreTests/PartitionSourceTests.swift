@@ -16,7 +16,9 @@ struct PartitionSourceTests {
         defer { cleanup() }
         let stream = StreamName(namespace: "test", name: "source")
         try await store.createStream(stream, partitions: 2, retention: StreamRetention())
-        _ = try await store.append((0..<6).map { StreamAppendRecord(key: [UInt8]("k".utf8), value: [UInt8]("\($0)".utf8), partition: 1) }, to: stream, producer: nil)
+        _ = try await store.append(
+            (0..<6).map { StreamAppendRecord(key: [UInt8]("k".utf8), value: [UInt8]("\($0)".utf8), partition: 1) }, to: stream,
+            producer: nil)
         _ = try await store.reshard(stream, .split(0))
         let source = StreamSource(store: store, stream: stream)
         let partitions = try await source.partitions()
@@ -41,23 +43,27 @@ struct PartitionSourceTests {
             "CREATE TABLE readings (id bigserial PRIMARY KEY, device text NOT NULL, payload bytea NOT NULL)", on: url)
         try await LocalPostgresServer.execute(
             "INSERT INTO readings (device, payload) VALUES ('a', 'x1'), ('b', 'y1'), ('a', 'x2'), ('a', 'x3')", on: url)
-        let whole = try PostgresTableSource(store: store, table: "readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload")
+        let whole = try PostgresTableSource(
+            store: store, table: "readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload")
         #expect(try await whole.partitions().map(\.id) == ["all"])
         let firstTwo = try await whole.read("all", after: try await whole.start(of: "all"), limit: 2)
         #expect(firstTwo.map(\.position) == [1, 2] && firstTwo.map { String(decoding: $0.key, as: UTF8.self) } == ["a", "b"])
         #expect(try await whole.read("all", after: 2, limit: 10).map(\.position) == [3, 4])
         #expect(try await whole.read("all", after: 4, limit: 10).isEmpty)
         let byDevice = try PostgresTableSource(
-            store: store, table: "public.readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload", partitionColumn: "device")
+            store: store, table: "public.readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload",
+            partitionColumn: "device")
         #expect(try await byDevice.partitions().map(\.id) == ["a", "b"])
         let a = try await byDevice.read("a", after: 0, limit: 10)
         #expect(a.map(\.position) == [1, 3, 4] && a.map { String(decoding: $0.value, as: UTF8.self) } == ["x1", "x2", "x3"])
         // Names go into the SQL as they are: anything but a plain identifier is refused.
         #expect(throws: StoreError.self) {
-            _ = try PostgresTableSource(store: store, table: "readings; DROP TABLE readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload")
+            _ = try PostgresTableSource(
+                store: store, table: "readings; DROP TABLE readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload")
         }
         #expect(throws: StoreError.self) {
-            _ = try PostgresTableSource(store: store, table: "readings", sequenceColumn: "id", keyColumn: "device\"", valueColumn: "payload")
+            _ = try PostgresTableSource(
+                store: store, table: "readings", sequenceColumn: "id", keyColumn: "device\"", valueColumn: "payload")
         }
         await store.close()
     }
@@ -68,8 +74,10 @@ struct PartitionSourceTests {
         guard TestPostgres.isAvailable else { return }
         let url = try #require(try await TestPostgres.freshDatabase())
         let store = try await PostgresStoreTests().openStore(url: url)
-        try await LocalPostgresServer.execute("CREATE TABLE readings (id bigserial PRIMARY KEY, device text NOT NULL, payload text NOT NULL)", on: url)
-        let source = try PostgresTableSource(store: store, table: "readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload")
+        try await LocalPostgresServer.execute(
+            "CREATE TABLE readings (id bigserial PRIMARY KEY, device text NOT NULL, payload text NOT NULL)", on: url)
+        let source = try PostgresTableSource(
+            store: store, table: "readings", sequenceColumn: "id", keyColumn: "device", valueColumn: "payload")
         var position = try await source.start(of: PostgresTableSource.wholeTable)
         var seen: [Int64] = []
         func poll() async throws {

@@ -14,7 +14,9 @@ import Testing
 struct PostgresStoreTests {
     let node = NodeID(rawValue: "node-a")
 
-    func openStore(url: String? = nil, _ adjust: (inout PostgresStore.Configuration) -> Void = { _ in }) async throws
+    func openStore(
+        url: String? = nil, _ adjust: (inout PostgresStore.Configuration) -> Void = { _ in }
+    ) async throws
         -> PostgresStore
     {
         let target: String
@@ -210,7 +212,9 @@ struct PostgresStoreTests {
             }
         }
         let stored = try #require(rows, "the store did not recover after the server came back")
-        let found = Dictionary(stored.map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) }) { a, _ in a }
+        let found = Dictionary(stored.map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) }) {
+            a, _ in a
+        }
         for (key, value) in acknowledged {
             #expect(found[key] == value, "acknowledged \(key) lost")
         }
@@ -253,7 +257,8 @@ struct PostgresStoreTests {
             try await execute(url, "DROP TABLE \(table)")
         }
         try await execute(url, "UPDATE dna_meta SET value = '2' WHERE key = 'schema_version'")
-        try await execute(url, "INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
+        try await execute(
+            url, "INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
         let store = try await openStore(url: url)
         try await store.join(node: NodeID(rawValue: "new"), cluster: "c", address: "y", failureTimeout: .seconds(9), labels: ["eu"])
         let records = try await store.nodes(cluster: "c")
@@ -305,7 +310,9 @@ struct PostgresStoreTests {
     @Test func operationsAfterCloseFailClosed() async throws {
         let store = try await openStore()
         await store.close()
-        let error = await #expect(throws: StoreError.self) { try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5), labels: []) }
+        let error = await #expect(throws: StoreError.self) {
+            try await store.join(node: node, cluster: "c", address: "a", failureTimeout: .seconds(5), labels: [])
+        }
         #expect(error?.code == .closed)
     }
 

@@ -77,7 +77,9 @@ struct PostgresStreamLockTests {
             return CommitBatch(
                 registration: registration, sequence: 1, operations: [helpers.put("k", "v")],
                 streams: StreamEffects(
-                    appends: streams.map { StreamEffects.Append(stream: $0, records: [StreamAppendRecord(key: Array(key.utf8), value: [1])]) },
+                    appends: streams.map {
+                        StreamEffects.Append(stream: $0, records: [StreamAppendRecord(key: Array(key.utf8), value: [1])])
+                    },
                     progress: []))
         }
         let forwards = try await batch("forwards", appendingTo: [first, second])

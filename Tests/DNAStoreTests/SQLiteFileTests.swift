@@ -42,7 +42,8 @@ struct SQLiteFileTests {
             "ALTER TABLE dna_nodes DROP COLUMN failure_timeout_ms; ALTER TABLE dna_actors DROP COLUMN order_state; "
                 + "ALTER TABLE dna_nodes DROP COLUMN labels; ALTER TABLE dna_nodes DROP COLUMN rebalance_requested; "
                 + Self.dropStreamTables + "UPDATE dna_meta SET value = '1' WHERE key = 'schema_version'")
-        try old.execute("INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
+        try old.execute(
+            "INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
         let store = try await SQLiteStore.opened(.init(path: path))
         try await store.join(node: NodeID(rawValue: "new"), cluster: "c", address: "y", failureTimeout: .seconds(9), labels: [])
         let records = try await store.nodes(cluster: "c")
@@ -100,7 +101,8 @@ struct SQLiteFileTests {
         try old.execute(
             "ALTER TABLE dna_nodes DROP COLUMN labels; ALTER TABLE dna_nodes DROP COLUMN rebalance_requested; "
                 + Self.dropStreamTables + "UPDATE dna_meta SET value = '2' WHERE key = 'schema_version'")
-        try old.execute("INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
+        try old.execute(
+            "INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms) VALUES ('old', 'c', 'x', 'up', 0, 0)")
         let store = try await SQLiteStore.opened(.init(path: path))
         try await store.join(node: NodeID(rawValue: "new"), cluster: "c", address: "y", failureTimeout: .seconds(9), labels: ["eu"])
         let records = try await store.nodes(cluster: "c")
@@ -152,7 +154,8 @@ struct SQLiteFileTests {
                 try await group.waitForAll()
             }
             for (index, store) in stores.enumerated() {
-                try await store.join(node: NodeID(rawValue: "n\(index)"), cluster: "c", address: "x", failureTimeout: .seconds(5), labels: [])
+                try await store.join(
+                    node: NodeID(rawValue: "n\(index)"), cluster: "c", address: "x", failureTimeout: .seconds(5), labels: [])
             }
             for store in stores { await store.close() }
         }
@@ -203,8 +206,9 @@ struct SQLiteFileTests {
         let store = try await SQLiteStore.opened(configuration)
         let node = NodeID(rawValue: "n")
         try await store.join(node: node, cluster: "c", address: "x", failureTimeout: .seconds(5), labels: [])
-        guard case .granted(let registration, _) = try await store.activate(
-            ActivationRequest(actor: ActorID(namespace: "t", kind: "k", key: "a"), node: node))
+        guard
+            case .granted(let registration, _) = try await store.activate(
+                ActivationRequest(actor: ActorID(namespace: "t", kind: "k", key: "a"), node: node))
         else { Issue.record("not granted"); return }
         let blocker = try SQLiteConnection(path: path)
         try blocker.execute("BEGIN EXCLUSIVE")

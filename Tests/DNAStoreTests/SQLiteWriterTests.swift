@@ -20,8 +20,9 @@ struct SQLiteWriterTests {
         try session.join(node: node, cluster: "c", address: "x", failureTimeout: .seconds(5), labels: [])
         try session.heartbeat(node: node, state: .up, activations: 0)
         let actor = ActorID(namespace: "test", kind: "kv", key: "a")
-        guard case .granted(let registration, _) = try session.activate(
-            ActivationRequest(actor: actor, node: node))
+        guard
+            case .granted(let registration, _) = try session.activate(
+                ActivationRequest(actor: actor, node: node))
         else {
             Issue.record("not granted")
             return
@@ -31,7 +32,8 @@ struct SQLiteWriterTests {
 
     func write(_ session: SQLiteSession, _ registration: Registration, sequence: Int64, rows: Int, valueSize: Int) throws {
         let operations = (0..<rows).map { index in
-            StorageOperation(module: "kv", key: Array("k\(sequence)-\(1000 + index)".utf8), value: [UInt8](repeating: 0xAB, count: valueSize))
+            StorageOperation(
+                module: "kv", key: Array("k\(sequence)-\(1000 + index)".utf8), value: [UInt8](repeating: 0xAB, count: valueSize))
         }
         try session.connection.execute("BEGIN IMMEDIATE")
         try session.commit(CommitBatch(registration: registration, sequence: sequence, operations: operations))

@@ -148,10 +148,11 @@ struct StoreContractTests {
         try await store.commit(CommitBatch(registration: registration, sequence: 2, operations: put))
         try await store.release(registration)
         let (_, again) = try granted(try await store.activate(request(nodeB)))
-        #expect(again == [
-            ModuleRow(module: "kv", key: bytes("k"), value: bytes("v")),
-            ModuleRow(module: ModuleRow.orderModule, key: [], value: [1, 2, 3]),
-        ])
+        #expect(
+            again == [
+                ModuleRow(module: "kv", key: bytes("k"), value: bytes("v")),
+                ModuleRow(module: ModuleRow.orderModule, key: [], value: [1, 2, 3]),
+            ])
         await store.close()
     }
 
@@ -166,7 +167,9 @@ struct StoreContractTests {
         #expect(try await store.nodes(cluster: "c").map(\.id).sorted { $0.rawValue < $1.rawValue } == [nodeA, nodeB])
         let put = [StorageOperation(module: "kv", key: bytes("k"), value: bytes("v"))]
         store.refusing.withLock { $0 = true }
-        await #expect(throws: StoreError.self) { try await store.commit(CommitBatch(registration: registration, sequence: 1, operations: put)) }
+        await #expect(throws: StoreError.self) {
+            try await store.commit(CommitBatch(registration: registration, sequence: 1, operations: put))
+        }
         store.refusing.withLock { $0 = false }
         try await store.commit(CommitBatch(registration: registration, sequence: 1, operations: put))
         try await store.release(registration)
@@ -258,8 +261,9 @@ struct StoreContractTests {
         defer { cleanup() }
         let (registration, _) = try granted(try await store.activate(request(nodeA)))
         let other = ActorID(namespace: "test", kind: "kv", key: "b")
-        guard case .granted(let otherRegistration, _) = try await store.activate(
-            ActivationRequest(actor: other, node: nodeA))
+        guard
+            case .granted(let otherRegistration, _) = try await store.activate(
+                ActivationRequest(actor: other, node: nodeA))
         else { Issue.record("not granted"); return }
         // Handed over without waiting, so the SQLite worker takes them in one transaction,
         // with the activation behind them.
@@ -272,7 +276,11 @@ struct StoreContractTests {
                     operations: pairs.map { StorageOperation(module: "kv", key: bytes($0.0), value: $0.1.map(bytes)) })
             ) { result in
                 // A store may run a completion after a later read has seen its batch.
-                if results.withLock({ $0.append(result); return $0.count }) == 3 { allAnswered.finish() }
+                if results.withLock({
+                    $0.append(result); return $0.count
+                }) == 3 {
+                    allAnswered.finish()
+                }
             }
         }
         put(registration, 1, [("z", "1"), ("k", "1"), ("gone", "1")])
@@ -318,7 +326,8 @@ struct StoreContractTests {
             }
         }
         let (_, rows) = try granted(try await store.activate(request(nodeA)))
-        let stored = Dictionary(uniqueKeysWithValues: rows.map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) })
+        let stored = Dictionary(
+            uniqueKeysWithValues: rows.map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) })
         let wanted = expected.compactMapValues { $0 }
         let wrong = Set(stored.keys).union(wanted.keys).filter { stored[$0] != wanted[$0] }.sorted()
         #expect(wrong.isEmpty, "keys with the wrong value or presence: \(wrong.prefix(10))")
@@ -376,7 +385,8 @@ struct StoreContractTests {
         // The old owner is fenced: neither its writes nor a second hand-over go through.
         let late = await #expect(throws: StoreError.self) {
             try await store.commit(
-                CommitBatch(registration: old, sequence: 2, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("late"))]))
+                CommitBatch(
+                    registration: old, sequence: 2, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("late"))]))
         }
         #expect(late?.code == .fenced)
         let again = await #expect(throws: StoreError.self) { try await store.handOver(old, to: nodeA, transientState: nil) }
@@ -405,7 +415,8 @@ struct StoreContractTests {
         #expect(rows.contains { $0.module == ModuleRow.handOverModule && $0.key.isEmpty && $0.value == [1, 2, 3] })
         // The new activation deletes it with its first commit; the next one does not see it.
         try await store.commit(
-            CommitBatch(registration: new, sequence: 1, operations: [StorageOperation(module: ModuleRow.handOverModule, key: [], value: nil)]))
+            CommitBatch(
+                registration: new, sequence: 1, operations: [StorageOperation(module: ModuleRow.handOverModule, key: [], value: nil)]))
         try await store.release(new)
         let (_, later) = try granted(try await store.activate(request(nodeA)))
         #expect(!later.contains { $0.module == ModuleRow.handOverModule })
@@ -496,7 +507,8 @@ struct StoreContractTests {
         }
         #expect(error?.code == .predecessorMissing)
         try await store.commit(
-            CommitBatch(registration: registration, sequence: 1, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("1"))]))
+            CommitBatch(
+                registration: registration, sequence: 1, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("1"))]))
         try await store.commit(CommitBatch(registration: registration, sequence: 2, operations: write))
         let (_, rows) = try granted(try await store.activate(request(nodeA)))
         #expect(rows == [ModuleRow(module: "kv", key: bytes("k"), value: bytes("2"))])
@@ -510,8 +522,10 @@ struct StoreContractTests {
         let (store, cleanup) = try await setUp(engine)
         defer { cleanup() }
         let (registration, _) = try granted(try await store.activate(request(nodeA)))
-        let first = CommitBatch(registration: registration, sequence: 1, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("1"))])
-        let second = CommitBatch(registration: registration, sequence: 2, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("2"))])
+        let first = CommitBatch(
+            registration: registration, sequence: 1, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("1"))])
+        let second = CommitBatch(
+            registration: registration, sequence: 2, operations: [StorageOperation(module: "kv", key: bytes("k"), value: bytes("2"))])
         try await store.commit(first)
         try await store.commit(second)
         try await store.commit(first)  // a retry of an attempt whose answer was lost

@@ -158,9 +158,13 @@ struct StreamStoreTests {
         try await store.commitProgress(consumer: "slow", stream: lossy, partition: 0, next: 1)
         #expect(try await store.trimStreams() == 7)
         // Bad checkpoints.
-        let past = await #expect(throws: StoreError.self) { try await store.commitProgress(consumer: "c", stream: stream, partition: 0, next: 99) }
+        let past = await #expect(throws: StoreError.self) {
+            try await store.commitProgress(consumer: "c", stream: stream, partition: 0, next: 99)
+        }
         #expect(past?.code == .invalidArgument)
-        let nowhere = await #expect(throws: StoreError.self) { try await store.commitProgress(consumer: "c", stream: stream, partition: 5, next: 1) }
+        let nowhere = await #expect(throws: StoreError.self) {
+            try await store.commitProgress(consumer: "c", stream: stream, partition: 5, next: 1)
+        }
         #expect(nowhere?.code == .notFound)
         await store.close()
     }
@@ -242,7 +246,8 @@ struct StreamStoreTests {
         #expect(StreamRetentionRule.keepFrom(records, partition: partition, retention: hour, protectedFrom: nil, now: 4_500) == 4)
         #expect(StreamRetentionRule.keepFrom(records, partition: partition, retention: hour, protectedFrom: 2, now: 4_500) == 2)
         #expect(StreamRetentionRule.keepFrom(records, partition: partition, retention: hour, protectedFrom: nil, now: 10_000) == 5)
-        #expect(StreamRetentionRule.keepFrom(records, partition: partition, retention: StreamRetention(), protectedFrom: nil, now: 10_000) == 1)
+        #expect(
+            StreamRetentionRule.keepFrom(records, partition: partition, retention: StreamRetention(), protectedFrom: nil, now: 10_000) == 1)
     }
 
     @Test(arguments: Engine.allCases)
@@ -263,7 +268,9 @@ struct StreamStoreTests {
         let huge = StreamAppendRecord(key: [1], value: [UInt8](repeating: 0, count: StreamAppendRecord.maxValueSize + 1))
         // All or none: the good record before the bad one is not stored either.
         #expect(await code { _ = try await store.append([record("k", "v"), huge], to: stream, producer: nil) } == .invalidArgument)
-        #expect(await code { _ = try await store.append([record("k", "v")], to: stream, producer: StreamProducer(id: "", firstSequence: 1)) } == .invalidArgument)
+        #expect(
+            await code { _ = try await store.append([record("k", "v")], to: stream, producer: StreamProducer(id: "", firstSequence: 1)) }
+                == .invalidArgument)
         #expect(try await store.streamStatus(stream).partitions.allSatisfy { $0.length == 0 })
         #expect(await code { _ = try await store.readStream(missing, partition: 0, from: 1, limit: 1) } == .notFound)
         #expect(await code { _ = try await store.readStream(stream, partition: 7, from: 1, limit: 1) } == .notFound)
@@ -287,7 +294,9 @@ struct StreamEffectsTests {
         values.map { StreamAppendRecord(key: Array("k-\($0)".utf8), value: Array($0.utf8)) }
     }
 
-    func batch(_ registration: Registration, _ sequence: Int64, to stream: StreamName, _ values: [String], next: Int64, parked: String? = nil)
+    func batch(
+        _ registration: Registration, _ sequence: Int64, to stream: StreamName, _ values: [String], next: Int64, parked: String? = nil
+    )
         -> CommitBatch
     {
         CommitBatch(
@@ -348,7 +357,9 @@ struct StreamEffectsTests {
         // The output was appended in order: x, y, z, then w, per key's partition.
         var values: [String] = []
         for partition in 0..<2 {
-            values += try await store.readStream(output, partition: partition, from: 1, limit: 10).map { String(decoding: $0.value, as: UTF8.self) }
+            values += try await store.readStream(output, partition: partition, from: 1, limit: 10).map {
+                String(decoding: $0.value, as: UTF8.self)
+            }
         }
         #expect(values.sorted() == ["w", "x", "y", "z"])
         await store.close()

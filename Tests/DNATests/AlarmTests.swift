@@ -128,15 +128,21 @@ struct AlarmTests {
         let node = try Node(configuration: configuration(directory.databasePath), actors: [Alarmed.self])
         try await node.withRunning { node in
             let ref = try node.ref(Alarmed.self, key: "bad")
-            let short = await #expect(throws: DNAError.self) { try await ref.call(Alarmed.Set(name: "x", afterMilliseconds: 10, repeatingSeconds: 0)) }
+            let short = await #expect(throws: DNAError.self) {
+                try await ref.call(Alarmed.Set(name: "x", afterMilliseconds: 10, repeatingSeconds: 0))
+            }
             #expect(short?.code == .invalidArgument)
             let empty = await #expect(throws: DNAError.self) { try await ref.call(Alarmed.Set(name: "", afterMilliseconds: 10)) }
             #expect(empty?.code == .invalidArgument)
             // A message that throws sets nothing.
-            await #expect(throws: (any Error).self) { try await ref.call(Alarmed.Set(name: "undone", afterMilliseconds: 60_000, thenFail: true)) }
+            await #expect(throws: (any Error).self) {
+                try await ref.call(Alarmed.Set(name: "undone", afterMilliseconds: 60_000, thenFail: true))
+            }
             #expect(try await ref.call(Alarmed.Pending()) == [])
             for index in 0..<ActorContext.maxAlarms { try await ref.call(Alarmed.Set(name: "a\(index)", afterMilliseconds: 600_000)) }
-            let tooMany = await #expect(throws: DNAError.self) { try await ref.call(Alarmed.Set(name: "one-more", afterMilliseconds: 600_000)) }
+            let tooMany = await #expect(throws: DNAError.self) {
+                try await ref.call(Alarmed.Set(name: "one-more", afterMilliseconds: 600_000))
+            }
             #expect(tooMany?.code == .invalidArgument)
             #expect(tooMany?.message.contains("\(ActorContext.maxAlarms) alarms") == true)
             // Moving an existing one is fine; one in the past fires at once.
@@ -190,7 +196,8 @@ struct AlarmTests {
             let ref = try node.ref(Alarmed.self, key: key)
             #expect(bytes(try await ref.call(Alarmed.Pending())) == bytes([nfd]))
             #expect(try await eventually { !runs(key).isEmpty })
-            #expect(try await eventuallyAsync { try await node.store.dueAlarms(before: .max, limit: 100).allSatisfy { $0.actor.key != key } })
+            #expect(
+                try await eventuallyAsync { try await node.store.dueAlarms(before: .max, limit: 100).allSatisfy { $0.actor.key != key } })
             #expect(try await ref.call(Alarmed.Pending()) == [])
             #expect(bytes(runs(key).map(\.alarm)) == bytes([nfd]))
         }

@@ -57,7 +57,8 @@ struct ClusterTests {
     @Test func theRememberedRouteMatchesOnlyTheSameBytes() {
         let route = ReceivedRoute(
             actor: ActorID(namespace: "K", kind: "kv", key: String(repeating: "\u{e9}", count: 200)), requestName: "Put",
-            kind: KindRuntime(KVActor.self, placement: .firstReceiver, features: []), requestType: ObjectIdentifier(KVActor.Put.self), codec: RemoteCodec(for: KVActor.Put.self))
+            kind: KindRuntime(KVActor.self, placement: .firstReceiver, features: []), requestType: ObjectIdentifier(KVActor.Put.self),
+            codec: RemoteCodec(for: KVActor.Put.self))
         func request(namespace: String = "K", key: String = String(repeating: "\u{e9}", count: 200)) -> WireRequest {
             WireRequest(id: 1, expectsReply: false, hops: 0, namespace: namespace, kind: "kv", key: key, requestName: "Put", payload: [])
         }
@@ -132,10 +133,14 @@ struct ClusterTests {
     @Test func aClientWithTheWrongSecretIsRefusedAndOthersAreServed() async throws {
         guard let cluster = try await TestCluster.start(.sqlite, count: 1) else { return }
         let intruder = try ClusterClient(cluster: "test", secret: Array("not-the-cluster-secret-at-all".utf8), node: try cluster.address(0))
-        await expectCode(.nodeUnreachable) { try await intruder.call(Recorder.Put(key: "a", value: "b"), kind: "recorder", key: "k", namespace: "test") }
+        await expectCode(.nodeUnreachable) {
+            try await intruder.call(Recorder.Put(key: "a", value: "b"), kind: "recorder", key: "k", namespace: "test")
+        }
         await intruder.shutdown()
         let wrongCluster = try ClusterClient(cluster: "other", secret: TestCluster.secret, node: try cluster.address(0))
-        await expectCode(.nodeUnreachable) { try await wrongCluster.call(Recorder.Put(key: "a", value: "b"), kind: "recorder", key: "k", namespace: "test") }
+        await expectCode(.nodeUnreachable) {
+            try await wrongCluster.call(Recorder.Put(key: "a", value: "b"), kind: "recorder", key: "k", namespace: "test")
+        }
         await wrongCluster.shutdown()
         let client = try ClusterClient(cluster: "test", secret: TestCluster.secret, node: try cluster.address(0))
         try await client.call(Recorder.Put(key: "a", value: "b"), kind: "recorder", key: "k", namespace: "test")
@@ -177,8 +182,8 @@ struct ClusterTests {
     /// a newer connection is refused; a client is forgotten once its connections are gone.
     @Test func clientOrderRefusesAnOvertakenRequestAndForgetsGoneClients() {
         let order = ClientOrder()
-        var first: (AnyObject & Sendable)? = Locked(0)
-        var second: (AnyObject & Sendable)? = Locked(0)
+        var first: (any AnyObject & Sendable)? = Locked(0)
+        var second: (any AnyObject & Sendable)? = Locked(0)
         #expect(order.admit("client-a", sequence: 1, connection: first!, then: {}))
         #expect(order.admit("client-a", sequence: 3, connection: second!, then: {}))
         #expect(!order.admit("client-a", sequence: 2, connection: first!, then: {}))
@@ -205,12 +210,15 @@ struct ClusterTests {
         #expect(try await client.call(Recorder.Get(key: "a"), kind: "recorder", key: "secure", namespace: "test") == "over TLS")
         await client.shutdown()
         let plain = try ClusterClient(cluster: "test", secret: TestCluster.secret, node: try cluster.address(1))
-        await expectCode(.nodeUnreachable) { try await plain.call(Recorder.Get(key: "a"), kind: "recorder", key: "secure", namespace: "test") }
+        await expectCode(.nodeUnreachable) {
+            try await plain.call(Recorder.Get(key: "a"), kind: "recorder", key: "secure", namespace: "test")
+        }
         await plain.shutdown()
         #expect(try await remote.call(Recorder.Get(key: "a")) == "over TLS", "the cluster goes on serving")
         await cluster.shutdown()
         #expect(throws: TransportError.self) {
-            try TransportTLSConfiguration.mutual(certificateChain: files.certificate, privateKey: directory.path + "/missing.pem", trustRoots: files.ca)
+            try TransportTLSConfiguration.mutual(
+                certificateChain: files.certificate, privateKey: directory.path + "/missing.pem", trustRoots: files.ca)
         }
         #expect(throws: TransportError.self) {
             try TransportTLSConfiguration.mutual(certificateChain: files.ca, privateKey: files.ca, trustRoots: files.ca)

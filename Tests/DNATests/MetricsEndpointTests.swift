@@ -7,7 +7,7 @@ import DNATestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The process's one metrics backend (swift-metrics is bootstrapped once per process):

@@ -35,7 +35,8 @@ struct PipelineTests {
                 byCity[city, default: .init()].sum += amount
             }
             _ = try await retrying {
-                try await store.append(records, to: ExamplePipeline.readings, producer: StreamProducer(id: producer, firstSequence: Int64(index + 1)))
+                try await store.append(
+                    records, to: ExamplePipeline.readings, producer: StreamProducer(id: producer, firstSequence: Int64(index + 1)))
             }
             index = end
         }
@@ -110,10 +111,13 @@ struct PipelineProcessTests {
         let store = try PostgresStore(configuration: .init(url: location))
         let running = Task { try await store.run() }
         try await store.open()
-        return (store, {
-            running.cancel()
-            _ = await running.result
-        })
+        return (
+            store,
+            {
+                running.cancel()
+                _ = await running.result
+            }
+        )
     }
 
     static func consumed(_ store: any ActorStore, _ stream: StreamName, by consumer: String) async throws -> Int64 {
@@ -139,37 +143,44 @@ struct PipelineProcessTests {
         // Readings keep coming while nodes die.
         let feeding = Task { try await PipelineTests.feed(store, count: total, chunk: 100) }
 
-        #expect(try await eventuallyAsync(within: .seconds(60)) {
-            try await Self.consumed(store, ExamplePipeline.readings, by: DeviceTotals.kind.name) >= 3_000
-        })
+        #expect(
+            try await eventuallyAsync(within: .seconds(60)) {
+                try await Self.consumed(store, ExamplePipeline.readings, by: DeviceTotals.kind.name) >= 3_000
+            })
         let killed = try #require(try await Self.busiest(nodes, kind: DeviceTotals.kind.name, in: store))
         killed.kill()
         let survivors = nodes.filter { $0 !== killed }
 
         let before = try await Self.consumed(store, ExamplePipeline.readings, by: DeviceTotals.kind.name)
-        #expect(try await eventuallyAsync(within: .seconds(60)) {
-            try await Self.consumed(store, ExamplePipeline.readings, by: DeviceTotals.kind.name) >= before + 3_000
-        })
+        #expect(
+            try await eventuallyAsync(within: .seconds(60)) {
+                try await Self.consumed(store, ExamplePipeline.readings, by: DeviceTotals.kind.name) >= before + 3_000
+            })
         let paused = try #require(try await Self.busiest(survivors, kind: CityTotals.kind.name, in: store))
         try await paused.pause()
         try await Task.sleep(for: .seconds(3))  // past its failure timeout (1.5 s): the others take over
         paused.signal(SIGCONT)
 
         let expected = try await feeding.value
-        #expect(try await eventuallyAsync(within: .seconds(120)) {
-            try await Self.consumed(store, ExamplePipeline.cityReadings, by: CityTotals.kind.name) >= Int64(total)
-        })
+        #expect(
+            try await eventuallyAsync(within: .seconds(120)) {
+                try await Self.consumed(store, ExamplePipeline.cityReadings, by: CityTotals.kind.name) >= Int64(total)
+            })
         let forwarded = try await store.streamStatus(ExamplePipeline.cityReadings).partitions.reduce(0) { $0 + $1.length }
         #expect(forwarded == Int64(total), "each reading forwarded exactly once")
         let client = try survivors[0].client()
         var devices: [String: ExamplePipeline.Total] = [:]
         for partition in 0..<ExamplePipeline.readingPartitions {
-            let part = try await retrying(for: .seconds(30)) { try await client.call(ExamplePipeline.Totals(), kind: DeviceTotals.kind.name, key: "\(partition)") }
+            let part = try await retrying(for: .seconds(30)) {
+                try await client.call(ExamplePipeline.Totals(), kind: DeviceTotals.kind.name, key: "\(partition)")
+            }
             devices.merge(part.value) { a, _ in a }
         }
         var cities: [String: ExamplePipeline.Total] = [:]
         for partition in 0..<ExamplePipeline.cityPartitions {
-            let part = try await retrying(for: .seconds(30)) { try await client.call(ExamplePipeline.Totals(), kind: CityTotals.kind.name, key: "\(partition)") }
+            let part = try await retrying(for: .seconds(30)) {
+                try await client.call(ExamplePipeline.Totals(), kind: CityTotals.kind.name, key: "\(partition)")
+            }
             cities.merge(part.value) { a, _ in a }
         }
         #expect(devices == expected.devices, "per device, the first stage counted each reading once")
@@ -190,7 +201,9 @@ struct PipelineProcessTests {
         for _ in 0..<3 { nodes.append(try await NodeProcess.start(store: location)) }
         defer { for node in nodes { node.stop() } }
         func readings(to partition: Int) -> [StreamAppendRecord] {
-            (0..<10).map { StreamAppendRecord(key: Array("d\($0)".utf8), value: ExamplePipeline.reading(city: "oslo", amount: 1), partition: partition) }
+            (0..<10).map {
+                StreamAppendRecord(key: Array("d\($0)".utf8), value: ExamplePipeline.reading(city: "oslo", amount: 1), partition: partition)
+            }
         }
         func checkpoint(_ partition: Int) async throws -> Int64? {
             try await store.streamStatus(ExamplePipeline.readings).consumers[DeviceTotals.kind.name]?[partition]
@@ -208,7 +221,6 @@ struct PipelineProcessTests {
         await stop()
     }
 }
-
 
 /// Copies `src` to `dst` as "<partition>:<sequence>"; a record "bad" throws while the
 /// stage's flag says so.
@@ -272,7 +284,8 @@ struct StageBehaviourTests {
 
     func records(_ count: Int, bad: Int? = nil, prefix: String, partition: Int? = nil) -> [StreamAppendRecord] {
         (0..<count).map { index in
-            StreamAppendRecord(key: Array("\(prefix)-\(index)".utf8), value: Array((index == bad ? "bad" : "ok").utf8), partition: partition)
+            StreamAppendRecord(
+                key: Array("\(prefix)-\(index)".utf8), value: Array((index == bad ? "bad" : "ok").utf8), partition: partition)
         }
     }
 
@@ -298,10 +311,11 @@ struct StageBehaviourTests {
 
         let node = try await Node.started(configuration: configuration, actors: [CopyStage.self, RelaxedCopyStage.self])
         let store = node.store
-        #expect(try await eventuallyAsync {
-            let status = try await store.streamStatus(CopyStage.input)
-            return status.parked[CopyStage.kind.name]?[0] != nil && status.parked[RelaxedCopyStage.kind.name]?[0] != nil
-        })
+        #expect(
+            try await eventuallyAsync {
+                let status = try await store.streamStatus(CopyStage.input)
+                return status.parked[CopyStage.kind.name]?[0] != nil && status.parked[RelaxedCopyStage.kind.name]?[0] != nil
+            })
         var status = try await store.streamStatus(CopyStage.input)
         #expect(status.consumers[CopyStage.kind.name]?[0] == 21, "two batches of ten before the bad record's batch")
         #expect(status.parked[CopyStage.kind.name]?[0]?.contains("records 21-30 failed 3 times") == true)
@@ -431,7 +445,9 @@ struct StageBehaviourTests {
         let feeding = Task {
             for chunk in 0..<30 {
                 _ = try await retrying {
-                    try await store.append(records(100, prefix: "c\(chunk)"), to: CopyStage.input, producer: StreamProducer(id: "t", firstSequence: Int64(chunk * 100 + 1)))
+                    try await store.append(
+                        records(100, prefix: "c\(chunk)"), to: CopyStage.input,
+                        producer: StreamProducer(id: "t", firstSequence: Int64(chunk * 100 + 1)))
                 }
                 try await Task.sleep(for: .milliseconds(30))
             }
@@ -524,7 +540,8 @@ struct StageOrderTests {
         let child = StreamPartitionStatus(
             partition: 1, isOpen: true, keyLow: 0, keyHigh: .max, firstSequence: 1, nextSequence: 5, bytes: 40, parents: [0])
         var status = StreamStatus(
-            stream: StreamName(namespace: "test", name: "s"), retention: StreamRetention(maxBytesPerPartition: 10), partitions: [parent, child])
+            stream: StreamName(namespace: "test", name: "s"), retention: StreamRetention(maxBytesPerPartition: 10),
+            partitions: [parent, child])
         #expect(!StageOrder.isFinished(parent, in: status, consumer: "stage"), "no checkpoint: none of its 40 records read")
         #expect(StageOrder.runnable(status, consumer: "stage", waitsForParents: true) == [0])
         status.consumers["stage"] = [0: 41]

@@ -54,7 +54,9 @@ struct ProcessClusterTests {
         // The library's choice carries the setting to the store it makes.
         let made = try Node.StoreChoice.sqlite(path: directory.databasePath, synchronous: .full).make(true)
         #expect((made.store as? SQLiteStore)?.configuration.synchronous == .full)
-        #expect((try Node.StoreChoice.sqlite(path: directory.databasePath).make(true).store as? SQLiteStore)?.configuration.synchronous == .normal)
+        #expect(
+            (try Node.StoreChoice.sqlite(path: directory.databasePath).make(true).store as? SQLiteStore)?.configuration.synchronous
+                == .normal)
     }
 
     @Test func threeProcessesGiveOneActivationToConcurrentFirstCalls() async throws {

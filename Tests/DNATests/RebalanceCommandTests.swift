@@ -16,7 +16,8 @@ struct RebalanceCommandTests {
         try await store.open()
         for (name, activations) in [("node-a", 3000), ("node-b", 0), ("node-c", 0)] {
             let node = NodeID(rawValue: name)
-            try await store.join(node: node, cluster: "c", address: "10.0.0.\(name.suffix(1) == "a" ? 1 : 2):7400", failureTimeout: .seconds(60), labels: [])
+            try await store.join(
+                node: node, cluster: "c", address: "10.0.0.\(name.suffix(1) == "a" ? 1 : 2):7400", failureTimeout: .seconds(60), labels: [])
             let state: NodeState = drainingFirst && name == "node-a" ? .draining : .up
             try await store.heartbeat(node: node, state: state, activations: Int64(activations))
         }

@@ -152,7 +152,8 @@ struct RuntimeSimulationTests {
 
     static func read(_ invoked: Int64, _ responded: Int64?, _ result: [String]?, client: Int = 0, slot: Int = 1) -> Operation {
         Operation(
-            kind: .read, actor: 0, value: "", slot: slot, incarnation: 1, invoked: invoked, responded: responded, result: result, client: client)
+            kind: .read, actor: 0, value: "", slot: slot, incarnation: 1, invoked: invoked, responded: responded, result: result,
+            client: client)
     }
 
     @Test("a linearizable history passes, concurrent calls may see either order")
@@ -201,8 +202,10 @@ struct RuntimeSimulationTests {
     @Test("a node's messages are handled in the order it sent them")
     func orderPerSender() {
         // A cast, then an append from the same client: the append's answer must hold the cast.
-        #expect(Self.check([Self.cast("c1", 0, client: 1), Self.append("v2", 1, 5, ["v2"], client: 1)], final: ["v2", "c1"]) == "out of order")
-        #expect(Self.check([Self.cast("c1", 0, client: 1), Self.append("v2", 1, 5, ["c1", "v2"], client: 1)], final: ["c1", "v2"]) == nil)
+        #expect(
+            Self.check([Self.cast("c1", 0, client: 1), Self.append("v2", 1, 5, ["v2"], client: 1)], final: ["v2", "c1"]) == "out of order")
+        #expect(
+            Self.check([Self.cast("c1", 0, client: 1), Self.append("v2", 1, 5, ["c1", "v2"], client: 1)], final: ["c1", "v2"]) == nil)
         // Two casts applied the other way round, from one client or two clients of one node.
         #expect(Self.check([Self.cast("c1", 0, client: 1), Self.cast("c2", 1, client: 1)], final: ["c2", "c1"]) == "out of order")
         #expect(Self.check([Self.cast("c1", 0, client: 1), Self.cast("c2", 1, client: 2)], final: ["c2", "c1"]) == "out of order")

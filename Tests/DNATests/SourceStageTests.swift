@@ -16,7 +16,8 @@ final class TableIngest: SourceStage {
     static func source(on node: Node) throws -> PostgresTableSource {
         guard let store = node.store as? PostgresStore else { throw DNAError(.invalidArgument, "table-ingest reads PostgreSQL") }
         return try PostgresTableSource(
-            store: store, table: "sensor_rows", sequenceColumn: "id", keyColumn: "device", valueColumn: "reading", partitionColumn: "device")
+            store: store, table: "sensor_rows", sequenceColumn: "id", keyColumn: "device", valueColumn: "reading", partitionColumn: "device"
+        )
     }
 
     init(context: ActorContext) async throws {}
@@ -71,7 +72,9 @@ struct SourceStageTests {
 
     /// The record numbers copied to the output, in order.
     private static func copied(_ store: any ActorStore) async throws -> [Int64] {
-        try await store.readStream(StreamSourceCopy.output, partition: 0, from: 1, limit: 1000).map { Int64(String(decoding: $0.value, as: UTF8.self))! }
+        try await store.readStream(StreamSourceCopy.output, partition: 0, from: 1, limit: 1000).map {
+            Int64(String(decoding: $0.value, as: UTF8.self))!
+        }
     }
 
     @Test func aSourceStageOverADNAStreamKeepsWhatItHasNotReadFromRetention() async throws {
@@ -80,7 +83,10 @@ struct SourceStageTests {
         let store = node.store
         func copied() async throws -> [Int64] { try await Self.copied(store) }
         // Two batches of ten, then the bad record's batch fails.
-        #expect(try await eventuallyAsync { try await store.streamStatus(StreamSourceCopy.input).consumers[StreamSourceCopy.kind.name]?[0] == 21 })
+        #expect(
+            try await eventuallyAsync {
+                try await store.streamStatus(StreamSourceCopy.input).consumers[StreamSourceCopy.kind.name]?[0] == 21
+            })
         _ = try await store.trimStreams()
         #expect(try await store.streamStatus(StreamSourceCopy.input).partitions[0].firstSequence == 21, "only what the stage read")
         StreamSourceCopy.failBad.store(false, ordering: .relaxed)
@@ -97,7 +103,10 @@ struct SourceStageTests {
         let node = try await startCopying(StreamRetention(maxBytesPerPartition: 100, dropUnconsumed: true), in: directory)
         let store = node.store
         func copied() async throws -> [Int64] { try await Self.copied(store) }
-        #expect(try await eventuallyAsync { try await store.streamStatus(StreamSourceCopy.input).consumers[StreamSourceCopy.kind.name]?[0] == 21 })
+        #expect(
+            try await eventuallyAsync {
+                try await store.streamStatus(StreamSourceCopy.input).consumers[StreamSourceCopy.kind.name]?[0] == 21
+            })
         #expect(try await store.trimStreams() > 20)
         let first = try await store.streamStatus(StreamSourceCopy.input).partitions[0].firstSequence
         StreamSourceCopy.failBad.store(false, ordering: .relaxed)
@@ -117,7 +126,8 @@ struct SourceStageTests {
         var result: [(String, Int)] = []
         for partition in status.partitions where partition.length > 0 {
             for record in try await store.readStream(TableIngest.output, partition: partition.partition, from: 1, limit: 10_000) {
-                result.append((String(decoding: record.key, as: UTF8.self), Int(String(decoding: record.value, as: UTF8.self).dropFirst())!))
+                result.append(
+                    (String(decoding: record.key, as: UTF8.self), Int(String(decoding: record.value, as: UTF8.self).dropFirst())!))
             }
         }
         return result

@@ -24,7 +24,8 @@ struct StatusCommandTests {
         let run = try runDNA(["status", "--store", "sqlite:" + directory.databasePath, "--cluster", "c", "--kinds"])
         #expect(run.status == 0, "\(run.error)")
         let lines = run.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
-        #expect(lines.contains { $0.first == "node-a" && $0.contains("up") && $0.contains("3") && $0.last == "gpu,zone:eu" }, "\(run.output)")
+        #expect(
+            lines.contains { $0.first == "node-a" && $0.contains("up") && $0.contains("3") && $0.last == "gpu,zone:eu" }, "\(run.output)")
         #expect(lines.contains { $0.first == "node-b" && $0.contains("draining") && $0.last == "1" }, "\(run.output)")
         #expect(lines.contains { $0 == ["kv", "node-a", "2"] }, "\(run.output)")
         #expect(lines.contains { $0 == ["kv", "node-b", "1"] }, "\(run.output)")

@@ -12,13 +12,17 @@ struct StreamCommandTests {
         let created = try runDNA(["stream", "create", "--store", store, "readings", "--partitions", "3"])
         #expect(created.status == 0, "\(created.error)")
         #expect(created.output.contains("created stream default/readings with 3 partition(s)"))
-        let appended = try runDNA(["stream", "append", "--store", store, "readings", "--key", "dev-1", "--producer", "gw", "--sequence", "1", "10", "11"])
+        let appended = try runDNA([
+            "stream", "append", "--store", store, "readings", "--key", "dev-1", "--producer", "gw", "--sequence", "1", "10", "11",
+        ])
         #expect(appended.status == 0, "\(appended.error)")
         let lines = appended.output.split(separator: "\n")
         #expect(lines.count == 2 && lines[0].hasSuffix("sequence 1") && lines[1].hasSuffix("sequence 2"), "\(appended.output)")
         let partition = lines[0].split(separator: " ")[1]
         // The same append again: stored once.
-        let again = try runDNA(["stream", "append", "--store", store, "readings", "--key", "dev-1", "--producer", "gw", "--sequence", "1", "10", "11"])
+        let again = try runDNA([
+            "stream", "append", "--store", store, "readings", "--key", "dev-1", "--producer", "gw", "--sequence", "1", "10", "11",
+        ])
         #expect(again.output.components(separatedBy: "already stored").count == 3, "\(again.output)")
         let read = try runDNA(["stream", "read", "--store", store, "readings", "--partition", String(partition)])
         #expect(read.status == 0, "\(read.error)")
@@ -41,7 +45,9 @@ struct StreamCommandTests {
         #expect(trim.status == 0 && trim.output.contains("deleted 2 record(s)"), "\(trim.output)\(trim.error)")
         // Split and merge back; a second split of the same partition is refused.
         let split = try runDNA(["stream", "split", "--store", store, "readings", "--partition", "1"])
-        #expect(split.status == 0 && split.output.contains("split partition 1 of default/readings into 3 and 4"), "\(split.output)\(split.error)")
+        #expect(
+            split.status == 0 && split.output.contains("split partition 1 of default/readings into 3 and 4"),
+            "\(split.output)\(split.error)")
         let splitAgain = try runDNA(["stream", "split", "--store", store, "readings", "--partition", "1"])
         #expect(splitAgain.status != 0 && splitAgain.error.contains("closed already"))
         let merged = try runDNA(["stream", "merge", "--store", store, "readings", "3", "4"])

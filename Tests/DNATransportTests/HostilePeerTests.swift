@@ -74,13 +74,17 @@ struct HostilePeerTests {
 
     @Test("connections that do not authenticate are capped: one over maxUnauthenticatedConnections is closed at once (defect j)")
     func unauthenticatedConnectionsAreCapped() async throws {
-        let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server", configure: {
-            $0.maxUnauthenticatedConnections = 3
-            $0.handshakeTimeout = .seconds(60)
-        })
+        let (server, serverLog, address) = try await Fixtures.transport(
+            nodeID: "server",
+            configure: {
+                $0.maxUnauthenticatedConnections = 3
+                $0.handshakeTimeout = .seconds(60)
+            })
         var idle: [any Channel] = []
         for _ in 0..<4 {
-            idle.append(try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: address.port).get())
+            idle.append(
+                try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: address.port).get()
+            )
         }
         // Exactly one is closed, long before the handshake timeout; three keep waiting.
         let deadline = ContinuousClock.now + .seconds(10)
@@ -107,9 +111,11 @@ struct HostilePeerTests {
         // Tests run in parallel on a loaded machine: only the timeout cases get a short
         // handshake timeout (long enough for the well-behaved clients to finish theirs).
         let handshakeTimeout: Duration = hostile.waitsForTimeout ? .seconds(3) : .seconds(10)
-        let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server", configure: {
-            $0.handshakeTimeout = handshakeTimeout
-        })
+        let (server, serverLog, address) = try await Fixtures.transport(
+            nodeID: "server",
+            configure: {
+                $0.handshakeTimeout = handshakeTimeout
+            })
         let (before, beforeLog, _) = try await Fixtures.transport(nodeID: "before")
         #expect(try await Fixtures.roundTrip(before, beforeLog, to: address, id: 1).result == .success([1, 2, 3]))
 
@@ -183,9 +189,11 @@ struct HostilePeerTests {
     @Test("a server that never answers the Hello fails the link after handshakeTimeout")
     func clientHandshakeTimeout() async throws {
         let listener = try await SilentListener.start()
-        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: {
-            $0.handshakeTimeout = .milliseconds(200)
-        })
+        let (client, clientLog, _) = try await Fixtures.transport(
+            nodeID: "client",
+            configure: {
+                $0.handshakeTimeout = .milliseconds(200)
+            })
         let start = ContinuousClock.now
         try client.send(Fixtures.request(1), to: PeerAddress(host: "127.0.0.1", port: listener.port))
         let log = try await clientLog.wait(for: "linkFailed", timeout: .seconds(5)) { !$0.failures.isEmpty }

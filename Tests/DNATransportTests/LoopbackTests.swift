@@ -15,9 +15,11 @@ struct LoopbackTests {
         // the server stops reading, the socket buffers fill, the link stops being writable.
         let gate = DispatchSemaphore(value: 0)
         let blocked = Atomic<Bool>(false)
-        let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server", reply: { _, _ in
-            if !blocked.exchange(true, ordering: .relaxed) { gate.wait() }
-        })
+        let (server, serverLog, address) = try await Fixtures.transport(
+            nodeID: "server",
+            reply: { _, _ in
+                if !blocked.exchange(true, ordering: .relaxed) { gate.wait() }
+            })
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: { $0.maxQueuedBytes = 256 << 10 })
         let payload = Array(repeating: UInt8(7), count: 4096)
         func request(_ id: UInt64) -> WireRequest {
@@ -54,9 +56,11 @@ struct LoopbackTests {
     @Test("a peer that sends calls and never reads the answers: the node stops reading it, then catches up once it reads")
     func inboundBackPressure() async throws {
         let answer = [UInt8](repeating: 9, count: 16 << 10)
-        let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server", reply: { request, sink in
-            sink.send(WireResponse(id: request.id, result: .success(answer)))
-        })
+        let (server, serverLog, address) = try await Fixtures.transport(
+            nodeID: "server",
+            reply: { request, sink in
+                sink.send(WireResponse(id: request.id, result: .success(answer)))
+            })
         // 2,000 answers of 16 KiB: far more than the socket buffers hold.
         let total = 2_000
         let ids = try await RawConnection.session(port: address.port, timeout: .seconds(60)) { connection in
@@ -177,9 +181,11 @@ struct LoopbackTests {
 
     @Test("a response over maxFrameSize is replaced by a payloadTooLarge error")
     func responseTooLarge() async throws {
-        let (server, _, address) = try await Fixtures.transport(nodeID: "server", reply: { request, sink in
-            sink.send(WireResponse(id: request.id, result: .success(Array(repeating: 0, count: request.id == 1 ? 5000 : 10))))
-        }, configure: { $0.maxFrameSize = 4096 })
+        let (server, _, address) = try await Fixtures.transport(
+            nodeID: "server",
+            reply: { request, sink in
+                sink.send(WireResponse(id: request.id, result: .success(Array(repeating: 0, count: request.id == 1 ? 5000 : 10))))
+            }, configure: { $0.maxFrameSize = 4096 })
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client")
         try client.send(Fixtures.request(1), to: address)
         try client.send(Fixtures.request(2), to: address)
@@ -197,9 +203,11 @@ struct LoopbackTests {
     func unreachablePeer() async throws {
         // Nothing listens there, and no other test is given that port meanwhile.
         let address = PeerAddress(host: "127.0.0.1", port: Fixtures.unusedLowPort())
-        let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: {
-            $0.reconnectInitialDelay = .seconds(30)
-        })
+        let (client, clientLog, _) = try await Fixtures.transport(
+            nodeID: "client",
+            configure: {
+                $0.reconnectInitialDelay = .seconds(30)
+            })
         let start = ContinuousClock.now
         var attempts: Set<UInt64> = []
         // The event loops are held while the four are sent: a refused connection on loopback

@@ -156,7 +156,9 @@ enum Fixtures {
     }
 
     /// Sends one request and waits for its response (fails on linkFailed or timeout).
-    static func roundTrip(_ transport: ClusterTransport, _ recorder: Recorder, to peer: PeerAddress, id: UInt64)
+    static func roundTrip(
+        _ transport: ClusterTransport, _ recorder: Recorder, to peer: PeerAddress, id: UInt64
+    )
         async throws -> WireResponse
     {
         let failuresBefore = recorder.log.failures.count
@@ -257,7 +259,10 @@ func encoded(_ frame: Frame) -> ByteBuffer {
     return buffer
 }
 
-func hello(cluster: String = "test", version: UInt16 = Hello.currentProtocolVersion, magic: [UInt8] = Hello.magic, nonce: [UInt8] = HandshakeNonce.random())
+func hello(
+    cluster: String = "test", version: UInt16 = Hello.currentProtocolVersion, magic: [UInt8] = Hello.magic,
+    nonce: [UInt8] = HandshakeNonce.random()
+)
     -> Frame
 {
     .hello(Hello(magic: magic, protocolVersion: version, cluster: cluster, nodeID: "raw", nonce: nonce))

@@ -9,7 +9,9 @@ import DNATestCertificates
 
 @Suite("TLS", .integration, .serialized)
 struct TLSTests {
-    static func tls(certificate: String = TestCertificates.node, key: String = TestCertificates.nodeKey) throws
+    static func tls(
+        certificate: String = TestCertificates.node, key: String = TestCertificates.nodeKey
+    ) throws
         -> TransportTLSConfiguration
     {
         let chain = try NIOSSLCertificate.fromPEMBytes(Array(certificate.utf8)).map { NIOSSLCertificateSource.certificate($0) }
@@ -39,9 +41,11 @@ struct TLSTests {
 
     @Test("a server whose certificate the client does not trust fails the link")
     func untrustedServer() async throws {
-        let (server, serverLog, address) = try await Fixtures.transport(nodeID: "server", configure: {
-            $0.tls = try? Self.tls(certificate: TestCertificates.other, key: TestCertificates.otherKey)
-        })
+        let (server, serverLog, address) = try await Fixtures.transport(
+            nodeID: "server",
+            configure: {
+                $0.tls = try? Self.tls(certificate: TestCertificates.other, key: TestCertificates.otherKey)
+            })
         let (client, clientLog, _) = try await Fixtures.transport(nodeID: "client", configure: { $0.tls = try? Self.tls() })
         try client.send(Fixtures.request(1), to: address)
         let log = try await clientLog.wait(for: "linkFailed") { !$0.failures.isEmpty }
@@ -69,8 +73,10 @@ struct TLSTests {
     @Test("an unusable TLS configuration is refused by init")
     func invalidTLSConfiguration() throws {
         var configuration = Fixtures.configuration(nodeID: "n")
-        var server = TLSConfiguration.makeServerConfiguration(certificateChain: [], privateKey: .privateKey(
-            try NIOSSLPrivateKey(bytes: Array(TestCertificates.nodeKey.utf8), format: .pem)))
+        var server = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [],
+            privateKey: .privateKey(
+                try NIOSSLPrivateKey(bytes: Array(TestCertificates.nodeKey.utf8), format: .pem)))
         server.trustRoots = .file("/nonexistent/roots.pem")
         server.certificateVerification = .fullVerification
         configuration.tls = TransportTLSConfiguration(server: server, client: .makeClientConfiguration())

@@ -8,7 +8,9 @@ struct ClaimDecisionTests {
     let other = NodeID(rawValue: "other")
 
     func node(_ id: NodeID, state: NodeState = .up, age: Int64) -> NodeRecord {
-        NodeRecord(id: id, cluster: "c", address: "a", state: state, heartbeatAgeMilliseconds: age, activations: 0, failureTimeoutMilliseconds: 5000)
+        NodeRecord(
+            id: id, cluster: "c", address: "a", state: state, heartbeatAgeMilliseconds: age, activations: 0,
+            failureTimeoutMilliseconds: 5000)
     }
 
     @Test func newNameIsInsertedAtEpochOne() {
@@ -47,7 +49,8 @@ struct ClaimDecisionTests {
         owner.heartbeatStamp = 41
         let current = ClaimDecision.Current(owner: other, epoch: 3, ownerNode: owner)
         #expect(ClaimDecision.decide(current: current, claimant: me, silentNodes: [:]) == .ownedElsewhere(other))
-        #expect(ClaimDecision.decide(current: current, claimant: me, silentNodes: [other: 40]) == .ownedElsewhere(other), "a heartbeat since")
+        #expect(
+            ClaimDecision.decide(current: current, claimant: me, silentNodes: [other: 40]) == .ownedElsewhere(other), "a heartbeat since")
         #expect(ClaimDecision.decide(current: current, claimant: me, silentNodes: [other: 41]) == .takeOver(epoch: 4))
         // Alive by the store's clock: the watch does not matter.
         let alive = ClaimDecision.Current(owner: other, epoch: 3, ownerNode: node(other, age: 10))

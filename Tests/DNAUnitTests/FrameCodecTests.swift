@@ -120,8 +120,9 @@ struct FrameCodecTests {
             #expect(decoded == expected)
             if let previous, previous.key == expected.key {
                 // Long enough to live in a heap buffer: reused means the same buffer.
-                #expect(decoded.key.utf8.withContiguousStorageIfAvailable { $0.baseAddress }
-                    == previous.key.utf8.withContiguousStorageIfAvailable { $0.baseAddress })
+                #expect(
+                    decoded.key.utf8.withContiguousStorageIfAvailable { $0.baseAddress }
+                        == previous.key.utf8.withContiguousStorageIfAvailable { $0.baseAddress })
             }
             previous = decoded
         }
@@ -256,7 +257,11 @@ struct PeerAddressTests {
         #expect(PeerAddress(host: "h", port: 2).description == "h:2")
     }
 
-    @Test("malformed addresses are refused", arguments: ["", "host", ":80", "host:", "host:0", "host:65536", "host:-1", "::1:80", "[::1]", "[::1]80", "host:8x", "ho st:80", "host:+80"])
+    @Test(
+        "malformed addresses are refused",
+        arguments: [
+            "", "host", ":80", "host:", "host:0", "host:65536", "host:-1", "::1:80", "[::1]", "[::1]80", "host:8x", "ho st:80", "host:+80",
+        ])
     func refusesMalformed(text: String) {
         #expect(throws: TransportError.self) { try PeerAddress(parsing: text) }
         do {

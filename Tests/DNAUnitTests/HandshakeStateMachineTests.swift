@@ -10,13 +10,17 @@ struct HandshakeStateMachineTests {
     static let clientNonce = [UInt8](repeating: 0xC1, count: 32)
     static let serverNonce = [UInt8](repeating: 0x5E, count: 32)
 
-    static func server(cluster: String = "prod", proofs: HandshakeProofs = proofs, nonce: [UInt8] = serverNonce)
+    static func server(
+        cluster: String = "prod", proofs: HandshakeProofs = proofs, nonce: [UInt8] = serverNonce
+    )
         -> ServerHandshakeStateMachine
     {
         ServerHandshakeStateMachine(cluster: cluster, nodeID: "server-1", proofs: proofs, nonce: nonce)
     }
 
-    static func client(cluster: String = "prod", proofs: HandshakeProofs = proofs, version: UInt16 = Hello.currentProtocolVersion)
+    static func client(
+        cluster: String = "prod", proofs: HandshakeProofs = proofs, version: UInt16 = Hello.currentProtocolVersion
+    )
         -> ClientHandshakeStateMachine
     {
         ClientHandshakeStateMachine(
@@ -52,7 +56,8 @@ struct HandshakeStateMachineTests {
             var buffer = ByteBuffer()
             FrameCodec.encode(frame, into: &buffer)
             let bytes = Array(buffer.readableBytesView)
-            let found = bytes.count >= Self.secret.count
+            let found =
+                bytes.count >= Self.secret.count
                 && (0...(bytes.count - Self.secret.count)).contains { Array(bytes[$0..<($0 + Self.secret.count)]) == Self.secret }
             #expect(!found, "\(frame.type) contains the secret")
         }
@@ -84,7 +89,8 @@ struct HandshakeStateMachineTests {
     @Test("the server closes on a bad magic without answering")
     func badMagic() {
         var server = Self.server()
-        let hello = Hello(magic: Array("HTTP".utf8), protocolVersion: Hello.currentProtocolVersion, cluster: "prod", nodeID: "x", nonce: Self.clientNonce)
+        let hello = Hello(
+            magic: Array("HTTP".utf8), protocolVersion: Hello.currentProtocolVersion, cluster: "prod", nodeID: "x", nonce: Self.clientNonce)
         #expect(server.receive(.hello(hello)) == .close(reason: "bad magic: not a DNA peer"))
     }
 
@@ -149,12 +155,14 @@ struct HandshakeStateMachineTests {
         #expect(client.peerNodeID == nil)
     }
 
-    @Test("frames out of order end the handshake", arguments: [
-        Frame.proof(Proof(clientProof: [UInt8](repeating: 0, count: 32))),
-        .request(WireRequest(id: 1, expectsReply: true, hops: 0, namespace: "", kind: "", key: "", requestName: "", payload: [])),
-        .response(WireResponse(id: 1, result: .success([]))),
-        .welcome,
-    ])
+    @Test(
+        "frames out of order end the handshake",
+        arguments: [
+            Frame.proof(Proof(clientProof: [UInt8](repeating: 0, count: 32))),
+            .request(WireRequest(id: 1, expectsReply: true, hops: 0, namespace: "", kind: "", key: "", requestName: "", payload: [])),
+            .response(WireResponse(id: 1, result: .success([]))),
+            .welcome,
+        ])
     func outOfOrder(frame: Frame) {
         var server = Self.server()
         guard case .close(let reason) = server.receive(frame) else { Issue.record("accepted \(frame.type)"); return }

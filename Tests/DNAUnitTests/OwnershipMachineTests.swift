@@ -48,7 +48,9 @@ struct OwnershipMachineTests {
             failureTimeoutMilliseconds: 5000, heartbeatStamp: stamp)
     }
 
-    @Test("a node is silent once its heartbeat mark stayed the same for its failure timeout by the watcher's clock, whatever the store's clock says")
+    @Test(
+        "a node is silent once its heartbeat mark stayed the same for its failure timeout by the watcher's clock, whatever the store's clock says"
+    )
     func silenceIsMeasuredOnTheWatchersClock() {
         var watch = SilenceWatch()
         watch.observe([Self.record("a", stamp: 7, age: 0)], at: Self.at(1000))
@@ -314,7 +316,9 @@ struct OwnershipMachineTests {
     @Test("a message overtaken by a later one of its origin is refused, also by a later activation (defect i)")
     func overtakenMessagesAreRefused() {
         var first = Self.orderedMachine()
-        for message in [Self.ordered(1, 5), Self.ordered(2, 1), Self.ordered(1, 7), Self.ordered(1, 6), Self.ordered(2, 2), Self.ordered(1, 0)] {
+        for message in [
+            Self.ordered(1, 5), Self.ordered(2, 1), Self.ordered(1, 7), Self.ordered(1, 6), Self.ordered(2, 2), Self.ordered(1, 0),
+        ] {
             _ = first.enqueue(message)
         }
         _ = first.nextStep(now: Self.at(1), lease: Self.lease())
@@ -389,7 +393,9 @@ struct OwnershipMachineTests {
         // owner; answered from memory, a crash here would let the next owner apply 7 after it.
         let order = machine.orderToStore(writes: false)
         #expect(order?.map(\.origin) == [1] && order?.map(\.sequence) == [11], "the read's order is stored")
-        guard case .commit(let commit) = machine.handled(operations: [], held: ["1/11"], now: Self.at(4), lease: Self.lease(), order: [1, 11])
+        guard
+            case .commit(let commit) = machine.handled(
+                operations: [], held: ["1/11"], now: Self.at(4), lease: Self.lease(), order: [1, 11])
         else { return #expect(Bool(false), "the reply waits for the order to be durable") }
         #expect(commit.operations.isEmpty && commit.order == [1, 11])
         let done = machine.commitCompleted(sequence: commit.sequence, result: .success(()), now: Self.at(10))

@@ -29,9 +29,10 @@ struct RebalancePlannerTests {
         let nodes = [Load(id: Self.a, activations: 3000), Load(id: Self.b, activations: 0), Load(id: Self.c, activations: 0)]
         let first = try Planner.plan(nodes: nodes)
         #expect(first.shares == [Self.a: 1000, Self.b: 1000, Self.c: 1000])
-        #expect(first.moves == [
-            .init(from: .node(Self.a), to: Self.b, count: 250), .init(from: .node(Self.a), to: Self.c, count: 250),
-        ])
+        #expect(
+            first.moves == [
+                .init(from: .node(Self.a), to: Self.b, count: 250), .init(from: .node(Self.a), to: Self.c, count: 250),
+            ])
         #expect(first.remaining == 1500)
         let history = try Self.rounds(nodes)
         #expect(history.count == 4, "2,000 moves at 500 per round")
@@ -160,7 +161,9 @@ struct RebalancePlannerTests {
             let final = history.last ?? nodes
             #expect(final.reduce(0) { $0 + $1.activations } == total)
             for round in history {
-                for node in round where node.role == .eligible { #expect(node.activations <= max(shares[node.id]!, nodes.first { $0.id == node.id }!.activations)) }
+                for node in round where node.role == .eligible {
+                    #expect(node.activations <= max(shares[node.id]!, nodes.first { $0.id == node.id }!.activations))
+                }
             }
             let eligible = final.filter { $0.role == .eligible }.map(\.activations)
             #expect(eligible.max()! - eligible.min()! <= 1, "\(nodes) -> \(final)")

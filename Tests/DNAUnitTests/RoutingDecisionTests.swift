@@ -51,7 +51,8 @@ struct RoutingDecisionTests {
     func hashedNodeSentItBack() {
         var fromC = Self.decision(hops: 1, placement: .consistentHash)
         fromC.sender = Self.c
-        #expect(Self.steps(fromC, answers: [.hashedNode: Self.placedAtC]) == [.lookUp(.cachedLocation), .lookUp(.hashedNode), .activateHere])
+        #expect(
+            Self.steps(fromC, answers: [.hashedNode: Self.placedAtC]) == [.lookUp(.cachedLocation), .lookUp(.hashedNode), .activateHere])
         var fromB = Self.decision(hops: 1, placement: .consistentHash)
         fromB.sender = Self.b
         #expect(
@@ -118,14 +119,20 @@ struct RoutingDecisionTests {
     @Test("consistent hash: to the node the name hashes to, not remembered; here when that is this node")
     func consistentHash() {
         let decision = Self.decision(placement: .consistentHash)
-        #expect(Self.steps(decision, answers: [.hashedNode: Self.placedAtC]) == [.lookUp(.cachedLocation), .lookUp(.hashedNode), Self.forwardToC])
+        #expect(
+            Self.steps(decision, answers: [.hashedNode: Self.placedAtC]) == [
+                .lookUp(.cachedLocation), .lookUp(.hashedNode), Self.forwardToC,
+            ])
         #expect(Self.steps(decision) == [.lookUp(.cachedLocation), .lookUp(.hashedNode), .activateHere])
     }
 
     @Test("least loaded: the first hop asks, a forwarded message claims here")
     func leastLoaded() {
         let first = Self.decision(placement: .leastLoaded)
-        #expect(Self.steps(first, answers: [.lessLoadedNode: Self.placedAtC]) == [.lookUp(.cachedLocation), .lookUp(.lessLoadedNode), Self.forwardToC])
+        #expect(
+            Self.steps(first, answers: [.lessLoadedNode: Self.placedAtC]) == [
+                .lookUp(.cachedLocation), .lookUp(.lessLoadedNode), Self.forwardToC,
+            ])
         #expect(Self.steps(first) == [.lookUp(.cachedLocation), .lookUp(.lessLoadedNode), .activateHere])
         let forwarded = Self.decision(hops: 1, placement: .leastLoaded)
         #expect(Self.steps(forwarded, answers: [.lessLoadedNode: Self.placedAtC]) == [.lookUp(.cachedLocation), .activateHere])
@@ -136,28 +143,47 @@ struct RoutingDecisionTests {
         let labelled = Self.decision(placement: .pinned(label: "gpu"), labels: ["zone-a", "gpu"])
         #expect(Self.steps(labelled, answers: [.labelledNode("gpu"): Self.placedAtC]) == [.lookUp(.cachedLocation), .activateHere])
         let unlabelled = Self.decision(placement: .pinned(label: "gpu"), labels: ["zone-a"])
-        #expect(Self.steps(unlabelled, answers: [.labelledNode("gpu"): Self.placedAtC]) == [.lookUp(.cachedLocation), .lookUp(.labelledNode("gpu")), Self.forwardToC])
-        #expect(Self.steps(unlabelled) == [.lookUp(.cachedLocation), .lookUp(.labelledNode("gpu")), .refuse(.noEligibleNode(label: "gpu"))])
+        #expect(
+            Self.steps(unlabelled, answers: [.labelledNode("gpu"): Self.placedAtC]) == [
+                .lookUp(.cachedLocation), .lookUp(.labelledNode("gpu")), Self.forwardToC,
+            ])
+        #expect(
+            Self.steps(unlabelled) == [.lookUp(.cachedLocation), .lookUp(.labelledNode("gpu")), .refuse(.noEligibleNode(label: "gpu"))])
     }
 
     @Test("draining: new names go to another node (pinned ones to a labelled one, never elsewhere); here when there is none")
     func draining() {
         for placement in [Node.Placement.firstReceiver, .leastLoaded] {
             let decision = Self.decision(drained: true, placement: placement)
-            #expect(Self.steps(decision, answers: [.otherNode: Self.placedAtC]) == [.lookUp(.cachedLocation), .lookUp(.otherNode), Self.forwardToC], "\(placement)")
+            #expect(
+                Self.steps(decision, answers: [.otherNode: Self.placedAtC]) == [
+                    .lookUp(.cachedLocation), .lookUp(.otherNode), Self.forwardToC,
+                ], "\(placement)")
             #expect(Self.steps(decision) == [.lookUp(.cachedLocation), .lookUp(.otherNode), .activateHere], "\(placement)")
         }
         let hashed = Self.decision(drained: true, placement: .consistentHash)
-        #expect(Self.steps(hashed, answers: [.otherNode: Self.placedAtC]) == [.lookUp(.cachedLocation), .lookUp(.hashedNode), .lookUp(.otherNode), Self.forwardToC])
+        #expect(
+            Self.steps(hashed, answers: [.otherNode: Self.placedAtC]) == [
+                .lookUp(.cachedLocation), .lookUp(.hashedNode), .lookUp(.otherNode), Self.forwardToC,
+            ])
         let pinned = Self.decision(drained: true, placement: .pinned(label: "gpu"), labels: ["gpu"])
-        #expect(Self.steps(pinned, answers: [.labelledNode("gpu"): Self.placedAtC]) == [.lookUp(.cachedLocation), .lookUp(.labelledNode("gpu")), Self.forwardToC])
-        #expect(Self.steps(pinned, answers: [.otherNode: Self.placedAtC]) == [.lookUp(.cachedLocation), .lookUp(.labelledNode("gpu")), .refuse(.noEligibleNode(label: "gpu"))])
+        #expect(
+            Self.steps(pinned, answers: [.labelledNode("gpu"): Self.placedAtC]) == [
+                .lookUp(.cachedLocation), .lookUp(.labelledNode("gpu")), Self.forwardToC,
+            ])
+        #expect(
+            Self.steps(pinned, answers: [.otherNode: Self.placedAtC]) == [
+                .lookUp(.cachedLocation), .lookUp(.labelledNode("gpu")), .refuse(.noEligibleNode(label: "gpu")),
+            ])
     }
 
     @Test("a node that left forwards what it can and refuses the rest")
     func leftCluster() {
         let left = Self.decision(drained: true, hasLeft: true, placement: .consistentHash)
-        #expect(Self.steps(left, answers: [.otherNode: Self.placedAtC]) == [.lookUp(.cachedLocation), .lookUp(.hashedNode), .lookUp(.otherNode), Self.forwardToC])
+        #expect(
+            Self.steps(left, answers: [.otherNode: Self.placedAtC]) == [
+                .lookUp(.cachedLocation), .lookUp(.hashedNode), .lookUp(.otherNode), Self.forwardToC,
+            ])
         #expect(Self.steps(left) == [.lookUp(.cachedLocation), .lookUp(.hashedNode), .lookUp(.otherNode), .refuse(.leftCluster)])
     }
 

@@ -287,8 +287,10 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutable
             id: 1, name: "名前", tags: ["a", ""], bytes: [0, 255], data: Data([1, 2]), maybeBytes: nil,
             optionals: [1, nil, -2], doubleOptional: .some(nil), matrix: [[1], [], [2, 3]],
             byName: ["n": numbers], byID: [1: "one", -2: nil], byMode: [.slow: 3], byLevel: [.high: [.nan, 2]],
-            shapes: [.none, .circle(radius: 1), .rect(width: 2, height: nil), .tagged("t", [-1]),
-                     .group([.wrapped(Shape.none)]), .wrapped(nil)],
+            shapes: [
+                .none, .circle(radius: 1), .rect(width: 2, height: nil), .tagged("t", [-1]),
+                .group([.wrapped(Shape.none)]), .wrapped(nil),
+            ],
             mode: .fast, numbers: numbers, set: [1, -1], nested: ["x": ["y": [1, nil]]])
         func seed<T: Encodable>(_ name: String, _ value: T) -> (name: String, bytes: [UInt8]) {
             (name, try! CompactEncoder.encode(value))

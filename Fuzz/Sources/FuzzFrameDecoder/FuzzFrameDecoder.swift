@@ -150,7 +150,10 @@ func sampleFrames() -> [(name: String, frames: [Frame])] {
     second.expectsReply = false
     second.sequence = 10
     return [
-        ("hello", [.hello(Hello(magic: Hello.magic, protocolVersion: Hello.currentProtocolVersion, cluster: "c", nodeID: "n1", nonce: nonce))]),
+        (
+            "hello",
+            [.hello(Hello(magic: Hello.magic, protocolVersion: Hello.currentProtocolVersion, cluster: "c", nodeID: "n1", nonce: nonce))]
+        ),
         ("challenge", [.challenge(Challenge(nodeID: "n2", nonce: nonce, serverProof: [UInt8](repeating: 1, count: 32)))]),
         ("proof", [.proof(Proof(clientProof: [UInt8](repeating: 2, count: 32)))]),
         ("welcome", [.welcome]),
@@ -158,7 +161,10 @@ func sampleFrames() -> [(name: String, frames: [Frame])] {
         ("request", [.request(request)]),
         ("requests", [.request(request), .request(second), .request(request)]),
         ("response-success", [.response(WireResponse(id: 42, result: .success([0])))]),
-        ("response-failure", [.response(WireResponse(id: 43, result: .failure(WireError(code: "unavailable", message: "später", retryable: true))))]),
+        (
+            "response-failure",
+            [.response(WireResponse(id: 43, result: .failure(WireError(code: "unavailable", message: "später", retryable: true))))]
+        ),
     ]
 }
 

@@ -200,8 +200,9 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutable
             return Array(buffer.readableBytesView)
         }
         let hello = Frame.hello(
-            Hello(magic: Hello.magic, protocolVersion: Hello.currentProtocolVersion, cluster: cluster, nodeID: "intruder",
-                  nonce: [UInt8](repeating: 9, count: HandshakeNonce.size)))
+            Hello(
+                magic: Hello.magic, protocolVersion: Hello.currentProtocolVersion, cluster: cluster, nodeID: "intruder",
+                nonce: [UInt8](repeating: 9, count: HandshakeNonce.size)))
         let challenge = Frame.challenge(
             Challenge(nodeID: serverID, nonce: serverNonce, serverProof: [UInt8](repeating: 3, count: HMACSHA256.outputSize)))
         let proof = Frame.proof(Proof(clientProof: [UInt8](repeating: 4, count: HMACSHA256.outputSize)))

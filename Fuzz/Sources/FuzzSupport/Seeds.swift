@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Writes a target's seed inputs into the folder named by `DNA_FUZZ_WRITE_SEEDS` and exits,

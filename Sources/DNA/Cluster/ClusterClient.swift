@@ -130,7 +130,9 @@ private final class ClientDelegate: ClusterTransportDelegate {
         if request.expectsReply {
             sink.send(
                 WireResponse(
-                    id: request.id, result: .failure(WireError(code: DNAError.Code.unknownActorKind.name, message: "a client hosts no actors", retryable: false))))
+                    id: request.id,
+                    result: .failure(
+                        WireError(code: DNAError.Code.unknownActorKind.name, message: "a client hosts no actors", retryable: false))))
         }
     }
 

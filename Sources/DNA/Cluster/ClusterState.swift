@@ -40,7 +40,8 @@ package final class ClusterState: Sendable {
             for record in records {
                 let known = members[record.id]
                 // Parsed again only when it changed.
-                let address = known.map { $0.record.address == record.address } == true ? known!.address : try? PeerAddress(parsing: record.address)
+                let address =
+                    known.map { $0.record.address == record.address } == true ? known!.address : try? PeerAddress(parsing: record.address)
                 let member = Member(record: record, address: address, alive: record.isAlive)
                 if !member.alive && known?.alive != false { died.insert(record.id) }
                 members[record.id] = member
@@ -75,7 +76,10 @@ package final class ClusterState: Sendable {
     func describe(_ node: NodeID) -> String? {
         members.withLock { members in
             guard let member = members[node] else { return nil }
-            if !member.alive { return "it is not alive (state \(member.record.state.rawValue), last heartbeat \(member.record.heartbeatAgeMilliseconds) ms ago)" }
+            if !member.alive {
+                return
+                    "it is not alive (state \(member.record.state.rawValue), last heartbeat \(member.record.heartbeatAgeMilliseconds) ms ago)"
+            }
             return "it is \(member.record.state.rawValue)"
         }
     }
@@ -124,10 +128,14 @@ package final class ClusterState: Sendable {
     /// label a kind is pinned to sends it: the live serving node other than `this` (and
     /// carrying `label`, if given) with the highest hash of (node, actor).
     package func placement(of actor: ActorID, excluding this: NodeID, label: String? = nil) -> (NodeID, PeerAddress)? {
-        guard let (node, address) = highestScore(for: actor, among: { node, member in
-            member.servesNewActors && node != this && member.address != nil
-                && (label == nil || member.record.labels.contains(label!))
-        }), let address else { return nil }
+        guard
+            let (node, address) = highestScore(
+                for: actor,
+                among: { node, member in
+                    member.servesNewActors && node != this && member.address != nil
+                        && (label == nil || member.record.labels.contains(label!))
+                }), let address
+        else { return nil }
         return (node, address)
     }
 
@@ -154,7 +162,9 @@ package final class ClusterState: Sendable {
     /// The live nodes as the rebalancing planner sees them, `this` one with its own
     /// count: draining nodes and those carrying an excluded label are left out of the
     /// round (a draining node moves its activations itself).
-    package func rebalanceLoads(this: NodeID, thisLoad: Int, thisRole: RebalancePlanner.Role, excludedLabels: Set<String>)
+    package func rebalanceLoads(
+        this: NodeID, thisLoad: Int, thisRole: RebalancePlanner.Role, excludedLabels: Set<String>
+    )
         -> [RebalancePlanner.NodeLoad]
     {
         members.withLock { members in

@@ -17,7 +17,8 @@ extension Node {
         guard let transport else { throw DNAError(.ownedElsewhere, "\(id) is active on node \(owner)") }
         guard Int(envelope.hops) < configuration.maxHops else {
             throw DNAError(
-                .routingFailed, "\(id): gave up after \(envelope.hops) forwards without reaching its owner (maxHops \(configuration.maxHops))")
+                .routingFailed,
+                "\(id): gave up after \(envelope.hops) forwards without reaching its owner (maxHops \(configuration.maxHops))")
         }
         guard let handler = kind.handler(for: envelope.requestType) else {
             throw DNAError(.unhandledRequest, "actor kind '\(kind.name)' has no handler for this request")
@@ -136,12 +137,15 @@ extension Node {
         // newer one would be out of order: it is refused (its caller was already told the
         // connection broke). One taken is queued, and numbered, before a later one is taken.
         let taken = clientOrder.admit(sink.peerNodeID, sequence: request.sequence, connection: sink) {
-            do throws(DNAError) { try deliver(envelope, to: route.actor, kind: route.kind, claimHere: contradicted) } catch { refuse(error) }
+            do throws(DNAError) { try deliver(envelope, to: route.actor, kind: route.kind, claimHere: contradicted) } catch {
+                refuse(error)
+            }
         }
         if !taken {
             refuse(
                 DNAError(
-                    .outOfOrder, "\(route.actor): a later request of the same client arrived first, on a newer connection; this one was not handled"))
+                    .outOfOrder,
+                    "\(route.actor): a later request of the same client arrived first, on a newer connection; this one was not handled"))
         }
     }
 
@@ -345,7 +349,9 @@ extension Node {
         if !cluster.servesNewActors(target) { try? await refreshMembers() }
         guard cluster.servesNewActors(target), cluster.address(of: target) != nil else {
             throw DNAError(
-                .invalidArgument, "node \(target) cannot take \(id): \(cluster.describe(target) ?? "it is not a member of cluster \(configuration.clusterName)")")
+                .invalidArgument,
+                "node \(target) cannot take \(id): \(cluster.describe(target) ?? "it is not a member of cluster \(configuration.clusterName)")"
+            )
         }
         guard let activation = directory.withLock({ $0.activations[id] }) else {
             throw DNAError(.invalidArgument, "\(id) is not active on this node")
@@ -466,7 +472,7 @@ package final class OriginTable: Sendable {
 /// and the client's later connections carry only later numbers.
 final class ClientOrder: Sendable {
     private struct Connection {
-        weak var object: (AnyObject & Sendable)?
+        weak var object: (any AnyObject & Sendable)?
     }
 
     private struct Client {
@@ -490,7 +496,7 @@ final class ClientOrder: Sendable {
     /// before any other client's request is taken (two connections of a client are read on
     /// two threads: a request taken first must also be numbered first). 0 (not numbered)
     /// is always taken.
-    func admit(_ client: String, sequence: UInt64, connection: AnyObject & Sendable, then deliver: () -> Void) -> Bool {
+    func admit(_ client: String, sequence: UInt64, connection: any AnyObject & Sendable, then deliver: () -> Void) -> Bool {
         state.withLock { state in
             let taken = Self.take(&state, client, sequence: sequence, connection: connection)
             if taken { deliver() }
@@ -498,7 +504,7 @@ final class ClientOrder: Sendable {
         }
     }
 
-    private static func take(_ state: inout State, _ client: String, sequence: UInt64, connection: AnyObject & Sendable) -> Bool {
+    private static func take(_ state: inout State, _ client: String, sequence: UInt64, connection: any AnyObject & Sendable) -> Bool {
         guard sequence != 0 else { return true }
         if let index = state.clients.index(forKey: client) {
             guard sequence > state.clients.values[index].latest else { return false }

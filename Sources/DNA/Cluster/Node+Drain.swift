@@ -32,7 +32,8 @@ extension Node {
         try? await refreshMembers()
         guard !cluster.servingNodes(except: id).isEmpty else {
             throw DNAError(
-                .noEligibleNode, "node \(id) is the last live node of cluster \(configuration.clusterName) taking actors: nowhere to drain to")
+                .noEligibleNode,
+                "node \(id) is the last live node of cluster \(configuration.clusterName) taking actors: nowhere to drain to")
         }
         let report = await moveActivationsAway()
         await shutdown()
@@ -123,7 +124,7 @@ extension Node {
             do {
                 try await activation.migrate(to: target)
                 return .moved
-            } catch where error.code == .invalidArgument {
+            } catch  where error.code == .invalidArgument {
                 // Not active (yet): still claiming its name, or already gone.
                 return .notYet
             } catch {

@@ -28,7 +28,10 @@ extension ActivationStateMachine.Step: Equatable where Message: Equatable, Held:
             return a == b
         case (.reset(let failuresA, let a), .reset(let failuresB, let b)):
             return failuresA == failuresB && a == b
-        case (.stop(let failuresA, let queuedA, let refusedA, let errorA, let waitersA), .stop(let failuresB, let queuedB, let refusedB, let errorB, let waitersB)):
+        case (
+            .stop(let failuresA, let queuedA, let refusedA, let errorA, let waitersA),
+            .stop(let failuresB, let queuedB, let refusedB, let errorB, let waitersB)
+        ):
             return failuresA == failuresB && queuedA == queuedB && refusedA == refusedB && errorA.isSame(as: errorB) && waitersA == waitersB
         case (.deactivate(let a), .deactivate(let b)):
             return a == b

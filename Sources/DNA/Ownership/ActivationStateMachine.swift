@@ -115,7 +115,6 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     /// Per origin, the latest message handled (see ``OriginOrder``).
     private var order = OriginOrder()
 
-
     package init(id: ActorID, limits: Limits, now: DNAInstant) {
         self.id = id
         self.limits = limits
@@ -369,7 +368,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
             commits.restart()
             order.forgetStored()
             guard !operations.isEmpty else { return .none }
-            return .commit(commits.append(operations, held: [], registration: registration, now: now, timeout: limits.commitTimeout, initial: true))
+            return .commit(
+                commits.append(operations, held: [], registration: registration, now: now, timeout: limits.commitTimeout, initial: true))
         case .failed(let error):
             life = .inactive
             let (queued, waiters) = stop()
@@ -467,8 +467,6 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         order.restore(stored)
     }
 
-
-
     // MARK: Commits
 
     package struct CompletionAction {
@@ -479,7 +477,9 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     }
 
     /// The store answered an attempt at the commit of `sequence`.
-    package mutating func commitCompleted(sequence: Int64, result: Result<Void, StoreError>, now: DNAInstant)
+    package mutating func commitCompleted(
+        sequence: Int64, result: Result<Void, StoreError>, now: DNAInstant
+    )
         -> CompletionAction
     {
         guard let release = commits.completed(sequence: sequence, result: result) else { return CompletionAction() }
@@ -495,7 +495,8 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
     private mutating func conclude() -> Step {
         let (unsettled, cause, fenced) = commits.conclude()
         let failures = unsettled.map { batch in
-            Failure(held: batch.held, error: batch.ambiguous ? outcomeUnknown(cause) : settledError(cause, fenced: fenced), casts: batch.casts)
+            Failure(
+                held: batch.held, error: batch.ambiguous ? outcomeUnknown(cause) : settledError(cause, fenced: fenced), casts: batch.casts)
         }
         let registration = self.registration
         deactivationRequested = false
@@ -598,7 +599,6 @@ package struct ActivationStateMachine<Message: OrderedMessage, Held, Waiter> {
         self.migration = nil
         return migration.reply
     }
-
 
     // MARK: Passivation and shutdown
 

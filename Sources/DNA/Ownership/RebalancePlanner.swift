@@ -138,7 +138,8 @@ public enum RebalancePlanner {
             if mustMove > 0 {
                 throw DNAError(
                     .noEligibleNode,
-                    "\(mustMove) activation(s) must move (\(orphaned) without a live owner, the rest on draining nodes) and no live node takes actors")
+                    "\(mustMove) activation(s) must move (\(orphaned) without a live owner, the rest on draining nodes) and no live node takes actors"
+                )
             }
             return Plan(moves: [], shares: [:], remaining: 0)
         }
@@ -153,7 +154,9 @@ public enum RebalancePlanner {
         var shares: [NodeID: Int] = [:]
         let ranked = eligible.filter { $0.activations > floor } + eligible.filter { $0.activations <= floor }
         for (rank, node) in ranked.enumerated() { shares[node.id] = floor + (rank < extra ? 1 : 0) }
-        let byLoad = eligible.sorted { $0.activations != $1.activations ? $0.activations > $1.activations : $0.id.rawValue < $1.id.rawValue }
+        let byLoad = eligible.sorted {
+            $0.activations != $1.activations ? $0.activations > $1.activations : $0.id.rawValue < $1.id.rawValue
+        }
 
         // What must leave goes first: names without a live owner, then draining nodes'.
         var sources: [(Source, Int)] = []
@@ -167,7 +170,9 @@ public enum RebalancePlanner {
 
         // Then the excess of the most loaded, lowering the highest first, together.
         let fromGivers = allowed - min(allowed, mustMove)
-        let giverOrder = givers.sorted { $0.activations != $1.activations ? $0.activations > $1.activations : $0.id.rawValue > $1.id.rawValue }
+        let giverOrder = givers.sorted {
+            $0.activations != $1.activations ? $0.activations > $1.activations : $0.id.rawValue > $1.id.rawValue
+        }
         let outtake = spread(
             fromGivers, levels: giverOrder.map { -$0.activations }, rooms: giverOrder.map { $0.activations - shares[$0.id]! })
         let outtakes = Dictionary(uniqueKeysWithValues: zip(giverOrder.map(\.id), outtake))

@@ -72,7 +72,8 @@ extension SourceStage {
                 ObjectIdentifier(StageFinished.self),
                 HandlerEntry(
                     timing: .afterCommit, requestName: StageFinished.requestName, codec: RemoteCodec(for: StageFinished.self),
-                    invoke: { actor, _, context in try await SourceConsumer.finished(unsafeDowncast(actor, to: Self.self), context: context) })
+                    invoke: { actor, _, context in try await SourceConsumer.finished(unsafeDowncast(actor, to: Self.self), context: context)
+                    })
             ),
             (
                 ObjectIdentifier(StageResume.self),
@@ -116,7 +117,8 @@ final class SourceCursor<S: SourceStage> {
         self.checkpoint = checkpoint
         self.source = source
         machine = StageConsumerMachine(
-            policy: S.failurePolicy, position: checkpoint.value.position, finished: checkpoint.value.finished, parked: checkpoint.value.parked)
+            policy: S.failurePolicy, position: checkpoint.value.position, finished: checkpoint.value.finished,
+            parked: checkpoint.value.parked)
     }
 }
 
@@ -294,7 +296,9 @@ enum SourceConsumer {
                     cursor.machine.finish(at: end)
                     recordProgress(end, cursor: cursor, context: context)
                     cursor.timer?.cancel()
-                    for child in partitions where child.parents.contains(partition) { try? node.cast(StagePull(), to: S.consumer(of: child.id)) }
+                    for child in partitions where child.parents.contains(partition) {
+                        try? node.cast(StagePull(), to: S.consumer(of: child.id))
+                    }
                     context.deactivate()
                 case .poll(let wait): again(after: wait)
                 case .rest: break
@@ -327,7 +331,8 @@ enum SourceConsumer {
             node.metrics.stageRecords.increment(by: records.count)
             try context.tell(StagePull())
         } catch {
-            node.logger.debug("source stage consumer could not read its source; retrying", metadata: ["actor": "\(context.id)", "error": "\(error)"])
+            node.logger.debug(
+                "source stage consumer could not read its source; retrying", metadata: ["actor": "\(context.id)", "error": "\(error)"])
             again(after: .seconds(1))
         }
     }

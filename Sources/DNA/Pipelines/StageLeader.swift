@@ -234,7 +234,9 @@ extension Node {
     ///   later attempt was answered with the positions (the records may be stored: retry
     ///   with the same `producer` and sequences to store them at most once), or what the
     ///   store refused the first attempt with.
-    public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer? = nil) async throws(StoreError)
+    public func append(
+        _ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer? = nil
+    ) async throws(StoreError)
         -> [StreamPosition]
     {
         let producer = producer ?? StreamProducer.forOneAppend(atMilliseconds: clock.wallNow.milliseconds)
@@ -244,16 +246,18 @@ extension Node {
                 let positions = try await store.append(records, to: stream, producer: producer)
                 pipelines?.appended(to: [stream], on: self)
                 return positions
-            } catch where error.code == .outcomeUnknown && attempt < 3 {
+            } catch  where error.code == .outcomeUnknown && attempt < 3 {
                 logger.warning(
-                    "an append's answer was lost; sending it again with the same producer", metadata: ["stream": "\(stream)", "attempt": "\(attempt)"])
+                    "an append's answer was lost; sending it again with the same producer",
+                    metadata: ["stream": "\(stream)", "attempt": "\(attempt)"])
                 attempt += 1
                 do { try await clock.sleep(for: .milliseconds(50 * attempt)) } catch { throw StoreError(.outcomeUnknown, "\(error)") }
-            } catch where attempt > 1 && error.code != .outcomeUnknown {
+            } catch  where attempt > 1 && error.code != .outcomeUnknown {
                 // This attempt certainly stored nothing, but an earlier one may have.
                 throw StoreError(
                     .outcomeUnknown,
-                    "an earlier attempt's answer was lost and this one failed (\(error)): the records may be stored; retry with the same producer")
+                    "an earlier attempt's answer was lost and this one failed (\(error)): the records may be stored; retry with the same producer"
+                )
             }
         }
     }

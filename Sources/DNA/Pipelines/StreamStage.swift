@@ -109,7 +109,8 @@ extension StreamStage {
     }
 
     static var stageDescription: StageDescription {
-        StageDescription(kind: kind.name, namespace: input.namespace, waitsForParents: waitsForParents, stream: input, sourcePartitions: nil)
+        StageDescription(
+            kind: kind.name, namespace: input.namespace, waitsForParents: waitsForParents, stream: input, sourcePartitions: nil)
     }
 
     static var pullEntry: HandlerEntry {
@@ -240,7 +241,8 @@ enum StageConsumer {
                     // Consumed to its end: record it (children wait for that row), wake the children.
                     if status.consumers[consumer]?[partition] != next {
                         try cursor.checkpoint.set(next)
-                        context.log.recordProgress(StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: next))
+                        context.log.recordProgress(
+                            StreamEffects.Progress(consumer: consumer, stream: S.input, partition: partition, next: next))
                     }
                     cursor.machine.finish(at: next)
                     cursor.timer?.cancel()
@@ -281,7 +283,8 @@ enum StageConsumer {
             node.metrics.stageRecords.increment(by: records.count)
             try context.tell(StagePull())
         } catch {
-            node.logger.debug("stage consumer could not read its stream; retrying", metadata: ["actor": "\(context.id)", "error": "\(error)"])
+            node.logger.debug(
+                "stage consumer could not read its stream; retrying", metadata: ["actor": "\(context.id)", "error": "\(error)"])
             again(after: StageConsumerMachine<Int64>.recheck)
         }
     }

@@ -276,7 +276,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         guard bytes.count <= ActorContext.maxHandedOverStateSize else {
             throw DNAError(
                 .invalidArgument,
-                "\(id): its state to hand over is \(bytes.count) bytes encoded, more than \(ActorContext.maxHandedOverStateSize); it was not moved")
+                "\(id): its state to hand over is \(bytes.count) bytes encoded, more than \(ActorContext.maxHandedOverStateSize); it was not moved"
+            )
         }
         return bytes
     }
@@ -420,7 +421,9 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
                 if let span {
                     // Calls the handler makes continue this trace.
                     result = .success(
-                        try await InstrumentationContext.withValue(span.context) { try await handler.invoke(instance, envelope.message, context) })
+                        try await InstrumentationContext.withValue(span.context) {
+                            try await handler.invoke(instance, envelope.message, context)
+                        })
                     tracedContext = span.context
                 } else {
                     result = .success(try await handler.invoke(instance, envelope.message, context))
@@ -524,7 +527,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
             let delay = Self.alarmRetryBackoff.delay(afterFailures: Int(attempt)).wholeNanoseconds / 1_000_000
             schedule.set(fire.name, AlarmRecord(due: now + delay, interval: alarm.interval, attempt: attempt))
             node.logger.warning(
-                "alarm handler threw; retrying", metadata: ["actor": "\(id)", "alarm": "\(fire.name)", "attempt": "\(attempt)", "in_ms": "\(delay)", "error": "\(error)"])
+                "alarm handler threw; retrying",
+                metadata: ["actor": "\(id)", "alarm": "\(fire.name)", "attempt": "\(attempt)", "in_ms": "\(delay)", "error": "\(error)"])
         }
         context.log.endMessage()
     }

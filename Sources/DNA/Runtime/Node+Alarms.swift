@@ -79,7 +79,8 @@ extension Node {
     /// from the owner, for ever).
     private func fire(_ actor: ActorID, alarm name: String, due: Int64, ownedHere: Bool) {
         guard let kind = kinds[actor.kind] else { return }
-        let envelope = Envelope(requestType: ObjectIdentifier(AlarmFire.self), message: MessageBox(AlarmFire(name: name, due: due)), reply: nil)
+        let envelope = Envelope(
+            requestType: ObjectIdentifier(AlarmFire.self), message: MessageBox(AlarmFire(name: name, due: due)), reply: nil)
         do { try deliver(envelope, to: actor, kind: kind, claimHere: ownedHere) } catch {
             // Sent again at the next read while it is still due.
             logger.debug("could not send an alarm", metadata: ["actor": "\(actor)", "alarm": "\(name)", "error": "\(error)"])

@@ -211,7 +211,9 @@ public final class Node: Service, Sendable {
         }
     }
 
-    private static func kindRuntime<A: DurableActor>(_ type: A.Type, placement: Placement, features: [any NodeFeature]) -> any AnyKindRuntime {
+    private static func kindRuntime<A: DurableActor>(
+        _ type: A.Type, placement: Placement, features: [any NodeFeature]
+    ) -> any AnyKindRuntime {
         KindRuntime(type, placement: placement, features: features)
     }
 
@@ -361,7 +363,11 @@ public final class Node: Service, Sendable {
                     // the store must outlive the node's own stopping — the drain, the last
                     // commits, recording that it left — and is ended below, by cancellation.
                     let running = Task.detached { try await store.run() }
-                    try await withTaskCancellationHandler { try await running.value } onCancel: { running.cancel() }
+                    try await withTaskCancellationHandler {
+                        try await running.value
+                    } onCancel: {
+                        running.cancel()
+                    }
                 }
             }
             do {
@@ -483,7 +489,8 @@ public final class Node: Service, Sendable {
             round += 1
             if round % pruneEvery == 0 {
                 do {
-                    let forgotten = try await store.forgetNodes(cluster: configuration.clusterName, goneFor: configuration.goneNodeRetention)
+                    let forgotten = try await store.forgetNodes(
+                        cluster: configuration.clusterName, goneFor: configuration.goneNodeRetention)
                     if forgotten > 0 { logger.debug("forgot nodes that are gone", metadata: ["nodes": "\(forgotten)"]) }
                 } catch {
                     logger.debug("could not forget gone nodes", metadata: ["error": "\(error)"])

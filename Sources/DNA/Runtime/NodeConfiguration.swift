@@ -138,7 +138,9 @@ extension Node {
             do throws(StoreError) { try ActorID.validateSegment(namespace, what: "namespace") } catch {
                 throw DNAError(.invalidName, error.message, underlying: error)
             }
-            guard alarmPollInterval >= .milliseconds(10) else { throw DNAError(.invalidArgument, "alarmPollInterval must be at least 10 ms") }
+            guard alarmPollInterval >= .milliseconds(10) else {
+                throw DNAError(.invalidArgument, "alarmPollInterval must be at least 10 ms")
+            }
             guard maxHops >= 1, maxHops <= 16 else { throw DNAError(.invalidArgument, "maxHops must be 1 to 16") }
             if let cluster {
                 guard cluster.secret.count >= 16 else {

@@ -74,7 +74,8 @@ struct NodeMetrics: Sendable {
         stageRecordsDropped = Counter(label: "dna_stage_records_dropped_total", factory: factory)
         castsDroppedLinkFailed = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "link_failed")], factory: factory)
         castsDroppedRefused = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "refused")], factory: factory)
-        castsDroppedActivationFailed = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "activation_failed")], factory: factory)
+        castsDroppedActivationFailed = Counter(
+            label: "dna_casts_dropped_total", dimensions: [("reason", "activation_failed")], factory: factory)
         castsDroppedUndeliverable = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "undeliverable")], factory: factory)
         castsDroppedNotCommitted = Counter(label: "dna_casts_dropped_total", dimensions: [("reason", "not_committed")], factory: factory)
         linkFailures = Counter(label: "dna_link_errors_total", dimensions: [("direction", "outbound")], factory: factory)

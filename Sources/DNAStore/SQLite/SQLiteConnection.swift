@@ -116,7 +116,8 @@ package final class SQLiteStatement {
         }
         bytes.withUnsafeBufferPointer { buffer in
             // A zero-length blob must not be bound as NULL: give SQLite a valid pointer.
-            _ = sqlite3_bind_blob(handle, index, buffer.baseAddress ?? UnsafePointer(bitPattern: 1), Int32(buffer.count), dna_sqlite_transient())
+            _ = sqlite3_bind_blob(
+                handle, index, buffer.baseAddress ?? UnsafePointer(bitPattern: 1), Int32(buffer.count), dna_sqlite_transient())
         }
     }
 

@@ -143,17 +143,19 @@ package enum SQLiteSchema {
         """
 
     /// Version 3 → 4: streams.
-    static let migrationToVersion4 = streamTables + """
-        UPDATE dna_meta SET value = '4' WHERE key = 'schema_version';
-        """
+    static let migrationToVersion4 =
+        streamTables + """
+            UPDATE dna_meta SET value = '4' WHERE key = 'schema_version';
+            """
 
     /// A consumer stage that parked a partition (its handler kept failing) says why here.
     static let parkedColumn = "ALTER TABLE dna_stream_progress ADD COLUMN parked TEXT;"
 
     /// Version 4 → 5: parked consumers.
-    static let migrationToVersion5 = parkedColumn + """
-        UPDATE dna_meta SET value = '5' WHERE key = 'schema_version';
-        """
+    static let migrationToVersion5 =
+        parkedColumn + """
+            UPDATE dna_meta SET value = '5' WHERE key = 'schema_version';
+            """
 
     /// Alarms found by due time without visiting actors: a partial index on the first 8
     /// bytes of the alarm rows' values (the due time, big-endian). Made at every open, so
@@ -202,7 +204,8 @@ package enum SQLiteSchema {
                 guard names.contains("dna_meta") else {
                     throw StoreError(
                         .notADNADatabase,
-                        "\(path) holds tables of another application (\(names.sorted().prefix(5).joined(separator: ", "))); refusing to use it")
+                        "\(path) holds tables of another application (\(names.sorted().prefix(5).joined(separator: ", "))); refusing to use it"
+                    )
                 }
                 let meta = try connection.prepare("SELECT key, value FROM dna_meta")
                 var values: [String: String] = [:]

@@ -17,7 +17,8 @@ extension SQLiteSession {
         let exists = try existing.step()
         existing.reset()
         if exists { throw StoreError(.invalidArgument, "stream \(stream) exists already") }
-        let insert = cachedStatement("""
+        let insert = cachedStatement(
+            """
             INSERT INTO dna_streams (namespace, name, retention_ms, retention_bytes, drop_unconsumed, created_ms)
             VALUES (?1, ?2, ?3, ?4, ?5, \(SQLiteSchema.nowMilliseconds))
             """)
@@ -28,7 +29,8 @@ extension SQLiteSession {
         insert.bind(5, retention.dropUnconsumed ? 1 : 0)
         try insert.run()
         let id = connection.lastInsertRowID
-        let partition = cachedStatement("""
+        let partition = cachedStatement(
+            """
             INSERT INTO dna_partitions (stream_id, partition_id, state, key_lo, key_hi) VALUES (?1, ?2, 'open', ?3, ?4)
             """)
         for (index, range) in StreamKeyHash.ranges(count: partitions).enumerated() {
@@ -55,7 +57,8 @@ extension SQLiteSession {
     }
 
     func partitions(of id: Int64) throws(StoreError) -> [StreamPartitionStatus] {
-        let select = cachedStatement("""
+        let select = cachedStatement(
+            """
             SELECT partition_id, state, key_lo, key_hi, first_seq, next_seq, bytes FROM dna_partitions
             WHERE stream_id = ?1 ORDER BY partition_id
             """)
@@ -89,8 +92,10 @@ extension SQLiteSession {
             if try last.step() { lastStored = last.int64(0) }
             last.reset()
         }
-        let plan = try StreamAppendRule.plan(records, in: try partitions(of: id), stream: stream, producer: producer, lastStored: lastStored)
-        let insert = cachedStatement("""
+        let plan = try StreamAppendRule.plan(
+            records, in: try partitions(of: id), stream: stream, producer: producer, lastStored: lastStored)
+        let insert = cachedStatement(
+            """
             INSERT INTO dna_records (stream_id, partition_id, seq, key, value, appended_ms)
             VALUES (?1, ?2, ?3, ?4, ?5, \(SQLiteSchema.nowMilliseconds))
             """)
@@ -111,7 +116,8 @@ extension SQLiteSession {
             try update.run()
         }
         if let producer, let highest = plan.producerLast {
-            let upsert = cachedStatement("""
+            let upsert = cachedStatement(
+                """
                 INSERT INTO dna_producers (stream_id, producer_id, last_seq) VALUES (?1, ?2, ?3)
                 ON CONFLICT (stream_id, producer_id) DO UPDATE SET last_seq = excluded.last_seq
                 """)
@@ -129,7 +135,8 @@ extension SQLiteSession {
             throw StoreError(.notFound, "stream \(stream) has no partition \(partition)")
         }
         try StreamReadRule.check(from: sequence, limit: limit, in: status, stream: stream)
-        let select = cachedStatement("""
+        let select = cachedStatement(
+            """
             SELECT seq, key, value, appended_ms FROM dna_records
             WHERE stream_id = ?1 AND partition_id = ?2 AND seq >= ?3 ORDER BY seq LIMIT ?4
             """)
@@ -153,16 +160,19 @@ extension SQLiteSession {
     func reshard(_ stream: StreamName, _ operation: StreamReshard) throws(StoreError) -> [Int] {
         let id = try streamID(stream)
         let change = try operation.change(in: try partitions(of: id), stream: stream)
-        let close = cachedStatement("UPDATE dna_partitions SET state = 'closed' WHERE stream_id = ?1 AND partition_id = ?2 AND state = 'open'")
+        let close = cachedStatement(
+            "UPDATE dna_partitions SET state = 'closed' WHERE stream_id = ?1 AND partition_id = ?2 AND state = 'open'")
         for partition in change.closing {
             close.bind(1, id)
             close.bind(2, Int64(partition))
             try close.run()
         }
-        let insert = cachedStatement("INSERT INTO dna_partitions (stream_id, partition_id, state, key_lo, key_hi) VALUES (?1, ?2, 'open', ?3, ?4)")
+        let insert = cachedStatement(
+            "INSERT INTO dna_partitions (stream_id, partition_id, state, key_lo, key_hi) VALUES (?1, ?2, 'open', ?3, ?4)")
         let edge = cachedStatement("INSERT INTO dna_partition_edges (stream_id, parent_id, child_id) VALUES (?1, ?2, ?3)")
         // Every consumer registered on the stream reads the children from their start.
-        let checkpoint = cachedStatement("""
+        let checkpoint = cachedStatement(
+            """
             INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms)
             SELECT DISTINCT ?1, ?2, consumer, 1, \(SQLiteSchema.nowMilliseconds) FROM dna_stream_progress WHERE stream_id = ?1
             ON CONFLICT (stream_id, partition_id, consumer) DO NOTHING
@@ -194,7 +204,8 @@ extension SQLiteSession {
             throw StoreError(.notFound, "stream \(stream) has no partition \(partition)")
         }
         try StreamProgressRule.check(consumer: consumer, next: next, in: status, stream: stream)
-        let upsert = cachedStatement("""
+        let upsert = cachedStatement(
+            """
             INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms, parked)
             VALUES (?1, ?2, ?3, ?4, \(SQLiteSchema.nowMilliseconds), ?5)
             ON CONFLICT (stream_id, partition_id, consumer)
@@ -212,7 +223,8 @@ extension SQLiteSession {
     /// returns how many were parked.
     func resumeConsumer(_ consumer: String, of stream: StreamName, partition: Int?) throws(StoreError) -> Int {
         let id = try streamID(stream)
-        let update = cachedStatement("""
+        let update = cachedStatement(
+            """
             UPDATE dna_stream_progress SET parked = NULL
             WHERE stream_id = ?1 AND consumer = ?2 AND parked IS NOT NULL AND (?3 IS NULL OR partition_id = ?3)
             """)
@@ -224,7 +236,8 @@ extension SQLiteSession {
     }
 
     func parkedConsumers(of id: Int64) throws(StoreError) -> [String: [Int: String]] {
-        let select = cachedStatement("SELECT consumer, partition_id, parked FROM dna_stream_progress WHERE stream_id = ?1 AND parked IS NOT NULL")
+        let select = cachedStatement(
+            "SELECT consumer, partition_id, parked FROM dna_stream_progress WHERE stream_id = ?1 AND parked IS NOT NULL")
         defer { select.reset() }
         select.bind(1, id)
         var result: [String: [Int: String]] = [:]
@@ -245,7 +258,8 @@ extension SQLiteSession {
     func registerConsumer(_ consumer: String, of stream: StreamName) throws(StoreError) -> Int {
         let id = try streamID(stream)
         try StreamProgressRule.checkName(consumer)
-        let insert = cachedStatement("""
+        let insert = cachedStatement(
+            """
             INSERT INTO dna_stream_progress (stream_id, partition_id, consumer, next_seq, updated_ms)
             SELECT stream_id, partition_id, ?2, first_seq, \(SQLiteSchema.nowMilliseconds) FROM dna_partitions WHERE stream_id = ?1
             ON CONFLICT (stream_id, partition_id, consumer) DO NOTHING
@@ -279,7 +293,8 @@ extension SQLiteSession {
         _ = try now.step()
         let nowMilliseconds = now.int64(0)
         now.reset()
-        let streams = cachedStatement("""
+        let streams = cachedStatement(
+            """
             SELECT stream_id, retention_ms, retention_bytes, drop_unconsumed FROM dna_streams
             WHERE retention_ms IS NOT NULL OR retention_bytes IS NOT NULL
             """)
@@ -300,7 +315,8 @@ extension SQLiteSession {
         producers.bind(2, StreamProducer.oneAppendBound(nowMilliseconds - StreamProducer.oneAppendRetention.milliseconds))
         _ = try producers.step()
         producers.reset()
-        let records = cachedStatement("""
+        let records = cachedStatement(
+            """
             SELECT seq, length(key) + length(value), appended_ms FROM dna_records
             WHERE stream_id = ?1 AND partition_id = ?2 ORDER BY seq
             """)

@@ -12,72 +12,90 @@ final class SQLiteSession {
     private(set) var boundBytesSinceClear = 0
     private let now = SQLiteSchema.nowMilliseconds
 
-    private lazy var insertNode = prepared("""
+    private lazy var insertNode = prepared(
+        """
         INSERT INTO dna_nodes (node_id, cluster, address, state, started_ms, heartbeat_ms, failure_timeout_ms, labels)
         VALUES (?1, ?2, ?3, 'joining', \(now), \(now), ?4, ?5)
         """)
     /// The heartbeat only moves forward (the row's mark, `NodeRecord.heartbeatStamp`,
     /// changes with every heartbeat, even two in one millisecond or after the clock went back).
-    private lazy var updateHeartbeat = prepared("""
+    private lazy var updateHeartbeat = prepared(
+        """
         UPDATE dna_nodes SET heartbeat_ms = max(\(now), heartbeat_ms + 1), activations = ?3,
             state = CASE WHEN state = 'draining' AND ?2 = 'up' THEN 'draining' ELSE ?2 END
         WHERE node_id = ?1 AND state <> 'left'
         """)
-    private lazy var markDraining = prepared("""
+    private lazy var markDraining = prepared(
+        """
         UPDATE dna_nodes SET state = 'draining' WHERE node_id = ?1 AND state = 'up'
         """)
-    private lazy var markRebalanceRequested = prepared("""
+    private lazy var markRebalanceRequested = prepared(
+        """
         UPDATE dna_nodes SET rebalance_requested = 1 WHERE cluster = ?1 AND state = 'up'
         """)
-    private lazy var clearRebalanceRequested = prepared("""
+    private lazy var clearRebalanceRequested = prepared(
+        """
         UPDATE dna_nodes SET rebalance_requested = 0 WHERE node_id = ?1
         """)
-    private lazy var selectNodes = prepared("""
+    private lazy var selectNodes = prepared(
+        """
         SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms, labels, rebalance_requested,
             heartbeat_ms
         FROM dna_nodes WHERE cluster = ?1 ORDER BY node_id
         """)
-    private lazy var selectNode = prepared("""
+    private lazy var selectNode = prepared(
+        """
         SELECT node_id, cluster, address, state, \(now) - heartbeat_ms, activations, failure_timeout_ms, labels, rebalance_requested,
             heartbeat_ms
         FROM dna_nodes WHERE node_id = ?1
         """)
-    private lazy var deleteGoneNodes = prepared("""
+    private lazy var deleteGoneNodes = prepared(
+        """
         DELETE FROM dna_nodes WHERE cluster = ?1
         AND \(now) - heartbeat_ms > (CASE WHEN state = 'left' THEN 0 ELSE failure_timeout_ms END) + ?2
         """)
-    private lazy var releaseOthersNames = prepared("""
+    private lazy var releaseOthersNames = prepared(
+        """
         UPDATE dna_actors SET owner = NULL
         WHERE owner IN (SELECT node_id FROM dna_nodes WHERE cluster = ?1 AND node_id <> ?2)
         """)
-    private lazy var markOthersLeft = prepared("""
+    private lazy var markOthersLeft = prepared(
+        """
         UPDATE dna_nodes SET state = 'left' WHERE cluster = ?1 AND node_id <> ?2 AND state <> 'left'
         """)
-    private lazy var selectName = prepared("""
+    private lazy var selectName = prepared(
+        """
         SELECT actor_id, owner, epoch, order_state FROM dna_actors WHERE namespace = ?1 AND kind = ?2 AND name = ?3
         """)
-    private lazy var insertName = prepared("""
+    private lazy var insertName = prepared(
+        """
         INSERT INTO dna_actors (namespace, kind, name, owner, epoch) VALUES (?1, ?2, ?3, ?4, ?5)
         """)
-    private lazy var takeOverName = prepared("""
+    private lazy var takeOverName = prepared(
+        """
         UPDATE dna_actors SET owner = ?2, epoch = ?3, batch_seq = 0 WHERE actor_id = ?1 AND epoch = ?4
         """)
-    private lazy var releaseName = prepared("""
+    private lazy var releaseName = prepared(
+        """
         UPDATE dna_actors SET owner = NULL WHERE actor_id = ?1 AND owner = ?2 AND epoch = ?3
         """)
-    private lazy var handOverName = prepared("""
+    private lazy var handOverName = prepared(
+        """
         UPDATE dna_actors SET owner = ?4, epoch = epoch + 1, batch_seq = 0 WHERE actor_id = ?1 AND owner = ?2 AND epoch = ?3
         """)
-    private lazy var upsertHandOver = prepared("""
+    private lazy var upsertHandOver = prepared(
+        """
         INSERT INTO dna_module_data (actor_id, module, key, value) VALUES (?1, '\(ModuleRow.handOverModule)', X'', ?2)
         ON CONFLICT (actor_id, module, key) DO UPDATE SET value = excluded.value
         """)
     private lazy var selectDueAlarms = prepared(SQLiteSchema.dueAlarms)
-    private lazy var selectModuleRows = prepared("""
+    private lazy var selectModuleRows = prepared(
+        """
         SELECT module, key, value FROM dna_module_data WHERE actor_id = ?1 ORDER BY module, key
         """)
     private lazy var selectFence = prepared("SELECT owner, epoch, batch_seq FROM dna_actors WHERE actor_id = ?1")
-    private lazy var advanceSequence = prepared("""
+    private lazy var advanceSequence = prepared(
+        """
         UPDATE dna_actors SET batch_seq = ?2, order_state = COALESCE(?5, order_state)
         WHERE actor_id = ?1 AND owner = ?3 AND epoch = ?4 AND batch_seq = ?2 - 1
         """)
@@ -85,10 +103,12 @@ final class SQLiteSession {
     /// one statement for many rows costs SQLite a third less per row than one each.
     private var upserts: [SQLiteStatement?] = Array(
         repeating: nil, count: SQLiteSchema.maxRowsPerUpsert.trailingZeroBitCount + 1)
-    private lazy var deleteRow = prepared("""
+    private lazy var deleteRow = prepared(
+        """
         DELETE FROM dna_module_data WHERE actor_id = ?1 AND module = ?2 AND key = ?3
         """)
-    private lazy var selectRegistrations = prepared("""
+    private lazy var selectRegistrations = prepared(
+        """
         SELECT namespace, kind, name, owner, epoch FROM dna_actors
         WHERE ?1 IS NULL OR kind = ?1 ORDER BY namespace, kind, name LIMIT ?2
         """)
@@ -314,7 +334,8 @@ final class SQLiteSession {
             var lastSequence: Int64 = 0
             selectFence.bind(1, registration.rowID)
             if try selectFence.step() {
-                holds = !selectFence.isNull(0) && selectFence.string(0) == registration.owner.rawValue
+                holds =
+                    !selectFence.isNull(0) && selectFence.string(0) == registration.owner.rawValue
                     && selectFence.int64(1) == registration.epoch
                 lastSequence = selectFence.int64(2)
             }
@@ -351,9 +372,11 @@ final class SQLiteSession {
             }
         }
         // Often already in order (one batch of ascending keys): then sorting is skipped.
-        if pendingWrites.count > 1, !pendingWrites.indices.dropFirst().allSatisfy({ index in
-            PendingWrite.precedes(pendingWrites[index - 1], pendingWrites[index])
-        }) {
+        if pendingWrites.count > 1,
+            !pendingWrites.indices.dropFirst().allSatisfy({ index in
+                PendingWrite.precedes(pendingWrites[index - 1], pendingWrites[index])
+            })
+        {
             pendingWrites.sort(by: PendingWrite.precedes)
         }
         var index = 0

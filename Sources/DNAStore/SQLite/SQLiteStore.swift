@@ -3,9 +3,9 @@ public import Logging
 public import Synchronization
 
 #if canImport(Glibc)
-public import Glibc
+    public import Glibc
 #elseif canImport(Darwin)
-public import Darwin
+    public import Darwin
 #endif
 
 /// The embedded store: one SQLite file in WAL mode. The default engine; nothing to set up.
@@ -104,7 +104,7 @@ public final class SQLiteStore: ActorStore {
                     do throws(StoreError) {
                         try self.openFile()
                         break
-                    } catch where SQLiteConnection.isBusy(error) && ContinuousClock.now < deadline {
+                    } catch  where SQLiteConnection.isBusy(error) && ContinuousClock.now < deadline {
                         try? await Task.sleep(for: .milliseconds(Int.random(in: 5...25)))
                     }
                 }
@@ -258,7 +258,9 @@ public final class SQLiteStore: ActorStore {
     }
 
     /// Appends `records` atomically (``StreamStore/append(_:to:producer:)``).
-    public func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
+    public func append(
+        _ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?
+    ) async throws(StoreError)
         -> [StreamPosition]
     {
         try stream.validate()
@@ -270,7 +272,9 @@ public final class SQLiteStore: ActorStore {
 
     /// Up to `limit` records (1 to 10,000) of a partition from `sequence` on, in order
     /// (``StreamStore/readStream(_:partition:from:limit:)``).
-    public func readStream(_ stream: StreamName, partition: Int, from sequence: Int64, limit: Int) async throws(StoreError)
+    public func readStream(
+        _ stream: StreamName, partition: Int, from sequence: Int64, limit: Int
+    ) async throws(StoreError)
         -> [StreamRecord]
     {
         try stream.validate()
@@ -349,7 +353,7 @@ public final class SQLiteStore: ActorStore {
                 body: { session throws(StoreError) in
                     do throws(StoreError) {
                         try session.commit(batch)
-                    } catch where error.code == .fenced || error.code == .predecessorMissing {
+                    } catch  where error.code == .fenced || error.code == .predecessorMissing {
                         // Nothing was written for this batch; the others in the group go on.
                         return { completion(.failure(error)) }
                     }

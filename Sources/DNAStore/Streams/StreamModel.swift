@@ -300,7 +300,9 @@ extension StreamAppendRecord {
 /// partition each record goes to, and whether the producer appended it already.
 @_spi(StoreEngine) public enum StreamAppendRule {
     /// The partition of `record` among `partitions` (open ones take appends).
-    public static func partition(of record: StreamAppendRecord, in partitions: [StreamPartitionStatus], stream: StreamName)
+    public static func partition(
+        of record: StreamAppendRecord, in partitions: [StreamPartitionStatus], stream: StreamName
+    )
         throws(StoreError) -> Int
     {
         try record.validate()
@@ -309,7 +311,9 @@ extension StreamAppendRecord {
                 throw StoreError(.notFound, "stream \(stream) has no partition \(wanted)")
             }
             guard partition.isOpen else {
-                throw StoreError(.invalidArgument, "partition \(wanted) of stream \(stream) is closed (split or merged): append by key, or to its children")
+                throw StoreError(
+                    .invalidArgument,
+                    "partition \(wanted) of stream \(stream) is closed (split or merged): append by key, or to its children")
             }
             return wanted
         }
@@ -379,7 +383,9 @@ extension StreamAppendRecord {
     /// The most records one read returns.
     public static let maxLimit = 10_000
 
-    public static func check(from sequence: Int64, limit: Int, in partition: StreamPartitionStatus, stream: StreamName)
+    public static func check(
+        from sequence: Int64, limit: Int, in partition: StreamPartitionStatus, stream: StreamName
+    )
         throws(StoreError)
     {
         guard limit >= 1, limit <= maxLimit else {
@@ -394,7 +400,8 @@ extension StreamAppendRecord {
         guard sequence >= partition.firstSequence else {
             throw StoreError(
                 .invalidArgument,
-                "partition \(partition.partition) of stream \(stream) keeps records from \(partition.firstSequence); \(sequence) was deleted by retention")
+                "partition \(partition.partition) of stream \(stream) keeps records from \(partition.firstSequence); \(sequence) was deleted by retention"
+            )
         }
     }
 }
@@ -433,7 +440,9 @@ extension StreamAppendRecord {
         }
     }
 
-    private static func open(_ id: Int, in partitions: [StreamPartitionStatus], stream: StreamName) throws(StoreError)
+    private static func open(
+        _ id: Int, in partitions: [StreamPartitionStatus], stream: StreamName
+    ) throws(StoreError)
         -> StreamPartitionStatus
     {
         guard let partition = partitions.first(where: { $0.partition == id }) else {
@@ -457,7 +466,9 @@ extension StreamAppendRecord {
     }
 
     /// Two open partitions with adjacent key ranges close; one child takes both ranges.
-    public static func merge(_ first: Int, _ second: Int, in partitions: [StreamPartitionStatus], stream: StreamName)
+    public static func merge(
+        _ first: Int, _ second: Int, in partitions: [StreamPartitionStatus], stream: StreamName
+    )
         throws(StoreError) -> Change
     {
         guard first != second else { throw StoreError(.invalidArgument, "a partition cannot be merged with itself") }
@@ -466,7 +477,8 @@ extension StreamAppendRecord {
         let (low, high) = a.keyLow < b.keyLow ? (a, b) : (b, a)
         guard low.keyHigh &+ 1 == high.keyLow else {
             throw StoreError(
-                .invalidArgument, "partitions \(first) and \(second) of stream \(stream) do not hold adjacent key ranges: they cannot be merged")
+                .invalidArgument,
+                "partitions \(first) and \(second) of stream \(stream) do not hold adjacent key ranges: they cannot be merged")
         }
         let next = (partitions.map(\.partition).max() ?? -1) + 1
         return Change(closing: [low.partition, high.partition], opening: [(next, low.keyLow, high.keyHigh)])
@@ -480,7 +492,9 @@ public enum StreamReshard: Sendable, Equatable {
     /// Merges two open partitions with adjacent key ranges into one.
     case merge(Int, Int)
 
-    @_spi(StoreEngine) public func change(in partitions: [StreamPartitionStatus], stream: StreamName) throws(StoreError) -> StreamReshardRule.Change {
+    @_spi(StoreEngine) public func change(
+        in partitions: [StreamPartitionStatus], stream: StreamName
+    ) throws(StoreError) -> StreamReshardRule.Change {
         switch self {
         case .split(let partition): try StreamReshardRule.split(partition, in: partitions, stream: stream)
         case .merge(let first, let second): try StreamReshardRule.merge(first, second, in: partitions, stream: stream)
@@ -499,7 +513,8 @@ public enum StreamReshard: Sendable, Equatable {
         guard next >= 1, next <= partition.nextSequence else {
             throw StoreError(
                 .invalidArgument,
-                "partition \(partition.partition) of stream \(stream) ends at \(partition.nextSequence - 1): a checkpoint at \(next) is past it")
+                "partition \(partition.partition) of stream \(stream) ends at \(partition.nextSequence - 1): a checkpoint at \(next) is past it"
+            )
         }
     }
 }

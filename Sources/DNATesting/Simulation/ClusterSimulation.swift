@@ -518,7 +518,8 @@ public final class ClusterSimulation {
             let records = appended[actor] ?? []
             violation(
                 "exactly-once-output",
-                "\(actor): its batches appended \(records.count) record(s) (\(Set(records).count) distinct), its applied writes are \(store.appliedInOrder[actor]?.count ?? 0)")
+                "\(actor): its batches appended \(records.count) record(s) (\(Set(records).count) distinct), its applied writes are \(store.appliedInOrder[actor]?.count ?? 0)"
+            )
             return
         }
         count("output.records", by: appended.values.reduce(0) { $0 + $1.count })
@@ -715,7 +716,9 @@ extension ClusterSimulation {
         var sent = now
         if now < node.storeCallsFailUntil && random.chance(0.5) {
             count("store.callFailedOnTheWay")
-            schedule(at: now + random.duration(.milliseconds(1), node.storeDelay).wholeNanoseconds, node: target, "store call \(label) failed") {
+            schedule(
+                at: now + random.duration(.milliseconds(1), node.storeDelay).wholeNanoseconds, node: target, "store call \(label) failed"
+            ) {
                 completion(.failure(StoreError(.unavailable, "simulated: no answer from the store")))
             }
             return
@@ -780,7 +783,9 @@ extension ClusterSimulation {
                         LoggedWrite(sender: String(parts[1]), sequence: sequence))
                 }
             }
-        } completion: { completion($0) }
+        } completion: {
+            completion($0)
+        }
     }
 }
 

@@ -124,7 +124,8 @@ extension ClusterSimulation {
             if let write = lastAcknowledged(call.actor, before: call.sentAt), !seen.contains(write.key) {
                 violation(
                     "stale-read",
-                    "call \(id) (\(call.request)) to \(call.actor) from n\(call.slot), sent at \(format(call.sentAt)), missed \(write.key) acknowledged at \(format(write.at))")
+                    "call \(id) (\(call.request)) to \(call.actor) from n\(call.slot), sent at \(format(call.sentAt)), missed \(write.key) acknowledged at \(format(write.at))"
+                )
             }
         case .failure(let code, let message):
             call.status = .failed(code: code, message: message)

@@ -176,7 +176,9 @@ final class SimNode {
 
     private func refreshMembers() {
         let cluster = simulation.cluster
-        simulation.storeCall(from: self, "nodes") { state, now in state.nodes(cluster: cluster, now: now) } completion: {
+        simulation.storeCall(from: self, "nodes") { state, now in
+            state.nodes(cluster: cluster, now: now)
+        } completion: {
             [self] result in
             guard case .success(let records) = result else { return }
             silence.observe(records, at: localNow)
@@ -313,7 +315,9 @@ final class SimNode {
         locations.forget(owners: owners)
         for requestID in failed {
             let call = pending.removeValue(forKey: requestID)!
-            answer(call.reply, .failure(code: DNAError.Code.nodeUnreachable.name, message: "node at \(peer) could not be reached: \(error.message)"))
+            answer(
+                call.reply,
+                .failure(code: DNAError.Code.nodeUnreachable.name, message: "node at \(peer) could not be reached: \(error.message)"))
         }
     }
 
@@ -574,7 +578,10 @@ final class SimNode {
     }
 
     private func release(_ registration: Registration) {
-        simulation.storeCall(from: self, "release \(registration.actor)") { state, _ in state.release(registration) } completion: { _ in }
+        simulation.storeCall(from: self, "release \(registration.actor)") { state, _ in
+            state.release(registration)
+        } completion: { _ in
+        }
     }
 
     private func submit(_ batch: CommitBatch, of activation: SimActivation) {
@@ -595,7 +602,8 @@ final class SimNode {
             }
             // Like a consumer stage, each write also appends a record to the output stream
             // with the batch: the checks find each applied write there once, in commit order.
-            let streams = operations.isEmpty
+            let streams =
+                operations.isEmpty
                 ? StreamEffects.none
                 : StreamEffects(appends: [
                     StreamEffects.Append(
@@ -611,14 +619,18 @@ final class SimNode {
                 for reply in replies { answer(reply.reply, SimResult(error)) }
             case .release(let replies):
                 if let registration = activation.machine.registration {
-                    for _ in replies { simulation.checkServing(self, registration, generation: activation.machine.leaseGeneration, what: "a read-only batch") }
+                    for _ in replies {
+                        simulation.checkServing(
+                            self, registration, generation: activation.machine.leaseGeneration, what: "a read-only batch")
+                    }
                 }
                 for reply in replies { answer(reply.reply, reply.result) }
             }
             drive(activation)
             return
         }
-        after(.microseconds(Int64.random(in: 20...400, using: &simulation.random)), "handle \(batch[index].request) in \(activation.actor)") {
+        after(.microseconds(Int64.random(in: 20...400, using: &simulation.random)), "handle \(batch[index].request) in \(activation.actor)")
+        {
             [self] in
             var operations = operations
             var held = held
@@ -641,7 +653,8 @@ final class SimNode {
                         return
                     }
                     if let registration = activation.machine.registration {
-                        simulation.checkServing(self, registration, generation: activation.machine.leaseGeneration, what: "an immediate read")
+                        simulation.checkServing(
+                            self, registration, generation: activation.machine.leaseGeneration, what: "an immediate read")
                     }
                     answer(reply, envelope.request.key == nil ? .read(activation.instance ?? []) : .success)
                 } else {

@@ -76,8 +76,9 @@ final class InboundConnectionHandler: ChannelInboundHandler {
                 guard let frame = try accumulator.next(maxFrameSize: limit) else { break }
                 if let sink {
                     guard case .request(let request) = frame else {
-                        close(context: context, reason: "unexpected \(frame.type) frame on an inbound connection",
-                              code: .protocolViolation)
+                        close(
+                            context: context, reason: "unexpected \(frame.type) frame on an inbound connection",
+                            code: .protocolViolation)
                         return
                     }
                     if delegate == nil { delegate = core.delegate.current }

@@ -56,8 +56,10 @@ final class OutboundConnectionHandler: ChannelInboundHandler {
                 guard let frame = try accumulator.next(maxFrameSize: limit) else { break }
                 if authenticated {
                     guard case .response(let response) = frame else {
-                        fail(context: context, TransportError(
-                            .protocolViolation, "unexpected \(frame.type) frame on an outbound connection"))
+                        fail(
+                            context: context,
+                            TransportError(
+                                .protocolViolation, "unexpected \(frame.type) frame on an outbound connection"))
                         return
                     }
                     if delegate == nil { delegate = core.delegate.current }

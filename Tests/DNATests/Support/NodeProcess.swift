@@ -29,10 +29,12 @@ final class NodeProcess: @unchecked Sendable {
     ) async throws -> NodeProcess {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = [
-            "node", "--store", store, "--cluster", cluster, "--listen", "127.0.0.1:0",
-            "--heartbeat-interval", "\(heartbeatInterval)", "--failure-timeout", "\(failureTimeout)", "--log-level", ProcessInfo.processInfo.environment["DNA_TEST_NODE_LOG_LEVEL"] ?? "warning",
-        ] + extra
+        process.arguments =
+            [
+                "node", "--store", store, "--cluster", cluster, "--listen", "127.0.0.1:0",
+                "--heartbeat-interval", "\(heartbeatInterval)", "--failure-timeout", "\(failureTimeout)", "--log-level",
+                ProcessInfo.processInfo.environment["DNA_TEST_NODE_LOG_LEVEL"] ?? "warning",
+            ] + extra
         var environment = ProcessInfo.processInfo.environment
         environment["DNA_CLUSTER_SECRET"] = String(decoding: TestCluster.secret, as: UTF8.self)
         process.environment = environment

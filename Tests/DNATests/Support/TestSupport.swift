@@ -181,7 +181,9 @@ final class GatedStore: StoreWrapper {
         if self.state.withLock({ $0.heartbeatsFail }) { throw StoreError(.unavailable, "heartbeats blocked by the test") }
         try await wrapped.heartbeat(node: node, state: state, activations: activations)
     }
-    func append(_ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?) async throws(StoreError)
+    func append(
+        _ records: [StreamAppendRecord], to stream: StreamName, producer: StreamProducer?
+    ) async throws(StoreError)
         -> [StreamPosition]
     {
         if state.withLock({ $0.refuseAppendsAfterLoss && $0.appendAnswersToLose == 0 }) {

@@ -46,21 +46,37 @@ extension CompactValue {
     /// The value of a type the format holds directly; `nil` for anything else.
     init?<T: Encodable>(primitive value: T) {
         // Metatype comparisons are pointer compares; the cast runs only on a match.
-        if T.self == String.self { self = .string(value as! String) }
-        else if T.self == Int.self { self = .int(Int64(value as! Int)) }
-        else if T.self == Bool.self { self = .bool(value as! Bool) }
-        else if T.self == Double.self { self = .double(value as! Double) }
-        else if T.self == UInt64.self { self = .uint(value as! UInt64) }
-        else if T.self == Int64.self { self = .int(value as! Int64) }
-        else if T.self == UInt.self { self = .uint(UInt64(value as! UInt)) }
-        else if T.self == Float.self { self = .float(value as! Float) }
-        else if T.self == Int32.self { self = .int(Int64(value as! Int32)) }
-        else if T.self == UInt32.self { self = .uint(UInt64(value as! UInt32)) }
-        else if T.self == UInt8.self { self = .uint(UInt64(value as! UInt8)) }
-        else if T.self == Int16.self { self = .int(Int64(value as! Int16)) }
-        else if T.self == UInt16.self { self = .uint(UInt64(value as! UInt16)) }
-        else if T.self == Int8.self { self = .int(Int64(value as! Int8)) }
-        else { return nil }
+        if T.self == String.self {
+            self = .string(value as! String)
+        } else if T.self == Int.self {
+            self = .int(Int64(value as! Int))
+        } else if T.self == Bool.self {
+            self = .bool(value as! Bool)
+        } else if T.self == Double.self {
+            self = .double(value as! Double)
+        } else if T.self == UInt64.self {
+            self = .uint(value as! UInt64)
+        } else if T.self == Int64.self {
+            self = .int(value as! Int64)
+        } else if T.self == UInt.self {
+            self = .uint(UInt64(value as! UInt))
+        } else if T.self == Float.self {
+            self = .float(value as! Float)
+        } else if T.self == Int32.self {
+            self = .int(Int64(value as! Int32))
+        } else if T.self == UInt32.self {
+            self = .uint(UInt64(value as! UInt32))
+        } else if T.self == UInt8.self {
+            self = .uint(UInt64(value as! UInt8))
+        } else if T.self == Int16.self {
+            self = .int(Int64(value as! Int16))
+        } else if T.self == UInt16.self {
+            self = .uint(UInt64(value as! UInt16))
+        } else if T.self == Int8.self {
+            self = .int(Int64(value as! Int8))
+        } else {
+            return nil
+        }
     }
 }
 

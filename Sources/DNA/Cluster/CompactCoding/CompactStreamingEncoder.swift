@@ -200,7 +200,9 @@ final class CompactStreamingEncoder: Encoder {
     }
 
     /// Encodes a nested value at the end of the stream.
-    static func encodeNested<T: Encodable>(_ value: T, writer: CompactStreamingWriter, codingPath: @autoclosure () -> [any CodingKey]) throws {
+    static func encodeNested<T: Encodable>(
+        _ value: T, writer: CompactStreamingWriter, codingPath: @autoclosure () -> [any CodingKey]
+    ) throws {
         if let primitive = CompactValue(primitive: value) {
             writer.write(primitive)
             return

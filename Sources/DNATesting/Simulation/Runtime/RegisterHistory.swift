@@ -152,7 +152,10 @@ package enum RegisterHistory {
                 for operation in group {
                     guard operation.kind == .append || operation.kind == .cast, let at = position[operation.value] else { continue }
                     if let lastApplied, position[lastApplied.value]! > at {
-                        return ("out of order", "\(name): \(operation.summary) was applied before \(lastApplied.summary), sent before it from the same node")
+                        return (
+                            "out of order",
+                            "\(name): \(operation.summary) was applied before \(lastApplied.summary), sent before it from the same node"
+                        )
                     }
                 }
                 for operation in group where operation.kind == .append || operation.kind == .cast {

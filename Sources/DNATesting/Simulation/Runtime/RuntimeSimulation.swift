@@ -293,7 +293,8 @@ public final class RuntimeSimulation: @unchecked Sendable {
         if pipeline != nil { settings.simulated?.retentionInterval = .seconds(2) }
         let node: Node
         do {
-            let actors: [any DurableActor.Type] = pipeline == nil ? [SimulatedRegister.self] : [SimulatedRegister.self, SimulatedStage.self, SimulatedSourceStage.self]
+            let actors: [any DurableActor.Type] =
+                pipeline == nil ? [SimulatedRegister.self] : [SimulatedRegister.self, SimulatedStage.self, SimulatedSourceStage.self]
             node = try Node(configuration: settings, actors: actors)
         } catch {
             violation("node not made", "n\(index): \(error)")
@@ -417,7 +418,9 @@ public final class RuntimeSimulation: @unchecked Sendable {
                 if deadlineRaces.chance(0.5), attempt.abandon() {
                     count("store.abandonedAtDeadline")
                     schedule(at: now, on: slot, incarnation: incarnation, "lease deadline") {
-                        if answered.claim() { answer(.failure(StoreError(.unavailable, "simulated: no connection within the lease timeout"))) }
+                        if answered.claim() {
+                            answer(.failure(StoreError(.unavailable, "simulated: no connection within the lease timeout")))
+                        }
                     }
                 }
                 started = attempt.start()
@@ -489,15 +492,25 @@ public final class RuntimeSimulation: @unchecked Sendable {
                 let pauseLength = random.duration(.milliseconds(100), .seconds(9))
                 action = { [self] in pause(slot, for: pauseLength) }
             case 30..<36:
-                action = { [self] in count("fault.storeDown"); storeFailingUntil = max(storeFailingUntil, until) }
+                action = { [self] in
+                    count("fault.storeDown"); storeFailingUntil = max(storeFailingUntil, until)
+                }
             case 36..<44:
-                action = { [self] in count("fault.answersLost"); storeLosingAnswersUntil = max(storeLosingAnswersUntil, until) }
+                action = { [self] in
+                    count("fault.answersLost"); storeLosingAnswersUntil = max(storeLosingAnswersUntil, until)
+                }
             case 44..<50:
-                action = { [self] in count("fault.lockTrouble"); storeLockTroubleUntil = max(storeLockTroubleUntil, until) }
+                action = { [self] in
+                    count("fault.lockTrouble"); storeLockTroubleUntil = max(storeLockTroubleUntil, until)
+                }
             case 50..<54:
-                action = { [self] in count("fault.storeSlow"); storeSlowUntil = max(storeSlowUntil, until) }
+                action = { [self] in
+                    count("fault.storeSlow"); storeSlowUntil = max(storeSlowUntil, until)
+                }
             case 54..<57:
-                action = { [self] in count("fault.storeStall"); storeStalledUntil = max(storeStalledUntil, until) }
+                action = { [self] in
+                    count("fault.storeStall"); storeStalledUntil = max(storeStalledUntil, until)
+                }
             case 57..<67:
                 let cut = time + random.duration(.milliseconds(100), .seconds(9)).wholeNanoseconds
                 action = { [self] in
@@ -520,7 +533,9 @@ public final class RuntimeSimulation: @unchecked Sendable {
                     network.breakConnection(from: from, to: to, reason: "broken by a fault")
                 }
             case 81..<84:
-                action = { [self] in count("fault.networkSlow"); network.slowUntil = max(network.slowUntil, until) }
+                action = { [self] in
+                    count("fault.networkSlow"); network.slowUntil = max(network.slowUntil, until)
+                }
             case 84..<90:
                 let failure = configuration.failureTimeout.wholeNanoseconds
                 let jump =
@@ -575,7 +590,9 @@ public final class RuntimeSimulation: @unchecked Sendable {
                 try await node.migrate(id, to: target)
                 count("migration.moved")
                 if !handedOver() {
-                    violation("migrate told moved", "\(id) was reported moved from \(owner) to \(target), and the store applied no such hand-over")
+                    violation(
+                        "migrate told moved", "\(id) was reported moved from \(owner) to \(target), and the store applied no such hand-over"
+                    )
                 }
             } catch {
                 count("migration.notMoved.\(Self.code(of: error))")
@@ -583,7 +600,8 @@ public final class RuntimeSimulation: @unchecked Sendable {
                 // source no longer held it: another move may have taken it to the same target.)
                 if let error = error as? DNAError, error.code == .commitFailed, handedOver() {
                     violation(
-                        "migrate told not moved", "\(id) was reported not moved from \(owner) to \(target) (\(error.code)), and the store applied that hand-over")
+                        "migrate told not moved",
+                        "\(id) was reported not moved from \(owner) to \(target) (\(error.code)), and the store applied that hand-over")
                 }
             }
         }
@@ -608,7 +626,11 @@ public final class RuntimeSimulation: @unchecked Sendable {
 
     private func complete(_ index: Int, _ result: Result<[String], any Error>) {
         operations[index].responded = now
-        defer { trace("a\(operations[index].actor): \(operations[index].summary) \(operations[index].result.map { "→ \($0.count) appends, last \($0.last ?? "-")" } ?? "")") }
+        defer {
+            trace(
+                "a\(operations[index].actor): \(operations[index].summary) \(operations[index].result.map { "→ \($0.count) appends, last \($0.last ?? "-")" } ?? "")"
+            )
+        }
         switch result {
         case .success(let log):
             operations[index].result = log
@@ -757,4 +779,3 @@ public final class RuntimeSimulation: @unchecked Sendable {
         ready = []
     }
 }
-

@@ -91,7 +91,8 @@ final class SimulatedNetwork: @unchecked Sendable {
         }
         var connection = connections[pair]!
         simulation.trace(
-            "net n\(from)→n\(to) \(request.key) \(request.requestName) \(request.expectsReply ? "call \(request.id)" : "cast") seq \(request.sequence) hops \(request.hops) attempt \(connection.attempt)\(connection.failing ? " (failing)" : "")")
+            "net n\(from)→n\(to) \(request.key) \(request.requestName) \(request.expectsReply ? "call \(request.id)" : "cast") seq \(request.sequence) hops \(request.hops) attempt \(connection.attempt)\(connection.failing ? " (failing)" : "")"
+        )
         if connection.failing {
             if !request.expectsReply { connections[pair]!.castsInFlight += 1 }
             if Self.isRuntimeCast(request) { connections[pair]!.runtimeCastsInFlight += 1 }

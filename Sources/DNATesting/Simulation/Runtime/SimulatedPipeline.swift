@@ -51,7 +51,8 @@ final class StageAttempts: @unchecked Sendable {
 
     /// Checks the back-off before this attempt; throws while the sink is down.
     func attempt(_ values: [String], policy: StageFailurePolicy, context: ActorContext) throws {
-        guard let simulation = context.node.configuration.simulated?.harness as? RuntimeSimulation, let pipeline = simulation.pipeline else {
+        guard let simulation = context.node.configuration.simulated?.harness as? RuntimeSimulation, let pipeline = simulation.pipeline
+        else {
             return
         }
         let now = simulation.now
@@ -222,7 +223,9 @@ final class SimulatedPipeline: @unchecked Sendable {
     /// An output's values, in order.
     private func outputValues(_ output: StreamName) -> [(key: String, value: String)] {
         simulation.database.withState { state in
-            (state.streams[output]?.records[0] ?? []).map { (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self)) }
+            (state.streams[output]?.records[0] ?? []).map {
+                (String(decoding: $0.key, as: UTF8.self), String(decoding: $0.value, as: UTF8.self))
+            }
         }
     }
 
@@ -241,7 +244,9 @@ final class SimulatedPipeline: @unchecked Sendable {
     private func streamState(consumer: String) -> String {
         simulation.database.withState { state in
             guard let stream = state.streams[Self.input] else { return "no stream" }
-            let partitions = stream.partitions.map { "p\($0.partition)\($0.isOpen ? "" : " closed")[\($0.firstSequence)..<\($0.nextSequence)]" }
+            let partitions = stream.partitions.map {
+                "p\($0.partition)\($0.isOpen ? "" : " closed")[\($0.firstSequence)..<\($0.nextSequence)]"
+            }
             let checkpoints = (stream.consumers[consumer] ?? [:]).sorted { $0.key < $1.key }.map { "p\($0.key)@\($0.value)" }
             let parked = (stream.parked[consumer] ?? [:]).sorted { $0.key < $1.key }.map { "p\($0.key): \($0.value)" }
             return "partitions \(partitions.joined(separator: ", ")); checkpoints \(checkpoints.joined(separator: ", ")); parked \(parked)"
@@ -279,7 +284,10 @@ final class SimulatedPipeline: @unchecked Sendable {
             for first in list {
                 guard first.acknowledged, let done = first.responded else { continue }
                 for later in list where later.invoked > done && position[later.value]! < position[first.value]! {
-                    return ("pipeline out of order", "\(stream), \(key): \(later.value) (sent after \(first.value) was acknowledged) came out before it")
+                    return (
+                        "pipeline out of order",
+                        "\(stream), \(key): \(later.value) (sent after \(first.value) was acknowledged) came out before it"
+                    )
                 }
             }
         }
