@@ -2,3 +2,4 @@
 @_exported import struct DNATransport.PeerAddress
 @_exported import struct DNATransport.TransportError
 @_exported import protocol DNATransport.TransportSecurity
+@_exported import protocol DNATransport.ConnectionSecurity

@@ -13,6 +13,16 @@
 ///     }
 /// }
 /// ```
+///
+/// Three things to watch, all from how protocol extensions work:
+/// - An operation is replaced only by a method of exactly the requirement's signature; one
+///   that differs slightly (a label, `throws` instead of `throws(StoreError)`) is a new
+///   method, and the operation is still forwarded — the compiler does not warn.
+/// - Make the wrapper `final`: a subclass's override of an operation the wrapper itself
+///   does not implement is never called (the forwarding default is what the protocol uses).
+/// - A wrapper the node owns is run and closed through `run()`, which forwards to
+///   ``wrapped``: cleanup of the wrapper's own goes into a `run()` of its own that calls
+///   the wrapped one's, not into a `close()` alone.
 public protocol StoreWrapper: ActorStore {
     /// The store every operation not implemented here goes to.
     var wrapped: any ActorStore { get }

@@ -65,8 +65,10 @@ extension Node {
             }
         }
 
-        /// A store made elsewhere (for example an in-memory store in unit tests): the node
-        /// neither opens nor closes it.
+        /// A store made elsewhere (for example an in-memory store in unit tests, or one
+        /// several nodes of a test share): the node opens it when it starts (opening a store
+        /// that is open already does nothing) but neither runs its background work nor
+        /// closes it — that is up to whoever made it.
         public static func custom(_ store: any ActorStore) -> StoreChoice {
             StoreChoice(description: "custom \(type(of: store))") { _ in
                 Made(store: store, ownedByNode: false, exclusive: false)
