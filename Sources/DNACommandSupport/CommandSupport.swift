@@ -1,9 +1,9 @@
-public import ArgumentParser
-public import DNA
-public import DNAPostgres
-public import DNATLS
-public import Foundation
-public import Logging
+package import ArgumentParser
+package import DNA
+import DNAPostgres
+import DNATLS
+import Foundation
+import Logging
 
 // What the command-line tools share: the cluster secret, logging, where the store is,
 // TLS options and addresses.

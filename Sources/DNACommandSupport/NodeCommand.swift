@@ -1,15 +1,15 @@
-public import ArgumentParser
-public import DNA
-public import DNAExamples
-public import DNAPostgres
-public import DNAPrometheus
-public import DNATLS
-public import Foundation
-public import Logging
-public import Metrics
-public import Prometheus
-public import ServiceLifecycle
-public import UnixSignals
+package import ArgumentParser
+import DNA
+import DNAExamples
+import DNAPostgres
+import DNAPrometheus
+import DNATLS
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
 
 /// `dna node`; `dna-bench` starts its cluster scenarios' nodes with it too, from its own
 /// executable, so that a benchmark needs no other binary.

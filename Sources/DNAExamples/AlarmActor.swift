@@ -1,4 +1,4 @@
-public import DNA
+package import DNA
 
 /// An example of durable alarms: each alarm it is given records when it went off. `dna
 /// bench --scenario alarms` and the alarm tests drive it through `dna node`.

@@ -1,4 +1,4 @@
-public import DNA
+package import DNA
 
 /// A built-in example actor: a durable counter that also counts its own activations in its
 /// storage, so a test (or an operator) can tell that a name never ran twice at once.

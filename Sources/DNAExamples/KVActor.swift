@@ -1,4 +1,4 @@
-public import DNA
+package import DNA
 
 /// The built-in example actor: a string key-value map. `dna-bench` and `dna kv` use it.
 package final class KVActor: DurableActor {

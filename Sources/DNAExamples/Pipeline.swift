@@ -1,4 +1,4 @@
-public import DNA
+package import DNA
 
 /// The example pipeline: device readings → totals per device → totals per city.
 ///

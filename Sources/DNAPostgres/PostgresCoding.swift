@@ -1,5 +1,5 @@
-public import Logging
-public import PostgresNIO
+package import Logging
+package import PostgresNIO
 
 /// A `bytea[]` parameter written straight from byte arrays, in PostgreSQL's binary array
 /// format: no `ByteBuffer` per element, which matters for batches of thousands of rows.

@@ -1,7 +1,7 @@
 public import DNAStore
-public import Foundation
+import Foundation
 public import Logging
-public import PostgresNIO
+package import PostgresNIO
 
 extension PostgresStore {
     /// How a ``PostgresStore`` reaches its database, and how hard it uses it.

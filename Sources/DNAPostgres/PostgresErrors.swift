@@ -1,5 +1,5 @@
-public import DNAStore
-public import PostgresNIO
+package import DNAStore
+import PostgresNIO
 
 /// Maps what postgres-nio, the pool and NIO throw to `StoreError` codes.
 ///

@@ -1,8 +1,8 @@
 @_spi(StoreEngine) public import DNAStore
 public import DNAStore
-public import Logging
-public import NIOCore
-public import PostgresNIO
+import Logging
+import NIOCore
+import PostgresNIO
 
 /// Streams on PostgreSQL: each operation is one transaction; an append locks its stream's
 /// partition rows (appends to one stream are serialised; reads are not). Every transaction

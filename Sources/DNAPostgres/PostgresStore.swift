@@ -1,8 +1,8 @@
 @_spi(StoreEngine) public import DNAStore
 public import DNAStore
-public import Logging
-public import PostgresNIO
-public import Synchronization
+import Logging
+import PostgresNIO
+import Synchronization
 
 /// The PostgreSQL engine of `ActorStore` (postgres-nio), for clusters: several nodes
 /// share one database. Same semantics as `SQLiteStore`.

@@ -1,11 +1,11 @@
 public import DNA
 public import Logging
-public import NIOCore
-public import NIOHTTP1
-public import NIOPosix
+import NIOCore
+import NIOHTTP1
+import NIOPosix
 public import Prometheus
 public import ServiceLifecycle
-public import Synchronization
+import Synchronization
 
 /// The node's HTTP endpoint for operations: `GET /metrics` (the Prometheus text format of
 /// `registry`), `GET /health/live` and `GET /health/ready` (200 or 503, with the reasons in

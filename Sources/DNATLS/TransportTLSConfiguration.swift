@@ -1,6 +1,6 @@
 public import DNATransport
-public import Foundation
-public import NIOCore
+import Foundation
+import NIOCore
 public import NIOSSL
 
 /// TLS for node-to-node connections: set it as `Node.Configuration.tls` (and give it to

@@ -1,6 +1,6 @@
 @_spi(StoreEngine) public import DNAStore
 public import DNAStore
-public import Synchronization
+import Synchronization
 
 /// A store that keeps everything in this process's memory. **For unit tests and the
 /// simulation only**: nothing survives the process. It follows the same rules as the real

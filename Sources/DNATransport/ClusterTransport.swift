@@ -1,7 +1,7 @@
-public import Logging
-public import NIOCore
-public import NIOPosix
-public import Synchronization
+package import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
 
 // The public API the runtime codes against. Framing is in `Framing/`, the handshake in
 // `Handshake/`, connections in `Connection/`.

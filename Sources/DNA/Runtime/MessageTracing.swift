@@ -1,4 +1,4 @@
-public import Logging
+import Logging
 public import Tracing
 
 /// The trace context a message carries, when the node traces (a swift-distributed-tracing

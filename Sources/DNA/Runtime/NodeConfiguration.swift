@@ -1,6 +1,6 @@
 public import DNATransport
 public import Logging
-public import Metrics
+package import Metrics
 
 extension Node {
     /// Which store a node uses: ``sqlite(path:synchronous:)`` (the default engine, embedded), an

@@ -1,9 +1,9 @@
-public import Foundation
+import Foundation
 public import Logging
-public import Synchronization
+import Synchronization
 
 #if canImport(Glibc)
-    public import Glibc
+    import Glibc
 #elseif canImport(Darwin)
     public import Darwin
 #endif

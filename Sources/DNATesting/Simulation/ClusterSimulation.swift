@@ -1,7 +1,7 @@
 public import DNA
-public import DNAStore
-public import DNATransport
-public import NIOCore
+import DNAStore
+import DNATransport
+import NIOCore
 
 /// What a simulation run does: how many nodes, actors and clients, how long, which
 /// timeouts; the faults come from the seed.

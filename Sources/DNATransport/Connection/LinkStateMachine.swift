@@ -1,4 +1,4 @@
-public import NIOCore
+package import NIOCore
 
 /// The decisions of one outgoing link: when to connect, what to do with a request in each
 /// phase, when to flush, how long to back off after a failure.
