@@ -464,7 +464,8 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
         context.deactivationRequested = false
         var order: [UInt8]?
         let writes = !operations.isEmpty || !streams.isEmpty
-        if let state = machine.withLock({ $0.orderToStore(writes: writes) }) {
+        // A read-only batch of a node alone stores no order: no lock taken for it.
+        if writes || node.transport != nil, let state = machine.withLock({ $0.orderToStore(writes: writes) }) {
             order = OrderState.encode(state, origins: node.origins)
         }
         let action = machine.withLock { machine in
