@@ -367,6 +367,7 @@ struct PostgresOutageTests {
         _ = try await a.ref(Recorder.self, key: "outage").call(Recorder.Activations())
         let acknowledged = Locked<Set<String>>([])
         let failures = Locked<[String]>([])
+        let slowest = Locked<Duration>(.zero)
         let stop = Locked(false)
         let inCall = Locked<[Int: String]>([:])
         let load = Task {
@@ -381,6 +382,11 @@ struct PostgresOutageTests {
                             index += 1
                             inCall.withLock { $0[lane] = key }
                             defer { inCall.withLock { $0[lane] = nil } }
+                            let began = ContinuousClock.now
+                            defer {
+                                let took = ContinuousClock.now - began
+                                slowest.withLock { $0 = max($0, took) }
+                            }
                             do {
                                 try await ref.call(Recorder.Put(key: key, value: "v"))
                                 acknowledged.withLock { _ = $0.insert("\(ref.id.key)/\(key)") }
@@ -414,7 +420,11 @@ struct PostgresOutageTests {
         guard inCall.withLock({ $0.isEmpty }) else { return }
         try await load.value
         print("outage test: load stopped; reading back \(acknowledged.withLock { $0.count }) writes")
-        #expect(!failures.withLock { $0 }.isEmpty, "the outage was seen by callers")
+        // The outage reached the callers: some were refused, or waited it out (a commit
+        // retried until the server was back answers them late but truthfully).
+        let (refused, longest) = (failures.withLock { $0 }.count, slowest.withLock { $0 })
+        print("outage test: \(refused) calls refused; the longest call took \(longest)")
+        #expect(refused > 0 || longest >= .seconds(2), "the outage was not seen by callers: the test proved nothing")
         // Every acknowledged write is there.
         let acked = acknowledged.withLock { $0 }
         var byActor: [String: [String]] = [:]
