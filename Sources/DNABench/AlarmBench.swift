@@ -2,7 +2,7 @@ import DNA
 import DNAExamples
 import Foundation
 
-/// `dna-bench --scenario alarms`: alarms due within one second on three `dna node`
+/// `dna-bench alarms`: alarms due within one second on three `dna node`
 /// processes, once as they are and once with the owner of a third of them killed (SIGKILL)
 /// before they are due.
 extension BenchRunner {

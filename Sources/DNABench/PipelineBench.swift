@@ -4,7 +4,7 @@ import DNATesting
 import Foundation
 import Synchronization
 
-/// `dna-bench --scenario pipeline`: three forwarding stages, 8 partitions each (in → s1 →
+/// `dna-bench pipeline`: three forwarding stages, 8 partitions each (in → s1 →
 /// s2 → out), against writing the same rows straight into the same store in the same run.
 enum BenchPipeline {
     static let partitions = 8

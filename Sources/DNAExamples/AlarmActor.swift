@@ -1,7 +1,7 @@
 package import DNA
 
-/// An example of durable alarms: each alarm it is given records when it went off. `dna
-/// bench --scenario alarms` and the alarm tests drive it through `dna node`.
+/// An example of durable alarms: each alarm it is given records when it went off.
+/// `dna-bench alarms` and the alarm tests drive it through `dna node`.
 package final class AlarmActor: DurableActor {
     package static let kind: ActorKind = "alarms"
 

@@ -4,7 +4,7 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// The raw PostgreSQL baseline of `dna-bench --scenario seed --store postgres://…`: what
+/// The raw PostgreSQL baseline of `dna-bench seed --store postgres://…`: what
 /// the server does with plain multi-row upserts, no DNA in between.
 enum PostgresBaseline {
     /// The table of the baseline: the layout of `dna_module_data` under another name.

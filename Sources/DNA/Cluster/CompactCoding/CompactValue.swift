@@ -19,7 +19,7 @@ import DNATransport
 ///
 /// Keys are sent by name, so optional fields that are absent and fields in another order
 /// decode as with JSON. It is several times faster than `JSONEncoder`/`JSONDecoder` for
-/// the small messages actors exchange (`dna-bench --scenario remote-calls`).
+/// the small messages actors exchange (`dna-bench remote-calls`).
 enum CompactValue {
     case null
     case bool(Bool)
