@@ -1,7 +1,8 @@
 public import DNAStore
 import Foundation
 public import Logging
-package import PostgresNIO
+public import NIOSSL
+public import PostgresNIO
 
 extension PostgresStore {
     /// How a ``PostgresStore`` reaches its database, and how hard it uses it.
@@ -20,11 +21,38 @@ extension PostgresStore {
         /// default here; `prefer`; `require`; `verify-ca` and `verify-full` are taken as
         /// `require` with certificate verification).
         public var tls: TLSMode = .disable
-        /// The most connections the store opens to the server. Default 8: commits of
-        /// different actors run concurrently, one statement per connection.
-        public var maximumConnections = 8
-        /// How long opening one connection may take. Default 10 s.
-        public var connectTimeout: Duration = .seconds(10)
+        /// The TLS settings used when ``tls`` is `prefer` or `require` (swift-nio-ssl's):
+        /// trust roots of a private CA, a client certificate, the lowest TLS version. The
+        /// default verifies the server's certificate against the system's trust roots.
+        public var tlsConfiguration: TLSConfiguration = .makeClientConfiguration()
+        /// The connection pool's settings, postgres-nio's own: `maximumConnections`
+        /// (default 8 here: commits of different actors run concurrently, one statement per
+        /// connection), `minimumConnections`, `connectTimeout` (10 s), `connectionIdleTimeout`,
+        /// `keepAliveBehavior`, `tlsServerName`. Its `additionalStartupParameters` are sent
+        /// with the session settings the store needs (the timeouts below, TCP keepalives),
+        /// which take precedence.
+        public var pool: PostgresClient.Configuration.Options = Self.defaultPool
+
+        /// The pool's maximum connections.
+        @available(*, deprecated, renamed: "pool.maximumConnections")
+        public var maximumConnections: Int {
+            get { pool.maximumConnections }
+            set { pool.maximumConnections = newValue }
+        }
+
+        /// How long opening one connection may take.
+        @available(*, deprecated, renamed: "pool.connectTimeout")
+        public var connectTimeout: Duration {
+            get { pool.connectTimeout }
+            set { pool.connectTimeout = newValue }
+        }
+
+        private static var defaultPool: PostgresClient.Configuration.Options {
+            var options = PostgresClient.Configuration.Options()
+            options.maximumConnections = 8
+            options.connectTimeout = .seconds(10)
+            return options
+        }
         /// How long an operation waits for a connection (all busy, or the server gone)
         /// before failing with `StoreError.Code.unavailable`; it then sends nothing, even on
         /// a connection granted afterwards. Default 10 s.
@@ -115,49 +143,52 @@ extension PostgresStore {
             return String(url[..<colon]) + ":***" + String(url[at.lowerBound...])
         }
 
-        /// Settings of every session, sent at connection start-up: the timeouts above, and
-        /// TCP keepalives so the server notices a vanished client within about 11 s.
+        /// Settings of every session, sent at connection start-up: the pool's own, then the
+        /// timeouts above and TCP keepalives (so the server notices a vanished client within
+        /// about 11 s), which replace any of the same name.
         var sessionSettings: [(String, String)] {
-            [
+            let required = [
                 ("idle_in_transaction_session_timeout", "\(transactionIdleTimeout.milliseconds)"),
                 ("lock_timeout", "\(lockTimeout.milliseconds)"),
                 ("statement_timeout", "\(statementTimeout.milliseconds)"),
                 ("tcp_keepalives_idle", "5"), ("tcp_keepalives_interval", "2"), ("tcp_keepalives_count", "3"),
             ]
+            let names = Set(required.map(\.0))
+            return pool.additionalStartupParameters.filter { !names.contains($0.0) } + required
         }
 
+        /// The pool's configuration: ``pool`` with the session settings, and the target.
         func clientConfiguration() throws(StoreError) -> PostgresClient.Configuration {
+            let clientTLS: PostgresClient.Configuration.TLS
+            switch tls {
+            case .disable: clientTLS = .disable
+            case .prefer: clientTLS = .prefer(tlsConfiguration)
+            case .require: clientTLS = .require(tlsConfiguration)
+            }
             var configuration = PostgresClient.Configuration(
-                host: host, port: port, username: username, password: password, database: database,
-                tls: try clientTLS())
-            configuration.options.maximumConnections = maximumConnections
-            configuration.options.connectTimeout = connectTimeout
+                host: host, port: port, username: username, password: password, database: database, tls: clientTLS)
+            configuration.options = pool
             configuration.options.additionalStartupParameters = sessionSettings
             return configuration
         }
 
-        private func clientTLS() throws(StoreError) -> PostgresClient.Configuration.TLS {
-            switch tls {
-            case .disable: return .disable
-            case .prefer: return .prefer(.makeClientConfiguration())
-            case .require: return .require(.makeClientConfiguration())
-            }
-        }
-
+        /// A connection of its own, outside the pool, with the same target and settings.
         package func connectionConfiguration() throws(StoreError) -> PostgresConnection.Configuration {
             let connectionTLS: PostgresConnection.Configuration.TLS
             do {
                 switch tls {
                 case .disable: connectionTLS = .disable
-                case .prefer: connectionTLS = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
-                case .require: connectionTLS = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+                case .prefer: connectionTLS = .prefer(try NIOSSLContext(configuration: tlsConfiguration))
+                case .require: connectionTLS = .require(try NIOSSLContext(configuration: tlsConfiguration))
                 }
             } catch {
                 throw StoreError(.invalidArgument, "cannot set up TLS: \(error)")
             }
             var configuration = PostgresConnection.Configuration(
                 host: host, port: port, username: username, password: password, database: database, tls: connectionTLS)
-            configuration.options.connectTimeout = .milliseconds(connectTimeout.milliseconds)
+            configuration.options.connectTimeout = .milliseconds(pool.connectTimeout.milliseconds)
+            configuration.options.tlsServerName = pool.tlsServerName
+            configuration.options.requireBackendKeyData = pool.requireBackendKeyData
             configuration.options.additionalStartupParameters = sessionSettings
             return configuration
         }

@@ -7,7 +7,7 @@ import Synchronization
 /// The PostgreSQL engine of `ActorStore` (postgres-nio), for clusters: several nodes
 /// share one database. Same semantics as `SQLiteStore`.
 ///
-/// A pool of connections (``Configuration/maximumConnections``) serves every operation;
+/// A pool of connections (``Configuration/pool``) serves every operation;
 /// commits of different actors run concurrently, each one statement. Batches of one actor
 /// that are handed over while an earlier one is still in flight wait for it and are then
 /// merged into one statement (see ``commit(_:completion:)``). The pool reconnects by
@@ -29,8 +29,11 @@ public final class PostgresStore: ActorStore {
     /// - Throws: `StoreError.Code.invalidArgument` for settings out of range or TLS
     ///   settings that cannot be used.
     public init(configuration: Configuration) throws(StoreError) {
-        guard configuration.maximumConnections >= 1, configuration.maxOperationsPerStatement >= 1 else {
-            throw StoreError(.invalidArgument, "maximumConnections and maxOperationsPerStatement must be at least 1")
+        guard configuration.pool.maximumConnections >= 1, configuration.maxOperationsPerStatement >= 1 else {
+            throw StoreError(.invalidArgument, "pool.maximumConnections and maxOperationsPerStatement must be at least 1")
+        }
+        guard configuration.pool.minimumConnections <= configuration.pool.maximumConnections else {
+            throw StoreError(.invalidArgument, "pool.minimumConnections must not exceed pool.maximumConnections")
         }
         self.configuration = configuration
         // The pool logs every failed connection attempt at `info`; while a server is down

@@ -173,7 +173,7 @@ extension PostgresAcknowledgementTests {
     @Test(.timeLimit(.minutes(2))) func blockedClaimsDoNotStarveHeartbeats() async throws {
         let url = try #require(try await TestPostgres.freshDatabase())
         let store = try await helpers.openStore(url: url) {
-            $0.maximumConnections = 2
+            $0.pool.maximumConnections = 2
             $0.lockTimeout = .milliseconds(500)
         }
         let node = NodeID(rawValue: "node")
@@ -214,7 +214,7 @@ extension PostgresAcknowledgementTests {
     /// be lost to the pool. With one connection in the pool, one loss would stop the store.
     @Test(.timeLimit(.minutes(2))) func connectionsCutMidCommitAreNotLostToThePool() async throws {
         let adjust: @Sendable (inout PostgresStore.Configuration) -> Void = {
-            $0.maximumConnections = 1
+            $0.pool.maximumConnections = 1
             $0.operationTimeout = .seconds(5)
         }
         try await throughProxy(key: "pool", adjust) { proxy, store, registration, _ in
@@ -252,7 +252,7 @@ extension PostgresAcknowledgementTests {
     /// A store with one connection, `key`'s registration held, and a reader of how far its
     /// commits went (`batch_seq`, past every queued request: the pool serves in order).
     private func oneConnectionStore(key: String) async throws -> (PostgresStore, Registration, @Sendable () async throws -> Int64) {
-        let store = try await helpers.openStore { $0.maximumConnections = 1 }
+        let store = try await helpers.openStore { $0.pool.maximumConnections = 1 }
         try await store.join(node: helpers.node, cluster: "c", address: "a", failureTimeout: .seconds(5), labels: [])
         let (registration, _) = try granted(
             try await store.activate(ActivationRequest(actor: ActorID(namespace: "t", kind: "kv", key: key), node: helpers.node)))

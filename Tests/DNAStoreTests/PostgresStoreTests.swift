@@ -35,7 +35,7 @@ struct PostgresStoreTests {
         // Five stores of ten connections each: 50 claims in flight at once, each by a live
         // node of its own, so none may be granted the name after another was.
         var stores: [PostgresStore] = []
-        for _ in 0..<5 { stores.append(try await openStore(url: url) { $0.maximumConnections = 10 }) }
+        for _ in 0..<5 { stores.append(try await openStore(url: url) { $0.pool.maximumConnections = 10 }) }
         let claimants = (0..<50).map { NodeID(rawValue: "claimant-\($0)") }
         for claimant in claimants {
             try await stores[0].join(node: claimant, cluster: "c", address: "x", failureTimeout: .seconds(5), labels: [])
@@ -304,7 +304,27 @@ struct PostgresStoreTests {
         let plain = try PostgresStore.Configuration(url: "postgres://bob@127.0.0.1/x")
         #expect(plain.port == 5432)
         #expect(plain.password == nil)
-        #expect(plain.maximumConnections == 8)
+        #expect(plain.pool.maximumConnections == 8)
+    }
+
+    @Test func thePoolsOwnOptionsPassThroughAndTheStoresSessionSettingsWin() throws {
+        var configuration = try PostgresStore.Configuration(url: "postgres://u@db.example/dna?sslmode=require")
+        configuration.pool.minimumConnections = 2
+        configuration.pool.tlsServerName = "primary.db.example"
+        configuration.pool.additionalStartupParameters = [("application_name", "orders"), ("lock_timeout", "0")]
+        configuration.lockTimeout = .seconds(3)
+        let client = try configuration.clientConfiguration()
+        let connection = try configuration.connectionConfiguration()
+        #expect(client.options.minimumConnections == 2)
+        #expect(client.options.maximumConnections == 8)
+        #expect(connection.options.tlsServerName == "primary.db.example")
+        for parameters in [client.options.additionalStartupParameters, connection.options.additionalStartupParameters] {
+            #expect(parameters.filter { $0.0 == "lock_timeout" }.map(\.1) == ["3000"], "the store's lock timeout, once")
+            #expect(parameters.contains { $0 == ("application_name", "orders") })
+        }
+        configuration.pool.minimumConnections = 9
+        let error = #expect(throws: StoreError.self) { _ = try PostgresStore(configuration: configuration) }
+        #expect(error?.code == .invalidArgument)
     }
 
     @Test func operationsAfterCloseFailClosed() async throws {
@@ -318,7 +338,7 @@ struct PostgresStoreTests {
 
     @Test func unreachableServerIsUnavailable() async throws {
         var configuration = try PostgresStore.Configuration(url: "postgres://dna:topsecret@127.0.0.1:1/none")
-        configuration.connectTimeout = .seconds(2)
+        configuration.pool.connectTimeout = .seconds(2)
         let error = await #expect(throws: StoreError.self) { try await PostgresStore(configuration: configuration).open() }
         #expect(error?.code == .unavailable)
         #expect(error?.message.contains("topsecret") == false)
