@@ -41,7 +41,8 @@ struct DrainTests {
         let stop = Locked(false)
         let writes = Locked(0)
         async let errors = load(cluster, actors: actors, until: stop, writes: writes)
-        try await Task.sleep(for: .milliseconds(100))
+        // The load is under way before the node goes.
+        #expect(try await eventually { writes.withLock { $0 } >= 50 })
         if throughShutdown {
             await a.shutdown()
         } else {
@@ -49,7 +50,9 @@ struct DrainTests {
             #expect(report.moved == actors)
             #expect(report.stopped == 0)
         }
-        try await Task.sleep(for: .milliseconds(300))
+        // And it goes on against the new owners.
+        let atMove = writes.withLock { $0 }
+        #expect(try await eventually { writes.withLock { $0 } >= atMove + 100 }, "the load stalled after the move")
         stop.withLock { $0 = true }
         let seen = await errors
         #expect(seen.isEmpty, "callers saw \(seen.count) errors: \(seen.prefix(3))")

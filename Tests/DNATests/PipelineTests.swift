@@ -158,7 +158,11 @@ struct PipelineProcessTests {
             })
         let paused = try #require(try await Self.busiest(survivors, kind: CityTotals.kind.name, in: store))
         try await paused.pause()
-        try await Task.sleep(for: .seconds(3))  // past its failure timeout (1.5 s): the others take over
+        // Past its failure timeout (1.5 s) the others take its consumers over; it wakes after.
+        #expect(
+            try await eventuallyAsync(within: .seconds(30)) {
+                try await store.registrations(kind: CityTotals.kind.name, limit: 1000).allSatisfy { $0.owner?.rawValue != paused.id }
+            }, "the paused node's consumers were not taken over")
         paused.signal(SIGCONT)
 
         let expected = try await feeding.value
@@ -458,17 +462,20 @@ struct StageBehaviourTests {
         try await drained.drain()
         try await feeding.value
         #expect(try await eventuallyAsync(within: .seconds(60)) { try await values(store, CopyStage.output).count >= total })
-        try await Task.sleep(for: .milliseconds(300))
-        let copied = try await values(store, CopyStage.output)
-        #expect(copied.count == total, "no record copied twice")
+        let after = try await store.registrations(kind: CopyStage.kind.name, limit: 100)
+        #expect(after.allSatisfy { $0.owner != drained.id }, "the drained node hosts no consumer")
         let status = try await store.streamStatus(CopyStage.input)
+        // With the nodes down nothing more is copied: what the output holds now is final.
+        await cluster.shutdown()
+        let reader = SQLiteStore(configuration: .init(path: cluster.directory.databasePath))
+        try await reader.open()
+        let copied = try await values(reader, CopyStage.output)
+        await reader.close()
+        #expect(copied.count == total, "no record copied twice")
         for partition in status.partitions {
             let sequences = copied.filter { $0.partition == partition.partition }.map(\.sequence)
             #expect(sequences == Array(1..<partition.nextSequence), "partition \(partition.partition): once each, in order")
         }
-        let after = try await store.registrations(kind: CopyStage.kind.name, limit: 100)
-        #expect(after.allSatisfy { $0.owner != drained.id }, "the drained node hosts no consumer")
-        await cluster.shutdown()
     }
 }
 

@@ -179,9 +179,18 @@ struct RuntimeSemanticsTests {
         return try await makeNode(.sqlite(sqlite), commitTimeout: commitTimeout)
     }
 
+    /// A node on SQLite that gives up on a lock after 5 ms, and the wrapper that counts its
+    /// refused commits (the node neither runs nor closes a store it is given: close it).
+    func countedLockedNode(_ directory: TemporaryDirectory, commitTimeout: Duration) async throws -> (node: Node, store: GatedStore) {
+        var sqlite = SQLiteStore.Configuration(path: directory.databasePath)
+        sqlite.busyTimeout = .milliseconds(5)
+        let store = GatedStore(SQLiteStore(configuration: sqlite))
+        return (try await makeNode(.custom(store), commitTimeout: commitTimeout), store)
+    }
+
     @Test func aFailingCommitIsRetriedWhileItsCallersWait() async throws {
         let directory = try TemporaryDirectory()
-        let node = try await lockedNode(directory, commitTimeout: .seconds(30))
+        let (node, store) = try await countedLockedNode(directory, commitTimeout: .seconds(30))
         let ref = try node.ref(Recorder.self, key: "retry")
         try await ref.call(Recorder.Put(key: "warm", value: "w"))
         let blocker = try SQLiteConnection(path: directory.databasePath)
@@ -191,13 +200,15 @@ struct RuntimeSemanticsTests {
             try await ref.call(Recorder.Put(key: "k", value: "v"))
             done.set()
         }
-        // Wait until the put was handled (its write staged), then let commits fail a while.
+        // Wait until the put was handled (its write staged) and its commit was refused
+        // three times: retried, and its caller still waiting.
         while try await ref.call(Recorder.Peek(key: "k")) != "v" { await Task.yield() }
-        try await Task.sleep(for: .milliseconds(200))
+        await store.waitForFailedCommits(3)
         #expect(!done.isSet, "acknowledged while the database was locked")
         try blocker.execute("ROLLBACK")
         try await put.value
         await node.shutdown()
+        await store.close()
         let reopened = try await makeNode(.sqlite(path: directory.databasePath))
         #expect(try await reopened.ref(Recorder.self, key: "retry").call(Recorder.Get(key: "k")) == "v")
         await reopened.shutdown()

@@ -19,7 +19,9 @@ final class TestCluster {
 
     private(set) var nodes: [Node]
     private(set) var stores: [GatedStore]
-    private let directory: TemporaryDirectory
+    /// Where the SQLite cluster's database is (read it with a store of its own once the
+    /// nodes are down).
+    let directory: TemporaryDirectory
     /// Each node's `run()` (heartbeats, discovery, passivation), as a service would run it.
     private var running: [Task<Void, any Error>]
     /// Makes the node of an index, as the cluster's first nodes were made.

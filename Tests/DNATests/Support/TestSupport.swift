@@ -99,6 +99,8 @@ final class GatedStore: StoreWrapper {
         var held: [(CommitBatch, @Sendable (Result<Void, StoreError>) -> Void)] = []
         var heldWaiters: [CheckedContinuation<Void, Never>] = []
         var committed: [Int] = []  // counts of the actor's own writes in committed batches
+        var failedCommits = 0
+        var failureWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
         var orders: [ActorID: [UInt8]] = [:]  // each actor's latest order state committed
         var heartbeatsFail = false
         var appendAnswersToLose = 0
@@ -147,12 +149,33 @@ final class GatedStore: StoreWrapper {
 
     var committedBatchSizes: [Int] { state.withLock { $0.committed } }
 
+    /// Waits until the store has refused `count` commits in all.
+    func waitForFailedCommits(_ count: Int) async {
+        await withCheckedContinuation { continuation in
+            let reached = state.withLock { state in
+                if state.failedCommits >= count { return true }
+                state.failureWaiters.append((count, continuation))
+                return false
+            }
+            if reached { continuation.resume() }
+        }
+    }
+
     /// The order state (``CommitBatch/order``) last committed for `actor`.
     func committedOrder(of actor: ActorID) -> [UInt8]? { state.withLock { $0.orders[actor] } }
 
     private func forward(_ batch: CommitBatch, _ completion: @escaping @Sendable (Result<Void, StoreError>) -> Void) {
         wrapped.commit(batch) { [self] result in
             let writes = batch.operations.filter { !$0.module.hasPrefix("dna.") }.count
+            if case .failure = result {
+                let due = state.withLock { state in
+                    state.failedCommits += 1
+                    let failed = state.failedCommits
+                    defer { state.failureWaiters.removeAll { $0.count <= failed } }
+                    return state.failureWaiters.filter { $0.count <= failed }.map(\.continuation)
+                }
+                for waiter in due { waiter.resume() }
+            }
             if case .success = result {
                 state.withLock { state in
                     state.committed.append(writes)
