@@ -308,27 +308,25 @@ final class Activation<A: DurableActor>: AnyActivation, @unchecked Sendable {
     private func refuseOutOfOrder(_ refused: [Envelope]) {
         let error = DNAError(
             .outOfOrder, "\(id): a later request from the same node arrived first (the route changed); this one was not handled")
-        var casts = 0
-        for envelope in refused {
-            if let reply = envelope.reply { reply.resume(throwing: error) } else { casts += 1 }
-        }
+        let casts = refused.filter { $0.reply == nil }.count
         if casts > 0 {
             node.metrics.castsDroppedOutOfOrder.increment(by: casts)
             node.logger.warning(
                 "casts dropped: overtaken by later ones from the same node on another route",
                 metadata: ["actor": "\(id)", "casts": "\(casts)"])
         }
+        for envelope in refused { envelope.reply?.resume(throwing: error) }
     }
 
     private func fail(_ failures: [Machine.Failure]) {
-        var lost = 0
-        for failure in failures {
-            for reply in failure.held { reply.reply.resume(throwing: failure.error) }
-            if failure.error.code != .outcomeUnknown { lost += failure.casts }
-        }
+        // Counted before the callers are told: whoever learns of the failure sees the count.
+        let lost = failures.reduce(0) { $0 + ($1.error.code != .outcomeUnknown ? $1.casts : 0) }
         if lost > 0 {
             node.metrics.castsDroppedNotCommitted.increment(by: lost)
             node.logger.warning("casts lost: their batch was not committed", metadata: ["actor": "\(id)", "casts": "\(lost)"])
+        }
+        for failure in failures {
+            for reply in failure.held { reply.reply.resume(throwing: failure.error) }
         }
     }
 
