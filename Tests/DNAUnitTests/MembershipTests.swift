@@ -2,7 +2,7 @@
 import Testing
 
 @Suite("Cluster state (membership view, placement)")
-struct ClusterStateTests {
+struct MembershipTests {
     func record(_ id: String, port: Int, age: Int64 = 0, state: NodeState = .up) -> NodeRecord {
         NodeRecord(
             id: NodeID(rawValue: id), cluster: "c", address: "127.0.0.1:\(port)", state: state,
@@ -10,7 +10,7 @@ struct ClusterStateTests {
     }
 
     @Test func aNodeIsReportedDeadOnceWhenItStopsHeartbeating() {
-        let state = ClusterState()
+        var state = Membership()
         #expect(state.update([record("a", port: 1), record("b", port: 2)]).isEmpty)
         #expect(state.update([record("a", port: 1), record("b", port: 2, age: 6_000)]) == [NodeID(rawValue: "b")])
         #expect(state.update([record("a", port: 1), record("b", port: 2, age: 7_000)]).isEmpty)
@@ -19,7 +19,7 @@ struct ClusterStateTests {
     }
 
     @Test func placementIsStableAndSkipsDeadNodes() {
-        let state = ClusterState()
+        var state = Membership()
         _ = state.update([record("a", port: 1), record("b", port: 2), record("c", port: 3)])
         var chosen: [String: Int] = [:]
         for index in 0..<300 {

@@ -39,9 +39,9 @@ extension Node {
         }
         var requestID: UInt64 = 0
         if let reply = envelope.reply {
-            requestID = cluster.makeRequestID()
+            requestID = calls.makeRequestID()
             let call = PendingCall(reply: reply, decode: handler.codec.decodeResponse, peer: address, owner: owner, actor: id)
-            cluster.pending.withLock { $0[requestID] = call }
+            calls.pending.withLock { $0[requestID] = call }
         }
         do throws(TransportError) {
             try transport.send(
@@ -53,11 +53,11 @@ extension Node {
                 to: address,
                 queued: { attempt in
                     // Under the link's lock: before any failure of this attempt can be reported.
-                    if requestID != 0 { cluster.pending.withLock { $0[requestID]?.attempt = attempt } }
+                    if requestID != 0 { calls.pending.withLock { $0[requestID]?.attempt = attempt } }
                 })
         } catch {
             // Nothing was queued: the reply goes back to the caller untouched, with the error.
-            if requestID != 0 { cluster.pending.withLock { _ = $0.removeValue(forKey: requestID) } }
+            if requestID != 0 { calls.pending.withLock { _ = $0.removeValue(forKey: requestID) } }
             let code: DNAError.Code = error.code == .overloaded ? .overloaded : .nodeUnreachable
             throw DNAError(code, "\(id): \(error.message)", underlying: error)
         }
@@ -151,7 +151,7 @@ extension Node {
 
     /// The answer to a call this node sent.
     func receive(_ response: WireResponse, from peer: PeerAddress) {
-        guard let call = cluster.pending.withLock({ $0.removeValue(forKey: response.id) }) else { return }
+        guard let call = calls.pending.withLock({ $0.removeValue(forKey: response.id) }) else { return }
         switch response.result {
         case .success(let bytes):
             switch call.reply {
@@ -179,7 +179,7 @@ extension Node {
     func linkFailed(_ report: LinkFailure) {
         let (peer, error) = (report.peer, report.error)
         metrics.linkFailures.increment()
-        let failed = cluster.pending.withLock { pending in
+        let failed = calls.pending.withLock { pending in
             let ids = pending.compactMap { $0.value.peer == peer && $0.value.attempt == report.attempt ? $0.key : nil }
             return ids.compactMap { pending.removeValue(forKey: $0) }
         }
@@ -188,7 +188,7 @@ extension Node {
             logger.warning(
                 "casts lost with a failed link", metadata: ["peer": "\(peer)", "casts": "\(report.droppedCasts)", "error": "\(error)"])
         }
-        let owners = Set(cluster.nodes(at: peer)).union(failed.map(\.owner))
+        let owners = Set(membership.nodes(at: peer)).union(failed.map(\.owner))
         locations.forget(owners: owners)
         if !failed.isEmpty {
             // The transport logs the failure itself, once; this repeats while it backs off.
@@ -200,7 +200,7 @@ extension Node {
     }
 
     func failAllPendingCalls(_ error: DNAError) {
-        let calls = cluster.pending.withLock { pending in
+        let calls = calls.pending.withLock { pending in
             defer { pending = [:] }
             return Array(pending.values)
         }
@@ -217,7 +217,7 @@ extension Node {
     func silentNodes() -> [NodeID: Int64]? {
         guard transport != nil else { return nil }
         let now = clock.now
-        return silence.withLock { $0.silentNodes(at: now) }
+        return machine.withLock { $0.silence.silentNodes(at: now) }
     }
 
     /// For an owner that looks dead but this node has not yet watched silent for its failure
@@ -227,10 +227,10 @@ extension Node {
     /// heartbeats per failure timeout; the store may count it dead before this node's next
     /// membership read). `nil` for any other owner.
     func silenceWatchEnds(for owner: NodeID) -> DNAInstant? {
-        guard transport != nil, let watch = silence.withLock({ $0.watch(of: owner) }) else { return nil }
+        guard transport != nil, let watch = machine.withLock({ $0.silence.watch(of: owner) }) else { return nil }
         let now = clock.now
         let ends = watch.unchangedSince + watch.failureTimeout
-        guard ends > now, cluster.isDead(owner) || now - watch.unchangedSince >= watch.failureTimeout / 2 else { return nil }
+        guard ends > now, membership.isDead(owner) || now - watch.unchangedSince >= watch.failureTimeout / 2 else { return nil }
         return ends
     }
 
@@ -242,20 +242,20 @@ extension Node {
         let records = try await store.nodes(cluster: configuration.clusterName)
         // Read after the store answered: the marks were written before now.
         let now = clock.now
-        silence.withLock { $0.observe(records, at: now) }
-        let dead = cluster.update(records)
-        noteMembers(records)
-        if records.contains(where: { $0.id == id && $0.state == .draining }), updateLife({ $0.askedToDrain() }) {
+        let read = update { $0.membersRead(records, at: now) }
+        for event in read.events { eventHub.emit(event) }
+        if read.drain {
             // Asked through the store (`dna drain`): drain, then leave, as a graceful shutdown.
             logger.info("asked to drain", metadata: ["node": "\(id)"])
             stopRequested.signal()
         }
         var dropped: Set<PeerAddress> = []
         if let transport {
-            let live = Set(cluster.liveAddresses(except: id))
+            let live = Set(membership.liveAddresses(except: id))
             for address in live { transport.connect(to: address) }
             // Links to nodes that are gone, where no live node listens now, are dropped.
-            for peer in transport.linkedPeers where !live.contains(peer) && !cluster.isLive(at: peer) && !cluster.isLeaving(at: peer) {
+            for peer in transport.linkedPeers where !live.contains(peer) && !membership.isLive(at: peer) && !membership.isLeaving(at: peer)
+            {
                 transport.disconnect(from: peer)
                 dropped.insert(peer)
             }
@@ -265,17 +265,17 @@ extension Node {
         // would otherwise wait for ever, its link dropped above. Calls to a node that left on
         // purpose are still answered: it forwards for a moment after leaving (and a node that
         // stops closes its connections, which fails them).
-        let silent = Set(records.lazy.filter { !$0.isAlive && $0.state != .left }.map(\.id))
+        let silent = read.silent
         // So do calls sent on a link just dropped (to a node that left, say): the transport
         // reports nothing for a link it was told to drop, and their answers cannot come.
         var failed: [PendingCall] = []
         if !silent.isEmpty || !dropped.isEmpty {
-            failed = cluster.pending.withLock { pending in
+            failed = calls.pending.withLock { pending in
                 let ids = pending.compactMap { silent.contains($0.value.owner) || dropped.contains($0.value.peer) ? $0.key : nil }
                 return ids.compactMap { pending.removeValue(forKey: $0) }
             }
         }
-        if !dead.isEmpty { locations.forget(owners: dead) }
+        if !read.died.isEmpty { locations.forget(owners: read.died) }
         for call in failed {
             let reason = silent.contains(call.owner) ? "stopped heartbeating" : "is gone, and its link was dropped"
             call.reply.resume(throwing: DNAError(.nodeUnreachable, "node \(call.owner) \(reason); \(call.actor) will move"))
@@ -284,10 +284,10 @@ extension Node {
 
     /// The address of `node`, reading the membership again if it is not known yet.
     func address(of node: NodeID) async -> PeerAddress? {
-        if let address = cluster.address(of: node) { return address }
+        if let address = membership.address(of: node) { return address }
         guard transport != nil else { return nil }
         try? await refreshMembers()
-        return cluster.address(of: node)
+        return membership.address(of: node)
     }
 
     /// An activation found that `owner` holds its name: it leaves the directory, and its
@@ -342,15 +342,15 @@ extension Node {
         guard kind.placement.allowsMoves else {
             throw DNAError(.invalidArgument, "actors placed by consistent hash live on the node the hash picks; they are not moved")
         }
-        if case .pinned(let label) = kind.placement, !cluster.labels(of: target).contains(label) {
+        if case .pinned(let label) = kind.placement, !membership.labels(of: target).contains(label) {
             throw DNAError(.invalidArgument, "actors of kind '\(id.kind)' run only on nodes labelled '\(label)'; node \(target) is not")
         }
         guard target != self.id else { throw DNAError(.invalidArgument, "\(id) is on this node already") }
-        if !cluster.servesNewActors(target) { try? await refreshMembers() }
-        guard cluster.servesNewActors(target), cluster.address(of: target) != nil else {
+        if !membership.servesNewActors(target) { try? await refreshMembers() }
+        guard membership.servesNewActors(target), membership.address(of: target) != nil else {
             throw DNAError(
                 .invalidArgument,
-                "node \(target) cannot take \(id): \(cluster.describe(target) ?? "it is not a member of cluster \(configuration.clusterName)")"
+                "node \(target) cannot take \(id): \(membership.describe(target) ?? "it is not a member of cluster \(configuration.clusterName)")"
             )
         }
         guard let activation = directory.withLock({ $0.activations[id] }) else {

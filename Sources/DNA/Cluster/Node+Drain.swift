@@ -30,7 +30,7 @@ extension Node {
         guard isRunning else { throw DNAError(.nodeStopped, "node \(id) is not running") }
         guard transport != nil else { throw DNAError(.invalidArgument, "a node without a cluster transport has nowhere to move actors") }
         try? await refreshMembers()
-        guard !cluster.servingNodes(except: id).isEmpty else {
+        guard !membership.servingNodes(except: id).isEmpty else {
             throw DNAError(
                 .noEligibleNode,
                 "node \(id) is the last live node of cluster \(configuration.clusterName) taking actors: nowhere to drain to")
@@ -54,7 +54,7 @@ extension Node {
         let rounds = DrainTiming.Rounds(start: clock.now, failureTimeout: configuration.failureTimeout)
         rounds: while true {
             let remaining = directory.withLock { Array($0.activations.values) }
-            let others = cluster.servingNodes(except: id)
+            let others = membership.servingNodes(except: id)
             switch rounds.next(now: clock.now, remaining: remaining.count, otherNodes: others.count) {
             case .done: break rounds
             case .noOtherNode:
@@ -116,9 +116,9 @@ extension Node {
     private func moveAway(_ activation: any AnyActivation, to plannedTarget: NodeID, stopUnmovable: Bool) async -> DrainOutcome {
         let kind = kinds[activation.id.kind]
         var target: NodeID? = plannedTarget
-        if case .pinned(let label) = kind?.placement, !cluster.labels(of: plannedTarget).contains(label) {
+        if case .pinned(let label) = kind?.placement, !membership.labels(of: plannedTarget).contains(label) {
             // Pinned to a label: another node carrying it, if any.
-            target = cluster.placement(of: activation.id, excluding: id, label: label)?.0
+            target = membership.placement(of: activation.id, excluding: id, label: label)?.0
         }
         if let kind, kind.isMovable, kind.placement.allowsMoves, let target {
             do {

@@ -21,13 +21,6 @@ public struct RebalanceReport: Sendable, Equatable {
     public var duration: Duration
 }
 
-/// The node's rebalancing state.
-struct RebalanceState {
-    var rounds = 0
-    var lastRound: DNAInstant?
-    var timing: RebalanceTiming
-}
-
 extension Node {
     /// Makes one rebalancing round now, whatever ``Node/Rebalancing/enabled`` and
     /// ``Node/Rebalancing/tolerance`` say: plans it from the live nodes' loads (the
@@ -52,7 +45,7 @@ extension Node {
         while !Task.isCancelled {
             do { try await clock.sleep(for: tick) } catch { return }
             if lifeSnapshot.drained { return }
-            switch rebalancing.withLock({ $0.timing.tick(tick) }) {
+            switch update({ $0.rebalanceTick(tick) }) {
             case .wait:
                 continue
             case .askedRound:
@@ -60,10 +53,10 @@ extension Node {
                 do { try await store.rebalanceDone(node: id) } catch {
                     logger.warning("could not record the rebalancing round asked for", metadata: ["error": "\(error)"])
                 }
-                rebalancing.withLock { $0.timing.roundMade(moved: nil) }
+                update { $0.rebalanceRoundMade(moved: nil) }
             case .round:
                 let report = await rebalanceRound(forced: false)
-                rebalancing.withLock { $0.timing.roundMade(moved: report?.moved ?? 0) }
+                update { $0.rebalanceRoundMade(moved: report?.moved ?? 0) }
             }
         }
     }
@@ -78,7 +71,7 @@ extension Node {
         }
         let settings = configuration.rebalancing
         let excludedHere = !settings.excludedLabels.isDisjoint(with: configuration.labels)
-        let loads = cluster.rebalanceLoads(
+        let loads = membership.rebalanceLoads(
             this: id, thisLoad: activationCount, thisRole: excludedHere ? .excluded : .eligible,
             excludedLabels: settings.excludedLabels)
         if !forced && RebalancePlanner.maxDeviation(loads) <= settings.tolerance { return nil }
@@ -87,11 +80,7 @@ extension Node {
             logger.debug("rebalancing: no plan", metadata: ["error": "\(error)"])
             return nil
         }
-        let round = rebalancing.withLock { state in
-            state.rounds += 1
-            state.lastRound = start
-            return state.rounds
-        }
+        let round = update { $0.rebalanceRoundBegins(at: start) }
         let mine = plan.moves.filter { $0.from == .node(id) }
         let planned = mine.reduce(0) { $0 + $1.count }
         eventHub.emit(.rebalanceStarted(round: round, planned: planned))

@@ -27,16 +27,16 @@ package struct RoutingDecision: Sendable {
         /// before the owner (a change after the read then shows as a new generation).
         case cachedLocation
         /// Consistent hashing: the node the name hashes to among those taking actors, this
-        /// one included (`ClusterState.placement(of:this:)`).
+        /// one included (`Membership.placement(of:this:)`).
         case hashedNode
         /// Least loaded: the less loaded of two nodes picked at random, this one among them
-        /// (`ClusterState.leastLoaded(this:thisLoad:)`).
+        /// (`Membership.leastLoaded(this:thisLoad:)`).
         case lessLoadedNode
         /// Pinned: the node the name hashes to among the other live nodes carrying `label`
-        /// and taking actors (`ClusterState.placement(of:excluding:label:)`).
+        /// and taking actors (`Membership.placement(of:excluding:label:)`).
         case labelledNode(String)
         /// Draining: the node the name hashes to among the other live nodes taking actors
-        /// (`ClusterState.placement(of:excluding:)`).
+        /// (`Membership.placement(of:excluding:)`).
         case otherNode
     }
 

@@ -71,7 +71,7 @@ extension Node {
         guard transport != nil else { return true }
         if lifeSnapshot.drained { return false }
         // Of the live nodes, the one the rendezvous hash picks (nil: this one).
-        return cluster.placement(of: alarm.actor, this: id) == nil
+        return membership.placement(of: alarm.actor, this: id) == nil
     }
 
     /// `ownedHere`: the store has the name at this node, so a local activation claims it

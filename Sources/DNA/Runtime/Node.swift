@@ -33,7 +33,8 @@ public final class Node: Service, Sendable {
     let transport: (any NodeTransport)?
     /// Where the node's tasks run: `nil` (the global executor) except in the simulation.
     let taskExecutor: (any TaskExecutor)?
-    let cluster = ClusterState()
+    /// Calls sent to other nodes, waiting for their answers.
+    let calls = CallsInFlight()
     let logger: Logger
     let metrics: NodeMetrics
     let eventHub = NodeEventHub()
@@ -41,17 +42,15 @@ public final class Node: Service, Sendable {
     /// calls, forwards, handlers and commits make spans, and requests carry the trace
     /// context between nodes); `nil` costs nothing per message.
     let tracer: (any Tracer)?
-    /// What the node last saw of each member, for ``NodeEvent``s.
-    let memberViews = Mutex<[NodeID: MemberView]>([:])
-    /// See ``RebalanceState``.
-    let rebalancing: Mutex<RebalanceState>
     private let ownsStore: Bool
     /// The node holds its embedded file alone: every other node recorded in it is dead.
     private let exclusive: Bool
     typealias Lifecycle = NodeLifecycle<UnsafeContinuation<Void, any Error>, UnsafeContinuation<Void, Never>>
-    /// Where the node is in its life (see ``run()``); changed only through ``updateLife(_:)``.
-    private let life = Mutex(Lifecycle())
-    /// ``life``'s snapshot, published with every change: what the paths of every message read.
+    typealias Machine = NodeStateMachine<UnsafeContinuation<Void, any Error>, UnsafeContinuation<Void, Never>>
+    /// The node's decisions — life, lease, membership, rebalancing timing — behind its one
+    /// lock (see ``NodeStateMachine``); changed only through ``update(_:)``.
+    let machine: Mutex<Machine>
+    /// The life's snapshot, published with every change: what the paths of every message read.
     private let lifeBits = Atomic<UInt8>(Lifecycle().snapshot.bits)
     /// Ends ``run()``'s serving: graceful shutdown, cancellation or ``shutdown()``.
     let stopRequested = OnceSignal()
@@ -63,8 +62,6 @@ public final class Node: Service, Sendable {
     private let leaseEnforced: Bool
     /// Where the node reads the time (``Configuration/clock``).
     let clock: any DNAClock
-    /// See ``NodeLease``.
-    private let lease: Mutex<NodeLease>
 
     struct Directory {
         var activations: [ActorID: any AnyActivation] = [:]
@@ -83,8 +80,6 @@ public final class Node: Service, Sendable {
     let origins: OriginTable
     /// The order of the requests of the clients connected to this node (see ``ClientOrder``).
     let clientOrder = ClientOrder()
-    /// The other nodes' heartbeat marks, watched on this node's clock before a takeover.
-    let silence = Mutex(SilenceWatch())
     /// Requests received since it left: it stops once they stop coming.
     let receivedAfterLeaving = Atomic<Int>(0)
     /// The state its heartbeats report while it serves.
@@ -93,18 +88,26 @@ public final class Node: Service, Sendable {
     /// The node's life now, without taking its lock.
     var lifeSnapshot: Lifecycle.Snapshot { Lifecycle.Snapshot(bits: lifeBits.load(ordering: .acquiring)) }
 
-    /// Changes the node's life (under its lock) and publishes its snapshot.
+    /// Feeds the node's state machine an event (under its lock) and publishes the life's
+    /// snapshot.
     @discardableResult
-    func updateLife<T>(_ body: (inout Lifecycle) -> T) -> T {
-        life.withLock { life in
-            let result = body(&life)
-            lifeBits.store(life.snapshot.bits, ordering: .releasing)
+    func update<T>(_ body: (inout Machine) -> T) -> T {
+        machine.withLock { machine in
+            let result = body(&machine)
+            lifeBits.store(machine.life.snapshot.bits, ordering: .releasing)
             return result
         }
     }
 
+    /// Changes the node's life (see ``update(_:)``).
+    @discardableResult
+    func updateLife<T>(_ body: (inout Lifecycle) -> T) -> T { update { body(&$0.life) } }
+
+    /// The membership as the node last read it from the store (a copy: one consistent view).
+    var membership: Membership { machine.withLock { $0.members } }
+
     /// Why the node failed to start, if it did.
-    var startFailure: (any Error)? { life.withLock { $0.failure } }
+    var startFailure: (any Error)? { machine.withLock { $0.life.failure } }
 
     /// Makes a node that will host `actors`. No I/O: the store is opened, the listener
     /// bound and the cluster joined in ``run()``. References work at once; messages sent
@@ -120,13 +123,14 @@ public final class Node: Service, Sendable {
         self.clock = configuration.clock
         let tracer = InstrumentationSystem.tracer
         self.tracer = tracer is NoOpTracer ? nil : tracer
-        self.lease = Mutex(NodeLease(failureTimeout: configuration.failureTimeout))
-        self.rebalancing = Mutex(
-            RebalanceState(
-                timing: RebalanceTiming(
+        let id = configuration.simulated?.nodeID ?? NodeID.random()
+        self.id = id
+        self.machine = Mutex(
+            Machine(
+                this: id, failureTimeout: configuration.failureTimeout,
+                rebalance: RebalanceTiming(
                     enabled: configuration.rebalancing.enabled, interval: configuration.rebalancing.interval,
                     heartbeatInterval: configuration.heartbeatInterval)))
-        self.id = configuration.simulated?.nodeID ?? NodeID.random()
         self.taskExecutor = configuration.simulated?.executor
         self.metrics = NodeMetrics(factory: configuration.simulated?.metrics ?? MetricsSystem.factory)
         self.origins = OriginTable(this: id.rawValue)
@@ -166,7 +170,7 @@ public final class Node: Service, Sendable {
 
     /// The address other nodes reach this one at (`"local"` for a single node, and until
     /// ``run()`` has bound the listener).
-    public var advertisedAddress: String { life.withLock { $0.advertisedAddress } }
+    public var advertisedAddress: String { machine.withLock { $0.life.advertisedAddress } }
 
     /// Returns once the node runs (its store open, its listener bound, the cluster joined).
     ///
@@ -302,20 +306,20 @@ public final class Node: Service, Sendable {
         case .cachedLocation:
             // Before the owner: a change after this read shows as a new generation.
             let generation = locations.generation
-            guard let owner = locations.owner(of: id), let (address, dead) = cluster.addressAndDeath(of: owner) else { return .nobody }
+            guard let owner = locations.owner(of: id), let (address, dead) = membership.addressAndDeath(of: owner) else { return .nobody }
             if dead {
                 locations.forget(id, ifAt: owner)
                 return .dead(owner)
             }
             return .node(owner, address, generation: generation)
         case .hashedNode:
-            return .placed(cluster.placement(of: id, this: self.id))
+            return .placed(membership.placement(of: id, this: self.id))
         case .lessLoadedNode:
-            return .placed(cluster.leastLoaded(this: self.id, thisLoad: thisLoad))
+            return .placed(membership.leastLoaded(this: self.id, thisLoad: thisLoad))
         case .labelledNode(let label):
-            return .placed(cluster.placement(of: id, excluding: self.id, label: label))
+            return .placed(membership.placement(of: id, excluding: self.id, label: label))
         case .otherNode:
-            return .placed(cluster.placement(of: id, excluding: self.id))
+            return .placed(membership.placement(of: id, excluding: self.id))
         }
     }
 
@@ -506,7 +510,7 @@ public final class Node: Service, Sendable {
         while !Task.isCancelled {
             do { try await clock.sleep(for: configuration.simulated?.retentionInterval ?? .seconds(60)) } catch { return }
             if lifeSnapshot.hasLeft { return }
-            guard !cluster.servingNodes(except: id).contains(where: { $0.id.rawValue < id.rawValue }) else { continue }
+            guard !membership.servingNodes(except: id).contains(where: { $0.id.rawValue < id.rawValue }) else { continue }
             do {
                 let trimmed = try await store.trimStreams()
                 if trimmed > 0 { logger.debug("stream records past their retention deleted", metadata: ["records": "\(trimmed)"]) }
@@ -523,13 +527,13 @@ public final class Node: Service, Sendable {
     var holdsLease: Bool {
         guard leaseEnforced else { return true }
         let now = clock.now
-        return lease.withLock { $0.holds(at: now) }
+        return machine.withLock { $0.lease.holds(at: now) }
     }
 
     /// What activations check before serving: the deadline and the generation of the lease.
     var leaseSnapshot: NodeLease.Snapshot {
         guard leaseEnforced else { return NodeLease.Snapshot(deadline: DNAInstant(nanoseconds: .max), generation: 0) }
-        return lease.withLock { $0.snapshot }
+        return machine.withLock { $0.lease.snapshot }
     }
 
     /// The lease an activation made now serves under.
@@ -539,12 +543,12 @@ public final class Node: Service, Sendable {
     /// after the moment it was sent (other nodes measure from when the store wrote it, later).
     func renewLease(state: NodeState) async throws(StoreError) {
         let sent = clock.now
-        let heartbeat = lease.withLock { $0.heartbeatSent(at: sent) }
+        let heartbeat = update { $0.heartbeatSent(at: sent) }
         let hosted = activationCount
         metrics.activationsHosted.record(hosted)
         try await store.heartbeat(node: id, state: state, activations: Int64(hosted))
         let acknowledged = clock.now
-        lease.withLock { $0.heartbeatSucceeded(heartbeat, at: acknowledged) }
+        update { $0.heartbeatSucceeded(heartbeat, at: acknowledged) }
     }
 
     private func passivationLoop() async {
@@ -608,9 +612,9 @@ public final class Node: Service, Sendable {
     /// Stops taking messages, lets every activation handle what it has and commit, gives
     /// the names back, marks the node `left` and closes the transport.
     private func stopServing() async {
-        if configuration.drainOnShutdown || life.withLock({ $0.drainRequested }), transport != nil,
+        if configuration.drainOnShutdown || machine.withLock({ $0.life.drainRequested }), transport != nil,
             !lifeSnapshot.drained,
-            !cluster.servingNodes(except: id).isEmpty
+            !membership.servingNodes(except: id).isEmpty
         {
             let report = await moveActivationsAway()
             logger.info("drained before stopping", metadata: ["moved": "\(report.moved)", "stopped": "\(report.stopped)"])

@@ -85,7 +85,7 @@ final class NodeEventHub: Sendable {
 }
 
 /// How a node last saw a member.
-enum MemberView: Equatable {
+package enum MemberView: Equatable, Sendable {
     case joining, up, draining, left, dead
 
     init(_ record: NodeRecord) {
@@ -117,33 +117,7 @@ enum MemberView: Equatable {
 extension Node {
     /// This node's own change, seen before the store shows it to anyone.
     func noteSelf(_ view: MemberView, _ event: NodeEvent) {
-        let changed = memberViews.withLock { views in
-            defer { views[id] = view }
-            return views[id] != view
-        }
-        if changed { eventHub.emit(event) }
-    }
-
-    /// Emits the membership changes `records` show since the last read.
-    func noteMembers(_ records: [NodeRecord]) {
-        let changes = memberViews.withLock { views -> [NodeEvent] in
-            var changes: [NodeEvent] = []
-            for record in records {
-                let view = MemberView(record)
-                if let event = view.event(from: views[record.id], record) { changes.append(event) }
-                views[record.id] = view
-            }
-            return changes
-        }
-        let joined = changes.contains { if case .nodeJoined(let node, _) = $0 { node != id } else { false } }
-        let asked = records.contains { $0.id == id && $0.rebalanceRequested }
-        if joined || asked {
-            rebalancing.withLock { state in
-                if joined { state.timing.nodeJoined() }
-                if asked { state.timing.roundAsked() }
-            }
-        }
-        for event in changes { eventHub.emit(event) }
+        if let event = update({ $0.selfChanged(to: view, event) }) { eventHub.emit(event) }
     }
 
     /// The events this node sees from now on, in the order it sees them, until it stops

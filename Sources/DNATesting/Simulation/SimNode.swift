@@ -25,18 +25,16 @@ final class SimNode {
     private var bootTime: Int64 = 0
     private var rate = 1.0
 
-    private var lease: NodeLease
+    /// `Node`'s own state machine: the lease, the membership view and the silence watch.
+    private var machine: NodeStateMachine<Never, Never>
     private var activations: [ActorID: SimActivation] = [:]
     private var links: [PeerAddress: SimLink] = [:]
     private var locations = LocationCache()
-    private var membership = ClusterState()
     private var pending: [UInt64: PendingSimCall] = [:]
     private var nextRequestID: UInt64 = 1
     /// `Node.sequencer`: numbers what this node sends, local or remote.
     private var lastSequence: UInt64 = 0
     private var origins = OriginTable(this: "")
-    /// The heartbeat marks of the other nodes, as `Node` watches them before a takeover.
-    private var silence = SilenceWatch()
     private var nextWaiter = 1
     private var clients: [SimClient] = []
     /// `Node.draining`: takes no new names, moves its activations away, then leaves.
@@ -50,7 +48,14 @@ final class SimNode {
     init(simulation: ClusterSimulation, slot: Int) {
         self.simulation = simulation
         self.slot = slot
-        lease = NodeLease(failureTimeout: simulation.configuration.failureTimeout)
+        machine = Self.machine(NodeID(rawValue: "n\(slot)"), simulation.configuration)
+    }
+
+    private static func machine(_ id: NodeID, _ configuration: SimulationConfiguration) -> NodeStateMachine<Never, Never> {
+        // Rounds are the simulation's own events here (``rebalanceRound()``), not ticks.
+        NodeStateMachine(
+            this: id, failureTimeout: configuration.failureTimeout,
+            rebalance: RebalanceTiming(enabled: false, interval: .seconds(60), heartbeatInterval: .seconds(1)))
     }
 
     /// This node's clock: monotonic, drifting from the store's by its rate.
@@ -82,13 +87,11 @@ final class SimNode {
         bootTime = simulation.now
         let drift = configuration.maxClockDrift
         rate = 1 + Double.random(in: -drift...drift, using: &simulation.random)
-        lease = NodeLease(failureTimeout: configuration.failureTimeout)
+        machine = Self.machine(id, configuration)
         activations = [:]
         links = [:]
         locations = LocationCache()
-        membership = ClusterState()
         origins = OriginTable(this: id.rawValue)
-        silence = SilenceWatch()
         lastSequence = 0
         pending = [:]
         clients = []
@@ -149,7 +152,7 @@ final class SimNode {
     // MARK: Lease and membership
 
     private func renewLease(_ completion: @escaping (Bool) -> Void) {
-        let heartbeat = lease.heartbeatSent(at: localNow)
+        let heartbeat = machine.heartbeatSent(at: localNow)
         let id = self.id
         let count = Int64(activations.count)
         let fails = simulation.now < heartbeatsFailUntil
@@ -158,7 +161,7 @@ final class SimNode {
             try state.heartbeat(node: id, state: nodeState, activations: count, now: now)
         } completion: { [self] result in
             if case .success = result {
-                lease.heartbeatSucceeded(heartbeat, at: localNow)
+                machine.heartbeatSucceeded(heartbeat, at: localNow)
                 completion(true)
             } else {
                 completion(false)
@@ -181,9 +184,8 @@ final class SimNode {
         } completion: {
             [self] result in
             guard case .success(let records) = result else { return }
-            silence.observe(records, at: localNow)
-            let dead = membership.update(records)
-            for address in membership.liveAddresses(except: id).sorted(by: { $0.description < $1.description }) {
+            let dead = machine.membersRead(records, at: localNow).died
+            for address in machine.members.liveAddresses(except: id).sorted(by: { $0.description < $1.description }) {
                 link(to: address).connectIfDisconnected()
             }
             guard !dead.isEmpty else { return }
@@ -199,7 +201,7 @@ final class SimNode {
         }
     }
 
-    var leaseSnapshot: NodeLease.Snapshot { lease.snapshot }
+    var leaseSnapshot: NodeLease.Snapshot { machine.lease.snapshot }
 
     // MARK: Delivery
 
@@ -222,11 +224,11 @@ final class SimNode {
                 activations[actor] = nil
             }
         }
-        if !claimHere, let owner = locations.owner(of: actor), let address = membership.address(of: owner) {
+        if !claimHere, let owner = locations.owner(of: actor), let address = machine.members.address(of: owner) {
             try sendRemote(envelope, to: actor, owner: owner, address: address)
             return
         }
-        if draining, !claimHere, let (owner, address) = membership.placement(of: actor, excluding: id) {
+        if draining, !claimHere, let (owner, address) = machine.members.placement(of: actor, excluding: id) {
             try sendRemote(envelope, to: actor, owner: owner, address: address)
             return
         }
@@ -310,7 +312,7 @@ final class SimNode {
     /// believed to be there are looked up afresh.
     func linkFailed(peer: PeerAddress, attempt: UInt64, error: TransportError) {
         let failed = pending.keys.sorted().filter { pending[$0]!.peer == peer && pending[$0]!.attempt == attempt }
-        var owners = Set(membership.nodes(at: peer))
+        var owners = Set(machine.members.nodes(at: peer))
         for requestID in failed { owners.insert(pending[requestID]!.owner) }
         locations.forget(owners: owners)
         for requestID in failed {
@@ -359,7 +361,7 @@ final class SimNode {
     /// `Activation.run`: carries out the machine's steps until it waits.
     func drive(_ activation: SimActivation) {
         while true {
-            let step = activation.machine.nextStep(now: localNow, lease: lease.snapshot)
+            let step = activation.machine.nextStep(now: localNow, lease: machine.lease.snapshot)
             switch step {
             case .handle(let batch, let refused):
                 for envelope in refused {
@@ -440,7 +442,7 @@ final class SimNode {
     /// the other serving nodes (the planner's shares), then record leaving, forward for two
     /// heartbeat intervals, and stop; the slot boots again later as a new node.
     func drain() {
-        guard isUp, !paused, !draining, !membership.servingNodes(except: id).isEmpty else { return }
+        guard isUp, !paused, !draining, !machine.members.servingNodes(except: id).isEmpty else { return }
         draining = true
         simulation.count("drain.started")
         simulation.trace("\(id) drains")
@@ -450,7 +452,7 @@ final class SimNode {
 
     private func drainRound(_ round: Int) {
         let remaining = activations.keys.sorted { $0.key < $1.key }
-        let others = membership.servingNodes(except: id)
+        let others = machine.members.servingNodes(except: id)
         if remaining.isEmpty || others.isEmpty || round > 100 {
             if !remaining.isEmpty { simulation.count("drain.gaveUp") }
             leave()
@@ -500,7 +502,7 @@ final class SimNode {
         guard !candidates.isEmpty else { return }
         let actor = candidates[Int.random(in: 0..<candidates.count, using: &simulation.migrationRandom)]
         // As `Node.migrate` checks: the target is a live member serving here's view.
-        let targets = membership.servingNodes(except: id)
+        let targets = machine.members.servingNodes(except: id)
         guard !targets.isEmpty, let activation = activations[actor] else { return }
         let target = targets[Int.random(in: 0..<targets.count, using: &simulation.migrationRandom)].id
         requestMove(activation, to: target)
@@ -525,7 +527,7 @@ final class SimNode {
     /// every move allowed, and moves away what the plan takes from this node.
     func rebalanceRound() {
         guard isUp, !paused, !draining else { return }
-        let loads = membership.rebalanceLoads(this: id, thisLoad: activations.count, thisRole: .eligible, excludedLabels: [])
+        let loads = machine.members.rebalanceLoads(this: id, thisLoad: activations.count, thisRole: .eligible, excludedLabels: [])
         guard let plan = try? RebalancePlanner.plan(nodes: loads, limits: .init(maxMoves: .max, maxFraction: 1)) else { return }
         simulation.count("rebalance.rounds")
         var candidates = activations.keys.sorted { $0.key < $1.key }[...]
@@ -549,7 +551,7 @@ final class SimNode {
             switch result {
             case .success:
                 simulation.trace("\(registration.actor) handed over to \(target)")
-                if let address = membership.address(of: target) {
+                if let address = machine.members.address(of: target) {
                     locations.record(target, for: activation.actor)
                     for envelope in queued {
                         do throws(DNAError) { try sendRemote(envelope, to: activation.actor, owner: target, address: address) } catch {
@@ -611,7 +613,7 @@ final class SimNode {
                         records: operations.map { StreamAppendRecord(key: Array(activation.actor.description.utf8), value: $0.key) })
                 ])
             switch activation.machine.handled(
-                operations: operations, held: held, now: localNow, lease: lease.snapshot, order: order, streams: streams)
+                operations: operations, held: held, now: localNow, lease: machine.lease.snapshot, order: order, streams: streams)
             {
             case .none: break
             case .commit(let commit): submit(commit, of: activation)
@@ -647,7 +649,7 @@ final class SimNode {
             }
             if let reply = envelope.reply {
                 if envelope.request.isImmediate {
-                    guard activation.machine.mayAnswer(now: localNow, lease: lease.snapshot) else {
+                    guard activation.machine.mayAnswer(now: localNow, lease: machine.lease.snapshot) else {
                         answer(reply, SimResult(activation.machine.leaseLostError(wrote: envelope.request.key != nil)))
                         handle(batch, in: activation, index: index + 1, operations: operations, held: held)
                         return
@@ -667,7 +669,7 @@ final class SimNode {
 
     /// `Activation.activate`: renew the lease if it ran out, claim, load, and start.
     private func activate(_ activation: SimActivation) {
-        guard lease.holds(at: localNow) else {
+        guard machine.lease.holds(at: localNow) else {
             renewLease { [self] renewed in
                 if renewed {
                     claim(activation)
@@ -681,8 +683,8 @@ final class SimNode {
     }
 
     private func claim(_ activation: SimActivation) {
-        let generation = lease.snapshot.generation
-        let request = ActivationRequest(actor: activation.actor, node: id, silentNodes: silence.silentNodes(at: localNow))
+        let generation = machine.lease.snapshot.generation
+        let request = ActivationRequest(actor: activation.actor, node: id, silentNodes: machine.silence.silentNodes(at: localNow))
         simulation.storeCall(from: self, "claim \(activation.actor)") { state, now throws(StoreError) in
             try state.activate(request, now: now)
         } completion: { [self] result in
@@ -693,7 +695,7 @@ final class SimNode {
                 activation.instance = Set(rows.map { String(decoding: $0.key, as: UTF8.self) })
                 finishActivation(activation, .granted(registration, leaseGeneration: generation, operations: []))
             case .success(.ownedElsewhere(let owner)):
-                guard let address = membership.address(of: owner) else {
+                guard let address = machine.members.address(of: owner) else {
                     finishActivation(activation, .failed(DNAError(.ownedElsewhere, "\(activation.actor) is active on \(owner)")))
                     return
                 }
