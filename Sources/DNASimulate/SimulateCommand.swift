@@ -64,7 +64,7 @@ struct SimulateCommand: ParsableCommand {
 
     @Option(
         help:
-            "Where the runtime engine's nodes place actors: first-receiver (default), least-loaded, consistent-hash, or mixed (drawn per seed)."
+            "Where the runtime engine's nodes place actors: first-receiver (default), least-loaded, consistent-hash, pinned (to a label every other node carries), or mixed (one of the first three, drawn per seed)."
     )
     var placement: PlacementChoice = .firstReceiver
 
@@ -72,6 +72,7 @@ struct SimulateCommand: ParsableCommand {
         case firstReceiver = "first-receiver"
         case leastLoaded = "least-loaded"
         case consistentHash = "consistent-hash"
+        case pinned
         case mixed
 
         var placement: Node.Placement? {
@@ -79,6 +80,7 @@ struct SimulateCommand: ParsableCommand {
             case .firstReceiver: .firstReceiver
             case .leastLoaded: .leastLoaded
             case .consistentHash: .consistentHash
+            case .pinned: .pinned(label: RuntimeSimulation.pinnedLabel)
             case .mixed: nil
             }
         }

@@ -35,6 +35,13 @@ struct RuntimeSimulationTests {
         }
     }
 
+    @Test("pinned placement: a name is claimed only by a node carrying the label, under faults")
+    func pinnedPlacement() throws {
+        let (status, output) = try Self.replay(["--seeds", "3", "--first", "31", "--seconds", "10", "--placement", "pinned"])
+        #expect(status == 0 && output.contains("no violation"), "\(output.suffix(600))")
+        #expect(output.contains("call.ok="), "calls got through: \(output.suffix(600))")
+    }
+
     @Test("a run injects faults and gets calls through")
     func runDoesSomething() async {
         var configuration = SimulationConfiguration(seed: 7)

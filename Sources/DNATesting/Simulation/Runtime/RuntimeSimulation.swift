@@ -102,6 +102,9 @@ public final class RuntimeSimulation: @unchecked Sendable {
     private var pipelineCheckedAt: Int64 = 0
     /// Where the nodes place actors this run (``SimulationConfiguration/placement``).
     let placement: Node.Placement
+    /// The label the nodes of even slots carry, for pinned placement (`Node.Placement.pinned`):
+    /// the others forward every name to them, and a name has nowhere to go while they are all down.
+    public static let pinnedLabel = "sim-zone"
 
     private var storeFailingUntil: Int64 = 0
     private var storeLosingAnswersUntil: Int64 = 0
@@ -266,6 +269,7 @@ public final class RuntimeSimulation: @unchecked Sendable {
         var cluster = Node.Cluster(name: "sim", listen: slot.address, secret: Array(repeating: 7, count: 16))
         cluster.maxHops = configuration.maxHops
         cluster.placement = placement
+        if case .pinned(let label) = placement, index.isMultiple(of: 2) { cluster.labels = [label] }
         cluster.drainOnShutdown = false
         settings.cluster = cluster
         settings.namespace = Self.actorNamespace
@@ -432,6 +436,11 @@ public final class RuntimeSimulation: @unchecked Sendable {
                 result = .failure(StoreError(.unavailable, "simulated: lock timeout or deadlock, rolled back"))
             } else {
                 let applied = started ? apply() : .failure(StoreError(.unavailable, "simulated: abandoned at its lease deadline"))
+                if case .pinned(let label) = placement, !slot.isMultiple(of: 2), case .success(let value) = applied,
+                    case .granted(let registration, _)? = value as? ActivationOutcome, registration.actor.namespace == Self.actorNamespace
+                {
+                    violation("pinned placement", "\(registration.actor) was claimed by n\(slot), which does not carry \(label)")
+                }
                 if now < storeLosingAnswersUntil && random.chance(0.5) {
                     count("store.answerLost")
                     result =
