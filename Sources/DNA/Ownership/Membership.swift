@@ -18,18 +18,26 @@ package struct Membership: Sendable {
 
     /// Replaces the membership with the store's view; returns the nodes that died since the
     /// last view (left, or no heartbeat within the failure timeout).
-    package mutating func update(_ records: [NodeRecord]) -> Set<NodeID> {
+    /// `each` sees every record with the one it replaces (`nil`: a node not seen before).
+    package mutating func update(
+        _ records: [NodeRecord], each: (_ old: NodeRecord?, _ new: NodeRecord) -> Void = { _, _ in }
+    ) -> Set<NodeID> {
         var died: Set<NodeID> = []
         // Updated in place: every node reads every other's row each heartbeat, and the set
         // of nodes rarely changes.
         for record in records {
-            let known = members[record.id]
-            // Parsed again only when it changed.
-            let address =
-                known.map { $0.record.address == record.address } == true ? known!.address : try? PeerAddress(parsing: record.address)
-            let member = Member(record: record, address: address, alive: record.isAlive)
-            if !member.alive && known?.alive != false { died.insert(record.id) }
-            members[record.id] = member
+            if let index = members.index(forKey: record.id) {
+                let known = members.values[index]
+                each(known.record, record)
+                if !record.isAlive && known.alive { died.insert(record.id) }
+                // Parsed again only when it changed.
+                let address = known.record.address == record.address ? known.address : try? PeerAddress(parsing: record.address)
+                members.values[index] = Member(record: record, address: address, alive: record.isAlive)
+            } else {
+                each(nil, record)
+                if !record.isAlive { died.insert(record.id) }
+                members[record.id] = Member(record: record, address: try? PeerAddress(parsing: record.address), alive: record.isAlive)
+            }
         }
         if members.count != records.count {
             let current = Set(records.map(\.id))
@@ -39,6 +47,9 @@ package struct Membership: Sendable {
     }
 
     package func address(of node: NodeID) -> PeerAddress? { members[node]?.address }
+
+    /// `node`'s row as last read.
+    package func record(of node: NodeID) -> NodeRecord? { members[node]?.record }
 
     /// `node`'s address and whether the view counts it dead, in one lookup (the routing of
     /// every forwarded message asks both); `nil` for a node not in the view.

@@ -81,17 +81,20 @@ package struct SilenceWatch: Sendable {
 
     /// The store's node rows, read at `now`. Nodes no longer listed are forgotten.
     package mutating func observe(_ records: [NodeRecord], at now: DNAInstant) {
-        var next: [NodeID: Watched] = [:]
-        next.reserveCapacity(records.count)
+        // In place: every node reads every other's row each heartbeat, and the set of
+        // nodes rarely changes.
         for record in records {
             let failureTimeout = Duration.milliseconds(record.failureTimeoutMilliseconds)
-            if let known = watched[record.id], known.stamp == record.heartbeatStamp {
-                next[record.id] = Watched(stamp: known.stamp, since: known.since, failureTimeout: failureTimeout)
+            if let index = watched.index(forKey: record.id), watched.values[index].stamp == record.heartbeatStamp {
+                watched.values[index].failureTimeout = failureTimeout
             } else {
-                next[record.id] = Watched(stamp: record.heartbeatStamp, since: now, failureTimeout: failureTimeout)
+                watched[record.id] = Watched(stamp: record.heartbeatStamp, since: now, failureTimeout: failureTimeout)
             }
         }
-        watched = next
+        if watched.count != records.count {
+            let current = Set(records.map(\.id))
+            watched = watched.filter { current.contains($0.key) }
+        }
     }
 
     /// Since when `node`'s mark has been seen unchanged, and its failure timeout; `nil` if

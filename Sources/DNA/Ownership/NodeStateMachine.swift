@@ -16,8 +16,9 @@ package struct NodeStateMachine<ReadyWaiter, StopWaiter> {
     package private(set) var lease: NodeLease
     package private(set) var members = Membership()
     package private(set) var silence = SilenceWatch()
-    /// How this node last saw each member (this one included), for ``NodeEvent``s.
-    private var views: [NodeID: MemberView] = [:]
+    /// How this node saw itself change before the store showed it (a drain, leaving): the
+    /// view its next event compares with, instead of its own last record.
+    private var selfView: MemberView?
     package private(set) var rebalance: RebalanceTiming
     /// Rounds made, and when the last one began.
     package private(set) var rebalanceRounds = 0
@@ -50,22 +51,26 @@ package struct NodeStateMachine<ReadyWaiter, StopWaiter> {
     package mutating func membersRead(_ records: [NodeRecord], at now: DNAInstant) -> MembersRead {
         silence.observe(records, at: now)
         var read = MembersRead()
-        read.died = members.update(records)
         var joined = false
         var asked = false
-        for record in records {
+        let this = this
+        var selfView = selfView
+        read.died = members.update(records) { old, record in
             let view = MemberView(record)
-            if let event = view.event(from: views[record.id], record) {
+            var seen = old.map(MemberView.init)
+            if record.id == this, let known = selfView {
+                seen = known
+                selfView = nil
+            }
+            if let event = view.event(from: seen, record) {
                 read.events.append(event)
                 if case .nodeJoined(let node, _) = event, node != this { joined = true }
             }
-            views[record.id] = view
             if !record.isAlive && record.state != .left { read.silent.insert(record.id) }
-            if record.id == this {
-                asked = record.rebalanceRequested
-                if record.state == .draining { read.drain = life.askedToDrain() }
-            }
+            if record.id == this { asked = record.rebalanceRequested }
         }
+        self.selfView = selfView
+        if records.contains(where: { $0.id == this && $0.state == .draining }) { read.drain = life.askedToDrain() }
         if joined { rebalance.nodeJoined() }
         if asked { rebalance.roundAsked() }
         return read
@@ -74,8 +79,9 @@ package struct NodeStateMachine<ReadyWaiter, StopWaiter> {
     /// This node's own change, before the store shows it to anyone: the event to emit, if
     /// it is one.
     package mutating func selfChanged(to view: MemberView, _ event: NodeEvent) -> NodeEvent? {
-        defer { views[this] = view }
-        return views[this] != view ? event : nil
+        let seen = selfView ?? members.record(of: this).map(MemberView.init)
+        selfView = view
+        return seen != view ? event : nil
     }
 
     // MARK: Lease

@@ -58,7 +58,7 @@ final class StageLeader: DurableActor {
                 wokenAt[partition] = checkpoint
                 try? node.cast(StagePull(), to: ActorID(namespace: stage.namespace, kind: stage.kind, key: String(partition)))
             }
-        } catch let error as StoreError where error.code == .notFound {
+        } catch  where error.code == .notFound {
             // No stream to lead: stop until one exists (the nodes' syncs start it again).
             context.cancelAlarm(Self.alarmName)
             context.deactivate()
