@@ -303,6 +303,8 @@ struct AllScenarios: AsyncParsableCommand {
     var messages: Int?
     @Option(help: "The count of every scenario that counts actors (default: each its own).")
     var actors: Int?
+    @Option(help: "Alarms for the alarms scenario (default 10,000).")
+    var alarms: Int?
 
     /// Each scenario's own arguments, as if typed: the count options it has.
     func scenarios() throws -> [any BenchScenario] {
@@ -320,7 +322,7 @@ struct AllScenarios: AsyncParsableCommand {
             try FailoverScenario.parse(shared + store),
             try DrainScenario.parse(shared + count("actors", actors)),
             try RebalanceScenario.parse(shared + count("actors", actors)),
-            try AlarmsScenario.parse(shared),
+            try AlarmsScenario.parse(shared + count("alarms", alarms)),
             try PipelineScenario.parse(shared + store + count("records", messages)),
         ]
     }
@@ -358,6 +360,12 @@ enum LegacyBenchArguments {
     ]
     static let takesActors: Set<String> = ["many-actors", "activation", "memory", "drain", "rebalance", "all"]
     static let takesStore: Set<String> = ["seed", "failover", "pipeline", "all"]
+    static let takesAlarms: Set<String> = ["alarms", "all"]
+    /// What `--scenario` named.
+    static let scenarios: Set<String> = [
+        "seed", "many-actors", "call-latency", "activation", "memory", "remote-calls", "transport", "failover", "drain", "rebalance",
+        "alarms", "pipeline", "all",
+    ]
 
     /// The arguments in the new spelling, or nil when they do not use `--scenario`.
     static func rewrite(_ arguments: [String]) throws -> [String]? {
@@ -372,29 +380,38 @@ enum LegacyBenchArguments {
             scenario = rest[flag + 1]
             rest.removeSubrange(flag...(flag + 1))
         }
+        guard scenarios.contains(scenario) else {
+            throw ValidationError("--scenario '\(scenario)' is not a scenario: \(scenarios.sorted().joined(separator: ", "))")
+        }
         var rewritten = [scenario]
         var index = 0
         while index < rest.count {
-            let argument = rest[index]
-            let value = index + 1 < rest.count ? rest[index + 1] : nil
-            switch argument {
-            case "--messages":
-                // Scenarios that never used it ignored it; so does the rewrite.
-                if let option = messagesOption[scenario], let value { rewritten += ["--\(option)", value] }
-                index += 2
-            case "--actors":
-                if takesActors.contains(scenario), let value { rewritten += ["--actors", value] }
-                index += 2
-            case "--alarms":
-                if scenario == "alarms", let value { rewritten += ["--alarms", value] }
-                index += 2
-            case "--store":
-                if takesStore.contains(scenario), let value { rewritten += ["--store", value] }
-                index += 2
-            default:
-                rewritten.append(argument)
-                index += 1
+            var argument = rest[index]
+            var value: String?
+            var consumed = 1
+            if argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") {
+                value = String(argument[argument.index(after: equals)...])
+                argument = String(argument[..<equals])
             }
+            let option: String?
+            switch argument {
+            case "--messages": option = messagesOption[scenario]
+            case "--actors": option = takesActors.contains(scenario) ? "actors" : nil
+            case "--alarms": option = takesAlarms.contains(scenario) ? "alarms" : nil
+            case "--store": option = takesStore.contains(scenario) ? "store" : nil
+            default:
+                rewritten.append(rest[index])
+                index += 1
+                continue
+            }
+            if value == nil {
+                guard index + 1 < rest.count, !rest[index + 1].hasPrefix("--") else { throw ValidationError("\(argument) needs a value") }
+                value = rest[index + 1]
+                consumed = 2
+            }
+            // Scenarios that never used the option ignored it; so does the rewrite.
+            if let option, let value { rewritten += ["--\(option)", value] }
+            index += consumed
         }
         return rewritten
     }

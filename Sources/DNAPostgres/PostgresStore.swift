@@ -32,8 +32,8 @@ public final class PostgresStore: ActorStore {
         guard configuration.pool.maximumConnections >= 1, configuration.maxOperationsPerStatement >= 1 else {
             throw StoreError(.invalidArgument, "pool.maximumConnections and maxOperationsPerStatement must be at least 1")
         }
-        guard configuration.pool.minimumConnections <= configuration.pool.maximumConnections else {
-            throw StoreError(.invalidArgument, "pool.minimumConnections must not exceed pool.maximumConnections")
+        guard (0...configuration.pool.maximumConnections).contains(configuration.pool.minimumConnections) else {
+            throw StoreError(.invalidArgument, "pool.minimumConnections must be from 0 to pool.maximumConnections")
         }
         self.configuration = configuration
         // The pool logs every failed connection attempt at `info`; while a server is down

@@ -157,6 +157,8 @@ struct PipelineProcessTests {
                 try await Self.consumed(store, ExamplePipeline.readings, by: DeviceTotals.kind.name) >= before + 3_000
             })
         let paused = try #require(try await Self.busiest(survivors, kind: CityTotals.kind.name, in: store))
+        let pausedOwns = try await store.registrations(kind: CityTotals.kind.name, limit: 1000).filter { $0.owner?.rawValue == paused.id }
+        try #require(!pausedOwns.isEmpty, "the node to pause hosts no consumer: the pause would prove nothing")
         try await paused.pause()
         // Past its failure timeout (1.5 s) the others take its consumers over; it wakes after.
         #expect(

@@ -188,7 +188,7 @@ struct RuntimeSemanticsTests {
         return (try await makeNode(.custom(store), commitTimeout: commitTimeout), store)
     }
 
-    @Test func aFailingCommitIsRetriedWhileItsCallersWait() async throws {
+    @Test(.timeLimit(.minutes(1))) func aFailingCommitIsRetriedWhileItsCallersWait() async throws {
         let directory = try TemporaryDirectory()
         let (node, store) = try await countedLockedNode(directory, commitTimeout: .seconds(30))
         let ref = try node.ref(Recorder.self, key: "retry")

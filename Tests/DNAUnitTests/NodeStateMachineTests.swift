@@ -78,8 +78,11 @@ struct NodeStateMachineTests {
         var machine = machine()
         #expect(machine.selfChanged(to: .draining, .nodeDraining(this)) == .nodeDraining(this))
         #expect(machine.selfChanged(to: .draining, .nodeDraining(this)) == nil)
-        // The store then shows it draining: no second event.
-        #expect(machine.membersRead([record("this", port: 1, state: .draining)], at: at(1)).events.isEmpty)
+        // A read from before the store had it (still up) makes no event and forgets nothing;
+        // the store then shows it draining: no second event.
+        #expect(machine.membersRead([record("this", port: 1)], at: at(1)).events.isEmpty)
+        #expect(machine.membersRead([record("this", port: 1, state: .draining)], at: at(2)).events.isEmpty)
+        #expect(machine.membersRead([record("this", port: 1, state: .draining)], at: at(3)).events.isEmpty)
     }
 
     @Test func theLeaseServesUntilFourFifthsOfTheFailureTimeoutAfterTheHeartbeatWasSent() {

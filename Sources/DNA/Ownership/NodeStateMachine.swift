@@ -58,13 +58,14 @@ package struct NodeStateMachine<ReadyWaiter, StopWaiter> {
         read.died = members.update(records) { old, record in
             let view = MemberView(record)
             var seen = old.map(MemberView.init)
-            if record.id == this, let known = selfView {
-                seen = known
-                selfView = nil
-            }
+            if record.id == this, let known = selfView { seen = known }
             if let event = view.event(from: seen, record) {
                 read.events.append(event)
                 if case .nodeJoined(let node, _) = event, node != this { joined = true }
+                if record.id == this { selfView = nil }
+            } else if record.id == this, view == selfView {
+                // The store shows the change now; a read from before it (still `up`) keeps it.
+                selfView = nil
             }
             if !record.isAlive && record.state != .left { read.silent.insert(record.id) }
             if record.id == this { asked = record.rebalanceRequested }
